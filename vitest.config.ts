@@ -1,0 +1,27 @@
+import {defineConfig} from 'vitest/config';
+
+// Two projects: fast pure/screen tests run in parallel; lab tests build network
+// namespaces with real sshd and iptables, so they run one file at a time.
+export default defineConfig({
+  test: {
+    projects: [
+      {
+        test: {
+          name: 'unit',
+          include: ['test/unit/**/*.test.ts', 'test/ui/**/*.test.tsx', 'test/ui/**/*.test.ts'],
+          env: {CI: 'false'},
+        },
+      },
+      {
+        test: {
+          name: 'lab',
+          include: ['test/lab/**/*.test.ts'],
+          fileParallelism: false,
+          testTimeout: 120_000,
+          hookTimeout: 180_000,
+          env: {CI: 'false'},
+        },
+      },
+    ],
+  },
+});
