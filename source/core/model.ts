@@ -38,6 +38,8 @@ export interface HostFacts {
   readonly interfaces: {readonly public?: string; readonly private?: string};
   /** Plain addresses (no prefix length), IPv4 and IPv6 mixed. */
   readonly addresses: {readonly public: readonly string[]; readonly private: readonly string[]};
+  /** The port sshd listens on for the operator's path (from the ssh destination or config); default 22. */
+  readonly sshPort?: number;
 }
 
 export interface FleetOptions {
