@@ -1,0 +1,666 @@
+// The inventory: the operator's description of the fleet (JSON), validated and normalized.
+// A zod schema checks the shape; a second pass over the same raw JSON checks meaning
+// (ports, addresses, references, jumps), so every problem is reported at once,
+// one line each, starting with its JSON path.
+import {z} from 'zod';
+import {canonicalAddress, parseAddress, parseCidrDetailed} from './addresses.js';
+import {InputError} from './errors.js';
+import {DEFAULT_OPTIONS} from './model.js';
+import type {FleetOptions, HostFacts, Opening, PortRange, Protocol} from './model.js';
+import {BUILTIN_ROLES} from './roles.js';
+
+/** A role as written under top-level `roles`: only the fields given (they replace the built-in's). */
+export interface RoleOverride {
+  readonly description?: string;
+  readonly accept?: readonly Opening[];
+  readonly peers?: readonly PortRange[];
+  readonly peersProto?: Protocol;
+}
+
+export interface HostEntry {
+  readonly name: string;
+  /** An alias from ~/.ssh/config or [user@]host[:port]. */
+  readonly ssh: string;
+  readonly roles: readonly string[];
+  /** An inventory host name or an ssh destination; used when the ssh config gives no ProxyJump. */
+  readonly jump?: string;
+  readonly allow: readonly Opening[];
+  /** Interface names given by the operator (a hint for discovery when addresses are not given). */
+  readonly interfaces?: {readonly public?: string; readonly private?: string};
+  /** Canonical plain addresses; present only together with `interfaces`. */
+  readonly addresses?: {readonly public: readonly string[]; readonly private: readonly string[]};
+}
+
+export interface Inventory {
+  readonly options: FleetOptions;
+  readonly roles: Readonly<Record<string, RoleOverride>>;
+  readonly hosts: readonly HostEntry[];
+}
+
+// ---------------------------------------------------------------------------
+// Shape
+
+const portSpec = z.union([z.number(), z.string()], {error: 'expected a port (80) or a port range ("8000-8100")'});
+const protocol = z.enum(['tcp', 'udp']);
+
+const roleOpeningSchema = z.strictObject({
+  ports: z.array(portSpec),
+  proto: protocol.optional(),
+  from: z.string(),
+});
+
+const roleSchema = z.strictObject({
+  description: z.string().optional(),
+  accept: z.array(roleOpeningSchema).optional(),
+  peers: z.array(portSpec).optional(),
+  peersProto: protocol.optional(),
+});
+
+const allowSchema = z.strictObject({
+  port: portSpec,
+  proto: protocol.optional(),
+  from: z.string(),
+});
+
+const sidesSchema = z.strictObject({public: z.string().optional(), private: z.string().optional()});
+const addressListsSchema = z.strictObject({
+  public: z.array(z.string()).optional(),
+  private: z.array(z.string()).optional(),
+});
+
+const hostSchema = z.strictObject({
+  name: z.string(),
+  ssh: z.string(),
+  roles: z.array(z.string()),
+  jump: z.string().optional(),
+  allow: z.array(allowSchema).optional(),
+  interfaces: sidesSchema.optional(),
+  addresses: addressListsSchema.optional(),
+});
+
+const inventorySchema = z.strictObject({
+  options: z
+    .strictObject({
+      strictOutbound: z.boolean().optional(),
+      trustPrivate: z.boolean().optional(),
+      logDrops: z.boolean().optional(),
+    })
+    .optional(),
+  roles: z.record(z.string(), roleSchema).optional(),
+  hosts: z.array(hostSchema),
+});
+
+type RawInventory = z.infer<typeof inventorySchema>;
+
+// ---------------------------------------------------------------------------
+// Paths and messages
+
+type PathKey = string | number;
+
+/** hosts[2].roles[0], roles.app.peers[1], roles["my role"]. */
+export function formatPath(path: readonly PropertyKey[]): string {
+  let text = '';
+  for (const key of path) {
+    if (typeof key === 'number') text += `[${key}]`;
+    else if (typeof key === 'string' && /^[A-Za-z_$][\w$-]*$/.test(key)) text += text === '' ? key : `.${key}`;
+    else text += `[${JSON.stringify(String(key))}]`;
+  }
+  return text === '' ? 'inventory' : text;
+}
+
+function describeValue(value: unknown): string {
+  if (value === undefined) return 'nothing';
+  if (value === null) return 'null';
+  if (Array.isArray(value)) return 'an array';
+  if (typeof value === 'object') return 'an object';
+  if (typeof value === 'string') return JSON.stringify(value);
+  return `${typeof value} ${String(value)}`;
+}
+
+/** The keys an object schema allows, found by walking the schema along the issue's path. */
+function allowedKeysAt(path: readonly PropertyKey[]): string[] | undefined {
+  let schema: unknown = inventorySchema;
+  for (const key of path) {
+    while (schema instanceof z.ZodOptional) schema = schema.unwrap();
+    if (schema instanceof z.ZodObject) schema = (schema.shape as Record<string, unknown>)[String(key)];
+    else if (schema instanceof z.ZodArray) schema = schema.element;
+    else if (schema instanceof z.ZodRecord) schema = schema.valueType;
+    else return undefined;
+  }
+  while (schema instanceof z.ZodOptional) schema = schema.unwrap();
+  return schema instanceof z.ZodObject ? Object.keys(schema.shape as Record<string, unknown>) : undefined;
+}
+
+function zodProblems(error: z.ZodError): string[] {
+  const problems: string[] = [];
+  for (const issue of error.issues) {
+    const at = formatPath(issue.path);
+    switch (issue.code) {
+      case 'unrecognized_keys': {
+        const allowed = allowedKeysAt(issue.path);
+        for (const key of issue.keys) {
+          problems.push(
+            `${formatPath([...issue.path, key])}: unknown key${allowed ? ` (allowed here: ${allowed.join(', ')})` : ''}`,
+          );
+        }
+        break;
+      }
+      case 'invalid_type':
+        problems.push(
+          issue.input === undefined
+            ? `${at}: missing (expected ${issue.expected})`
+            : `${at}: expected ${issue.expected}, got ${describeValue(issue.input)}`,
+        );
+        break;
+      case 'invalid_value':
+        problems.push(
+          `${at}: ${describeValue(issue.input)} is not one of ${issue.values.map((value) => String(value)).join(', ')}`,
+        );
+        break;
+      case 'invalid_union':
+        problems.push(`${at}: ${issue.message}, got ${describeValue(issue.input)}`);
+        break;
+      default:
+        problems.push(`${at}: ${issue.message}`);
+    }
+  }
+  return problems;
+}
+
+// ---------------------------------------------------------------------------
+// Leaf checks shared by the semantic pass
+
+export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
+/** Host and role names end up in rule comments, which hold 255 characters. */
+export const MAX_NAME_LENGTH = 63;
+/** Linux interface names: at most 15 characters; never starting with "-" (it would read as an option). */
+export const INTERFACE_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+/** Sources with a fixed meaning; never usable as a host or role name. */
+const RESERVED_SOURCES = ['internet', 'private'];
+
+type PortResult = {readonly ok: true; readonly range: PortRange} | {readonly ok: false; readonly reason: string};
+
+function isPort(value: number): boolean {
+  return Number.isInteger(value) && value >= 1 && value <= 65535;
+}
+
+/** 80, "80" or "8000-8100". */
+export function parsePortSpec(value: number | string): PortResult {
+  if (typeof value === 'number') {
+    if (!Number.isInteger(value)) return {ok: false, reason: `${value} is not a port (not a whole number)`};
+    if (!isPort(value)) return {ok: false, reason: `${value} is not a port (1-65535)`};
+    return {ok: true, range: {first: value, last: value}};
+  }
+  const single = /^\d+$/.exec(value);
+  if (single) {
+    const port = Number(value);
+    return isPort(port)
+      ? {ok: true, range: {first: port, last: port}}
+      : {ok: false, reason: `"${value}" is not a port (1-65535)`};
+  }
+  const range = /^(\d+)-(\d+)$/.exec(value);
+  if (!range) return {ok: false, reason: `${JSON.stringify(value)} is not a port or port range (use 80 or "8000-8100")`};
+  const first = Number(range[1]);
+  const last = Number(range[2]);
+  if (!isPort(first) || !isPort(last)) return {ok: false, reason: `"${value}" is not a port range (ports are 1-65535)`};
+  if (first > last) return {ok: false, reason: `"${value}" is not a port range (first > last)`};
+  return {ok: true, range: {first, last}};
+}
+
+export interface SshDestination {
+  readonly user?: string;
+  readonly host: string;
+  readonly port?: number;
+}
+
+/**
+ * `[user@]host[:port]`, IPv6 as `[addr]:port` (or a bare IPv6 address), or an ssh-config alias.
+ * Nothing may start with "-": the value ends up in an ssh argument list.
+ */
+export function parseSshDestination(text: string): SshDestination | undefined {
+  const match = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(.+)$/.exec(text);
+  if (!match) return undefined;
+  const user = match[1];
+  const rest = match[2] ?? '';
+  let host: string;
+  let portText: string | undefined;
+  const bracketed = /^\[([0-9A-Fa-f:.]+)\](?::(\d+))?$/.exec(rest);
+  if (bracketed) {
+    host = bracketed[1] ?? '';
+    if (parseAddress(host)?.family !== 6) return undefined;
+    portText = bracketed[2];
+  } else if (parseAddress(rest)?.family === 6) {
+    host = rest;
+  } else {
+    const plain = /^([A-Za-z0-9_][A-Za-z0-9._-]*)(?::(\d+))?$/.exec(rest);
+    if (!plain) return undefined;
+    host = plain[1] ?? '';
+    portText = plain[2];
+  }
+  let port: number | undefined;
+  if (portText !== undefined) {
+    port = Number(portText);
+    if (!isPort(port)) return undefined;
+  }
+  return {...(user === undefined ? {} : {user}), host, ...(port === undefined ? {} : {port})};
+}
+
+/** Same machine and port, whatever the login name or spelling of the address. */
+function destinationKey(destination: SshDestination): string {
+  const host = canonicalAddress(destination.host) ?? destination.host.toLowerCase();
+  return `${host}#${destination.port ?? ''}`;
+}
+
+// ---------------------------------------------------------------------------
+// Loose readers for the semantic pass: it runs even when the shape is wrong,
+// and simply skips the pieces zod already complained about.
+
+function asArray(value: unknown): readonly unknown[] {
+  return Array.isArray(value) ? value : [];
+}
+function asRecord(value: unknown): Readonly<Record<string, unknown>> | undefined {
+  return value !== null && typeof value === 'object' && !Array.isArray(value)
+    ? (value as Record<string, unknown>)
+    : undefined;
+}
+function asString(value: unknown): string | undefined {
+  return typeof value === 'string' ? value : undefined;
+}
+function asPortSpec(value: unknown): number | string | undefined {
+  return typeof value === 'number' || typeof value === 'string' ? value : undefined;
+}
+
+class Problems {
+  readonly lines: string[] = [];
+  add(path: readonly PathKey[], message: string): void {
+    this.lines.push(`${formatPath(path)}: ${message}`);
+  }
+}
+
+/** How a `from` is understood; the compiler uses the same resolution order. */
+export type SourceKind =
+  | {readonly kind: 'internet'}
+  | {readonly kind: 'private'}
+  | {readonly kind: 'role'; readonly role: string}
+  | {readonly kind: 'host'; readonly host: string}
+  | {readonly kind: 'cidr'; readonly family: 4 | 6; readonly cidr: string};
+
+export function classifySource(
+  from: string,
+  roleNames: ReadonlySet<string>,
+  hostNames: ReadonlySet<string>,
+): SourceKind | {readonly kind: 'invalid'; readonly reason: string} {
+  if (from === 'internet') return {kind: 'internet'};
+  if (from === 'private') return {kind: 'private'};
+  if (roleNames.has(from)) return {kind: 'role', role: from};
+  if (hostNames.has(from)) return {kind: 'host', host: from};
+  const looksLikeAddress = from.includes(':') || from.includes('/') || /^[\d.]+$/.test(from);
+  if (looksLikeAddress) {
+    const cidr = parseCidrDetailed(from);
+    if (cidr.ok) return {kind: 'cidr', family: cidr.cidr.family, cidr: cidr.cidr.text};
+    return {kind: 'invalid', reason: `${JSON.stringify(from)} ${cidr.reason}`};
+  }
+  return {
+    kind: 'invalid',
+    reason: `${JSON.stringify(from)} is not a role, a host, a CIDR, "internet" or "private" (roles: ${[...roleNames].sort().join(', ')})`,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// Validation
+
+export function parseInventoryText(text: string, label: string): Inventory {
+  let json: unknown;
+  try {
+    json = JSON.parse(text);
+  } catch (error) {
+    const reason = error instanceof Error ? error.message : String(error);
+    throw new InputError([`${label}: not valid JSON (${reason})`]);
+  }
+  return validateInventory(json);
+}
+
+export function validateInventory(json: unknown): Inventory {
+  const parsed = inventorySchema.safeParse(json, {reportInput: true});
+  const problems = new Problems();
+  if (!parsed.success) problems.lines.push(...zodProblems(parsed.error));
+  checkMeaning(json, problems);
+  if (problems.lines.length > 0 || !parsed.success) {
+    // Order by appearance is already path order within each pass; keep zod's lines first.
+    throw new InputError(problems.lines.length > 0 ? dedupe(problems.lines) : ['inventory: invalid']);
+  }
+  return normalize(parsed.data);
+}
+
+function dedupe(lines: readonly string[]): string[] {
+  return [...new Set(lines)];
+}
+
+function checkMeaning(json: unknown, problems: Problems): void {
+  const root = asRecord(json);
+  if (!root) return; // zod reported the wrong type
+  const rawRoles = asRecord(root['roles']) ?? {};
+  const rawHosts = asArray(root['hosts']);
+  if (Array.isArray(root['hosts']) && rawHosts.length === 0) {
+    problems.add(['hosts'], 'the fleet is empty (add at least one host)');
+  }
+
+  const roleNames = new Set<string>([...Object.keys(BUILTIN_ROLES), ...Object.keys(rawRoles)]);
+  const hostNames = new Set<string>();
+  for (const host of rawHosts) {
+    const name = asString(asRecord(host)?.['name']);
+    if (name !== undefined) hostNames.add(name);
+  }
+
+  // Role definitions.
+  for (const [roleName, rawRole] of Object.entries(rawRoles)) {
+    if (!NAME_PATTERN.test(roleName)) {
+      problems.add(['roles', roleName], `role name ${JSON.stringify(roleName)} may only use A-Z a-z 0-9 . _ -`);
+    } else if (roleName.length > MAX_NAME_LENGTH) {
+      problems.add(['roles', roleName], `role name is longer than ${MAX_NAME_LENGTH} characters`);
+    } else if (RESERVED_SOURCES.includes(roleName)) {
+      problems.add(['roles', roleName], `"${roleName}" is reserved (it already means a source)`);
+    }
+    const role = asRecord(rawRole);
+    if (!role) continue;
+    for (const [index, rawOpening] of asArray(role['accept']).entries()) {
+      const opening = asRecord(rawOpening);
+      if (!opening) continue;
+      const ports = asArray(opening['ports']);
+      if (Array.isArray(opening['ports']) && ports.length === 0) {
+        problems.add(['roles', roleName, 'accept', index, 'ports'], 'no ports given');
+      }
+      checkPorts(ports, ['roles', roleName, 'accept', index, 'ports'], problems);
+      checkSource(opening['from'], ['roles', roleName, 'accept', index, 'from'], roleNames, hostNames, problems);
+    }
+    checkPorts(asArray(role['peers']), ['roles', roleName, 'peers'], problems);
+  }
+
+  // Hosts.
+  const firstHostByName = new Map<string, number>();
+  const firstHostByDestination = new Map<string, number>();
+  const addressOwner = new Map<string, {index: number; name: string}>();
+  for (const [index, rawHost] of rawHosts.entries()) {
+    const host = asRecord(rawHost);
+    if (!host) continue;
+    const name = asString(host['name']);
+    if (name !== undefined) {
+      if (!NAME_PATTERN.test(name)) {
+        problems.add(['hosts', index, 'name'], `${JSON.stringify(name)} may only use A-Z a-z 0-9 . _ -`);
+      } else if (name.length > MAX_NAME_LENGTH) {
+        problems.add(['hosts', index, 'name'], `longer than ${MAX_NAME_LENGTH} characters`);
+      } else if (RESERVED_SOURCES.includes(name)) {
+        problems.add(['hosts', index, 'name'], `"${name}" is reserved (it already means a source)`);
+      } else if (parseAddress(name) !== undefined) {
+        problems.add(['hosts', index, 'name'], `"${name}" looks like an address (a "from" would be ambiguous)`);
+      } else if (roleNames.has(name)) {
+        problems.add(['hosts', index, 'name'], `"${name}" is also a role name (a "from" would be ambiguous)`);
+      }
+      const earlier = firstHostByName.get(name);
+      if (earlier === undefined) firstHostByName.set(name, index);
+      else problems.add(['hosts', index, 'name'], `duplicate name "${name}" (also hosts[${earlier}])`);
+    }
+
+    const ssh = asString(host['ssh']);
+    if (ssh !== undefined) {
+      const destination = parseSshDestination(ssh);
+      if (!destination) {
+        problems.add(
+          ['hosts', index, 'ssh'],
+          `${JSON.stringify(ssh)} is not an ssh destination (use an ssh config alias or [user@]host[:port])`,
+        );
+      } else {
+        const key = destinationKey(destination);
+        const earlier = firstHostByDestination.get(key);
+        if (earlier === undefined) firstHostByDestination.set(key, index);
+        else problems.add(['hosts', index, 'ssh'], `${JSON.stringify(ssh)} is the same destination as hosts[${earlier}]`);
+      }
+    }
+
+    const seenRoles = new Set<string>();
+    for (const [roleIndex, rawRoleName] of asArray(host['roles']).entries()) {
+      const roleName = asString(rawRoleName);
+      if (roleName === undefined) continue;
+      if (!roleNames.has(roleName)) {
+        problems.add(
+          ['hosts', index, 'roles', roleIndex],
+          `unknown role ${JSON.stringify(roleName)} (known: ${[...roleNames].sort().join(', ')})`,
+        );
+      } else if (seenRoles.has(roleName)) {
+        problems.add(['hosts', index, 'roles', roleIndex], `role "${roleName}" is listed twice`);
+      }
+      seenRoles.add(roleName);
+    }
+
+    const jump = asString(host['jump']);
+    if (jump !== undefined && !hostNames.has(jump)) {
+      if (/[@.:]/.test(jump)) {
+        if (!parseSshDestination(jump)) {
+          problems.add(['hosts', index, 'jump'], `${JSON.stringify(jump)} is not an ssh destination ([user@]host[:port])`);
+        }
+      } else {
+        problems.add(
+          ['hosts', index, 'jump'],
+          `"${jump}" points nowhere (not a host of this inventory; a destination needs @, . or :)`,
+        );
+      }
+    }
+
+    for (const [allowIndex, rawAllow] of asArray(host['allow']).entries()) {
+      const allow = asRecord(rawAllow);
+      if (!allow) continue;
+      const port = asPortSpec(allow['port']);
+      if (port !== undefined) {
+        const result = parsePortSpec(port);
+        if (!result.ok) problems.add(['hosts', index, 'allow', allowIndex, 'port'], result.reason);
+      }
+      checkSource(allow['from'], ['hosts', index, 'allow', allowIndex, 'from'], roleNames, hostNames, problems);
+    }
+
+    checkFacts(host, index, name ?? `hosts[${index}]`, addressOwner, problems);
+  }
+
+  checkJumpCircles(rawHosts, problems);
+}
+
+function checkPorts(ports: readonly unknown[], path: readonly PathKey[], problems: Problems): void {
+  for (const [index, rawPort] of ports.entries()) {
+    const port = asPortSpec(rawPort);
+    if (port === undefined) continue;
+    const result = parsePortSpec(port);
+    if (!result.ok) problems.add([...path, index], result.reason);
+  }
+}
+
+function checkSource(
+  rawFrom: unknown,
+  path: readonly PathKey[],
+  roleNames: ReadonlySet<string>,
+  hostNames: ReadonlySet<string>,
+  problems: Problems,
+): void {
+  const from = asString(rawFrom);
+  if (from === undefined) return;
+  const source = classifySource(from, roleNames, hostNames);
+  if (source.kind === 'invalid') problems.add(path, source.reason);
+}
+
+function checkFacts(
+  host: Readonly<Record<string, unknown>>,
+  index: number,
+  hostName: string,
+  addressOwner: Map<string, {index: number; name: string}>,
+  problems: Problems,
+): void {
+  const interfaces = asRecord(host['interfaces']);
+  const publicInterface = asString(interfaces?.['public']);
+  const privateInterface = asString(interfaces?.['private']);
+  for (const [side, name] of [
+    ['public', publicInterface],
+    ['private', privateInterface],
+  ] as const) {
+    if (name === undefined) continue;
+    if (name === 'lo') problems.add(['hosts', index, 'interfaces', side], '"lo" is the loopback interface');
+    else if (!INTERFACE_PATTERN.test(name)) {
+      problems.add(['hosts', index, 'interfaces', side], `${JSON.stringify(name)} is not an interface name`);
+    }
+  }
+  if (publicInterface !== undefined && publicInterface === privateInterface) {
+    problems.add(['hosts', index, 'interfaces', 'private'], `"${privateInterface}" is also the public interface`);
+  }
+
+  const addresses = asRecord(host['addresses']);
+  if (host['addresses'] === undefined || !addresses) return;
+  if (host['interfaces'] === undefined) {
+    problems.add(['hosts', index, 'addresses'], 'addresses given without interfaces (give both, or neither to discover them)');
+  }
+  const seenOnHost = new Map<string, string>();
+  for (const side of ['public', 'private'] as const) {
+    const list = asArray(addresses[side]);
+    const interfaceName = side === 'public' ? publicInterface : privateInterface;
+    if (interfaces && list.length > 0 && interfaceName === undefined) {
+      problems.add(['hosts', index, 'addresses', side], `${side} addresses given without interfaces.${side}`);
+    }
+    if (interfaces && list.length === 0 && interfaceName !== undefined) {
+      problems.add(['hosts', index, 'interfaces', side], `a ${side} interface given without addresses.${side}`);
+    }
+    for (const [addressIndex, rawAddress] of list.entries()) {
+      const text = asString(rawAddress);
+      if (text === undefined) continue;
+      const path = ['hosts', index, 'addresses', side, addressIndex];
+      if (text.includes('/')) {
+        problems.add(path, `${JSON.stringify(text)} is not an address (give it without /prefix)`);
+        continue;
+      }
+      const canonical = canonicalAddress(text);
+      if (canonical === undefined) {
+        problems.add(path, `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
+        continue;
+      }
+      const sideSeen = seenOnHost.get(canonical);
+      if (sideSeen !== undefined) {
+        problems.add(path, sideSeen === side ? `${canonical} is listed twice` : `${canonical} is also listed as ${sideSeen}`);
+        continue;
+      }
+      seenOnHost.set(canonical, side);
+      const owner = addressOwner.get(canonical);
+      if (owner !== undefined && owner.index !== index) {
+        problems.add(path, `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
+      } else {
+        addressOwner.set(canonical, {index, name: hostName});
+      }
+    }
+  }
+}
+
+function checkJumpCircles(rawHosts: readonly unknown[], problems: Problems): void {
+  const jumpOf = new Map<string, string>();
+  const indexOf = new Map<string, number>();
+  for (const [index, rawHost] of rawHosts.entries()) {
+    const host = asRecord(rawHost);
+    const name = asString(host?.['name']);
+    const jump = asString(host?.['jump']);
+    if (name === undefined || indexOf.has(name)) continue;
+    indexOf.set(name, index);
+    if (jump !== undefined) jumpOf.set(name, jump);
+  }
+  for (const [name, index] of indexOf) {
+    const jump = jumpOf.get(name);
+    if (jump === undefined || !indexOf.has(jump)) continue;
+    if (jump === name) {
+      problems.add(['hosts', index, 'jump'], `"${name}" jumps through itself`);
+      continue;
+    }
+    // Follow the chain; report when it comes back to this host.
+    const chain = [name];
+    let current: string | undefined = jump;
+    while (current !== undefined && indexOf.has(current) && !chain.includes(current)) {
+      chain.push(current);
+      current = jumpOf.get(current);
+    }
+    if (current === name) {
+      problems.add(['hosts', index, 'jump'], `jump hosts go in a circle (${[...chain, name].join(' -> ')})`);
+    }
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Normalization (only reached when everything above passed)
+
+function portRanges(specs: readonly (number | string)[]): PortRange[] {
+  return specs.map((spec) => {
+    const result = parsePortSpec(spec);
+    if (!result.ok) throw new Error(`unreachable: validated port ${String(spec)}`);
+    return result.range;
+  });
+}
+
+function normalize(raw: RawInventory): Inventory {
+  const roles: Record<string, RoleOverride> = {};
+  for (const [name, role] of Object.entries(raw.roles ?? {})) {
+    roles[name] = {
+      ...(role.description === undefined ? {} : {description: role.description}),
+      ...(role.accept === undefined
+        ? {}
+        : {
+            accept: role.accept.map((opening) => ({
+              ports: portRanges(opening.ports),
+              proto: opening.proto ?? 'tcp',
+              from: opening.from,
+            })),
+          }),
+      ...(role.peers === undefined ? {} : {peers: portRanges(role.peers)}),
+      ...(role.peersProto === undefined ? {} : {peersProto: role.peersProto}),
+    };
+  }
+  const hosts: HostEntry[] = raw.hosts.map((host) => ({
+    name: host.name,
+    ssh: host.ssh,
+    roles: [...host.roles],
+    ...(host.jump === undefined ? {} : {jump: host.jump}),
+    allow: (host.allow ?? []).map((allow) => ({
+      ports: portRanges([allow.port]),
+      proto: allow.proto ?? 'tcp',
+      from: allow.from,
+    })),
+    ...(host.interfaces === undefined
+      ? {}
+      : {
+          interfaces: {
+            ...(host.interfaces.public === undefined ? {} : {public: host.interfaces.public}),
+            ...(host.interfaces.private === undefined ? {} : {private: host.interfaces.private}),
+          },
+        }),
+    ...(host.addresses === undefined
+      ? {}
+      : {
+          addresses: {
+            public: (host.addresses.public ?? []).map((address) => canonicalAddress(address) ?? address),
+            private: (host.addresses.private ?? []).map((address) => canonicalAddress(address) ?? address),
+          },
+        }),
+  }));
+  return {options: {...DEFAULT_OPTIONS, ...raw.options}, roles, hosts};
+}
+
+// ---------------------------------------------------------------------------
+
+/** The ssh port the operator reaches this host on, when the destination says it. */
+export function sshPortOf(host: HostEntry): number | undefined {
+  return parseSshDestination(host.ssh)?.port;
+}
+
+/** Facts written in the inventory (both interfaces and addresses given), else undefined: discover them. */
+export function factsFromInventory(host: HostEntry): HostFacts | undefined {
+  if (!host.interfaces || !host.addresses) return undefined;
+  const sshPort = sshPortOf(host);
+  return {
+    interfaces: {...host.interfaces},
+    addresses: {public: [...host.addresses.public], private: [...host.addresses.private]},
+    ...(sshPort === undefined ? {} : {sshPort}),
+  };
+}
+
+export function fleetOptions(inv: Inventory): FleetOptions {
+  return inv.options;
+}
