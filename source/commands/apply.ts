@@ -1,13 +1,272 @@
-import type {Command} from './command.js';
+import {readFileSync} from 'node:fs';
+import {homedir} from 'node:os';
+import path from 'node:path';
+import {createInterface} from 'node:readline';
+import {EXIT, InputError, RefusedError, UsageError} from '../core/errors.js';
+import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
+import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
+import type {HostFacts} from '../core/model.js';
+import {parseSshConnection} from '../core/discovery/index.js';
+import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
+import {discoverHost, DISCOVERY_COMMANDS} from '../remote/discovery.js';
+import {
+  applyFleet,
+  confirmFleet,
+  FleetApplyError,
+  outcomeExitCode,
+  rollbackFleet,
+  type FleetHostPlan,
+  type HostOutcome,
+  type OnProgress,
+  type PendingFleetBatch,
+} from '../remote/fleet-apply.js';
+import {LocalState} from '../remote/local-state.js';
+import type {Connector, HostTarget} from '../remote/types.js';
+import {stringList, stringOption, type CliIo, type Command, type OptionValues} from './command.js';
+import {buildPlan, offlineSsh} from './plan.js';
 
-// Placeholder until its issue lands: refuses clearly instead of pretending.
+// ---------------------------------------------------------------------------
+// Shared by apply / confirm / rollback / status: the inventory, the hosts chosen, a connector.
+
+export interface FleetContext {
+  readonly file: string;
+  readonly inventory: Inventory;
+  /** The hosts the command acts on (--host, else all), in inventory order. */
+  readonly selected: readonly HostTarget[];
+  readonly allTargets: readonly HostTarget[];
+  readonly home: string;
+  readonly connector: Connector;
+  readonly localState: LocalState;
+}
+
+export function readInventoryFile(file: string, io: CliIo): Inventory {
+  let text: string;
+  try {
+    text = readFileSync(path.resolve(io.cwd, file), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError([`--inventory: cannot read ${file}${code === 'ENOENT' ? ' (no such file)' : code ? ` (${code})` : ''}`]);
+  }
+  return parseInventoryText(text, file);
+}
+
+export function fleetContext(values: OptionValues, io: CliIo, options: {acceptNew?: boolean} = {}): FleetContext {
+  const file = stringOption(values, 'inventory');
+  if (file === undefined) throw new UsageError('--inventory FILE is required');
+  const inventory = readInventoryFile(file, io);
+  const names = stringList(values, 'host');
+  const known = new Set(inventory.hosts.map((host) => host.name));
+  const unknown = names.filter((name) => !known.has(name));
+  if (unknown.length > 0) {
+    throw new InputError(unknown.map((name) => `--host: no host "${name}" in ${file} (hosts: ${[...known].join(', ')})`));
+  }
+  const allTargets: HostTarget[] = inventory.hosts.map((host) => ({name: host.name, ssh: host.ssh, ...(host.jump === undefined ? {} : {jump: host.jump})}));
+  const selected = names.length === 0 ? allTargets : allTargets.filter((target) => names.includes(target.name));
+  const home = io.env.HOME ?? homedir();
+  const connector = createConnector({home, env: io.env, prompter: HEADLESS_PROMPTER, acceptNew: options.acceptNew === true, inventoryHosts: allTargets});
+  return {file, inventory, selected, allTargets, home, connector, localState: new LocalState()};
+}
+
+/** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
+export function stderrProgress(io: CliIo): OnProgress {
+  return (event) => {
+    if (event.status === 'running') return;
+    const detail = event.detail ? `  ${event.detail}` : '';
+    io.stderr.write(`${event.host.padEnd(14)} ${event.step.padEnd(9)} ${event.status}${detail}\n`);
+  };
+}
+
+export function printOutcomes(io: CliIo, verb: string, outcomes: readonly HostOutcome[]): number {
+  for (const outcome of outcomes) io.stdout.write(`${outcome.host}: ${outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
+  return outcomeExitCode(outcomes);
+}
+
+// ---------------------------------------------------------------------------
+// Facts and the lockout check
+
+/**
+ * Facts for every inventory host (the compiler needs the whole fleet to write peers): from the
+ * inventory when it gives them, else discovered over SSH. Also the operator's address as each
+ * directly reached host sees it ($SSH_CONNECTION), for the lockout check.
+ */
+async function gatherFacts(context: FleetContext, emit: (line: string) => void): Promise<{facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
+  const facts = new Map<string, HostFacts>();
+  const resolved = offlineSsh(context.inventory, context.home);
+  const sources = new Map<string, string>();
+  await Promise.all(
+    context.inventory.hosts.map(async (host) => {
+      const target = context.allTargets.find((candidate) => candidate.name === host.name) as HostTarget;
+      const written = factsFromInventory(host);
+      const direct = resolved.get(host.name)?.proxyJump === undefined && host.jump === undefined;
+      const isSelected = context.selected.some((candidate) => candidate.name === host.name);
+      if (written) {
+        facts.set(host.name, written);
+        if (direct && isSelected) {
+          // The operator's address as the server sees it: the lockout check needs it for direct paths.
+          const remote = await context.connector.connect(target);
+          const session = await remote.exec(DISCOVERY_COMMANDS.sshConnection);
+          const parsed = session.code === 0 ? parseSshConnection(session.stdout) : undefined;
+          if (parsed) sources.set(host.name, parsed.clientAddress);
+        }
+        return;
+      }
+      emit(`${host.name.padEnd(14)} discover  (no addresses in the inventory)\n`);
+      const discovery = await discoverHost(await context.connector.connect(target));
+      facts.set(host.name, discovery.facts);
+      if (discovery.sshConnection) sources.set(host.name, discovery.sshConnection.clientAddress);
+    }),
+  );
+  for (const [name, source] of sources) resolved.set(name, {...resolved.get(name), source});
+  return {facts, resolved};
+}
+
+export interface ApplyRequest {
+  readonly context: FleetContext;
+  readonly timeoutSeconds: number;
+  readonly onProgress: OnProgress;
+  /** Lockout warnings (not errors) go here. */
+  readonly onWarning?: (line: string) => void;
+}
+
+/**
+ * Compiles the inventory, refuses a plan that cuts the operator's SSH path (RefusedError, before
+ * any host is touched), then applies to the selected hosts as one batch. Resolves with the
+ * pending batch; FleetApplyError when it failed (and was rolled back or released).
+ */
+export async function applyInventory(request: ApplyRequest): Promise<PendingFleetBatch> {
+  const {context} = request;
+  const warn = request.onWarning ?? (() => undefined);
+  const {facts, resolved} = await gatherFacts(context, warn);
+  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: false});
+  const selectedNames = new Set(context.selected.map((target) => target.name));
+  const findings = plan.lockout.filter((finding) => selectedNames.has(finding.host));
+  for (const line of formatLockout(findings.filter((finding) => finding.severity === 'warning'))) warn(`${line}\n`);
+  const plans: FleetHostPlan[] = context.selected.map((target) => {
+    const host = plan.hosts.find((candidate) => candidate.name === target.name);
+    if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
+    const jump = resolved.get(target.name)?.proxyJump ?? target.jump;
+    const via = jump !== undefined && context.inventory.hosts.some((candidate) => candidate.name === jump) ? [jump] : [];
+    return {target, candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, via};
+  });
+  return applyFleet({
+    connector: context.connector,
+    hosts: plans,
+    timeoutSeconds: request.timeoutSeconds,
+    onProgress: request.onProgress,
+    localState: context.localState,
+    preflight: () => formatLockout(findings.filter((finding) => finding.severity === 'error')),
+  });
+}
+
+// ---------------------------------------------------------------------------
+// The command
+
+const MIN_TIMEOUT = 5;
+const MAX_TIMEOUT = 3600;
+
+function parseTimeout(value: string | undefined): number {
+  if (value === undefined) return 120;
+  if (!/^\d+$/.test(value) || Number(value) < MIN_TIMEOUT || Number(value) > MAX_TIMEOUT) {
+    throw new InputError([`--timeout: "${value}" is not a whole number of seconds between ${MIN_TIMEOUT} and ${MAX_TIMEOUT}`]);
+  }
+  return Number(value);
+}
+
+/** "keep? [y/N]" with the seconds left; resolves false on anything but y/yes, or when time runs out. */
+async function askKeep(io: CliIo, deadline: number): Promise<boolean> {
+  const rl = createInterface({input: process.stdin, output: io.stderr as NodeJS.WritableStream, terminal: true});
+  try {
+    return await new Promise<boolean>((resolve) => {
+      const secondsLeft = (): number => Math.max(0, Math.ceil((deadline - Date.now()) / 1000));
+      const prompt = (): void => rl.setPrompt(`keep the new rules? [y/N] (rolls back by itself in ${secondsLeft()} s) `);
+      prompt();
+      rl.prompt();
+      const ticker = setInterval(() => {
+        if (secondsLeft() <= 0) {
+          clearInterval(ticker);
+          io.stderr.write('\n');
+          resolve(false);
+          return;
+        }
+        prompt();
+        // Redraw the line with the new count, keeping what was typed.
+        (rl as unknown as {_refreshLine?: () => void})._refreshLine?.();
+      }, 1000);
+      rl.once('line', (answer) => {
+        clearInterval(ticker);
+        resolve(/^(y|yes)$/i.test(answer.trim()));
+      });
+      rl.once('close', () => {
+        clearInterval(ticker);
+        resolve(false);
+      });
+    });
+  } finally {
+    rl.close();
+  }
+}
+
+function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch): void {
+  const hostArgs = context.selected.length === context.allTargets.length ? '' : context.selected.map((target) => ` --host ${target.name}`).join('');
+  io.stdout.write(
+    `applied batch ${batch.batch} to ${batch.hosts.join(', ')}; every host passed its check over a new SSH connection.\n` +
+      `Each server rolls back by itself at ${new Date(batch.deadline).toISOString()} (in ${batch.timeoutSeconds} s) unless you run:\n` +
+      `  isolate-wizard confirm --inventory ${context.file}${hostArgs}\n`,
+  );
+}
+
 export const applyCommand: Command = {
   name: 'apply',
-  summary: '(not available yet)',
-  usage: '',
-  options: {},
-  async run(_values, _positionals, io) {
-    io.stderr.write('isolate-wizard: apply is not available in this build yet\n');
-    return 1;
+  summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
+  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--accept-new] [--install-persistence]',
+  options: {
+    inventory: {type: 'string', short: 'i'},
+    host: {type: 'string', multiple: true},
+    timeout: {type: 'string'},
+    yes: {type: 'boolean', short: 'y'},
+    'accept-new': {type: 'boolean'},
+    'install-persistence': {type: 'boolean'},
+  },
+  async run(values, _positionals, io) {
+    const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
+    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const onProgress = stderrProgress(io);
+    try {
+      let batch: PendingFleetBatch;
+      try {
+        batch = await applyInventory({context, timeoutSeconds, onProgress, onWarning: (line) => io.stderr.write(line)});
+      } catch (error) {
+        if (error instanceof FleetApplyError) {
+          for (const problem of error.problems) io.stderr.write(`isolate-wizard: ${problem}\n`);
+          return error.exitCode;
+        }
+        throw error;
+      }
+      const installPersistence = values['install-persistence'] === true;
+      let keep: boolean;
+      if (values['yes'] === true) keep = true;
+      else if (!io.isTTY) {
+        printPending(io, context, batch);
+        return EXIT.ok;
+      } else keep = await askKeep(io, batch.deadline);
+
+      const targets = context.selected;
+      if (keep) {
+        const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence});
+        return printOutcomes(io, 'kept', outcomes);
+      }
+      if (Date.now() >= batch.deadline) {
+        io.stdout.write(`not confirmed in time: every server rolled back by itself to its previous rules (batch ${batch.batch}).\n`);
+        return EXIT.rolledBack;
+      }
+      const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState});
+      const code = printOutcomes(io, 'rolled back', outcomes);
+      return code === EXIT.ok ? EXIT.rolledBack : code;
+    } catch (error) {
+      if (error instanceof RefusedError) throw new RefusedError(`refused, nothing was changed: ${error.message}`);
+      throw error;
+    } finally {
+      await context.connector.closeAll().catch(() => undefined);
+    }
   },
 };

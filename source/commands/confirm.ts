@@ -1,13 +1,42 @@
+import {confirmFleet} from '../remote/fleet-apply.js';
+import type {HostTarget} from '../remote/types.js';
 import type {Command} from './command.js';
+import {fleetContext, printOutcomes, stderrProgress, type FleetContext} from './apply.js';
 
-// Placeholder until its issue lands: refuses clearly instead of pretending.
+/**
+ * The hosts to act on: --host when given; else the hosts this machine applied a batch to that is
+ * still pending; else every inventory host (each server knows its own batch).
+ */
+export function pendingTargets(context: FleetContext, explicit: boolean): readonly HostTarget[] {
+  if (explicit) return context.selected;
+  const pending = context.selected.filter((target) => context.localState.host(target.name)?.phase === 'pending');
+  return pending.length > 0 ? pending : context.selected;
+}
+
 export const confirmCommand: Command = {
   name: 'confirm',
-  summary: '(not available yet)',
-  usage: '',
-  options: {},
-  async run(_values, _positionals, io) {
-    io.stderr.write('isolate-wizard: confirm is not available in this build yet\n');
-    return 1;
+  summary: 'keep the rules of a pending apply: cancel each server\'s rollback timer and save the rules for boot',
+  usage: '--inventory FILE [--host NAME ...] [--accept-new] [--install-persistence]',
+  options: {
+    inventory: {type: 'string', short: 'i'},
+    host: {type: 'string', multiple: true},
+    'accept-new': {type: 'boolean'},
+    'install-persistence': {type: 'boolean'},
+  },
+  async run(values, _positionals, io) {
+    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    try {
+      const hosts = pendingTargets(context, values['host'] !== undefined);
+      const outcomes = await confirmFleet({
+        connector: context.connector,
+        hosts,
+        onProgress: stderrProgress(io),
+        localState: context.localState,
+        installPersistence: values['install-persistence'] === true,
+      });
+      return printOutcomes(io, 'kept', outcomes);
+    } finally {
+      await context.connector.closeAll().catch(() => undefined);
+    }
   },
 };

@@ -1,13 +1,112 @@
-import type {Command} from './command.js';
+// `isolate-wizard discover`: what each server has (interfaces, services, firewall), headless.
+import {readFileSync} from 'node:fs';
+import {homedir} from 'node:os';
+import path from 'node:path';
+import {InputError, EXIT} from '../core/errors.js';
+import {parseInventoryText} from '../core/inventory.js';
+import type {HostDiscovery} from '../core/discovery/index.js';
+import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
+import {discoverFleet, type FleetDiscoveryResult} from '../remote/discovery.js';
+import type {HostTarget} from '../remote/types.js';
+import {stringList, stringOption, type Command} from './command.js';
 
-// Placeholder until its issue lands: refuses clearly instead of pretending.
 export const discoverCommand: Command = {
   name: 'discover',
-  summary: '(not available yet)',
-  usage: '',
-  options: {},
-  async run(_values, _positionals, io) {
-    io.stderr.write('isolate-wizard: discover is not available in this build yet\n');
-    return 1;
+  summary: "connect to every host and report its interfaces, listening services, firewall and suggested roles",
+  usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
+  options: {
+    inventory: {type: 'string', short: 'i'},
+    host: {type: 'string', multiple: true},
+    json: {type: 'boolean'},
+    'accept-new': {type: 'boolean'},
+  },
+  async run(values, _positionals, io) {
+    const inventoryPath = stringOption(values, 'inventory');
+    if (!inventoryPath) throw new InputError(['--inventory FILE is required']);
+    const file = path.resolve(io.cwd, inventoryPath);
+    let text: string;
+    try {
+      text = readFileSync(file, 'utf8');
+    } catch (error) {
+      const code = (error as NodeJS.ErrnoException).code;
+      throw new InputError([`${inventoryPath}: cannot read the inventory (${code ?? String(error)})`]);
+    }
+    const inventory = parseInventoryText(text, inventoryPath);
+    const allTargets: HostTarget[] = inventory.hosts.map((host) => ({
+      name: host.name,
+      ssh: host.ssh,
+      ...(host.jump === undefined ? {} : {jump: host.jump}),
+    }));
+    const wanted = stringList(values, 'host');
+    const unknown = wanted.filter((name) => !allTargets.some((target) => target.name === name));
+    if (unknown.length > 0) throw new InputError(unknown.map((name) => `--host ${name}: no such host in ${inventoryPath}`));
+    const targets = wanted.length > 0 ? allTargets.filter((target) => wanted.includes(target.name)) : allTargets;
+
+    const connector = createConnector({
+      home: io.env['HOME'] || homedir(),
+      env: io.env,
+      prompter: HEADLESS_PROMPTER,
+      acceptNew: values['accept-new'] === true,
+      inventoryHosts: allTargets,
+    });
+    let results: FleetDiscoveryResult[];
+    try {
+      results = await discoverFleet(connector, targets);
+    } finally {
+      await connector.closeAll();
+    }
+
+    if (values['json'] === true) {
+      io.stdout.write(`${JSON.stringify({hosts: results}, null, 2)}\n`);
+    } else {
+      io.stdout.write(results.filter((result) => result.ok).map((result) => formatHost(result.discovery)).join('\n'));
+    }
+    for (const result of results) {
+      if (!result.ok) io.stderr.write(`isolate-wizard: ${result.error}\n`);
+    }
+    if (results.some((result) => !result.ok && result.refused)) return EXIT.refused;
+    return results.every((result) => result.ok) ? EXIT.ok : EXIT.failed;
   },
 };
+
+/** A readable block per host. */
+export function formatHost(discovery: HostDiscovery): string {
+  const lines: string[] = [];
+  const os = discovery.os.prettyName ?? discovery.os.id ?? 'unknown OS';
+  lines.push(`${discovery.host}  ${discovery.route}  (${os})`);
+  lines.push('  interfaces:');
+  const width = Math.max(4, ...discovery.interfaces.map((item) => item.name.length));
+  for (const item of discovery.interfaces) {
+    const routes = [item.defaultRoute.v4 ? 'v4' : '', item.defaultRoute.v6 ? 'v6' : ''].filter(Boolean).join('+');
+    const extras = [routes ? `default route ${routes}` : '', item.note ?? ''].filter(Boolean).join('; ');
+    lines.push(
+      `    ${item.name.padEnd(width)}  ${item.side.padEnd(7)}  ${item.cidrs.join(' ') || '(no address)'}${extras ? `  [${extras}]` : ''}`,
+    );
+  }
+  // IPv4 and IPv6 sockets of one service show once.
+  const services = [
+    ...new Set(
+      discovery.listening.map(
+        (service) =>
+          `${service.proto}/${service.port}${service.program ? ` ${service.program}` : ''}` +
+          (service.address && !/^(0\.0\.0\.0|::|\*)$/.test(service.address) ? ` on ${service.address}` : ''),
+      ),
+    ),
+  ];
+  lines.push(`  listening: ${services.length > 0 ? services.join(', ') : '(nothing)'}`);
+  const roles = discovery.suggestedRoles.map((role) => `${role.role} (${role.reason})`);
+  lines.push(`  suggested roles: ${roles.length > 0 ? roles.join('; ') : '(none)'}`);
+  const firewall = discovery.firewall;
+  lines.push(
+    `  firewall: iptables ${firewall.iptablesVersion ?? '?'} (${firewall.backend}); persistence: ${discovery.persistence.kind}`,
+  );
+  if (discovery.sshConnection) {
+    const ssh = discovery.sshConnection;
+    lines.push(`  your ssh session: from ${ssh.clientAddress}:${ssh.clientPort} to ${ssh.serverAddress}:${ssh.serverPort}`);
+  }
+  if (discovery.warnings.length > 0) {
+    lines.push('  warnings:');
+    for (const warning of discovery.warnings) lines.push(`    - ${warning}`);
+  }
+  return `${lines.join('\n')}\n`;
+}

@@ -1,13 +1,212 @@
-import type {Command} from './command.js';
+import {readFileSync} from 'node:fs';
+import path from 'node:path';
+import {accessMatrix, formatAccess, summarizeMatrix, type AccessEntry, type FleetHost} from '../core/access.js';
+import {compileFleet} from '../core/compiler.js';
+import {InputError, UsageError} from '../core/errors.js';
+import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
+import {checkLockout, formatLockout, operatorPaths, type LockoutFinding, type ResolvedSsh} from '../core/lockout.js';
+import type {Family, HostFacts} from '../core/model.js';
+import {renderRuleset} from '../core/render.js';
+import {parseDestination, resolveSshTarget} from '../remote/ssh-config.js';
+import {stringOption, type CliIo, type Command} from './command.js';
 
-// Placeholder until its issue lands: refuses clearly instead of pretending.
+const FORMATS = ['text', 'iptables', 'json'] as const;
+type Format = (typeof FORMATS)[number];
+
+export interface Plan {
+  readonly inventory: Inventory;
+  readonly hosts: readonly FleetHost[];
+  readonly access: readonly AccessEntry[];
+  readonly lockout: readonly LockoutFinding[];
+}
+
+/**
+ * Facts written in the inventory for every host. Hosts without them would need discovery over
+ * SSH, which plan does not do yet: one line names them all.
+ */
+export function inventoryFacts(inv: Inventory, label: string): Map<string, HostFacts> {
+  const facts = new Map<string, HostFacts>();
+  const missing: string[] = [];
+  for (const host of inv.hosts) {
+    const hostFacts = factsFromInventory(host);
+    if (hostFacts) facts.set(host.name, hostFacts);
+    else missing.push(host.name);
+  }
+  if (missing.length > 0) {
+    throw new InputError([
+      `${label}: no interfaces/addresses for ${missing.join(', ')}: plan works offline, so add "interfaces" and "addresses" to ${missing.length === 1 ? 'that host' : 'those hosts'} (or run discover)`,
+    ]);
+  }
+  return facts;
+}
+
+/**
+ * What the operator's own ssh would do for each host, from ~/.ssh/config only (no network):
+ * the port, and the last ProxyJump hop when it is a fleet host. Unreadable entries are skipped:
+ * the lockout check then falls back to the inventory.
+ */
+export function offlineSsh(inv: Inventory, home: string | undefined): Map<string, ResolvedSsh> {
+  const resolved = new Map<string, ResolvedSsh>();
+  if (home === undefined) return resolved;
+  const fleetNameOf = new Map<string, string>();
+  for (const host of inv.hosts) {
+    fleetNameOf.set(host.name, host.name);
+    try {
+      fleetNameOf.set(parseDestination(host.ssh).host, host.name);
+    } catch {
+      // the inventory validated it; nothing to map
+    }
+  }
+  for (const host of inv.hosts) {
+    try {
+      const target = resolveSshTarget(host.ssh, {home});
+      const lastHop = target.proxyJump[target.proxyJump.length - 1];
+      const jumpHost = lastHop === undefined ? undefined : fleetNameOf.get(parseDestination(lastHop).host);
+      const address = /^[\d.]+$|:/.test(target.hostname) ? target.hostname : undefined;
+      resolved.set(host.name, {
+        port: target.port,
+        // A jump outside the fleet: the host sees an address we do not know.
+        ...(lastHop === undefined ? {} : {proxyJump: jumpHost ?? lastHop}),
+        ...(address === undefined ? {} : {address}),
+      });
+    } catch {
+      continue;
+    }
+  }
+  return resolved;
+}
+
+/**
+ * Compiles the fleet and reads back, from the compiled rules, its access and the operator's
+ * SSH paths. `withAccess: false` skips the access matrix (the slow part) when nobody shows it.
+ */
+export function buildPlan(
+  inv: Inventory,
+  facts: ReadonlyMap<string, HostFacts>,
+  resolved?: ReadonlyMap<string, ResolvedSsh>,
+  options: {readonly withAccess?: boolean} = {},
+): Plan {
+  const compiled = compileFleet(inv, facts);
+  const hosts: FleetHost[] = compiled.map((host) => ({name: host.host, facts: facts.get(host.host) as HostFacts, compiled: host}));
+  const access = options.withAccess === false ? [] : summarizeMatrix(accessMatrix(hosts), hosts.map((host) => host.name));
+  const lockout = checkLockout(hosts, operatorPaths(inv, resolved));
+  return {inventory: inv, hosts, access, lockout};
+}
+
+function parseFamily(value: string | undefined): Family | undefined {
+  if (value === undefined) return undefined;
+  if (value === '4' || value === '6') return Number(value) as Family;
+  throw new InputError([`--family: "${value}" is not 4 or 6`]);
+}
+
+function parseFormat(value: string | undefined): Format {
+  if (value === undefined) return 'text';
+  if ((FORMATS as readonly string[]).includes(value)) return value as Format;
+  throw new InputError([`--format: "${value}" is not one of ${FORMATS.join(', ')}`]);
+}
+
+function readInventory(file: string, io: CliIo): Inventory {
+  let text: string;
+  try {
+    text = readFileSync(path.resolve(io.cwd, file), 'utf8');
+  } catch (error) {
+    const code = (error as NodeJS.ErrnoException).code;
+    throw new InputError([`--inventory: cannot read ${file}${code === 'ENOENT' ? ' (no such file)' : code ? ` (${code})` : ''}`]);
+  }
+  return parseInventoryText(text, file);
+}
+
+const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
+
+function touches(entry: AccessEntry, host: string): boolean {
+  return entry.destination === host || entry.sources.includes(host);
+}
+
+function renderText(plan: Plan, hostNames: readonly string[], families: readonly Family[]): string {
+  const out: string[] = [];
+  for (const host of plan.hosts.filter((candidate) => hostNames.includes(candidate.name))) {
+    for (const family of families) {
+      out.push(`== ${host.name} · ${familyTitle(family)} ==`);
+      out.push(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6).trimEnd());
+      out.push('');
+    }
+    if (host.compiled.warnings.length > 0) {
+      out.push(`== ${host.name} · warnings ==`);
+      for (const warning of host.compiled.warnings) out.push(`- ${warning}`);
+      out.push('');
+    }
+  }
+  const access = plan.access.filter((entry) => hostNames.some((name) => touches(entry, name)));
+  out.push('== Access (read back from the compiled rules: new connections that get through) ==');
+  out.push(...(access.length > 0 ? formatAccess(access) : ['(none)']));
+  const uncertain = [...new Set(access.flatMap((entry) => entry.uncertain))];
+  for (const note of uncertain) out.push(`? ${note}`);
+  out.push('');
+  const lockout = plan.lockout.filter((finding) => hostNames.includes(finding.host));
+  out.push('== SSH path check ==');
+  out.push(...(lockout.length > 0 ? formatLockout(lockout) : ['every host keeps the operator\'s SSH path']));
+  return out.join('\n') + '\n';
+}
+
+function renderJson(plan: Plan, hostNames: readonly string[], families: readonly Family[]): string {
+  const hosts = plan.hosts
+    .filter((host) => hostNames.includes(host.name))
+    .map((host) => ({
+      name: host.name,
+      warnings: host.compiled.warnings,
+      ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
+      ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
+      rules: {
+        ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
+        ...(families.includes(6) ? {v6: host.compiled.v6} : {}),
+      },
+    }));
+  const access = plan.access
+    .filter((entry) => hostNames.some((name) => touches(entry, name)))
+    .map((entry) => ({...entry, text: formatAccess([entry])[0]}));
+  const lockout = plan.lockout.filter((finding) => hostNames.includes(finding.host));
+  return `${JSON.stringify({hosts, access, lockout}, null, 2)}\n`;
+}
+
 export const planCommand: Command = {
   name: 'plan',
-  summary: '(not available yet)',
-  usage: '',
-  options: {},
-  async run(_values, _positionals, io) {
-    io.stderr.write('isolate-wizard: plan is not available in this build yet\n');
-    return 1;
+  summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
+  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json]',
+  options: {
+    inventory: {type: 'string', short: 'i'},
+    host: {type: 'string'},
+    family: {type: 'string'},
+    format: {type: 'string'},
+  },
+  async run(values, _positionals, io) {
+    const file = stringOption(values, 'inventory');
+    if (file === undefined) throw new UsageError('--inventory FILE is required');
+    const family = parseFamily(stringOption(values, 'family'));
+    const format = parseFormat(stringOption(values, 'format'));
+    const hostName = stringOption(values, 'host');
+    const inventory = readInventory(file, io);
+    if (hostName !== undefined && !inventory.hosts.some((host) => host.name === hostName)) {
+      throw new InputError([`--host: no host "${hostName}" in ${file} (hosts: ${inventory.hosts.map((host) => host.name).join(', ')})`]);
+    }
+    if (format === 'iptables' && (hostName === undefined || family === undefined)) {
+      throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
+    }
+    const plan = buildPlan(inventory, inventoryFacts(inventory, file), offlineSsh(inventory, io.env.HOME), {withAccess: format !== 'iptables'});
+    const hostNames = hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName];
+    const families: Family[] = family === undefined ? [4, 6] : [family];
+
+    if (format === 'iptables') {
+      const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
+      io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
+    } else if (format === 'json') {
+      io.stdout.write(renderJson(plan, hostNames, families));
+    } else {
+      io.stdout.write(renderText(plan, hostNames, families));
+    }
+    // plan only warns; apply is what refuses a plan that cuts the way in.
+    for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.includes(finding.host)))) {
+      io.stderr.write(`isolate-wizard: ${line}\n`);
+    }
+    return 0;
   },
 };

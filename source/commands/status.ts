@@ -1,13 +1,58 @@
+import {EXIT} from '../core/errors.js';
+import {NO_PERSISTENCE_NOTE} from '../remote/apply-protocol.js';
+import {persistenceFiles, statusFleet, type HostStatusOutcome} from '../remote/fleet-apply.js';
 import type {Command} from './command.js';
+import {fleetContext} from './apply.js';
 
-// Placeholder until its issue lands: refuses clearly instead of pretending.
+function describeHost(outcome: HostStatusOutcome): string {
+  const status = outcome.status;
+  if (!status) return `${outcome.host}: unreachable — ${outcome.error ?? 'unknown error'}`;
+  if (!status.managed || !status.batch) return `${outcome.host}: not managed by isolate-wizard`;
+  const parts: string[] = [];
+  if (status.pending) parts.push(`PENDING batch ${status.batch} (${status.phase}), rolls back in ${status.secondsLeft ?? '?'} s unless confirmed`);
+  else parts.push(`batch ${status.batch} ${status.phase}`);
+  if (status.owner) parts.push(`by ${status.owner}`);
+  if (status.lastChange) parts.push(`last change ${status.lastChange.toISOString()}`);
+  parts.push(`${status.backups} backup${status.backups === 1 ? '' : 's'} kept`);
+  parts.push(status.persistence === 'none' ? 'no boot-time loader installed' : `boot: ${persistenceFiles(status.persistence)}`);
+  return `${outcome.host}: ${parts.join('; ')}`;
+}
+
 export const statusCommand: Command = {
   name: 'status',
-  summary: '(not available yet)',
-  usage: '',
-  options: {},
-  async run(_values, _positionals, io) {
-    io.stderr.write('isolate-wizard: status is not available in this build yet\n');
-    return 1;
+  summary: 'per host: managed or not, a pending batch and its seconds left, the last change, backups kept',
+  usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
+  options: {
+    inventory: {type: 'string', short: 'i'},
+    host: {type: 'string', multiple: true},
+    json: {type: 'boolean'},
+    'accept-new': {type: 'boolean'},
+  },
+  async run(values, _positionals, io) {
+    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    try {
+      const outcomes = await statusFleet({connector: context.connector, hosts: context.selected});
+      if (values['json'] === true) {
+        const hosts = outcomes.map((outcome) => ({
+          host: outcome.host,
+          ...(outcome.error === undefined ? {} : {error: outcome.error}),
+          ...(outcome.status
+            ? {
+                ...outcome.status,
+                lastChange: outcome.status.lastChange?.toISOString(),
+                confirmedAt: outcome.status.confirmedAt?.toISOString(),
+                ...(outcome.status.persistence === 'none' && outcome.status.managed ? {note: NO_PERSISTENCE_NOTE} : {}),
+                local: context.localState.host(outcome.host) ?? null,
+              }
+            : {}),
+        }));
+        io.stdout.write(`${JSON.stringify({hosts}, null, 2)}\n`);
+      } else {
+        for (const outcome of outcomes) io.stdout.write(`${describeHost(outcome)}\n`);
+      }
+      return outcomes.every((outcome) => outcome.status) ? EXIT.ok : EXIT.failed;
+    } finally {
+      await context.connector.closeAll().catch(() => undefined);
+    }
   },
 };

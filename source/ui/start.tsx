@@ -1,7 +1,27 @@
-import type {CliIo} from '../commands/command.js';
+// Starts the Ink wizard in the operator's terminal (the CLI has already checked it is a TTY).
 
-// Placeholder until the wizard issue lands.
+import {homedir} from 'node:os';
+import React from 'react';
+import {render} from 'ink';
+import type {CliIo} from '../commands/command.js';
+import {App} from './app.js';
+import {PromptQueue} from './prompts.js';
+import {createRealServices} from './real-services.js';
+
 export async function startWizard(io: CliIo): Promise<number> {
-  io.stderr.write('isolate-wizard: the interactive wizard is not available in this build yet\n');
-  return 1;
+  const prompts = new PromptQueue();
+  const services = createRealServices({home: io.env['HOME'] || homedir(), env: io.env, prompter: prompts});
+  const noColor = io.env['NO_COLOR'] !== undefined && io.env['NO_COLOR'] !== '';
+  let exitCode = 0;
+  // Ctrl+C is ours: during apply and countdown it means "roll back now", never "leave it half done".
+  const instance = render(<App services={services} prompts={prompts} noColor={noColor} onExit={(code) => (exitCode = code)} />, {
+    exitOnCtrlC: false,
+    patchConsole: true,
+  });
+  try {
+    await instance.waitUntilExit();
+  } finally {
+    await services.close();
+  }
+  return exitCode;
 }
