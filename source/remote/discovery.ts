@@ -1,0 +1,95 @@
+// Discovery over SSH: one fixed script per host (its text on stdin to `sh -s`, run as root) plus the
+// login session's $SSH_CONNECTION (read without sudo, which drops it), both at once. Hosts run in parallel.
+import {HostError, RefusedError} from '../core/errors.js';
+import {DISCOVERY_SCRIPT, DiscoveryParseError, interpretDiscovery, type HostDiscovery} from '../core/discovery/index.js';
+import type {Connector, HostTarget, RemoteHost} from './types.js';
+
+/** Every command string this module sends. Constants only: data travels on stdin. */
+export const DISCOVERY_COMMANDS = {
+  script: 'sh -s',
+  sshConnection: `printf '%s\\n' "$SSH_CONNECTION"`,
+} as const;
+
+const SCRIPT_TIMEOUT_MS = 60_000;
+
+export async function discoverHost(remote: RemoteHost): Promise<HostDiscovery> {
+  const [script, session] = await Promise.all([
+    remote.exec(DISCOVERY_COMMANDS.script, {root: true, stdin: DISCOVERY_SCRIPT, timeoutMs: SCRIPT_TIMEOUT_MS}),
+    remote.exec(DISCOVERY_COMMANDS.sshConnection, {timeoutMs: SCRIPT_TIMEOUT_MS}),
+  ]);
+  if (script.code !== 0 && script.stdout.trim() === '') {
+    const why = script.stderr.trim().split('\n')[0] || `exit ${script.code}`;
+    throw new HostError(remote.name, `the discovery script failed: ${why}`);
+  }
+  const sshConnection = session.code === 0 ? session.stdout : undefined;
+  const serverPort = sshConnection?.trim().split(/\s+/)[3];
+  try {
+    return interpretDiscovery({
+      host: remote.name,
+      route: remote.route,
+      scriptOutput: script.stdout,
+      ...(sshConnection === undefined ? {} : {sshConnection}),
+      ...(serverPort && /^\d+$/.test(serverPort) ? {sshPort: Number(serverPort)} : {}),
+    });
+  } catch (error) {
+    if (error instanceof DiscoveryParseError) throw new HostError(remote.name, error.message);
+    throw error;
+  }
+}
+
+export type DiscoveryPhase = 'connecting' | 'reading' | 'done' | 'failed';
+
+export type FleetDiscoveryResult =
+  | {readonly host: string; readonly ok: true; readonly discovery: HostDiscovery}
+  | {readonly host: string; readonly ok: false; readonly error: string; readonly refused: boolean};
+
+export interface DiscoverFleetOptions {
+  readonly onProgress?: (host: string, phase: DiscoveryPhase) => void;
+}
+
+/** Discovers every target in parallel; a host that fails does not stop the others. Results keep target order. */
+export async function discoverFleet(
+  connector: Connector,
+  targets: readonly HostTarget[],
+  options: DiscoverFleetOptions = {},
+): Promise<FleetDiscoveryResult[]> {
+  const progress = options.onProgress ?? (() => undefined);
+  const results = await Promise.all(
+    targets.map(async (target): Promise<FleetDiscoveryResult> => {
+      try {
+        progress(target.name, 'connecting');
+        const remote = await connector.connect(target);
+        progress(target.name, 'reading');
+        const discovery = await discoverHost(remote);
+        progress(target.name, 'done');
+        return {host: target.name, ok: true, discovery};
+      } catch (error) {
+        progress(target.name, 'failed');
+        const message = error instanceof Error ? error.message : String(error);
+        const prefixed = message.startsWith(`${target.name}:`) || message.includes(target.name) ? message : `${target.name}: ${message}`;
+        return {host: target.name, ok: false, error: prefixed, refused: error instanceof RefusedError};
+      }
+    }),
+  );
+  return suggestBastions(results);
+}
+
+/** A host that others are reached through is a bastion candidate. */
+function suggestBastions(results: FleetDiscoveryResult[]): FleetDiscoveryResult[] {
+  const jumpNames = new Set<string>();
+  for (const result of results) {
+    if (!result.ok) continue;
+    for (const match of result.discovery.route.matchAll(/ via (\S+)/g)) if (match[1]) jumpNames.add(match[1]);
+  }
+  return results.map((result) => {
+    if (!result.ok || !jumpNames.has(result.host)) return result;
+    if (result.discovery.suggestedRoles.some((role) => role.role === 'bastion')) return result;
+    return {
+      ...result,
+      discovery: {
+        ...result.discovery,
+        suggestedRoles: [{role: 'bastion', reason: 'other hosts are reached through it (ProxyJump)'}, ...result.discovery.suggestedRoles],
+      },
+    };
+  });
+}

@@ -1,0 +1,153 @@
+import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import {afterEach, beforeEach, describe, expect, it} from 'vitest';
+import {expandIncludes, parseDestination, resolveSshTarget, SshConfigError} from '../../source/remote/ssh-config.js';
+
+let home: string;
+beforeEach(() => {
+  home = mkdtempSync(path.join(tmpdir(), 'iw-sshcfg-'));
+  mkdirSync(path.join(home, '.ssh'));
+});
+afterEach(() => rmSync(home, {recursive: true, force: true}));
+
+// The lab's config and the seed fleet: a bastion with a public address, the rest behind it.
+const SEED_CONFIG = `
+Host tunnel-1
+  HostName 203.0.113.10
+
+Host haproxy-www
+  HostName 10.132.0.11
+  ProxyJump tunnel-1
+
+Host mysql-1
+  HostName 10.132.0.14
+  ProxyJump tunnel-1
+  User deploy
+  Port 2222
+
+Host *
+  User root
+  IdentityFile ~/.ssh/id_ed25519
+  IdentitiesOnly yes
+  ServerAliveInterval 7
+`;
+
+describe('parseDestination', () => {
+  it('reads user, host and port', () => {
+    expect(parseDestination('deploy@db.example.com:2222')).toEqual({user: 'deploy', host: 'db.example.com', port: 2222});
+    expect(parseDestination('mysql-1')).toEqual({user: undefined, host: 'mysql-1'});
+    expect(parseDestination('10.0.0.5:22')).toEqual({user: undefined, host: '10.0.0.5', port: 22});
+  });
+
+  it('reads bracketed and bare IPv6 addresses', () => {
+    expect(parseDestination('[2001:db8::1]:2200')).toEqual({user: undefined, host: '2001:db8::1', port: 2200});
+    expect(parseDestination('root@[fd00:132::14]')).toEqual({user: 'root', host: 'fd00:132::14'});
+    expect(parseDestination('2001:db8::1')).toEqual({user: undefined, host: '2001:db8::1'});
+  });
+
+  it('rejects nonsense instead of guessing', () => {
+    expect(() => parseDestination('host:99999')).toThrow(SshConfigError);
+    expect(() => parseDestination('host:abc')).toThrow(/invalid port/);
+    expect(() => parseDestination('@host')).toThrow(/empty user/);
+    expect(() => parseDestination('mysql-1 ;touch /tmp/x')).toThrow(SshConfigError);
+    expect(() => parseDestination('[::1')).toThrow(/\]/);
+  });
+});
+
+describe('resolveSshTarget', () => {
+  it('applies the first matching Host block and Host * defaults', () => {
+    const target = resolveSshTarget('haproxy-www', {home, configText: SEED_CONFIG, localUser: 'alice'});
+    expect(target).toEqual({
+      alias: 'haproxy-www',
+      hostname: '10.132.0.11',
+      user: 'root',
+      port: 22,
+      proxyJump: ['tunnel-1'],
+      identityFiles: [path.join(home, '.ssh', 'id_ed25519')],
+      identitiesOnly: true,
+      userKnownHostsFiles: [],
+      serverAliveInterval: 7,
+    });
+  });
+
+  it('lets the first value win (specific block before Host *)', () => {
+    const target = resolveSshTarget('mysql-1', {home, configText: SEED_CONFIG, localUser: 'alice'});
+    expect(target.user).toBe('deploy');
+    expect(target.port).toBe(2222);
+  });
+
+  it('lets the destination override user and port like ssh does', () => {
+    const target = resolveSshTarget('admin@mysql-1:22', {home, configText: SEED_CONFIG, localUser: 'alice'});
+    expect(target.user).toBe('admin');
+    expect(target.port).toBe(22);
+    expect(target.hostname).toBe('10.132.0.14');
+  });
+
+  it('uses the alias itself when no HostName is set, and the local user when no User is set', () => {
+    const target = resolveSshTarget('db.example.com', {home, configText: 'Host other\n  User x\n', localUser: 'alice'});
+    expect(target).toMatchObject({alias: 'db.example.com', hostname: 'db.example.com', user: 'alice', port: 22, proxyJump: []});
+    expect(target.identityFiles).toEqual([]);
+    expect(target.identitiesOnly).toBe(false);
+  });
+
+  it('splits ProxyJump chains and treats `none` as no jump', () => {
+    const config = 'Host deep\n  ProxyJump a@j1:2200,j2\nHost direct\n  ProxyJump none\nHost *\n  ProxyJump j9\n';
+    expect(resolveSshTarget('deep', {home, configText: config}).proxyJump).toEqual(['a@j1:2200', 'j2']);
+    expect(resolveSshTarget('direct', {home, configText: config}).proxyJump).toEqual([]);
+  });
+
+  it('reads ConnectTimeout, HostKeyAlias and %h in HostName', () => {
+    const config = 'Host web-*\n  HostName %h.internal.example\n  ConnectTimeout 4\n  HostKeyAlias web-pool\n';
+    const target = resolveSshTarget('web-3', {home, configText: config});
+    expect(target.hostname).toBe('web-3.internal.example');
+    expect(target.connectTimeout).toBe(4);
+    expect(target.hostKeyAlias).toBe('web-pool');
+  });
+
+  it('reads ~/.ssh/config from home when no text is given, and an absent file is an empty config', () => {
+    expect(resolveSshTarget('x', {home, localUser: 'bob'}).user).toBe('bob');
+    writeFileSync(path.join(home, '.ssh', 'config'), 'Host x\n  HostName 192.0.2.9\n');
+    expect(resolveSshTarget('x', {home}).hostname).toBe('192.0.2.9');
+  });
+
+  it('never runs `Match exec` commands from the config', () => {
+    const marker = path.join(home, 'ran');
+    const config = `Match exec "touch ${marker}"\n  User hacked\nHost *\n  User root\n`;
+    expect(resolveSshTarget('x', {home, configText: config}).user).toBe('root');
+    expect(() => rmSync(marker)).toThrow();
+  });
+
+  it('reads UserKnownHostsFile lists with ~ expanded', () => {
+    const config = 'Host x\n  UserKnownHostsFile ~/.ssh/kh_lab /etc/ssh/extra_known\n';
+    expect(resolveSshTarget('x', {home, configText: config}).userKnownHostsFiles).toEqual([
+      path.join(home, '.ssh', 'kh_lab'),
+      '/etc/ssh/extra_known',
+    ]);
+  });
+
+  it('treats IdentityFile none as no key', () => {
+    expect(resolveSshTarget('x', {home, configText: 'Host x\n  IdentityFile none\n'}).identityFiles).toEqual([]);
+  });
+});
+
+describe('Include', () => {
+  it('expands relative includes from ~/.ssh, with globs in sorted order', () => {
+    mkdirSync(path.join(home, '.ssh', 'config.d'));
+    writeFileSync(path.join(home, '.ssh', 'config.d', '20-web'), 'Host web\n  HostName 10.0.0.20\n');
+    writeFileSync(path.join(home, '.ssh', 'config.d', '10-db'), 'Host db\n  HostName 10.0.0.10\n  ProxyJump bastion\n');
+    const config = 'Include config.d/*\n\nHost *\n  User ops\n';
+    expect(resolveSshTarget('db', {home, configText: config})).toMatchObject({hostname: '10.0.0.10', user: 'ops', proxyJump: ['bastion']});
+    expect(resolveSshTarget('web', {home, configText: config}).hostname).toBe('10.0.0.20');
+    const expanded = expandIncludes(config, home);
+    expect(expanded.indexOf('Host db')).toBeLessThan(expanded.indexOf('Host web'));
+  });
+
+  it('expands ~ and absolute paths, ignores missing files, and stops include loops', () => {
+    writeFileSync(path.join(home, 'extra.conf'), 'Host extra\n  Port 2022\n');
+    const config = 'Include ~/extra.conf /nonexistent/file\n';
+    expect(resolveSshTarget('extra', {home, configText: config}).port).toBe(2022);
+    writeFileSync(path.join(home, '.ssh', 'loop'), 'Include loop\n');
+    expect(() => resolveSshTarget('x', {home, configText: 'Include loop\n'})).toThrow(/nested too deeply/);
+  });
+});
