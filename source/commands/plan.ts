@@ -1,6 +1,7 @@
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {accessMatrix, formatAccess, summarizeMatrix, type AccessEntry, type FleetHost} from '../core/access.js';
+import {addressFamily} from '../core/addresses.js';
 import {compileFleet} from '../core/compiler.js';
 import {InputError, UsageError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
@@ -62,7 +63,7 @@ export function offlineSsh(inv: Inventory, home: string | undefined): Map<string
       const target = resolveSshTarget(host.ssh, {home});
       const lastHop = target.proxyJump[target.proxyJump.length - 1];
       const jumpHost = lastHop === undefined ? undefined : fleetNameOf.get(parseDestination(lastHop).host);
-      const address = /^[\d.]+$|:/.test(target.hostname) ? target.hostname : undefined;
+      const address = addressFamily(target.hostname) === undefined ? undefined : target.hostname;
       resolved.set(host.name, {
         port: target.port,
         // A jump outside the fleet: the host sees an address we do not know.

@@ -1,0 +1,214 @@
+// Does the operator keep a way in? For each host, the path the operator's ssh takes (directly,
+// or through a jump host of the fleet) must still allow a NEW connection to sshd, its replies,
+// and the session that is open right now. Read from the compiled rules, like the access summary.
+
+import {EPHEMERAL_PORT, INTERNET_ADDRESS, type FleetHost} from './access.js';
+import {addressFamily, canonicalAddress} from './addresses.js';
+import {describeDecidedBy, evaluate, type Decision, type Packet} from './evaluator.js';
+import {parseSshDestination, sshPortOf, type Inventory} from './inventory.js';
+import type {Family, HostFacts, Ruleset} from './model.js';
+import {fleetPath} from './topology.js';
+
+export interface OperatorPath {
+  readonly host: string;
+  /** The port sshd listens on for this path. */
+  readonly port: number;
+  /** The address ssh connects to on this host, when known (resolved destination). */
+  readonly address?: string;
+  readonly via:
+    | {readonly kind: 'direct'; /** The operator's address as the host sees it ($SSH_CONNECTION); unknown offline. */ readonly source?: string}
+    | {readonly kind: 'jump'; /** An inventory host. */ readonly jumpHost: string};
+}
+
+export interface LockoutFinding {
+  readonly host: string;
+  /** error: the path would be cut. warning: it could not be fully checked. */
+  readonly severity: 'error' | 'warning';
+  readonly message: string;
+  /** True when a representative internet address stood in for the operator's unknown one. */
+  readonly assumed: boolean;
+}
+
+/** What the ssh layer resolved for a host (from ~/.ssh/config and the live session). */
+export interface ResolvedSsh {
+  readonly port?: number;
+  /** The ProxyJump host, when it is an inventory host name. */
+  readonly proxyJump?: string;
+  /** The operator's address as the host sees it. */
+  readonly source?: string;
+  /** The address ssh connects to. */
+  readonly address?: string;
+}
+
+const VERB: Record<string, string> = {DROP: 'dropped', REJECT: 'rejected'};
+
+function rulesetOf(host: FleetHost, family: Family): Ruleset {
+  return family === 4 ? host.compiled.v4 : host.compiled.v6;
+}
+
+function sideHolding(facts: HostFacts, address: string | undefined): 'public' | 'private' | undefined {
+  if (address === undefined) return undefined;
+  const canonical = canonicalAddress(address) ?? address;
+  if (facts.addresses.public.some((candidate) => (canonicalAddress(candidate) ?? candidate) === canonical)) return 'public';
+  if (facts.addresses.private.some((candidate) => (canonicalAddress(candidate) ?? candidate) === canonical)) return 'private';
+  return undefined;
+}
+
+function firstOfFamily(addresses: readonly string[], family: Family): string | undefined {
+  return addresses.find((address) => addressFamily(address) === family);
+}
+
+interface Hop {
+  readonly sourceLabel: string;
+  readonly sourceAddress: string;
+  readonly targetAddress: string;
+  readonly targetInterface?: string;
+  readonly family: Family;
+  readonly jump?: {readonly host: FleetHost; readonly outInterface?: string};
+}
+
+/** Checks one hop and returns findings (empty when the way in stays open). */
+function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): LockoutFinding[] {
+  const findings: LockoutFinding[] = [];
+  const onInterface = hop.targetInterface === undefined ? '' : ` on ${hop.targetInterface}`;
+  const who = `${hop.sourceLabel} (${hop.sourceAddress})`;
+  const base = {source: hop.sourceAddress, destination: hop.targetAddress, protocol: 'tcp', sourcePort: EPHEMERAL_PORT, destinationPort: port} as const;
+  const reply = {source: hop.targetAddress, destination: hop.sourceAddress, protocol: 'tcp', sourcePort: port, destinationPort: EPHEMERAL_PORT, state: 'ESTABLISHED'} as const;
+  const targetIn = hop.targetInterface === undefined ? {} : {inInterface: hop.targetInterface};
+  const targetOut = hop.targetInterface === undefined ? {} : {outInterface: hop.targetInterface};
+  const note = assumed
+    ? ' (assumed: your address is unknown offline, a representative internet address was used; if you reach it through a bastion, set "jump" in the inventory or ProxyJump in ~/.ssh/config)'
+    : '';
+  const noteUncertain = (host: string, decision: Decision): void => {
+    for (const item of decision.uncertain) {
+      findings.push({host: target.name, severity: 'warning', assumed, message: `${target.name}: the SSH check could not judge rule ${item.index + 1} of ${item.chain} on ${host} (${item.reason})`});
+    }
+  };
+  const check = (host: FleetHost, packet: Packet, describe: (decision: Decision) => string): void => {
+    const decision = evaluate(rulesetOf(host, hop.family), packet);
+    noteUncertain(host.name, decision);
+    if (decision.verdict !== 'ACCEPT') {
+      findings.push({host: target.name, severity: 'error', assumed, message: `${target.name}: ${describe(decision)}${note}`});
+    }
+  };
+  const verb = (decision: Decision): string => `${VERB[decision.verdict] ?? decision.verdict} by ${describeDecidedBy(decision.decidedBy)}`;
+
+  if (hop.jump) {
+    const jump = hop.jump;
+    check(jump.host, {...base, chain: 'OUTPUT', state: 'NEW', ...(jump.outInterface === undefined ? {} : {outInterface: jump.outInterface})}, (decision) =>
+      `${jump.host.name} could not open a new SSH connection to ${hop.targetAddress} tcp/${port}: its OUTPUT would have it ${verb(decision)} on ${jump.host.name}`);
+    check(jump.host, {...reply, chain: 'INPUT', ...(jump.outInterface === undefined ? {} : {inInterface: jump.outInterface})}, (decision) =>
+      `the SSH replies to ${jump.host.name} would be ${verb(decision)} on ${jump.host.name}`);
+  }
+  check(target, {...base, chain: 'INPUT', state: 'NEW', ...targetIn}, (decision) =>
+    `a new SSH connection from ${who}${onInterface} to tcp/${port} would be ${verb(decision)}`);
+  check(target, {...reply, chain: 'OUTPUT', ...targetOut}, (decision) =>
+    `the SSH replies to ${who}${onInterface} would be ${verb(decision)}`);
+  check(target, {...base, chain: 'INPUT', state: 'ESTABLISHED', ...targetIn}, (decision) =>
+    `the open SSH session from ${who}${onInterface} would be cut: ${verb(decision)}`);
+  return findings;
+}
+
+function directHop(target: FleetHost, path: OperatorPath & {via: {kind: 'direct'}}): Hop | string {
+  const {facts} = target;
+  const source = path.via.source;
+  const family: Family = addressFamily(source ?? '') ?? addressFamily(path.address ?? '') ??
+    (firstOfFamily([...facts.addresses.public, ...facts.addresses.private], 4) !== undefined ? 4 : 6);
+  const side = sideHolding(facts, path.address) ?? (facts.interfaces.public !== undefined ? 'public' : 'private');
+  const targetAddress =
+    (path.address !== undefined && addressFamily(path.address) === family ? path.address : undefined) ??
+    firstOfFamily(facts.addresses[side], family) ??
+    firstOfFamily([...facts.addresses.public, ...facts.addresses.private], family);
+  if (targetAddress === undefined) return `it has no IPv${family} address to check the SSH path against`;
+  const targetInterface = facts.interfaces[side];
+  return {
+    sourceLabel: source === undefined ? 'the internet' : 'your address',
+    sourceAddress: source ?? INTERNET_ADDRESS[family],
+    targetAddress,
+    family,
+    ...(targetInterface === undefined ? {} : {targetInterface}),
+  };
+}
+
+function jumpHop(target: FleetHost, jump: FleetHost, address: string | undefined): Hop | string {
+  const side = sideHolding(target.facts, address);
+  // The jump host connects to the address ssh was given; else it takes the fleet's path.
+  const path = fleetPath(jump, target);
+  const chosenSide = side ?? path.side;
+  const family: Family = addressFamily(address ?? '') ??
+    ([4, 6] as const).find((candidate) => firstOfFamily(path.toAddresses, candidate) !== undefined && firstOfFamily(path.fromAddresses, candidate) !== undefined) ?? 4;
+  const targetAddress = (address !== undefined && addressFamily(address) === family ? address : undefined) ?? firstOfFamily(target.facts.addresses[chosenSide], family);
+  const sourceSide = jump.facts.interfaces[chosenSide] !== undefined ? chosenSide : path.side;
+  const sourceAddress = firstOfFamily(jump.facts.addresses[sourceSide], family);
+  if (targetAddress === undefined || sourceAddress === undefined) {
+    return `${jump.name} and ${target.name} share no IPv${family} addresses on one network, so the jump cannot reach it`;
+  }
+  const targetInterface = target.facts.interfaces[chosenSide];
+  const outInterface = jump.facts.interfaces[sourceSide];
+  return {
+    sourceLabel: jump.name,
+    sourceAddress,
+    targetAddress,
+    family,
+    ...(targetInterface === undefined ? {} : {targetInterface}),
+    jump: {host: jump, ...(outInterface === undefined ? {} : {outInterface})},
+  };
+}
+
+/**
+ * Findings for every operator path whose SSH way in the compiled rules would cut. An empty
+ * list means every path stays open (warnings list what could not be judged).
+ */
+export function checkLockout(hosts: readonly FleetHost[], paths: readonly OperatorPath[]): LockoutFinding[] {
+  const byName = new Map(hosts.map((host) => [host.name, host]));
+  const findings: LockoutFinding[] = [];
+  for (const path of paths) {
+    const target = byName.get(path.host);
+    if (!target) continue; // not part of this plan: its firewall does not change
+    let hop: Hop | string;
+    let assumed = false;
+    if (path.via.kind === 'direct') {
+      assumed = path.via.source === undefined;
+      hop = directHop(target, {...path, via: path.via});
+    } else {
+      const jump = byName.get(path.via.jumpHost);
+      hop = jump
+        ? jumpHop(target, jump, path.address)
+        : `its jump host ${path.via.jumpHost} is not in this plan, so the path through it cannot be checked`;
+    }
+    if (typeof hop === 'string') {
+      findings.push({host: path.host, severity: 'warning', assumed, message: `${path.host}: ${hop}`});
+      continue;
+    }
+    findings.push(...checkHop(target, hop, path.port, assumed));
+  }
+  return findings;
+}
+
+function fleetHostName(inv: Inventory, name: string | undefined): string | undefined {
+  return name !== undefined && inv.hosts.some((host) => host.name === name) ? name : undefined;
+}
+
+/**
+ * The operator's ssh path to every inventory host: through its jump host when that is an
+ * inventory host (the ssh config's ProxyJump first, then the inventory's `jump`), else direct.
+ * The port comes from the resolved ssh config, else the inventory's destination, else 22.
+ */
+export function operatorPaths(inv: Inventory, resolved?: ReadonlyMap<string, ResolvedSsh>): OperatorPath[] {
+  return inv.hosts.map((host) => {
+    const facts = resolved?.get(host.name);
+    const destination = parseSshDestination(host.ssh);
+    const address = facts?.address ?? (destination && addressFamily(destination.host) !== undefined ? destination.host : undefined);
+    const port = facts?.port ?? sshPortOf(host) ?? 22;
+    const jumpHost = fleetHostName(inv, facts?.proxyJump) ?? (facts?.proxyJump === undefined ? fleetHostName(inv, host.jump) : undefined);
+    const via: OperatorPath['via'] = jumpHost !== undefined
+      ? {kind: 'jump', jumpHost}
+      : {kind: 'direct', ...(facts?.source === undefined ? {} : {source: facts.source})};
+    return {host: host.name, port, ...(address === undefined ? {} : {address}), via};
+  });
+}
+
+/** One line per finding, for stderr or a screen. */
+export function formatLockout(findings: readonly LockoutFinding[]): string[] {
+  return findings.map((finding) => `${finding.severity === 'error' ? 'lockout' : 'warning'}: ${finding.message}`);
+}
