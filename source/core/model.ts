@@ -43,7 +43,10 @@ export interface HostFacts {
 }
 
 export interface FleetOptions {
-  /** The seed's strict outbound on public hosts: OUTPUT DROP except replies, loopback, DNS/NTP/HTTP(S) out and the private network. */
+  /**
+   * The seed's strict outbound on public hosts: OUTPUT DROP except replies, loopback, essential ICMP,
+   * DNS/NTP/HTTP(S) out for updates, and to each fleet peer exactly the ports that peer opens to this host.
+   */
   readonly strictOutbound: boolean;
   /** The seed's looser mode: trust every server of the fleet on every port over the private network. */
   readonly trustPrivate: boolean;

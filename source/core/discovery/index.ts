@@ -7,7 +7,8 @@ import type {HostDiscovery} from './types.js';
 
 export * from './types.js';
 export {DISCOVERY_SCRIPT, formatSections, parseSections} from './script.js';
-export {classifyInterfaces, DiscoveryParseError, isPrivateAddress, parseIpAddr, parseIpRoute} from './interfaces.js';
+export {classifyInterfaces, DiscoveryParseError, parseIpAddr, parseIpRoute} from './interfaces.js';
+export {isPrivateAddress} from '../addresses.js';
 export {parseSs, suggestRoles, isLoopbackOnly} from './services.js';
 export {firewallFacts, osFacts, parseIptablesVersion, parseOsRelease, parseSshConnection, persistenceFacts} from './system.js';
 

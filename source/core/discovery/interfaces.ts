@@ -1,4 +1,5 @@
 // `ip -j addr` / `ip -j route` parsing and the public/private classification of interfaces.
+import {isPrivateAddress} from '../addresses.js';
 import type {HostFacts} from '../model.js';
 import type {DiscoveredInterface, InterfaceAddress, InterfaceInfo, RouteInfo} from './types.js';
 
@@ -67,23 +68,6 @@ export function parseIpRoute(text: string): RouteInfo[] {
       ...(typeof route['metric'] === 'number' ? {metric: route['metric']} : {}),
     };
   });
-}
-
-function ipv4Octets(address: string): number[] | undefined {
-  const parts = address.split('.');
-  if (parts.length !== 4) return undefined;
-  const octets = parts.map(Number);
-  return octets.every((octet) => Number.isInteger(octet) && octet >= 0 && octet <= 255) ? octets : undefined;
-}
-
-/** RFC 1918, shared address space 100.64/10, and IPv6 unique local (fc00::/7). */
-export function isPrivateAddress(address: string): boolean {
-  const octets = ipv4Octets(address);
-  if (octets) {
-    const [a = 0, b = 0] = octets;
-    return a === 10 || (a === 172 && b >= 16 && b <= 31) || (a === 192 && b === 168) || (a === 100 && b >= 64 && b <= 127);
-  }
-  return /^f[cd][0-9a-f]{0,2}:/i.test(address);
 }
 
 export function isLinkLocal(address: InterfaceAddress): boolean {
