@@ -21,7 +21,9 @@ export async function startWizard(io: CliIo): Promise<number> {
   try {
     await instance.waitUntilExit();
   } finally {
-    await services.close();
+    // Close the SSH connections, but never let a connection still opening hold the terminal.
+    await Promise.race([services.close(), new Promise((resolve) => setTimeout(resolve, 2000).unref())]);
+    setTimeout(() => process.exit(exitCode), 3000).unref();
   }
   return exitCode;
 }

@@ -1,0 +1,498 @@
+// WizardServices over the real engine: the inventory validator and compiler (core), the
+// access summary and lockout check (core), SSH, discovery and the fleet apply protocol (remote).
+// The wizard drives the same functions as the headless commands; nothing is faked here.
+
+import {readFileSync, writeFileSync} from 'node:fs';
+import path from 'node:path';
+import Conf from 'conf';
+import SSHConfig from 'ssh-config';
+import {formatAccess, summarizeAccess, type FleetHost as AccessHost} from '../core/access.js';
+import {compileFleet} from '../core/compiler.js';
+import {InputError, RefusedError} from '../core/errors.js';
+import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../core/inventory.js';
+import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
+import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
+import type {CompiledHost, HostFacts} from '../core/model.js';
+import {renderRuleset} from '../core/render.js';
+import {BUILTIN_ROLES} from '../core/roles.js';
+import type {HostDiscovery} from '../core/discovery/index.js';
+import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
+import {createConnector} from '../remote/connection.js';
+import {discoverHost} from '../remote/discovery.js';
+import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan} from '../remote/fleet-apply.js';
+import {LocalState} from '../remote/local-state.js';
+import {expandIncludes, readSshConfig, resolveSshTarget} from '../remote/ssh-config.js';
+import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
+import {
+  APPLY_STEPS,
+  DEFAULT_SETTINGS,
+  systemClock,
+  type ApplyStep,
+  type Clock,
+  type DiscoveredHost,
+  type DropLogView,
+  type FleetDoc,
+  type HostPreview,
+  type HostState,
+  type PendingBatch,
+  type RestoredHost,
+  type WizardServices,
+  type WizardSettings,
+} from './services.js';
+
+/** Fixed remote commands of the troubleshoot screen (never built from input). */
+export const TROUBLESHOOT_COMMANDS = {
+  countersV4: 'iptables -w -vnL --line-numbers -x',
+  countersV6: 'ip6tables -w -vnL --line-numbers -x',
+  dropLog: 'sh -s',
+} as const;
+
+/** Read on the server with `sh -s`: the newest drop-log lines and where they came from. */
+export const DROP_LOG_SCRIPT = String.raw`PATH=/usr/sbin:/usr/bin:/sbin:/bin
+if iptables -w -S IW-LOG-DROP >/dev/null 2>&1; then echo '@logging on'; else echo '@logging off'; fi
+# The first source that has our lines wins; a readable source without lines is still named.
+readable=''
+report() {
+  [ -n "$readable" ] || readable=$1
+  if [ -n "$2" ]; then echo "@source $1"; printf '%s
+' "$2"; exit 0; fi
+}
+if command -v journalctl >/dev/null 2>&1 && journalctl -k -n 1 --no-pager >/dev/null 2>&1; then
+  report journalctl "$(journalctl -k --no-pager -o short-iso -n 5000 2>/dev/null | grep 'isolate-wizard DROP ' | tail -n 50)"
+fi
+if dmesg >/dev/null 2>&1; then
+  report dmesg "$(dmesg 2>/dev/null | grep 'isolate-wizard DROP ' | tail -n 50)"
+fi
+for f in /var/log/kern.log /var/log/syslog /var/log/messages; do
+  if [ -r "$f" ]; then report syslog "$(grep 'isolate-wizard DROP ' "$f" | tail -n 50)"; fi
+done
+[ -n "$readable" ] || readable=none
+echo "@source $readable"
+`;
+
+export function parseDropLog(output: string): DropLogView {
+  const lines = output.split('\n');
+  const logging = lines.find((line) => line.startsWith('@logging '))?.slice('@logging '.length);
+  const sourceText = lines.find((line) => line.startsWith('@source '))?.slice('@source '.length) ?? 'none';
+  const source = sourceText === 'journalctl' || sourceText === 'dmesg' || sourceText === 'syslog' ? sourceText : 'none';
+  const entries = lines.filter((line) => line.trim() !== '' && !line.startsWith('@'));
+  let note: string | undefined;
+  if (logging !== 'on') note = 'drop logging is off on this server (settings → log dropped packets, then apply)';
+  else if (source === 'none') note = 'the kernel log cannot be read on this server (no journalctl, dmesg or readable syslog)';
+  return {source, lines: entries, ...(note === undefined ? {} : {note})};
+}
+
+export interface RealServicesOptions {
+  readonly home: string;
+  readonly env: NodeJS.ProcessEnv;
+  /** Unknown host keys and secrets are asked through this (the wizard's PromptQueue). */
+  readonly prompter: Prompter;
+  readonly clock?: Clock;
+  /** Another directory for the saved fleet and batches (tests); default: conf's directory. */
+  readonly configDirectory?: string;
+}
+
+function messageOf(error: unknown): string {
+  return error instanceof Error ? error.message.split('\n').join('; ') : String(error);
+}
+
+function targetsOf(fleet: FleetDoc): HostTarget[] {
+  return fleet.hosts.map((host) => ({name: host.name, ssh: host.ssh, ...(host.jump === undefined ? {} : {jump: host.jump})}));
+}
+
+/** Aliases from ~/.ssh/config Host lines, without patterns. */
+export function sshConfigAliases(configText: string): string[] {
+  const aliases = new Set<string>();
+  const visit = (config: SSHConfig) => {
+    for (const line of config) {
+      if (!('param' in line)) continue;
+      if (line.param.toLowerCase() === 'host') {
+        const values = typeof line.value === 'string' ? line.value.split(/\s+/) : line.value.map((item) => item.val);
+        for (const value of values) if (value !== '' && !/[*?!]/.test(value)) aliases.add(value);
+      }
+      if ('config' in line && line.config) visit(line.config as SSHConfig);
+    }
+  };
+  visit(SSHConfig.parse(configText));
+  return [...aliases];
+}
+
+export function createRealServices(options: RealServicesOptions): WizardServices {
+  const clock = options.clock ?? systemClock;
+  const cwd = options.configDirectory ? {cwd: options.configDirectory} : {};
+  const fleetStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
+  const settingsStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
+  const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
+  const discoveries = new Map<string, HostDiscovery>();
+  let appliedFleet: FleetDoc | undefined;
+  // A batch resumed from the fleet home (left pending by an earlier run) is found through this one.
+  let statusFleetDoc: FleetDoc | undefined;
+
+  // One connector per fleet shape (its jump names refer to the fleet's hosts); connections are reused.
+  let connector: {key: string; value: Connector} | undefined;
+  const connectorFor = async (fleet: FleetDoc): Promise<Connector> => {
+    const targets = targetsOf(fleet);
+    const key = JSON.stringify(targets);
+    if (connector?.key === key) return connector.value;
+    await connector?.value.closeAll().catch(() => undefined);
+    connector = {key, value: createConnector({home: options.home, env: options.env, prompter: options.prompter, inventoryHosts: targets})};
+    return connector.value;
+  };
+  const targetFor = (fleet: FleetDoc, name: string): HostTarget => {
+    const target = targetsOf(fleet).find((candidate) => candidate.name === name);
+    if (!target) throw new InputError([`${name}: not in the fleet`]);
+    return target;
+  };
+
+  const sshConfigText = (): string => {
+    try {
+      return expandIncludes(readSshConfig(options.home), options.home);
+    } catch {
+      return '';
+    }
+  };
+
+  /** The fleet host each host is reached through (ssh config ProxyJump first, then the inventory jump). */
+  const jumpHostsOf = (fleet: FleetDoc): Map<string, string> => {
+    const configText = sshConfigText();
+    const byAlias = new Map<string, string>();
+    for (const host of fleet.hosts) {
+      byAlias.set(host.name, host.name);
+      byAlias.set(host.ssh, host.name);
+    }
+    const jumps = new Map<string, string>();
+    for (const host of fleet.hosts) {
+      let first: string | undefined;
+      try {
+        first = resolveSshTarget(host.ssh, {home: options.home, configText}).proxyJump[0];
+      } catch {
+        first = undefined;
+      }
+      const jumpAlias = first?.replace(/^.*@/, '').replace(/:\d+$/, '') ?? host.jump;
+      const jumpHost = jumpAlias === undefined ? undefined : byAlias.get(jumpAlias);
+      if (jumpHost !== undefined && jumpHost !== host.name) jumps.set(host.name, jumpHost);
+    }
+    return jumps;
+  };
+
+  const resolvedSsh = (fleet: FleetDoc): Map<string, ResolvedSsh> => {
+    const configText = sshConfigText();
+    const jumps = jumpHostsOf(fleet);
+    const resolved = new Map<string, ResolvedSsh>();
+    for (const host of fleet.hosts) {
+      let port: number | undefined;
+      try {
+        port = resolveSshTarget(host.ssh, {home: options.home, configText}).port;
+      } catch {
+        port = undefined;
+      }
+      const session = discoveries.get(host.name)?.sshConnection;
+      const jump = jumps.get(host.name);
+      resolved.set(host.name, {
+        ...(port === undefined ? {} : {port}),
+        ...(jump === undefined ? {} : {proxyJump: jump}),
+        ...(session ? {source: session.clientAddress, address: session.serverAddress} : {}),
+      });
+    }
+    return resolved;
+  };
+
+  /** Inventory, facts and compiled rules of the whole fleet; InputError naming what is missing. */
+  const compile = (fleet: FleetDoc): {inventory: Inventory; hosts: AccessHost[]} => {
+    const inventory = validateInventory(fleet);
+    const facts = new Map<string, HostFacts>();
+    const missing: string[] = [];
+    for (const host of inventory.hosts) {
+      const known = factsFromInventory(host);
+      if (known) facts.set(host.name, known);
+      else missing.push(`${host.name}: interfaces and addresses are not known yet (lock down the fleet to discover them)`);
+    }
+    if (missing.length > 0) throw new InputError(missing);
+    const compiled = compileFleet(inventory, facts);
+    const byName = new Map<string, CompiledHost>(compiled.map((host) => [host.host, host]));
+    return {
+      inventory,
+      hosts: inventory.hosts.map((host) => ({name: host.name, facts: facts.get(host.name) as HostFacts, compiled: byName.get(host.name) as CompiledHost})),
+    };
+  };
+
+  const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
+    const remote = await (await connectorFor(fleet)).connect(targetFor(fleet, name));
+    return work(remote);
+  };
+
+  const toDiscovered = (discovery: HostDiscovery, bastion: boolean): DiscoveredHost => ({
+    host: discovery.host,
+    ok: true,
+    route: discovery.route,
+    interfaces: discovery.interfaces.map((iface) => ({
+      name: iface.name,
+      addresses: iface.addresses,
+      side: iface.side,
+      ...(iface.note === undefined ? {} : {note: iface.note}),
+    })),
+    listening: discovery.listening,
+    suggestedRoles: [...new Set([...(bastion ? ['bastion'] : []), ...discovery.suggestedRoles.map((suggestion) => suggestion.role)])],
+    warnings: discovery.warnings,
+  });
+
+  const expiredCheck = async (fleet: FleetDoc, batch: PendingBatch, host: string): Promise<RestoredHost> => {
+    const target = targetFor(fleet, host);
+    const remote = await (await connectorFor(fleet)).connect(target, {fresh: true});
+    try {
+      // The server's watchdog fires on its own clock; give it a little time around the deadline.
+      let status = await hostStatus(remote);
+      for (let attempt = 0; attempt < 15 && status.batch === batch.id && status.pending; attempt += 1) {
+        await new Promise((resolve) => setTimeout(resolve, 1000));
+        status = await hostStatus(remote);
+      }
+      if (status.batch === batch.id && status.pending) return {host, restored: false, detail: `still pending on the server (${status.secondsLeft ?? '?'} s left)`};
+      if (status.phase === 'confirmed') return {host, restored: false, detail: 'the server says it was confirmed'};
+      const snapshotDir = path.join(localState.directory, 'snapshots', batch.id);
+      const safeHost = host.replace(/[^A-Za-z0-9._-]/g, '_');
+      let snapshot: {v4: string; v6: string};
+      try {
+        snapshot = {v4: readFileSync(path.join(snapshotDir, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(snapshotDir, `${safeHost}.v6`), 'utf8')};
+      } catch {
+        return {host, restored: status.phase === 'expired' || status.phase === 'rolledback', detail: `server phase ${status.phase ?? 'unknown'} (no local snapshot copy to compare)`};
+      }
+      const live = await readLive(remote);
+      const differences = liveDifferences(live, {v4: parseIptablesSave(snapshot.v4, 4), v6: parseIptablesSave(snapshot.v6, 6)});
+      if (differences.length > 0) return {host, restored: false, detail: `live rules differ from the snapshot: ${differences.slice(0, 3).join('; ')}`};
+      return {host, restored: true, detail: `rolled back by the server (${status.phase ?? 'expired'}); live rules equal the snapshot`};
+    } finally {
+      await remote.close().catch(() => undefined);
+    }
+  };
+
+  return {
+    clock,
+    prompter: options.prompter,
+
+    async loadFleet() {
+      const stored = fleetStore.store;
+      const hosts = Array.isArray(stored['hosts']) ? stored['hosts'] : [];
+      const fleet = {...stored, hosts} as unknown as FleetDoc;
+      const deadline = settingsStore.get('deadlineSeconds');
+      const settings: WizardSettings = {deadlineSeconds: typeof deadline === 'number' && deadline > 0 ? deadline : DEFAULT_SETTINGS.deadlineSeconds};
+      return {fleet, settings};
+    },
+    async saveFleet(fleet, settings) {
+      fleetStore.store = JSON.parse(JSON.stringify(fleet)) as Record<string, unknown>;
+      settingsStore.set('deadlineSeconds', settings.deadlineSeconds);
+    },
+    async importFleet(file) {
+      let text: string;
+      try {
+        text = readFileSync(path.resolve(file), 'utf8');
+      } catch (error) {
+        throw new InputError([`${file}: cannot read the inventory (${(error as NodeJS.ErrnoException).code ?? messageOf(error)})`]);
+      }
+      parseInventoryText(text, file); // every problem, one line each, before anything is replaced
+      return JSON.parse(text) as FleetDoc;
+    },
+    async exportFleet(fleet, file) {
+      writeFileSync(path.resolve(file), `${JSON.stringify(fleet, null, 2)}\n`);
+    },
+    validateFleet(fleet) {
+      if (fleet.hosts.length === 0) return []; // an empty fleet is fine while building it
+      try {
+        validateInventory(fleet);
+        return [];
+      } catch (error) {
+        if (error instanceof InputError) return error.problems;
+        return [messageOf(error)];
+      }
+    },
+    async sshHostSuggestions() {
+      return sshConfigAliases(sshConfigText());
+    },
+    roleNames(fleet) {
+      return [...new Set([...Object.keys(BUILTIN_ROLES), ...Object.keys(fleet.roles ?? {})])].sort();
+    },
+
+    async status(fleet) {
+      const states = new Map<string, HostState>();
+      if (fleet.hosts.length === 0) return states;
+      statusFleetDoc = fleet;
+      const outcomes = await statusFleet({connector: await connectorFor(fleet), hosts: targetsOf(fleet)});
+      const now = clock.now();
+      for (const outcome of outcomes) {
+        const status = outcome.status;
+        if (!status) states.set(outcome.host, {kind: 'unreachable', reason: outcome.error ?? 'unknown error'});
+        else if (status.pending) {
+          const deadline = now + (status.secondsLeft ?? 0) * 1000;
+          states.set(outcome.host, status.batch ? {kind: 'pending', deadline, batch: status.batch} : {kind: 'pending', deadline});
+        }
+        else if (status.managed && status.confirmedAt) {
+          // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
+          const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+          const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
+          states.set(outcome.host, {kind: 'locked', detail: note});
+        } else states.set(outcome.host, {kind: 'unmanaged'});
+      }
+      return states;
+    },
+
+    async discover(fleet, hosts, onProgress) {
+      const activeConnector = await connectorFor(fleet);
+      const jumps = jumpHostsOf(fleet);
+      const bastions = new Set(jumps.values());
+      const results = await mapLimit(hosts, 8, async (name): Promise<DiscoveredHost> => {
+        let result: DiscoveredHost;
+        try {
+          onProgress({host: name, phase: 'connecting'});
+          const remote = await activeConnector.connect(targetFor(fleet, name));
+          onProgress({host: name, phase: 'reading'});
+          const discovery = await discoverHost(remote);
+          discoveries.set(name, discovery);
+          result = toDiscovered(discovery, bastions.has(name));
+        } catch (error) {
+          const message = messageOf(error);
+          result = {host: name, ok: false, error: message.includes(name) ? message : `${name}: ${message}`};
+        }
+        onProgress({host: name, phase: 'finished', result});
+        return result;
+      });
+      return results.map((entry, index) => (entry.ok ? entry.value : {host: hosts[index] ?? '?', ok: false as const, error: messageOf(entry.error)}));
+    },
+
+    async preview(fleet, scope) {
+      let compiled: {inventory: Inventory; hosts: AccessHost[]};
+      try {
+        compiled = compile(fleet);
+      } catch (error) {
+        return {hosts: [], access: [], lockout: [], problems: error instanceof InputError ? error.problems : [messageOf(error)]};
+      }
+      const findings = checkLockout(compiled.hosts, operatorPaths(compiled.inventory, resolvedSsh(fleet)));
+      const activeConnector = await connectorFor(fleet);
+      const previews = await mapLimit(scope, 8, async (name): Promise<HostPreview> => {
+        const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
+        let current = discoveries.get(name);
+        const warnings = [...host.compiled.warnings, ...findings.filter((finding) => finding.host === name && finding.severity === 'warning').map((finding) => finding.message)];
+        let diff: string[];
+        try {
+          if (!current) {
+            // A quick edit: read what the server has now for the diff.
+            current = await discoverHost(await activeConnector.connect(targetFor(fleet, name)));
+            discoveries.set(name, current);
+          }
+          const before4 = onlyTables(parseIptablesSave(current.firewall.iptablesSave, 4), ['filter']);
+          const before6 = onlyTables(parseIptablesSave(current.firewall.ip6tablesSave, 6), ['filter']);
+          diff = [
+            ...diffRulesets(before4, host.compiled.v4).map((line) => `${line.replace(/^filter: /, '')}  [IPv4]`),
+            ...diffRulesets(before6, host.compiled.v6).map((line) => `${line.replace(/^filter: /, '')}  [IPv6]`),
+          ];
+        } catch (error) {
+          diff = [`(cannot read the current rules: ${messageOf(error)})`];
+        }
+        return {host: name, rulesV4: renderRuleset(host.compiled.v4), rulesV6: renderRuleset(host.compiled.v6), diff, warnings};
+      });
+      return {
+        hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
+        access: formatAccess(summarizeAccess(compiled.hosts)),
+        lockout: findings.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
+        problems: [],
+      };
+    },
+
+    async apply(fleet, scope, deadlineSeconds, onProgress) {
+      let compiled: {inventory: Inventory; hosts: AccessHost[]};
+      try {
+        compiled = compile(fleet);
+      } catch (error) {
+        return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
+      }
+      appliedFleet = fleet;
+      const jumps = jumpHostsOf(fleet);
+      const plans: FleetHostPlan[] = scope.map((name) => {
+        const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
+        const via = jumps.get(name);
+        return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
+      });
+      const steps = new Set<string>(APPLY_STEPS);
+      try {
+        const pending = await applyFleet({
+          connector: await connectorFor(fleet),
+          hosts: plans,
+          timeoutSeconds: deadlineSeconds,
+          localState,
+          onProgress: (event) => {
+            if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
+          },
+          // Refuse, before touching anything, a plan that would cut the operator's SSH path.
+          preflight: () =>
+            checkLockout(compiled.hosts, operatorPaths(compiled.inventory, resolvedSsh(fleet)))
+              .filter((finding) => finding.severity === 'error')
+              .map((finding) => finding.message),
+        });
+        // The servers count on their own clocks; ours only shows the same number of seconds.
+        const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());
+        return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks: pending.checks.map((check) => ({label: check.label, ok: check.ok}))}};
+      } catch (error) {
+        if (error instanceof RefusedError) return {kind: 'refused', reasons: error.message.split('\n')};
+        if (error instanceof FleetApplyError) return {kind: 'failed', reasons: [...error.problems], rolledBack: error.rolledBack};
+        return {kind: 'failed', reasons: [messageOf(error)], rolledBack: false};
+      } finally {
+        for (const name of scope) discoveries.delete(name); // the current rules changed
+      }
+    },
+
+    async keep(batch) {
+      const fleet = currentFleet();
+      const outcomes = await confirmFleet({connector: await connectorFor(fleet), hosts: batch.hosts.map((name) => targetFor(fleet, name)), batch: batch.id, localState});
+      return {
+        kept: outcomes
+          .filter((outcome) => outcome.ok)
+          .map((outcome) => ({
+            host: outcome.host,
+            backup: `/var/lib/isolate-wizard/backups/${batch.id}.v4 (.v6)`,
+            persistent: outcome.persistence !== undefined && outcome.persistence !== 'none',
+            note: outcome.detail,
+          })),
+        problems: outcomes.filter((outcome) => !outcome.ok).map((outcome) => `${outcome.host}: ${outcome.detail}`),
+      };
+    },
+
+    async rollback(batch) {
+      const fleet = currentFleet();
+      const outcomes = await rollbackFleet({connector: await connectorFor(fleet), hosts: batch.hosts.map((name) => targetFor(fleet, name)), batch: batch.id, localState});
+      return outcomes.map((outcome) => ({host: outcome.host, restored: outcome.ok || outcome.expired === true, detail: outcome.detail}));
+    },
+
+    async verifyExpired(batch) {
+      const fleet = currentFleet();
+      const results = await mapLimit(batch.hosts, 8, (host) => expiredCheck(fleet, batch, host));
+      return results.map((entry, index) => (entry.ok ? entry.value : {host: batch.hosts[index] ?? '?', restored: false, detail: `cannot check: ${messageOf(entry.error)}`}));
+    },
+
+    async counters(fleet, host) {
+      return withRemote(fleet, host, async (remote) => {
+        const [v4, v6] = await Promise.all([
+          remote.exec(TROUBLESHOOT_COMMANDS.countersV4, {root: true}),
+          remote.exec(TROUBLESHOOT_COMMANDS.countersV6, {root: true}),
+        ]);
+        return {v4: v4.code === 0 ? v4.stdout : `iptables failed: ${v4.stderr.trim()}`, v6: v6.code === 0 ? v6.stdout : `ip6tables failed: ${v6.stderr.trim()}`};
+      });
+    },
+
+    async dropLog(fleet, host) {
+      return withRemote(fleet, host, async (remote) => {
+        const result = await remote.exec(TROUBLESHOOT_COMMANDS.dropLog, {root: true, stdin: DROP_LOG_SCRIPT});
+        return parseDropLog(result.stdout);
+      });
+    },
+
+    async close() {
+      await connector?.value.closeAll().catch(() => undefined);
+      connector = undefined;
+    },
+  };
+
+  /** The fleet of the last apply (or status): keep / roll back / the expiry check act on its batch's hosts. */
+  function currentFleet(): FleetDoc {
+    const fleet = appliedFleet ?? statusFleetDoc;
+    if (!fleet) throw new Error('no batch was applied in this session');
+    return fleet;
+  }
+}

@@ -1,0 +1,154 @@
+// Discover: every server at once, a spinner each turning into its result — interfaces
+// with their public/private side (changeable), listening services, warnings.
+
+import React, {useState, type ReactElement} from 'react';
+import {Box, Text, useInput} from 'ink';
+import Spinner from 'ink-spinner';
+import {FRAME_CHROME_ROWS, Frame, useInputActive} from '../components.js';
+import {useColor, useTerminalSize} from '../context.js';
+import {useWizard} from '../app.js';
+import {reducer} from '../state.js';
+import type {InterfaceSide} from '../services.js';
+
+const NEXT_SIDE: Record<InterfaceSide, InterfaceSide> = {public: 'private', private: 'ignore', ignore: 'public'};
+
+export function DiscoverScreen() {
+  const {state, dispatch, actions} = useWizard();
+  const active = useInputActive();
+  const color = useColor();
+  const {rows: terminalRows} = useTerminalSize();
+  const [cursor, setCursor] = useState(0);
+
+  // The hosts being discovered: the whole fleet for a lockdown, those without facts for a quick edit.
+  const entries = state.draft.hosts.filter((host) => state.discovery[host.name] !== undefined).map((host) => ({host: host.name, entry: state.discovery[host.name]}));
+  const finished = entries.every(({entry}) => entry?.phase === 'finished');
+  const failed = entries.filter(({entry}) => entry?.phase === 'finished' && !entry.result.ok).map(({host}) => host);
+  const choosable = entries.flatMap(({host, entry}) =>
+    entry?.phase === 'finished' && entry.result.ok ? entry.result.interfaces.map((iface) => ({host, iface: iface.name, side: iface.side})) : [],
+  );
+  const at = Math.min(cursor, Math.max(0, choosable.length - 1));
+
+  useInput(
+    (input, key) => {
+      if (key.upArrow) setCursor((value) => Math.max(0, Math.min(value, choosable.length - 1) - 1));
+      else if (key.downArrow) setCursor((value) => Math.min(choosable.length - 1, value + 1));
+      else if (input === ' ' && choosable[at]) {
+        const {host, iface, side} = choosable[at];
+        dispatch({type: 'set-side', host, iface, side: NEXT_SIDE[side]});
+      } else if (input === 'r' && finished && failed.length > 0) void actions.discover(state.draft, failed);
+      else if (key.return) {
+        if (!finished) return dispatch({type: 'message', text: 'still discovering…'});
+        if (failed.length > 0) return dispatch({type: 'message', text: `cannot continue: ${failed.join(', ')} failed (r retries; Esc, then remove it from the fleet)`});
+        if (state.afterDiscover === 'roles') dispatch({type: 'go', screen: 'roles'});
+        else {
+          const next = reducer(state, {type: 'roles-done'});
+          dispatch({type: 'roles-done'});
+          dispatch({type: 'go', screen: 'preview'});
+          void actions.preview(next.draft, next.scope);
+        }
+      }
+    },
+    {isActive: active},
+  );
+
+  const lines: {element: ReactElement; isCursor: boolean}[] = [];
+  let choiceIndex = 0;
+  for (const {host, entry} of entries) {
+    if (!entry || entry.phase !== 'finished') {
+      lines.push({
+        isCursor: false,
+        element: (
+          <Text key={host}>
+            <Text color={color('cyan')}>
+              <Spinner type="dots" />
+            </Text>{' '}
+            <Text bold>{host}</Text> {entry?.phase === 'reading' ? 'reading interfaces, services, firewall…' : 'connecting…'}
+          </Text>
+        ),
+      });
+      continue;
+    }
+    const result = entry.result;
+    if (!result.ok) {
+      lines.push({
+        isCursor: false,
+        element: (
+          <Text key={host} wrap="truncate-end">
+            <Text color={color('red')}>✗</Text> <Text bold>{host}</Text> {result.error}
+          </Text>
+        ),
+      });
+      continue;
+    }
+    lines.push({
+      isCursor: false,
+      element: (
+        <Text key={host} wrap="truncate-end">
+          <Text color={color('green')}>✓</Text> <Text bold>{host}</Text> <Text dimColor>{result.route}</Text>
+        </Text>
+      ),
+    });
+    for (const iface of result.interfaces) {
+      const isCursor = choiceIndex === at;
+      choiceIndex += 1;
+      lines.push({
+        isCursor,
+        element: (
+          <Text key={`${host}/${iface.name}`} wrap="truncate-end">
+            <Text color={isCursor ? color('cyan') : undefined}>{isCursor ? '  ❯ ' : '    '}</Text>
+            {iface.name.padEnd(8)}
+            <Text bold color={color(iface.side === 'public' ? 'yellow' : iface.side === 'private' ? 'green' : 'gray')}>
+              {iface.side.padEnd(8)}
+            </Text>
+            {iface.addresses.join(', ')}
+            {iface.note ? <Text color={color('yellow')}> ({iface.note})</Text> : null}
+          </Text>
+        ),
+      });
+    }
+    // One entry per service (IPv4 and IPv6 sockets of the same program read as one).
+    const services = [...new Set(result.listening.map((service) => `${service.proto}/${service.port}${service.program ? ` ${service.program}` : ''}`))];
+    lines.push({
+      isCursor: false,
+      element: (
+        <Text key={`${host}/listening`} wrap="truncate-end" dimColor>
+          {'    listening: '}
+          {services.length > 0 ? services.join(', ') : 'nothing'}
+          {result.suggestedRoles.length > 0 ? `  → suggests ${result.suggestedRoles.join(', ')}` : ''}
+        </Text>
+      ),
+    });
+    for (const warning of result.warnings) {
+      lines.push({
+        isCursor: false,
+        element: (
+          <Text key={`${host}/w/${warning}`} wrap="truncate-end" color={color('yellow')}>
+            {'    ⚠ '}
+            {warning}
+          </Text>
+        ),
+      });
+    }
+  }
+
+  // Keep the cursor's line inside the window sized to the terminal.
+  const height = Math.max(3, terminalRows - 1 - FRAME_CHROME_ROWS);
+  const cursorLine = Math.max(0, lines.findIndex((line) => line.isCursor));
+  const offset = Math.max(0, Math.min(cursorLine - Math.floor(height / 2), lines.length - height));
+
+  return (
+    <Frame
+      title={`discover (${entries.filter(({entry}) => entry?.phase === 'finished').length}/${entries.length})`}
+      message={state.message}
+      hints={[
+        {key: '↑↓', label: 'interface'},
+        {key: 'Space', label: 'public/private/ignore'},
+        ...(failed.length > 0 ? [{key: 'r', label: 'retry failed'}] : []),
+        {key: 'Enter', label: state.afterDiscover === 'roles' ? 'choose roles' : 'preview'},
+        {key: 'Esc', label: 'back'},
+      ]}
+    >
+      {lines.slice(offset, offset + height).map((line) => line.element)}
+    </Frame>
+  );
+}

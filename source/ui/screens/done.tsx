@@ -1,0 +1,85 @@
+// Done: what was kept (backups, reboot survival), or what was rolled back and verified.
+
+import React from 'react';
+import {Box, Text, useInput} from 'ink';
+import {Frame, useInputActive} from '../components.js';
+import {useColor} from '../context.js';
+import {useWizard} from '../app.js';
+
+export function DoneScreen() {
+  const {state, dispatch, actions} = useWizard();
+  const active = useInputActive();
+  const color = useColor();
+  const outcome = state.outcome;
+
+  useInput(
+    (input, key) => {
+      if (key.return || input === 'h') {
+        dispatch({type: 'home'});
+        void actions.refreshStatus();
+      } else if (input === 'q') actions.exit();
+    },
+    {isActive: active},
+  );
+
+  const hints = [
+    {key: 'Enter', label: 'fleet home'},
+    {key: 'q', label: 'quit'},
+  ];
+  if (!outcome) return <Frame title="done" hints={hints}>{null}</Frame>;
+
+  if (outcome.kind === 'kept') {
+    return (
+      <Frame title="kept" message={state.message} hints={hints}>
+        {outcome.result.kept.map((host) => (
+          <Box key={host.host} flexDirection="column">
+            <Text>
+              <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
+              {host.backup ? `; previous rules in ${host.backup}` : ''}
+            </Text>
+            <Text color={color(host.persistent ? undefined : 'yellow')}>
+              {'    '}
+              {host.persistent ? 'survives a reboot' : 'live only: will NOT survive a reboot'}
+              {host.note ? ` (${host.note})` : ''}
+            </Text>
+          </Box>
+        ))}
+        {outcome.result.problems.map((problem) => (
+          <Text key={problem} color={color('red')}>
+            ✗ {problem}
+          </Text>
+        ))}
+      </Frame>
+    );
+  }
+
+  if (outcome.kind === 'refused') {
+    return (
+      <Frame title="refused — nothing was changed" message={state.message} hints={hints}>
+        {outcome.reasons.map((reason) => (
+          <Text key={reason} color={color('red')}>
+            ✗ {reason}
+          </Text>
+        ))}
+      </Frame>
+    );
+  }
+
+  const title =
+    outcome.why === 'expired' ? 'deadline passed — rolled back' : outcome.why === 'operator' ? 'rolled back' : 'apply failed — rolled back';
+  return (
+    <Frame title={title} message={state.message} hints={hints}>
+      {(outcome.reasons ?? []).map((reason) => (
+        <Text key={reason} color={color('red')}>
+          ✗ {reason}
+        </Text>
+      ))}
+      {outcome.hosts.map((host) => (
+        <Text key={host.host}>
+          <Text color={color(host.restored ? 'green' : 'red')}>{host.restored ? '✓' : '✗'}</Text> <Text bold>{host.host}</Text>{' '}
+          {host.restored ? 'back on its previous rules' : 'NOT verified'}: {host.detail}
+        </Text>
+      ))}
+    </Frame>
+  );
+}

@@ -1,0 +1,122 @@
+// Preview: per server the ruleset (v4/v6), the diff against what it has now, the access
+// in plain words, and the lockout check. A lockout finding or a problem blocks the apply.
+
+import React, {useState} from 'react';
+import {Box, Text, useInput} from 'ink';
+import Spinner from 'ink-spinner';
+import {FRAME_CHROME_ROWS, Frame, ScrollText, useInputActive, useScroll} from '../components.js';
+import {useColor, useTerminalSize} from '../context.js';
+import {useWizard} from '../app.js';
+
+type View = 'diff' | 'v4' | 'v6' | 'access';
+const VIEWS: readonly View[] = ['diff', 'v4', 'v6', 'access'];
+const VIEW_LABELS: Record<View, string> = {diff: 'diff', v4: 'IPv4 rules', v6: 'IPv6 rules', access: 'access'};
+
+export function PreviewScreen() {
+  const {state, dispatch, actions} = useWizard();
+  const active = useInputActive();
+  const color = useColor();
+  const {rows} = useTerminalSize();
+  const [view, setView] = useState<View>('diff');
+  const [hostIndex, setHostIndex] = useState(0);
+  const preview = state.preview;
+  const hosts = preview?.hosts ?? [];
+  const current = hosts[Math.min(hostIndex, Math.max(0, hosts.length - 1))];
+  const blocked = preview !== undefined && (preview.lockout.length > 0 || preview.problems.length > 0);
+
+  let lines: readonly string[] = [];
+  if (preview && current) {
+    if (view === 'diff') lines = current.diff.length > 0 ? current.diff : ['(no change: the server already has exactly these rules)'];
+    else if (view === 'v4') lines = current.rulesV4.replace(/\n$/, '').split('\n');
+    else if (view === 'v6') lines = current.rulesV6.replace(/\n$/, '').split('\n');
+    else lines = preview.access;
+  } else if (preview && view === 'access') lines = preview.access;
+
+  // Lockout / problems / warnings above the window; the window takes the rest of the terminal.
+  const headerLines = preview ? 2 + Math.min(4, preview.lockout.length + preview.problems.length) + Math.min(2, current?.warnings.length ?? 0) : 1;
+  const height = Math.max(3, rows - 1 - FRAME_CHROME_ROWS - headerLines - 1);
+  const offset = useScroll(lines.length, height, active);
+
+  useInput(
+    (input, key) => {
+      if (key.leftArrow || key.rightArrow) {
+        if (hosts.length > 0) setHostIndex((value) => (value + (key.rightArrow ? 1 : hosts.length - 1)) % hosts.length);
+      } else if (input === '1' || input === '2' || input === '3' || input === '4') setView(VIEWS[Number(input) - 1] ?? 'diff');
+      else if (key.tab) setView(VIEWS[(VIEWS.indexOf(view) + 1) % VIEWS.length] ?? 'diff');
+      else if (input === 'a') {
+        if (!preview) return dispatch({type: 'message', text: 'the preview is not ready yet'});
+        if (blocked) return dispatch({type: 'message', text: 'apply is blocked: fix what the preview reports first (Esc goes back)'});
+        void actions.apply(state.draft, state.scope);
+      }
+    },
+    {isActive: active},
+  );
+
+  if (!preview) {
+    return (
+      <Frame title="preview" message={state.message} hints={[{key: 'Esc', label: 'back'}]}>
+        <Text>
+          <Text color={color('cyan')}>
+            <Spinner type="dots" />
+          </Text>{' '}
+          compiling the rules and reading what the servers have now…
+        </Text>
+      </Frame>
+    );
+  }
+
+  return (
+    <Frame
+      title={`preview · ${current?.host ?? 'fleet'} · ${VIEW_LABELS[view]}`}
+      message={state.message}
+      hints={[
+        {key: '←→', label: 'server'},
+        {key: '1-4/Tab', label: 'diff·v4·v6·access'},
+        {key: '↑↓', label: 'scroll'},
+        ...(blocked ? [] : [{key: 'a', label: `apply (${state.settings.deadlineSeconds} s to keep)`}]),
+        {key: 'Esc', label: 'back'},
+      ]}
+    >
+      {preview.problems.slice(0, 4).map((problem) => (
+        <Text key={`p/${problem}`} color={color('red')} wrap="truncate-end">
+          ✗ {problem}
+        </Text>
+      ))}
+      {preview.lockout.length > 0 ? (
+        <>
+          <Text color={color('red')} bold>
+            ✗ Lockout check: this plan would cut your SSH path — apply is blocked
+          </Text>
+          {preview.lockout.slice(0, 3).map((finding) => (
+            <Text key={`l/${finding}`} color={color('red')} wrap="truncate-end">
+              {'  '}
+              {finding}
+            </Text>
+          ))}
+        </>
+      ) : preview.problems.length === 0 ? (
+        <Text color={color('green')}>✓ Lockout check: your SSH path to every server survives</Text>
+      ) : null}
+      {(current?.warnings ?? []).slice(0, 2).map((warning) => (
+        <Text key={`w/${warning}`} color={color('yellow')} wrap="truncate-end">
+          ⚠ {warning}
+        </Text>
+      ))}
+      <Box>
+        {hosts.map((host, index) => (
+          <Text key={host.host} inverse={index === hostIndex} color={host.diff.length > 0 ? undefined : color('gray')}>
+            {' '}
+            {host.host}
+            {host.diff.length > 0 ? '*' : ''}{' '}
+          </Text>
+        ))}
+      </Box>
+      <ScrollText
+        lines={lines}
+        height={height}
+        offset={offset}
+        colorFor={(line) => (view === 'diff' ? color(line.startsWith('+') ? 'green' : line.startsWith('-') ? 'red' : undefined) : undefined)}
+      />
+    </Frame>
+  );
+}

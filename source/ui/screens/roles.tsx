@@ -1,0 +1,123 @@
+// Roles: pick roles per server (pre-selected from what it already has, or what is listening),
+// and add custom openings. Enter previews.
+
+import React, {useState} from 'react';
+import {Box, Text, useInput} from 'ink';
+import TextInput from 'ink-text-input';
+import {Frame, useClaimEscape, useInputActive} from '../components.js';
+import {useColor, useUi} from '../context.js';
+import {useWizard} from '../app.js';
+import {describeAllow, parseOpeningText, reducer} from '../state.js';
+
+export function RolesGrid({hosts, onDone}: {hosts: readonly string[]; onDone: () => void}) {
+  const {services} = useUi();
+  const {state, dispatch} = useWizard();
+  const active = useInputActive();
+  const color = useColor();
+  const roles = services.roleNames(state.draft);
+  const [row, setRow] = useState(0);
+  const [column, setColumn] = useState(0);
+  const [custom, setCustom] = useState<string | undefined>(undefined);
+  const host = hosts[Math.min(row, hosts.length - 1)];
+  const hostEntry = state.draft.hosts.find((candidate) => candidate.name === host);
+
+  useInput(
+    (input, key) => {
+      if (key.upArrow) setRow((value) => Math.max(0, value - 1));
+      else if (key.downArrow) setRow((value) => Math.min(hosts.length - 1, value + 1));
+      else if (key.leftArrow) setColumn((value) => Math.max(0, value - 1));
+      else if (key.rightArrow) setColumn((value) => Math.min(roles.length - 1, value + 1));
+      else if (input === ' ' && host && roles[column]) dispatch({type: 'toggle-role', host, role: roles[column]});
+      else if (input === 'c' && host) setCustom('');
+      else if (input === 'x' && hostEntry && (hostEntry.allow?.length ?? 0) > 0) dispatch({type: 'set-allow', host: hostEntry.name, allow: (hostEntry.allow ?? []).slice(0, -1)});
+      else if (key.return) onDone();
+    },
+    {isActive: active && custom === undefined},
+  );
+  useClaimEscape(custom !== undefined);
+  useInput(
+    (_input, key) => {
+      if (key.escape) setCustom(undefined);
+    },
+    {isActive: active && custom !== undefined},
+  );
+
+  return (
+    <Box flexDirection="column">
+      {hosts.map((name, hostIndex) => {
+        const chosen = state.roleChoices[name] ?? state.draft.hosts.find((candidate) => candidate.name === name)?.roles ?? [];
+        const entry = state.discovery[name];
+        const listening = entry?.phase === 'finished' && entry.result.ok ? entry.result.listening.map((service) => service.port) : [];
+        const allows = state.draft.hosts.find((candidate) => candidate.name === name)?.allow ?? [];
+        return (
+          <Box key={name} flexDirection="column">
+            <Box>
+              <Text color={hostIndex === row ? color('cyan') : undefined}>{hostIndex === row ? '❯ ' : '  '}</Text>
+              <Box width={14}>
+                <Text bold>{name}</Text>
+              </Box>
+              {roles.map((role, roleIndex) => {
+                const focused = hostIndex === row && roleIndex === column;
+                return (
+                  <Text key={role} inverse={focused}>
+                    {chosen.includes(role) ? '[x] ' : '[ ] '}
+                    {role}{' '}
+                  </Text>
+                );
+              })}
+              <Text dimColor> {listening.length > 0 ? `listening ${[...new Set(listening)].join(',')}` : ''}</Text>
+            </Box>
+            {allows.length > 0 ? <Text dimColor>{'                + '}{allows.map(describeAllow).join('; ')}</Text> : null}
+          </Box>
+        );
+      })}
+      {custom !== undefined && host ? (
+        <Box marginTop={1}>
+          <Text>custom opening on {host}: </Text>
+          <TextInput
+            value={custom}
+            onChange={setCustom}
+            focus={active}
+            placeholder="8443/tcp from internet"
+            onSubmit={(value) => {
+              const parsed = parseOpeningText(value);
+              if ('problem' in parsed) return dispatch({type: 'message', text: `${host}: ${parsed.problem}`});
+              dispatch({type: 'set-allow', host, allow: [...(hostEntry?.allow ?? []), parsed]});
+              dispatch({type: 'message', text: undefined});
+              setCustom(undefined);
+            }}
+          />
+        </Box>
+      ) : null}
+    </Box>
+  );
+}
+
+export function RolesScreen() {
+  const {state, dispatch, actions} = useWizard();
+  return (
+    <Frame
+      title="roles"
+      message={state.message}
+      hints={[
+        {key: '↑↓', label: 'server'},
+        {key: '←→', label: 'role'},
+        {key: 'Space', label: 'toggle'},
+        {key: 'c', label: 'custom port'},
+        {key: 'x', label: 'drop last custom'},
+        {key: 'Enter', label: 'preview'},
+        {key: 'Esc', label: 'back'},
+      ]}
+    >
+      <RolesGrid
+        hosts={state.scope}
+        onDone={() => {
+          const next = reducer(state, {type: 'roles-done'});
+          dispatch({type: 'roles-done'});
+          dispatch({type: 'go', screen: 'preview'});
+          void actions.preview(next.draft, next.scope);
+        }}
+      />
+    </Frame>
+  );
+}

@@ -1,0 +1,102 @@
+import {afterEach, describe, expect, it} from 'vitest';
+import {cleanup} from 'ink-testing-library';
+import {KEY, renderWizard} from './harness.js';
+import {MANAGED_FLEET, SEED_FLEET} from './fakes.js';
+
+afterEach(() => cleanup());
+
+describe('fleet home', () => {
+  it('lists the saved servers with their state', async () => {
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states: {
+        'tunnel-1': {kind: 'locked'},
+        'haproxy-www': {kind: 'pending', deadline: 1_000_000 + 42_000},
+        'mysql-1': {kind: 'unreachable', reason: 'connection timed out'},
+      },
+    });
+    const frame = await wizard.waitFor('unreachable');
+    expect(frame).toMatch(/tunnel-1.*locked down/);
+    expect(frame).toMatch(/haproxy-www.*pending, 0:42 left/);
+    expect(frame).toMatch(/mysql-1.*unreachable: connection timed out/);
+    wizard.clock.advance(2000);
+    expect(await wizard.waitFor('0:40 left')).toMatch(/haproxy-www.*pending, 0:40 left/);
+  });
+
+  it('resumes a change left pending by an earlier run: p opens its countdown, K keeps it', async () => {
+    const deadline = 1_000_000 + 50_000;
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states: {
+        'tunnel-1': {kind: 'locked'},
+        'haproxy-www': {kind: 'pending', deadline, batch: 'b-old'},
+        'mysql-1': {kind: 'pending', deadline, batch: 'b-old'},
+      },
+    });
+    await wizard.waitFor('pending, 0:50 left');
+    await wizard.press('p');
+    expect(wizard.frame()).toContain('tunnel-1 has no pending change');
+    await wizard.press(KEY.down, 'p');
+    expect(await wizard.waitFor('keep the new rules?')).toContain('0:50 left');
+    await wizard.press('K');
+    await wizard.waitFor('isolate-wizard · kept');
+    expect(wizard.calls.keep.map((batch) => [batch.id, batch.hosts])).toEqual([['b-old', ['haproxy-www', 'mysql-1']]]);
+  });
+
+  it('says how to start when the fleet is empty, and keeps key hints visible', async () => {
+    const wizard = await renderWizard();
+    const frame = wizard.frame();
+    expect(frame).toContain('No servers yet');
+    expect(frame).toContain('a add');
+    expect(frame).toContain('q quit');
+  });
+
+  it('removes a server only after y, and saves the fleet', async () => {
+    const wizard = await renderWizard({fleet: SEED_FLEET});
+    await wizard.press(KEY.down, 'd');
+    expect(wizard.frame()).toContain('remove haproxy-www from the fleet');
+    await wizard.press('n');
+    expect(wizard.calls.saved).toHaveLength(0);
+    await wizard.press('d', 'y');
+    await wizard.waitFor('haproxy-www removed');
+    expect(wizard.stored().fleet.hosts.map((host) => host.name)).toEqual(['tunnel-1', 'mysql-1']);
+  });
+
+  it('imports an inventory file and exports the fleet', async () => {
+    const wizard = await renderWizard();
+    await wizard.press('i');
+    await wizard.type('seed.json');
+    await wizard.press(KEY.enter);
+    await wizard.waitFor('imported 3 servers from seed.json');
+    expect(wizard.calls.imported).toEqual(['seed.json']);
+    expect(await wizard.waitFor(/mysql-1.*unmanaged/)).toMatch(/haproxy-www.*unmanaged/); // states of the imported fleet
+    await wizard.press('x', KEY.enter);
+    await wizard.waitFor('exported the fleet to inventory.json');
+    expect(wizard.calls.exported[0]?.fleet.hosts).toHaveLength(3);
+  });
+
+  it('shows an import error on one line and keeps the fleet', async () => {
+    const {InputError} = await import('../../source/core/errors.js');
+    const wizard = await renderWizard({
+      fleet: SEED_FLEET,
+      importFleet: async () => {
+        throw new InputError(['hosts[2].roles[0]: unknown role "dbx" (known: app, bastion, db, lb)']);
+      },
+    });
+    await wizard.press('i');
+    await wizard.type('bad.json');
+    await wizard.press(KEY.enter);
+    await wizard.waitFor('unknown role "dbx"');
+    expect(wizard.calls.saved).toHaveLength(0);
+  });
+
+  it('q exits with code 0 and answers no to any question still waiting', async () => {
+    const wizard = await renderWizard({fleet: SEED_FLEET});
+    const pending = wizard.prompter.askSecret('mysql-1', 'sudo password for deploy:');
+    await wizard.waitFor('sudo password for deploy');
+    await wizard.press(KEY.escape); // skip the question
+    expect(await pending).toBeUndefined();
+    await wizard.press('q');
+    expect(wizard.exits).toEqual([0]);
+  });
+});
