@@ -93,6 +93,9 @@ async function gatherFacts(context: FleetContext, emit: (line: string) => void):
   const facts = new Map<string, HostFacts>();
   const resolved = offlineSsh(context.inventory, context.home);
   const sources = new Map<string, string>();
+  // Open every selected host's connection now, alongside the fact gathering: the apply reuses
+  // them. A failure here is reported by the apply, host by host.
+  for (const target of context.selected) void context.connector.connect(target).catch(() => undefined);
   await Promise.all(
     context.inventory.hosts.map(async (host) => {
       const target = context.allTargets.find((candidate) => candidate.name === host.name) as HostTarget;
@@ -126,6 +129,8 @@ export interface ApplyRequest {
   readonly onProgress: OnProgress;
   /** Lockout warnings (not errors) go here. */
   readonly onWarning?: (line: string) => void;
+  /** The caller confirms right after (apply --yes): skip arming the countdown. */
+  readonly confirmAtOnce?: boolean;
 }
 
 /**
@@ -155,6 +160,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     onProgress: request.onProgress,
     localState: context.localState,
     preflight: () => formatLockout(findings.filter((finding) => finding.severity === 'error')),
+    armCountdown: request.confirmAtOnce !== true,
   });
 }
 
@@ -234,7 +240,7 @@ export const applyCommand: Command = {
     try {
       let batch: PendingFleetBatch;
       try {
-        batch = await applyInventory({context, timeoutSeconds, onProgress, onWarning: (line) => io.stderr.write(line)});
+        batch = await applyInventory({context, timeoutSeconds, onProgress, onWarning: (line) => io.stderr.write(line), confirmAtOnce: values['yes'] === true});
       } catch (error) {
         if (error instanceof FleetApplyError) {
           for (const problem of error.problems) io.stderr.write(`isolate-wizard: ${problem}\n`);
@@ -252,14 +258,14 @@ export const applyCommand: Command = {
 
       const targets = context.selected;
       if (keep) {
-        const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence});
+        const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence, fresh: false});
         return printOutcomes(io, 'kept', outcomes);
       }
       if (Date.now() >= batch.deadline) {
         io.stdout.write(`not confirmed in time: every server rolled back by itself to its previous rules (batch ${batch.batch}).\n`);
         return EXIT.rolledBack;
       }
-      const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState});
+      const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, fresh: false});
       const code = printOutcomes(io, 'rolled back', outcomes);
       return code === EXIT.ok ? EXIT.rolledBack : code;
     } catch (error) {

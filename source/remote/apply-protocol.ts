@@ -1,0 +1,410 @@
+// The apply protocol on ONE host, in the order it runs. Every remote command is a constant of
+// this file; batch ids and seconds are generated here and checked by regex before use; rulesets
+// and the owner line travel on stdin.
+//
+//   1. installAgent     put the agent script in place (stdin), as root
+//   2. beginBatch       lock (exit 3 when held), snapshot iptables-save/ip6tables-save, arm a
+//                       lease watchdog so even a client dying now leaves nothing locked forever
+//   3. (caller)         keep the snapshot locally; merge the candidate with the foreign chains
+//   4. stageCandidate   upload, `iptables-restore --test` both families; nothing changes yet
+//   5. loadCandidate    iptables-restore v4 then v6; any failure puts the snapshot back at once
+//   6. armDeadline      the operator's countdown, on the server's clock
+//   7. verifyLoaded     over a NEW connection: login works, the live rules are the ones sent
+//   8. confirmBatch     over a new connection: cancel the watchdog, persist; exit 4 = expired
+//   9. rollbackBatch    restore now, cancel the watchdog, check live == snapshot
+import {hostname, userInfo} from 'node:os';
+import {randomBytes} from 'node:crypto';
+import {HostError, RefusedError} from '../core/errors.js';
+import {diffRulesets, parseIptablesSave} from '../core/iptables-save.js';
+import {canonicalFilter, isOpenFilter, mergeForeignDetailed} from '../core/merge.js';
+import type {Ruleset} from '../core/model.js';
+import {renderRuleset} from '../core/render.js';
+import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
+import type {Connector, ExecResult, HostTarget, RemoteHost} from './types.js';
+
+// The only command strings sent by the protocol. `%BATCH%` / `%SECONDS%` are replaced by values
+// that passed BATCH_PATTERN / a safe-integer check, nothing else.
+const COMMANDS = {
+  // A temp name per remote shell ($$): two runs installing at once must not interleave their writes.
+  install:
+    'umask 077 && mkdir -p /var/lib/isolate-wizard && cat > /var/lib/isolate-wizard/agent.sh.$$ && ' +
+    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh',
+  begin: 'sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
+  stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
+  load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
+  arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',
+  show: 'sh /var/lib/isolate-wizard/agent.sh show',
+  confirm: 'sh /var/lib/isolate-wizard/agent.sh confirm %BATCH%',
+  rollback: 'sh /var/lib/isolate-wizard/agent.sh rollback %BATCH%',
+  unlock: 'sh /var/lib/isolate-wizard/agent.sh unlock %BATCH%',
+  // `status` must work on a host that never ran the agent: no agent = not managed.
+  status: 'if [ -f /var/lib/isolate-wizard/agent.sh ]; then sh /var/lib/isolate-wizard/agent.sh status; else echo managed=no; fi',
+  installPersistence: 'sh /var/lib/isolate-wizard/agent.sh install-persistence',
+} as const;
+
+export const BATCH_PATTERN = /^[a-z0-9-]{1,64}$/;
+
+/** A new batch id: sortable by time (the agent prunes old backups by name), unique by chance. */
+export function newBatchId(now: Date = new Date()): string {
+  const stamp = now.toISOString().replace(/[-:]/g, '').replace('T', '-').slice(0, 15); // 20261124-013000
+  return `${stamp}-${randomBytes(3).toString('hex')}`;
+}
+
+function command(template: string, batch?: string, seconds?: number): string {
+  if (batch !== undefined && !BATCH_PATTERN.test(batch)) throw new Error(`invalid batch id: ${JSON.stringify(batch)}`);
+  if (seconds !== undefined && !(Number.isSafeInteger(seconds) && seconds >= 1 && seconds <= 86_400)) {
+    throw new Error(`invalid number of seconds: ${seconds}`);
+  }
+  return template.replace('%BATCH%', batch ?? '').replace('%SECONDS%', seconds === undefined ? '' : String(seconds));
+}
+
+/** "user@machine pid=N": who holds a lock, shown to a second operator. */
+export function ownerLine(): string {
+  let user = 'unknown';
+  try {
+    user = userInfo().username;
+  } catch {
+    // no passwd entry (containers): keep "unknown"
+  }
+  return `${user}@${hostname()} pid=${process.pid}`;
+}
+
+export function splitPayload(text: string): {v4: string; v6: string} {
+  const lines = text.split('\n');
+  const v4Start = lines.indexOf(SECTION_V4);
+  const v6Start = lines.indexOf(SECTION_V6);
+  if (v4Start < 0 || v6Start < v4Start) throw new Error('the agent answered without its #iw:v4 / #iw:v6 sections');
+  const section = (from: number, to: number): string => {
+    const body = lines.slice(from + 1, to).join('\n');
+    return body.trim() === '' ? '' : `${body.replace(/\n*$/, '')}\n`;
+  };
+  return {v4: section(v4Start, v6Start), v6: section(v6Start, lines.length)};
+}
+
+function keyValues(text: string): Map<string, string> {
+  const values = new Map<string, string>();
+  for (const line of text.split('\n')) {
+    const at = line.indexOf('=');
+    if (at > 0) values.set(line.slice(0, at), line.slice(at + 1));
+  }
+  return values;
+}
+
+function firstLine(result: ExecResult): string {
+  const text = (result.stderr.trim() || result.stdout.trim()).replace(/^agent: /, '');
+  return text.split('\n').slice(0, 3).join('; ') || `exit ${result.code}`;
+}
+
+async function run(remote: RemoteHost, template: string, options: {batch?: string; seconds?: number; stdin?: string} = {}): Promise<ExecResult> {
+  return remote.exec(command(template, options.batch, options.seconds), {root: true, stdin: options.stdin ?? ''});
+}
+
+// ---------------------------------------------------------------------------
+// Errors the fleet and the commands tell apart.
+
+/** Another batch holds the host's lock (exit 3). */
+export class LockHeldError extends RefusedError {
+  constructor(
+    readonly host: string,
+    readonly holder: string,
+    readonly since: Date | undefined,
+    readonly secondsLeft: number | undefined,
+  ) {
+    super(
+      `${host}: locked by ${holder || 'another run'}` +
+        (since ? ` since ${since.toISOString()}` : '') +
+        (secondsLeft !== undefined ? ` (its deadline is in ${secondsLeft} s; wait, or confirm/roll back from that machine)` : ''),
+    );
+  }
+}
+
+/** The host answered and said no (as opposed to a link that failed): retrying cannot help. */
+export class AgentError extends HostError {}
+
+/** The batch is no longer pending: the deadline passed and the server rolled back (exit 4). */
+export class BatchExpiredError extends AgentError {}
+
+/** `iptables-restore --test` refused the candidate; nothing changed on the host. */
+export class CandidateRejectedError extends AgentError {}
+
+// ---------------------------------------------------------------------------
+// 1. Install
+
+export async function installAgent(remote: RemoteHost): Promise<void> {
+  const result = await remote.exec(COMMANDS.install, {root: true, stdin: AGENT_SCRIPT});
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot install the agent: ${firstLine(result)}`);
+}
+
+// ---------------------------------------------------------------------------
+// 2. Lock + snapshot + lease
+
+export interface Snapshot {
+  readonly v4: string;
+  readonly v6: string;
+}
+
+/** Locks the host for `batch`, snapshots its rules and arms a watchdog for `leaseSeconds`. */
+export async function beginBatch(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
+  const result = await run(remote, COMMANDS.begin, {batch, seconds: leaseSeconds, stdin: `${owner}\n`});
+  if (result.code === AGENT_EXIT.lockHeld) {
+    const info = keyValues(result.stdout);
+    const since = Number(info.get('since'));
+    const deadline = Number(info.get('deadline'));
+    const now = Number(info.get('now'));
+    throw new LockHeldError(
+      remote.name,
+      info.get('held_by') ?? '',
+      Number.isFinite(since) && since > 0 ? new Date(since * 1000) : undefined,
+      Number.isFinite(deadline) && Number.isFinite(now) && deadline > 0 ? Math.max(0, deadline - now) : undefined,
+    );
+  }
+  if (result.code !== 0) throw new AgentError(remote.name, `lock/snapshot failed: ${firstLine(result)}`);
+  return splitPayload(result.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// 3. Merge with what others own
+
+export interface PreparedRules {
+  readonly v4: Ruleset;
+  readonly v6: Ruleset;
+  readonly v4Text: string;
+  readonly v6Text: string;
+  readonly keptChains: readonly string[];
+  readonly keptForward: boolean;
+}
+
+/** Renders a merged ruleset and checks the text reads back as the same rules (a renderer bug must not reach a server). */
+function renderChecked(host: string, ruleset: Ruleset): string {
+  const text = renderRuleset(ruleset);
+  let reread: Ruleset;
+  try {
+    reread = parseIptablesSave(text, ruleset.family);
+  } catch (error) {
+    throw new HostError(host, `the rendered IPv${ruleset.family} rules do not read back: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  const differences = diffRulesets(ruleset, reread);
+  if (differences.length > 0 || !text.includes('*filter')) {
+    throw new HostError(host, `the rendered IPv${ruleset.family} rules differ from the plan (${differences[0] ?? 'no *filter table'})`);
+  }
+  return text;
+}
+
+export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset}, snapshot: Snapshot): PreparedRules {
+  const parse = (text: string, family: 4 | 6): Ruleset => {
+    try {
+      return parseIptablesSave(text, family);
+    } catch (error) {
+      throw new HostError(host, `cannot read its current IPv${family} rules: ${error instanceof Error ? error.message : String(error)}`);
+    }
+  };
+  const v4 = mergeForeignDetailed(candidate.v4, parse(snapshot.v4, 4));
+  const v6 = mergeForeignDetailed(candidate.v6, parse(snapshot.v6, 6));
+  return {
+    v4: v4.ruleset,
+    v6: v6.ruleset,
+    v4Text: renderChecked(host, v4.ruleset),
+    v6Text: renderChecked(host, v6.ruleset),
+    keptChains: [...new Set([...v4.keptChains, ...v6.keptChains])],
+    keptForward: v4.keptForward || v6.keptForward,
+  };
+}
+
+// ---------------------------------------------------------------------------
+// 4. Validate
+
+export async function stageCandidate(remote: RemoteHost, batch: string, v4Text: string, v6Text: string): Promise<void> {
+  const payload = `${SECTION_V4}\n${v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${v6Text.replace(/\n*$/, '\n')}`;
+  const result = await run(remote, COMMANDS.stage, {batch, stdin: payload});
+  if (result.code === AGENT_EXIT.candidateRejected) {
+    throw new CandidateRejectedError(remote.name, `rules rejected by the server, nothing changed: ${firstLine(result)}`);
+  }
+  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  if (result.code !== 0) throw new AgentError(remote.name, `validation failed: ${firstLine(result)}`);
+}
+
+// ---------------------------------------------------------------------------
+// 5. Load (atomic per family; the agent restores the snapshot itself when either fails)
+
+export async function loadCandidate(remote: RemoteHost, batch: string): Promise<void> {
+  const result = await run(remote, COMMANDS.load, {batch});
+  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  if (result.code !== 0) throw new AgentError(remote.name, `load failed: ${firstLine(result)}`);
+}
+
+// ---------------------------------------------------------------------------
+// 6. Countdown
+
+export interface Armed {
+  /** Seconds since the epoch on the server's clock. */
+  readonly deadline: number;
+  /** The server's clock when armed (the deadline is `seconds` after it, whatever the skew). */
+  readonly serverNow: number;
+}
+
+export async function armDeadline(remote: RemoteHost, batch: string, seconds: number): Promise<Armed> {
+  const result = await run(remote, COMMANDS.arm, {batch, seconds});
+  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot arm the rollback timer: ${firstLine(result)}`);
+  const values = keyValues(result.stdout);
+  return {deadline: Number(values.get('deadline')), serverNow: Number(values.get('now'))};
+}
+
+// ---------------------------------------------------------------------------
+// 7. Verify from a fresh connection
+
+export interface LiveRules {
+  readonly phase: string;
+  readonly batch: string;
+  readonly v4: string;
+  readonly v6: string;
+}
+
+export async function readLive(remote: RemoteHost): Promise<LiveRules> {
+  const result = await remote.exec(COMMANDS.show, {root: true, stdin: ''});
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot read the live rules: ${firstLine(result)}`);
+  const values = keyValues(result.stdout.split(`${SECTION_V4}\n`)[0] ?? '');
+  const payload = splitPayload(result.stdout);
+  return {phase: values.get('phase') ?? '', batch: values.get('batch') ?? '', ...payload};
+}
+
+/** Differences between what is live and what was sent (filter table, canonical spellings). Empty = same. */
+export function liveDifferences(live: {v4: string; v6: string}, expected: {v4: Ruleset; v6: Ruleset}): string[] {
+  const problems: string[] = [];
+  for (const family of [4, 6] as const) {
+    const text = family === 4 ? live.v4 : live.v6;
+    const want = family === 4 ? expected.v4 : expected.v6;
+    const got = parseIptablesSave(text, family);
+    if (isOpenFilter(got) && isOpenFilter(want)) continue;
+    for (const line of diffRulesets(canonicalFilter(want), canonicalFilter(got))) problems.push(`IPv${family} ${line}`);
+  }
+  return problems;
+}
+
+/**
+ * Opens a NEW connection on the operator's path (through the bastion where there is one): proves
+ * that login still works with the new rules, then compares the live rules with the merged candidate.
+ */
+export async function verifyLoaded(connector: Connector, target: HostTarget, batch: string, expected: {v4: Ruleset; v6: Ruleset}): Promise<string> {
+  const fresh = await connector.connect(target, {fresh: true});
+  try {
+    const live = await readLive(fresh);
+    if (live.batch !== batch || live.phase !== 'loaded') {
+      throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
+    }
+    const differences = liveDifferences(live, expected);
+    if (differences.length > 0) {
+      throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
+    }
+    return `new SSH session ${fresh.route}; live rules match`;
+  } finally {
+    await fresh.close().catch(() => undefined);
+  }
+}
+
+// ---------------------------------------------------------------------------
+// 8. Confirm
+
+export type Persistence = 'debian' | 'rhel' | 'none';
+
+export interface Confirmed {
+  readonly alreadyConfirmed: boolean;
+  readonly persistence: Persistence;
+}
+
+export const NO_PERSISTENCE_NOTE =
+  'rules are live but will not survive a reboot; install iptables-persistent or rerun with --install-persistence';
+
+export async function confirmBatch(remote: RemoteHost, batch: string): Promise<Confirmed> {
+  const result = await run(remote, COMMANDS.confirm, {batch});
+  if (result.code === AGENT_EXIT.notPending) {
+    const why = firstLine(result);
+    const meaning = / is expired$/.test(why)
+      ? 'the deadline had passed and the server already rolled back'
+      : 'it is no longer pending on the server';
+    throw new BatchExpiredError(remote.name, `not confirmed: ${why} (${meaning}; nothing changed)`);
+  }
+  if (result.code !== 0) throw new AgentError(remote.name, `confirm failed: ${firstLine(result)}`);
+  const values = keyValues(result.stdout);
+  const persisted = values.get('persisted');
+  return {
+    alreadyConfirmed: result.stdout.startsWith('already-confirmed'),
+    persistence: persisted === 'debian' || persisted === 'rhel' ? persisted : 'none',
+  };
+}
+
+export async function installPersistence(remote: RemoteHost): Promise<Persistence> {
+  const result = await remote.exec(COMMANDS.installPersistence, {root: true, stdin: '', timeoutMs: 300_000});
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot install persistence: ${firstLine(result)}`);
+  const kind = keyValues(result.stdout).get('persistence');
+  return kind === 'debian' || kind === 'rhel' ? kind : 'none';
+}
+
+// ---------------------------------------------------------------------------
+// 9. Roll back / release
+
+export async function rollbackBatch(remote: RemoteHost, batch: string): Promise<void> {
+  const result = await run(remote, COMMANDS.rollback, {batch});
+  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  if (result.code === AGENT_EXIT.restoreUnverified) {
+    throw new AgentError(remote.name, `restored, but the live rules differ from the snapshot: ${firstLine(result)}`);
+  }
+  if (result.code !== 0) throw new AgentError(remote.name, `rollback failed: ${firstLine(result)}`);
+}
+
+/** Releases a batch that changed nothing on this host yet (locked or validated only). */
+export async function unlockBatch(remote: RemoteHost, batch: string): Promise<void> {
+  const result = await run(remote, COMMANDS.unlock, {batch});
+  if (result.code !== 0) throw new AgentError(remote.name, `unlock failed: ${firstLine(result)}`);
+}
+
+// ---------------------------------------------------------------------------
+// Status
+
+export interface AgentStatus {
+  readonly managed: boolean;
+  readonly batch?: string;
+  /** locked | staged | loading | loaded (pending) | confirmed | rolledback | expired | failed | released */
+  readonly phase?: string;
+  readonly pending: boolean;
+  readonly owner?: string;
+  readonly secondsLeft?: number;
+  /** Last phase change, server clock. */
+  readonly lastChange?: Date;
+  readonly confirmedAt?: Date;
+  readonly backups: number;
+  readonly persistence: Persistence;
+}
+
+const PENDING_PHASES = new Set(['locked', 'staged', 'loading', 'loaded']);
+
+export function parseStatus(text: string): AgentStatus {
+  const values = keyValues(text);
+  const epoch = (key: string): Date | undefined => {
+    const seconds = Number(values.get(key));
+    return Number.isFinite(seconds) && seconds > 0 ? new Date(seconds * 1000) : undefined;
+  };
+  const phase = values.get('phase') || undefined;
+  const pending = phase !== undefined && PENDING_PHASES.has(phase);
+  const deadline = Number(values.get('deadline'));
+  const now = Number(values.get('now'));
+  const persistence = values.get('persistence');
+  return {
+    managed: values.get('managed') === 'yes',
+    batch: values.get('batch') || undefined,
+    phase,
+    pending,
+    owner: values.get('owner') || undefined,
+    secondsLeft: pending && deadline > 0 && now > 0 ? Math.max(0, deadline - now) : undefined,
+    lastChange: epoch('changed'),
+    confirmedAt: epoch('confirmed'),
+    backups: Number(values.get('backups')) || 0,
+    persistence: persistence === 'debian' || persistence === 'rhel' ? persistence : 'none',
+  };
+}
+
+export async function hostStatus(remote: RemoteHost): Promise<AgentStatus> {
+  const result = await remote.exec(COMMANDS.status, {root: true, stdin: ''});
+  if (result.code !== 0) throw new AgentError(remote.name, `status failed: ${firstLine(result)}`);
+  return parseStatus(result.stdout);
+}

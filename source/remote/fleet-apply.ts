@@ -1,0 +1,459 @@
+// Applying to a whole fleet as one batch: all hosts get the new rules, or none keeps them.
+//
+// Order matters because hosts behind a bastion are reached THROUGH it: the bastion's own rules
+// load last, so no path is cut while other hosts are still being changed, and everything is
+// verified afterwards over new connections (which pass through the bastion's new rules).
+// One countdown for the batch: every host is armed with the same number of seconds at the end.
+import {EXIT, HostError, RefusedError} from '../core/errors.js';
+import type {Ruleset} from '../core/model.js';
+import {
+  AgentError,
+  armDeadline,
+  BatchExpiredError,
+  beginBatch,
+  confirmBatch,
+  hostStatus,
+  installAgent,
+  installPersistence,
+  LockHeldError,
+  newBatchId,
+  NO_PERSISTENCE_NOTE,
+  prepareRules,
+  rollbackBatch,
+  stageCandidate,
+  loadCandidate,
+  unlockBatch,
+  verifyLoaded,
+  type AgentStatus,
+  type Persistence,
+  type PreparedRules,
+} from './apply-protocol.js';
+import type {LocalState} from './local-state.js';
+import type {Connector, HostTarget, RemoteHost} from './types.js';
+
+export type FleetStep =
+  | 'lock'
+  | 'snapshot'
+  | 'validate'
+  | 'watchdog'
+  | 'load'
+  | 'verify'
+  | 'confirm'
+  | 'persist'
+  | 'rollback'
+  | 'unlock';
+
+export interface ProgressEvent {
+  readonly host: string;
+  readonly step: FleetStep;
+  readonly status: 'running' | 'done' | 'failed' | 'skipped';
+  readonly detail?: string;
+}
+
+export type OnProgress = (event: ProgressEvent) => void;
+
+export interface FleetHostPlan {
+  readonly target: HostTarget;
+  readonly candidate: {readonly v4: Ruleset; readonly v6: Ruleset};
+  /** Inventory names of the hosts this one is reached through (ProxyJump / inventory jump). */
+  readonly via?: readonly string[];
+}
+
+export interface ApplyFleetOptions {
+  readonly connector: Connector;
+  readonly hosts: readonly FleetHostPlan[];
+  /** The operator's countdown, seconds. */
+  readonly timeoutSeconds: number;
+  readonly onProgress?: OnProgress;
+  readonly localState?: LocalState;
+  /**
+   * Runs before any host is touched; non-empty = refused (exit 3). The commands pass the lockout
+   * check here (the operator's SSH path against the compiled rules).
+   */
+  readonly preflight?: () => Promise<readonly string[]> | readonly string[];
+  /** Hosts worked on at once (default 8). */
+  readonly concurrency?: number;
+  /** A given batch id (tests); default a new one. */
+  readonly batch?: string;
+  /**
+   * False when the caller confirms at once (`apply --yes`): the operator's countdown is not armed,
+   * the lock's first watchdog (timeout + PREPARATION_SECONDS) stays the safety net until the
+   * confirm, and a round trip per host is saved.
+   */
+  readonly armCountdown?: boolean;
+}
+
+export interface PendingFleetBatch {
+  readonly batch: string;
+  readonly hosts: readonly string[];
+  /** Epoch ms on this machine's clock (each server counts the same seconds on its own clock). */
+  readonly deadline: number;
+  readonly timeoutSeconds: number;
+  readonly checks: readonly {readonly host: string; readonly label: string; readonly ok: boolean}[];
+  /** Per host, the foreign chains carried over (Docker, fail2ban, ...). */
+  readonly kept: ReadonlyMap<string, readonly string[]>;
+}
+
+/** The batch failed; `rolledBack` says whether hosts that had changed were put back. */
+export class FleetApplyError extends Error {
+  override readonly name = 'FleetApplyError';
+  constructor(
+    readonly problems: readonly string[],
+    readonly exitCode: number,
+    readonly rolledBack: boolean,
+  ) {
+    super(problems.join('\n'));
+  }
+}
+
+/** Extra seconds the lock's first watchdog gives the run to validate, load and verify. */
+const PREPARATION_SECONDS = 60;
+
+interface HostRun {
+  readonly plan: FleetHostPlan;
+  remote?: RemoteHost;
+  began: boolean;
+  loaded: boolean;
+  prepared?: PreparedRules;
+}
+
+function describe(error: unknown): string {
+  return error instanceof Error ? error.message : String(error);
+}
+
+/** Runs `work` over `items` with at most `limit` at once; never rejects (errors come back as values). */
+export async function mapLimit<T, R>(items: readonly T[], limit: number, work: (item: T) => Promise<R>): Promise<({ok: true; value: R} | {ok: false; error: unknown})[]> {
+  const results: ({ok: true; value: R} | {ok: false; error: unknown})[] = new Array(items.length);
+  let next = 0;
+  const worker = async (): Promise<void> => {
+    while (next < items.length) {
+      const index = next++;
+      try {
+        results[index] = {ok: true, value: await work(items[index] as T)};
+      } catch (error) {
+        results[index] = {ok: false, error};
+      }
+    }
+  };
+  await Promise.all(Array.from({length: Math.min(Math.max(1, limit), items.length)}, worker));
+  return results;
+}
+
+/** Hosts others are reached through (bastions), by inventory name. */
+export function bastionNames(plans: readonly FleetHostPlan[]): Set<string> {
+  const names = new Set<string>();
+  for (const plan of plans) for (const hop of plan.via ?? []) names.add(hop);
+  if (plans.some((plan) => plan.target.jump !== undefined)) for (const plan of plans) if (plan.target.jump) names.add(plan.target.jump);
+  return names;
+}
+
+/** Load waves: hosts behind bastions first, then bastions, deepest hop last. */
+export function loadWaves(plans: readonly FleetHostPlan[]): FleetHostPlan[][] {
+  const bastions = bastionNames(plans);
+  const depth = (name: string, seen = new Set<string>()): number => {
+    // How many fleet hosts are reached through `name`'s descendants: a bastion behind another
+    // bastion loads before the outer one.
+    if (seen.has(name)) return 0;
+    seen.add(name);
+    const children = plans.filter((plan) => (plan.via ?? []).includes(name) || plan.target.jump === name);
+    return children.length === 0 ? 0 : 1 + Math.max(...children.map((child) => depth(child.target.name, seen)));
+  };
+  const byDepth = new Map<number, FleetHostPlan[]>();
+  for (const plan of plans) {
+    const level = bastions.has(plan.target.name) ? depth(plan.target.name) : 0;
+    byDepth.set(level, [...(byDepth.get(level) ?? []), plan]);
+  }
+  return [...byDepth.entries()].sort(([a], [b]) => a - b).map(([, wave]) => wave);
+}
+
+async function reach(connector: Connector, target: HostTarget, existing?: RemoteHost): Promise<RemoteHost> {
+  if (existing) return existing;
+  return connector.connect(target);
+}
+
+/** Runs an agent call on a host; when the cached link died, retries once on a fresh one. */
+async function withHost<T>(connector: Connector, target: HostTarget, existing: RemoteHost | undefined, call: (remote: RemoteHost) => Promise<T>): Promise<T> {
+  try {
+    return await call(await reach(connector, target, existing));
+  } catch (error) {
+    // The host answered (or refused on purpose): retrying cannot change that.
+    if (error instanceof AgentError || error instanceof RefusedError) throw error;
+    return call(await connector.connect(target, {fresh: true}));
+  }
+}
+
+/**
+ * Locks, snapshots, validates, loads and verifies the batch on every host. Resolves with the
+ * pending batch (every host verified and counting down); on any failure every host that changed
+ * is rolled back, the others are unlocked, and FleetApplyError says what happened.
+ */
+export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFleetBatch> {
+  const {connector, timeoutSeconds} = options;
+  const emit: OnProgress = options.onProgress ?? (() => undefined);
+  const limit = options.concurrency ?? 8;
+  const batch = options.batch ?? newBatchId();
+
+  // 0. Refuse a plan that cuts the operator's path, before touching anything.
+  const refusals = options.preflight ? await options.preflight() : [];
+  if (refusals.length > 0) throw new RefusedError(refusals.join('\n'));
+
+  const runs = options.hosts.map((plan): HostRun => ({plan, began: false, loaded: false}));
+  const runOf = new Map(runs.map((run) => [run.plan.target.name, run]));
+  const leaseSeconds = timeoutSeconds + PREPARATION_SECONDS;
+
+  // 1-4. Lock, snapshot, merge and validate everywhere; nothing changes yet.
+  const prepared = await mapLimit(runs, limit, async (run) => {
+    const name = run.plan.target.name;
+    emit({host: name, step: 'lock', status: 'running'});
+    try {
+      run.remote = await connector.connect(run.plan.target);
+      await installAgent(run.remote);
+      const snapshot = await beginBatch(run.remote, batch, leaseSeconds);
+      run.began = true;
+      emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
+      const copy = options.localState?.saveSnapshot(batch, name, snapshot);
+      emit({host: name, step: 'snapshot', status: 'done', detail: copy ? `copy in ${copy}` : undefined});
+      emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server (${leaseSeconds} s until load and verify finish)`});
+      emit({host: name, step: 'validate', status: 'running'});
+      run.prepared = prepareRules(name, run.plan.candidate, snapshot);
+      await stageCandidate(run.remote, batch, run.prepared.v4Text, run.prepared.v6Text);
+      const kept = run.prepared.keptChains.length > 0 ? `; keeping ${run.prepared.keptChains.join(', ')}` : '';
+      emit({host: name, step: 'validate', status: 'done', detail: `iptables-restore --test passed${kept}`});
+    } catch (error) {
+      const step = run.began ? 'validate' : 'lock';
+      emit({host: name, step, status: 'failed', detail: describe(error)});
+      throw error;
+    }
+  });
+  const prepareFailures = prepared.flatMap((result) => (result.ok ? [] : [result.error]));
+  if (prepareFailures.length > 0) {
+    await releaseAll(options, runs, batch, emit);
+    const lockHeld = prepareFailures.some((error) => error instanceof LockHeldError || error instanceof RefusedError);
+    throw new FleetApplyError(
+      [...prepareFailures.map(describe), 'nothing was changed on any host'],
+      lockHeld ? EXIT.refused : EXIT.failed,
+      false,
+    );
+  }
+
+  // 5. Load: hosts behind bastions first, bastions last.
+  for (const wave of loadWaves(options.hosts)) {
+    const loads = await mapLimit(wave, limit, async (plan) => {
+      const run = runOf.get(plan.target.name) as HostRun;
+      emit({host: plan.target.name, step: 'load', status: 'running'});
+      run.loaded = true; // from here a rollback is needed whatever the answer (the link may die mid-load)
+      try {
+        await loadCandidate(run.remote as RemoteHost, batch);
+        emit({host: plan.target.name, step: 'load', status: 'done'});
+      } catch (error) {
+        emit({host: plan.target.name, step: 'load', status: 'failed', detail: describe(error)});
+        throw error;
+      }
+    });
+    const failures = loads.flatMap((result) => (result.ok ? [] : [result.error]));
+    if (failures.length > 0) {
+      await releaseAll(options, runs, batch, emit);
+      throw new FleetApplyError([...failures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
+    }
+  }
+
+  // 7. Verify every host over a NEW connection (the operator's path through the new rules).
+  const checks: {host: string; label: string; ok: boolean}[] = [];
+  const verifications = await mapLimit(runs, limit, async (run) => {
+    const name = run.plan.target.name;
+    emit({host: name, step: 'verify', status: 'running'});
+    try {
+      const label = await verifyLoaded(connector, run.plan.target, batch, run.prepared as PreparedRules);
+      checks.push({host: name, label, ok: true});
+      emit({host: name, step: 'verify', status: 'done', detail: label});
+    } catch (error) {
+      checks.push({host: name, label: describe(error), ok: false});
+      emit({host: name, step: 'verify', status: 'failed', detail: describe(error)});
+      throw error;
+    }
+  });
+  const verifyFailures = verifications.flatMap((result) => (result.ok ? [] : [result.error]));
+  if (verifyFailures.length > 0) {
+    await releaseAll(options, runs, batch, emit);
+    throw new FleetApplyError([...verifyFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
+  }
+
+  // 6. The operator's countdown: the same seconds on every server, from now.
+  const armed = await mapLimit(options.armCountdown === false ? [] : runs, limit, async (run) => {
+    await withHost(connector, run.plan.target, run.remote, (remote) => armDeadline(remote, batch, timeoutSeconds));
+    emit({host: run.plan.target.name, step: 'watchdog', status: 'done', detail: `rolls back by itself in ${timeoutSeconds} s unless confirmed`});
+  });
+  const deadline = Date.now() + (options.armCountdown === false ? leaseSeconds : timeoutSeconds) * 1000;
+  const armFailures = armed.flatMap((result) => (result.ok ? [] : [result.error]));
+  if (armFailures.length > 0) {
+    await releaseAll(options, runs, batch, emit);
+    throw new FleetApplyError([...armFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
+  }
+  for (const run of runs) options.localState?.setHost(run.plan.target.name, {batch, phase: 'pending', deadline, changedAt: Date.now()});
+
+  return {
+    batch,
+    hosts: runs.map((run) => run.plan.target.name),
+    deadline,
+    timeoutSeconds,
+    checks,
+    kept: new Map(runs.map((run) => [run.plan.target.name, run.prepared?.keptChains ?? []])),
+  };
+}
+
+/** After a failure: roll back hosts that (may have) changed, unlock the others. Errors are reported, not thrown. */
+async function releaseAll(options: ApplyFleetOptions, runs: readonly HostRun[], batch: string, emit: OnProgress): Promise<void> {
+  await mapLimit(
+    runs.filter((run) => run.began),
+    options.concurrency ?? 8,
+    async (run) => {
+      const name = run.plan.target.name;
+      const step: FleetStep = run.loaded ? 'rollback' : 'unlock';
+      emit({host: name, step, status: 'running'});
+      try {
+        await withHost(options.connector, run.plan.target, run.remote, (remote) =>
+          run.loaded ? rollbackBatch(remote, batch) : unlockBatch(remote, batch),
+        );
+        options.localState?.setHost(name, {batch, phase: run.loaded ? 'rolledback' : 'released', changedAt: Date.now()});
+        emit({host: name, step, status: 'done', detail: run.loaded ? 'previous rules restored and verified' : 'unlocked, nothing changed'});
+      } catch (error) {
+        if (error instanceof BatchExpiredError) {
+          emit({host: name, step, status: 'done', detail: 'the server had already rolled back'});
+          return;
+        }
+        emit({host: name, step, status: 'failed', detail: `${describe(error)}; the server rolls back by itself at its deadline`});
+      }
+    },
+  );
+}
+
+// ---------------------------------------------------------------------------
+// Confirm / roll back / status of hosts (the batch is found locally, else on the server).
+
+export interface HostOutcome {
+  readonly host: string;
+  readonly ok: boolean;
+  readonly detail: string;
+  /** Set for confirm: where the rules persist. */
+  readonly persistence?: Persistence;
+  /** The deadline had passed: the server already rolled back. */
+  readonly expired?: boolean;
+}
+
+export interface FleetActionOptions {
+  readonly connector: Connector;
+  readonly hosts: readonly HostTarget[];
+  readonly onProgress?: OnProgress;
+  readonly localState?: LocalState;
+  /** The batch to act on (the wizard knows it); default: this machine's record, else the server's. */
+  readonly batch?: string;
+  readonly concurrency?: number;
+  /**
+   * Open a NEW connection (default). `apply` passes false when it confirms right after its own
+   * fresh-connection checks: the links it holds were just proven, and a handshake per host is saved.
+   */
+  readonly fresh?: boolean;
+}
+
+async function batchFor(options: FleetActionOptions, remote: RemoteHost): Promise<string | undefined> {
+  if (options.batch) return options.batch;
+  const local = options.localState?.host(remote.name);
+  if (local) return local.batch;
+  return (await hostStatus(remote)).batch;
+}
+
+/** Exit code for a set of outcomes: 0 all ok, 4 when any had expired, else 1. */
+export function outcomeExitCode(outcomes: readonly HostOutcome[]): number {
+  if (outcomes.every((outcome) => outcome.ok)) return EXIT.ok;
+  if (outcomes.some((outcome) => outcome.expired)) return EXIT.rolledBack;
+  return EXIT.failed;
+}
+
+/** Keep the rules: over fresh connections, cancel each watchdog and persist. */
+export async function confirmFleet(options: FleetActionOptions & {readonly installPersistence?: boolean}): Promise<HostOutcome[]> {
+  const emit = options.onProgress ?? (() => undefined);
+  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
+    emit({host: target.name, step: 'confirm', status: 'running'});
+    let remote: RemoteHost | undefined;
+    const fresh = options.fresh !== false;
+    try {
+      remote = await options.connector.connect(target, {fresh});
+      const batch = await batchFor(options, remote);
+      if (!batch) throw new HostError(target.name, 'nothing to confirm: no batch was applied here');
+      let confirmed = await confirmBatch(remote, batch);
+      options.localState?.setHost(target.name, {batch, phase: 'confirmed', changedAt: Date.now()});
+      emit({host: target.name, step: 'confirm', status: 'done', detail: confirmed.alreadyConfirmed ? 'already confirmed' : 'watchdog cancelled'});
+      if (confirmed.persistence === 'none' && options.installPersistence) {
+        emit({host: target.name, step: 'persist', status: 'running', detail: 'installing the boot-time loader'});
+        await installPersistence(remote);
+        confirmed = await confirmBatch(remote, batch); // already confirmed: writes the boot-time files
+      }
+      const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
+      emit({host: target.name, step: 'persist', status: confirmed.persistence === 'none' ? 'skipped' : 'done', detail});
+      return {host: target.name, ok: true, persistence: confirmed.persistence, detail: `confirmed; ${detail}`};
+    } catch (error) {
+      const expired = error instanceof BatchExpiredError;
+      if (expired) {
+        const local = options.localState?.host(target.name);
+        if (local) options.localState?.setHost(target.name, {...local, phase: 'expired', changedAt: Date.now()});
+      }
+      emit({host: target.name, step: 'confirm', status: 'failed', detail: describe(error)});
+      return {host: target.name, ok: false, expired, detail: describe(error)};
+    } finally {
+      if (fresh) await remote?.close().catch(() => undefined);
+    }
+  });
+  return results.map((result, index) =>
+    result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', ok: false, detail: describe(result.error)},
+  );
+}
+
+export function persistenceFiles(kind: Persistence): string {
+  if (kind === 'debian') return '/etc/iptables/rules.v4, rules.v6';
+  if (kind === 'rhel') return '/etc/sysconfig/iptables, ip6tables';
+  return 'none';
+}
+
+/** Put the previous rules back now, on every host, and check they are back. */
+export async function rollbackFleet(options: FleetActionOptions): Promise<HostOutcome[]> {
+  const emit = options.onProgress ?? (() => undefined);
+  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
+    emit({host: target.name, step: 'rollback', status: 'running'});
+    let remote: RemoteHost | undefined;
+    const fresh = options.fresh !== false;
+    try {
+      remote = await options.connector.connect(target, {fresh});
+      const batch = await batchFor(options, remote);
+      if (!batch) throw new HostError(target.name, 'nothing to roll back: no batch was applied here');
+      await rollbackBatch(remote, batch);
+      options.localState?.setHost(target.name, {batch, phase: 'rolledback', changedAt: Date.now()});
+      emit({host: target.name, step: 'rollback', status: 'done', detail: 'previous rules restored and verified'});
+      return {host: target.name, ok: true, detail: 'previous rules restored and verified'};
+    } catch (error) {
+      const expired = error instanceof BatchExpiredError;
+      emit({host: target.name, step: 'rollback', status: 'failed', detail: describe(error)});
+      return {host: target.name, ok: false, expired, detail: describe(error)};
+    } finally {
+      if (fresh) await remote?.close().catch(() => undefined);
+    }
+  });
+  return results.map((result, index) =>
+    result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', ok: false, detail: describe(result.error)},
+  );
+}
+
+export interface HostStatusOutcome {
+  readonly host: string;
+  readonly status?: AgentStatus;
+  readonly error?: string;
+}
+
+export async function statusFleet(options: Omit<FleetActionOptions, 'batch'>): Promise<HostStatusOutcome[]> {
+  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target) => {
+    const remote = await options.connector.connect(target);
+    return {host: target.name, status: await hostStatus(remote)};
+  });
+  return results.map((result, index) =>
+    result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', error: describe(result.error)},
+  );
+}

@@ -1,0 +1,300 @@
+// apply / confirm / rollback / status end to end, against the seed fleet in the lab: real sshd,
+// real iptables, the built CLI in the operator's namespace. One lab for the whole file; every
+// test starts from servers with no firewall and no agent state (resetFleet).
+import {readFileSync} from 'node:fs';
+import path from 'node:path';
+import {spawn as spawnPty} from '@lydell/node-pty';
+import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
+import {createLab, type Lab, type LabHost} from './lab.js';
+
+const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
+const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]}[]};
+const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
+
+let lab: Lab;
+
+function host(name: string): LabHost {
+  const found = lab.hosts.get(name);
+  if (!found) throw new Error(`no lab host ${name}`);
+  return found;
+}
+
+/** `iptables-save` (filter table, no comments/counters) inside a server; '' when it has no filter table. */
+async function filterOf(name: string, family: 4 | 6 = 4): Promise<string> {
+  const output = await host(name).exec([family === 4 ? 'iptables-save' : 'ip6tables-save']);
+  const lines: string[] = [];
+  let inFilter = false;
+  for (const line of output.stdout.split('\n')) {
+    if (line.startsWith('#')) continue;
+    if (line.startsWith('*')) inFilter = line === '*filter';
+    if (inFilter) lines.push(line.replace(/ \[\d+:\d+\]$/, ''));
+    if (line === 'COMMIT') inFilter = false;
+  }
+  return lines.join('\n');
+}
+
+async function agentState(name: string): Promise<string> {
+  return (await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
+}
+
+/** Back to a server with no firewall at all and no agent state (watchdogs see their token gone and quit). */
+async function resetFleet(): Promise<void> {
+  await Promise.all(
+    FLEET.map((name) =>
+      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; true']),
+    ),
+  );
+}
+
+async function waitFor(check: () => Promise<boolean>, limitMs: number): Promise<boolean> {
+  const start = Date.now();
+  while (Date.now() - start < limitMs) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return check();
+}
+
+const expired = async (name: string): Promise<boolean> => (await agentState(name)).includes('phase=expired');
+
+beforeAll(async () => {
+  lab = await createLab();
+});
+
+afterAll(async () => {
+  await lab?.teardown();
+});
+
+beforeEach(async () => {
+  await resetFleet();
+});
+
+describe('apply on the seed fleet', () => {
+  it('locks the fleet down with --yes and the resulting access is the intended one, v4 and v6', async () => {
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const result = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
+    expect(result.stderr).not.toMatch(/failed/);
+    expect(result.code).toBe(0);
+    for (const name of FLEET) expect(result.stdout).toContain(`${name}: kept`);
+    expect(result.stdout).toContain('will not survive a reboot'); // no iptables-persistent in the lab
+
+    const probes: [string, string, number, boolean][] = [
+      // the internet reaches the load balancer's web ports, nothing behind it
+      ['operator', '203.0.113.11', 80, true],
+      ['operator', '2001:db8:100::11', 80, true],
+      ['operator', '203.0.113.12', 80, false],
+      ['operator', '2001:db8:100::12', 80, false],
+      ['operator', '203.0.113.14', 3306, false],
+      ['operator', '2001:db8:100::14', 3306, false],
+      // ssh from the internet only to the bastion
+      ['operator', '203.0.113.10', 22, true],
+      ['operator', '203.0.113.12', 22, false],
+      // the lb reaches its backends on port 80 (destination port, not the tutorial's --sport)
+      ['haproxy-www', '10.132.0.12', 80, true],
+      ['haproxy-www', '10.132.0.13', 80, true],
+      ['haproxy-www', 'fd00:132::12', 80, true],
+      ['haproxy-www', '10.132.0.14', 3306, false],
+      // apps reach the databases; the bastion reaches everyone's ssh
+      ['wordpress-1', '10.132.0.14', 3306, true],
+      ['wordpress-2', 'fd00:132::15', 3306, true],
+      ['tunnel-1', '10.132.0.14', 22, true],
+      // the other tenant on the shared private network reaches nothing
+      ['tenant', '10.132.0.12', 80, false],
+      ['tenant', '10.132.0.14', 3306, false],
+      ['tenant', 'fd00:132::14', 3306, false],
+      ['tenant', '10.132.0.11', 22, false],
+    ];
+    const outcomes = await Promise.all(probes.map(async ([from, address, port]) => lab.canConnect(from, address, port)));
+    const wrong = probes.filter((probe, index) => outcomes[index] !== probe[3]).map(([from, address, port, want]) => `${from} -> ${address}:${port} should ${want ? '' : 'not '}connect`);
+    expect(wrong).toEqual([]);
+
+    // The operator still gets in everywhere, through the bastion, with a brand-new ssh.
+    const ssh = await lab.execOperator(['ssh', '-F', lab.sshConfigPath, 'mysql-2', 'true']);
+    expect(ssh.code).toBe(0);
+
+    const status = await lab.runCli(['status', '--inventory', inventory, '--json']);
+    expect(status.code).toBe(0);
+    const parsed = JSON.parse(status.stdout) as {hosts: {host: string; phase: string; pending: boolean; backups: number}[]};
+    expect(parsed.hosts.map((entry) => [entry.host, entry.phase, entry.pending])).toEqual(FLEET.map((name) => [name, 'confirmed', false]));
+  });
+
+  it('without confirmation, every server rolls back by itself to its exact snapshot, and a late confirm says so', async () => {
+    // wordpress-1 starts with rules of its own; the rest have no tables at all.
+    await host('wordpress-1').exec(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '8080', '-j', 'ACCEPT']);
+    const before = await filterOf('wordpress-1');
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    // Long enough for `status` to see the batch pending on a busy machine.
+    const applied = await lab.runCli(['apply', '--inventory', inventory, '--timeout', '20']);
+    expect(applied.code).toBe(0); // not a terminal: left pending, with the command to confirm
+    expect(applied.stdout).toContain('isolate-wizard confirm --inventory');
+    expect(await filterOf('wordpress-1')).not.toEqual(before);
+
+    const pending = await lab.runCli(['status', '--inventory', inventory]);
+    expect(pending.stdout).toMatch(/wordpress-1: PENDING batch [a-z0-9-]+ \(loaded\), rolls back in \d+ s/);
+
+    expect(await waitFor(async () => (await Promise.all(FLEET.map(expired))).every(Boolean), 60_000)).toBe(true);
+    expect(await filterOf('wordpress-1')).toEqual(before);
+    for (const name of FLEET.filter((candidate) => candidate !== 'wordpress-1')) {
+      expect(await filterOf(name, 4)).toBe('');
+      expect(await filterOf(name, 6)).toBe('');
+    }
+    const late = await lab.runCli(['confirm', '--inventory', inventory]);
+    expect(late.code).toBe(4);
+    expect(late.stdout).toMatch(/already rolled back/);
+    expect(await filterOf('wordpress-1')).toEqual(before);
+  });
+
+  it('refuses a plan that cuts the operator\'s SSH path, before touching any host', async () => {
+    // The bastion without its bastion role: nothing lets ssh in from the internet any more.
+    const cut = {...SEED, hosts: SEED.hosts.map((entry) => (entry.name === 'tunnel-1' ? {...entry, roles: ['db']} : entry))};
+    const inventory = lab.writeInventory(cut, 'cut.json');
+    const result = await lab.runCli(['apply', '--inventory', inventory, '--yes']);
+    expect(result.code).toBe(3);
+    expect(result.stderr).toMatch(/tunnel-1/);
+    for (const name of FLEET) {
+      expect(await filterOf(name)).toBe('');
+      expect(await agentState(name)).toBe('');
+    }
+  });
+
+  it('keeps Docker-like and fail2ban-like chains through apply and rollback', async () => {
+    const wp = host('wordpress-1');
+    const setup = [
+      'iptables -N DOCKER && iptables -N DOCKER-USER && iptables -N f2b-sshd',
+      'iptables -A DOCKER-USER -j RETURN',
+      'iptables -A FORWARD -j DOCKER-USER && iptables -A FORWARD -o docker0 -j DOCKER',
+      'iptables -A f2b-sshd -s 198.51.100.7/32 -j REJECT && iptables -A f2b-sshd -j RETURN',
+      'iptables -I INPUT -p tcp -m multiport --dports 22 -j f2b-sshd',
+      'iptables -t nat -N DOCKER && iptables -t nat -A DOCKER -i docker0 -j RETURN',
+    ].join(' && ');
+    expect((await wp.exec(['sh', '-c', setup])).code).toBe(0);
+    const before = await filterOf('wordpress-1');
+    const natBefore = (await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '');
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+
+    const applied = await lab.runCli(['apply', '--inventory', inventory, '--host', 'wordpress-1', '--timeout', '60']);
+    expect(applied.code).toBe(0);
+    const during = await filterOf('wordpress-1');
+    expect(during).toContain(':f2b-sshd -');
+    expect(during).toContain('-A f2b-sshd -s 198.51.100.7/32 -j REJECT');
+    expect(during.split('\n').find((line) => line.startsWith('-A INPUT'))).toBe('-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd');
+    expect(during).toContain('-A FORWARD -o docker0 -j DOCKER');
+    expect(during).toContain(':INPUT DROP');
+    expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
+
+    const rolled = await lab.runCli(['rollback', '--inventory', inventory, '--host', 'wordpress-1']);
+    expect(rolled.code).toBe(0);
+    expect(await filterOf('wordpress-1')).toEqual(before);
+    expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
+  });
+
+  it('refuses a second apply to a host while the first is pending, naming who holds it', async () => {
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const [first, second] = await Promise.all([
+      lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-1', '--timeout', '60']),
+      lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-1', '--timeout', '60']),
+    ]);
+    const codes = [first.code, second.code].sort();
+    expect(codes, `${first.stderr}\n${second.stderr}`).toEqual([0, 3]);
+    const refused = first.code === 3 ? first : second;
+    expect(refused.stderr).toMatch(/mysql-1: locked by \S+@\S+ pid=\d+ since \d{4}-/);
+    const rolled = await lab.runCli(['rollback', '--inventory', inventory, '--host', 'mysql-1']);
+    expect(rolled.code).toBe(0);
+    expect(await filterOf('mysql-1')).toBe('');
+  });
+
+  it('changes nobody when one host rejects its rules (a server lacking a module)', async () => {
+    // ip6tables-restore on mysql-2 behaves as on a kernel without conntrack: --test fails.
+    const fake = '#!/bin/sh\nfor a; do [ "$a" = --test ] && { echo "ip6tables-restore: Couldn\'t load match \\`conntrack\'" >&2; exit 1; }; done\nexec /usr/sbin/ip6tables-restore "$@"\n';
+    expect((await host('mysql-2').exec(['sh', '-c', 'cat > /usr/local/sbin/ip6tables-restore && chmod 755 /usr/local/sbin/ip6tables-restore'], {input: fake})).code).toBe(0);
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const result = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
+    expect(result.code).toBe(1);
+    expect(result.stderr).toMatch(/mysql-2: .*rejected/);
+    expect(result.stderr).toContain('nothing was changed on any host');
+    for (const name of FLEET) {
+      expect(await filterOf(name, 4)).toBe('');
+      expect(await filterOf(name, 6)).toBe('');
+      expect(await agentState(name)).toMatch(/phase=released/);
+    }
+  });
+
+  it('rolls back on the server when the client is SIGKILLed during the countdown', async () => {
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    // A real terminal, so apply asks "keep?" and counts down; then the client dies without a word.
+    const pty = spawnPty('nsenter', [`--net=/run/netns/${lab.operator.netns}`, '--', process.execPath, path.join(import.meta.dirname, '..', '..', 'bin', 'isolate-wizard.js'), 'apply', '--inventory', inventory, '--host', 'wordpress-2', '--timeout', '6'], {
+      name: 'xterm',
+      cols: 120,
+      rows: 30,
+      cwd: lab.dir,
+      env: {...process.env, HOME: lab.home, CI: 'false'} as Record<string, string>,
+    });
+    let screen = '';
+    pty.onData((data) => {
+      screen += data;
+    });
+    expect(await waitFor(async () => screen.includes('keep the new rules?'), 60_000)).toBe(true);
+    expect(await filterOf('wordpress-2')).toContain(':INPUT DROP');
+    process.kill(pty.pid, 'SIGKILL');
+    expect(await waitFor(() => expired('wordpress-2'), 30_000)).toBe(true);
+    expect(await filterOf('wordpress-2')).toBe('');
+  });
+
+  it('rolls back on the server when its link goes down during the countdown', async () => {
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const applied = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--timeout', '5']);
+    expect(applied.code).toBe(0);
+    expect(await filterOf('mysql-2')).toContain(':INPUT DROP');
+    await lab.setLinkDown('mysql-2', 'both', true);
+    try {
+      expect(await waitFor(() => expired('mysql-2'), 30_000)).toBe(true);
+      expect(await filterOf('mysql-2')).toBe('');
+    } finally {
+      await lab.setLinkDown('mysql-2', 'both', false);
+    }
+    // Back on the network: a confirm now changes nothing and says why.
+    const late = await lab.runCli(['confirm', '--inventory', inventory, '--host', 'mysql-2']);
+    expect(late.code).toBe(4);
+    expect(await filterOf('mysql-2')).toBe('');
+  });
+
+  it('reports bad input on one line, without contacting anyone', async () => {
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const badTimeout = await lab.runCli(['apply', '--inventory', inventory, '--timeout', '5s']);
+    expect(badTimeout.code).toBe(2);
+    expect(badTimeout.stderr.trim().split('\n')).toHaveLength(1);
+    expect(badTimeout.stderr).toContain('--timeout');
+    const badHost = await lab.runCli(['apply', '--inventory', inventory, '--host', 'nope']);
+    expect(badHost.code).toBe(2);
+    expect(badHost.stderr).toContain('--host: no host "nope"');
+    for (const name of FLEET) expect(await agentState(name)).toBe('');
+  });
+});
+
+describe('persistence on confirm', () => {
+  it('writes the boot-time files of netfilter-persistent, keeping their other tables', async () => {
+    const lb = host('haproxy-www');
+    // netfilter-persistent "installed" (its command on PATH) and a rules.v4 the admin wrote with a nat table.
+    const setup = [
+      'printf "#!/bin/sh\\nexit 0\\n" > /usr/local/sbin/netfilter-persistent && chmod 755 /usr/local/sbin/netfilter-persistent',
+      'printf "*nat\\n:PREROUTING ACCEPT [0:0]\\n:INPUT ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -o eth0 -j MASQUERADE\\nCOMMIT\\n*filter\\n:INPUT ACCEPT [0:0]\\n:FORWARD ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n" > /etc/iptables/rules.v4',
+    ].join(' && ');
+    expect((await lb.exec(['sh', '-c', setup])).code).toBe(0);
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'haproxy-www', '--yes', '--timeout', '60']);
+    expect(result.code).toBe(0);
+    expect(result.stdout).toContain('saved for boot (/etc/iptables/rules.v4, rules.v6)');
+    const v4 = (await lb.exec(['cat', '/etc/iptables/rules.v4'])).stdout;
+    const v6 = (await lb.exec(['cat', '/etc/iptables/rules.v6'])).stdout;
+    expect(v4).toContain('-A POSTROUTING -o eth0 -j MASQUERADE');
+    expect(v4.match(/^\*filter$/gm)).toHaveLength(1);
+    expect(v4).toContain(':INPUT DROP');
+    expect(v6).toContain(':INPUT DROP');
+    // What was saved is what is live.
+    const live = await filterOf('haproxy-www');
+    const savedFilter = v4.slice(v4.indexOf('*filter'));
+    expect(savedFilter.trim()).toEqual(live.trim());
+    // And it loads: the saved file passes iptables-restore --test.
+    expect((await lb.exec(['iptables-restore', '--test', '/etc/iptables/rules.v4'])).code).toBe(0);
+  });
+});

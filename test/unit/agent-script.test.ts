@@ -1,0 +1,271 @@
+// The server-side agent, run for real with dash in a network namespace of this test's own (its
+// iptables are private to the namespace; the root namespace is never touched). The state
+// directory is a temp dir (IW_STATE_DIR_OVERRIDE), so several runs can share the machine.
+import {execFileSync, spawnSync} from 'node:child_process';
+import {mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
+import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
+import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+
+const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
+const NETNS = `iw-h5-agent-${process.pid}`;
+
+interface Run {
+  code: number;
+  stdout: string;
+  stderr: string;
+}
+
+let dir = '';
+
+function agent(args: string[], input = ''): Run {
+  const result = spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args], {
+    input,
+    encoding: 'utf8',
+    timeout: 30_000,
+  });
+  return {code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr};
+}
+
+function inNetns(argv: string[], input?: string): string {
+  return execFileSync('ip', ['netns', 'exec', NETNS, ...argv], {encoding: 'utf8', ...(input === undefined ? {} : {input})});
+}
+
+/** The filter table as iptables-save prints it, without counters and comments. */
+function liveFilter(family: 4 | 6): string {
+  const text = inNetns([family === 4 ? 'iptables-save' : 'ip6tables-save']);
+  const lines: string[] = [];
+  let inFilter = false;
+  for (const line of text.split('\n')) {
+    if (line.startsWith('#')) continue;
+    if (line.startsWith('*')) inFilter = line === '*filter';
+    if (inFilter) lines.push(line.replace(/ \[\d+:\d+\]$/, ''));
+    if (line === 'COMMIT') inFilter = false;
+  }
+  return lines.join('\n');
+}
+
+function state(): Record<string, string> {
+  return Object.fromEntries(
+    readFileSync(path.join(dir, 'state'), 'utf8')
+      .split('\n')
+      .filter((line) => line.includes('='))
+      .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
+  );
+}
+
+const CANDIDATE_V4 = [
+  '*filter',
+  ':INPUT DROP [0:0]',
+  ':FORWARD DROP [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  '-A INPUT -i lo -j ACCEPT',
+  '-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+  'COMMIT',
+  '',
+].join('\n');
+const CANDIDATE_V6 = CANDIDATE_V4.replace('--dport 22', '--dport 2222');
+const payload = (v4: string, v6: string): string => `${SECTION_V4}\n${v4}${SECTION_V6}\n${v6}`;
+
+/** Waits (bounded) for the watchdog to act; the agent polls once a second. */
+async function waitForPhase(phases: string[], limitMs = 15_000): Promise<string> {
+  const start = Date.now();
+  for (;;) {
+    const phase = state()['phase'] ?? '';
+    if (phases.includes(phase) || Date.now() - start > limitMs) return phase;
+    await new Promise((resolve) => setTimeout(resolve, 200));
+  }
+}
+
+function freshNamespace(): void {
+  spawnSync('ip', ['netns', 'del', NETNS]);
+  execFileSync('ip', ['netns', 'add', NETNS]);
+  inNetns(['ip', 'link', 'set', 'lo', 'up']);
+}
+
+describe('agent script (static)', () => {
+  it('is valid POSIX sh', () => {
+    const file = path.join(mkdtempSync(path.join(tmpdir(), 'iw-h5-')), 'agent.sh');
+    writeFileSync(file, AGENT_SCRIPT);
+    expect(spawnSync('dash', ['-n', file]).status).toBe(0);
+    rmSync(path.dirname(file), {recursive: true});
+  });
+
+  it('rejects arguments that are not a batch id or a number of seconds', () => {
+    dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
+    writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
+    const run = (args: string[]): number =>
+      spawnSync('dash', [path.join(dir, 'agent.sh'), ...args], {env: {...process.env, IW_STATE_DIR_OVERRIDE: dir}, input: 'x\n'}).status ?? -1;
+    expect(run(['begin', 'bad;id', '5'])).toBe(AGENT_EXIT.badArguments);
+    expect(run(['begin', 'ok-id', '5s'])).toBe(AGENT_EXIT.badArguments);
+    expect(run(['confirm', 'UPPER'])).toBe(AGENT_EXIT.badArguments);
+    expect(run(['fire', 'ok', 'tok;en'])).toBe(AGENT_EXIT.badArguments);
+    expect(run(['frobnicate'])).toBe(AGENT_EXIT.badArguments);
+    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+    rmSync(dir, {recursive: true});
+  });
+});
+
+describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 60_000}, () => {
+  beforeAll(() => freshNamespace());
+  afterAll(() => {
+    spawnSync('ip', ['netns', 'del', NETNS]);
+    // The detached watchdogs poll their token: with the state dir gone they exit within a second.
+    if (dir) rmSync(dir, {recursive: true, force: true});
+  });
+  beforeEach(() => {
+    freshNamespace();
+    if (dir) rmSync(dir, {recursive: true, force: true});
+    dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
+    writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
+  });
+
+  it('applies, confirms, and a confirm after that is idempotent', () => {
+    expect(agent(['begin', 'b1', '60'], 'alice@laptop pid=1\n').code).toBe(0);
+    expect(agent(['stage', 'b1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'b1']).code).toBe(0);
+    expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(6)).toContain('--dport 2222');
+    const confirmed = agent(['confirm', 'b1']);
+    expect(confirmed.code).toBe(0);
+    expect(confirmed.stdout).toContain('confirmed');
+    expect(confirmed.stdout).toContain('persisted=');
+    expect(state()['phase']).toBe('confirmed');
+    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+    expect(agent(['confirm', 'b1']).stdout).toContain('already-confirmed');
+    expect(liveFilter(4)).toContain('--dport 22');
+  });
+
+  it('rolls back by itself at the deadline to the exact snapshot, keeping other tables', async () => {
+    inNetns(['iptables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A f2b-sshd -s 198.51.100.7/32 -j REJECT --reject-with icmp-port-unreachable\n-A f2b-sshd -j RETURN\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n');
+    const beforeV4 = liveFilter(4);
+    const beforeNat = inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '');
+    expect(agent(['begin', 'b2', '60'], 'alice@laptop pid=1\n').code).toBe(0);
+    expect(agent(['stage', 'b2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'b2']).code).toBe(0);
+    expect(liveFilter(4)).not.toEqual(beforeV4);
+    expect(agent(['arm', 'b2', '2']).code).toBe(0); // the countdown, as apply arms it after verifying
+    expect(await waitForPhase(['expired'])).toBe('expired');
+    expect(liveFilter(4)).toEqual(beforeV4);
+    expect(liveFilter(6)).toEqual('');
+    expect(inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '')).toEqual(beforeNat);
+    // A later confirm changes nothing and says the batch expired.
+    const late = agent(['confirm', 'b2']);
+    expect(late.code).toBe(AGENT_EXIT.notPending);
+    expect(late.stderr).toContain('expired');
+    expect(liveFilter(4)).toEqual(beforeV4);
+  });
+
+  it('restores a host that had no tables at all to no tables', () => {
+    expect(inNetns(['iptables-save']).trim()).toBe('');
+    expect(agent(['begin', 'b3', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'b3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'b3']).code).toBe(0);
+    expect(inNetns(['iptables-save'])).toContain('*filter');
+    const rolled = agent(['rollback', 'b3']);
+    expect(rolled.code).toBe(0);
+    expect(inNetns(['iptables-save']).trim()).toBe('');
+    expect(inNetns(['ip6tables-save']).trim()).toBe('');
+  });
+
+  it('refuses a second batch while one is pending, naming the holder', () => {
+    expect(agent(['begin', 'b4', '60'], 'alice@laptop pid=42\n').code).toBe(0);
+    const second = agent(['begin', 'b5', '60'], 'bob@desk pid=7\n');
+    expect(second.code).toBe(AGENT_EXIT.lockHeld);
+    expect(second.stdout).toContain('held_by=alice@laptop pid=42');
+    expect(second.stdout).toMatch(/since=\d+/);
+    expect(agent(['unlock', 'b4']).code).toBe(0);
+    expect(agent(['begin', 'b5', '60'], 'bob@desk pid=7\n').code).toBe(0);
+  });
+
+  it('takes over a stale lock whose watchdog never ran (e.g. a reboot), putting the snapshot back first', () => {
+    const before = liveFilter(4);
+    expect(agent(['begin', 's1', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 's1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 's1']).code).toBe(0);
+    // The watchdog is gone (its token no longer matches: it quits) and the deadline passed long ago.
+    const file = path.join(dir, 'state');
+    const past = Math.floor(Date.now() / 1000) - 600;
+    writeFileSync(file, readFileSync(file, 'utf8').replace(/^token=.*$/m, 'token=gone').replace(/^deadline=.*$/m, `deadline=${past}`));
+    const next = agent(['begin', 's2', '60'], 'x@y pid=3\n');
+    expect(next.code).toBe(0);
+    expect(liveFilter(4)).toEqual(before);
+    expect(state()['batch']).toBe('s2');
+    expect(readFileSync(path.join(dir, 'log'), 'utf8')).toContain('expired s1: snapshot restored');
+  });
+
+  it('rejects an invalid candidate with iptables-restore --test and changes nothing', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    expect(agent(['begin', 'b6', '60'], 'x@y pid=2\n').code).toBe(0);
+    const bad = CANDIDATE_V4.replace('--dport 22', '--no-such-option 22');
+    const staged = agent(['stage', 'b6'], payload(bad, CANDIDATE_V6));
+    expect(staged.code).toBe(AGENT_EXIT.candidateRejected);
+    expect(staged.stderr).toContain('IPv4 candidate rejected');
+    expect(agent(['load', 'b6']).code).toBe(AGENT_EXIT.notPending); // never loads an unvalidated candidate
+    expect(liveFilter(4)).toEqual(before);
+  });
+
+  it('puts the snapshot back at once when IPv4 loads and IPv6 fails', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    expect(agent(['begin', 'b9', '60'], 'x@y pid=2\n').code).toBe(0);
+    // A jump to a chain the file never declares passes --test on iptables-nft but fails the load.
+    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED');
+    expect(agent(['stage', 'b9'], payload(CANDIDATE_V4, v6)).code).toBe(0);
+    const loaded = agent(['load', 'b9']);
+    expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
+    expect(loaded.stderr).toContain('snapshot restored');
+    expect(liveFilter(4)).toEqual(before);
+    expect(liveFilter(6)).toEqual('');
+    expect(state()['phase']).toBe('failed');
+    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+  });
+
+  it('lets exactly one of confirm and the watchdog win when they meet at the deadline', async () => {
+    const before = liveFilter(4);
+    expect(agent(['begin', 'b7', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'b7'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'b7']).code).toBe(0);
+    expect(agent(['arm', 'b7', '1']).code).toBe(0); // re-arm: the first watchdog must stand down
+    // Keep confirming around the deadline; whichever wins, the rules must match the outcome.
+    const start = Date.now();
+    let confirm: Run = agent(['confirm', 'b7']);
+    while (confirm.code !== 0 && confirm.code !== AGENT_EXIT.notPending && Date.now() - start < 5000) confirm = agent(['confirm', 'b7']);
+    const phase = await waitForPhase(['confirmed', 'expired']);
+    if (confirm.code === 0) {
+      expect(phase).toBe('confirmed');
+      expect(liveFilter(4)).toContain('--dport 22');
+    } else {
+      expect(phase).toBe('expired');
+      expect(liveFilter(4)).toEqual(before);
+    }
+    await new Promise((resolve) => setTimeout(resolve, 1500)); // a late watchdog must not undo a confirm
+    expect(state()['phase']).toBe(phase);
+  });
+
+  it('status reports a pending batch with its seconds left and the backups kept', () => {
+    expect(agent(['status']).stdout).toContain('managed=no');
+    expect(agent(['begin', 'b8', '90'], 'x@y pid=2\n').code).toBe(0);
+    const status = agent(['status']).stdout;
+    expect(status).toContain('phase=locked');
+    expect(status).toContain('locked=yes');
+    expect(status).toContain('backups=1');
+    const values = Object.fromEntries(status.trim().split('\n').map((line) => line.split('=', 2) as [string, string]));
+    expect(Number(values['deadline']) - Number(values['now'])).toBeGreaterThan(80);
+  });
+
+  it('keeps only the last 10 backups', () => {
+    for (let index = 0; index < 12; index += 1) {
+      const batch = `20260101-0000${String(index).padStart(2, '0')}-aa`;
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', batch], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', batch]).code).toBe(0);
+      expect(agent(['confirm', batch]).code).toBe(0);
+    }
+    const snapshots = readdirSync(path.join(dir, 'backups')).filter((name) => /^[a-z0-9-]+\.v4$/.test(name));
+    expect(snapshots).toHaveLength(10);
+    expect(snapshots).not.toContain('20260101-000000-aa.v4');
+  }, 120_000);
+});

@@ -1,0 +1,218 @@
+// Fleet all-or-nothing against fake servers that answer like the agent does. The agent itself is
+// tested for real in agent-script.test.ts and the whole path in test/lab/apply.test.ts; this file
+// pins the orchestration: order, who is rolled back or unlocked, exit codes, and that every
+// command string sent is one of the fixed templates.
+import {describe, expect, it} from 'vitest';
+import {EXIT, RefusedError} from '../../source/core/errors.js';
+import type {Ruleset} from '../../source/core/model.js';
+import {SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+import {applyFleet, FleetApplyError, loadWaves, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
+import type {Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
+
+const CANDIDATE: Ruleset = {
+  family: 4,
+  tables: [
+    {
+      name: 'filter',
+      chains: [
+        {name: 'INPUT', policy: 'DROP'},
+        {name: 'FORWARD', policy: 'DROP'},
+        {name: 'OUTPUT', policy: 'ACCEPT'},
+      ],
+      rules: [{chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '22', '-j', 'ACCEPT']}],
+    },
+  ],
+};
+const CANDIDATE6: Ruleset = {...CANDIDATE, family: 6};
+
+const ALLOWED_COMMANDS = [
+  /^umask 077 && mkdir -p \/var\/lib\/isolate-wizard && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh$/,
+  /^sh \/var\/lib\/isolate-wizard\/agent\.sh (begin|arm) [a-z0-9-]+ \d+$/,
+  /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock) [a-z0-9-]+$/,
+  /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
+];
+
+interface FakeServer {
+  phase: string;
+  loaded: string;
+  log: string[];
+  failOn?: 'stage' | 'load' | 'begin';
+  /** What `show` prints instead of the loaded rules (a server that changed them). */
+  tamper?: string;
+}
+
+class FakeFleet implements Connector {
+  readonly servers = new Map<string, FakeServer>();
+  readonly events: string[] = [];
+  readonly commands: string[] = [];
+  connects = 0;
+  freshConnects = 0;
+
+  constructor(names: string[]) {
+    for (const name of names) this.servers.set(name, {phase: 'none', loaded: '', log: []});
+  }
+
+  async connect(target: HostTarget, options?: {fresh?: boolean}): Promise<RemoteHost> {
+    this.connects += 1;
+    if (options?.fresh) this.freshConnects += 1;
+    const server = this.servers.get(target.name);
+    if (!server) throw new Error(`no server ${target.name}`);
+    const fleet = this;
+    return {
+      name: target.name,
+      route: `fake ${target.name}`,
+      async exec(command: string, execOptions?: ExecOptions): Promise<ExecResult> {
+        fleet.commands.push(command);
+        const [, , op] = command.split(' ');
+        const stdin = String(execOptions?.stdin ?? '');
+        const ok = (stdout = ''): ExecResult => ({code: 0, stdout, stderr: ''});
+        if (command.startsWith('umask')) return ok();
+        fleet.events.push(`${target.name}:${op}`);
+        switch (op) {
+          case 'begin':
+            if (server.failOn === 'begin') return {code: 3, stdout: 'held_by=bob@desk pid=9\nsince=1700000000\ndeadline=1700000100\nnow=1700000050\n', stderr: ''};
+            server.phase = 'locked';
+            return ok(`${SECTION_V4}\n${SECTION_V6}\n`);
+          case 'stage':
+            if (server.failOn === 'stage') return {code: 5, stdout: '', stderr: 'IPv6 candidate rejected by ip6tables-restore --test: no conntrack'};
+            server.phase = 'staged';
+            server.loaded = stdin;
+            return ok('staged\n');
+          case 'load':
+            if (server.failOn === 'load') {
+              server.phase = 'failed';
+              return {code: 6, stdout: '', stderr: 'IPv6 load failed; snapshot restored'};
+            }
+            server.phase = 'loaded';
+            return ok('loaded\n');
+          case 'show': {
+            const [v4, v6] = (server.tamper ?? server.loaded).split(`${SECTION_V6}\n`);
+            return ok(`phase=${server.phase}\nbatch=b-1\n${v4 ?? ''}${SECTION_V6}\n${v6 ?? ''}`);
+          }
+          case 'arm':
+            return ok('deadline=1700000100\nnow=1700000000\n');
+          case 'unlock':
+            server.phase = 'released';
+            return ok('released\n');
+          case 'rollback':
+            server.phase = 'rolledback';
+            return ok('rolledback\n');
+          default:
+            return {code: 2, stdout: '', stderr: `unexpected ${command}`};
+        }
+      },
+      async close() {},
+    };
+  }
+
+  async closeAll(): Promise<void> {}
+}
+
+const SEED = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'mysql-1'];
+
+function plans(names: string[]): FleetHostPlan[] {
+  return names.map((name) => ({
+    target: {name, ssh: name},
+    candidate: {v4: CANDIDATE, v6: CANDIDATE6},
+    via: name === 'tunnel-1' ? [] : ['tunnel-1'],
+  }));
+}
+
+async function failure(promise: Promise<unknown>): Promise<FleetApplyError> {
+  try {
+    await promise;
+  } catch (error) {
+    if (error instanceof FleetApplyError) return error;
+    throw error;
+  }
+  throw new Error('expected the apply to fail');
+}
+
+describe('applyFleet', () => {
+  it('loads hosts behind the bastion first and the bastion last, then verifies each over a fresh connection', async () => {
+    const fleet = new FakeFleet(SEED);
+    const batch = await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'});
+    expect(batch.hosts).toEqual(SEED);
+    const loads = fleet.events.filter((event) => event.endsWith(':load'));
+    expect(loads.at(-1)).toBe('tunnel-1:load');
+    expect(loads).toHaveLength(4);
+    expect(fleet.freshConnects).toBe(4);
+    // Every host is armed with the countdown only after every host verified.
+    const lastShow = fleet.events.lastIndexOf(fleet.events.filter((event) => event.endsWith(':show')).at(-1) as string);
+    const firstArm = fleet.events.findIndex((event) => event.endsWith(':arm'));
+    expect(firstArm).toBeGreaterThan(lastShow);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('loaded');
+  });
+
+  it('sends only the fixed command templates, never a host name', async () => {
+    const fleet = new FakeFleet(SEED);
+    await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'});
+    for (const command of fleet.commands) {
+      expect(ALLOWED_COMMANDS.some((pattern) => pattern.test(command)), command).toBe(true);
+      for (const name of SEED) expect(command).not.toContain(name);
+    }
+  });
+
+  it('changes nobody when one host rejects its rules: the others are unlocked, none loaded', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('mysql-1') as FakeServer).failOn = 'stage';
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'}));
+    expect(error.exitCode).toBe(EXIT.failed);
+    expect(error.rolledBack).toBe(false);
+    expect(error.problems.join('\n')).toMatch(/mysql-1: .*rejected/);
+    expect(fleet.events.some((event) => event.endsWith(':load'))).toBe(false);
+    for (const [name, server] of fleet.servers) {
+      if (name !== 'mysql-1') expect(server.phase).toBe('released');
+    }
+  });
+
+  it('rolls every loaded host back when one fails to load', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('wordpress-1') as FakeServer).failOn = 'load';
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'}));
+    expect(error.exitCode).toBe(EXIT.rolledBack);
+    expect(error.rolledBack).toBe(true);
+    expect(fleet.events).not.toContain('tunnel-1:load'); // the bastion was never changed
+    expect(fleet.servers.get('haproxy-www')?.phase).toBe('rolledback');
+    expect(fleet.servers.get('mysql-1')?.phase).toBe('rolledback');
+    expect(fleet.servers.get('tunnel-1')?.phase).toBe('released');
+  });
+
+  it('rolls everything back when a host shows rules other than the ones sent', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('haproxy-www') as FakeServer).tamper = `${SECTION_V4}\n*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT\n${SECTION_V6}\n`;
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'}));
+    expect(error.exitCode).toBe(EXIT.rolledBack);
+    expect(error.problems.join('\n')).toMatch(/haproxy-www: the live rules differ/);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('rolledback');
+    expect(fleet.events.some((event) => event.endsWith(':arm'))).toBe(false);
+  });
+
+  it('is refused (exit 3) when a host is locked by another run, and releases the rest', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('mysql-1') as FakeServer).failOn = 'begin';
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'}));
+    expect(error.exitCode).toBe(EXIT.refused);
+    expect(error.problems.join('\n')).toMatch(/mysql-1: locked by bob@desk pid=9 since 2023-/);
+    for (const [name, server] of fleet.servers) if (name !== 'mysql-1') expect(server.phase).toBe('released');
+  });
+
+  it('refuses a plan the preflight (lockout check) rejects without connecting anywhere', async () => {
+    const fleet = new FakeFleet(SEED);
+    await expect(
+      applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, preflight: () => ['lockout: tunnel-1: ssh from the operator is dropped']}),
+    ).rejects.toBeInstanceOf(RefusedError);
+    expect(fleet.connects).toBe(0);
+  });
+});
+
+describe('loadWaves', () => {
+  it('orders a bastion behind another bastion before the outer one', () => {
+    const layered: FleetHostPlan[] = [
+      {target: {name: 'outer', ssh: 'outer'}, candidate: {v4: CANDIDATE, v6: CANDIDATE6}},
+      {target: {name: 'inner', ssh: 'inner'}, candidate: {v4: CANDIDATE, v6: CANDIDATE6}, via: ['outer']},
+      {target: {name: 'app', ssh: 'app'}, candidate: {v4: CANDIDATE, v6: CANDIDATE6}, via: ['inner']},
+    ];
+    expect(loadWaves(layered).map((wave) => wave.map((plan) => plan.target.name))).toEqual([['app'], ['inner'], ['outer']]);
+  });
+});
