@@ -1,14 +1,6 @@
-import {readFileSync} from 'node:fs';
-import {homedir} from 'node:os';
-import path from 'node:path';
 import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError, UsageError} from '../core/errors.js';
-import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
-import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
-import type {HostFacts} from '../core/model.js';
-import {parseSshConnection} from '../core/discovery/index.js';
-import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
-import {discoverHost, DISCOVERY_COMMANDS} from '../remote/discovery.js';
+import {formatLockout} from '../core/lockout.js';
 import {
   applyFleet,
   confirmFleet,
@@ -20,52 +12,11 @@ import {
   type OnProgress,
   type PendingFleetBatch,
 } from '../remote/fleet-apply.js';
-import {LocalState} from '../remote/local-state.js';
-import type {Connector, HostTarget} from '../remote/types.js';
-import {stringList, stringOption, type CliIo, type Command, type OptionValues} from './command.js';
-import {buildPlan, offlineSsh} from './plan.js';
+import {stringOption, type CliIo, type Command} from './command.js';
+import {fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
+import {buildPlan} from './plan.js';
 
-// ---------------------------------------------------------------------------
-// Shared by apply / confirm / rollback / status: the inventory, the hosts chosen, a connector.
-
-export interface FleetContext {
-  readonly file: string;
-  readonly inventory: Inventory;
-  /** The hosts the command acts on (--host, else all), in inventory order. */
-  readonly selected: readonly HostTarget[];
-  readonly allTargets: readonly HostTarget[];
-  readonly home: string;
-  readonly connector: Connector;
-  readonly localState: LocalState;
-}
-
-export function readInventoryFile(file: string, io: CliIo): Inventory {
-  let text: string;
-  try {
-    text = readFileSync(path.resolve(io.cwd, file), 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new InputError([`--inventory: cannot read ${file}${code === 'ENOENT' ? ' (no such file)' : code ? ` (${code})` : ''}`]);
-  }
-  return parseInventoryText(text, file);
-}
-
-export function fleetContext(values: OptionValues, io: CliIo, options: {acceptNew?: boolean} = {}): FleetContext {
-  const file = stringOption(values, 'inventory');
-  if (file === undefined) throw new UsageError('--inventory FILE is required');
-  const inventory = readInventoryFile(file, io);
-  const names = stringList(values, 'host');
-  const known = new Set(inventory.hosts.map((host) => host.name));
-  const unknown = names.filter((name) => !known.has(name));
-  if (unknown.length > 0) {
-    throw new InputError(unknown.map((name) => `--host: no host "${name}" in ${file} (hosts: ${[...known].join(', ')})`));
-  }
-  const allTargets: HostTarget[] = inventory.hosts.map((host) => ({name: host.name, ssh: host.ssh, ...(host.jump === undefined ? {} : {jump: host.jump})}));
-  const selected = names.length === 0 ? allTargets : allTargets.filter((target) => names.includes(target.name));
-  const home = io.env.HOME ?? homedir();
-  const connector = createConnector({home, env: io.env, prompter: HEADLESS_PROMPTER, acceptNew: options.acceptNew === true, inventoryHosts: allTargets});
-  return {file, inventory, selected, allTargets, home, connector, localState: new LocalState()};
-}
+export {fleetContext, type FleetContext} from './fleet-context.js';
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
 export function stderrProgress(io: CliIo): OnProgress {
@@ -79,48 +30,6 @@ export function stderrProgress(io: CliIo): OnProgress {
 export function printOutcomes(io: CliIo, verb: string, outcomes: readonly HostOutcome[]): number {
   for (const outcome of outcomes) io.stdout.write(`${outcome.host}: ${outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
   return outcomeExitCode(outcomes);
-}
-
-// ---------------------------------------------------------------------------
-// Facts and the lockout check
-
-/**
- * Facts for every inventory host (the compiler needs the whole fleet to write peers): from the
- * inventory when it gives them, else discovered over SSH. Also the operator's address as each
- * directly reached host sees it ($SSH_CONNECTION), for the lockout check.
- */
-async function gatherFacts(context: FleetContext, emit: (line: string) => void): Promise<{facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
-  const facts = new Map<string, HostFacts>();
-  const resolved = offlineSsh(context.inventory, context.home);
-  const sources = new Map<string, string>();
-  // Open every selected host's connection now, alongside the fact gathering: the apply reuses
-  // them. A failure here is reported by the apply, host by host.
-  for (const target of context.selected) void context.connector.connect(target).catch(() => undefined);
-  await Promise.all(
-    context.inventory.hosts.map(async (host) => {
-      const target = context.allTargets.find((candidate) => candidate.name === host.name) as HostTarget;
-      const written = factsFromInventory(host);
-      const direct = resolved.get(host.name)?.proxyJump === undefined && host.jump === undefined;
-      const isSelected = context.selected.some((candidate) => candidate.name === host.name);
-      if (written) {
-        facts.set(host.name, written);
-        if (direct && isSelected) {
-          // The operator's address as the server sees it: the lockout check needs it for direct paths.
-          const remote = await context.connector.connect(target);
-          const session = await remote.exec(DISCOVERY_COMMANDS.sshConnection);
-          const parsed = session.code === 0 ? parseSshConnection(session.stdout) : undefined;
-          if (parsed) sources.set(host.name, parsed.clientAddress);
-        }
-        return;
-      }
-      emit(`${host.name.padEnd(14)} discover  (no addresses in the inventory)\n`);
-      const discovery = await discoverHost(await context.connector.connect(target));
-      facts.set(host.name, discovery.facts);
-      if (discovery.sshConnection) sources.set(host.name, discovery.sshConnection.clientAddress);
-    }),
-  );
-  for (const [name, source] of sources) resolved.set(name, {...resolved.get(name), source});
-  return {facts, resolved};
 }
 
 export interface ApplyRequest {

@@ -1,14 +1,9 @@
 // `isolate-wizard discover`: what each server has (interfaces, services, firewall), headless.
-import {readFileSync} from 'node:fs';
-import {homedir} from 'node:os';
-import path from 'node:path';
-import {InputError, EXIT} from '../core/errors.js';
-import {parseInventoryText} from '../core/inventory.js';
+import {EXIT} from '../core/errors.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
-import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
 import {discoverFleet, type FleetDiscoveryResult} from '../remote/discovery.js';
-import type {HostTarget} from '../remote/types.js';
-import {stringList, stringOption, type Command} from './command.js';
+import type {Command} from './command.js';
+import {fleetContext} from './fleet-context.js';
 
 export const discoverCommand: Command = {
   name: 'discover',
@@ -21,34 +16,8 @@ export const discoverCommand: Command = {
     'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
-    const inventoryPath = stringOption(values, 'inventory');
-    if (!inventoryPath) throw new InputError(['--inventory FILE is required']);
-    const file = path.resolve(io.cwd, inventoryPath);
-    let text: string;
-    try {
-      text = readFileSync(file, 'utf8');
-    } catch (error) {
-      const code = (error as NodeJS.ErrnoException).code;
-      throw new InputError([`${inventoryPath}: cannot read the inventory (${code ?? String(error)})`]);
-    }
-    const inventory = parseInventoryText(text, inventoryPath);
-    const allTargets: HostTarget[] = inventory.hosts.map((host) => ({
-      name: host.name,
-      ssh: host.ssh,
-      ...(host.jump === undefined ? {} : {jump: host.jump}),
-    }));
-    const wanted = stringList(values, 'host');
-    const unknown = wanted.filter((name) => !allTargets.some((target) => target.name === name));
-    if (unknown.length > 0) throw new InputError(unknown.map((name) => `--host ${name}: no such host in ${inventoryPath}`));
-    const targets = wanted.length > 0 ? allTargets.filter((target) => wanted.includes(target.name)) : allTargets;
-
-    const connector = createConnector({
-      home: io.env['HOME'] || homedir(),
-      env: io.env,
-      prompter: HEADLESS_PROMPTER,
-      acceptNew: values['accept-new'] === true,
-      inventoryHosts: allTargets,
-    });
+    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const {connector, selected: targets} = context;
     let results: FleetDiscoveryResult[];
     try {
       results = await discoverFleet(connector, targets);

@@ -1,15 +1,12 @@
-import {readFileSync} from 'node:fs';
-import path from 'node:path';
 import {accessMatrix, formatAccess, summarizeMatrix, type AccessEntry, type FleetHost} from '../core/access.js';
-import {addressFamily} from '../core/addresses.js';
 import {compileFleet} from '../core/compiler.js';
-import {InputError, UsageError} from '../core/errors.js';
-import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
+import {InputError} from '../core/errors.js';
+import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {checkLockout, formatLockout, operatorPaths, type LockoutFinding, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
-import {parseDestination, resolveSshTarget} from '../remote/ssh-config.js';
-import {stringOption, type CliIo, type Command} from './command.js';
+import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
+import {fleetContext, gatherFacts, offlineSsh} from './fleet-context.js';
 
 const FORMATS = ['text', 'iptables', 'json'] as const;
 type Format = (typeof FORMATS)[number];
@@ -21,60 +18,34 @@ export interface Plan {
   readonly lockout: readonly LockoutFinding[];
 }
 
-/**
- * Facts written in the inventory for every host. Hosts without them would need discovery over
- * SSH, which plan does not do yet: one line names them all.
- */
-export function inventoryFacts(inv: Inventory, label: string): Map<string, HostFacts> {
+/** Facts written in the inventory, when it gives them for every host (then plan needs no network). */
+function writtenFacts(inv: Inventory): Map<string, HostFacts> | undefined {
   const facts = new Map<string, HostFacts>();
-  const missing: string[] = [];
   for (const host of inv.hosts) {
     const hostFacts = factsFromInventory(host);
-    if (hostFacts) facts.set(host.name, hostFacts);
-    else missing.push(host.name);
-  }
-  if (missing.length > 0) {
-    throw new InputError([
-      `${label}: no interfaces/addresses for ${missing.join(', ')}: plan works offline, so add "interfaces" and "addresses" to ${missing.length === 1 ? 'that host' : 'those hosts'} (or run discover)`,
-    ]);
+    if (!hostFacts) return undefined;
+    facts.set(host.name, hostFacts);
   }
   return facts;
 }
 
 /**
- * What the operator's own ssh would do for each host, from ~/.ssh/config only (no network):
- * the port, and the last ProxyJump hop when it is a fleet host. Unreadable entries are skipped:
- * the lockout check then falls back to the inventory.
+ * Facts for every host and what the operator's ssh does: offline when the inventory has them all,
+ * else discovered over SSH (the compiler needs the whole fleet to write each host's peers).
  */
-export function offlineSsh(inv: Inventory, home: string | undefined): Map<string, ResolvedSsh> {
-  const resolved = new Map<string, ResolvedSsh>();
-  if (home === undefined) return resolved;
-  const fleetNameOf = new Map<string, string>();
-  for (const host of inv.hosts) {
-    fleetNameOf.set(host.name, host.name);
-    try {
-      fleetNameOf.set(parseDestination(host.ssh).host, host.name);
-    } catch {
-      // the inventory validated it; nothing to map
-    }
+async function planInputs(
+  values: OptionValues,
+  io: CliIo,
+): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
+  const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+  const facts = writtenFacts(context.inventory);
+  if (facts) return {inventory: context.inventory, facts, resolved: offlineSsh(context.inventory, context.home)};
+  try {
+    const gathered = await gatherFacts(context, (line) => io.stderr.write(line));
+    return {inventory: context.inventory, ...gathered};
+  } finally {
+    await context.connector.closeAll();
   }
-  for (const host of inv.hosts) {
-    try {
-      const target = resolveSshTarget(host.ssh, {home});
-      const lastHop = target.proxyJump[target.proxyJump.length - 1];
-      const jumpHost = lastHop === undefined ? undefined : fleetNameOf.get(parseDestination(lastHop).host);
-      const address = addressFamily(target.hostname) === undefined ? undefined : target.hostname;
-      resolved.set(host.name, {
-        port: target.port,
-        // A jump outside the fleet: the host sees an address we do not know.
-        ...(lastHop === undefined ? {} : {proxyJump: jumpHost ?? lastHop}),
-        ...(address === undefined ? {} : {address}),
-      });
-    } catch {
-      continue;
-    }
-  }
-  return resolved;
 }
 
 /**
@@ -104,17 +75,6 @@ function parseFormat(value: string | undefined): Format {
   if (value === undefined) return 'text';
   if ((FORMATS as readonly string[]).includes(value)) return value as Format;
   throw new InputError([`--format: "${value}" is not one of ${FORMATS.join(', ')}`]);
-}
-
-function readInventory(file: string, io: CliIo): Inventory {
-  let text: string;
-  try {
-    text = readFileSync(path.resolve(io.cwd, file), 'utf8');
-  } catch (error) {
-    const code = (error as NodeJS.ErrnoException).code;
-    throw new InputError([`--inventory: cannot read ${file}${code === 'ENOENT' ? ' (no such file)' : code ? ` (${code})` : ''}`]);
-  }
-  return parseInventoryText(text, file);
 }
 
 const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
@@ -172,27 +132,23 @@ function renderJson(plan: Plan, hostNames: readonly string[], families: readonly
 export const planCommand: Command = {
   name: 'plan',
   summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json]',
+  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json] [--accept-new]',
   options: {
     inventory: {type: 'string', short: 'i'},
     host: {type: 'string'},
     family: {type: 'string'},
     format: {type: 'string'},
+    'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
-    const file = stringOption(values, 'inventory');
-    if (file === undefined) throw new UsageError('--inventory FILE is required');
     const family = parseFamily(stringOption(values, 'family'));
     const format = parseFormat(stringOption(values, 'format'));
     const hostName = stringOption(values, 'host');
-    const inventory = readInventory(file, io);
-    if (hostName !== undefined && !inventory.hosts.some((host) => host.name === hostName)) {
-      throw new InputError([`--host: no host "${hostName}" in ${file} (hosts: ${inventory.hosts.map((host) => host.name).join(', ')})`]);
-    }
     if (format === 'iptables' && (hostName === undefined || family === undefined)) {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
-    const plan = buildPlan(inventory, inventoryFacts(inventory, file), offlineSsh(inventory, io.env.HOME), {withAccess: format !== 'iptables'});
+    const {inventory, facts, resolved} = await planInputs(values, io);
+    const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables'});
     const hostNames = hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName];
     const families: Family[] = family === undefined ? [4, 6] : [family];
 

@@ -80,6 +80,19 @@ describe('discover over the seed fleet', () => {
     for (const target of targets) expect(logins(target.name) - before.get(target.name)!, target.name).toBe(1);
   });
 
+  it('plan discovers the facts the inventory leaves out, and prints what the written facts give', async () => {
+    const discovered = await lab.runCli(['plan', '--inventory', lab.writeInventory(seedInventory), '--host', 'mysql-1', '--family', '6', '--format', 'iptables']);
+    expect(discovered.code, discovered.stderr).toBe(0);
+    const written = JSON.parse(
+      readFileSync(path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json'), 'utf8'),
+    ) as {hosts: {name: string; interfaces: object; addresses: object}[]};
+    // The lab's servers have the fixture's interface names and address plan, so the two agree.
+    const offline = await lab.runCli(['plan', '--inventory', lab.writeInventory(written, 'written.json'), '--host', 'mysql-1', '--family', '6', '--format', 'iptables']);
+    expect(offline.code, offline.stderr).toBe(0);
+    expect(discovered.stdout).toContain('-A INPUT -s fd00:132::12/128 -i eth1 -p tcp -m tcp --dport 3306');
+    expect(discovered.stdout).toBe(offline.stdout);
+  });
+
   it('prints a readable table and discovers only the hosts asked for', async () => {
     const inventory = lab.writeInventory(seedInventory);
     const result = await lab.runCli(['discover', '--inventory', inventory, '--host', 'mysql-1', '--host', 'haproxy-www']);
@@ -95,7 +108,7 @@ describe('discover over the seed fleet', () => {
     const inventory = lab.writeInventory(seedInventory);
     const result = await lab.runCli(['discover', '--inventory', inventory, '--host', 'nope']);
     expect(result.code).toBe(2);
-    expect(result.stderr).toContain('--host nope: no such host');
+    expect(result.stderr).toContain('--host: no host "nope"');
   });
 
   it('a host that fails does not stop the others, and its error says what to do', async () => {

@@ -155,14 +155,6 @@ describe('isolate-wizard plan', () => {
     expect(result.stdout).toBe('');
   });
 
-  it('names the hosts without facts (plan does not discover yet)', async () => {
-    const result = await run(['plan', '--inventory', 'fixtures/inventories/seed.json']);
-    expect(result.code).toBe(2);
-    expect(result.stderr).toBe(
-      'isolate-wizard: fixtures/inventories/seed.json: no interfaces/addresses for tunnel-1, haproxy-www, wordpress-1, wordpress-2, mysql-1, mysql-2: plan works offline, so add "interfaces" and "addresses" to those hosts (or run discover)\n',
-    );
-  });
-
   it('reports a missing inventory file and a missing --inventory', async () => {
     const missing = await run(['plan', '--inventory', 'no/such.json']);
     expect(missing.code).toBe(2);
