@@ -13,10 +13,9 @@ import {
   type PendingFleetBatch,
 } from '../remote/fleet-apply.js';
 import {stringOption, type CliIo, type Command} from './command.js';
-import {fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
+import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
 import {buildPlan} from './plan.js';
 
-export {fleetContext, type FleetContext} from './fleet-context.js';
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
 export function stderrProgress(io: CliIo): OnProgress {
@@ -135,16 +134,14 @@ export const applyCommand: Command = {
   summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
   usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--accept-new] [--install-persistence]',
   options: {
-    inventory: {type: 'string', short: 'i'},
-    host: {type: 'string', multiple: true},
+    ...FLEET_OPTIONS,
     timeout: {type: 'string'},
     yes: {type: 'boolean', short: 'y'},
-    'accept-new': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
-    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const context = fleetContext(values, io);
     const onProgress = stderrProgress(io);
     try {
       let batch: PendingFleetBatch;

@@ -1,7 +1,8 @@
 import {confirmFleet} from '../remote/fleet-apply.js';
 import type {HostTarget} from '../remote/types.js';
 import type {Command} from './command.js';
-import {fleetContext, printOutcomes, stderrProgress, type FleetContext} from './apply.js';
+import {printOutcomes, stderrProgress} from './apply.js';
+import {FLEET_OPTIONS, fleetContext, type FleetContext} from './fleet-context.js';
 
 /**
  * The hosts to act on: --host when given; else the hosts this machine applied a batch to that is
@@ -18,13 +19,11 @@ export const confirmCommand: Command = {
   summary: 'keep the rules of a pending apply: cancel each server\'s rollback timer and save the rules for boot',
   usage: '--inventory FILE [--host NAME ...] [--accept-new] [--install-persistence]',
   options: {
-    inventory: {type: 'string', short: 'i'},
-    host: {type: 'string', multiple: true},
-    'accept-new': {type: 'boolean'},
+    ...FLEET_OPTIONS,
     'install-persistence': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
-    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const context = fleetContext(values, io);
     try {
       const hosts = pendingTargets(context, values['host'] !== undefined);
       const outcomes = await confirmFleet({

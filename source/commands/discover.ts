@@ -3,20 +3,18 @@ import {EXIT} from '../core/errors.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {discoverFleet, type FleetDiscoveryResult} from '../remote/discovery.js';
 import type {Command} from './command.js';
-import {fleetContext} from './fleet-context.js';
+import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 
 export const discoverCommand: Command = {
   name: 'discover',
   summary: "connect to every host and report its interfaces, listening services, firewall and suggested roles",
   usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
-    inventory: {type: 'string', short: 'i'},
-    host: {type: 'string', multiple: true},
+    ...FLEET_OPTIONS,
     json: {type: 'boolean'},
-    'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
-    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const context = fleetContext(values, io);
     const {connector, selected: targets} = context;
     let results: FleetDiscoveryResult[];
     try {

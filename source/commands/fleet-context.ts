@@ -39,7 +39,14 @@ export function readInventoryFile(file: string, io: CliIo): Inventory {
   return parseInventoryText(text, file);
 }
 
-export function fleetContext(values: OptionValues, io: CliIo, options: {acceptNew?: boolean} = {}): FleetContext {
+/** The options every command that reaches servers takes. */
+export const FLEET_OPTIONS = {
+  inventory: {type: 'string', short: 'i'},
+  host: {type: 'string', multiple: true},
+  'accept-new': {type: 'boolean'},
+} as const;
+
+export function fleetContext(values: OptionValues, io: CliIo): FleetContext {
   const file = stringOption(values, 'inventory');
   if (file === undefined) throw new UsageError('--inventory FILE is required');
   const inventory = readInventoryFile(file, io);
@@ -52,7 +59,7 @@ export function fleetContext(values: OptionValues, io: CliIo, options: {acceptNe
   const allTargets: HostTarget[] = inventory.hosts.map((host) => ({name: host.name, ssh: host.ssh, ...(host.jump === undefined ? {} : {jump: host.jump})}));
   const selected = names.length === 0 ? allTargets : allTargets.filter((target) => names.includes(target.name));
   const home = io.env.HOME ?? homedir();
-  const connector = createConnector({home, env: io.env, prompter: HEADLESS_PROMPTER, acceptNew: options.acceptNew === true, inventoryHosts: allTargets});
+  const connector = createConnector({home, env: io.env, prompter: HEADLESS_PROMPTER, acceptNew: values['accept-new'] === true, inventoryHosts: allTargets});
   return {file, inventory, selected, allTargets, home, connector, localState: new LocalState()};
 }
 

@@ -37,7 +37,7 @@ async function planInputs(
   values: OptionValues,
   io: CliIo,
 ): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
-  const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+  const context = fleetContext(values, io);
   const facts = writtenFacts(context.inventory);
   if (facts) return {inventory: context.inventory, facts, resolved: offlineSsh(context.inventory, context.home)};
   try {

@@ -1,6 +1,7 @@
 import {rollbackFleet} from '../remote/fleet-apply.js';
 import type {Command} from './command.js';
-import {fleetContext, printOutcomes, stderrProgress} from './apply.js';
+import {printOutcomes, stderrProgress} from './apply.js';
+import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 import {pendingTargets} from './confirm.js';
 
 export const rollbackCommand: Command = {
@@ -8,12 +9,10 @@ export const rollbackCommand: Command = {
   summary: 'put back the rules each server had before the pending apply, now, and check they are back',
   usage: '--inventory FILE [--host NAME ...] [--accept-new]',
   options: {
-    inventory: {type: 'string', short: 'i'},
-    host: {type: 'string', multiple: true},
-    'accept-new': {type: 'boolean'},
+    ...FLEET_OPTIONS,
   },
   async run(values, _positionals, io) {
-    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const context = fleetContext(values, io);
     try {
       const hosts = pendingTargets(context, values['host'] !== undefined);
       const outcomes = await rollbackFleet({connector: context.connector, hosts, onProgress: stderrProgress(io), localState: context.localState});

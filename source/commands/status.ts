@@ -2,7 +2,7 @@ import {EXIT} from '../core/errors.js';
 import {NO_PERSISTENCE_NOTE} from '../remote/apply-protocol.js';
 import {persistenceFiles, statusFleet, type HostStatusOutcome} from '../remote/fleet-apply.js';
 import type {Command} from './command.js';
-import {fleetContext} from './apply.js';
+import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 
 function describeHost(outcome: HostStatusOutcome): string {
   const status = outcome.status;
@@ -23,13 +23,11 @@ export const statusCommand: Command = {
   summary: 'per host: managed or not, a pending batch and its seconds left, the last change, backups kept',
   usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
-    inventory: {type: 'string', short: 'i'},
-    host: {type: 'string', multiple: true},
+    ...FLEET_OPTIONS,
     json: {type: 'boolean'},
-    'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
-    const context = fleetContext(values, io, {acceptNew: values['accept-new'] === true});
+    const context = fleetContext(values, io);
     try {
       const outcomes = await statusFleet({connector: context.connector, hosts: context.selected});
       if (values['json'] === true) {
