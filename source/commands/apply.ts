@@ -1,5 +1,5 @@
 import {createInterface} from 'node:readline';
-import {EXIT, InputError, RefusedError, UsageError} from '../core/errors.js';
+import {EXIT, InputError, RefusedError} from '../core/errors.js';
 import {formatLockout} from '../core/lockout.js';
 import {
   applyFleet,
@@ -14,7 +14,7 @@ import {
 } from '../remote/fleet-apply.js';
 import {stringOption, type CliIo, type Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
-import {buildPlan} from './plan.js';
+import {buildPlan} from '../core/plan.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */

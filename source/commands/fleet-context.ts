@@ -4,7 +4,6 @@
 import {readFileSync} from 'node:fs';
 import {homedir} from 'node:os';
 import path from 'node:path';
-import {addressFamily} from '../core/addresses.js';
 import {parseSshConnection} from '../core/discovery/index.js';
 import {InputError, UsageError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
@@ -13,7 +12,7 @@ import type {HostFacts} from '../core/model.js';
 import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
 import {discoverHost, DISCOVERY_COMMANDS} from '../remote/discovery.js';
 import {LocalState} from '../remote/local-state.js';
-import {parseDestination, resolveSshTarget} from '../remote/ssh-config.js';
+import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import type {Connector, HostTarget} from '../remote/types.js';
 import {stringList, stringOption, type CliIo, type OptionValues} from './command.js';
 
@@ -64,49 +63,13 @@ export function fleetContext(values: OptionValues, io: CliIo): FleetContext {
 }
 
 /**
- * What the operator's own ssh would do for each host, from ~/.ssh/config only (no network):
- * the port, and the last ProxyJump hop when it is a fleet host. Unreadable entries are skipped:
- * the lockout check then falls back to the inventory.
- */
-export function offlineSsh(inv: Inventory, home: string | undefined): Map<string, ResolvedSsh> {
-  const resolved = new Map<string, ResolvedSsh>();
-  if (home === undefined) return resolved;
-  const fleetNameOf = new Map<string, string>();
-  for (const host of inv.hosts) {
-    fleetNameOf.set(host.name, host.name);
-    try {
-      fleetNameOf.set(parseDestination(host.ssh).host, host.name);
-    } catch {
-      // the inventory validated it; nothing to map
-    }
-  }
-  for (const host of inv.hosts) {
-    try {
-      const target = resolveSshTarget(host.ssh, {home});
-      const lastHop = target.proxyJump[target.proxyJump.length - 1];
-      const jumpHost = lastHop === undefined ? undefined : fleetNameOf.get(parseDestination(lastHop).host);
-      const address = addressFamily(target.hostname) === undefined ? undefined : target.hostname;
-      resolved.set(host.name, {
-        port: target.port,
-        // A jump outside the fleet: the host sees an address we do not know.
-        ...(lastHop === undefined ? {} : {proxyJump: jumpHost ?? lastHop}),
-        ...(address === undefined ? {} : {address}),
-      });
-    } catch {
-      continue;
-    }
-  }
-  return resolved;
-}
-
-/**
  * Facts for every inventory host (the compiler needs the whole fleet to write peers): from the
  * inventory when it gives them, else discovered over SSH. Also the operator's address as each
  * directly reached host sees it ($SSH_CONNECTION), for the lockout check.
  */
 export async function gatherFacts(context: FleetContext, emit: (line: string) => void): Promise<{facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
   const facts = new Map<string, HostFacts>();
-  const resolved = offlineSsh(context.inventory, context.home);
+  const resolved = resolveOperatorSsh(context.inventory, context.home);
   const sources = new Map<string, string>();
   // Open every selected host's connection now, alongside the fact gathering: the apply reuses
   // them. A failure here is reported by the apply, host by host.

@@ -1,22 +1,17 @@
-import {accessMatrix, formatAccess, summarizeMatrix, type AccessEntry, type FleetHost} from '../core/access.js';
-import {compileFleet} from '../core/compiler.js';
+import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js';
+import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
-import {checkLockout, formatLockout, operatorPaths, type LockoutFinding, type ResolvedSsh} from '../core/lockout.js';
+import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
-import {fleetContext, gatherFacts, offlineSsh} from './fleet-context.js';
+import {fleetContext, gatherFacts} from './fleet-context.js';
+import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 
 const FORMATS = ['text', 'iptables', 'json'] as const;
 type Format = (typeof FORMATS)[number];
 
-export interface Plan {
-  readonly inventory: Inventory;
-  readonly hosts: readonly FleetHost[];
-  readonly access: readonly AccessEntry[];
-  readonly lockout: readonly LockoutFinding[];
-}
 
 /** Facts written in the inventory, when it gives them for every host (then plan needs no network). */
 function writtenFacts(inv: Inventory): Map<string, HostFacts> | undefined {
@@ -39,30 +34,13 @@ async function planInputs(
 ): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
   const context = fleetContext(values, io);
   const facts = writtenFacts(context.inventory);
-  if (facts) return {inventory: context.inventory, facts, resolved: offlineSsh(context.inventory, context.home)};
+  if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home)};
   try {
     const gathered = await gatherFacts(context, (line) => io.stderr.write(line));
     return {inventory: context.inventory, ...gathered};
   } finally {
     await context.connector.closeAll();
   }
-}
-
-/**
- * Compiles the fleet and reads back, from the compiled rules, its access and the operator's
- * SSH paths. `withAccess: false` skips the access matrix (the slow part) when nobody shows it.
- */
-export function buildPlan(
-  inv: Inventory,
-  facts: ReadonlyMap<string, HostFacts>,
-  resolved?: ReadonlyMap<string, ResolvedSsh>,
-  options: {readonly withAccess?: boolean} = {},
-): Plan {
-  const compiled = compileFleet(inv, facts);
-  const hosts: FleetHost[] = compiled.map((host) => ({name: host.host, facts: facts.get(host.host) as HostFacts, compiled: host}));
-  const access = options.withAccess === false ? [] : summarizeMatrix(accessMatrix(hosts), hosts.map((host) => host.name));
-  const lockout = checkLockout(hosts, operatorPaths(inv, resolved));
-  return {inventory: inv, hosts, access, lockout};
 }
 
 function parseFamily(value: string | undefined): Family | undefined {

@@ -1,7 +1,7 @@
 // The wizard: one reducer above the screens; the long-running work (discover, preview,
 // apply, keep, roll back) runs here, not in screens, so leaving a screen never drops it.
 
-import React, {createContext, useCallback, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
+import {createContext, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
 import {Box, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';

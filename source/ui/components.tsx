@@ -1,7 +1,7 @@
 // Shared pieces: the frame every screen uses (title, body, one message line, key hints
 // always visible at the bottom), a scrolling text window, and a large countdown timer.
 
-import React, {createContext, useContext, useEffect, useState, type ReactNode} from 'react';
+import {createContext, useContext, useEffect, useState, type ReactNode} from 'react';
 import {Box, Text, useInput} from 'ink';
 import {useColor, useTerminalSize} from './context.js';
 

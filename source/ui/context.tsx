@@ -1,7 +1,7 @@
 // Services, the prompt queue and terminal facts reach the screens through context,
 // so screen tests pass fakes and the core never sees React.
 
-import React, {createContext, useContext, useEffect, useState, type ReactNode} from 'react';
+import {createContext, useContext, useEffect, useState, type ReactNode} from 'react';
 import {useStdout} from 'ink';
 import type {WizardServices} from './services.js';
 import type {PromptQueue} from './prompts.js';

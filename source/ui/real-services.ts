@@ -6,13 +6,13 @@ import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 import SSHConfig from 'ssh-config';
-import {formatAccess, summarizeAccess, type FleetHost as AccessHost} from '../core/access.js';
-import {compileFleet} from '../core/compiler.js';
+import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {InputError, RefusedError} from '../core/errors.js';
-import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../core/inventory.js';
+import {factsFromInventory, parseInventoryText, validateInventory} from '../core/inventory.js';
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
-import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
-import type {CompiledHost, HostFacts} from '../core/model.js';
+import type {ResolvedSsh} from '../core/lockout.js';
+import {buildPlan, type Plan} from '../core/plan.js';
+import type {HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {BUILTIN_ROLES} from '../core/roles.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
@@ -21,7 +21,8 @@ import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
-import {expandIncludes, readSshConfig, resolveSshTarget} from '../remote/ssh-config.js';
+import {resolveOperatorSsh} from '../remote/operator-ssh.js';
+import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
   APPLY_STEPS,
@@ -152,53 +153,30 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     }
   };
 
-  /** The fleet host each host is reached through (ssh config ProxyJump first, then the inventory jump). */
-  const jumpHostsOf = (fleet: FleetDoc): Map<string, string> => {
-    const configText = sshConfigText();
-    const byAlias = new Map<string, string>();
-    for (const host of fleet.hosts) {
-      byAlias.set(host.name, host.name);
-      byAlias.set(host.ssh, host.name);
-    }
-    const jumps = new Map<string, string>();
-    for (const host of fleet.hosts) {
-      let first: string | undefined;
-      try {
-        first = resolveSshTarget(host.ssh, {home: options.home, configText}).proxyJump[0];
-      } catch {
-        first = undefined;
-      }
-      const jumpAlias = first?.replace(/^.*@/, '').replace(/:\d+$/, '') ?? host.jump;
-      const jumpHost = jumpAlias === undefined ? undefined : byAlias.get(jumpAlias);
-      if (jumpHost !== undefined && jumpHost !== host.name) jumps.set(host.name, jumpHost);
-    }
-    return jumps;
-  };
-
+  /** What the operator's ssh does for each host (config read once), plus each session as the host saw it. */
   const resolvedSsh = (fleet: FleetDoc): Map<string, ResolvedSsh> => {
-    const configText = sshConfigText();
-    const jumps = jumpHostsOf(fleet);
-    const resolved = new Map<string, ResolvedSsh>();
+    const resolved = resolveOperatorSsh(fleet, options.home, sshConfigText());
     for (const host of fleet.hosts) {
-      let port: number | undefined;
-      try {
-        port = resolveSshTarget(host.ssh, {home: options.home, configText}).port;
-      } catch {
-        port = undefined;
-      }
       const session = discoveries.get(host.name)?.sshConnection;
-      const jump = jumps.get(host.name);
-      resolved.set(host.name, {
-        ...(port === undefined ? {} : {port}),
-        ...(jump === undefined ? {} : {proxyJump: jump}),
-        ...(session ? {source: session.clientAddress, address: session.serverAddress} : {}),
-      });
+      if (session) resolved.set(host.name, {...resolved.get(host.name), source: session.clientAddress, address: session.serverAddress});
     }
     return resolved;
   };
 
-  /** Inventory, facts and compiled rules of the whole fleet; InputError naming what is missing. */
-  const compile = (fleet: FleetDoc): {inventory: Inventory; hosts: AccessHost[]} => {
+  /** The fleet host each host is reached through (ssh config ProxyJump first, then the inventory jump). */
+  const jumpHostsOf = (fleet: FleetDoc): Map<string, string> => {
+    const names = new Set(fleet.hosts.map((host) => host.name));
+    const viaConfig = resolveOperatorSsh(fleet, options.home, sshConfigText());
+    const jumps = new Map<string, string>();
+    for (const host of fleet.hosts) {
+      const jump = viaConfig.get(host.name)?.proxyJump ?? host.jump;
+      if (jump !== undefined && jump !== host.name && names.has(jump)) jumps.set(host.name, jump);
+    }
+    return jumps;
+  };
+
+  /** The whole fleet compiled, its access and the SSH path check; InputError naming what is missing. */
+  const compile = (fleet: FleetDoc, withAccess: boolean): Plan => {
     const inventory = validateInventory(fleet);
     const facts = new Map<string, HostFacts>();
     const missing: string[] = [];
@@ -208,12 +186,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       else missing.push(`${host.name}: interfaces and addresses are not known yet (lock down the fleet to discover them)`);
     }
     if (missing.length > 0) throw new InputError(missing);
-    const compiled = compileFleet(inventory, facts);
-    const byName = new Map<string, CompiledHost>(compiled.map((host) => [host.host, host]));
-    return {
-      inventory,
-      hosts: inventory.hosts.map((host) => ({name: host.name, facts: facts.get(host.name) as HostFacts, compiled: byName.get(host.name) as CompiledHost})),
-    };
+    return buildPlan(inventory, facts, resolvedSsh(fleet), {withAccess});
   };
 
   const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
@@ -358,13 +331,13 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
 
     async preview(fleet, scope) {
-      let compiled: {inventory: Inventory; hosts: AccessHost[]};
+      let compiled: Plan;
       try {
-        compiled = compile(fleet);
+        compiled = compile(fleet, true);
       } catch (error) {
         return {hosts: [], access: [], lockout: [], problems: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
-      const findings = checkLockout(compiled.hosts, operatorPaths(compiled.inventory, resolvedSsh(fleet)));
+      const findings = compiled.lockout;
       const activeConnector = await connectorFor(fleet);
       const previews = await mapLimit(scope, 8, async (name): Promise<HostPreview> => {
         const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
@@ -390,16 +363,16 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       });
       return {
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
-        access: formatAccess(summarizeAccess(compiled.hosts)),
+        access: formatAccess(compiled.access),
         lockout: findings.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
         problems: [],
       };
     },
 
     async apply(fleet, scope, deadlineSeconds, onProgress) {
-      let compiled: {inventory: Inventory; hosts: AccessHost[]};
+      let compiled: Plan;
       try {
-        compiled = compile(fleet);
+        compiled = compile(fleet, false);
       } catch (error) {
         return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
@@ -421,10 +394,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
             if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
           },
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          preflight: () =>
-            checkLockout(compiled.hosts, operatorPaths(compiled.inventory, resolvedSsh(fleet)))
-              .filter((finding) => finding.severity === 'error')
-              .map((finding) => finding.message),
+          preflight: () => compiled.lockout.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
         });
         // The servers count on their own clocks; ours only shows the same number of seconds.
         const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());

@@ -1,7 +1,6 @@
 // Starts the Ink wizard in the operator's terminal (the CLI has already checked it is a TTY).
 
 import {homedir} from 'node:os';
-import React from 'react';
 import {render} from 'ink';
 import type {CliIo} from '../commands/command.js';
 import {App} from './app.js';

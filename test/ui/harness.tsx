@@ -1,6 +1,5 @@
 // Renders the wizard with fake services and drives it with keys, one tick between keys.
 
-import React from 'react';
 import {render} from 'ink-testing-library';
 import {App} from '../../source/ui/app.js';
 import {createFakeServices, type FakeOptions} from './fakes.js';

@@ -1,7 +1,7 @@
 // Add a server: its ssh destination (with ~/.ssh/config Host suggestions), an optional
 // jump host, and its name in the fleet. Nothing is contacted here.
 
-import React, {useEffect, useState} from 'react';
+import {useEffect, useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import TextInput from 'ink-text-input';
 import {Frame, useInputActive} from '../components.js';

@@ -1,6 +1,5 @@
 // Apply: per server, each step ticking — lock, snapshot, validate, watchdog armed, loaded, verified.
 
-import React from 'react';
 import {Box, Text} from 'ink';
 import Spinner from 'ink-spinner';
 import {Frame} from '../components.js';

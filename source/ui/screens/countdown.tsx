@@ -1,7 +1,7 @@
 // Countdown: a large timer to the deadline, the checks already done, K keeps, R (or Ctrl+C)
 // rolls back now. At zero the servers have rolled back by themselves; we reconnect and show it.
 
-import React, {useEffect, useRef, useState} from 'react';
+import {useEffect, useRef, useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {BigTimer, Frame, useInputActive} from '../components.js';

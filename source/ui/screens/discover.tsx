@@ -1,8 +1,8 @@
 // Discover: every server at once, a spinner each turning into its result — interfaces
 // with their public/private side (changeable), listening services, warnings.
 
-import React, {useState, type ReactElement} from 'react';
-import {Box, Text, useInput} from 'ink';
+import {useState, type ReactElement} from 'react';
+import {Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {FRAME_CHROME_ROWS, Frame, useInputActive} from '../components.js';
 import {useColor, useTerminalSize} from '../context.js';

@@ -1,6 +1,5 @@
 // Done: what was kept (backups, reboot survival), or what was rolled back and verified.
 
-import React from 'react';
 import {Box, Text, useInput} from 'ink';
 import {Frame, useInputActive} from '../components.js';
 import {useColor} from '../context.js';

@@ -1,6 +1,6 @@
 // Import the fleet from an inventory file, or export it to one (the same JSON format).
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text} from 'ink';
 import TextInput from 'ink-text-input';
 import {Frame, useInputActive} from '../components.js';

@@ -1,6 +1,6 @@
 // Fleet home: the saved servers with their state, and every action from here.
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import {Frame, formatClock, useInputActive} from '../components.js';
 import {useColor, useNow} from '../context.js';

@@ -1,7 +1,7 @@
 // Preview: per server the ruleset (v4/v6), the diff against what it has now, the access
 // in plain words, and the lockout check. A lockout finding or a problem blocks the apply.
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {FRAME_CHROME_ROWS, Frame, ScrollText, useInputActive, useScroll} from '../components.js';

@@ -1,6 +1,6 @@
 // An unknown host key or a secret asked by the SSH layer: shown here, answered here.
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import TextInput from 'ink-text-input';
 import {useColor, useUi} from '../context.js';

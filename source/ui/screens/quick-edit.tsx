@@ -1,7 +1,7 @@
 // Quick edit of one server: open or close a port, allow a source, change roles — then the
 // diff. Two or three keystrokes from the fleet home to the diff (e.g. e, c, Enter).
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import SelectInput from 'ink-select-input';
 import TextInput from 'ink-text-input';

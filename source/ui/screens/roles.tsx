@@ -1,7 +1,7 @@
 // Roles: pick roles per server (pre-selected from what it already has, or what is listening),
 // and add custom openings. Enter previews.
 
-import React, {useState} from 'react';
+import {useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import TextInput from 'ink-text-input';
 import {Frame, useClaimEscape, useInputActive} from '../components.js';

@@ -1,7 +1,7 @@
 // Settings: default deadline and the fleet options (strict outbound, drop logging, trust private).
 // Each change is saved at once; IPv6 is always isolated like IPv4 (shown, not switchable).
 
-import React, {useRef, useState} from 'react';
+import {useRef, useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import {Frame, useInputActive} from '../components.js';
 import {useColor} from '../context.js';

@@ -1,7 +1,7 @@
 // Troubleshoot one server: its rules with packet/byte counters (refreshed live) and the
 // recent dropped packets from the rate-limited drop log.
 
-import React, {useEffect, useRef, useState} from 'react';
+import {useEffect, useRef, useState} from 'react';
 import {Text, useInput} from 'ink';
 import {FRAME_CHROME_ROWS, Frame, ScrollText, useInputActive, useScroll} from '../components.js';
 import {useColor, useNow, useTerminalSize, useUi} from '../context.js';
