@@ -179,9 +179,16 @@ class Compilation {
   readonly problems: string[] = [];
   readonly warnings = new Map<string, string[]>();
   readonly grants: Grant[] = [];
+  /** The same grants indexed by receiving host and by sending fleet host (each in grant order). */
+  readonly grantsTo = new Map<string, Grant[]>();
+  readonly grantsFrom = new Map<string, Grant[]>();
   readonly hosts: HostContext[] = [];
   readonly byName = new Map<string, HostContext>();
   readonly roles: ReadonlyMap<string, RoleTemplate>;
+  private readonly roleNames: ReadonlySet<string>;
+  private readonly hostNames: ReadonlySet<string>;
+  /** Hosts per role, in inventory order (built once: looking them up per host would be quadratic). */
+  private readonly membersOf = new Map<string, HostContext[]>();
 
   constructor(
     readonly inv: Inventory,
@@ -201,6 +208,25 @@ class Compilation {
       const context: HostContext = {entry, facts: hostFacts, sshPort: hostFacts.sshPort ?? sshPortOf(entry) ?? 22};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
+      for (const role of new Set(entry.roles)) {
+        const members = this.membersOf.get(role);
+        if (members) members.push(context);
+        else this.membersOf.set(role, [context]);
+      }
+    }
+    this.roleNames = new Set(this.roles.keys());
+    this.hostNames = new Set(this.byName.keys());
+  }
+
+  addGrant(grant: Grant): void {
+    this.grants.push(grant);
+    const to = this.grantsTo.get(grant.to);
+    if (to) to.push(grant);
+    else this.grantsTo.set(grant.to, [grant]);
+    if (grant.source.kind === 'host') {
+      const from = this.grantsFrom.get(grant.source.host);
+      if (from) from.push(grant);
+      else this.grantsFrom.set(grant.source.host, [grant]);
     }
   }
 
@@ -234,8 +260,8 @@ class Compilation {
     if (list && !list.includes(message)) list.push(message);
   }
 
-  hostsWithRole(role: string): HostContext[] {
-    return this.hosts.filter((host) => host.entry.roles.includes(role));
+  hostsWithRole(role: string): readonly HostContext[] {
+    return this.membersOf.get(role) ?? [];
   }
 
   /** One grant per fleet source host, over the path between the two. */
@@ -255,7 +281,7 @@ class Compilation {
       );
       return;
     }
-    this.grants.push({
+    this.addGrant({
       to: to.entry.name,
       source: {kind: 'host', host: from.entry.name, path},
       ...(proto === undefined ? {} : {proto}),
@@ -269,7 +295,7 @@ class Compilation {
   grantOpening(to: HostContext, opening: Opening, target: string): void {
     const name = to.entry.name;
     const ports = mergePortRanges(opening.ports);
-    const source = classifySource(opening.from, new Set(this.roles.keys()), new Set(this.byName.keys()));
+    const source = classifySource(opening.from, this.roleNames, this.hostNames);
     switch (source.kind) {
       case 'internet': {
         const publicInterface = to.facts.interfaces.public;
@@ -279,7 +305,7 @@ class Compilation {
             `${target} accepts ${portsLabel(opening.proto, ports)} from the internet, but the host has no public interface: the rule is bound to no interface`,
           );
         }
-        this.grants.push({
+        this.addGrant({
           to: name,
           source: {kind: 'any', ...(publicInterface === undefined ? {} : {interface: publicInterface})},
           proto: opening.proto,
@@ -290,7 +316,7 @@ class Compilation {
         return;
       }
       case 'cidr':
-        this.grants.push({
+        this.addGrant({
           to: name,
           source: {kind: 'cidr', family: source.family, cidr: source.cidr},
           proto: opening.proto,
@@ -516,7 +542,8 @@ function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: strin
 function buildRuleset(
   host: HostContext,
   family: Family,
-  grants: readonly Grant[],
+  received: readonly Grant[],
+  held: readonly Grant[],
   options: FleetOptions,
 ): Ruleset {
   const name = host.entry.name;
@@ -535,8 +562,7 @@ function buildRuleset(
   // DHCPv6 answers a multicast request from a link-local server: conntrack never pairs them,
   // so without this a DHCPv6-managed host loses its IPv6 address when the lease runs out.
   if (family === 6) input([...DHCPV6_REPLY, ...comment('dhcpv6 replies (link-local)'), '-j', 'ACCEPT']);
-  for (const grant of grants) {
-    if (grant.to !== name) continue;
+  for (const grant of received) {
     for (const rule of inputRules(grant, family)) input(rule);
   }
   if (options.logDrops) input(['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]);
@@ -550,8 +576,7 @@ function buildRuleset(
     output(['-p', 'udp', '-m', 'udp', '--dport', '123', ...NEW, ...comment('ntp out'), '-j', 'ACCEPT']);
     output(['-p', 'tcp', '-m', 'multiport', '--dports', '80,443', ...NEW, ...comment('http,https out'), '-j', 'ACCEPT']);
     if (family === 6) output([...DHCPV6_REQUEST, ...comment('dhcpv6 requests (link-local)'), '-j', 'ACCEPT']);
-    for (const grant of grants) {
-      if (grant.source.kind !== 'host' || grant.source.host !== name) continue;
+    for (const grant of held) {
       for (const rule of outputRules(grant, family)) output(rule);
     }
   }
@@ -585,10 +610,14 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   compilation.collectGrants();
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
-  return compilation.hosts.map((host) => ({
-    host: host.entry.name,
-    v4: buildRuleset(host, 4, compilation.grants, inv.options),
-    v6: buildRuleset(host, 6, compilation.grants, inv.options),
-    warnings: [...(compilation.warnings.get(host.entry.name) ?? [])],
-  }));
+  return compilation.hosts.map((host) => {
+    const received = compilation.grantsTo.get(host.entry.name) ?? [];
+    const held = compilation.grantsFrom.get(host.entry.name) ?? [];
+    return {
+      host: host.entry.name,
+      v4: buildRuleset(host, 4, received, held, inv.options),
+      v6: buildRuleset(host, 6, received, held, inv.options),
+      warnings: [...(compilation.warnings.get(host.entry.name) ?? [])],
+    };
+  });
 }

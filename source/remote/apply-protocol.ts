@@ -5,6 +5,7 @@
 //   1. installAgent     put the agent script in place (stdin), as root
 //   2. beginBatch       lock (exit 3 when held), snapshot iptables-save/ip6tables-save, arm a
 //                       lease watchdog so even a client dying now leaves nothing locked forever
+//                       (installAndBegin: 1 and 2 in one round trip, what the fleet apply uses)
 //   3. (caller)         keep the snapshot locally; merge the candidate with the foreign chains
 //   4. stageCandidate   upload, `iptables-restore --test` both families; nothing changes yet
 //   5. loadCandidate    iptables-restore v4 then v6; any failure puts the snapshot back at once
@@ -30,6 +31,15 @@ const COMMANDS = {
     'umask 077 && mkdir -p /var/lib/isolate-wizard && cat > /var/lib/isolate-wizard/agent.sh.$$ && ' +
     'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh',
   begin: 'sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
+  // install + begin in one round trip: stdin is the agent script, a `#iw:owner` line, the owner
+  // line. awk splits the two (a plain `cat` would swallow the owner), then begin runs as above.
+  installAndBegin:
+    'umask 077 && mkdir -p /var/lib/isolate-wizard && ' +
+    'awk -v script=/var/lib/isolate-wizard/agent.sh.$$ -v owner=/var/lib/isolate-wizard/owner.$$ ' +
+    `'f { print > owner; next } $0 == "#iw:owner" { f = 1; next } { print > script }' && ` +
+    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
+    '{ sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS% < /var/lib/isolate-wizard/owner.$$; rc=$?; ' +
+    'rm -f /var/lib/isolate-wizard/owner.$$; exit $rc; }',
   stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
   arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',
@@ -146,6 +156,19 @@ export interface Snapshot {
 /** Locks the host for `batch`, snapshots its rules and arms a watchdog for `leaseSeconds`. */
 export async function beginBatch(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
   const result = await run(remote, COMMANDS.begin, {batch, seconds: leaseSeconds, stdin: `${owner}\n`});
+  return beginOutcome(remote, result);
+}
+
+/** installAgent then beginBatch, in one round trip. */
+export async function installAndBegin(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
+  const script = AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`;
+  const result = await run(remote, COMMANDS.installAndBegin, {batch, seconds: leaseSeconds, stdin: `${script}${OWNER_MARK}\n${owner}\n`});
+  return beginOutcome(remote, result);
+}
+
+const OWNER_MARK = '#iw:owner';
+
+function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
   if (result.code === AGENT_EXIT.lockHeld) {
     const info = keyValues(result.stdout);
     const since = Number(info.get('since'));
@@ -285,8 +308,15 @@ export function liveDifferences(live: {v4: string; v6: string}, expected: {v4: R
  * Opens a NEW connection on the operator's path (through the bastion where there is one): proves
  * that login still works with the new rules, then compares the live rules with the merged candidate.
  */
-export async function verifyLoaded(connector: Connector, target: HostTarget, batch: string, expected: {v4: Ruleset; v6: Ruleset}): Promise<string> {
-  const fresh = await connector.connect(target, {fresh: true});
+export async function verifyLoaded(
+  connector: Connector,
+  target: HostTarget,
+  batch: string,
+  expected: {v4: Ruleset; v6: Ruleset},
+  options: {readonly freshGroup?: string} = {},
+): Promise<string> {
+  // A fresh group: hosts verified together share one NEW bastion link (opened after every load).
+  const fresh = await connector.connect(target, {fresh: true, ...(options.freshGroup === undefined ? {} : {freshGroup: options.freshGroup})});
   try {
     const live = await readLive(fresh);
     if (live.batch !== batch || live.phase !== 'loaded') {

@@ -4,6 +4,7 @@
 // login is not root. Every command string sent is a constant of the calling module; data goes on stdin.
 import {appendFileSync, existsSync, mkdirSync, readFileSync} from 'node:fs';
 import path from 'node:path';
+import {performance} from 'node:perf_hooks';
 import type {Duplex} from 'node:stream';
 import {NodeSSH} from 'node-ssh';
 import ssh2 from 'ssh2';
@@ -11,7 +12,7 @@ import type {AnyAuthMethod, AuthHandlerMiddleware, Client, ClientChannel, Parsed
 import {HostError, RefusedError} from '../core/errors.js';
 import {checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsLine, usesHashedNames} from './known-hosts.js';
 import {defaultIdentityFiles, resolveSshTarget, SshConfigError, type SshTarget} from './ssh-config.js';
-import type {Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost} from './types.js';
+import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost} from './types.js';
 
 export interface ConnectorOptions {
   /** The operator's home: ~/.ssh/config, known_hosts and default keys live under it. */
@@ -86,7 +87,8 @@ interface Link {
   readonly ssh: NodeSSH;
   readonly client: Client;
   readonly parent?: Link;
-  readonly cached: boolean;
+  /** Where this link is shared from in `links` (undefined: a fresh link nobody else gets). */
+  readonly shareKey?: string;
   users: number;
   dead?: string;
   ended: boolean;
@@ -161,6 +163,8 @@ export function createConnector(options: ConnectorOptions): Connector {
       .map((file) => (existsSync(file) ? readFileSync(file, 'utf8') : ''))
       .join('\n');
   const keepaliveInterval = options.keepaliveIntervalMs ?? 5000;
+  // IW_TIMING=1: one stderr line per handshake and per command, ms since the process started.
+  const timing = options.env['IW_TIMING'] === '1' ? timingLog : undefined;
 
   const display = (file: string): string =>
     file.startsWith(options.home + path.sep) ? `~${file.slice(options.home.length)}` : file;
@@ -192,7 +196,12 @@ export function createConnector(options: ConnectorOptions): Connector {
     return {name: byDestination?.name ?? nameOrDestination, destination: nameOrDestination, ...(via ? {via} : {})};
   }
 
-  async function linkFor(hop: Hop, fresh: boolean, depth: number): Promise<Link> {
+  /**
+   * `fresh`: open new connections for the whole chain. With a `freshGroup`, connections opened for
+   * that group are shared by its members (hosts behind one bastion verify over ONE new bastion
+   * link), and never by ordinary connects or other groups.
+   */
+  async function linkFor(hop: Hop, fresh: boolean, depth: number, freshGroup?: string): Promise<Link> {
     if (depth > MAX_HOPS) throw new HostError(hop.name, 'the ProxyJump chain is too long or loops');
     const target = resolve(hop);
     let parentHop: Hop | undefined;
@@ -209,7 +218,7 @@ export function createConnector(options: ConnectorOptions): Connector {
     let parent: Link | undefined;
     if (parentHop) {
       try {
-        parent = await linkFor(parentHop, fresh, depth + 1);
+        parent = await linkFor(parentHop, fresh, depth + 1, freshGroup);
       } catch (error) {
         if (error instanceof HostError && error.host !== hop.name) {
           throw new HostError(hop.name, `cannot reach its jump host: ${error.message}`);
@@ -218,10 +227,11 @@ export function createConnector(options: ConnectorOptions): Connector {
       }
     }
     const key = `${target.user}@${target.hostname}:${target.port}${parent ? ` via ${parent.key}` : ''}`;
-    if (!fresh) {
+    const shareKey = !fresh ? key : freshGroup !== undefined ? `fresh:${freshGroup}:${key}` : undefined;
+    if (shareKey !== undefined) {
       // Share a connection that is open or opening; a failed attempt is shared by those who waited
       // for it, but never cached: the next connect tries again (e.g. after the operator fixed known_hosts).
-      for (let existing = links.get(key); existing; existing = links.get(key)) {
+      for (let existing = links.get(shareKey); existing; existing = links.get(shareKey)) {
         let link: Link;
         try {
           link = await existing;
@@ -234,24 +244,24 @@ export function createConnector(options: ConnectorOptions): Connector {
           if (parent) release(parent); // the shared link already holds its own reference to the parent
           return link;
         }
-        if (links.get(key) === existing) links.delete(key);
+        if (links.get(shareKey) === existing) links.delete(shareKey);
       }
     }
-    const opening = semaphore.run(() => openLink(hop, target, key, parent, !fresh));
-    if (!fresh) links.set(key, opening);
+    const opening = semaphore.run(() => openLink(hop, target, key, parent, shareKey));
+    if (shareKey !== undefined) links.set(shareKey, opening);
     try {
       return await opening;
     } catch (error) {
-      if (links.get(key) === opening) links.delete(key);
+      if (shareKey !== undefined && links.get(shareKey) === opening) links.delete(shareKey);
       if (parent) release(parent);
       throw error;
     }
   }
 
-  async function openLink(hop: Hop, target: SshTarget, key: string, parent: Link | undefined, cached: boolean): Promise<Link> {
+  async function openLink(hop: Hop, target: SshTarget, key: string, parent: Link | undefined, shareKey: string | undefined): Promise<Link> {
     let notes = newNotes();
     try {
-      return await attempt(hop, target, key, parent, cached, notes);
+      return await attempt(hop, target, key, parent, shareKey, notes);
     } catch (error) {
       // A person answering a prompt can outlast the handshake timeout: wait for the answer (never ask
       // twice at once); answers are remembered, so one retry goes through without asking again.
@@ -259,7 +269,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       if (notes.refusal) throw notes.refusal;
       if (notes.prompted && /timed out|timeout/i.test(messageOf(error))) {
         notes = newNotes();
-        return await attempt(hop, target, key, parent, cached, notes);
+        return await attempt(hop, target, key, parent, shareKey, notes);
       }
       throw error;
     }
@@ -270,10 +280,11 @@ export function createConnector(options: ConnectorOptions): Connector {
     target: SshTarget,
     key: string,
     parent: Link | undefined,
-    cached: boolean,
+    shareKey: string | undefined,
     notes: AttemptNotes,
   ): Promise<Link> {
     const ssh = new NodeSSH();
+    const startedAt = performance.now();
     const readyTimeout = target.connectTimeout !== undefined ? target.connectTimeout * 1000 : (options.readyTimeoutMs ?? 20_000);
     let sock: Duplex | undefined;
     if (parent) {
@@ -315,6 +326,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       throw explainConnectError(hop, target, parent, error, notes);
     }
     const client = ssh.connection!;
+    timing?.(`handshake ${key}${shareKey === key ? '' : ` (fresh${shareKey === undefined ? '' : ', shared in its group'})`}`, startedAt);
     const link: Link = {
       key,
       label: hop.name,
@@ -322,7 +334,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       ssh,
       client,
       ...(parent ? {parent} : {}),
-      cached,
+      ...(shareKey === undefined ? {} : {shareKey}),
       users: 1,
       ended: false,
       ...(earlyError === undefined ? {} : {dead: earlyError}),
@@ -332,10 +344,10 @@ export function createConnector(options: ConnectorOptions): Connector {
     });
     client.on('close', () => {
       link.dead ??= 'the connection closed';
-      if (!link.cached) return;
-      links.get(key)?.then(
+      if (shareKey === undefined) return;
+      links.get(shareKey)?.then(
         (current) => {
-          if (current === link) links.delete(key);
+          if (current === link) links.delete(shareKey);
         },
         () => undefined,
       );
@@ -513,10 +525,11 @@ export function createConnector(options: ConnectorOptions): Connector {
     if (link.ended) return;
     link.ended = true;
     allLinks.delete(link);
-    if (link.cached) {
-      void links.get(link.key)?.then(
+    const shareKey = link.shareKey;
+    if (shareKey !== undefined) {
+      void links.get(shareKey)?.then(
         (current) => {
-          if (current === link) links.delete(link.key);
+          if (current === link) links.delete(shareKey);
         },
         () => undefined,
       );
@@ -532,8 +545,14 @@ export function createConnector(options: ConnectorOptions): Connector {
     const route =
       `${link.target.user}@${link.target.hostname}:${link.target.port}` + (chain.length > 0 ? ` via ${chain.join(' via ')}` : '');
 
-    const raw = (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined) =>
-      execOnLink(name, link, command, stdin, timeoutMs);
+    const raw = async (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined) => {
+      const startedAt = performance.now();
+      try {
+        return await execOnLink(name, link, command, stdin, timeoutMs);
+      } finally {
+        timing?.(`exec ${name}${link.shareKey === link.key ? '' : ' (fresh)'}: ${command.slice(0, 70)}`, startedAt);
+      }
+    };
 
     async function detectPrivilege(): Promise<Privilege> {
       const uid = await raw(PRIVILEGE_COMMANDS.uid, undefined, 15_000);
@@ -565,7 +584,8 @@ export function createConnector(options: ConnectorOptions): Connector {
       async exec(command: string, execOptions: ExecOptions = {}): Promise<ExecResult> {
         if (closed) throw new HostError(name, 'the connection was closed');
         if (!execOptions.root) return raw(command, execOptions.stdin, execOptions.timeoutMs);
-        const probe = (link.privilege ??= detectPrivilege());
+        // A root login is root: no probe round trip.
+        const probe = (link.privilege ??= link.target.user === 'root' ? Promise.resolve<Privilege>({kind: 'root'}) : detectPrivilege());
         let mode: Privilege;
         try {
           mode = await probe;
@@ -585,13 +605,14 @@ export function createConnector(options: ConnectorOptions): Connector {
   }
 
   return {
-    async connect(target: HostTarget, connectOptions?: {readonly fresh?: boolean}): Promise<RemoteHost> {
+    async connect(target: HostTarget, connectOptions?: ConnectOptions): Promise<RemoteHost> {
       const hop: Hop = {
         name: target.name,
         destination: target.ssh,
         ...(target.jump === undefined ? {} : {inventoryJump: target.jump}),
       };
-      const link = await linkFor(hop, connectOptions?.fresh === true, 0);
+      const fresh = connectOptions?.fresh === true;
+      const link = await linkFor(hop, fresh, 0, fresh ? connectOptions?.freshGroup : undefined);
       return remoteHostFor(target.name, link);
     },
     async closeAll(): Promise<void> {
@@ -709,6 +730,11 @@ function filteredAgent(socket: string, files: readonly string[]): ssh2.BaseAgent
 function firstKey(parsed: ParsedKey | ParsedKey[] | Error): ParsedKey | Error {
   if (Array.isArray(parsed)) return parsed[0] ?? new Error('no key in file');
   return parsed;
+}
+
+function timingLog(what: string, startedAt: number): void {
+  const now = performance.now();
+  process.stderr.write(`[timing] ${startedAt.toFixed(0).padStart(6)}..${now.toFixed(0).padStart(6)} ms (${(now - startedAt).toFixed(0).padStart(5)}) ${what}\n`);
 }
 
 function newNotes(): AttemptNotes {

@@ -10,10 +10,9 @@ import {
   AgentError,
   armDeadline,
   BatchExpiredError,
-  beginBatch,
   confirmBatch,
   hostStatus,
-  installAgent,
+  installAndBegin,
   installPersistence,
   LockHeldError,
   newBatchId,
@@ -207,8 +206,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     emit({host: name, step: 'lock', status: 'running'});
     try {
       run.remote = await connector.connect(run.plan.target);
-      await installAgent(run.remote);
-      const snapshot = await beginBatch(run.remote, batch, leaseSeconds);
+      const snapshot = await installAndBegin(run.remote, batch, leaseSeconds);
       run.began = true;
       emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
       const copy = options.localState?.saveSnapshot(batch, name, snapshot);
@@ -257,13 +255,15 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     }
   }
 
-  // 7. Verify every host over a NEW connection (the operator's path through the new rules).
+  // 7. Verify every host over a NEW connection (the operator's path through the new rules). The
+  // hosts behind a bastion share one new bastion link, opened after every load: it proves the
+  // same path at one handshake instead of one per host.
   const checks: {host: string; label: string; ok: boolean}[] = [];
   const verifications = await mapLimit(runs, limit, async (run) => {
     const name = run.plan.target.name;
     emit({host: name, step: 'verify', status: 'running'});
     try {
-      const label = await verifyLoaded(connector, run.plan.target, batch, run.prepared as PreparedRules);
+      const label = await verifyLoaded(connector, run.plan.target, batch, run.prepared as PreparedRules, {freshGroup: `verify-${batch}`});
       checks.push({host: name, label, ok: true});
       emit({host: name, step: 'verify', status: 'done', detail: label});
     } catch (error) {

@@ -46,9 +46,19 @@ export interface Prompter {
   askSecret(host: string, question: string): Promise<string | undefined>;
 }
 
+export interface ConnectOptions {
+  /** Open NEW connections for the whole chain (bastion included), shared with no ordinary connect. */
+  readonly fresh?: boolean;
+  /**
+   * With `fresh`: connections opened under the same group id are shared by its members while any
+   * of them is open (hosts behind one bastion prove their path over one new bastion link).
+   */
+  readonly freshGroup?: string;
+}
+
 export interface Connector {
   /** Opens (or reuses) the connection to a host, through its jump host when it has one. */
-  connect(target: HostTarget, options?: {readonly fresh?: boolean}): Promise<RemoteHost>;
+  connect(target: HostTarget, options?: ConnectOptions): Promise<RemoteHost>;
   /** Closes every connection this connector opened. */
   closeAll(): Promise<void>;
 }

@@ -435,7 +435,7 @@ describe('privilege', () => {
   it('uses sudo -n when the user has NOPASSWD', async () => {
     const fake = await server(deployResponder(undefined));
     knownHosts(knownLine(fake));
-    const remote = await connector().connect(target(fake));
+    const remote = await connector().connect({name: 'web-1', ssh: `deploy@127.0.0.1:${fake.port}`});
     expect((await remote.exec('iptables-save', {root: true})).stdout).toBe('root via sudo -n\n');
     expect((await remote.exec('iptables-save', {root: true})).code).toBe(0);
     // probed once per host
@@ -502,6 +502,47 @@ describe('ProxyJump', () => {
     const fresh = await shared.connect(inventoryHosts[1]!, {fresh: true});
     await fresh.exec('y');
     expect(bastion.handshakes).toBe(2);
+  });
+
+  it('fresh connects in one group share one NEW bastion link; other groups and ordinary connects do not', async () => {
+    const bastion = await server();
+    const app1 = await server();
+    const app2 = await server();
+    knownHosts(knownLine(bastion), knownLine(app1), knownLine(app2));
+    const inventoryHosts = [
+      {name: 'tunnel-1', ssh: `root@127.0.0.1:${bastion.port}`},
+      {name: 'wordpress-1', ssh: `root@127.0.0.1:${app1.port}`, jump: 'tunnel-1'},
+      {name: 'wordpress-2', ssh: `root@127.0.0.1:${app2.port}`, jump: 'tunnel-1'},
+    ];
+    const shared = connector({inventoryHosts});
+    const cached = await shared.connect(inventoryHosts[1]!);
+    expect(bastion.handshakes).toBe(1);
+    // The verification: the bastion itself and both hosts behind it, one new bastion handshake.
+    const group = await Promise.all(inventoryHosts.map((host) => shared.connect(host, {fresh: true, freshGroup: 'verify-1'})));
+    for (const remote of group) expect((await remote.exec('x')).code).toBe(0);
+    expect(bastion.handshakes).toBe(2);
+    expect(app1.handshakes).toBe(2);
+    expect(app2.handshakes).toBe(1);
+    // Another group, and a fresh connect without a group, each prove the path anew.
+    await (await shared.connect(inventoryHosts[2]!, {fresh: true, freshGroup: 'verify-2'})).exec('y');
+    expect(bastion.handshakes).toBe(3);
+    await (await shared.connect(inventoryHosts[2]!, {fresh: true})).exec('y');
+    expect(bastion.handshakes).toBe(4);
+    // Ordinary connects keep using the cached chain, never a group's.
+    await (await shared.connect(inventoryHosts[2]!)).exec('z');
+    expect(bastion.handshakes).toBe(4);
+    expect(app2.handshakes).toBe(4);
+    // Closing the group's handles leaves the cached chain working.
+    for (const remote of group) await remote.close();
+    expect((await cached.exec('still')).code).toBe(0);
+  });
+
+  it('runs no privilege probe for a root login', async () => {
+    const fake = await server();
+    knownHosts(knownLine(fake));
+    const remote = await connector().connect(target(fake));
+    expect((await remote.exec('iptables-save', {root: true})).code).toBe(0);
+    expect(fake.calls.map((call) => call.command)).toEqual(['iptables-save']);
   });
 
   it('uses the inventory jump (an inventory host name) when the config has no ProxyJump', async () => {

@@ -30,6 +30,8 @@ const ALLOWED_COMMANDS = [
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh (begin|arm) [a-z0-9-]+ \d+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock) [a-z0-9-]+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
+  // install + begin in one round trip
+  /^umask 077 && mkdir -p \/var\/lib\/isolate-wizard && awk -v script=\/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ .* && \{ sh \/var\/lib\/isolate-wizard\/agent\.sh begin [a-z0-9-]+ \d+ < \/var\/lib\/isolate-wizard\/owner\.\$\$; rc=\$\?; rm -f \/var\/lib\/isolate-wizard\/owner\.\$\$; exit \$rc; \}$/,
 ];
 
 interface FakeServer {
@@ -63,10 +65,11 @@ class FakeFleet implements Connector {
       route: `fake ${target.name}`,
       async exec(command: string, execOptions?: ExecOptions): Promise<ExecResult> {
         fleet.commands.push(command);
-        const [, , op] = command.split(' ');
+        // The op word after the agent's path ("... agent.sh begin B S"); the install-only command has none.
+        const op = /agent\.sh ([a-z-]+)/.exec(command)?.[1];
         const stdin = String(execOptions?.stdin ?? '');
         const ok = (stdout = ''): ExecResult => ({code: 0, stdout, stderr: ''});
-        if (command.startsWith('umask')) return ok();
+        if (op === undefined && command.startsWith('umask')) return ok();
         fleet.events.push(`${target.name}:${op}`);
         switch (op) {
           case 'begin':
