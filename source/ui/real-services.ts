@@ -337,7 +337,8 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       } catch (error) {
         return {hosts: [], access: [], lockout: [], problems: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
-      const findings = compiled.lockout;
+      // Only the servers this change touches: the others keep the rules they have.
+      const findings = compiled.lockout.filter((finding) => scope.includes(finding.host));
       const activeConnector = await connectorFor(fleet);
       const previews = await mapLimit(scope, 8, async (name): Promise<HostPreview> => {
         const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
@@ -394,7 +395,10 @@ export function createRealServices(options: RealServicesOptions): WizardServices
             if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
           },
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          preflight: () => compiled.lockout.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
+          preflight: () =>
+            compiled.lockout
+              .filter((finding) => finding.severity === 'error' && scope.includes(finding.host))
+              .map((finding) => finding.message),
         });
         // The servers count on their own clocks; ours only shows the same number of seconds.
         const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());

@@ -81,6 +81,8 @@ describe('preview (facts given, servers unreachable)', () => {
     // The ssh config says tunnel-1's sshd is on port 1: the bastion role opens 22 only.
     const closed = await real.preview(seed, ['tunnel-1']);
     expect(closed.lockout).toEqual([expect.stringMatching(/^tunnel-1: a new SSH connection from the internet .* to tcp\/1 would be dropped/)]);
+    // A change to mysql-1 alone is not blocked by what tunnel-1's own rules would do: they are not applied.
+    expect((await real.preview(seed, ['mysql-1'])).lockout).toEqual([]);
     const fleet = {...seed, hosts: seed.hosts.map((host) => (host.name === 'tunnel-1' ? {...host, allow: [{port: 1, from: 'internet'}]} : host))};
     const preview = await real.preview(fleet, ['haproxy-www', 'mysql-1']);
     expect(preview.problems).toEqual([]);
