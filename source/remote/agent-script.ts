@@ -55,6 +55,8 @@ set +u; DIR=$IW_STATE_DIR_OVERRIDE; set -u
 [ -n "$DIR" ] || DIR=/var/lib/isolate-wizard
 AGENT="$DIR/agent.sh"
 STATE="$DIR/state"
+state_read=
+op_now=
 LOCKDIR="$DIR/lock"
 BACKUPS="$DIR/backups"
 KEEP_BACKUPS=10
@@ -63,7 +65,12 @@ KEEP_BACKUPS=10
 STALE_GRACE=30
 
 die() { code=$1; shift; printf 'agent: %s\n' "$*" >&2; exit "$code"; }
-log() { printf '%s %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)" "$*" >> "$DIR/log" 2>/dev/null; }
+# One date per op for its log lines (an op lasts about a second; the log is for people).
+log_stamp=
+log() {
+  [ -n "$log_stamp" ] || log_stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
+  printf '%s %s\n' "$log_stamp" "$*" >> "$DIR/log" 2>/dev/null
+}
 now() { date +%s; }
 
 # At most 64 characters: 65 "?" match any longer word, without a process to count them.
@@ -76,6 +83,7 @@ valid_token() { case "$1" in ''|*[!a-z0-9]*) return 1 ;; esac; }
 get() { [ -f "$STATE" ] && awk -v key="$1" 'index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$STATE"; }
 # set_state k=v ...: rewrites the state file with the given keys changed.
 set_state() {
+  state_read=
   [ -f "$STATE" ] || : > "$STATE"
   awk -v state="$STATE" '
     BEGIN {
@@ -106,8 +114,9 @@ take_mutex() {
 }
 
 # ---- iptables helpers ----------------------------------------------------------------------
-save_cmd() { if [ "$1" = 4 ]; then echo iptables-save; else echo ip6tables-save; fi; }
-restore_cmd() { if [ "$1" = 4 ]; then echo iptables-restore; else echo ip6tables-restore; fi; }
+# Set $cmd / $rcmd for a family (assignments, not $(...): no subshell per call).
+save_cmd() { if [ "$1" = 4 ]; then cmd=iptables-save; else cmd=ip6tables-save; fi; }
+restore_cmd() { if [ "$1" = 4 ]; then rcmd=iptables-restore; else rcmd=ip6tables-restore; fi; }
 have() { command -v "$1" >/dev/null 2>&1; }
 
 # The *filter section of an iptables-save file, counters and comment lines removed: the only
@@ -115,10 +124,10 @@ have() { command -v "$1" >/dev/null 2>&1; }
 filter_section() {
   awk '
     /^#/ { next }
-    /^\*/ { infilter = ($0 == "*filter"); if (infilter) print; next }
+    /^\*/ { infilter = ($0 == "*filter" && !done); if (infilter) print; next }
     infilter && /^:/ { sub(/ \[[0-9]+:[0-9]+\]$/, ""); print; next }
-    infilter { print; if ($0 == "COMMIT") infilter = 0 }
-  ' "$1"
+    infilter { print; if ($0 == "COMMIT") { infilter = 0; done = 1 } }
+  ' "$@"
 }
 
 # Every section except *filter, verbatim (for keeping other tables of a persistence file).
@@ -130,11 +139,11 @@ other_sections() {
 }
 
 live_filter() { # family -> live filter section on stdout ("" when no filter table exists)
-  cmd=$(save_cmd "$1")
+  save_cmd "$1"
   have "$cmd" || return 0
-  t="$DIR/live.$$"
-  "$cmd" -t filter > "$t" 2>/dev/null || "$cmd" > "$t" 2>/dev/null || : > "$t"
-  filter_section "$t"; rm -f "$t"
+  # Piped, no temp file to remove; filter_section keeps the first *filter only, so a fallback
+  # after a partial first answer cannot double it.
+  { "$cmd" -t filter 2>/dev/null || "$cmd" 2>/dev/null; } | filter_section
 }
 
 # "Empty" = no filter table at all (what a fresh nf_tables host has), or on the legacy backend,
@@ -172,7 +181,7 @@ restore_snapshot() {
     sect="$DIR/restore.$$.v$fam"
     filter_section "$snap" > "$sect"
     if [ -s "$sect" ]; then
-      rcmd=$(restore_cmd "$fam")
+      restore_cmd "$fam"
       if have "$rcmd"; then "$rcmd" < "$sect" || status=1; fi
     else
       remove_filter "$fam"
@@ -197,7 +206,6 @@ snapshot_matches_live() { # sm_batch -> true when the live filter tables equal t
 }
 
 # ---- watchdog ------------------------------------------------------------------------------
-new_token() { od -An -N6 -tx1 /dev/urandom 2>/dev/null | tr -d ' \n' || now; }
 
 # systemd manages this system only when it booted it (sd_booted: /run/systemd/system exists). A
 # container or a lab server with its own /run sees the host's PID 1 but must not use its systemd.
@@ -205,22 +213,28 @@ pid1_is_systemd() {
   [ -d /run/systemd/system ] && [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && have systemd-run && have systemctl
 }
 
-# arm BATCH SECONDS: a new watchdog that expires the batch at now+SECONDS (server clock).
+# arm BATCH SECONDS [KEY=VALUE...]: a new watchdog that expires the batch at now+SECONDS (server
+# clock); the extra pairs are written in the same state update (one process less per call).
 arm() {
-  arm_batch=$1; arm_seconds=$2
-  cancel_watchdog
-  token=$(new_token)
-  deadline=$(( $(now) + arm_seconds ))
-  set_state "token=$token" "deadline=$deadline"
+  arm_batch=$1; arm_seconds=$2; shift 2
+  # Stop a systemd timer of an earlier arm; the token written below retires any detached watchdog.
+  stop_watchdog_unit
+  # begin passes the second it just read (op_now); the arm op reads the clock here.
+  if [ -n "$op_now" ]; then arm_now=$op_now; else arm_now=$(now); fi
+  deadline=$((arm_now + arm_seconds))
+  # Unique per arm (this shell's pid and the second): it only has to differ from earlier tokens.
+  token="$arm_now"p$$
   if pid1_is_systemd; then
     unit="isolate-wizard-$arm_batch-$token"
+    # Written before the timer starts: the watchdog must find its token.
+    set_state "$@" "token=$token" "deadline=$deadline" "watchdog=unit:$unit"
     if systemd-run --quiet --unit="$unit" --on-active="$arm_seconds" --timer-property=AccuracySec=1s \
         /bin/sh "$AGENT" fire "$arm_batch" "$token" >/dev/null 2>&1; then
-      set_state "watchdog=unit:$unit"
       log "armed $arm_batch unit $unit deadline $deadline"
       return 0
     fi
   fi
+  set_state "$@" "token=$token" "deadline=$deadline" "watchdog=detached"
   # Detached: a new session, no terminal, no inherited pipes (the SSH channel can close) and the
   # mutex fd closed (the child must not hold our lock).
   if have setsid; then
@@ -228,16 +242,19 @@ arm() {
   else
     nohup sh "$AGENT" fire "$arm_batch" "$token" </dev/null >/dev/null 2>&1 9>&- &
   fi
-  set_state "watchdog=pid:$!"
   log "armed $arm_batch pid $! deadline $deadline"
 }
 
-cancel_watchdog() {
-  wd=$(get watchdog)
-  set_state "token=" "watchdog="
+stop_watchdog_unit() {
+  [ -n "$state_read" ] || read_batch_phase
   case "$wd" in
     unit:*) systemctl stop "$(printf '%s' "$wd" | sed 's/^unit://').timer" >/dev/null 2>&1 ;;
   esac
+}
+
+cancel_watchdog() {
+  stop_watchdog_unit
+  set_state "token=" "watchdog="
   # A detached watchdog is not killed (its pid may have been reused); it sees its token gone
   # within a few seconds and exits (and acts only under the mutex with its own token).
   return 0
@@ -300,6 +317,10 @@ persist() {
 }
 
 prune_backups() {
+  # Nothing to prune while there are at most KEEP_BACKUPS snapshots (no pipeline to run).
+  set -- "$BACKUPS"/*.cand.v4; if [ -e "$1" ]; then cands=$#; else cands=0; fi
+  set -- "$BACKUPS"/*.v4
+  [ $(($# - cands)) -le "$KEEP_BACKUPS" ] && return 0
   # Backups are named <batch>.v4 / .v6 / .cand.v4 ...; batches start with a sortable timestamp.
   ls "$BACKUPS" 2>/dev/null | sed -n 's/\.v4$//p' | grep -v '\.' | sort |
     awk -v keep="$KEEP_BACKUPS" '{ names[NR] = $0 } END { for (i = 1; i <= NR - keep; i++) print names[i] }' |
@@ -324,15 +345,30 @@ print_payload() { # prefix
   return 0
 }
 
+# Sets $cur, $phase and $wd (watchdog) from the state in one read, each reduced to the characters
+# it may hold; valid until the next set_state.
+read_batch_phase() {
+  cur=; phase=; wd=; state_read=1
+  [ -f "$STATE" ] || return 0
+  eval "$(awk '
+    index($0, "batch=") == 1 && !hb { b = substr($0, 7); hb = 1 }
+    index($0, "phase=") == 1 && !hp { p = substr($0, 7); hp = 1 }
+    index($0, "watchdog=") == 1 && !hw { w = substr($0, 10); hw = 1 }
+    END {
+      gsub(/[^a-z0-9-]/, "", b); gsub(/[^a-z]/, "", p); gsub(/[^a-z0-9:-]/, "", w)
+      print "cur=" b "; phase=" p "; wd=" w
+    }' "$STATE")"
+}
+
 require_batch() { # batch: the current, pending batch; else exit 4 saying what happened
-  cur=$(get batch); phase=$(get phase)
+  [ -n "$state_read" ] || read_batch_phase
   if [ "$cur" != "$1" ]; then die 4 "batch $1 is not the current one (current: $cur $phase)"; fi
   if ! is_pending_phase "$phase"; then die 4 "batch $1 is $phase"; fi
 }
 
 # ---- ops -----------------------------------------------------------------------------------
 op=$1; shift
-mkdir -p "$DIR" "$BACKUPS" || die 1 "cannot create $DIR"
+[ -d "$BACKUPS" ] || mkdir -p "$DIR" "$BACKUPS" || die 1 "cannot create $DIR"
 
 case "$op" in
   version) echo "$AGENT_VERSION_PLACEHOLDER"; exit 0 ;;
@@ -342,7 +378,7 @@ case "$op" in
   begin) # BATCH SECONDS, owner line on stdin: lock, snapshot, arm. Prints the snapshot.
     [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: begin BATCH SECONDS"
     batch=$1; seconds=$2
-    owner=$(head -n 1 | tr -cd 'A-Za-z0-9@._:=/ -' | cut -c1-200)
+    owner=$(awk 'NR == 1 { gsub(/[^A-Za-z0-9@._:=\/ -]/, ""); print substr($0, 1, 200); exit }')
     take_mutex
     expire_if_stale
     if ! mkdir "$LOCKDIR" 2>/dev/null; then
@@ -351,12 +387,12 @@ case "$op" in
       exit 3
     fi
     for fam in 4 6; do
-      cmd=$(save_cmd "$fam")
+      if [ "$fam" = 4 ]; then cmd=iptables-save; else cmd=ip6tables-save; fi
       if have "$cmd"; then "$cmd" > "$BACKUPS/$batch.v$fam" 2>/dev/null || : > "$BACKUPS/$batch.v$fam"
       else : > "$BACKUPS/$batch.v$fam"; fi
     done
-    set_state "version=$AGENT_VERSION_PLACEHOLDER" "batch=$batch" "phase=locked" "owner=$owner" "since=$(now)" "changed=$(now)"
-    arm "$batch" "$seconds"
+    op_now=$(now)
+    arm "$batch" "$seconds" "version=$AGENT_VERSION_PLACEHOLDER" "batch=$batch" "phase=locked" "owner=$owner" "since=$op_now" "changed=$op_now"
     log "begin $batch by $owner"
     print_payload "$BACKUPS/$batch"
     ;;
@@ -372,7 +408,7 @@ case "$op" in
       f="$BACKUPS/$batch.cand.tmp.v$fam"
       [ -f "$f" ] || die 2 "candidate for IPv$fam missing"
       mv -f "$f" "$BACKUPS/$batch.cand.v$fam"
-      rcmd=$(restore_cmd "$fam")
+      restore_cmd "$fam"
       have "$rcmd" || die 5 "$rcmd is not installed"
       if ! err=$("$rcmd" --test < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
         printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
@@ -389,10 +425,10 @@ case "$op" in
     batch=$1
     take_mutex
     require_batch "$batch"
-    [ "$(get phase)" = staged ] || die 4 "batch $batch is $(get phase), not staged"
+    [ "$phase" = staged ] || die 4 "batch $batch is $phase, not staged"
     set_state "phase=loading" "changed=$(now)"
     for fam in 4 6; do
-      rcmd=$(restore_cmd "$fam")
+      restore_cmd "$fam"
       if ! err=$("$rcmd" < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
         restore_snapshot "$batch"
         printf 'IPv%s load failed (%s); snapshot restored\n' "$fam" "$err" >&2
@@ -416,7 +452,8 @@ case "$op" in
     ;;
 
   show) # the live filter tables, normalized, and the state (for verification from a new connection)
-    printf 'phase=%s\nbatch=%s\n' "$(get phase)" "$(get batch)"
+    read_batch_phase
+    printf 'phase=%s\nbatch=%s\n' "$phase" "$cur"
     echo "#iw:v4"; live_filter 4
     echo "#iw:v6"; live_filter 6
     ;;
@@ -425,11 +462,14 @@ case "$op" in
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: confirm BATCH"
     batch=$1
     take_mutex
-    if [ "$(get batch)" = "$batch" ] && [ "$(get phase)" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
+    read_batch_phase
+    if [ "$cur" = "$batch" ] && [ "$phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
     require_batch "$batch"
-    [ "$(get phase)" = loaded ] || die 4 "batch $batch is $(get phase): nothing loaded to confirm"
-    cancel_watchdog
-    set_state "phase=confirmed" "changed=$(now)" "confirmed=$(now)"
+    [ "$phase" = loaded ] || die 4 "batch $batch is $phase: nothing loaded to confirm"
+    # cancel_watchdog, folded into the one state update.
+    stop_watchdog_unit
+    t=$(now)
+    set_state "token=" "watchdog=" "phase=confirmed" "changed=$t" "confirmed=$t"
     rm -rf "$LOCKDIR"
     log "confirmed $batch"
     echo "confirmed"
@@ -442,7 +482,6 @@ case "$op" in
     batch=$1
     take_mutex
     require_batch "$batch"
-    phase=$(get phase)
     cancel_watchdog
     if [ "$phase" = loading ] || [ "$phase" = loaded ]; then restore_snapshot "$batch"; fi
     set_state "phase=rolledback" "changed=$(now)"

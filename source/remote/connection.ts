@@ -165,6 +165,7 @@ export function createConnector(options: ConnectorOptions): Connector {
   const keepaliveInterval = options.keepaliveIntervalMs ?? 5000;
   // IW_TIMING=1: one stderr line per handshake and per command, ms since the process started.
   const timing = options.env['IW_TIMING'] === '1' ? timingLog : undefined;
+  if (timing) watchEventLoop();
 
   const display = (file: string): string =>
     file.startsWith(options.home + path.sep) ? `~${file.slice(options.home.length)}` : file;
@@ -730,6 +731,16 @@ function filteredAgent(socket: string, files: readonly string[]): ssh2.BaseAgent
 function firstKey(parsed: ParsedKey | ParsedKey[] | Error): ParsedKey | Error {
   if (Array.isArray(parsed)) return parsed[0] ?? new Error('no key in file');
   return parsed;
+}
+
+/** IW_TIMING: reports the moments this process was too busy to read its connections (> 50 ms late). */
+function watchEventLoop(): void {
+  let expected = performance.now() + 20;
+  setInterval(() => {
+    const now = performance.now();
+    if (now - expected > 50) timingLog('event loop blocked', expected);
+    expected = now + 20;
+  }, 20).unref();
 }
 
 function timingLog(what: string, startedAt: number): void {

@@ -355,6 +355,13 @@ export interface FleetActionOptions {
   readonly fresh?: boolean;
 }
 
+let freshGroups = 0;
+/** New connections opened for one confirm/rollback share the new bastion link (see ConnectOptions). */
+function freshGroupId(action: string): string {
+  freshGroups += 1;
+  return `${action}-${freshGroups}`;
+}
+
 async function batchFor(options: FleetActionOptions, remote: RemoteHost): Promise<string | undefined> {
   if (options.batch) return options.batch;
   const local = options.localState?.host(remote.name);
@@ -372,12 +379,13 @@ export function outcomeExitCode(outcomes: readonly HostOutcome[]): number {
 /** Keep the rules: over fresh connections, cancel each watchdog and persist. */
 export async function confirmFleet(options: FleetActionOptions & {readonly installPersistence?: boolean}): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
+  const group = freshGroupId('confirm');
   const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
     emit({host: target.name, step: 'confirm', status: 'running'});
     let remote: RemoteHost | undefined;
     const fresh = options.fresh !== false;
     try {
-      remote = await options.connector.connect(target, {fresh});
+      remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
       const batch = await batchFor(options, remote);
       if (!batch) throw new HostError(target.name, 'nothing to confirm: no batch was applied here');
       let confirmed = await confirmBatch(remote, batch);
@@ -417,12 +425,13 @@ export function persistenceFiles(kind: Persistence): string {
 /** Put the previous rules back now, on every host, and check they are back. */
 export async function rollbackFleet(options: FleetActionOptions): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
+  const group = freshGroupId('rollback');
   const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
     emit({host: target.name, step: 'rollback', status: 'running'});
     let remote: RemoteHost | undefined;
     const fresh = options.fresh !== false;
     try {
-      remote = await options.connector.connect(target, {fresh});
+      remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
       const batch = await batchFor(options, remote);
       if (!batch) throw new HostError(target.name, 'nothing to roll back: no batch was applied here');
       await rollbackBatch(remote, batch);

@@ -6,8 +6,8 @@ import {describe, expect, it} from 'vitest';
 import {EXIT, RefusedError} from '../../source/core/errors.js';
 import type {Ruleset} from '../../source/core/model.js';
 import {SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
-import {applyFleet, FleetApplyError, loadWaves, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
-import type {Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
+import {applyFleet, confirmFleet, FleetApplyError, loadWaves, rollbackFleet, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
+import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
 
 const CANDIDATE: Ruleset = {
   family: 4,
@@ -49,14 +49,18 @@ class FakeFleet implements Connector {
   readonly commands: string[] = [];
   connects = 0;
   freshConnects = 0;
+  readonly freshGroups: (string | undefined)[] = [];
 
   constructor(names: string[]) {
     for (const name of names) this.servers.set(name, {phase: 'none', loaded: '', log: []});
   }
 
-  async connect(target: HostTarget, options?: {fresh?: boolean}): Promise<RemoteHost> {
+  async connect(target: HostTarget, options?: ConnectOptions): Promise<RemoteHost> {
     this.connects += 1;
-    if (options?.fresh) this.freshConnects += 1;
+    if (options?.fresh) {
+      this.freshConnects += 1;
+      this.freshGroups.push(options.freshGroup);
+    }
     const server = this.servers.get(target.name);
     if (!server) throw new Error(`no server ${target.name}`);
     const fleet = this;
@@ -140,6 +144,8 @@ describe('applyFleet', () => {
     expect(loads.at(-1)).toBe('tunnel-1:load');
     expect(loads).toHaveLength(4);
     expect(fleet.freshConnects).toBe(4);
+    // One verification group for the batch: hosts behind the bastion share its new link.
+    expect(new Set(fleet.freshGroups)).toEqual(new Set(['verify-b-1']));
     // Every host is armed with the countdown only after every host verified.
     const lastShow = fleet.events.lastIndexOf(fleet.events.filter((event) => event.endsWith(':show')).at(-1) as string);
     const firstArm = fleet.events.findIndex((event) => event.endsWith(':arm'));
@@ -217,5 +223,20 @@ describe('loadWaves', () => {
       {target: {name: 'app', ssh: 'app'}, candidate: {v4: CANDIDATE, v6: CANDIDATE6}, via: ['inner']},
     ];
     expect(loadWaves(layered).map((wave) => wave.map((plan) => plan.target.name))).toEqual([['app'], ['inner'], ['outer']]);
+  });
+});
+
+describe('confirmFleet / rollbackFleet over new connections', () => {
+  it('share one connection group per call (one new bastion link), a different one each call', async () => {
+    const fleet = new FakeFleet(SEED);
+    const targets = SEED.map((name) => ({name, ssh: name}));
+    await rollbackFleet({connector: fleet, hosts: targets, batch: 'b-1'});
+    await confirmFleet({connector: fleet, hosts: targets, batch: 'b-1'});
+    expect(fleet.freshConnects).toBe(2 * SEED.length);
+    const [rollbackGroup, confirmGroup] = [fleet.freshGroups[0], fleet.freshGroups[SEED.length]];
+    expect(rollbackGroup).toBeDefined();
+    expect(confirmGroup).toBeDefined();
+    expect(rollbackGroup).not.toBe(confirmGroup);
+    expect(fleet.freshGroups).toEqual([...SEED.map(() => rollbackGroup), ...SEED.map(() => confirmGroup)]);
   });
 });
