@@ -1,6 +1,6 @@
 import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError} from '../core/errors.js';
-import {formatLockout} from '../core/lockout.js';
+import {checkLockout, formatLockout, operatorPaths} from '../core/lockout.js';
 import {
   applyFleet,
   confirmFleet,
@@ -68,6 +68,15 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     onProgress: request.onProgress,
     localState: context.localState,
     preflight: () => formatLockout(findings.filter((finding) => finding.severity === 'error')),
+    // Again with what each server keeps of its own (fail2ban bans, Docker): only then is the path known.
+    recheck: (merged) => {
+      const hosts = plan.hosts.map((host) => {
+        const rules = merged.get(host.name);
+        return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
+      });
+      const refusals = checkLockout(hosts, operatorPaths(context.inventory, resolved));
+      return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
+    },
     armCountdown: request.confirmAtOnce !== true,
   });
 }

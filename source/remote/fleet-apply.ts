@@ -70,6 +70,12 @@ export interface ApplyFleetOptions {
    * check here (the operator's SSH path against the compiled rules).
    */
   readonly preflight?: () => Promise<readonly string[]> | readonly string[];
+  /**
+   * Runs once every host is locked and its candidate merged with what others own on it (fail2ban
+   * bans, Docker), before any load; non-empty = refused (exit 3), every host unlocked unchanged.
+   * A ban of the operator's or the bastion's address only shows in the merged rules.
+   */
+  readonly recheck?: (merged: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>) => readonly string[];
   /** Hosts worked on at once (default 8). */
   readonly concurrency?: number;
   /** A given batch id (tests); default a new one. */
@@ -232,6 +238,12 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       lockHeld ? EXIT.refused : EXIT.failed,
       false,
     );
+  }
+  const merged = new Map(runs.map((run) => [run.plan.target.name, run.prepared as PreparedRules]));
+  const rechecked = options.recheck ? options.recheck(merged) : [];
+  if (rechecked.length > 0) {
+    await releaseAll(options, runs, batch, emit);
+    throw new FleetApplyError([...rechecked, 'nothing was changed on any host'], EXIT.refused, false);
   }
 
   // 5. Load: hosts behind bastions first, bastions last.

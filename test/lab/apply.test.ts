@@ -188,6 +188,30 @@ describe('apply on the seed fleet', () => {
     expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
   });
 
+  it('refuses, before loading, a plan whose path a fail2ban ban on the server would cut', async () => {
+    const wp = host('wordpress-1');
+    // fail2ban has banned the bastion, but today an earlier ACCEPT lets it in. Our rules keep
+    // fail2ban's jump first in INPUT, so after the load ssh through tunnel-1 would die.
+    const bastion = host('tunnel-1').privateV4 as string;
+    const ban = [
+      'iptables -N f2b-sshd',
+      `iptables -A f2b-sshd -s ${bastion}/32 -j REJECT`,
+      'iptables -A f2b-sshd -j RETURN',
+      `iptables -A INPUT -s ${bastion}/32 -p tcp -m tcp --dport 22 -j ACCEPT`,
+      'iptables -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd',
+    ].join(' && ');
+    expect((await wp.exec(['sh', '-c', ban])).code).toBe(0);
+    const before = await filterOf('wordpress-1');
+    const result = await lab.runCli(['apply', '--inventory', lab.writeInventory(SEED, 'seed.json'), '--host', 'wordpress-1', '--yes']);
+    expect(result.code, result.stderr).toBe(3);
+    expect(result.stderr).toMatch(/wordpress-1: a new SSH connection from tunnel-1/);
+    expect(result.stderr).toContain('nothing was changed on any host');
+    expect(await filterOf('wordpress-1')).toBe(before);
+    // Unlocked: the next run is not told that someone holds the lock.
+    const again = await lab.runCli(['apply', '--inventory', lab.writeInventory(SEED, 'seed.json'), '--host', 'wordpress-1', '--yes']);
+    expect(again.stderr).not.toMatch(/holds the lock|is locked/);
+  });
+
   it('refuses a second apply to a host while the first is pending, naming who holds it', async () => {
     const inventory = lab.writeInventory(SEED, 'seed.json');
     const [first, second] = await Promise.all([
