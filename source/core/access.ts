@@ -2,8 +2,8 @@
 // so the preview shows what the firewall will really do. Every port range is exact: the
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
-import {evaluate, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {formatAddress, parseAddress, type IpAddress} from './ip.js';
+import {acceptsAtPorts, evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
+import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {fleetPath} from './topology.js';
 
@@ -48,12 +48,22 @@ interface Route {
   readonly sender?: {readonly ruleset: Ruleset; readonly outInterface?: string};
 }
 
+// Each address's family is read once per process, not once per route (large fleets ask millions of times).
+const familyCache = new Map<string, Family | undefined>();
+function familyOfAddress(address: string): Family | undefined {
+  if (familyCache.has(address)) return familyCache.get(address);
+  if (familyCache.size >= 200_000) familyCache.clear();
+  const family = parseAddress(address)?.family;
+  familyCache.set(address, family);
+  return family;
+}
+
 function firstOfFamily(addresses: readonly string[], family: Family): string | undefined {
-  return addresses.find((address) => parseAddress(address)?.family === family);
+  return addresses.find((address) => familyOfAddress(address) === family);
 }
 
 function allOfFamily(addresses: readonly string[], family: Family): string[] {
-  return addresses.filter((address) => parseAddress(address)?.family === family);
+  return addresses.filter((address) => familyOfAddress(address) === family);
 }
 
 /**
@@ -88,35 +98,46 @@ function rulesetOf(host: FleetHost, family: Family): Ruleset {
   return family === 4 ? host.compiled.v4 : host.compiled.v6;
 }
 
-function routesTo(destination: FleetHost, hosts: readonly FleetHost[], taken: ReadonlySet<string>): Route[] {
+/** The internet representative to each public address of the destination. */
+function internetRoutes(destination: FleetHost): Route[] {
   const routes: Route[] = [];
   const {interfaces, addresses} = destination.facts;
+  if (interfaces.public === undefined) return routes;
   for (const family of FAMILIES) {
-    if (interfaces.public === undefined) continue;
     for (const publicAddress of allOfFamily(addresses.public, family)) {
       routes.push({source: INTERNET, family, sourceAddress: INTERNET_ADDRESS[family], destinationAddress: publicAddress, inInterface: interfaces.public});
     }
   }
-  for (const source of hosts) {
-    if (source.name === destination.name) continue;
-    const path = fleetPath(source, destination);
-    if (path.toInterface === undefined) continue;
-    for (const family of FAMILIES) {
-      // Every address pair: the kernel picks one, and the summary must hold whichever it is.
-      for (const sourceAddress of allOfFamily(path.fromAddresses, family)) {
-        for (const destinationAddress of allOfFamily(path.toAddresses, family)) {
-          routes.push({
-            source: source.name,
-            family,
-            sourceAddress,
-            destinationAddress,
-            inInterface: path.toInterface,
-            sender: {ruleset: rulesetOf(source, family), ...(path.fromInterface === undefined ? {} : {outInterface: path.fromInterface})},
-          });
-        }
+  return routes;
+}
+
+/** A fleet host to the destination over their fleet path, every address pair in each family. */
+function fleetRoutes(source: FleetHost, destination: FleetHost): Route[] {
+  const routes: Route[] = [];
+  const path = fleetPath(source, destination);
+  if (path.toInterface === undefined) return routes;
+  for (const family of FAMILIES) {
+    // Every address pair: the kernel picks one, and the summary must hold whichever it is.
+    for (const sourceAddress of allOfFamily(path.fromAddresses, family)) {
+      for (const destinationAddress of allOfFamily(path.toAddresses, family)) {
+        routes.push({
+          source: source.name,
+          family,
+          sourceAddress,
+          destinationAddress,
+          inInterface: path.toInterface,
+          sender: {ruleset: rulesetOf(source, family), ...(path.fromInterface === undefined ? {} : {outInterface: path.fromInterface})},
+        });
       }
     }
   }
+  return routes;
+}
+
+/** Another tenant of the private network (an address no fleet host uses) to each private address. */
+function tenantRoutes(destination: FleetHost, taken: ReadonlySet<string>): Route[] {
+  const routes: Route[] = [];
+  const {interfaces, addresses} = destination.facts;
   for (const family of FAMILIES) {
     const privateAddress = firstOfFamily(addresses.private, family);
     if (interfaces.private === undefined || privateAddress === undefined) continue;
@@ -149,11 +170,12 @@ function uncertaintyNotes(host: string, decision: Decision): string[] {
  * must accept it, the sender's OUTPUT (fleet hosts) must let it out, and the replies must
  * get back (destination OUTPUT, sender INPUT, as ESTABLISHED).
  */
-function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol): {ports: PortRange[]; uncertain: string[]} {
+function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, plain = false): {ports: PortRange[]; uncertain: string[]} {
   const inbound = rulesetOf(destination, route.family);
-  const cuts = new Set(portCutPoints(inbound, protocol));
-  if (route.sender) for (const cut of portCutPoints(route.sender.ruleset, protocol)) cuts.add(cut);
-  const points = [...cuts].sort((a, b) => a - b);
+  const points = routeCutPoints(inbound, route.sender?.ruleset, protocol);
+  if (!plain && !mayReportUncertainty(inbound, protocol) && !(route.sender && mayReportUncertainty(route.sender.ruleset, protocol))) {
+    return {ports: quietPortsOnRoute(route, inbound, protocol, points), uncertain: []};
+  }
   const ports: PortRange[] = [];
   const uncertain = new Set<string>();
   const check = (host: string, ruleset: Ruleset, packet: Packet): boolean => {
@@ -190,6 +212,62 @@ function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol):
   return {ports: mergeRanges(ports), uncertain: [...uncertain]};
 }
 
+const cutsByPair = new WeakMap<Ruleset, WeakMap<Ruleset, {tcp?: number[]; udp?: number[]}>>();
+const cutsAlone = new WeakMap<Ruleset, {tcp?: number[]; udp?: number[]}>();
+
+/** The destination's and the sender's port cut points together, sorted (the same pair recurs per address pair). */
+function routeCutPoints(inbound: Ruleset, sender: Ruleset | undefined, protocol: Protocol): readonly number[] {
+  let slot: {tcp?: number[]; udp?: number[]} | undefined;
+  if (sender) {
+    let bySender = cutsByPair.get(inbound);
+    if (!bySender) cutsByPair.set(inbound, (bySender = new WeakMap()));
+    slot = bySender.get(sender);
+    if (!slot) bySender.set(sender, (slot = {}));
+  } else {
+    slot = cutsAlone.get(inbound);
+    if (!slot) cutsAlone.set(inbound, (slot = {}));
+  }
+  let points = slot[protocol];
+  if (!points) {
+    const cuts = new Set(portCutPoints(inbound, protocol));
+    if (sender) for (const cut of portCutPoints(sender, protocol)) cuts.add(cut);
+    points = [...cuts].sort((a, b) => a - b);
+    slot[protocol] = points;
+  }
+  return points;
+}
+
+/**
+ * portsOnRoute when neither ruleset can note anything: the same packets at the same ports, but
+ * the destination's INPUT (the check that usually fails) first, and no notes to collect.
+ */
+function quietPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol, points: readonly number[]): PortRange[] {
+  const ports: PortRange[] = [];
+  const sender = route.sender;
+  const accepts = (ruleset: Ruleset, packet: Packet): boolean => evaluate(ruleset, packet).verdict === 'ACCEPT';
+  // The destination's INPUT for every piece in one walk; the other checks only where it accepts.
+  const inboundAccepts = acceptsAtPorts(
+    inbound,
+    {chain: 'INPUT', state: 'NEW', inInterface: route.inInterface, source: route.sourceAddress, destination: route.destinationAddress, protocol, sourcePort: EPHEMERAL_PORT},
+    points.slice(0, -1),
+  );
+  for (let index = 0; index + 1 < points.length; index += 1) {
+    if (inboundAccepts && !inboundAccepts[index]) continue;
+    const first = points[index] as number;
+    const last = (points[index + 1] as number) - 1;
+    const request = {source: route.sourceAddress, destination: route.destinationAddress, protocol, sourcePort: EPHEMERAL_PORT, destinationPort: first} as const;
+    const reply = {source: route.destinationAddress, destination: route.sourceAddress, protocol, sourcePort: first, destinationPort: EPHEMERAL_PORT, state: 'ESTABLISHED'} as const;
+    const works =
+      (inboundAccepts !== undefined || accepts(inbound, {...request, chain: 'INPUT', state: 'NEW', inInterface: route.inInterface})) &&
+      accepts(inbound, {...reply, chain: 'OUTPUT', outInterface: route.inInterface}) &&
+      (!sender ||
+        (accepts(sender.ruleset, {...request, chain: 'OUTPUT', state: 'NEW', ...outOf(sender.outInterface)}) &&
+          accepts(sender.ruleset, {...reply, chain: 'INPUT', ...inOf(sender.outInterface)})));
+    if (works) ports.push({first, last});
+  }
+  return mergeRanges(ports);
+}
+
 function outOf(name: string | undefined): {outInterface?: string} {
   return name === undefined ? {} : {outInterface: name};
 }
@@ -197,43 +275,247 @@ function inOf(name: string | undefined): {inInterface?: string} {
   return name === undefined ? {} : {inInterface: name};
 }
 
+export interface AccessMatrixOptions {
+  /**
+   * "indexed" (default): a fleet source that no rule of the destination can tell apart from the
+   * representative on its side (internet or other tenants), while that representative gets
+   * nothing, is known to get nothing without walking the rules, and a destination's INPUT is
+   * walked once for all ports of a route. "all-pairs": every source is evaluated on its own,
+   * port piece by port piece (the plain reference the tests compare with).
+   */
+  readonly method?: 'indexed' | 'all-pairs';
+  /**
+   * Leave out a source whose every cell to a destination is closed. The summary never shows
+   * such a source, and a large fleet has hosts² of them.
+   */
+  readonly omitClosed?: boolean;
+}
+
+/** One source's routes to the destination, and (indexed) which of its families are known closed. */
+interface SourceGroup {
+  readonly routes: readonly Route[];
+  readonly knownClosed?: (family: Family, protocol: Protocol) => boolean;
+}
+
+interface PendingCell {
+  readonly source: string;
+  readonly family: Family;
+  ports: PortRange[];
+  readonly uncertain: string[];
+  readonly first: Route;
+}
+
+/** A source's cells for one protocol, one per family with a route, in route order. */
+function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Protocol, plain: boolean): PendingCell[] {
+  const byFamily = new Map<Family, PendingCell>();
+  for (const route of group.routes) {
+    if (group.knownClosed?.(route.family, protocol)) {
+      if (!byFamily.has(route.family)) byFamily.set(route.family, {source: route.source, family: route.family, ports: [], uncertain: [], first: route});
+      continue;
+    }
+    const {ports, uncertain} = portsOnRoute(route, destination, protocol, plain);
+    const cell = byFamily.get(route.family);
+    if (!cell) {
+      byFamily.set(route.family, {source: route.source, family: route.family, ports, uncertain, first: route});
+      continue;
+    }
+    const common = intersect(cell.ports, ports);
+    if (formatPorts(protocol, common) !== formatPorts(protocol, cell.ports) || formatPorts(protocol, common) !== formatPorts(protocol, ports)) {
+      cell.uncertain.push(
+        `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.destinationAddress} vs ${route.sourceAddress} -> ${route.destinationAddress}); only what all allow is shown`,
+      );
+    }
+    cell.ports = common;
+    for (const note of uncertain) if (!cell.uncertain.includes(note)) cell.uncertain.push(note);
+  }
+  return [...byFamily.values()];
+}
+
 /**
  * The raw matrix: for every destination host, every source (internet, each other fleet
  * host, other private-network tenants), each family with a route and each protocol, the
- * destination ports open to NEW connections. Cells with no open port are included. When a
- * host has several addresses on a side, a cell holds the ports open between every pair
- * (and notes the pairs that differ).
+ * destination ports open to NEW connections. Cells with no open port are included (unless
+ * `omitClosed`). When a host has several addresses on a side, a cell holds the ports open
+ * between every pair (and notes the pairs that differ).
  */
-export function accessMatrix(hosts: readonly FleetHost[]): AccessCell[] {
+export function accessMatrix(hosts: readonly FleetHost[], options: AccessMatrixOptions = {}): AccessCell[] {
   const taken = fleetAddresses(hosts);
+  const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts);
   const cells: AccessCell[] = [];
-  for (const destination of hosts) {
-    const routes = routesTo(destination, hosts, taken);
-    for (const protocol of PROTOCOLS) {
-      const byKey = new Map<string, {source: string; family: Family; ports: PortRange[]; uncertain: string[]; first: Route}>();
-      for (const route of routes) {
-        const {ports, uncertain} = portsOnRoute(route, destination, protocol);
-        const key = `${route.source}|${route.family}`;
-        const cell = byKey.get(key);
-        if (!cell) {
-          byKey.set(key, {source: route.source, family: route.family, ports, uncertain, first: route});
-          continue;
+  for (const [destinationIndex, destination] of hosts.entries()) {
+    const groups: SourceGroup[] = [{routes: internetRoutes(destination)}];
+    const shortcut = index?.forDestination(destination, taken);
+    const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
+    for (const sourceIndex of sources) {
+      if (sourceIndex === destinationIndex) continue;
+      const source = hosts[sourceIndex] as FleetHost;
+      groups.push({
+        routes: fleetRoutes(source, destination),
+        ...(shortcut ? {knownClosed: (family: Family, protocol: Protocol) => shortcut.closed(sourceIndex, family, protocol)} : {}),
+      });
+    }
+    groups.push({routes: tenantRoutes(destination, taken)});
+    const byProtocol = PROTOCOLS.map((protocol) => groups.map((group) => cellsOfGroup(group, destination, protocol, index === undefined)));
+    const omitted = groups.map((_group, groupIndex) =>
+      options.omitClosed === true && byProtocol.every((perGroup) => (perGroup[groupIndex] ?? []).every((cell) => cell.ports.length === 0)),
+    );
+    for (const [protocolIndex, protocol] of PROTOCOLS.entries()) {
+      for (const [groupIndex, groupCells] of (byProtocol[protocolIndex] ?? []).entries()) {
+        if (omitted[groupIndex]) continue;
+        for (const cell of groupCells) {
+          cells.push({source: cell.source, destination: destination.name, family: cell.family, protocol, ports: cell.ports, uncertain: cell.uncertain});
         }
-        const common = intersect(cell.ports, ports);
-        if (formatPorts(protocol, common) !== formatPorts(protocol, cell.ports) || formatPorts(protocol, common) !== formatPorts(protocol, ports)) {
-          cell.uncertain.push(
-            `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.destinationAddress} vs ${route.sourceAddress} -> ${route.destinationAddress}); only what all allow is shown`,
-          );
-        }
-        cell.ports = common;
-        for (const note of uncertain) if (!cell.uncertain.includes(note)) cell.uncertain.push(note);
-      }
-      for (const cell of byKey.values()) {
-        cells.push({source: cell.source, destination: destination.name, family: cell.family, protocol, ports: cell.ports, uncertain: cell.uncertain});
       }
     }
   }
   return cells;
+}
+
+type Networks = readonly IpNetwork[] | 'unreadable';
+const ADDRESS_OPTIONS = new Set(['-s', '--source', '--src', '-d', '--destination', '--dst']);
+const networksCache = new WeakMap<Ruleset, Networks>();
+const networkTextCache = new Map<string, IpNetwork | undefined>();
+
+/** Every address or network a ruleset's rules match on (either direction, negated or not). */
+function rulesetNetworks(ruleset: Ruleset): Networks {
+  let networks = networksCache.get(ruleset);
+  if (networks === undefined) {
+    const found: IpNetwork[] = [];
+    const seen = new Set<string>();
+    networks = found;
+    for (const table of ruleset.tables) {
+      if (table.name !== 'filter') continue;
+      for (const rule of table.rules) {
+        rule.spec.forEach((token, position) => {
+          const text = rule.spec[position + 1];
+          if (!ADDRESS_OPTIONS.has(token) || text === undefined || seen.has(text)) return;
+          seen.add(text);
+          let network = networkTextCache.get(text);
+          if (network === undefined && !networkTextCache.has(text)) {
+            if (networkTextCache.size >= 200_000) networkTextCache.clear();
+            network = parseNetwork(text);
+            networkTextCache.set(text, network);
+          }
+          if (network) found.push(network);
+          else networks = 'unreadable';
+        });
+      }
+    }
+    networksCache.set(ruleset, networks);
+  }
+  return networks;
+}
+
+function coveredBy(networks: Networks, address: IpAddress | undefined): boolean {
+  return networks === 'unreadable' || address === undefined || networks.some((network) => networkContains(network, address));
+}
+
+/** Who in the fleet each rule address can mean, built once per matrix. */
+class FleetIndex {
+  private readonly owners = new Map<string, number[]>();
+  private readonly addresses: {readonly address: IpAddress; readonly host: number}[] = [];
+  private readonly coveredCache = new Map<string, readonly number[]>();
+  /** Hosts with a private interface, and the others (their fleet paths use the public side). */
+  readonly withPrivate: number[] = [];
+  readonly withoutPrivate: number[] = [];
+  /** Hosts whose own rules could add notes as senders (then never taken as known closed). */
+  readonly uncertainSenders = new Set<number>();
+
+  constructor(readonly hosts: readonly FleetHost[]) {
+    for (const [hostIndex, host] of hosts.entries()) {
+      for (const text of [...host.facts.addresses.public, ...host.facts.addresses.private]) {
+        const address = parseAddress(text);
+        if (!address) continue;
+        this.addresses.push({address, host: hostIndex});
+        const key = formatAddress(address);
+        const list = this.owners.get(key);
+        if (list) list.push(hostIndex);
+        else this.owners.set(key, [hostIndex]);
+      }
+      (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
+      if (FAMILIES.some((family) => PROTOCOLS.some((protocol) => mayReportUncertainty(rulesetOf(host, family), protocol)))) {
+        this.uncertainSenders.add(hostIndex);
+      }
+    }
+  }
+
+  /** Fleet hosts with an address inside the network. */
+  private covered(network: IpNetwork): readonly number[] {
+    const bits = network.family === 4 ? 32n : 128n;
+    if (network.mask === (1n << bits) - 1n) return this.owners.get(formatAddress(network)) ?? [];
+    const key = `${network.family}/${network.value}/${network.mask}`;
+    let hosts = this.coveredCache.get(key);
+    if (!hosts) {
+      hosts = this.addresses.filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
+      this.coveredCache.set(key, hosts);
+    }
+    return hosts;
+  }
+
+  /** Fleet hosts a ruleset's addresses can single out; undefined: any (a rule address could not be read). */
+  mentioned(ruleset: Ruleset): ReadonlySet<number> | undefined {
+    const networks = rulesetNetworks(ruleset);
+    if (networks === 'unreadable') return undefined;
+    const hosts = new Set<number>();
+    for (const network of networks) for (const host of this.covered(network)) hosts.add(host);
+    return hosts;
+  }
+
+  forDestination(destination: FleetHost, taken: ReadonlySet<string>) {
+    const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
+    const destinationPrivate = destination.facts.interfaces.private !== undefined;
+    const representativeClosed = new Map<string, boolean>();
+    let tenants: Route[] | undefined;
+    let internet: Route[] | undefined;
+    /** The representative on that side gets nothing in that family and protocol, and nothing is uncertain. */
+    const closedFor = (side: 'public' | 'private', family: Family, protocol: Protocol): boolean => {
+      const key = `${side}|${family}|${protocol}`;
+      let closed = representativeClosed.get(key);
+      if (closed === undefined) {
+        const {interfaces, addresses} = destination.facts;
+        const reachable = interfaces[side] !== undefined && allOfFamily(addresses[side], family).length > 0;
+        if (!reachable) {
+          closed = true; // no fleet source has a route there in this family either
+        } else {
+          const routes = (side === 'private' ? (tenants ??= tenantRoutes(destination, taken)) : (internet ??= internetRoutes(destination))).filter(
+            (route) => route.family === family,
+          );
+          const networks = rulesetNetworks(rulesetOf(destination, family));
+          closed =
+            routes.length > 0 &&
+            routes.every((route) => {
+              if (coveredBy(networks, parseAddress(route.sourceAddress))) return false;
+              const result = portsOnRoute(route, destination, protocol);
+              return result.ports.length === 0 && result.uncertain.length === 0;
+            });
+        }
+        representativeClosed.set(key, closed);
+      }
+      return closed;
+    };
+    const sideOf = (sourceIndex: number): 'public' | 'private' =>
+      destinationPrivate && this.hosts[sourceIndex]?.facts.interfaces.private !== undefined ? 'private' : 'public';
+    return {
+      closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
+        const singled = mentioned[family];
+        if (singled === undefined || singled.has(sourceIndex) || this.uncertainSenders.has(sourceIndex)) return false;
+        return closedFor(sideOf(sourceIndex), family, protocol);
+      },
+      /** Every source that is not known closed in every family and protocol, in fleet order. */
+      candidates: (): number[] => {
+        if (mentioned[4] === undefined || mentioned[6] === undefined) return [...this.hosts.keys()];
+        const chosen = new Set<number>([...mentioned[4], ...mentioned[6], ...this.uncertainSenders]);
+        const sides = destinationPrivate ? (['private', 'public'] as const) : (['public'] as const);
+        for (const side of sides) {
+          const open = FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
+          if (!open) continue;
+          const members = !destinationPrivate ? [...this.hosts.keys()] : side === 'private' ? this.withPrivate : this.withoutPrivate;
+          for (const member of members) chosen.add(member);
+        }
+        return [...chosen].sort((a, b) => a - b);
+      },
+    };
+  }
 }
 
 /** One line of the summary: these sources reach this destination on these ports. */
@@ -285,15 +567,30 @@ export function summarizeAccess(hosts: readonly FleetHost[]): AccessEntry[] {
 
 /** The same grouping, from a matrix already computed (the caller may want both). */
 export function summarizeMatrix(cells: readonly AccessCell[], hostOrder: readonly string[]): AccessEntry[] {
+  // Cells grouped by destination, then source (first-seen order), once: scanning the whole
+  // matrix per destination would grow with hosts².
+  const rank = new Map<string, number>();
+  hostOrder.forEach((name, position) => {
+    if (!rank.has(name)) rank.set(name, position);
+  });
   const sourceRank = (source: string): number =>
-    source === INTERNET ? -1 : source === PRIVATE_TENANTS ? hostOrder.length : hostOrder.indexOf(source);
-  const entries: (AccessEntry & {key: string})[] = [];
+    source === INTERNET ? -1 : source === PRIVATE_TENANTS ? hostOrder.length : (rank.get(source) ?? -1);
+  const byDestination = new Map<string, Map<string, AccessCell[]>>();
+  for (const cell of cells) {
+    let bySource = byDestination.get(cell.destination);
+    if (!bySource) byDestination.set(cell.destination, (bySource = new Map()));
+    const list = bySource.get(cell.source);
+    if (list) list.push(cell);
+    else bySource.set(cell.source, [cell]);
+  }
+  const entries: AccessEntry[] = [];
   for (const destination of hostOrder) {
-    const sources = [...new Set(cells.filter((cell) => cell.destination === destination).map((cell) => cell.source))].sort(
-      (a, b) => sourceRank(a) - sourceRank(b),
-    );
+    const bySource = byDestination.get(destination);
+    if (!bySource) continue;
+    const sources = [...bySource.keys()].sort((a, b) => sourceRank(a) - sourceRank(b));
+    const byKey = new Map<string, AccessEntry>();
     for (const source of sources) {
-      const mine = cells.filter((cell) => cell.destination === destination && cell.source === source);
+      const mine = bySource.get(source) ?? [];
       const portsOf = (family: Family, protocol: Protocol): PortRange[] | undefined => {
         const cell = mine.find((candidate) => candidate.family === family && candidate.protocol === protocol);
         return cell ? [...cell.ports] : undefined;
@@ -315,17 +612,19 @@ export function summarizeMatrix(cells: readonly AccessCell[], hostOrder: readonl
       for (const part of parts) {
         if (part.tcp.length === 0 && part.udp.length === 0) continue;
         const key = `${part.only ?? ''}|${formatPorts('tcp', part.tcp)}|${formatPorts('udp', part.udp)}`;
-        const existing = entries.find((entry) => entry.destination === destination && entry.key === key);
+        const existing = byKey.get(key);
         if (existing) {
           (existing.sources as string[]).push(source);
           (existing.uncertain as string[]).push(...uncertain.filter((note) => !existing.uncertain.includes(note)));
         } else {
-          entries.push({destination, sources: [source], tcp: part.tcp, udp: part.udp, ...(part.only ? {only: part.only} : {}), uncertain: [...uncertain], key});
+          const entry: AccessEntry = {destination, sources: [source], tcp: part.tcp, udp: part.udp, ...(part.only ? {only: part.only} : {}), uncertain: [...uncertain]};
+          byKey.set(key, entry);
+          entries.push(entry);
         }
       }
     }
   }
-  return entries.map(({key: _key, ...entry}) => entry);
+  return entries;
 }
 
 /** `internet → haproxy-www tcp/80,443`, `wordpress-1, wordpress-2 → mysql-1 tcp/3306 (IPv4 only)`. */

@@ -460,8 +460,33 @@ class Compilation {
 // ---------------------------------------------------------------------------
 // Rules
 
+// Every address is read once per fleet, not once per rule that names it (parsing dominated
+// large fleets). Bounded so a long-lived process does not grow without end.
+const ADDRESS_CACHE_LIMIT = 200_000;
+const familyCache = new Map<string, Family | undefined>();
+const hostCidrCache = new Map<string, string>();
+
+function cachedFamily(address: string): Family | undefined {
+  if (familyCache.has(address)) return familyCache.get(address);
+  if (familyCache.size >= ADDRESS_CACHE_LIMIT) familyCache.clear();
+  const family = addressFamily(address);
+  familyCache.set(address, family);
+  return family;
+}
+
+/** `-s`/`-d` text for one address: canonical with /32 or /128 (the address itself if unparsable). */
+function hostCidr(address: string): string {
+  let text = hostCidrCache.get(address);
+  if (text === undefined) {
+    if (hostCidrCache.size >= ADDRESS_CACHE_LIMIT) hostCidrCache.clear();
+    text = hostCidrText(address) ?? address;
+    hostCidrCache.set(address, text);
+  }
+  return text;
+}
+
 function familyAddresses(addresses: readonly string[], family: Family): string[] {
-  return addresses.filter((address) => addressFamily(address) === family);
+  return addresses.filter((address) => cachedFamily(address) === family);
 }
 
 /** INPUT rules for one grant in one family (none when the family has nothing to match). */
@@ -481,7 +506,7 @@ function inputRules(grant: Grant, family: Family): string[][] {
     } else {
       for (const address of familyAddresses(source.path.fromAddresses, family)) {
         const inInterface = source.path.toInterface === undefined ? [] : ['-i', source.path.toInterface];
-        rules.push(['-s', hostCidrText(address) ?? address, ...inInterface, ...tail, ...comment(text), '-j', 'ACCEPT']);
+        rules.push(['-s', hostCidr(address), ...inInterface, ...tail, ...comment(text), '-j', 'ACCEPT']);
       }
     }
   }
@@ -500,7 +525,7 @@ function outputRules(grant: Grant, family: Family): string[][] {
       const outInterface = path.fromInterface === undefined ? [] : ['-o', path.fromInterface];
       rules.push([
         '-d',
-        hostCidrText(address) ?? address,
+        hostCidr(address),
         ...outInterface,
         ...protoPortTokens(grant.proto, ports),
         ...NEW,
@@ -513,7 +538,19 @@ function outputRules(grant: Grant, family: Family): string[][] {
   return rules;
 }
 
+const icmpRulesCache = new Map<Family, readonly (readonly string[])[]>();
+
+/** The essential ICMP rules of a family: the same for every host, so built once (each host gets copies). */
 function icmpRules(family: Family): string[][] {
+  let rules = icmpRulesCache.get(family);
+  if (!rules) {
+    rules = buildIcmpRules(family);
+    icmpRulesCache.set(family, rules);
+  }
+  return rules.map((rule) => [...rule]);
+}
+
+function buildIcmpRules(family: Family): string[][] {
   if (family === 4) {
     return ICMP_ESSENTIAL.map(({type, name}) => [
       '-p', 'icmp', '-m', 'icmp', '--icmp-type', String(type), ...comment(`icmp ${name}`), '-j', 'ACCEPT',
@@ -533,7 +570,9 @@ function icmpRules(family: Family): string[][] {
 /** Rules identical but for their comment add nothing: keep the first. */
 function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: string[]): void {
   const commentAt = spec.indexOf('--comment');
-  const key = [chain, ...spec.filter((_token, index) => index !== commentAt && index !== commentAt + 1)].join('\u0000');
+  // (Without a comment the whole spec is the key; every rule written here has one.)
+  const kept = commentAt === -1 ? spec : [...spec.slice(0, commentAt), ...spec.slice(commentAt + 2)];
+  const key = `${chain}\u0000${kept.join('\u0000')}`;
   if (seen.has(key)) return;
   seen.add(key);
   rules.push({chain, spec});
@@ -546,7 +585,6 @@ function buildRuleset(
   held: readonly Grant[],
   options: FleetOptions,
 ): Ruleset {
-  const name = host.entry.name;
   const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
   const rules: Rule[] = [];
   const seen = new Set<string>();

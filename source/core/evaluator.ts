@@ -3,7 +3,7 @@
 // never guesses in the packet's favour: an unknown match counts as "does not match" and is
 // recorded in `uncertain`, so callers can warn.
 
-import {networkContains, parseAddress, parseNetwork, type IpAddress} from './ip.js';
+import {networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {Rule, Ruleset, Table} from './model.js';
 import {formatRule} from './iptables-save.js';
 
@@ -156,13 +156,43 @@ function negated(condition: Condition, negate: boolean): Condition {
 const packetAddressCache = new Map<string, IpAddress | undefined>();
 function packetAddress(text: string): IpAddress | undefined {
   if (!packetAddressCache.has(text)) {
-    if (packetAddressCache.size > 10_000) packetAddressCache.clear();
+    if (packetAddressCache.size > 200_000) packetAddressCache.clear();
     packetAddressCache.set(text, parseAddress(text));
   }
   return packetAddressCache.get(text);
 }
 
+const ALL_ONES_V4 = (1n << 32n) - 1n;
+const ALL_ONES_V6 = (1n << 128n) - 1n;
+const networkCache = new Map<string, IpNetwork | undefined>();
+/** Conditions that read a port (the only ones that may change with the destination port). */
+const portConditions = new WeakSet<Condition>();
+/** `-s`/`-d` networks repeat across a fleet's rulesets: each spelling is parsed once. */
+function cachedNetwork(text: string): IpNetwork | undefined {
+  if (!networkCache.has(text)) {
+    if (networkCache.size > 100_000) networkCache.clear();
+    networkCache.set(text, parseNetwork(text));
+  }
+  return networkCache.get(text);
+}
+
+// The same rule text recurs in every ruleset of a fleet (loopback, ICMP, replies...): its
+// conditions are built once and shared (they are pure functions of the packet).
+const compiledSpecCache = new Map<string, Omit<CompiledRule, 'index'>>();
+
 function compileRule(rule: Rule, index: number): CompiledRule {
+  const key = `${rule.chain}\u0000${rule.spec.join('\u0000')}`;
+  let shared = compiledSpecCache.get(key);
+  if (!shared) {
+    if (compiledSpecCache.size >= 100_000) compiledSpecCache.clear();
+    const {index: _index, ...rest} = compileRuleText(rule, index);
+    shared = rest;
+    compiledSpecCache.set(key, shared);
+  }
+  return {...shared, index, spec: rule.spec};
+}
+
+function compileRuleText(rule: Rule, index: number): CompiledRule {
   const conditions: Condition[] = [];
   const unsupported: string[] = [];
   let target: Target = {kind: 'none'};
@@ -178,7 +208,9 @@ function compileRule(rule: Rule, index: number): CompiledRule {
     return result;
   };
   const add = (condition: Condition, negate: boolean): void => {
-    conditions.push(negated(condition, negate));
+    const wrapped = negated(condition, negate);
+    if (portConditions.has(condition)) portConditions.add(wrapped);
+    conditions.push(wrapped);
   };
   const unknownUntilNextOption = (label: string): void => {
     const skipped = [label];
@@ -212,16 +244,26 @@ function compileRule(rule: Rule, index: number): CompiledRule {
         case '-s': case '--source': case '--src':
         case '-d': case '--destination': case '--dst': {
           const text = value(option);
-          const network = parseNetwork(text);
+          const network = cachedNetwork(text);
           const field = option.startsWith('-s') || option.startsWith('--s') ? 'source' : 'destination';
           if (!network) {
             unsupported.push(`${negate ? '! ' : ''}${option} ${text}`);
             break;
           }
-          add((packet) => {
-            const address = packetAddress(packet[field]);
-            return address !== undefined && networkContains(network, address);
-          }, negate);
+          const single = network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6);
+          // A single address (most rules): plain equality, no bigint masking (which allocates per packet).
+          add(
+            single
+              ? (packet) => {
+                  const address = packetAddress(packet[field]);
+                  return address !== undefined && address.family === network.family && address.value === network.value;
+                }
+              : (packet) => {
+                  const address = packetAddress(packet[field]);
+                  return address !== undefined && networkContains(network, address);
+                },
+            negate,
+          );
           break;
         }
         case '-i': case '--in-interface': {
@@ -304,11 +346,13 @@ function compileModuleOption(
     const ranges = list ? parsePortList(text) : [parsePortRange(text)];
     if (!ranges || ranges.some((range) => range === undefined)) return false;
     const exact = ranges as {first: number; last: number}[];
-    add((packet) => {
+    const condition: Condition = (packet) => {
       const ports = field === 'both' ? [packet.sourcePort, packet.destinationPort] : [packet[field]];
       if (ports.some((port) => port === undefined)) return {unknown: `${option} ${text}: the packet has no port`};
       return ports.some((port) => inRanges(port as number, exact));
-    }, negate);
+    };
+    portConditions.add(condition);
+    add(condition, negate);
     return true;
   };
   const stateOption = (text: string): boolean => {
@@ -401,6 +445,16 @@ function compiledChains(table: Table): Map<string, CompiledRule[]> {
   return chains;
 }
 
+const declaredCache = new WeakMap<Table, ReadonlySet<string>>();
+function declaredChains(table: Table): ReadonlySet<string> {
+  let declared = declaredCache.get(table);
+  if (!declared) {
+    declared = new Set(table.chains.map((chain) => chain.name));
+    declaredCache.set(table, declared);
+  }
+  return declared;
+}
+
 function refOf(rule: CompiledRule): RuleRef {
   return {chain: rule.chain, index: rule.index, spec: rule.spec, ...(rule.comment === undefined ? {} : {comment: rule.comment})};
 }
@@ -411,10 +465,11 @@ type ChainOutcome = {readonly kind: 'verdict'; readonly verdict: Verdict; readon
 
 /** The filter table's verdict for one packet. Throws if the packet's addresses are not of the ruleset's family. */
 export function evaluate(ruleset: Ruleset, packet: Packet): Decision {
-  for (const address of [packet.source, packet.destination]) {
-    if (packetAddress(address)?.family !== ruleset.family) {
-      throw new Error(`packet address ${address} is not an IPv${ruleset.family} address`);
-    }
+  if (packetAddress(packet.source)?.family !== ruleset.family) {
+    throw new Error(`packet address ${packet.source} is not an IPv${ruleset.family} address`);
+  }
+  if (packetAddress(packet.destination)?.family !== ruleset.family) {
+    throw new Error(`packet address ${packet.destination} is not an IPv${ruleset.family} address`);
   }
   const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
   const uncertain: Uncertainty[] = [];
@@ -424,7 +479,7 @@ export function evaluate(ruleset: Ruleset, packet: Packet): Decision {
   }
   const builtIn = table.chains.find((chain) => chain.name === packet.chain);
   const chains = compiledChains(table);
-  const declared = new Set(table.chains.map((chain) => chain.name));
+  const declared = declaredChains(table);
 
   const runChain = (name: string, depth: number): ChainOutcome => {
     for (const rule of chains.get(name) ?? []) {
@@ -533,4 +588,144 @@ function computeCutPoints(ruleset: Ruleset, protocol: 'tcp' | 'udp'): number[] {
     });
   }
   return [...cuts].sort((a, b) => a - b);
+}
+
+const UNKNOWN_CAPABLE_OPTIONS = new Set([
+  '--icmp-type', '--icmpv6-type', '--hl-eq', '--hl-lt', '--hl-gt', '--ttl-eq', '--ttl-lt', '--ttl-gt',
+]);
+const MODULE_PROTOCOL: Readonly<Record<string, string>> = {tcp: 'tcp', udp: 'udp', icmp: 'icmp', icmp6: 'ipv6-icmp'};
+const uncertaintyCache = new WeakMap<Ruleset, {tcp: boolean; udp: boolean}>();
+
+/**
+ * False when `evaluate` can never report an uncertain rule for a packet of this protocol that
+ * carries both ports (no ICMP type, no hop limit): no rule that could match such a packet has
+ * an unsupported part or a condition it cannot judge, and every jump lands in a declared chain.
+ * Conservative: true whenever in doubt. Lets callers skip evaluations whose only output would be notes.
+ */
+export function mayReportUncertainty(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
+  let cached = uncertaintyCache.get(ruleset);
+  if (!cached) {
+    cached = {tcp: computeMayReport(ruleset, 'tcp'), udp: computeMayReport(ruleset, 'udp')};
+    uncertaintyCache.set(ruleset, cached);
+  }
+  return cached[protocol];
+}
+
+function computeMayReport(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return false;
+  if (table.chains.length >= MAX_DEPTH) return true;
+  const declared = new Set(table.chains.map((chain) => chain.name));
+  for (const rules of compiledChains(table).values()) {
+    for (const rule of rules) {
+      const spec = rule.spec;
+      // A rule that requires another protocol fails that condition, and a failed condition is never noted.
+      const excluded = spec.some((token, index) => {
+        const next = spec[index + 1];
+        if (next === undefined) return false;
+        if ((token === '-p' || token === '--protocol') && spec[index - 1] !== '!') {
+          const name = protocolName(next);
+          return name !== 'all' && name !== protocol;
+        }
+        if (token === '-m' || token === '--match') {
+          const required = MODULE_PROTOCOL[next];
+          return required !== undefined && required !== protocol;
+        }
+        return false;
+      });
+      if (excluded) continue;
+      if (rule.unsupported.length > 0 || spec.some((token) => UNKNOWN_CAPABLE_OPTIONS.has(token))) return true;
+      if ((rule.target.kind === 'jump' || rule.target.kind === 'goto') && !declared.has(rule.target.chain)) return true;
+    }
+  }
+  return false;
+}
+
+/**
+ * The verdict for one packet at many destination ports at once: `ports[i]` stands for the i-th
+ * piece of the port space. Each rule's port-free conditions are judged once, its port
+ * conditions only for the pieces still undecided. The same answers as `evaluate` at each
+ * port, or undefined when a rule cannot be judged (the caller then evaluates port by port).
+ */
+export function acceptsAtPorts(ruleset: Ruleset, packet: Omit<Packet, 'destinationPort'>, ports: readonly number[]): boolean[] | undefined {
+  if (packetAddress(packet.source)?.family !== ruleset.family || packetAddress(packet.destination)?.family !== ruleset.family) return undefined;
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return ports.map(() => true);
+  const chains = compiledChains(table);
+  const declared = declaredChains(table);
+  const verdicts: (Verdict | undefined)[] = ports.map(() => undefined);
+  let unjudged = false;
+
+  /** Walks a chain for the given pieces; returns the pieces that come back (RETURN or end of chain). */
+  const runChain = (name: string, pieces: number[], depth: number): number[] => {
+    let open = pieces;
+    const returnedHere: number[] = [];
+    for (const rule of chains.get(name) ?? []) {
+      if (open.length === 0 || unjudged) break;
+      if (rule.unsupported.length > 0) {
+        unjudged = true;
+        break;
+      }
+      let portFreeMatch = true;
+      const byPort: Condition[] = [];
+      for (const condition of rule.conditions) {
+        if (portConditions.has(condition)) {
+          byPort.push(condition);
+          continue;
+        }
+        const result = condition(packet as Packet);
+        if (result === false) {
+          portFreeMatch = false;
+          break;
+        }
+        if (result !== true) unjudged = true;
+      }
+      if (!portFreeMatch || unjudged) continue;
+      const matching: number[] = [];
+      const rest: number[] = [];
+      for (const piece of open) {
+        const withPort = {...packet, destinationPort: ports[piece] as number} as Packet;
+        let matched = true;
+        for (const condition of byPort) {
+          const result = condition(withPort);
+          if (result !== true) {
+            if (result !== false) unjudged = true;
+            matched = false;
+            break;
+          }
+        }
+        (matched ? matching : rest).push(piece);
+      }
+      if (matching.length === 0) continue;
+      const target = rule.target;
+      if (target.kind === 'verdict') {
+        for (const piece of matching) verdicts[piece] = target.verdict;
+        open = rest;
+      } else if (target.kind === 'return') {
+        returnedHere.push(...matching);
+        open = rest;
+      } else if (target.kind === 'jump' || target.kind === 'goto') {
+        if (!declared.has(target.chain) || depth >= MAX_DEPTH) {
+          unjudged = true;
+          break;
+        }
+        const back = runChain(target.chain, matching, depth + 1);
+        // After a goto, what comes back returns from this chain; after a jump, it goes on here.
+        if (target.kind === 'goto') {
+          returnedHere.push(...back);
+          open = rest;
+        } else {
+          open = [...rest, ...back].sort((a, b) => a - b);
+        }
+      }
+    }
+    return [...returnedHere, ...open].sort((a, b) => a - b);
+  };
+
+  const returned = runChain(packet.chain, ports.map((_port, piece) => piece), 0);
+  if (unjudged) return undefined;
+  const builtIn = table.chains.find((chain) => chain.name === packet.chain);
+  const policy: Verdict = (builtIn?.policy ?? 'ACCEPT') === 'DROP' ? 'DROP' : 'ACCEPT';
+  for (const piece of returned) verdicts[piece] = policy;
+  return verdicts.map((verdict) => verdict === 'ACCEPT');
 }

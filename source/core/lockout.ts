@@ -185,8 +185,8 @@ export function checkLockout(hosts: readonly FleetHost[], paths: readonly Operat
   return findings;
 }
 
-function fleetHostName(inv: Inventory, name: string | undefined): string | undefined {
-  return name !== undefined && inv.hosts.some((host) => host.name === name) ? name : undefined;
+function fleetHostName(names: ReadonlySet<string>, name: string | undefined): string | undefined {
+  return name !== undefined && names.has(name) ? name : undefined;
 }
 
 /**
@@ -195,12 +195,13 @@ function fleetHostName(inv: Inventory, name: string | undefined): string | undef
  * The port comes from the resolved ssh config, else the inventory's destination, else 22.
  */
 export function operatorPaths(inv: Inventory, resolved?: ReadonlyMap<string, ResolvedSsh>): OperatorPath[] {
+  const names = new Set(inv.hosts.map((host) => host.name)); // a lookup per host, not a scan
   return inv.hosts.map((host) => {
     const facts = resolved?.get(host.name);
     const destination = parseSshDestination(host.ssh);
     const address = facts?.address ?? (destination && addressFamily(destination.host) !== undefined ? destination.host : undefined);
     const port = facts?.port ?? sshPortOf(host) ?? 22;
-    const jumpHost = fleetHostName(inv, facts?.proxyJump) ?? (facts?.proxyJump === undefined ? fleetHostName(inv, host.jump) : undefined);
+    const jumpHost = fleetHostName(names, facts?.proxyJump) ?? (facts?.proxyJump === undefined ? fleetHostName(names, host.jump) : undefined);
     const via: OperatorPath['via'] = jumpHost !== undefined
       ? {kind: 'jump', jumpHost}
       : {kind: 'direct', ...(facts?.source === undefined ? {} : {source: facts.source})};

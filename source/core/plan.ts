@@ -25,7 +25,7 @@ export function buildPlan(
 ): Plan {
   const compiled = compileFleet(inv, facts);
   const hosts: FleetHost[] = compiled.map((host) => ({name: host.host, facts: facts.get(host.host) as HostFacts, compiled: host}));
-  const access = options.withAccess === false ? [] : summarizeMatrix(accessMatrix(hosts), hosts.map((host) => host.name));
+  const access = options.withAccess === false ? [] : summarizeMatrix(accessMatrix(hosts, {omitClosed: true}), hosts.map((host) => host.name));
   const lockout = checkLockout(hosts, operatorPaths(inv, resolved));
   return {inventory: inv, hosts, access, lockout};
 }

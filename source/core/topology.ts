@@ -15,8 +15,16 @@ export interface FleetPath {
   readonly toAddresses: readonly string[];
 }
 
-function canonicalList(addresses: readonly string[]): string[] {
-  return addresses.map((address) => canonicalAddress(address) ?? address);
+// A host's address list is spelled out once, not once per peer (large fleets pair every host with many).
+const canonicalLists = new WeakMap<readonly string[], readonly string[]>();
+
+function canonicalList(addresses: readonly string[]): readonly string[] {
+  let list = canonicalLists.get(addresses);
+  if (!list) {
+    list = addresses.map((address) => canonicalAddress(address) ?? address);
+    canonicalLists.set(addresses, list);
+  }
+  return list;
 }
 
 /**
