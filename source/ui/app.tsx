@@ -6,7 +6,7 @@ import {Box, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';
 import {canGoBack, initialState, reducer, type Action, type WizardState} from './state.js';
-import type {FleetDoc, WizardSettings} from './services.js';
+import type {FleetDoc, KeepResult, WizardSettings} from './services.js';
 import {QuestionPanel} from './screens/question.js';
 import {HomeScreen} from './screens/home.js';
 import {AddServerScreen} from './screens/add-server.js';
@@ -28,6 +28,8 @@ export interface WizardActions {
   preview(draft: FleetDoc, scope: readonly string[]): Promise<void>;
   apply(draft: FleetDoc, scope: readonly string[]): Promise<void>;
   keep(): Promise<void>;
+  /** On the done screen: make the kept rules of the servers that lack it survive a reboot. */
+  installPersistence(): Promise<void>;
   rollbackNow(): Promise<void>;
   deadlinePassed(): Promise<void>;
   exit(): void;
@@ -174,6 +176,28 @@ export function App(props: AppProps) {
       }
       void refreshStatus();
     });
+    const installPersistence = once(async () => {
+      const outcome = stateRef.current.outcome;
+      if (outcome?.kind !== 'kept') return;
+      const hosts = outcome.result.kept.filter((host) => !host.persistent).map((host) => host.host);
+      if (hosts.length === 0) return;
+      dispatch({type: 'message', text: `installing the boot-time loader on ${hosts.join(', ')}…`});
+      let update: KeepResult;
+      try {
+        update = await services.installPersistence(hosts);
+      } catch (error) {
+        update = {kept: [], problems: [messageOf(error)]};
+      }
+      const byHost = new Map(update.kept.map((host) => [host.host, host]));
+      const result: KeepResult = {
+        kept: outcome.result.kept.map((host) => {
+          const updated = byHost.get(host.host);
+          return updated ? {...host, persistent: updated.persistent, ...(updated.note === undefined ? {} : {note: updated.note})} : host;
+        }),
+        problems: [...outcome.result.problems, ...update.problems],
+      };
+      dispatch({type: 'outcome-updated', outcome: {kind: 'kept', result}});
+    });
     const rollbackNow = async () => {
       if (!stateRef.current.batch) {
         // The apply is still running: roll back the moment it returns its batch.
@@ -191,6 +215,7 @@ export function App(props: AppProps) {
       preview,
       apply,
       keep,
+      installPersistence,
       rollbackNow,
       deadlinePassed,
       exit: () => {

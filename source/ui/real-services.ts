@@ -19,7 +19,7 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
-import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan} from '../remote/fleet-apply.js';
+import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -35,6 +35,7 @@ import {
   type FleetDoc,
   type HostPreview,
   type HostState,
+  type KeepResult,
   type PendingBatch,
   type RestoredHost,
   type WizardServices,
@@ -188,6 +189,21 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     if (missing.length > 0) throw new InputError(missing);
     return buildPlan(inventory, facts, resolvedSsh(fleet), {withAccess});
   };
+
+  const keptResult = (outcomes: readonly HostOutcome[]): KeepResult => ({
+    kept: outcomes
+      .filter((outcome) => outcome.ok)
+      .map((outcome) => {
+        const batch = localState.host(outcome.host)?.batch;
+        return {
+          host: outcome.host,
+          ...(batch === undefined ? {} : {backup: `/var/lib/isolate-wizard/backups/${batch}.v4 (.v6)`}),
+          persistent: outcome.persistence !== undefined && outcome.persistence !== 'none',
+          note: outcome.detail,
+        };
+      }),
+    problems: outcomes.filter((outcome) => !outcome.ok).map((outcome) => `${outcome.host}: ${outcome.detail}`),
+  });
 
   const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
     const remote = await (await connectorFor(fleet)).connect(targetFor(fleet, name));
@@ -415,17 +431,15 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     async keep(batch) {
       const fleet = currentFleet();
       const outcomes = await confirmFleet({connector: await connectorFor(fleet), hosts: batch.hosts.map((name) => targetFor(fleet, name)), batch: batch.id, localState});
-      return {
-        kept: outcomes
-          .filter((outcome) => outcome.ok)
-          .map((outcome) => ({
-            host: outcome.host,
-            backup: `/var/lib/isolate-wizard/backups/${batch.id}.v4 (.v6)`,
-            persistent: outcome.persistence !== undefined && outcome.persistence !== 'none',
-            note: outcome.detail,
-          })),
-        problems: outcomes.filter((outcome) => !outcome.ok).map((outcome) => `${outcome.host}: ${outcome.detail}`),
-      };
+      return keptResult(outcomes);
+    },
+
+    async installPersistence(hosts) {
+      const fleet = currentFleet();
+      // Confirming again is harmless (already confirmed); with installPersistence it installs the
+      // loader where none is, then writes the boot-time files.
+      const outcomes = await confirmFleet({connector: await connectorFor(fleet), hosts: hosts.map((name) => targetFor(fleet, name)), localState, installPersistence: true});
+      return keptResult(outcomes);
     },
 
     async rollback(batch) {

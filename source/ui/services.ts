@@ -228,6 +228,11 @@ export interface WizardServices {
   apply(fleet: FleetDoc, hosts: readonly string[], deadlineSeconds: number, onProgress: (event: ApplyProgress) => void): Promise<ApplyOutcome>;
   /** Keep: confirm over fresh connections, then persist. */
   keep(batch: PendingBatch): Promise<KeepResult>;
+  /**
+   * For kept servers whose rules would not survive a reboot: install the boot-time loader
+   * (iptables-persistent / iptables-services) and save the confirmed rules for it.
+   */
+  installPersistence(hosts: readonly string[]): Promise<KeepResult>;
   /** Roll back now and verify the previous rules are back. */
   rollback(batch: PendingBatch): Promise<readonly RestoredHost[]>;
   /** After the deadline: reconnect and report whether each server is back on its previous rules. */

@@ -89,7 +89,8 @@ export type Action =
   | {type: 'apply-progress'; event: ApplyProgress}
   | {type: 'apply-outcome-pending'; batch: PendingBatch}
   | {type: 'resume-batch'; batch: PendingBatch}
-  | {type: 'finished'; outcome: Outcome};
+  | {type: 'finished'; outcome: Outcome}
+  | {type: 'outcome-updated'; outcome: Outcome};
 
 export function initialState(): WizardState {
   return {
@@ -272,6 +273,8 @@ export function reducer(state: WizardState, action: Action): WizardState {
     case 'resume-batch':
       // A batch left pending (e.g. by a run that died): back to its countdown; keeping saves the fleet as it is.
       return {...push(state, 'countdown'), batch: action.batch, scope: action.batch.hosts, draft: state.fleet, outcome: undefined};
+    case 'outcome-updated':
+      return {...state, outcome: action.outcome, message: undefined};
     case 'finished': {
       const kept = action.outcome.kind === 'kept';
       const fleet = kept ? state.draft : state.fleet;

@@ -111,6 +111,7 @@ export interface FakeCalls {
   preview: {fleet: FleetDoc; hosts: readonly string[]}[];
   apply: {fleet: FleetDoc; hosts: readonly string[]; deadlineSeconds: number}[];
   keep: PendingBatch[];
+  installPersistence: string[][];
   rollback: PendingBatch[];
   verifyExpired: PendingBatch[];
   counters: string[];
@@ -131,6 +132,7 @@ export interface FakeOptions {
   /** Called with the progress callback; default: every step done and a pending batch. */
   apply?: (hosts: readonly string[], deadlineSeconds: number, onProgress: (event: ApplyProgress) => void) => Promise<ApplyOutcome>;
   keep?: (batch: PendingBatch) => Promise<KeepResult>;
+  installPersistence?: (hosts: readonly string[]) => Promise<KeepResult>;
   rollback?: (batch: PendingBatch) => Promise<readonly RestoredHost[]>;
   verifyExpired?: (batch: PendingBatch) => Promise<readonly RestoredHost[]>;
   counters?: (host: string, call: number) => Promise<CountersView>;
@@ -164,7 +166,7 @@ export function defaultPreview(fleet: FleetDoc, hosts: readonly string[]): Previ
 export function createFakeServices(options: FakeOptions = {}) {
   const clock = new FakeClock();
   const prompter = new PromptQueue();
-  const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], keep: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
+  const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], keep: [], installPersistence: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
   let stored = {fleet: options.fleet ?? {hosts: []}, settings: options.settings ?? {deadlineSeconds: 60}};
   let countersCall = 0;
 
@@ -235,6 +237,11 @@ export function createFakeServices(options: FakeOptions = {}) {
       calls.keep.push(batch);
       if (options.keep) return options.keep(batch);
       return {kept: batch.hosts.map((host) => ({host, backup: `/var/lib/isolate-wizard/backups/${batch.id}.v4`, persistent: host !== 'mysql-1', note: host === 'mysql-1' ? 'install iptables-persistent' : undefined})), problems: []};
+    },
+    async installPersistence(hosts) {
+      calls.installPersistence.push([...hosts]);
+      if (options.installPersistence) return options.installPersistence(hosts);
+      return {kept: hosts.map((host) => ({host, persistent: true, note: 'saved for boot (/etc/iptables/rules.v4, rules.v6)'})), problems: []};
     },
     async rollback(batch) {
       calls.rollback.push(batch);

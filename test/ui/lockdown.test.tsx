@@ -235,6 +235,13 @@ describe('apply and countdown', () => {
     expect(frame).toMatch(/tunnel-1 keeps the new rules; previous rules in \/var\/lib\/isolate-wizard\/backups\/b-9\.v4/);
     expect(frame).toMatch(/live only: will NOT survive a reboot \(install iptables-persistent\)/);
     expect(wizard.calls.keep).toHaveLength(1);
+    // The rules of mysql-1 would not survive a reboot: p installs the loader there, only there.
+    expect(frame).toContain('make them survive a reboot');
+    await wizard.press('p');
+    frame = await wizard.waitFor('saved for boot');
+    expect(wizard.calls.installPersistence).toEqual([['mysql-1']]);
+    expect(frame).not.toContain('will NOT survive a reboot');
+    expect(frame).not.toContain('make them survive a reboot');
     expect(wizard.calls.rollback).toHaveLength(0);
     // Kept: the fleet with its roles is saved.
     expect(wizard.stored().fleet.hosts.map((host) => host.roles)).toEqual([[], ['lb'], ['db']]);

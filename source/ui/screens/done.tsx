@@ -10,18 +10,22 @@ export function DoneScreen() {
   const active = useInputActive();
   const color = useColor();
   const outcome = state.outcome;
+  // Kept rules that a reboot would lose: offer to install the boot-time loader.
+  const notPersistent = outcome?.kind === 'kept' && outcome.result.kept.some((host) => !host.persistent);
 
   useInput(
     (input, key) => {
       if (key.return || input === 'h') {
         dispatch({type: 'home'});
         void actions.refreshStatus();
-      } else if (input === 'q') actions.exit();
+      } else if (input === 'p' && notPersistent) void actions.installPersistence();
+      else if (input === 'q') actions.exit();
     },
     {isActive: active},
   );
 
   const hints = [
+    ...(notPersistent ? [{key: 'p', label: 'make them survive a reboot (installs iptables-persistent / iptables-services)'}] : []),
     {key: 'Enter', label: 'fleet home'},
     {key: 'q', label: 'quit'},
   ];
