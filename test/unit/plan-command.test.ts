@@ -48,21 +48,7 @@ const SEED_HOSTS = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'my
 
 // The seed tutorial's access needs, with its traps fixed: the lb reaches the apps on their
 // destination ports, ssh only through tunnel-1, the same access over IPv6.
-const SEED_ACCESS = [
-  'internet → tunnel-1 tcp/22',
-  'internet → haproxy-www tcp/80,443',
-  'tunnel-1 → haproxy-www tcp/22',
-  'tunnel-1 → wordpress-1 tcp/22',
-  'haproxy-www → wordpress-1 tcp/80,443',
-  'wordpress-2 → wordpress-1 tcp/24007-24008,49152-49251',
-  'tunnel-1 → wordpress-2 tcp/22',
-  'haproxy-www → wordpress-2 tcp/80,443',
-  'wordpress-1 → wordpress-2 tcp/24007-24008,49152-49251',
-  'tunnel-1 → mysql-1 tcp/22',
-  'wordpress-1, wordpress-2, mysql-2 → mysql-1 tcp/3306',
-  'tunnel-1 → mysql-2 tcp/22',
-  'wordpress-1, wordpress-2, mysql-1 → mysql-2 tcp/3306',
-];
+const SEED_ACCESS = readFileSync(path.join(import.meta.dirname, '..', '..', 'fixtures', 'seed-access.txt'), 'utf8').trimEnd().split('\n');
 
 describe('isolate-wizard plan', () => {
   it('done-when: the printed rulesets, read back by the parser and evaluator, give the seed access table', async () => {
