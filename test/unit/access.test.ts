@@ -1,4 +1,3 @@
-import {readFileSync} from 'node:fs';
 import {describe, expect, it} from 'vitest';
 import {
   accessMatrix,
@@ -9,11 +8,10 @@ import {
   tenantAddress,
   type FleetHost,
 } from '../../source/core/access.js';
-import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import {parseIptablesSave} from '../../source/core/iptables-save.js';
 import type {HostFacts, Ruleset} from '../../source/core/model.js';
+import {goldenFleet, readFixture} from './support/fixtures.js';
 
-const read = (path: string): string => readFileSync(new URL(`../../fixtures/${path}`, import.meta.url), 'utf8');
 
 function filter(rules: string[], family: 4 | 6 = 4, policies = {input: 'DROP', output: 'ACCEPT'}): Ruleset {
   return parseIptablesSave(
@@ -39,24 +37,10 @@ function host(name: string, n: number, v4: Ruleset, v6: Ruleset = filter([], 6),
   return {name, facts: facts(n, v6Addresses), compiled: {host: name, v4, v6, warnings: []}};
 }
 
-/** The fleet of a fixture inventory with its golden compiled rulesets. */
-function goldenFleet(name: string): FleetHost[] {
-  const inventory = parseInventoryText(read(`inventories/${name}.json`), name);
-  return inventory.hosts.map((entry) => ({
-    name: entry.name,
-    facts: factsFromInventory(entry)!,
-    compiled: {
-      host: entry.name,
-      warnings: [],
-      v4: parseIptablesSave(read(`golden/${name}/${entry.name}.v4`), 4),
-      v6: parseIptablesSave(read(`golden/${name}/${entry.name}.v6`), 6),
-    },
-  }));
-}
 
 // The tutorial's access needs with its traps fixed (the lb reaches the apps on their destination
 // ports, ssh only through tunnel-1), one line per destination and source group.
-const SEED_ACCESS = read('seed-access.txt').trimEnd().split('\n');
+const SEED_ACCESS = readFixture('seed-access.txt').trimEnd().split('\n');
 
 describe('summarizeAccess on the seed fleet (golden compiled rules)', () => {
   it('gives the seed access table, sources grouped by identical ports', () => {

@@ -1,26 +1,12 @@
-import {readFileSync} from 'node:fs';
 import {describe, expect, it} from 'vitest';
 import type {FleetHost} from '../../source/core/access.js';
-import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
+import {parseInventoryText} from '../../source/core/inventory.js';
 import {parseIptablesSave} from '../../source/core/iptables-save.js';
 import {checkLockout, formatLockout, operatorPaths, type OperatorPath} from '../../source/core/lockout.js';
 import type {Ruleset} from '../../source/core/model.js';
+import {goldenFleet, readFixture} from './support/fixtures.js';
 
-const read = (path: string): string => readFileSync(new URL(`../../fixtures/${path}`, import.meta.url), 'utf8');
 
-function goldenFleet(name: string): FleetHost[] {
-  const inventory = parseInventoryText(read(`inventories/${name}.json`), name);
-  return inventory.hosts.map((entry) => ({
-    name: entry.name,
-    facts: factsFromInventory(entry)!,
-    compiled: {
-      host: entry.name,
-      warnings: [],
-      v4: parseIptablesSave(read(`golden/${name}/${entry.name}.v4`), 4),
-      v6: parseIptablesSave(read(`golden/${name}/${entry.name}.v6`), 6),
-    },
-  }));
-}
 
 /** Replaces one host's IPv4 rules (built from lines after the policies). */
 function withV4(fleet: FleetHost[], name: string, rules: string[], output = 'ACCEPT'): FleetHost[] {
@@ -126,14 +112,14 @@ describe('checkLockout', () => {
 
   it('works for single-NIC hosts reached through a bastion over the public side', () => {
     const fleet = goldenFleet('single-nic');
-    const inventory = parseInventoryText(read('inventories/single-nic.json'), 'single-nic');
+    const inventory = parseInventoryText(readFixture('inventories/single-nic.json'), 'single-nic');
     const paths = operatorPaths(inventory, new Map([['gate', {source: OPERATOR}]]));
     expect(checkLockout(fleet, paths)).toEqual([]);
   });
 });
 
 describe('operatorPaths', () => {
-  const inventory = parseInventoryText(read('inventories/single-nic.json'), 'single-nic');
+  const inventory = parseInventoryText(readFixture('inventories/single-nic.json'), 'single-nic');
 
   it('reads jumps and ports from the inventory', () => {
     expect(operatorPaths(inventory)).toEqual([
