@@ -84,6 +84,16 @@ class WizardTerminal {
   }
 }
 
+/** From settings: back home (waiting for it before the next keys), select mysql-1, open its quick edit. */
+async function quickEditMysql1(wizard: WizardTerminal): Promise<void> {
+  await wizard.press(KEYS.escape);
+  await wizard.waitFor('l lock down the fleet');
+  await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
+  await wizard.waitFor(/❯ mysql-1/);
+  await wizard.press('e');
+  await wizard.waitFor('close a port');
+}
+
 function host(lab: Lab, name: string): LabHost {
   const found = lab.hosts.get(name);
   if (!found) throw new Error(`no lab host ${name}`);
@@ -99,17 +109,6 @@ async function filterRules(lab: Lab, name: string, family: 4 | 6): Promise<strin
     .join('\n');
 }
 
-/**
- * A TCP connect from `from` ('operator' or a fleet host or 'tenant') with a 3 s limit. Here rather
- * than lab.canConnect: in this file lab.canConnect answered false for every probe, even ones that
- * this same bash probe through execOperator showed open (cause not found; this process also has
- * node-pty loaded, unlike the other lab files).
- */
-async function canConnect(lab: Lab, from: string, address: string, port: number): Promise<boolean> {
-  const argv = ['timeout', '3', 'bash', '-c', 'exec 3<>"/dev/tcp/$0/$1"', address, String(port)];
-  const output = from === 'operator' ? await lab.execOperator(argv, {timeoutMs: 10_000}) : await (from === 'tenant' ? lab.tenant : host(lab, from)).exec(argv, {timeoutMs: 10_000});
-  return output.code === 0;
-}
 
 const SEED_INVENTORY = JSON.parse(readFileSync(path.resolve(import.meta.dirname, '../../fixtures/inventories/seed.json'), 'utf8')) as object;
 
@@ -181,7 +180,7 @@ describe('the wizard in a terminal', () => {
     ];
     const label = ([from, address, port]: [string, string, number, boolean]) => `${from} -> ${address}:${port}`;
     const results: (readonly [string, boolean])[] = [];
-    for (const probe of probes) results.push([label(probe), await canConnect(lab, probe[0], probe[1], probe[2])]);
+    for (const probe of probes) results.push([label(probe), await lab.canConnect(probe[0], probe[1], probe[2])]);
     const wanted = probes.map((probe) => [label(probe), probe[3]] as const);
     if (JSON.stringify(results) !== JSON.stringify(wanted)) {
       console.log('haproxy-www IPv4 rules after the lockdown:\n' + (await filterRules(lab, 'haproxy-www', 4)));
@@ -208,12 +207,7 @@ describe('the wizard in a terminal', () => {
     await wizard.waitFor('default deadline');
     await wizard.press(...Array<string>(6).fill(KEYS.left));
     await wizard.waitFor(/default deadline\s+30 s/);
-    await wizard.press(KEYS.escape);
-    await wizard.waitFor('l lock down the fleet'); // back home before the next keys
-    await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
-    await wizard.waitFor(/❯ mysql-1/);
-    await wizard.press('e');
-    await wizard.waitFor('close a port');
+    await quickEditMysql1(wizard);
     await wizard.press('o');
     await wizard.waitFor('open port:');
     await wizard.type('8443');
@@ -251,12 +245,7 @@ describe('the wizard in a terminal', () => {
       await wizard.waitFor('default deadline');
       await wizard.press(KEYS.down, KEYS.down, ' ');
       await wizard.waitFor(/log dropped packets \(rate-limited\)\s+on/);
-      await wizard.press(KEYS.escape);
-      await wizard.waitFor('l lock down the fleet'); // back home before the next keys
-      await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
-      await wizard.waitFor(/❯ mysql-1/);
-      await wizard.press('e');
-      await wizard.waitFor('close a port');
+      await quickEditMysql1(wizard);
       await wizard.press('r');
       await wizard.waitFor('[x] db');
       await wizard.press(KEYS.enter);
@@ -268,7 +257,7 @@ describe('the wizard in a terminal', () => {
       await wizard.waitFor('isolate-wizard · kept', 60_000);
 
       // Something the rules drop: the internet knocking on mysql-1's MySQL port.
-      expect(await canConnect(lab, 'operator', host(lab, 'mysql-1').publicV4 as string, 3306)).toBe(false);
+      expect(await lab.canConnect('operator', host(lab, 'mysql-1').publicV4 as string, 3306)).toBe(false);
 
       await wizard.press(KEYS.enter);
       await wizard.waitFor(/❯ mysql-1/);
