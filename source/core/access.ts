@@ -3,8 +3,10 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {acceptsAtPorts, evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
+import {acceptedPorts, chainView, intersectPorts, matchedNetworks, portSetToRanges, surelyQuiet, viewsDefined, type ChainView} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
+import {canonicalAddress} from './addresses.js';
 import {fleetPath} from './topology.js';
 
 export interface FleetHost {
@@ -86,12 +88,20 @@ export function tenantAddress(near: string, taken: ReadonlySet<string>): string 
 function fleetAddresses(hosts: readonly FleetHost[]): Set<string> {
   const taken = new Set<string>();
   for (const host of hosts) {
-    for (const address of [...host.facts.addresses.public, ...host.facts.addresses.private]) {
-      const parsed = parseAddress(address);
-      if (parsed) taken.add(formatAddress(parsed));
+    for (const side of [host.facts.addresses.public, host.facts.addresses.private]) {
+      for (const address of side) {
+        // (A zone index, `fe80::1%eth1`, is not part of the address.)
+        const canonical = canonicalAddress(address.includes('%') ? (address.split('%')[0] ?? '') : address);
+        if (canonical !== undefined) taken.add(canonical);
+      }
     }
   }
   return taken;
+}
+
+/** Could evaluating this ruleset note an unjudgeable rule? (The cheap reading first.) */
+function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
+  return !surelyQuiet(ruleset, protocol) && mayReportUncertainty(ruleset, protocol);
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
@@ -172,8 +182,12 @@ function uncertaintyNotes(host: string, decision: Decision): string[] {
  */
 function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, plain = false): {ports: PortRange[]; uncertain: string[]} {
   const inbound = rulesetOf(destination, route.family);
+  if (!plain) {
+    const ports = viewPortsOnRoute(route, inbound, protocol);
+    if (ports) return {ports, uncertain: []};
+  }
   const points = routeCutPoints(inbound, route.sender?.ruleset, protocol);
-  if (!plain && !mayReportUncertainty(inbound, protocol) && !(route.sender && mayReportUncertainty(route.sender.ruleset, protocol))) {
+  if (!plain && !mayNote(inbound, protocol) && !(route.sender && mayNote(route.sender.ruleset, protocol))) {
     return {ports: quietPortsOnRoute(route, inbound, protocol, points), uncertain: []};
   }
   const ports: PortRange[] = [];
@@ -210,6 +224,38 @@ function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, 
     if (works) ports.push({first, last});
   }
   return {ports: mergeRanges(ports), uncertain: [...uncertain]};
+}
+
+/**
+ * portsOnRoute through port-set views (port-sets.ts): the same four checks, each answered for
+ * every port at once. Undefined when a ruleset has a rule the views do not model (the caller
+ * then walks the evaluator, which notes what it cannot judge).
+ */
+function viewPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol): PortRange[] | undefined {
+  const sender = route.sender;
+  const destinationView = (kind: 'request-in' | 'reply-out') => chainView(inbound, kind, protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
+  const senderView = (kind: 'request-out' | 'reply-in', from: NonNullable<Route['sender']>) =>
+    chainView(from.ruleset, kind, protocol, from.outInterface, route.sourceAddress, EPHEMERAL_PORT);
+  // When every view is sure to exist, stop at the first check that closes everything (the
+  // destination's INPUT usually does); otherwise fetch them all first, so that an unreadable
+  // ruleset sends the route to the evaluator (which notes what it cannot judge).
+  if (viewsDefined(inbound, protocol) && (!sender || viewsDefined(sender.ruleset, protocol))) {
+    let ports = acceptedPorts(destinationView('request-in') as ChainView, route.sourceAddress);
+    if (ports.length > 0) ports = intersectPorts(ports, acceptedPorts(destinationView('reply-out') as ChainView, route.sourceAddress));
+    if (sender && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(senderView('request-out', sender) as ChainView, route.destinationAddress));
+    if (sender && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(senderView('reply-in', sender) as ChainView, route.destinationAddress));
+    return portSetToRanges(ports);
+  }
+  const requestIn = destinationView('request-in');
+  const replyOut = destinationView('reply-out');
+  const requestOut = sender && senderView('request-out', sender);
+  const replyIn = sender && senderView('reply-in', sender);
+  if (!requestIn || !replyOut || (sender && (!requestOut || !replyIn))) return undefined;
+  let ports = acceptedPorts(requestIn, route.sourceAddress);
+  if (ports.length > 0) ports = intersectPorts(ports, acceptedPorts(replyOut, route.sourceAddress));
+  if (requestOut && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(requestOut, route.destinationAddress));
+  if (replyIn && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(replyIn, route.destinationAddress));
+  return portSetToRanges(ports);
 }
 
 const cutsByPair = new WeakMap<Ruleset, WeakMap<Ruleset, {tcp?: number[]; udp?: number[]}>>();
@@ -379,6 +425,7 @@ const networkTextCache = new Map<string, IpNetwork | undefined>();
 /** Every address or network a ruleset's rules match on (either direction, negated or not). */
 function rulesetNetworks(ruleset: Ruleset): Networks {
   let networks = networksCache.get(ruleset);
+  if (networks === undefined) networks = matchedNetworks(ruleset);
   if (networks === undefined) {
     const found: IpNetwork[] = [];
     const seen = new Set<string>();
@@ -401,8 +448,8 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
         });
       }
     }
-    networksCache.set(ruleset, networks);
   }
+  networksCache.set(ruleset, networks);
   return networks;
 }
 
@@ -415,6 +462,7 @@ class FleetIndex {
   private readonly owners = new Map<string, number[]>();
   private readonly addresses: {readonly address: IpAddress; readonly host: number}[] = [];
   private readonly coveredCache = new Map<string, readonly number[]>();
+  private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
   /** Hosts with a private interface, and the others (their fleet paths use the public side). */
   readonly withPrivate: number[] = [];
   readonly withoutPrivate: number[] = [];
@@ -427,13 +475,13 @@ class FleetIndex {
         const address = parseAddress(text);
         if (!address) continue;
         this.addresses.push({address, host: hostIndex});
-        const key = formatAddress(address);
+        const key = canonicalAddress(text.includes('%') ? (text.split('%')[0] ?? '') : text) ?? formatAddress(address);
         const list = this.owners.get(key);
         if (list) list.push(hostIndex);
         else this.owners.set(key, [hostIndex]);
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
-      if (FAMILIES.some((family) => PROTOCOLS.some((protocol) => mayReportUncertainty(rulesetOf(host, family), protocol)))) {
+      if (FAMILIES.some((family) => PROTOCOLS.some((protocol) => mayNote(rulesetOf(host, family), protocol)))) {
         this.uncertainSenders.add(hostIndex);
       }
     }
@@ -441,14 +489,21 @@ class FleetIndex {
 
   /** Fleet hosts with an address inside the network. */
   private covered(network: IpNetwork): readonly number[] {
+    // Rulesets share their network objects (parsed once per spelling): found by identity first.
+    let hosts = this.coveredByNetwork.get(network);
+    if (hosts) return hosts;
     const bits = network.family === 4 ? 32n : 128n;
-    if (network.mask === (1n << bits) - 1n) return this.owners.get(formatAddress(network)) ?? [];
-    const key = `${network.family}/${network.value}/${network.mask}`;
-    let hosts = this.coveredCache.get(key);
-    if (!hosts) {
-      hosts = this.addresses.filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
-      this.coveredCache.set(key, hosts);
+    if (network.mask === (1n << bits) - 1n) {
+      hosts = this.owners.get(formatAddress(network)) ?? [];
+    } else {
+      const key = `${network.family}/${network.value}/${network.mask}`;
+      hosts = this.coveredCache.get(key);
+      if (!hosts) {
+        hosts = this.addresses.filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
+        this.coveredCache.set(key, hosts);
+      }
     }
+    this.coveredByNetwork.set(network, hosts);
     return hosts;
   }
 

@@ -67,12 +67,28 @@ function parseIpv6Bytes(text: string): number[] | undefined {
   return words.flatMap((word) => [word >> 8, word & 0xff]);
 }
 
+// A large fleet reads the same few addresses many times over (validation, compiler, access,
+// lockout): each spelling is parsed once. Results are frozen, so sharing them is safe.
+const PARSE_CACHE_LIMIT = 200_000;
+const parsedCache = new Map<string, ParsedAddress | null>();
+const canonicalCache = new Map<string, string | null>();
+
 /** A plain address (no prefix), IPv4 or IPv6. */
 export function parseAddress(text: string): ParsedAddress | undefined {
+  let parsed = parsedCache.get(text);
+  if (parsed === undefined) {
+    parsed = parseUncached(text) ?? null;
+    if (parsedCache.size >= PARSE_CACHE_LIMIT) parsedCache.clear();
+    parsedCache.set(text, parsed);
+  }
+  return parsed ?? undefined;
+}
+
+function parseUncached(text: string): ParsedAddress | undefined {
   const v4 = parseIpv4Bytes(text);
-  if (v4) return {family: 4, bytes: v4};
+  if (v4) return Object.freeze({family: 4, bytes: Object.freeze(v4)});
   const v6 = text.includes(':') ? parseIpv6Bytes(text) : undefined;
-  if (v6) return {family: 6, bytes: v6};
+  if (v6) return Object.freeze({family: 6, bytes: Object.freeze(v6)});
   return undefined;
 }
 
@@ -127,8 +143,14 @@ export function formatAddress(address: ParsedAddress): string {
 
 /** The canonical spelling of a plain address, or undefined when it is not one. */
 export function canonicalAddress(text: string): string | undefined {
-  const parsed = parseAddress(text);
-  return parsed ? formatAddress(parsed) : undefined;
+  let canonical = canonicalCache.get(text);
+  if (canonical === undefined) {
+    const parsed = parseAddress(text);
+    canonical = parsed ? formatAddress(parsed) : null;
+    if (canonicalCache.size >= PARSE_CACHE_LIMIT) canonicalCache.clear();
+    canonicalCache.set(text, canonical);
+  }
+  return canonical ?? undefined;
 }
 
 export type CidrResult =

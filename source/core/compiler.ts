@@ -540,14 +540,17 @@ function outputRules(grant: Grant, family: Family): string[][] {
 
 const icmpRulesCache = new Map<Family, readonly (readonly string[])[]>();
 
-/** The essential ICMP rules of a family: the same for every host, so built once (each host gets copies). */
-function icmpRules(family: Family): string[][] {
+/**
+ * The essential ICMP rules of a family: the same for every host, so built once and shared (specs
+ * are read-only; readers cache what they learn from a spec by its identity).
+ */
+function icmpRules(family: Family): readonly (readonly string[])[] {
   let rules = icmpRulesCache.get(family);
   if (!rules) {
     rules = buildIcmpRules(family);
     icmpRulesCache.set(family, rules);
   }
-  return rules.map((rule) => [...rule]);
+  return rules;
 }
 
 function buildIcmpRules(family: Family): string[][] {
@@ -567,15 +570,27 @@ function buildIcmpRules(family: Family): string[][] {
   ];
 }
 
+// Identical specs are shared between the rulesets of a fleet (loopback, ICMP, "ssh from the
+// bastion", a cluster's peers...): readers that cache what they learn from a spec by its
+// identity (the access summary's port-set views, the evaluator) then read each one once.
+const internedSpecs = new Map<string, readonly string[]>();
+
 /** Rules identical but for their comment add nothing: keep the first. */
-function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: string[]): void {
+function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: readonly string[]): void {
   const commentAt = spec.indexOf('--comment');
   // (Without a comment the whole spec is the key; every rule written here has one.)
   const kept = commentAt === -1 ? spec : [...spec.slice(0, commentAt), ...spec.slice(commentAt + 2)];
   const key = `${chain}\u0000${kept.join('\u0000')}`;
   if (seen.has(key)) return;
   seen.add(key);
-  rules.push({chain, spec});
+  const fullKey = commentAt === -1 ? key : `${key}\u0001${spec[commentAt + 1]}\u0001${commentAt}`;
+  let shared = internedSpecs.get(fullKey);
+  if (!shared) {
+    if (internedSpecs.size >= 200_000) internedSpecs.clear();
+    shared = Object.freeze([...spec]);
+    internedSpecs.set(fullKey, shared);
+  }
+  rules.push({chain, spec: shared});
 }
 
 function buildRuleset(
@@ -588,8 +603,8 @@ function buildRuleset(
   const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
   const rules: Rule[] = [];
   const seen = new Set<string>();
-  const input = (spec: string[]): void => pushUnique(rules, seen, 'INPUT', spec);
-  const output = (spec: string[]): void => pushUnique(rules, seen, 'OUTPUT', spec);
+  const input = (spec: readonly string[]): void => pushUnique(rules, seen, 'INPUT', spec);
+  const output = (spec: readonly string[]): void => pushUnique(rules, seen, 'OUTPUT', spec);
 
   // Order: loopback, ICMP (before the conntrack checks: ICMPv6 neighbour discovery is never
   // tracked, conntrack calls it INVALID), replies, INVALID dropped, then the openings.

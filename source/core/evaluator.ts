@@ -76,7 +76,7 @@ interface CompiledRule extends RuleRef {
 }
 
 /** Targets that let the packet go on to the next rule. */
-const NON_TERMINATING_TARGETS = new Set([
+export const NON_TERMINATING_TARGETS = new Set([
   'LOG', 'NFLOG', 'ULOG', 'MARK', 'CONNMARK', 'CT', 'NOTRACK', 'TRACE', 'AUDIT', 'CLASSIFY', 'DSCP', 'TOS',
   'TCPMSS', 'CHECKSUM', 'SECMARK', 'CONNSECMARK', 'SET', 'IDLETIMER', 'LED', 'TEE', 'HL', 'TTL',
 ]);
@@ -112,7 +112,8 @@ const ICMPV6_NAMES: Record<string, [number, number?]> = {
   'neighbour-advertisement': [136], 'neighbor-advertisement': [136], redirect: [137],
 };
 
-function protocolName(value: string): string {
+/** `-p` spellings to one name: numbers, `icmpv6`/`icmp6` → `ipv6-icmp`, lower case. */
+export function protocolName(value: string): string {
   const lower = value.toLowerCase();
   const byNumber: Record<string, string> = {'0': 'all', '1': 'icmp', '6': 'tcp', '17': 'udp', '58': 'ipv6-icmp'};
   if (byNumber[lower]) return byNumber[lower];
@@ -131,7 +132,7 @@ export function parsePortRange(text: string): {first: number; last: number} | un
   return {first, last};
 }
 
-function parsePortList(text: string): {first: number; last: number}[] | undefined {
+export function parsePortList(text: string): {first: number; last: number}[] | undefined {
   const ranges = text.split(',').map(parsePortRange);
   return ranges.every((range) => range !== undefined) ? (ranges as {first: number; last: number}[]) : undefined;
 }
@@ -140,7 +141,8 @@ function inRanges(port: number, ranges: readonly {first: number; last: number}[]
   return ranges.some((range) => port >= range.first && port <= range.last);
 }
 
-function interfaceMatches(pattern: string, name: string | undefined): boolean {
+/** `eth+` matches every name starting with `eth`; an absent interface is the empty name. */
+export function interfaceMatches(pattern: string, name: string | undefined): boolean {
   const actual = name ?? '';
   return pattern.endsWith('+') ? actual.startsWith(pattern.slice(0, -1)) : actual === pattern;
 }
@@ -180,14 +182,21 @@ function cachedNetwork(text: string): IpNetwork | undefined {
 // conditions are built once and shared (they are pure functions of the packet).
 const compiledSpecCache = new Map<string, Omit<CompiledRule, 'index'>>();
 
+// Specs the compiler shares between rulesets are found by identity first (no key to build).
+const compiledBySpec = new WeakMap<readonly string[], Omit<CompiledRule, 'index'>>();
+
 function compileRule(rule: Rule, index: number): CompiledRule {
-  const key = `${rule.chain}\u0000${rule.spec.join('\u0000')}`;
-  let shared = compiledSpecCache.get(key);
-  if (!shared) {
-    if (compiledSpecCache.size >= 100_000) compiledSpecCache.clear();
-    const {index: _index, ...rest} = compileRuleText(rule, index);
-    shared = rest;
-    compiledSpecCache.set(key, shared);
+  let shared = compiledBySpec.get(rule.spec);
+  if (!shared || shared.chain !== rule.chain) {
+    const key = `${rule.chain}\u0000${rule.spec.join('\u0000')}`;
+    shared = compiledSpecCache.get(key);
+    if (!shared) {
+      if (compiledSpecCache.size >= 100_000) compiledSpecCache.clear();
+      const {index: _index, ...rest} = compileRuleText(rule, index);
+      shared = rest;
+      compiledSpecCache.set(key, shared);
+    }
+    compiledBySpec.set(rule.spec, shared);
   }
   return {...shared, index, spec: rule.spec};
 }
@@ -332,7 +341,8 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
   return {chain: rule.chain, index, spec: rule.spec, ...(comment === undefined ? {} : {comment}), conditions, unsupported, target};
 }
 
-const KNOWN_MODULES = new Set(['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit']);
+/** Match modules the evaluator models (the rest make a rule unjudgeable). */
+export const KNOWN_MODULES = new Set(['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit']);
 
 function compileModuleOption(
   module: string | undefined,
@@ -459,7 +469,8 @@ function refOf(rule: CompiledRule): RuleRef {
   return {chain: rule.chain, index: rule.index, spec: rule.spec, ...(rule.comment === undefined ? {} : {comment: rule.comment})};
 }
 
-const MAX_DEPTH = 64;
+/** Deeper jumps than this are not followed (noted as uncertain). */
+export const MAX_DEPTH = 64;
 
 type ChainOutcome = {readonly kind: 'verdict'; readonly verdict: Verdict; readonly rule: CompiledRule} | {readonly kind: 'return'};
 

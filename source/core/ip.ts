@@ -27,10 +27,18 @@ function toValue(bytes: readonly number[]): bigint {
   return bytes.reduce((value, byte) => (value << 8n) | BigInt(byte), 0n);
 }
 
-/** Parses a plain address (no prefix); the spelling rules live in addresses.ts. */
+const valueCache = new Map<string, IpAddress | null>();
+
+/** Parses a plain address (no prefix); the spelling rules live in addresses.ts. Cached per spelling (results are frozen). */
 export function parseAddress(text: string): IpAddress | undefined {
-  const parsed = parseTextAddress(text.split('%')[0] ?? '');
-  return parsed ? {family: parsed.family, value: toValue(parsed.bytes)} : undefined;
+  let address = valueCache.get(text);
+  if (address === undefined) {
+    const parsed = parseTextAddress(text.split('%')[0] ?? '');
+    address = parsed ? Object.freeze({family: parsed.family, value: toValue(parsed.bytes)}) : null;
+    if (valueCache.size >= 200_000) valueCache.clear();
+    valueCache.set(text, address);
+  }
+  return address ?? undefined;
 }
 
 function maskFromPrefix(family: Family, prefix: number): bigint {

@@ -1,0 +1,772 @@
+// The ports at which a chain accepts a packet whose fields are all fixed but two: the peer's
+// address and one port. The access summary and the SSH path check ask this for every pair of
+// hosts that may talk; on a 10,000-host fleet that is hundreds of thousands of questions, and
+// walking the rules port piece by port piece (evaluator.ts) was too slow for it.
+//
+// How: each rule is read once into plain fields; for one "view" (chain, protocol, state,
+// interfaces, the host's own address, the port that stays fixed) every condition that does not
+// involve the peer or the varying port is decided once, leaving a short list of entries
+// (peer address?, port set, target). Answering for a peer is then a walk over that list with
+// port sets, and a peer no entry names gets the answer computed once for all such peers.
+//
+// Exactness: this mirrors evaluator.ts, which stays the reference (a property test compares
+// them). Whatever it does not model exactly — an unsupported match, a hop-limit condition on a
+// packet that could match, a jump to a missing chain — makes the view undefined, and callers
+// fall back to the evaluator, which notes what it cannot judge.
+
+import {
+  interfaceMatches,
+  KNOWN_MODULES,
+  MAX_DEPTH,
+  NON_TERMINATING_TARGETS,
+  parsePortList,
+  parsePortRange,
+  protocolName,
+  type BuiltInChain,
+  type ConnectionState,
+} from './evaluator.js';
+import {networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
+import type {PortRange, Ruleset, Table} from './model.js';
+
+// ---------------------------------------------------------------------------
+// Port sets: sorted, disjoint, non-adjacent inclusive ranges, flat: [first0, last0, first1, ...]
+
+export type PortSet = readonly number[];
+const FIRST_PORT = 1;
+const LAST_PORT = 65535;
+export const ALL_PORTS: PortSet = Object.freeze([FIRST_PORT, LAST_PORT]);
+const NO_PORTS: PortSet = Object.freeze([]);
+
+export function intersectPorts(a: PortSet, b: PortSet): PortSet {
+  if (a.length === 0 || b.length === 0) return NO_PORTS;
+  if (b === ALL_PORTS) return a;
+  if (a === ALL_PORTS) return b;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length && j < b.length) {
+    const first = Math.max(a[i] as number, b[j] as number);
+    const last = Math.min(a[i + 1] as number, b[j + 1] as number);
+    if (first <= last) out.push(first, last);
+    if ((a[i + 1] as number) < (b[j + 1] as number)) i += 2;
+    else j += 2;
+  }
+  return out;
+}
+
+export function subtractPorts(a: PortSet, b: PortSet): PortSet {
+  if (a.length === 0 || b.length === 0) return a;
+  if (b === ALL_PORTS || a === b) return NO_PORTS;
+  const out: number[] = [];
+  let j = 0;
+  for (let i = 0; i < a.length; i += 2) {
+    let first = a[i] as number;
+    const last = a[i + 1] as number;
+    while (j < b.length && (b[j + 1] as number) < first) j += 2;
+    let k = j;
+    while (k < b.length && (b[k] as number) <= last && first <= last) {
+      if ((b[k] as number) > first) out.push(first, (b[k] as number) - 1);
+      first = (b[k + 1] as number) + 1;
+      k += 2;
+    }
+    if (first <= last) out.push(first, last);
+  }
+  return out;
+}
+
+export function unionPorts(a: PortSet, b: PortSet): PortSet {
+  if (a.length === 0) return b;
+  if (b.length === 0) return a;
+  const out: number[] = [];
+  let i = 0;
+  let j = 0;
+  while (i < a.length || j < b.length) {
+    let first: number;
+    let last: number;
+    if (j >= b.length || (i < a.length && (a[i] as number) <= (b[j] as number))) {
+      first = a[i] as number;
+      last = a[i + 1] as number;
+      i += 2;
+    } else {
+      first = b[j] as number;
+      last = b[j + 1] as number;
+      j += 2;
+    }
+    const end = out.length - 1;
+    if (end > 0 && first <= (out[end] as number) + 1) out[end] = Math.max(out[end] as number, last);
+    else out.push(first, last);
+  }
+  return out;
+}
+
+function portSetOf(ranges: readonly {first: number; last: number}[]): PortSet {
+  let set: PortSet = NO_PORTS;
+  for (const range of ranges) {
+    const first = Math.max(FIRST_PORT, range.first);
+    const last = Math.min(LAST_PORT, range.last);
+    if (first <= last) set = unionPorts(set, [first, last]);
+  }
+  return set;
+}
+
+function portsContain(set: PortSet, port: number): boolean {
+  for (let i = 0; i < set.length; i += 2) if (port >= (set[i] as number) && port <= (set[i + 1] as number)) return true;
+  return false;
+}
+
+export function portSetToRanges(set: PortSet): PortRange[] {
+  const ranges: PortRange[] = [];
+  for (let i = 0; i < set.length; i += 2) ranges.push({first: set[i] as number, last: set[i + 1] as number});
+  return ranges;
+}
+
+// Addresses and `-s`/`-d` networks recur across a fleet's rulesets: each spelling is parsed once.
+const CACHE_LIMIT = 200_000;
+const addressCache = new Map<string, IpAddress | undefined>();
+const networkCache = new Map<string, IpNetwork | undefined>();
+
+function cachedAddress(text: string): IpAddress | undefined {
+  let address = addressCache.get(text);
+  if (address === undefined && !addressCache.has(text)) {
+    if (addressCache.size >= CACHE_LIMIT) addressCache.clear();
+    address = parseAddress(text);
+    addressCache.set(text, address);
+  }
+  return address;
+}
+
+function cachedNetwork(text: string): IpNetwork | undefined {
+  let network = networkCache.get(text);
+  if (network === undefined && !networkCache.has(text)) {
+    if (networkCache.size >= CACHE_LIMIT) networkCache.clear();
+    network = parseNetwork(text);
+    networkCache.set(text, network);
+  }
+  return network;
+}
+
+// ---------------------------------------------------------------------------
+// Reading rules into plain fields (the same token walk as evaluator.ts's compileRuleText)
+
+interface AddressMatch {
+  readonly network: IpNetwork;
+  readonly negate: boolean;
+}
+interface NameMatch {
+  readonly pattern: string;
+  readonly negate: boolean;
+}
+interface PortMatch {
+  readonly field: 'sourcePort' | 'destinationPort' | 'both';
+  readonly ranges: readonly {first: number; last: number}[];
+  readonly negate: boolean;
+}
+
+type RuleTarget =
+  | {readonly kind: 'accept' | 'drop' | 'return' | 'pass'}
+  | {readonly kind: 'jump' | 'goto'; readonly chain: string};
+
+interface ReadRule {
+  readonly source: AddressMatch[];
+  readonly destination: AddressMatch[];
+  readonly inInterface: NameMatch[];
+  readonly outInterface: NameMatch[];
+  /** Every protocol test: `-p` (maybe negated) and the protocol a match module needs. */
+  readonly protocols: {readonly names: readonly string[]; readonly negate: boolean}[];
+  readonly states: {readonly states: readonly string[]; readonly negate: boolean}[];
+  readonly ports: PortMatch[];
+  /** A condition that never holds (`-f`, `! -p all`, `! --icmp-type any`). */
+  never: boolean;
+  /** Conditions on ICMP type or hop limit: unknown for a TCP/UDP packet that reaches them. */
+  unknowable: boolean;
+  target: RuleTarget;
+}
+
+const readCache = new WeakMap<readonly string[], ReadRule | null>();
+
+/** The rule's fields, or undefined when a part of it is not modelled (the evaluator would note it). */
+function readRule(spec: readonly string[]): ReadRule | undefined {
+  let read = readCache.get(spec);
+  if (read === undefined) {
+    read = readSpec(spec) ?? null;
+    readCache.set(spec, read);
+  }
+  return read ?? undefined;
+}
+
+function readSpec(tokens: readonly string[]): ReadRule | undefined {
+  const rule: ReadRule = {
+    source: [], destination: [], inInterface: [], outInterface: [], protocols: [], states: [], ports: [],
+    never: false, unknowable: false, target: {kind: 'pass'},
+  };
+  let module: string | undefined;
+  let protocol: string | undefined;
+  let position = 0;
+  while (position < tokens.length) {
+    let negate = false;
+    let option = tokens[position++] as string;
+    if (option === '!') {
+      negate = true;
+      const following = tokens[position++];
+      if (following === undefined) return undefined;
+      option = following;
+    }
+    const value = tokens[position];
+    switch (option) {
+      case '-s': case '--source': case '--src':
+      case '-d': case '--destination': case '--dst': {
+        if (value === undefined) return undefined;
+        position += 1;
+        const network = cachedNetwork(value);
+        if (!network) return undefined;
+        (option.startsWith('-s') || option.startsWith('--s') ? rule.source : rule.destination).push({network, negate});
+        break;
+      }
+      case '-i': case '--in-interface':
+      case '-o': case '--out-interface':
+        if (value === undefined) return undefined;
+        position += 1;
+        (option === '-i' || option === '--in-interface' ? rule.inInterface : rule.outInterface).push({pattern: value, negate});
+        break;
+      case '-p': case '--protocol': {
+        if (value === undefined) return undefined;
+        position += 1;
+        const name = protocolName(value);
+        protocol = negate ? undefined : name;
+        if (name === 'all') {
+          if (negate) rule.never = true;
+          break;
+        }
+        rule.protocols.push({names: [name], negate});
+        break;
+      }
+      case '-f': case '--fragment':
+        if (!negate) rule.never = true;
+        break;
+      case '-m': case '--match':
+        if (value === undefined) return undefined;
+        position += 1;
+        module = value;
+        if (!KNOWN_MODULES.has(module)) return undefined;
+        if (module === 'tcp' || module === 'udp') rule.protocols.push({names: [module], negate: false});
+        else if (module === 'multiport') rule.protocols.push({names: ['tcp', 'udp'], negate: false});
+        else if (module === 'icmp') rule.protocols.push({names: ['icmp'], negate: false});
+        else if (module === 'icmp6') rule.protocols.push({names: ['ipv6-icmp'], negate: false});
+        break;
+      case '-j': case '--jump': case '-g': case '--goto': {
+        if (value === undefined) return undefined;
+        position = tokens.length; // the target's own options do not change the walk
+        if (option === '-g' || option === '--goto') rule.target = {kind: 'goto', chain: value};
+        else if (value === 'ACCEPT') rule.target = {kind: 'accept'};
+        else if (value === 'DROP' || value === 'REJECT') rule.target = {kind: 'drop'};
+        else if (value === 'RETURN') rule.target = {kind: 'return'};
+        else if (NON_TERMINATING_TARGETS.has(value)) rule.target = {kind: 'pass'};
+        else rule.target = {kind: 'jump', chain: value};
+        break;
+      }
+      default: {
+        const owner = module ?? (protocol === 'tcp' || protocol === 'udp' ? protocol : undefined);
+        if (value === undefined || !readModuleOption(rule, owner, option, value, negate)) return undefined;
+        position += 1;
+      }
+    }
+  }
+  return rule;
+}
+
+const ICMP_TYPE_OPTIONS: Readonly<Record<string, string>> = {icmp: '--icmp-type', icmp6: '--icmpv6-type'};
+
+function readModuleOption(rule: ReadRule, module: string | undefined, option: string, value: string, negate: boolean): boolean {
+  const ports = (field: PortMatch['field'], list: boolean): boolean => {
+    const ranges = list ? parsePortList(value) : [parsePortRange(value)];
+    if (!ranges || ranges.some((range) => range === undefined)) return false;
+    rule.ports.push({field, ranges: ranges as {first: number; last: number}[], negate});
+    return true;
+  };
+  switch (module) {
+    case 'tcp':
+    case 'udp':
+      if (option === '--dport' || option === '--destination-port') return ports('destinationPort', false);
+      if (option === '--sport' || option === '--source-port') return ports('sourcePort', false);
+      return false;
+    case 'multiport':
+      if (option === '--dports' || option === '--destination-ports') return ports('destinationPort', true);
+      if (option === '--sports' || option === '--source-ports') return ports('sourcePort', true);
+      if (option === '--ports') return ports('both', true);
+      return false;
+    case 'conntrack':
+    case 'state':
+      if (option !== (module === 'state' ? '--state' : '--ctstate')) return false;
+      rule.states.push({states: value.split(','), negate});
+      return true;
+    case 'icmp':
+    case 'icmp6':
+      if (option !== ICMP_TYPE_OPTIONS[module]) return false;
+      // The module already requires an ICMP protocol; "any" always holds.
+      if (value === 'any') rule.never ||= negate;
+      else rule.unknowable = true;
+      return true;
+    case 'hl':
+    case 'ttl': {
+      const prefix = module === 'hl' ? '--hl-' : '--ttl-';
+      if (option !== `${prefix}eq` && option !== `${prefix}lt` && option !== `${prefix}gt`) return false;
+      if (!Number.isInteger(Number(value))) return false;
+      rule.unknowable = true;
+      return true;
+    }
+    case 'comment':
+      return option === '--comment';
+    case 'limit':
+      return option === '--limit' || option === '--limit-burst';
+    default:
+      return false;
+  }
+}
+
+// ---------------------------------------------------------------------------
+// Views
+
+/**
+ * The packets a view answers for, seen from the host whose ruleset it is ("own" address):
+ * - request-in: INPUT, NEW, from the peer to the varying destination port;
+ * - session-in: INPUT, ESTABLISHED, the same packet once the connection is open;
+ * - reply-out: OUTPUT, ESTABLISHED, back to the peer from the varying source port;
+ * - request-out: OUTPUT, NEW, to the peer's varying destination port;
+ * - reply-in: INPUT, ESTABLISHED, the peer's answer from the varying source port.
+ * The other port is always the ephemeral one the caller names.
+ */
+export type ViewKind = 'request-in' | 'session-in' | 'reply-out' | 'request-out' | 'reply-in';
+
+interface ViewShape {
+  readonly chain: BuiltInChain;
+  readonly protocol: 'tcp' | 'udp';
+  readonly state: ConnectionState;
+  readonly inInterface?: string;
+  readonly outInterface?: string;
+  /** The packet field holding the peer's address; the other one holds the host's own. */
+  readonly peerField: 'source' | 'destination';
+  /** The port field that varies; the other one is `fixedPort`. */
+  readonly portField: 'sourcePort' | 'destinationPort';
+  readonly fixedPort: number;
+}
+
+const KIND_SHAPES: Readonly<Record<ViewKind, {slot: number; chain: BuiltInChain; state: ConnectionState; inbound: boolean; peerField: 'source' | 'destination'; portField: 'sourcePort' | 'destinationPort'}>> = {
+  'request-in': {slot: 0, chain: 'INPUT', state: 'NEW', inbound: true, peerField: 'source', portField: 'destinationPort'},
+  'session-in': {slot: 1, chain: 'INPUT', state: 'ESTABLISHED', inbound: true, peerField: 'source', portField: 'destinationPort'},
+  'reply-out': {slot: 2, chain: 'OUTPUT', state: 'ESTABLISHED', inbound: false, peerField: 'destination', portField: 'sourcePort'},
+  'request-out': {slot: 3, chain: 'OUTPUT', state: 'NEW', inbound: false, peerField: 'destination', portField: 'destinationPort'},
+  'reply-in': {slot: 4, chain: 'INPUT', state: 'ESTABLISHED', inbound: true, peerField: 'source', portField: 'sourcePort'},
+};
+
+interface Entry {
+  readonly peer?: AddressMatch;
+  readonly ports: PortSet;
+  readonly kind: 'accept' | 'drop' | 'return' | 'jump' | 'goto';
+  readonly chain?: readonly Entry[];
+}
+
+export interface ChainView {
+  readonly family: 4 | 6;
+  readonly entries: readonly Entry[];
+  readonly policyAccepts: boolean;
+  /** Peer addresses some entry names exactly (with no wider network anywhere, the rest share one answer). */
+  readonly namedPeers: ReadonlySet<bigint>;
+  readonly networks: boolean;
+  unnamedAnswer?: PortSet;
+}
+
+/**
+ * A filter table as read, shared by every ruleset whose table has the same rules (the compiler
+ * shares identical specs, so a cluster's app servers, say, all have one): views are built and
+ * answered once for all of them.
+ */
+interface SharedTable {
+  readonly family: 4 | 6;
+  readonly chains: ReadonlyMap<string, readonly ReadRule[]>;
+  readonly declared: ReadonlySet<string>;
+  readonly policies: ReadonlyMap<string, string | null>;
+  /**
+   * Chains where some rule matches on a destination / source address (a view of any other
+   * chain ignores the host's own address). With user chains, a jump could lead anywhere: then
+   * every chain counts as matching when any rule does.
+   */
+  readonly matchesDestination: ReadonlySet<string>;
+  readonly matchesSource: ReadonlySet<string>;
+  /** Views per kind-and-protocol slot, each a short list (interfaces x own addresses x fixed ports). */
+  readonly views: {iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[][];
+}
+
+const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
+const sharedByTable = new WeakMap<Table, SharedTable | null>();
+const sharedByContent = new Map<string, SharedTable>();
+const ruleIds = new WeakMap<ReadRule, number>();
+let nextRuleId = 0;
+
+function sharedTable(table: Table, family: 4 | 6): SharedTable | undefined {
+  let shared = sharedByTable.get(table);
+  if (shared === undefined) {
+    shared = readShared(table, family) ?? null;
+    sharedByTable.set(table, shared);
+  }
+  return shared && shared.family === family ? shared : undefined;
+}
+
+function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
+  const chains = readTable(table);
+  // With fewer chains than MAX_DEPTH no walk without a loop nests that deep (a loop gives up).
+  if (!chains || table.chains.length >= MAX_DEPTH) return undefined;
+  let key = `${family}`;
+  for (const chain of table.chains) key += `|${chain.name}:${chain.policy ?? '-'}`;
+  for (const [name, rules] of chains) {
+    key += `|${name}`;
+    for (const rule of rules) {
+      let id = ruleIds.get(rule);
+      if (id === undefined) ruleIds.set(rule, (id = nextRuleId++));
+      key += `,${id}`;
+    }
+  }
+  let shared = sharedByContent.get(key);
+  if (!shared) {
+    const matchesDestination = new Set<string>();
+    const matchesSource = new Set<string>();
+    for (const [name, rules] of chains) {
+      if (rules.some((rule) => rule.destination.length > 0)) matchesDestination.add(name);
+      if (rules.some((rule) => rule.source.length > 0)) matchesSource.add(name);
+    }
+    const userChains = table.chains.some((chain) => chain.policy === null) || [...chains.keys()].some((name) => !BUILT_IN.has(name));
+    if (userChains) {
+      for (const set of [matchesDestination, matchesSource]) {
+        if (set.size > 0) for (const name of [...BUILT_IN, ...chains.keys()]) set.add(name);
+      }
+    }
+    shared = {
+      family, chains, matchesDestination, matchesSource, views: [],
+      declared: new Set(table.chains.map((chain) => chain.name)),
+      policies: new Map(table.chains.map((chain) => [chain.name, chain.policy])),
+    };
+    if (sharedByContent.size >= 50_000) sharedByContent.clear();
+    sharedByContent.set(key, shared);
+  }
+  return shared;
+}
+
+/**
+ * The view of a ruleset for one kind of packet, cached. `iface` is the interface the packet
+ * arrives on (inbound kinds) or leaves by (outbound kinds). Undefined when some rule such a
+ * packet can reach is not modelled exactly (then ask the evaluator).
+ */
+export function chainView(
+  ruleset: Ruleset,
+  kind: ViewKind,
+  protocol: 'tcp' | 'udp',
+  iface: string | undefined,
+  ownAddress: string,
+  fixedPort: number,
+): ChainView | undefined {
+  const own = cachedAddress(ownAddress);
+  if (!own || own.family !== ruleset.family) return undefined;
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return ACCEPT_EVERYTHING[ruleset.family];
+  const shared = sharedTable(table, ruleset.family);
+  if (!shared) return undefined;
+  const shape = KIND_SHAPES[kind];
+  const slot = shape.slot * 2 + (protocol === 'udp' ? 1 : 0);
+  // The host's own address matters only when some rule matches on its side of the packet.
+  const ownKey = (shape.peerField === 'source' ? shared.matchesDestination : shared.matchesSource).has(shape.chain) ? ownAddress : '';
+  let list = shared.views[slot];
+  if (!list) shared.views[slot] = list = [];
+  for (const known of list) {
+    if (known.iface === iface && known.own === ownKey && known.fixedPort === fixedPort) return known.view;
+  }
+  const side = iface === undefined ? {} : shape.inbound ? {inInterface: iface} : {outInterface: iface};
+  const view = buildView(shared, {chain: shape.chain, protocol, state: shape.state, ...side, peerField: shape.peerField, portField: shape.portField, fixedPort}, own);
+  list.push({iface, own: ownKey, fixedPort, view});
+  return view;
+}
+
+/** No filter table: everything passes. */
+const ACCEPT_EVERYTHING: Readonly<Record<4 | 6, ChainView>> = {
+  4: {family: 4, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false, unnamedAnswer: ALL_PORTS},
+  6: {family: 6, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false, unnamedAnswer: ALL_PORTS},
+};
+
+function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainView | undefined {
+  const namedPeers = new Set<bigint>();
+  let networks = false;
+  const reduced = new Map<string, readonly Entry[] | null>();
+
+  const reduce = (name: string, depth: number): readonly Entry[] | undefined => {
+    const known = reduced.get(name);
+    if (known !== undefined) return known ?? undefined;
+    reduced.set(name, null); // a jump back into a chain being read is a loop: give up
+    const entries: Entry[] = [];
+    for (const rule of table.chains.get(name) ?? []) {
+      const ports = rulePorts(rule, shape, own);
+      if (ports === null) continue;
+      if (ports === undefined) return undefined;
+      const peerMatches = shape.peerField === 'source' ? rule.source : rule.destination;
+      if (peerMatches.length > 1) return undefined; // iptables allows one; not worth modelling
+      const peer = peerMatches[0];
+      const target = rule.target;
+      if (target.kind === 'pass') continue;
+      if (target.kind === 'jump' || target.kind === 'goto') {
+        if (!table.declared.has(target.chain) || depth >= MAX_DEPTH) return undefined;
+        const sub = reduce(target.chain, depth + 1);
+        if (!sub) return undefined;
+        entries.push(peer ? {peer, ports, kind: target.kind, chain: sub} : {ports, kind: target.kind, chain: sub});
+      } else {
+        entries.push(peer ? {peer, ports, kind: target.kind} : {ports, kind: target.kind});
+      }
+      if (peer) {
+        const single = peer.network.mask === (peer.network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6);
+        if (single && !peer.negate) namedPeers.add(peer.network.value);
+        else networks = true;
+      } else if (ports === ALL_PORTS && target.kind !== 'jump') {
+        // Nothing gets past a verdict, RETURN or goto that holds for every peer and port (the
+        // replies rule, for ESTABLISHED packets): the rules after it are never reached.
+        break;
+      }
+    }
+    reduced.set(name, entries);
+    return entries;
+  };
+
+  const entries = reduce(shape.chain, 0);
+  if (!entries) return undefined;
+  return {family: table.family, entries, policyAccepts: (table.policies.get(shape.chain) ?? 'ACCEPT') !== 'DROP', namedPeers, networks};
+}
+
+const ALL_ONES_V4 = (1n << 32n) - 1n;
+const ALL_ONES_V6 = (1n << 128n) - 1n;
+
+const tableCache = new WeakMap<Table, Map<string, ReadRule[]> | null>();
+
+function readTable(table: Table): Map<string, ReadRule[]> | undefined {
+  let chains = tableCache.get(table);
+  if (chains === undefined) {
+    chains = new Map();
+    for (const rule of table.rules) {
+      const read = readRule(rule.spec);
+      if (!read) {
+        chains = null;
+        break;
+      }
+      const list = chains.get(rule.chain);
+      if (list) list.push(read);
+      else chains.set(rule.chain, [read]);
+    }
+    tableCache.set(table, chains);
+  }
+  return chains ?? undefined;
+}
+
+const portSetCache = new WeakMap<PortMatch, PortSet>();
+
+/**
+ * A rule with everything fixed decided: the ports of the varying field it can match (null when
+ * it cannot match at all; undefined when it could and has a condition that cannot be judged).
+ */
+function rulePorts(rule: ReadRule, shape: ViewShape, own: IpAddress): PortSet | null | undefined {
+  if (rule.never) return null;
+  for (const test of rule.protocols) if (test.names.includes(shape.protocol) === test.negate) return null;
+  for (const test of rule.inInterface) if (interfaceMatches(test.pattern, shape.inInterface) === test.negate) return null;
+  for (const test of rule.outInterface) if (interfaceMatches(test.pattern, shape.outInterface) === test.negate) return null;
+  for (const test of rule.states) if (test.states.includes(shape.state) === test.negate) return null;
+  const ownMatches = shape.peerField === 'source' ? rule.destination : rule.source;
+  for (const test of ownMatches) if (networkContains(test.network, own) === test.negate) return null;
+  let ports: PortSet = ALL_PORTS;
+  for (const test of rule.ports) {
+    const fixedIn = test.ranges.some((range) => shape.fixedPort >= range.first && shape.fixedPort <= range.last);
+    if (test.field === 'both') {
+      // Either port in the list: with the fixed one in it, the rule holds whatever the other is.
+      if (fixedIn) {
+        if (test.negate) return null;
+        continue;
+      }
+    } else if (test.field !== shape.portField) {
+      if (fixedIn === test.negate) return null;
+      continue;
+    }
+    let set = portSetCache.get(test);
+    if (!set) {
+      set = portSetOf(test.ranges);
+      if (test.negate) set = subtractPorts(ALL_PORTS, set);
+      portSetCache.set(test, set);
+    }
+    ports = intersectPorts(ports, set);
+  }
+  if (ports.length === 0) return null;
+  // Every remaining condition could hold: an unknowable one would be noted by the evaluator.
+  return rule.unknowable ? undefined : ports;
+}
+
+/**
+ * Every address or network the filter table's rules match on (either direction, negated or
+ * not), read from the parsed rules; undefined when a rule is not read (ask the token scan).
+ */
+export function matchedNetworks(ruleset: Ruleset): readonly IpNetwork[] | undefined {
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return [];
+  const chains = readTable(table);
+  if (!chains) return undefined;
+  const networks = new Set<IpNetwork>();
+  for (const rules of chains.values()) {
+    for (const rule of rules) {
+      for (const match of rule.source) networks.add(match.network);
+      for (const match of rule.destination) networks.add(match.network);
+    }
+  }
+  return [...networks];
+}
+
+const definedCache = new WeakMap<SharedTable, {tcp?: boolean; udp?: boolean}>();
+
+/**
+ * True when every view of this ruleset for this protocol is defined (for own addresses of its
+ * family): no rule that admits the protocol has an unjudgeable condition or two peer
+ * addresses, every jump lands in a declared chain and no jumps loop. Callers may then skip
+ * fetching views once an earlier check has closed everything.
+ */
+export function viewsDefined(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return true;
+  const shared = sharedTable(table, ruleset.family);
+  if (!shared) return false;
+  let cached = definedCache.get(shared);
+  if (!cached) definedCache.set(shared, (cached = {}));
+  let defined = cached[protocol];
+  if (defined === undefined) {
+    defined = computeDefined(shared, protocol);
+    cached[protocol] = defined;
+  }
+  return defined;
+}
+
+function computeDefined(table: SharedTable, protocol: 'tcp' | 'udp'): boolean {
+  const jumps = new Map<string, string[]>();
+  for (const [name, rules] of table.chains) {
+    for (const rule of rules) {
+      if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
+      if (rule.unknowable || rule.source.length > 1 || rule.destination.length > 1) return false;
+      const target = rule.target;
+      if (target.kind !== 'jump' && target.kind !== 'goto') continue;
+      if (!table.declared.has(target.chain)) return false;
+      const list = jumps.get(name);
+      if (list) list.push(target.chain);
+      else jumps.set(name, [target.chain]);
+    }
+  }
+  // A loop in the jumps would make a view give up.
+  const state = new Map<string, 'open' | 'done'>();
+  const loops = (name: string): boolean => {
+    const seen = state.get(name);
+    if (seen === 'open') return true;
+    if (seen === 'done') return false;
+    state.set(name, 'open');
+    for (const next of jumps.get(name) ?? []) if (loops(next)) return true;
+    state.set(name, 'done');
+    return false;
+  };
+  return ![...jumps.keys()].some(loops);
+}
+
+const quietCache = new WeakMap<Ruleset, {tcp?: boolean; udp?: boolean}>();
+
+/**
+ * True when the evaluator can never note an unjudgeable rule for a packet of this protocol
+ * (with both ports, no ICMP type, no hop limit): every rule is read, none that admits the
+ * protocol has an ICMP-type or hop-limit condition, every jump lands in a declared chain.
+ * False means "maybe" (ask evaluator.ts's mayReportUncertainty).
+ */
+export function surelyQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
+  let cached = quietCache.get(ruleset);
+  if (!cached) quietCache.set(ruleset, (cached = {}));
+  let quiet = cached[protocol];
+  if (quiet === undefined) {
+    quiet = computeQuiet(ruleset, protocol);
+    cached[protocol] = quiet;
+  }
+  return quiet;
+}
+
+function computeQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
+  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+  if (!table) return true;
+  const chains = readTable(table);
+  if (!chains || table.chains.length >= MAX_DEPTH) return false;
+  const declared = new Set(table.chains.map((chain) => chain.name));
+  for (const rules of chains.values()) {
+    for (const rule of rules) {
+      if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
+      if (rule.unknowable) return false;
+      if ((rule.target.kind === 'jump' || rule.target.kind === 'goto') && !declared.has(rule.target.chain)) return false;
+    }
+  }
+  return true;
+}
+
+// ---------------------------------------------------------------------------
+// Answers
+
+function peerMatches(match: AddressMatch, peer: IpAddress | undefined): boolean {
+  // undefined: a peer no entry names (only used when every peer match is a single address).
+  const inside = peer !== undefined && networkContains(match.network, peer);
+  return inside !== match.negate;
+}
+
+/** Walks entries for the ports in `open`; accepted ports are added to `verdicts.accepted`; returns what comes back. */
+function walk(entries: readonly Entry[], peer: IpAddress | undefined, start: PortSet, verdicts: {accepted: PortSet}): PortSet {
+  let open = start;
+  let returned: PortSet = NO_PORTS;
+  for (const entry of entries) {
+    if (open.length === 0) break;
+    if (entry.peer && !peerMatches(entry.peer, peer)) continue;
+    const matching = intersectPorts(open, entry.ports);
+    if (matching.length === 0) continue;
+    switch (entry.kind) {
+      case 'accept':
+        verdicts.accepted = unionPorts(verdicts.accepted, matching);
+        open = subtractPorts(open, matching);
+        break;
+      case 'drop':
+        open = subtractPorts(open, matching);
+        break;
+      case 'return':
+        returned = unionPorts(returned, matching);
+        open = subtractPorts(open, matching);
+        break;
+      case 'jump': {
+        const back = walk(entry.chain as readonly Entry[], peer, matching, verdicts);
+        open = unionPorts(subtractPorts(open, matching), back);
+        break;
+      }
+      case 'goto': {
+        const back = walk(entry.chain as readonly Entry[], peer, matching, verdicts);
+        returned = unionPorts(returned, back);
+        open = subtractPorts(open, matching);
+        break;
+      }
+    }
+  }
+  return unionPorts(returned, open);
+}
+
+function answer(view: ChainView, peer: IpAddress | undefined): PortSet {
+  const verdicts = {accepted: NO_PORTS};
+  const fallThrough = walk(view.entries, peer, ALL_PORTS, verdicts);
+  return view.policyAccepts ? unionPorts(verdicts.accepted, fallThrough) : verdicts.accepted;
+}
+
+
+/** The ports (of the varying field) at which the view's chain accepts the packet from/to `peer`. */
+export function acceptedPorts(view: ChainView, peer: string): PortSet {
+  const address = cachedAddress(peer);
+  if (!address || address.family !== view.family) throw new Error(`packet address ${peer} is not an IPv${view.family} address`);
+  if (!view.networks && !view.namedPeers.has(address.value)) return (view.unnamedAnswer ??= answer(view, undefined));
+  return answer(view, address);
+}
+
+/** Does the view's chain accept the packet from/to `peer` at this port? */
+export function acceptsAt(view: ChainView, peer: string, port: number): boolean {
+  return portsContain(acceptedPorts(view, peer), port);
+}

@@ -1,0 +1,241 @@
+// Port-set views (source/core/port-sets.ts) answer "at which ports does this chain accept a
+// packet from this peer" without walking the rules port by port. The evaluator is the
+// reference: for random rulesets (negations, user chains, RETURN, goto, multiport, states,
+// interfaces, conditions the views cannot judge) every defined view must agree with it at
+// every port that matters, and a view must only exist where the evaluator has nothing to note.
+import fc from 'fast-check';
+import {describe, expect, it} from 'vitest';
+import {evaluate, type Packet} from '../../source/core/evaluator.js';
+import type {Chain, Rule, Ruleset} from '../../source/core/model.js';
+import {parseIptablesSave} from '../../source/core/iptables-save.js';
+import {
+  acceptedPorts,
+  acceptsAt,
+  ALL_PORTS,
+  chainView,
+  intersectPorts,
+  portSetToRanges,
+  subtractPorts,
+  unionPorts,
+  viewsDefined,
+  type PortSet,
+  type ViewKind,
+} from '../../source/core/port-sets.js';
+
+// ---------------------------------------------------------------------------
+// Port-set arithmetic against plain sets of numbers (on a small port space)
+
+const SMALL = 40;
+const smallSet = fc
+  .array(fc.tuple(fc.integer({min: 1, max: SMALL}), fc.integer({min: 0, max: 6})), {maxLength: 5})
+  .map((pairs) => pairs.reduce<PortSet>((set, [first, width]) => unionPorts(set, [first, Math.min(SMALL, first + width)]), []));
+
+function members(set: PortSet): Set<number> {
+  const out = new Set<number>();
+  for (const {first, last} of portSetToRanges(set)) for (let port = first; port <= last; port += 1) out.add(port);
+  return out;
+}
+
+function wellFormed(set: PortSet): boolean {
+  for (let index = 0; index < set.length; index += 2) {
+    if ((set[index] as number) > (set[index + 1] as number)) return false;
+    if (index > 0 && (set[index] as number) <= (set[index - 1] as number) + 1) return false; // sorted, not touching
+  }
+  return set.length % 2 === 0;
+}
+
+describe('port sets', () => {
+  it('intersect, subtract and union equal the set operations, and stay sorted and merged', () => {
+    fc.assert(
+      fc.property(smallSet, smallSet, (a, b) => {
+        const [left, right] = [members(a), members(b)];
+        const expect_ = (set: PortSet, want: (port: number) => boolean): void => {
+          expect(wellFormed(set)).toBe(true);
+          for (let port = 1; port <= SMALL; port += 1) expect(members(set).has(port)).toBe(want(port));
+        };
+        expect_(intersectPorts(a, b), (port) => left.has(port) && right.has(port));
+        expect_(subtractPorts(a, b), (port) => left.has(port) && !right.has(port));
+        expect_(unionPorts(a, b), (port) => left.has(port) || right.has(port));
+      }),
+      {numRuns: 300},
+    );
+  });
+
+  it('treats the whole port space as 1-65535', () => {
+    expect(subtractPorts(ALL_PORTS, [1, 21, 23, 65535])).toEqual([22, 22]);
+    expect(portSetToRanges(unionPorts([1, 100], [101, 65535]))).toEqual([{first: 1, last: 65535}]);
+  });
+});
+
+// ---------------------------------------------------------------------------
+// Random rulesets
+
+const NETWORKS = ['10.0.0.1/32', '10.0.0.2/32', '10.0.0.0/24', '10.0.1.5/32', '0.0.0.0/0', '10.0.0.0/255.255.0.255'];
+const INTERFACES = ['eth0', 'eth1', 'eth+', 'lo'];
+const PORT_TEXT = ['22', '80', '443', '1000:2000', ':1023', '1024:', '50000', '79:81'];
+const PORT_LISTS = ['22,80,443', '80:90,443', '50000', '1:1023,8080'];
+const USER_CHAINS = ['ALPHA', 'BETA'];
+
+const maybeNot = fc.boolean().map((negate) => (negate ? ['!'] : []));
+const optional = (part: fc.Arbitrary<string[]>): fc.Arbitrary<string[]> => fc.oneof(fc.constant([] as string[]), part);
+
+const ruleSpec = fc
+  .tuple(
+    optional(fc.tuple(maybeNot, fc.constantFrom(...NETWORKS)).map(([not, net]) => [...not, '-s', net])),
+    optional(fc.tuple(maybeNot, fc.constantFrom(...NETWORKS)).map(([not, net]) => [...not, '-d', net])),
+    optional(fc.tuple(maybeNot, fc.constantFrom(...INTERFACES)).map(([not, name]) => [...not, '-i', name])),
+    optional(fc.tuple(maybeNot, fc.constantFrom(...INTERFACES)).map(([not, name]) => [...not, '-o', name])),
+    optional(fc.tuple(maybeNot, fc.constantFrom('tcp', 'udp', 'icmp', 'all', '6', '17')).map(([not, name]) => [...not, '-p', name])),
+    optional(
+      fc.oneof(
+        fc.tuple(fc.constantFrom('tcp', 'udp'), maybeNot, fc.constantFrom('--dport', '--sport'), fc.constantFrom(...PORT_TEXT)).map(([module, not, option, value]) => ['-m', module, ...not, option, value]),
+        fc.tuple(maybeNot, fc.constantFrom('--dports', '--sports', '--ports'), fc.constantFrom(...PORT_LISTS)).map(([not, option, value]) => ['-m', 'multiport', ...not, option, value]),
+        fc.tuple(maybeNot, fc.constantFrom('NEW', 'ESTABLISHED', 'RELATED,ESTABLISHED', 'INVALID', 'NEW,ESTABLISHED')).map(([not, states]) => ['-m', 'conntrack', ...not, '--ctstate', states]),
+        fc.constantFrom<string[]>(['-m', 'icmp', '--icmp-type', '8'], ['-m', 'icmp', '--icmp-type', 'any'], ['-m', 'hl', '--hl-eq', '255'], ['-m', 'recent', '--rcheck'], ['-f'], ['!', '-f']),
+      ),
+    ),
+    optional(fc.constant(['-m', 'comment', '--comment', 'a note'])),
+    fc.oneof(
+      fc.constantFrom<string[]>(['-j', 'ACCEPT'], ['-j', 'DROP'], ['-j', 'REJECT'], ['-j', 'RETURN'], ['-j', 'LOG'], []),
+      fc.tuple(fc.constantFrom('-j', '-g'), fc.constantFrom(...USER_CHAINS, 'MISSING')).map(([option, chain]) => [option, chain]),
+    ),
+  )
+  .map((parts) => parts.flat());
+
+const ruleset = fc
+  .record({
+    policies: fc.tuple(fc.constantFrom('ACCEPT', 'DROP'), fc.constantFrom('ACCEPT', 'DROP')),
+    input: fc.array(ruleSpec, {maxLength: 7}),
+    output: fc.array(ruleSpec, {maxLength: 4}),
+    alpha: fc.array(ruleSpec, {maxLength: 4}),
+    beta: fc.array(ruleSpec, {maxLength: 3}),
+  })
+  .map(({policies, input, output, alpha, beta}): Ruleset => {
+    const chains: Chain[] = [
+      {name: 'INPUT', policy: policies[0]},
+      {name: 'FORWARD', policy: 'DROP'},
+      {name: 'OUTPUT', policy: policies[1]},
+      {name: 'ALPHA', policy: null},
+      {name: 'BETA', policy: null},
+    ];
+    const rules: Rule[] = [
+      ...input.map((spec) => ({chain: 'INPUT', spec})),
+      ...output.map((spec) => ({chain: 'OUTPUT', spec})),
+      ...alpha.map((spec) => ({chain: 'ALPHA', spec})),
+      ...beta.map((spec) => ({chain: 'BETA', spec})),
+    ];
+    return {family: 4, tables: [{name: 'filter', chains, rules}]};
+  });
+
+const KINDS: readonly ViewKind[] = ['request-in', 'session-in', 'reply-out', 'request-out', 'reply-in'];
+const EPHEMERAL = 50000;
+/** Every boundary of the generated port texts, and a port on each side. */
+const PORTS = [1, 21, 22, 23, 79, 80, 81, 82, 90, 91, 442, 443, 444, 999, 1000, 1023, 1024, 2000, 2001, 8080, 49999, 50000, 50001, 65535];
+
+/** The packet a view kind stands for, at one port of the varying field. */
+function packetOf(kind: ViewKind, protocol: 'tcp' | 'udp', iface: string | undefined, own: string, peer: string, port: number): Packet {
+  const inbound = kind === 'request-in' || kind === 'session-in' || kind === 'reply-in';
+  const varyingSource = kind === 'reply-out' || kind === 'reply-in';
+  return {
+    chain: inbound ? 'INPUT' : 'OUTPUT',
+    protocol,
+    state: kind === 'request-in' || kind === 'request-out' ? 'NEW' : 'ESTABLISHED',
+    source: inbound ? peer : own,
+    destination: inbound ? own : peer,
+    sourcePort: varyingSource ? port : EPHEMERAL,
+    destinationPort: varyingSource ? EPHEMERAL : port,
+    ...(iface === undefined ? {} : inbound ? {inInterface: iface} : {outInterface: iface}),
+  };
+}
+
+describe('port-set views', () => {
+  it('agree with the evaluator at every port for random rulesets, and exist only where it notes nothing', () => {
+    let defined = 0;
+    let checked = 0;
+    fc.assert(
+      fc.property(
+        ruleset,
+        fc.constantFrom(...KINDS),
+        fc.constantFrom<'tcp' | 'udp'>('tcp', 'udp'),
+        fc.constantFrom(undefined, 'eth0', 'eth1', 'lo'),
+        fc.constantFrom('10.0.0.1', '10.0.0.9', '10.0.1.5'),
+        fc.constantFrom('10.0.0.1', '10.0.0.2', '10.0.0.77', '10.0.1.5', '192.0.2.1'),
+        (rules, kind, protocol, iface, own, peer) => {
+          checked += 1;
+          const view = chainView(rules, kind, protocol, iface, own, EPHEMERAL);
+          if (viewsDefined(rules, protocol)) expect(view).toBeDefined();
+          if (!view) return;
+          defined += 1;
+          const ports = acceptedPorts(view, peer);
+          for (const port of PORTS) {
+            const decision = evaluate(rules, packetOf(kind, protocol, iface, own, peer, port));
+            expect(decision.uncertain).toEqual([]);
+            expect(acceptsAt(view, peer, port)).toBe(decision.verdict === 'ACCEPT');
+            expect(portSetToRanges(ports).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
+          }
+        },
+      ),
+      {numRuns: 700},
+    );
+    // The comparison means something only if most random rulesets are read.
+    expect(defined).toBeGreaterThan(checked / 3);
+  }, 60_000);
+
+  it('sees the tutorial trap: an app that accepts --sport 80 from the balancer refuses its connections', () => {
+    const parsed = parseIptablesSave(
+      ['*filter', ':INPUT DROP [0:0]', ':FORWARD DROP [0:0]', ':OUTPUT ACCEPT [0:0]',
+        '-A INPUT -s 10.0.0.2/32 -i eth1 -p tcp -m tcp --sport 80 -j ACCEPT', 'COMMIT', ''].join('\n'),
+      4,
+    );
+    const view = chainView(parsed, 'request-in', 'tcp', 'eth1', '10.0.0.5', EPHEMERAL);
+    expect(view && acceptedPorts(view, '10.0.0.2')).toEqual([]);
+    // Its replies, though, are the packets that rule lets in.
+    const replies = chainView(parsed, 'reply-in', 'tcp', 'eth1', '10.0.0.5', EPHEMERAL);
+    expect(replies && portSetToRanges(acceptedPorts(replies, '10.0.0.2'))).toEqual([{first: 80, last: 80}]);
+  });
+
+  it('follows user chains: RETURN goes back, goto does not, and what the chain leaves falls to the policy', () => {
+    const table = {
+      family: 4 as const,
+      tables: [{
+        name: 'filter',
+        chains: [{name: 'INPUT', policy: 'ACCEPT'}, {name: 'FORWARD', policy: 'DROP'}, {name: 'OUTPUT', policy: 'ACCEPT'}, {name: 'GUARD', policy: null}],
+        rules: [
+          {chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'multiport', '--dports', '1:1023', '-j', 'GUARD']},
+          {chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '25', '-j', 'DROP']},
+          {chain: 'GUARD', spec: ['-s', '10.0.0.0/24', '-j', 'RETURN']},
+          {chain: 'GUARD', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '22', '-j', 'ACCEPT']},
+          {chain: 'GUARD', spec: ['-j', 'DROP']},
+        ],
+      }],
+    };
+    const view = chainView(table, 'request-in', 'tcp', 'eth0', '10.0.9.9', EPHEMERAL);
+    expect(view).toBeDefined();
+    // From inside 10.0.0.0/24: GUARD returns, port 25 is dropped after it, the policy accepts the rest.
+    expect(portSetToRanges(acceptedPorts(view!, '10.0.0.7'))).toEqual([{first: 1, last: 24}, {first: 26, last: 65535}]);
+    // From outside: GUARD accepts 22 and drops the other low ports.
+    expect(portSetToRanges(acceptedPorts(view!, '192.0.2.1'))).toEqual([{first: 22, last: 22}, {first: 1024, last: 65535}]);
+  });
+
+  it('gives up (undefined) where the evaluator would have something to note', () => {
+    const withHopLimit: Ruleset = {
+      family: 6,
+      tables: [{name: 'filter', chains: [{name: 'INPUT', policy: 'DROP'}], rules: [{chain: 'INPUT', spec: ['-m', 'hl', '--hl-eq', '255', '-j', 'ACCEPT']}]}],
+    };
+    expect(chainView(withHopLimit, 'request-in', 'tcp', 'eth0', 'fd00::1', EPHEMERAL)).toBeUndefined();
+    expect(evaluate(withHopLimit, packetOf('request-in', 'tcp', 'eth0', 'fd00::1', 'fd00::2', 22)).uncertain).not.toEqual([]);
+    // The same condition behind an ICMPv6 requirement never meets a TCP packet: readable.
+    const ndp: Ruleset = {
+      family: 6,
+      tables: [{name: 'filter', chains: [{name: 'INPUT', policy: 'DROP'}], rules: [{chain: 'INPUT', spec: ['-p', 'ipv6-icmp', '-m', 'icmp6', '--icmpv6-type', '135', '-m', 'hl', '--hl-eq', '255', '-j', 'ACCEPT']}]}],
+    };
+    const view = chainView(ndp, 'request-in', 'tcp', 'eth0', 'fd00::1', EPHEMERAL);
+    expect(view && acceptedPorts(view, 'fd00::2')).toEqual([]);
+  });
+
+  it('lets everything through when there is no filter table', () => {
+    const empty: Ruleset = {family: 4, tables: []};
+    const view = chainView(empty, 'request-in', 'udp', 'eth0', '10.0.0.1', EPHEMERAL);
+    expect(view && acceptedPorts(view, '10.0.0.2')).toEqual(ALL_PORTS);
+  });
+});
