@@ -48,6 +48,8 @@ interface Route {
   readonly inInterface: string;
   /** Present when the source is a fleet host: its OUTPUT must let the packet out too. */
   readonly sender?: {readonly ruleset: Ruleset; readonly outInterface?: string};
+  /** portsOnRoute's answers, once computed (the representatives' routes are asked twice). */
+  answers?: {tcp?: {ports: PortRange[]; uncertain: string[]}; udp?: {ports: PortRange[]; uncertain: string[]}};
 }
 
 // Each address's family is read once per process, not once per route (large fleets ask millions of times).
@@ -64,8 +66,25 @@ function firstOfFamily(addresses: readonly string[], family: Family): string | u
   return addresses.find((address) => familyOfAddress(address) === family);
 }
 
-function allOfFamily(addresses: readonly string[], family: Family): string[] {
-  return addresses.filter((address) => familyOfAddress(address) === family);
+// Address lists are stable per host (topology.ts spells each out once): split by family once.
+const byFamilyCache = new WeakMap<readonly string[], readonly [readonly string[], readonly string[]]>();
+function allOfFamily(addresses: readonly string[], family: Family): readonly string[] {
+  let split = byFamilyCache.get(addresses);
+  if (!split) {
+    split = [addresses.filter((address) => familyOfAddress(address) === 4), addresses.filter((address) => familyOfAddress(address) === 6)];
+    byFamilyCache.set(addresses, split);
+  }
+  return split[family === 4 ? 0 : 1];
+}
+
+// One sender object per ruleset and interface, shared by every route it sends on.
+const sendersCache = new WeakMap<Ruleset, Map<string, NonNullable<Route['sender']>>>();
+function senderOf(ruleset: Ruleset, outInterface: string | undefined): NonNullable<Route['sender']> {
+  let byInterface = sendersCache.get(ruleset);
+  if (!byInterface) sendersCache.set(ruleset, (byInterface = new Map()));
+  let sender = byInterface.get(outInterface ?? '');
+  if (!sender) byInterface.set(outInterface ?? '', (sender = {ruleset, ...(outInterface === undefined ? {} : {outInterface})}));
+  return sender;
 }
 
 /**
@@ -136,7 +155,7 @@ function fleetRoutes(source: FleetHost, destination: FleetHost): Route[] {
           sourceAddress,
           destinationAddress,
           inInterface: path.toInterface,
-          sender: {ruleset: rulesetOf(source, family), ...(path.fromInterface === undefined ? {} : {outInterface: path.fromInterface})},
+          sender: senderOf(rulesetOf(source, family), path.fromInterface),
         });
       }
     }
@@ -181,6 +200,17 @@ function uncertaintyNotes(host: string, decision: Decision): string[] {
  * get back (destination OUTPUT, sender INPUT, as ESTABLISHED).
  */
 function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, plain = false): {ports: PortRange[]; uncertain: string[]} {
+  if (!plain) {
+    const known = route.answers?.[protocol];
+    if (known) return known;
+    const answer = portsOnRouteUncached(route, destination, protocol, false);
+    (route.answers ??= {})[protocol] = answer;
+    return answer;
+  }
+  return portsOnRouteUncached(route, destination, protocol, plain);
+}
+
+function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Protocol, plain: boolean): {ports: PortRange[]; uncertain: string[]} {
   const inbound = rulesetOf(destination, route.family);
   if (!plain) {
     const ports = viewPortsOnRoute(route, inbound, protocol);
@@ -231,9 +261,21 @@ function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, 
  * every port at once. Undefined when a ruleset has a rule the views do not model (the caller
  * then walks the evaluator, which notes what it cannot judge).
  */
+let lastDestination: {inbound?: Ruleset; protocol?: Protocol; iface?: string; address?: string; requestIn?: ChainView; replyOut?: ChainView} = {};
+
 function viewPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol): PortRange[] | undefined {
   const sender = route.sender;
-  const destinationView = (kind: 'request-in' | 'reply-out') => chainView(inbound, kind, protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
+  const destinationView = (kind: 'request-in' | 'reply-out'): ChainView | undefined => {
+    // Every source of a destination asks for the same two views: the last ones are kept at hand.
+    const last = lastDestination;
+    if (last.inbound === inbound && last.protocol === protocol && last.iface === route.inInterface && last.address === route.destinationAddress) {
+      return kind === 'request-in' ? last.requestIn : last.replyOut;
+    }
+    const requestIn = chainView(inbound, 'request-in', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
+    const replyOut = chainView(inbound, 'reply-out', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
+    lastDestination = {inbound, protocol, iface: route.inInterface, address: route.destinationAddress, requestIn, replyOut};
+    return kind === 'request-in' ? requestIn : replyOut;
+  };
   const senderView = (kind: 'request-out' | 'reply-in', from: NonNullable<Route['sender']>) =>
     chainView(from.ruleset, kind, protocol, from.outInterface, route.sourceAddress, EPHEMERAL_PORT);
   // When every view is sure to exist, stop at the first check that closes everything (the
@@ -353,16 +395,17 @@ interface PendingCell {
 
 /** A source's cells for one protocol, one per family with a route, in route order. */
 function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Protocol, plain: boolean): PendingCell[] {
-  const byFamily = new Map<Family, PendingCell>();
+  const cells: PendingCell[] = []; // at most one per family, in route order
   for (const route of group.routes) {
+    const cell = cells.find((candidate) => candidate.family === route.family);
     if (group.knownClosed?.(route.family, protocol)) {
-      if (!byFamily.has(route.family)) byFamily.set(route.family, {source: route.source, family: route.family, ports: [], uncertain: [], first: route});
+      if (!cell) cells.push({source: route.source, family: route.family, ports: [], uncertain: [], first: route});
       continue;
     }
     const {ports, uncertain} = portsOnRoute(route, destination, protocol, plain);
-    const cell = byFamily.get(route.family);
     if (!cell) {
-      byFamily.set(route.family, {source: route.source, family: route.family, ports, uncertain, first: route});
+      // (A copy of the notes: the cell collects more, and the route keeps its answer.)
+      cells.push({source: route.source, family: route.family, ports, uncertain: [...uncertain], first: route});
       continue;
     }
     const common = intersect(cell.ports, ports);
@@ -374,7 +417,7 @@ function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Prot
     cell.ports = common;
     for (const note of uncertain) if (!cell.uncertain.includes(note)) cell.uncertain.push(note);
   }
-  return [...byFamily.values()];
+  return cells;
 }
 
 /**
@@ -385,12 +428,25 @@ function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Prot
  * between every pair (and notes the pairs that differ).
  */
 export function accessMatrix(hosts: readonly FleetHost[], options: AccessMatrixOptions = {}): AccessCell[] {
+  const cells: AccessCell[] = [];
+  forEachDestination(hosts, options, (_destination, mine) => {
+    for (const cell of mine) cells.push(cell);
+  });
+  return cells;
+}
+
+/** The matrix one destination at a time (its cells in matrix order), so a caller need not hold it all. */
+function forEachDestination(
+  hosts: readonly FleetHost[],
+  options: AccessMatrixOptions,
+  visit: (destination: FleetHost, cells: AccessCell[]) => void,
+): void {
   const taken = fleetAddresses(hosts);
   const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts);
-  const cells: AccessCell[] = [];
   for (const [destinationIndex, destination] of hosts.entries()) {
-    const groups: SourceGroup[] = [{routes: internetRoutes(destination)}];
+    const cells: AccessCell[] = [];
     const shortcut = index?.forDestination(destination, taken);
+    const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(destination)}];
     const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
     for (const sourceIndex of sources) {
       if (sourceIndex === destinationIndex) continue;
@@ -400,7 +456,7 @@ export function accessMatrix(hosts: readonly FleetHost[], options: AccessMatrixO
         ...(shortcut ? {knownClosed: (family: Family, protocol: Protocol) => shortcut.closed(sourceIndex, family, protocol)} : {}),
       });
     }
-    groups.push({routes: tenantRoutes(destination, taken)});
+    groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(destination, taken)});
     const byProtocol = PROTOCOLS.map((protocol) => groups.map((group) => cellsOfGroup(group, destination, protocol, index === undefined)));
     const omitted = groups.map((_group, groupIndex) =>
       options.omitClosed === true && byProtocol.every((perGroup) => (perGroup[groupIndex] ?? []).every((cell) => cell.ports.length === 0)),
@@ -413,8 +469,8 @@ export function accessMatrix(hosts: readonly FleetHost[], options: AccessMatrixO
         }
       }
     }
+    visit(destination, cells);
   }
-  return cells;
 }
 
 type Networks = readonly IpNetwork[] | 'unreadable';
@@ -519,13 +575,13 @@ class FleetIndex {
   forDestination(destination: FleetHost, taken: ReadonlySet<string>) {
     const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
-    const representativeClosed = new Map<string, boolean>();
+    const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
     let tenants: Route[] | undefined;
     let internet: Route[] | undefined;
     /** The representative on that side gets nothing in that family and protocol, and nothing is uncertain. */
     const closedFor = (side: 'public' | 'private', family: Family, protocol: Protocol): boolean => {
-      const key = `${side}|${family}|${protocol}`;
-      let closed = representativeClosed.get(key);
+      const key = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (protocol === 'tcp' ? 0 : 1);
+      let closed = representativeClosed[key];
       if (closed === undefined) {
         const {interfaces, addresses} = destination.facts;
         const reachable = interfaces[side] !== undefined && allOfFamily(addresses[side], family).length > 0;
@@ -544,13 +600,16 @@ class FleetIndex {
               return result.ports.length === 0 && result.uncertain.length === 0;
             });
         }
-        representativeClosed.set(key, closed);
+        representativeClosed[key] = closed;
       }
       return closed;
     };
     const sideOf = (sourceIndex: number): 'public' | 'private' =>
       destinationPrivate && this.hosts[sourceIndex]?.facts.interfaces.private !== undefined ? 'private' : 'public';
     return {
+      /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
+      internetRoutes: (): Route[] => (internet ??= internetRoutes(destination)),
+      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(destination, taken)),
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
         const singled = mentioned[family];
         if (singled === undefined || singled.has(sourceIndex) || this.uncertainSenders.has(sourceIndex)) return false;
@@ -620,16 +679,40 @@ export function summarizeAccess(hosts: readonly FleetHost[]): AccessEntry[] {
   return summarizeMatrix(accessMatrix(hosts), hosts.map((host) => host.name));
 }
 
-/** The same grouping, from a matrix already computed (the caller may want both). */
-export function summarizeMatrix(cells: readonly AccessCell[], hostOrder: readonly string[]): AccessEntry[] {
-  // Cells grouped by destination, then source (first-seen order), once: scanning the whole
-  // matrix per destination would grow with hosts².
+/**
+ * The summary of a whole fleet, destination by destination as the matrix is read (sources with
+ * no open port left out): the same entries as summarizeMatrix(accessMatrix(hosts, {omitClosed: true})),
+ * without holding every cell of a large fleet at once.
+ */
+export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[] {
+  const sourceRank = rankOfSources(hosts.map((host) => host.name));
+  const entries: AccessEntry[] = [];
+  forEachDestination(hosts, {omitClosed: true}, (destination, cells) => {
+    const bySource = new Map<string, AccessCell[]>();
+    for (const cell of cells) {
+      const list = bySource.get(cell.source);
+      if (list) list.push(cell);
+      else bySource.set(cell.source, [cell]);
+    }
+    summarizeDestination(destination.name, bySource, sourceRank, entries);
+  });
+  return entries;
+}
+
+/** Where a source sorts in a destination's lines: the internet first, fleet hosts in order, other tenants last. */
+function rankOfSources(hostOrder: readonly string[]): (source: string) => number {
   const rank = new Map<string, number>();
   hostOrder.forEach((name, position) => {
     if (!rank.has(name)) rank.set(name, position);
   });
-  const sourceRank = (source: string): number =>
-    source === INTERNET ? -1 : source === PRIVATE_TENANTS ? hostOrder.length : (rank.get(source) ?? -1);
+  return (source) => (source === INTERNET ? -1 : source === PRIVATE_TENANTS ? hostOrder.length : (rank.get(source) ?? -1));
+}
+
+/** The same grouping, from a matrix already computed (the caller may want both). */
+export function summarizeMatrix(cells: readonly AccessCell[], hostOrder: readonly string[]): AccessEntry[] {
+  // Cells grouped by destination, then source (first-seen order), once: scanning the whole
+  // matrix per destination would grow with hosts².
+  const sourceRank = rankOfSources(hostOrder);
   const byDestination = new Map<string, Map<string, AccessCell[]>>();
   for (const cell of cells) {
     let bySource = byDestination.get(cell.destination);
@@ -641,45 +724,54 @@ export function summarizeMatrix(cells: readonly AccessCell[], hostOrder: readonl
   const entries: AccessEntry[] = [];
   for (const destination of hostOrder) {
     const bySource = byDestination.get(destination);
-    if (!bySource) continue;
-    const sources = [...bySource.keys()].sort((a, b) => sourceRank(a) - sourceRank(b));
-    const byKey = new Map<string, AccessEntry>();
-    for (const source of sources) {
-      const mine = bySource.get(source) ?? [];
-      const portsOf = (family: Family, protocol: Protocol): PortRange[] | undefined => {
-        const cell = mine.find((candidate) => candidate.family === family && candidate.protocol === protocol);
-        return cell ? [...cell.ports] : undefined;
-      };
-      const uncertain = [...new Set(mine.flatMap((cell) => cell.uncertain))];
-      const families = FAMILIES.filter((family) => mine.some((cell) => cell.family === family));
-      const parts: {only?: Family; tcp: PortRange[]; udp: PortRange[]}[] = [];
-      if (families.length === 2) {
-        const pick = (protocol: Protocol) => ({v4: portsOf(4, protocol) ?? [], v6: portsOf(6, protocol) ?? []});
-        const tcp = pick('tcp');
-        const udp = pick('udp');
-        parts.push({tcp: intersect(tcp.v4, tcp.v6), udp: intersect(udp.v4, udp.v6)});
-        parts.push({only: 4, tcp: subtract(tcp.v4, tcp.v6), udp: subtract(udp.v4, udp.v6)});
-        parts.push({only: 6, tcp: subtract(tcp.v6, tcp.v4), udp: subtract(udp.v6, udp.v4)});
-      } else if (families.length === 1) {
-        const family = families[0] as Family;
-        parts.push({tcp: portsOf(family, 'tcp') ?? [], udp: portsOf(family, 'udp') ?? []});
-      }
-      for (const part of parts) {
-        if (part.tcp.length === 0 && part.udp.length === 0) continue;
-        const key = `${part.only ?? ''}|${formatPorts('tcp', part.tcp)}|${formatPorts('udp', part.udp)}`;
-        const existing = byKey.get(key);
-        if (existing) {
-          (existing.sources as string[]).push(source);
-          (existing.uncertain as string[]).push(...uncertain.filter((note) => !existing.uncertain.includes(note)));
-        } else {
-          const entry: AccessEntry = {destination, sources: [source], tcp: part.tcp, udp: part.udp, ...(part.only ? {only: part.only} : {}), uncertain: [...uncertain]};
-          byKey.set(key, entry);
-          entries.push(entry);
-        }
+    if (bySource) summarizeDestination(destination, bySource, sourceRank, entries);
+  }
+  return entries;
+}
+
+/** One destination's lines: sources with identical ports (and the same family note) share one. */
+function summarizeDestination(
+  destination: string,
+  bySource: ReadonlyMap<string, readonly AccessCell[]>,
+  sourceRank: (source: string) => number,
+  entries: AccessEntry[],
+): void {
+  const sources = [...bySource.keys()].sort((a, b) => sourceRank(a) - sourceRank(b));
+  const byKey = new Map<string, AccessEntry>();
+  for (const source of sources) {
+    const mine = bySource.get(source) ?? [];
+    const portsOf = (family: Family, protocol: Protocol): PortRange[] | undefined => {
+      const cell = mine.find((candidate) => candidate.family === family && candidate.protocol === protocol);
+      return cell ? [...cell.ports] : undefined;
+    };
+    const uncertain = [...new Set(mine.flatMap((cell) => cell.uncertain))];
+    const families = FAMILIES.filter((family) => mine.some((cell) => cell.family === family));
+    const parts: {only?: Family; tcp: PortRange[]; udp: PortRange[]}[] = [];
+    if (families.length === 2) {
+      const pick = (protocol: Protocol) => ({v4: portsOf(4, protocol) ?? [], v6: portsOf(6, protocol) ?? []});
+      const tcp = pick('tcp');
+      const udp = pick('udp');
+      parts.push({tcp: intersect(tcp.v4, tcp.v6), udp: intersect(udp.v4, udp.v6)});
+      parts.push({only: 4, tcp: subtract(tcp.v4, tcp.v6), udp: subtract(udp.v4, udp.v6)});
+      parts.push({only: 6, tcp: subtract(tcp.v6, tcp.v4), udp: subtract(udp.v6, udp.v4)});
+    } else if (families.length === 1) {
+      const family = families[0] as Family;
+      parts.push({tcp: portsOf(family, 'tcp') ?? [], udp: portsOf(family, 'udp') ?? []});
+    }
+    for (const part of parts) {
+      if (part.tcp.length === 0 && part.udp.length === 0) continue;
+      const key = `${part.only ?? ''}|${formatPorts('tcp', part.tcp)}|${formatPorts('udp', part.udp)}`;
+      const existing = byKey.get(key);
+      if (existing) {
+        (existing.sources as string[]).push(source);
+        (existing.uncertain as string[]).push(...uncertain.filter((note) => !existing.uncertain.includes(note)));
+      } else {
+        const entry: AccessEntry = {destination, sources: [source], tcp: part.tcp, udp: part.udp, ...(part.only ? {only: part.only} : {}), uncertain: [...uncertain]};
+        byKey.set(key, entry);
+        entries.push(entry);
       }
     }
   }
-  return entries;
 }
 
 /** `internet → haproxy-www tcp/80,443`, `wordpress-1, wordpress-2 → mysql-1 tcp/3306 (IPv4 only)`. */

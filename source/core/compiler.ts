@@ -575,14 +575,24 @@ function buildIcmpRules(family: Family): string[][] {
 // identity (the access summary's port-set views, the evaluator) then read each one once.
 const internedSpecs = new Map<string, readonly string[]>();
 
-/** Rules identical but for their comment add nothing: keep the first. */
-function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: readonly string[]): void {
-  const commentAt = spec.indexOf('--comment');
-  // (Without a comment the whole spec is the key; every rule written here has one.)
-  const kept = commentAt === -1 ? spec : [...spec.slice(0, commentAt), ...spec.slice(commentAt + 2)];
-  const key = `${chain}\u0000${kept.join('\u0000')}`;
-  if (seen.has(key)) return;
-  seen.add(key);
+/** A rule with its dedupe key (the spec without its comment) and its shared spec. */
+interface KeyedRule {
+  readonly key: string;
+  readonly rule: Rule;
+}
+
+function keyedRule(chain: string, spec: readonly string[]): KeyedRule {
+  // The key leaves out the comment (`--comment TEXT`); built in one pass, this runs for every rule of a fleet.
+  let key = chain;
+  let commentAt = -1;
+  for (let index = 0; index < spec.length; index += 1) {
+    if (spec[index] === '--comment' && commentAt === -1) {
+      commentAt = index;
+      index += 1;
+      continue;
+    }
+    key += `\u0000${spec[index]}`;
+  }
   const fullKey = commentAt === -1 ? key : `${key}\u0001${spec[commentAt + 1]}\u0001${commentAt}`;
   let shared = internedSpecs.get(fullKey);
   if (!shared) {
@@ -590,8 +600,54 @@ function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: reado
     shared = Object.freeze([...spec]);
     internedSpecs.set(fullKey, shared);
   }
-  rules.push({chain, spec: shared});
+  return {key, rule: {chain, spec: shared}};
 }
+
+/** Rules identical but for their comment add nothing: keep the first. */
+function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: readonly string[]): void {
+  pushKeyed(rules, seen, keyedRule(chain, spec));
+}
+
+function pushKeyed(rules: Rule[], seen: Set<string>, keyed: KeyedRule): void {
+  if (seen.has(keyed.key)) return;
+  seen.add(keyed.key);
+  rules.push(keyed.rule);
+}
+
+/**
+ * The rules every host of a family gets, in order, keyed once per process: INPUT's opening
+ * (loopback, ICMP before the conntrack checks — ICMPv6 neighbour discovery is never tracked,
+ * conntrack calls it INVALID —, replies, INVALID dropped, DHCPv6 replies) and, with
+ * strictOutbound, OUTPUT's.
+ */
+function commonRules(family: Family): {readonly input: readonly KeyedRule[]; readonly output: readonly KeyedRule[]} {
+  let common = commonRulesCache.get(family);
+  if (!common) {
+    const input = [
+      ['-i', 'lo', ...comment('loopback'), '-j', 'ACCEPT'],
+      ...icmpRules(family),
+      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...comment('replies'), '-j', 'ACCEPT'],
+      ['-m', 'conntrack', '--ctstate', 'INVALID', ...comment('invalid state'), '-j', 'DROP'],
+      // DHCPv6 answers a multicast request from a link-local server: conntrack never pairs them,
+      // so without this a DHCPv6-managed host loses its IPv6 address when the lease runs out.
+      ...(family === 6 ? [[...DHCPV6_REPLY, ...comment('dhcpv6 replies (link-local)'), '-j', 'ACCEPT']] : []),
+    ];
+    const output = [
+      ['-o', 'lo', ...comment('loopback'), '-j', 'ACCEPT'],
+      ...icmpRules(family),
+      ['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...comment('replies'), '-j', 'ACCEPT'],
+      ['-p', 'udp', '-m', 'udp', '--dport', '53', ...NEW, ...comment('dns out'), '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-m', 'tcp', '--dport', '53', ...NEW, ...comment('dns out'), '-j', 'ACCEPT'],
+      ['-p', 'udp', '-m', 'udp', '--dport', '123', ...NEW, ...comment('ntp out'), '-j', 'ACCEPT'],
+      ['-p', 'tcp', '-m', 'multiport', '--dports', '80,443', ...NEW, ...comment('http,https out'), '-j', 'ACCEPT'],
+      ...(family === 6 ? [[...DHCPV6_REQUEST, ...comment('dhcpv6 requests (link-local)'), '-j', 'ACCEPT']] : []),
+    ];
+    common = {input: input.map((spec) => keyedRule('INPUT', spec)), output: output.map((spec) => keyedRule('OUTPUT', spec))};
+    commonRulesCache.set(family, common);
+  }
+  return common;
+}
+const commonRulesCache = new Map<Family, {readonly input: readonly KeyedRule[]; readonly output: readonly KeyedRule[]}>();
 
 function buildRuleset(
   host: HostContext,
@@ -606,29 +662,16 @@ function buildRuleset(
   const input = (spec: readonly string[]): void => pushUnique(rules, seen, 'INPUT', spec);
   const output = (spec: readonly string[]): void => pushUnique(rules, seen, 'OUTPUT', spec);
 
-  // Order: loopback, ICMP (before the conntrack checks: ICMPv6 neighbour discovery is never
-  // tracked, conntrack calls it INVALID), replies, INVALID dropped, then the openings.
-  input(['-i', 'lo', ...comment('loopback'), '-j', 'ACCEPT']);
-  for (const rule of icmpRules(family)) input(rule);
-  input(['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...comment('replies'), '-j', 'ACCEPT']);
-  input(['-m', 'conntrack', '--ctstate', 'INVALID', ...comment('invalid state'), '-j', 'DROP']);
-  // DHCPv6 answers a multicast request from a link-local server: conntrack never pairs them,
-  // so without this a DHCPv6-managed host loses its IPv6 address when the lease runs out.
-  if (family === 6) input([...DHCPV6_REPLY, ...comment('dhcpv6 replies (link-local)'), '-j', 'ACCEPT']);
+  // Order: the common opening (commonRules), then the openings.
+  const common = commonRules(family);
+  for (const keyed of common.input) pushKeyed(rules, seen, keyed);
   for (const grant of received) {
     for (const rule of inputRules(grant, family)) input(rule);
   }
   if (options.logDrops) input(['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]);
 
   if (strictOutbound) {
-    output(['-o', 'lo', ...comment('loopback'), '-j', 'ACCEPT']);
-    for (const rule of icmpRules(family)) output(rule);
-    output(['-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', ...comment('replies'), '-j', 'ACCEPT']);
-    output(['-p', 'udp', '-m', 'udp', '--dport', '53', ...NEW, ...comment('dns out'), '-j', 'ACCEPT']);
-    output(['-p', 'tcp', '-m', 'tcp', '--dport', '53', ...NEW, ...comment('dns out'), '-j', 'ACCEPT']);
-    output(['-p', 'udp', '-m', 'udp', '--dport', '123', ...NEW, ...comment('ntp out'), '-j', 'ACCEPT']);
-    output(['-p', 'tcp', '-m', 'multiport', '--dports', '80,443', ...NEW, ...comment('http,https out'), '-j', 'ACCEPT']);
-    if (family === 6) output([...DHCPV6_REQUEST, ...comment('dhcpv6 requests (link-local)'), '-j', 'ACCEPT']);
+    for (const keyed of common.output) pushKeyed(rules, seen, keyed);
     for (const grant of held) {
       for (const rule of outputRules(grant, family)) output(rule);
     }

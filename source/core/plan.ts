@@ -1,6 +1,6 @@
 // A plan: the fleet compiled, and read back from the compiled rules — who can reach what, and
 // whether the operator's SSH path survives. Pure; the plan command, apply and the wizard share it.
-import {accessMatrix, summarizeMatrix, type AccessEntry, type FleetHost} from './access.js';
+import {summarizeFleetAccess, type AccessEntry, type FleetHost} from './access.js';
 import {compileFleet} from './compiler.js';
 import type {Inventory} from './inventory.js';
 import {checkLockout, operatorPaths, type LockoutFinding, type ResolvedSsh} from './lockout.js';
@@ -25,7 +25,7 @@ export function buildPlan(
 ): Plan {
   const compiled = compileFleet(inv, facts);
   const hosts: FleetHost[] = compiled.map((host) => ({name: host.host, facts: facts.get(host.host) as HostFacts, compiled: host}));
-  const access = options.withAccess === false ? [] : summarizeMatrix(accessMatrix(hosts, {omitClosed: true}), hosts.map((host) => host.name));
+  const access = options.withAccess === false ? [] : summarizeFleetAccess(hosts);
   const lockout = checkLockout(hosts, operatorPaths(inv, resolved));
   return {inventory: inv, hosts, access, lockout};
 }

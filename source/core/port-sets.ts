@@ -373,6 +373,8 @@ export interface ChainView {
   readonly namedPeers: ReadonlySet<bigint>;
   readonly networks: boolean;
   unnamedAnswer?: PortSet;
+  /** Answers for peers the entries name, once asked (hosts sharing a table ask for the same peers). */
+  namedAnswers?: Map<bigint, PortSet>;
 }
 
 /**
@@ -394,6 +396,8 @@ interface SharedTable {
   readonly matchesSource: ReadonlySet<string>;
   /** Views per kind-and-protocol slot, each a short list (interfaces x own addresses x fixed ports). */
   readonly views: {iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[][];
+  /** viewsDefined, per protocol, once computed. */
+  readonly defined: {tcp?: boolean; udp?: boolean};
 }
 
 const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
@@ -401,6 +405,18 @@ const sharedByTable = new WeakMap<Table, SharedTable | null>();
 const sharedByContent = new Map<string, SharedTable>();
 const ruleIds = new WeakMap<ReadRule, number>();
 let nextRuleId = 0;
+
+/** A ruleset's filter table as read: 'none' without one, undefined when not readable. Cached per ruleset. */
+const tableOfRuleset = new WeakMap<Ruleset, SharedTable | 'none' | null>();
+function rulesetTable(ruleset: Ruleset): SharedTable | 'none' | undefined {
+  let entry = tableOfRuleset.get(ruleset);
+  if (entry === undefined) {
+    const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
+    entry = table ? (sharedTable(table, ruleset.family) ?? null) : 'none';
+    tableOfRuleset.set(ruleset, entry);
+  }
+  return entry ?? undefined;
+}
 
 function sharedTable(table: Table, family: 4 | 6): SharedTable | undefined {
   let shared = sharedByTable.get(table);
@@ -440,7 +456,7 @@ function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
       }
     }
     shared = {
-      family, chains, matchesDestination, matchesSource, views: [],
+      family, chains, matchesDestination, matchesSource, views: [], defined: {},
       declared: new Set(table.chains.map((chain) => chain.name)),
       policies: new Map(table.chains.map((chain) => [chain.name, chain.policy])),
     };
@@ -465,9 +481,8 @@ export function chainView(
 ): ChainView | undefined {
   const own = cachedAddress(ownAddress);
   if (!own || own.family !== ruleset.family) return undefined;
-  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
-  if (!table) return ACCEPT_EVERYTHING[ruleset.family];
-  const shared = sharedTable(table, ruleset.family);
+  const shared = rulesetTable(ruleset);
+  if (shared === 'none') return ACCEPT_EVERYTHING[ruleset.family];
   if (!shared) return undefined;
   const shape = KIND_SHAPES[kind];
   const slot = shape.slot * 2 + (protocol === 'udp' ? 1 : 0);
@@ -619,8 +634,6 @@ export function matchedNetworks(ruleset: Ruleset): readonly IpNetwork[] | undefi
   return [...networks];
 }
 
-const definedCache = new WeakMap<SharedTable, {tcp?: boolean; udp?: boolean}>();
-
 /**
  * True when every view of this ruleset for this protocol is defined (for own addresses of its
  * family): no rule that admits the protocol has an unjudgeable condition or two peer
@@ -628,16 +641,13 @@ const definedCache = new WeakMap<SharedTable, {tcp?: boolean; udp?: boolean}>();
  * fetching views once an earlier check has closed everything.
  */
 export function viewsDefined(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
-  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
-  if (!table) return true;
-  const shared = sharedTable(table, ruleset.family);
+  const shared = rulesetTable(ruleset);
+  if (shared === 'none') return true;
   if (!shared) return false;
-  let cached = definedCache.get(shared);
-  if (!cached) definedCache.set(shared, (cached = {}));
-  let defined = cached[protocol];
+  let defined = shared.defined[protocol];
   if (defined === undefined) {
     defined = computeDefined(shared, protocol);
-    cached[protocol] = defined;
+    shared.defined[protocol] = defined;
   }
   return defined;
 }
@@ -763,7 +773,15 @@ export function acceptedPorts(view: ChainView, peer: string): PortSet {
   const address = cachedAddress(peer);
   if (!address || address.family !== view.family) throw new Error(`packet address ${peer} is not an IPv${view.family} address`);
   if (!view.networks && !view.namedPeers.has(address.value)) return (view.unnamedAnswer ??= answer(view, undefined));
-  return answer(view, address);
+  const answers = (view.namedAnswers ??= new Map());
+  let ports = answers.get(address.value);
+  if (!ports) {
+    ports = answer(view, address);
+    // With network matches every peer is answered on its own: keep the memo bounded.
+    if (answers.size >= 4096) answers.clear();
+    answers.set(address.value, ports);
+  }
+  return ports;
 }
 
 /** Does the view's chain accept the packet from/to `peer` at this port? */
