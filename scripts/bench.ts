@@ -2,17 +2,16 @@
 //   1. `apply --yes` on one host and on the six-host seed fleet, in the lab (real sshd, iptables,
 //      the bastion hop), and their ratio (target: fleet <= 1.5 x one host);
 //   2. `plan` on a generated 10,000-host inventory of small clusters with addresses given:
-//      parse, compile, buildPlan without and with the access summary (target: under 2 s), and
-//      the old all-to-all shape at 1,000 hosts (quadratic by nature; no target).
+//      parse, buildPlan without and with the access summary (target: under 2 s), each run cold in
+//      a fresh process on the built code, then the whole `isolate-wizard plan` command; and
+//      the old all-to-all shape (quadratic by nature; no target).
 // The lab part needs root. Each figure is run RUNS times; the median is printed.
 // BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone.
-import {readFileSync} from 'node:fs';
+import {spawnSync} from 'node:child_process';
+import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
-import {compileFleet} from '../source/core/compiler.js';
-import {factsFromInventory, parseInventoryText} from '../source/core/inventory.js';
-import type {HostFacts} from '../source/core/model.js';
-import {buildPlan} from '../source/core/plan.js';
 import {createLab, type Lab} from '../test/lab/lab.js';
 
 const RUNS = 3;
@@ -118,60 +117,65 @@ function clusteredInventory(count: number): string {
 }
 
 interface PlanFigures {
+  /** Read and validate the inventory. */
   parse: number;
-  compile: number;
+  /** buildPlan: compile, SSH path check and (with access) the access summary. */
   plan: number;
-  planWithAccess?: number;
 }
 
-/** One run: parse+validate, compileFleet, buildPlan without and (optionally) with the access summary. */
-function timePlan(text: string, withAccess: boolean): PlanFigures {
-  let start = performance.now();
-  const inventory = parseInventoryText(text, 'generated');
-  const facts = new Map<string, HostFacts>(inventory.hosts.map((host) => [host.name, factsFromInventory(host) as HostFacts]));
-  const parse = performance.now() - start;
-  start = performance.now();
-  compileFleet(inventory, facts);
-  const compile = performance.now() - start;
-  start = performance.now();
-  buildPlan(inventory, facts, undefined, {withAccess: false});
-  const plan = performance.now() - start;
-  if (!withAccess) return {parse, compile, plan};
-  start = performance.now();
-  buildPlan(inventory, facts, undefined, {withAccess: true});
-  return {parse, compile, plan, planWithAccess: performance.now() - start};
+/** One cold run in a fresh process (scripts/plan-figures.mjs) on the built code. */
+function timePlan(file: string, withAccess: boolean): PlanFigures {
+  const child = spawnSync(process.execPath, [path.join(import.meta.dirname, 'plan-figures.mjs'), file, withAccess ? 'access' : 'no-access'], {encoding: 'utf8', maxBuffer: 1 << 20});
+  if (child.status !== 0) throw new Error(`plan-figures failed: ${child.stderr.trim()}`);
+  return JSON.parse(child.stdout) as PlanFigures;
 }
 
-/** Medians over RUNS runs, each figure on its own. */
-function medianPlan(text: string, withAccess: boolean): PlanFigures & {runs: PlanFigures[]} {
-  const runs = Array.from({length: RUNS}, () => timePlan(text, withAccess));
-  const of = (pick: (figures: PlanFigures) => number | undefined): number => median(runs.map((figures) => pick(figures) ?? Number.NaN));
-  return {
-    parse: of((figures) => figures.parse),
-    compile: of((figures) => figures.compile),
-    plan: of((figures) => figures.plan),
-    ...(withAccess ? {planWithAccess: of((figures) => figures.planWithAccess)} : {}),
-    runs,
-  };
+/** The whole command as an operator runs it: node start, parse, plan, rendering 20,000 rulesets to /dev/null. */
+function timePlanCommand(file: string): number {
+  const start = performance.now();
+  const child = spawnSync(process.execPath, [path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js'), 'plan', '--inventory', file], {
+    stdio: ['ignore', 'ignore', 'pipe'],
+    env: {...process.env, CI: 'false'},
+  });
+  if (child.status !== 0) throw new Error(`isolate-wizard plan failed (${child.status}): ${child.stderr.toString().trim().split('\n').slice(-2).join(' | ')}`);
+  return performance.now() - start;
 }
 
-/** The plan figures: the clustered 10,000-host fleet (target), then the old quadratic shape at 1,000 hosts. */
+/** Medians over RUNS cold runs, each figure on its own. */
+function medianPlan(file: string, withAccess: boolean): PlanFigures & {runs: PlanFigures[]} {
+  const runs = Array.from({length: RUNS}, () => timePlan(file, withAccess));
+  return {parse: median(runs.map((figures) => figures.parse)), plan: median(runs.map((figures) => figures.plan)), runs};
+}
+
+/** The plan figures: the clustered 10,000-host fleet (target), then the old quadratic shape. */
 function planBench(): void {
-  const clustered = medianPlan(clusteredInventory(CLUSTERED_HOSTS), true);
-  console.log(
-    `${CLUSTERED_HOSTS.toLocaleString('en')}-host clustered inventory (median of ${RUNS}): parse+validate ${seconds(clustered.parse)}, ` +
-      `compileFleet ${seconds(clustered.compile)}, plan without access ${seconds(clustered.plan)}, ` +
-      `plan with access ${seconds(clustered.planWithAccess ?? Number.NaN)} (target < 2 s; runs ${clustered.runs.map((run) => seconds(run.planWithAccess ?? Number.NaN)).join(', ')})`,
-  );
-  // The access summary of the all-to-all shape walks hosts² pairs through rulesets of ~hosts
-  // rules each (cubic), so it is timed on a smaller fleet.
-  for (const [count, withAccess] of ALL_TO_ALL) {
-    const quadratic = medianPlan(allToAllInventory(count), withAccess);
+  const dir = mkdtempSync(path.join(tmpdir(), 'iw-bench-'));
+  try {
+    const clusteredFile = path.join(dir, 'clustered.json');
+    writeFileSync(clusteredFile, clusteredInventory(CLUSTERED_HOSTS));
+    const withoutAccess = medianPlan(clusteredFile, false);
+    const clustered = medianPlan(clusteredFile, true);
+    const total = median(clustered.runs.map((figures) => figures.parse + figures.plan));
     console.log(
-      `${count.toLocaleString('en')}-host all-to-all inventory (every db whitelists every app; grows with hosts², no target, median of ${RUNS}): ` +
-        `parse+validate ${seconds(quadratic.parse)}, compileFleet ${seconds(quadratic.compile)}, plan without access ${seconds(quadratic.plan)}` +
-        (quadratic.planWithAccess === undefined ? '' : `, plan with access ${seconds(quadratic.planWithAccess)}`),
+      `${CLUSTERED_HOSTS.toLocaleString('en')}-host clustered inventory (cold, fresh process per run, median of ${RUNS}): ` +
+        `parse+validate ${seconds(clustered.parse)}, plan without access ${seconds(withoutAccess.plan)}, ` +
+        `plan with access ${seconds(clustered.plan)}, parse + plan with access ${seconds(total)} (target < 2 s; runs ${clustered.runs.map((run) => seconds(run.parse + run.plan)).join(', ')})`,
     );
+    const command = Array.from({length: RUNS}, () => timePlanCommand(clusteredFile));
+    console.log(`isolate-wizard plan on it, end to end (node start to ~40 MB of rulesets and access written to /dev/null): median ${seconds(median(command))} of ${command.map(seconds).join(', ')}`);
+    // The access summary of the all-to-all shape walks hosts² pairs through rulesets of ~hosts
+    // rules each, so it is timed on a smaller fleet.
+    for (const [count, withAccess] of ALL_TO_ALL) {
+      const file = path.join(dir, `all-to-all-${count}.json`);
+      writeFileSync(file, allToAllInventory(count));
+      const quadratic = medianPlan(file, withAccess);
+      console.log(
+        `${count.toLocaleString('en')}-host all-to-all inventory (every db whitelists every app; grows with hosts², no target, median of ${RUNS}): ` +
+          `parse+validate ${seconds(quadratic.parse)}, plan ${withAccess ? 'with' : 'without'} access ${seconds(quadratic.plan)}`,
+      );
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
   }
 }
 

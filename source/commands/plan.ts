@@ -57,13 +57,14 @@ function parseFormat(value: string | undefined): Format {
 
 const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
 
-function touches(entry: AccessEntry, host: string): boolean {
-  return entry.destination === host || entry.sources.includes(host);
+/** Does the entry concern one of these hosts (as destination or source)? A set: plans can hold 10,000 hosts. */
+function touchesAny(entry: AccessEntry, hosts: ReadonlySet<string>): boolean {
+  return hosts.has(entry.destination) || entry.sources.some((source) => hosts.has(source));
 }
 
-function renderText(plan: Plan, hostNames: readonly string[], families: readonly Family[]): string {
+function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[]): string {
   const out: string[] = [];
-  for (const host of plan.hosts.filter((candidate) => hostNames.includes(candidate.name))) {
+  for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
     for (const family of families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
       out.push(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6).trimEnd());
@@ -75,21 +76,21 @@ function renderText(plan: Plan, hostNames: readonly string[], families: readonly
       out.push('');
     }
   }
-  const access = plan.access.filter((entry) => hostNames.some((name) => touches(entry, name)));
+  const access = plan.access.filter((entry) => touchesAny(entry, hostNames));
   out.push('== Access (read back from the compiled rules: new connections that get through) ==');
   out.push(...(access.length > 0 ? formatAccess(access) : ['(none)']));
   const uncertain = [...new Set(access.flatMap((entry) => entry.uncertain))];
   for (const note of uncertain) out.push(`? ${note}`);
   out.push('');
-  const lockout = plan.lockout.filter((finding) => hostNames.includes(finding.host));
+  const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   out.push('== SSH path check ==');
   out.push(...(lockout.length > 0 ? formatLockout(lockout) : ['every host keeps the operator\'s SSH path']));
   return out.join('\n') + '\n';
 }
 
-function renderJson(plan: Plan, hostNames: readonly string[], families: readonly Family[]): string {
+function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[]): string {
   const hosts = plan.hosts
-    .filter((host) => hostNames.includes(host.name))
+    .filter((host) => hostNames.has(host.name))
     .map((host) => ({
       name: host.name,
       warnings: host.compiled.warnings,
@@ -101,9 +102,9 @@ function renderJson(plan: Plan, hostNames: readonly string[], families: readonly
       },
     }));
   const access = plan.access
-    .filter((entry) => hostNames.some((name) => touches(entry, name)))
+    .filter((entry) => touchesAny(entry, hostNames))
     .map((entry) => ({...entry, text: formatAccess([entry])[0]}));
-  const lockout = plan.lockout.filter((finding) => hostNames.includes(finding.host));
+  const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   return `${JSON.stringify({hosts, access, lockout}, null, 2)}\n`;
 }
 
@@ -127,7 +128,7 @@ export const planCommand: Command = {
     }
     const {inventory, facts, resolved} = await planInputs(values, io);
     const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables'});
-    const hostNames = hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName];
+    const hostNames = new Set(hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName]);
     const families: Family[] = family === undefined ? [4, 6] : [family];
 
     if (format === 'iptables') {
@@ -139,7 +140,7 @@ export const planCommand: Command = {
       io.stdout.write(renderText(plan, hostNames, families));
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
-    for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.includes(finding.host)))) {
+    for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {
       io.stderr.write(`isolate-wizard: ${line}\n`);
     }
     return 0;

@@ -91,14 +91,27 @@ function senderOf(ruleset: Ruleset, outInterface: string | undefined): NonNullab
  * An address in the same /24 (IPv4) or /64 (IPv6) as `near` that no fleet host uses:
  * a neighbour on the shared private network that is not ours.
  */
+// Every host of a private network asks for the same neighbour: found once per network and fleet.
+const tenantCache = new WeakMap<ReadonlySet<string>, Map<string, string | undefined>>();
+
 export function tenantAddress(near: string, taken: ReadonlySet<string>): string | undefined {
   const address = parseAddress(near);
   if (!address) return undefined;
   const hostBits = address.family === 4 ? 8n : 64n;
   const network = (address.value >> hostBits) << hostBits;
+  let known = tenantCache.get(taken);
+  if (!known) tenantCache.set(taken, (known = new Map()));
+  const key = `${address.family}/${network}`;
+  if (known.has(key)) return known.get(key);
+  const found = findTenant(address.family, network, hostBits, taken);
+  known.set(key, found);
+  return found;
+}
+
+function findTenant(family: Family, network: bigint, hostBits: bigint, taken: ReadonlySet<string>): string | undefined {
   const top = (1n << hostBits) - 2n; // skip the all-ones host (IPv4 broadcast)
   for (let offset = top; offset > top - 64n; offset -= 1n) {
-    const candidate = formatAddress({family: address.family, value: network + offset} satisfies IpAddress);
+    const candidate = formatAddress({family, value: network + offset} satisfies IpAddress);
     if (!taken.has(candidate)) return candidate;
   }
   return undefined;
@@ -120,7 +133,8 @@ function fleetAddresses(hosts: readonly FleetHost[]): Set<string> {
 
 /** Could evaluating this ruleset note an unjudgeable rule? (The cheap reading first.) */
 function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
-  return !surelyQuiet(ruleset, protocol) && mayReportUncertainty(ruleset, protocol);
+  // viewsDefined (cached per shared table) implies surelyQuiet; the evaluator's own check last.
+  return !viewsDefined(ruleset, protocol) && !surelyQuiet(ruleset, protocol) && mayReportUncertainty(ruleset, protocol);
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
@@ -261,19 +275,24 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
  * every port at once. Undefined when a ruleset has a rule the views do not model (the caller
  * then walks the evaluator, which notes what it cannot judge).
  */
-let lastDestination: {inbound?: Ruleset; protocol?: Protocol; iface?: string; address?: string; requestIn?: ChainView; replyOut?: ChainView} = {};
+const RECENT_DESTINATIONS = 8;
+const recentDestinations: {inbound: Ruleset; protocol: Protocol; iface: string; address: string; requestIn?: ChainView; replyOut?: ChainView}[] = [];
+let nextRecent = 0;
 
 function viewPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol): PortRange[] | undefined {
   const sender = route.sender;
   const destinationView = (kind: 'request-in' | 'reply-out'): ChainView | undefined => {
-    // Every source of a destination asks for the same two views: the last ones are kept at hand.
-    const last = lastDestination;
-    if (last.inbound === inbound && last.protocol === protocol && last.iface === route.inInterface && last.address === route.destinationAddress) {
-      return kind === 'request-in' ? last.requestIn : last.replyOut;
+    // Every source of a destination asks for the same two views (per side, family and
+    // protocol): the most recent few are kept at hand.
+    for (const recent of recentDestinations) {
+      if (recent.inbound === inbound && recent.protocol === protocol && recent.iface === route.inInterface && recent.address === route.destinationAddress) {
+        return kind === 'request-in' ? recent.requestIn : recent.replyOut;
+      }
     }
     const requestIn = chainView(inbound, 'request-in', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
     const replyOut = chainView(inbound, 'reply-out', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
-    lastDestination = {inbound, protocol, iface: route.inInterface, address: route.destinationAddress, requestIn, replyOut};
+    recentDestinations[nextRecent] = {inbound, protocol, iface: route.inInterface, address: route.destinationAddress, requestIn, replyOut};
+    nextRecent = (nextRecent + 1) % RECENT_DESTINATIONS;
     return kind === 'request-in' ? requestIn : replyOut;
   };
   const senderView = (kind: 'request-out' | 'reply-in', from: NonNullable<Route['sender']>) =>
