@@ -7,12 +7,19 @@
 //
 // Invocation: `sh /var/lib/isolate-wizard/agent.sh OP [BATCH] [SECONDS]`. OP is a constant word,
 // BATCH matches [a-z0-9-]+ and SECONDS [0-9]+; the agent re-checks both. Rulesets and owner text
-// arrive on stdin, never in the command line.
+// arrive on stdin, never in the command line (the install-and-begin command reads the owner line
+// off stdin itself and hands it to begin in the IW_OWNER variable).
 //
 // Every state change happens under one mutex (flock on $DIR/mutex, or a mkdir spin lock where
 // flock is missing), so a watchdog firing and a confirm arriving at the same moment serialize:
 // exactly one of "confirmed" / "expired" wins. A watchdog acts only if the state still carries its
-// token, so re-arming or cancelling never races with an old watchdog.
+// token, so re-arming or cancelling never races with an old watchdog. The host's lock is the state
+// itself: a batch in a pending phase (locked, staged, loading, loaded) holds it.
+//
+// Cheap in processes (a fleet apply runs it on every server at once, each fork+exec costs
+// 10-25 ms of CPU on small machines): state, payloads and rules are read and written with shell
+// builtins; what remains is one date per op, flock, iptables-save/-restore, and one mv per begin.
+// The detached watchdog is a fork of the agent's shell, not a new program.
 //
 // Exit codes: 0 ok, 3 lock held by another batch, 4 batch expired / not pending, 5 candidate
 // rejected by `iptables-restore --test`, 6 load failed (snapshot restored), 7 restore could not be
@@ -25,7 +32,7 @@ export const AGENT_DIR = '/var/lib/isolate-wizard';
 export const AGENT_PATH = `${AGENT_DIR}/agent.sh`;
 
 /** Bumped whenever the state format or an op's contract changes. */
-export const AGENT_VERSION = '1';
+export const AGENT_VERSION = '2';
 
 /** Exit codes of the agent (see the header of the script). */
 export const AGENT_EXIT = {
@@ -45,9 +52,15 @@ export const SECTION_V6 = '#iw:v6';
 export const AGENT_SCRIPT = String.raw`#!/bin/sh
 # isolate-wizard agent, version ${AGENT_VERSION}. Installed and called by isolate-wizard; see its README.
 set -u
+# No pathname expansion: rule lines hold [0:0] and *filter, which must stay text. Only the
+# backup listing turns globbing on, for its own loop.
+set -f
 umask 077
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH LC_ALL=C
+nl='
+'
+ifs0=$IFS
 
 # Tests point the agent elsewhere; production never sets this.
 # (Read with set +u rather than through printenv: one process less on every call.)
@@ -55,95 +68,203 @@ set +u; DIR=$IW_STATE_DIR_OVERRIDE; set -u
 [ -n "$DIR" ] || DIR=/var/lib/isolate-wizard
 AGENT="$DIR/agent.sh"
 STATE="$DIR/state"
-state_read=
-op_now=
-LOCKDIR="$DIR/lock"
 BACKUPS="$DIR/backups"
+# Scratch files, written only under the mutex (fixed names: nothing to remove afterwards).
+WORK="$DIR/work"
 KEEP_BACKUPS=10
 # After the deadline, a watchdog that never ran (killed, reboot) leaves a stale lock; the next
 # begin/status treats it as expired once this grace has also passed.
 STALE_GRACE=30
 
 die() { code=$1; shift; printf 'agent: %s\n' "$*" >&2; exit "$code"; }
-# One date per op for its log lines (an op lasts about a second; the log is for people).
-log_stamp=
-log() {
-  [ -n "$log_stamp" ] || log_stamp=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  printf '%s %s\n' "$log_stamp" "$*" >> "$DIR/log" 2>/dev/null
+have() { command -v "$1" >/dev/null 2>&1; }
+
+# ---- clock: one date per op -----------------------------------------------------------------
+op_now=
+clock() { [ -n "$op_now" ] || op_now=$(date +%s); }
+
+# iso_time EPOCH: sets $iso to that second in UTC (YYYY-MM-DDTHH:MM:SSZ) by arithmetic, so log
+# lines need no second date (days to civil date: H. Hinnant's algorithm).
+iso_time() {
+  it_z=$(($1 / 86400 + 719468)); it_s=$(($1 % 86400))
+  it_era=$((it_z / 146097)); it_doe=$((it_z - it_era * 146097))
+  it_yoe=$(((it_doe - it_doe / 1460 + it_doe / 36524 - it_doe / 146096) / 365))
+  it_doy=$((it_doe - (365 * it_yoe + it_yoe / 4 - it_yoe / 100)))
+  it_mp=$(((5 * it_doy + 2) / 153))
+  it_d=$((it_doy - (153 * it_mp + 2) / 5 + 1))
+  it_m=$((it_mp < 10 ? it_mp + 3 : it_mp - 9))
+  it_y=$((it_yoe + it_era * 400 + (it_m <= 2)))
+  it_h=$((it_s / 3600)); it_mi=$((it_s % 3600 / 60)); it_s=$((it_s % 60))
+  [ "$it_m" -ge 10 ] || it_m=0$it_m; [ "$it_d" -ge 10 ] || it_d=0$it_d
+  [ "$it_h" -ge 10 ] || it_h=0$it_h; [ "$it_mi" -ge 10 ] || it_mi=0$it_mi; [ "$it_s" -ge 10 ] || it_s=0$it_s
+  iso="$it_y-$it_m-$it_d"T"$it_h:$it_mi:$it_s"Z
 }
-now() { date +%s; }
+
+log() {
+  clock; iso_time "$op_now"
+  printf '%s %s\n' "$iso" "$*" >> "$DIR/log" 2>/dev/null
+}
 
 # At most 64 characters: 65 "?" match any longer word, without a process to count them.
 valid_batch() { case "$1" in ''|*[!a-z0-9-]*|${'?'.repeat(65)}*) return 1 ;; esac; }
 valid_seconds() { case "$1" in ''|*[!0-9]*) return 1 ;; esac; [ "$1" -ge 1 ] && [ "$1" -le 86400 ]; }
 valid_token() { case "$1" in ''|*[!a-z0-9]*) return 1 ;; esac; }
 
-# ---- state: key=value lines, replaced atomically -------------------------------------------
-# One process per read and per write: the agent runs on busy servers, often several at once.
-get() { [ -f "$STATE" ] && awk -v key="$1" 'index($0, key "=") == 1 { print substr($0, length(key) + 2); exit }' "$STATE"; }
-# set_state k=v ...: rewrites the state file with the given keys changed.
-set_state() {
-  state_read=
-  [ -f "$STATE" ] || : > "$STATE"
-  awk -v state="$STATE" '
-    BEGIN {
-      n = ARGC - 1
-      for (i = 1; i <= n; i++) { key = substr(ARGV[i], 1, index(ARGV[i], "=") - 1); pair[key] = ARGV[i]; order[i] = key; ARGV[i] = "" }
-      ARGV[1] = state; ARGC = 2
-    }
-    { key = substr($0, 1, index($0, "=") - 1); if (!(key in pair)) print }
-    END { for (i = 1; i <= n; i++) print pair[order[i]] }
-  ' "$@" > "$STATE.new" && mv -f "$STATE.new" "$STATE"
+# ---- state: key=value lines --------------------------------------------------------------------
+# begin writes the whole state (a new file renamed over the old one); later ops of the batch
+# append the keys they change, and the last line of a key wins. An append is one small write,
+# started with a newline so a write torn by a crash cannot run into the next line; a reader
+# ignores a last line without its newline. Every writer holds the mutex. Readers without it: the
+# watchdog's poll, which re-reads under the mutex before it stands down or expires anything, and
+# show, whose answer the client only compares (a torn read there fails the verification, safely).
+#
+# read_state: sets s_<key> for every key, each reduced to the characters it may hold.
+read_state() {
+  s_version= s_batch= s_phase= s_owner= s_since= s_changed= s_confirmed= s_token= s_deadline= s_watchdog=
+  [ -f "$STATE" ] || return 0
+  while IFS='=' read -r rs_key rs_value; do
+    case $rs_key in
+      version) s_version=$rs_value ;;
+      batch) s_batch=$rs_value ;;
+      phase) s_phase=$rs_value ;;
+      owner) s_owner=$rs_value ;;
+      since) s_since=$rs_value ;;
+      changed) s_changed=$rs_value ;;
+      confirmed) s_confirmed=$rs_value ;;
+      token) s_token=$rs_value ;;
+      deadline) s_deadline=$rs_value ;;
+      watchdog) s_watchdog=$rs_value ;;
+    esac
+  done < "$STATE"
+  case $s_batch in *[!a-z0-9-]*) s_batch= ;; esac
+  case $s_phase in *[!a-z]*) s_phase= ;; esac
+  case $s_token in *[!a-z0-9]*) s_token= ;; esac
+  case $s_watchdog in *[!a-z0-9:-]*) s_watchdog= ;; esac
+  case $s_since in *[!0-9]*) s_since= ;; esac
+  case $s_changed in *[!0-9]*) s_changed= ;; esac
+  case $s_confirmed in *[!0-9]*) s_confirmed= ;; esac
+  case $s_deadline in *[!0-9]*) s_deadline= ;; esac
+  return 0
+}
+
+# write_state: the whole state from the s_ variables, replaced atomically.
+write_state() {
+  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\n' \
+    "$AGENT_VERSION_PLACEHOLDER" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" \
+    "$s_token" "$s_deadline" "$s_watchdog" > "$STATE.new" && mv -f "$STATE.new" "$STATE"
+}
+
+# append_state key=value ...: one write. Callers update the s_ variables they still use.
+append_state() {
+  as_lines=
+  for as_pair in "$@"; do as_lines="$as_lines$as_pair$nl"; done
+  printf '\n%s' "$as_lines" >> "$STATE"
+}
+
+is_pending_phase() { case "$1" in locked|staged|loading|loaded) return 0 ;; *) return 1 ;; esac; }
+
+require_batch() { # batch: the current, pending batch (state read); else exit 4 saying what happened
+  if [ "$s_batch" != "$1" ]; then die 4 "batch $1 is not the current one (current: $s_batch $s_phase)"; fi
+  if ! is_pending_phase "$s_phase"; then die 4 "batch $1 is $s_phase"; fi
 }
 
 # ---- mutex ---------------------------------------------------------------------------------
+mutex=
 take_mutex() {
-  if command -v flock >/dev/null 2>&1; then
+  if have flock; then
     exec 9>"$DIR/mutex"
     flock 9 || die 1 "cannot take the mutex"
+    mutex=flock
   else
     # mkdir is atomic; a holder that died more than 60 s ago is presumed gone.
     tries=0
     until mkdir "$DIR/mutex.d" 2>/dev/null; do
+      # A directory removed under a waiting watchdog must not keep it spinning.
+      [ -d "$DIR" ] || die 1 "$DIR is gone"
       tries=$((tries + 1))
       if [ "$tries" -gt 600 ]; then rmdir "$DIR/mutex.d" 2>/dev/null; tries=0; fi
       sleep 0.1 2>/dev/null || sleep 1
     done
     trap 'rmdir "$DIR/mutex.d" 2>/dev/null' EXIT
+    mutex=dir
   fi
+}
+
+release_mutex() {
+  if [ "$mutex" = flock ]; then exec 9>&-
+  elif [ "$mutex" = dir ]; then rmdir "$DIR/mutex.d" 2>/dev/null; trap - EXIT
+  fi
+  mutex=
 }
 
 # ---- iptables helpers ----------------------------------------------------------------------
 # Set $cmd / $rcmd for a family (assignments, not $(...): no subshell per call).
 save_cmd() { if [ "$1" = 4 ]; then cmd=iptables-save; else cmd=ip6tables-save; fi; }
 restore_cmd() { if [ "$1" = 4 ]; then rcmd=iptables-restore; else rcmd=ip6tables-restore; fi; }
-have() { command -v "$1" >/dev/null 2>&1; }
 
-# The *filter section of an iptables-save file, counters and comment lines removed: the only
-# table this tool writes, in the form two saves can be compared in.
-filter_section() {
-  awk '
-    /^#/ { next }
-    /^\*/ { infilter = ($0 == "*filter" && !done); if (infilter) print; next }
-    infilter && /^:/ { sub(/ \[[0-9]+:[0-9]+\]$/, ""); print; next }
-    infilter { print; if ($0 == "COMMIT") { infilter = 0; done = 1 } }
-  ' "$@"
+# save_text FAMILY [ARGS]: sets $saved to the output of iptables-save ARGS ("" when the command is
+# missing); fails, with $saved empty, when the command fails. Read through $(...): the shell
+# reads a pipe in blocks, where a read loop would take a system call per byte.
+save_text() {
+  save_cmd "$1"; shift
+  saved=
+  have "$cmd" || return 0
+  saved=$("$cmd" "$@" 2>/dev/null) || { saved=; return 1; }
 }
 
-# Every section except *filter, verbatim (for keeping other tables of a persistence file).
+# filter_text TEXT: prints the *filter section of an iptables-save text, counters and comment
+# lines removed: the only table this tool writes, in the form two saves can be compared in.
+# Builtins only: the lines are the fields of TEXT split at newlines (empty lines dropped).
+filter_text() {
+  ft_in=0; ft_done=0
+  IFS=$nl
+  for ft_line in $1; do
+    case $ft_line in
+      '#'*) continue ;;
+      '*'*)
+        if [ "$ft_line" = '*filter' ] && [ "$ft_done" = 0 ]; then ft_in=1; printf '%s\n' "$ft_line"; else ft_in=0; fi
+        continue ;;
+    esac
+    [ "$ft_in" = 1 ] || continue
+    case $ft_line in
+      :*' ['*:*']')
+        # ":CHAIN POLICY [packets:bytes]": the three words, the counters dropped.
+        IFS=' '; set -- $ft_line; IFS=$nl
+        if [ $# = 3 ]; then printf '%s %s\n' "$1" "$2"; else printf '%s\n' "$ft_line"; fi ;;
+      COMMIT) printf 'COMMIT\n'; ft_in=0; ft_done=1 ;;
+      *) printf '%s\n' "$ft_line" ;;
+    esac
+  done
+  IFS=$ifs0
+}
+
+# is_empty_filter TEXT (a filter_text output): true when it lets everything through.
+is_empty_filter() {
+  IFS=$nl
+  for ie_line in $1; do
+    case $ie_line in
+      '*filter'|COMMIT|':INPUT ACCEPT'|':FORWARD ACCEPT'|':OUTPUT ACCEPT') ;;
+      *) IFS=$ifs0; return 1 ;;
+    esac
+  done
+  IFS=$ifs0
+  return 0
+}
+
+# Every section of FILE except *filter, verbatim (for keeping other tables of a persistence file).
 other_sections() {
-  awk '
-    /^\*/ { keep = ($0 != "*filter") }
-    keep { print; if ($0 == "COMMIT") keep = 0 }
-  ' "$1"
+  os_keep=0
+  while IFS= read -r os_line || [ -n "$os_line" ]; do
+    case $os_line in '*'*) if [ "$os_line" = '*filter' ]; then os_keep=0; else os_keep=1; fi ;; esac
+    [ "$os_keep" = 1 ] || continue
+    printf '%s\n' "$os_line"
+    [ "$os_line" != COMMIT ] || os_keep=0
+  done < "$1"
 }
 
 live_filter() { # family -> live filter section on stdout ("" when no filter table exists)
-  save_cmd "$1"
-  have "$cmd" || return 0
-  # Piped, no temp file to remove; filter_section keeps the first *filter only, so a fallback
-  # after a partial first answer cannot double it.
-  { "$cmd" -t filter 2>/dev/null || "$cmd" 2>/dev/null; } | filter_section
+  save_text "$1" -t filter || save_text "$1"
+  filter_text "$saved"
 }
 
 # "Empty" = no filter table at all (what a fresh nf_tables host has), or on the legacy backend,
@@ -151,9 +272,12 @@ live_filter() { # family -> live filter section on stdout ("" when no filter tab
 # let everything through; restoring an empty snapshot produces exactly this.
 remove_filter() {
   fam=$1
-  if have nft && iptables -V 2>/dev/null | grep -q nf_tables; then
-    if [ "$fam" = 4 ]; then nft delete table ip filter 2>/dev/null; else nft delete table ip6 filter 2>/dev/null; fi
-    return 0
+  if have nft && have iptables; then
+    case "$(iptables -V 2>/dev/null)" in
+      *nf_tables*)
+        if [ "$fam" = 4 ]; then nft delete table ip filter 2>/dev/null; else nft delete table ip6 filter 2>/dev/null; fi
+        return 0 ;;
+    esac
   fi
   if [ "$fam" = 4 ]; then c=iptables; else c=ip6tables; fi
   have "$c" || return 0
@@ -161,46 +285,39 @@ remove_filter() {
   $c -t filter -F; $c -t filter -X
 }
 
-is_empty_filter() { # file: normalized filter section; true when it lets everything through
-  [ ! -s "$1" ] && return 0
-  awk '
-    /^\*filter$/ || /^COMMIT$/ { next }
-    /^:(INPUT|FORWARD|OUTPUT) ACCEPT$/ { next }
-    { bad = 1 }
-    END { exit bad ? 1 : 0 }
-  ' "$1"
+# The filter section of a snapshot file, normalized, in $snap_filter. The rare paths (rollback,
+# expiry) read the file with one cat: a read loop takes a system call per byte.
+snapshot_filter() { # file
+  snap_filter=$(filter_text "$(cat "$1")")
 }
 
 # Restores the filter table of a snapshot. Only *filter is written by this tool, so only *filter
-# is restored: nat/mangle/raw (Docker's, Kubernetes') stay as they are now.
+# is restored: nat/mangle/raw (Docker's, Kubernetes') stay as they are now. Under the mutex.
 restore_snapshot() {
-  rs_batch=$1; status=0
+  rs_batch=$1; rs_status=0
   for fam in 4 6; do
     snap="$BACKUPS/$rs_batch.v$fam"
     [ -f "$snap" ] || continue
-    sect="$DIR/restore.$$.v$fam"
-    filter_section "$snap" > "$sect"
-    if [ -s "$sect" ]; then
+    snapshot_filter "$snap"
+    if [ -n "$snap_filter" ]; then
+      printf '%s\n' "$snap_filter" > "$WORK.v$fam"
       restore_cmd "$fam"
-      if have "$rcmd"; then "$rcmd" < "$sect" || status=1; fi
+      if have "$rcmd"; then "$rcmd" < "$WORK.v$fam" || rs_status=1; fi
     else
       remove_filter "$fam"
     fi
-    rm -f "$sect"
   done
-  return $status
+  return $rs_status
 }
 
-snapshot_matches_live() { # sm_batch -> true when the live filter tables equal the snapshot's
-  sm_batch=$1
+snapshot_matches_live() { # batch -> true when the live filter tables equal the snapshot's
   for fam in 4 6; do
-    snap="$BACKUPS/$sm_batch.v$fam"
+    snap="$BACKUPS/$1.v$fam"
     [ -f "$snap" ] || continue
-    a="$DIR/cmp.$$.a"; b="$DIR/cmp.$$.b"
-    filter_section "$snap" > "$a"; live_filter "$fam" > "$b"
-    if is_empty_filter "$a" && is_empty_filter "$b"; then rm -f "$a" "$b"; continue; fi
-    if ! cmp -s "$a" "$b"; then rm -f "$a" "$b"; return 1; fi
-    rm -f "$a" "$b"
+    snapshot_filter "$snap"
+    sm_live=$(live_filter "$fam")
+    if is_empty_filter "$snap_filter" && is_empty_filter "$sm_live"; then continue; fi
+    [ "$snap_filter" = "$sm_live" ] || return 1
   done
   return 0
 }
@@ -210,160 +327,178 @@ snapshot_matches_live() { # sm_batch -> true when the live filter tables equal t
 # systemd manages this system only when it booted it (sd_booted: /run/systemd/system exists). A
 # container or a lab server with its own /run sees the host's PID 1 but must not use its systemd.
 pid1_is_systemd() {
-  [ -d /run/systemd/system ] && [ "$(cat /proc/1/comm 2>/dev/null)" = systemd ] && have systemd-run && have systemctl
+  [ -d /run/systemd/system ] || return 1
+  IFS= read -r p1_comm < /proc/1/comm 2>/dev/null || return 1
+  [ "$p1_comm" = systemd ] && have systemd-run && have systemctl
 }
 
-# arm BATCH SECONDS [KEY=VALUE...]: a new watchdog that expires the batch at now+SECONDS (server
-# clock); the extra pairs are written in the same state update (one process less per call).
-arm() {
-  arm_batch=$1; arm_seconds=$2; shift 2
-  # Stop a systemd timer of an earlier arm; the token written below retires any detached watchdog.
-  stop_watchdog_unit
-  # begin passes the second it just read (op_now); the arm op reads the clock here.
-  if [ -n "$op_now" ]; then arm_now=$op_now; else arm_now=$(now); fi
-  deadline=$((arm_now + arm_seconds))
+# new_arm BATCH SECONDS: a new token and deadline (op_now + SECONDS, server clock) and the kind
+# of watchdog, in the s_ variables; the caller writes them to the state, then launch_watchdog.
+new_arm() {
+  clock
+  s_deadline=$((op_now + $2))
   # Unique per arm (this shell's pid and the second): it only has to differ from earlier tokens.
-  token="$arm_now"p$$
-  if pid1_is_systemd; then
-    unit="isolate-wizard-$arm_batch-$token"
-    # Written before the timer starts: the watchdog must find its token.
-    set_state "$@" "token=$token" "deadline=$deadline" "watchdog=unit:$unit"
-    if systemd-run --quiet --unit="$unit" --on-active="$arm_seconds" --timer-property=AccuracySec=1s \
-        /bin/sh "$AGENT" fire "$arm_batch" "$token" >/dev/null 2>&1; then
-      log "armed $arm_batch unit $unit deadline $deadline"
-      return 0
-    fi
-  fi
-  set_state "$@" "token=$token" "deadline=$deadline" "watchdog=detached"
-  # Detached: a new session, no terminal, no inherited pipes (the SSH channel can close) and the
-  # mutex fd closed (the child must not hold our lock).
-  if have setsid; then
-    setsid sh "$AGENT" fire "$arm_batch" "$token" </dev/null >/dev/null 2>&1 9>&- &
-  else
-    nohup sh "$AGENT" fire "$arm_batch" "$token" </dev/null >/dev/null 2>&1 9>&- &
-  fi
-  log "armed $arm_batch pid $! deadline $deadline"
+  s_token="$op_now"p$$
+  if pid1_is_systemd; then s_watchdog="unit:isolate-wizard-$1-$s_token"; else s_watchdog=detached; fi
 }
 
-stop_watchdog_unit() {
-  [ -n "$state_read" ] || read_batch_phase
-  case "$wd" in
-    unit:*) systemctl stop "$(printf '%s' "$wd" | sed 's/^unit://').timer" >/dev/null 2>&1 ;;
+# launch_watchdog BATCH SECONDS: starts the watchdog new_arm chose (its token is in the state).
+launch_watchdog() {
+  case $s_watchdog in
+    unit:*)
+      lw_unit=isolate-wizard-$1-$s_token
+      if systemd-run --quiet --unit="$lw_unit" --on-active="$2" --timer-property=AccuracySec=1s \
+          /bin/sh "$AGENT" fire "$1" "$s_token" >/dev/null 2>&1; then
+        log "armed $1 unit $lw_unit deadline $s_deadline"
+        return 0
+      fi
+      s_watchdog=detached; append_state "watchdog=detached" ;;
   esac
+  # Detached: a session of its own (setsid: no controlling terminal, no process group shared
+  # with the SSH session), no inherited pipes (the SSH channel can close), the mutex fd closed
+  # (it must not hold our lock). Where setsid is missing, a forked copy of this shell deaf to
+  # SIGHUP (OpenSSH already runs each command in a new session without a terminal); it needs
+  # no clock read before its first sleep: it knows the second the deadline was computed from.
+  if have setsid; then
+    setsid sh "$AGENT" fire "$1" "$s_token" </dev/null >/dev/null 2>&1 9>&- &
+  else
+    ( trap - EXIT; trap '' HUP; watch_deadline "$1" "$s_token" "$op_now" ) </dev/null >/dev/null 2>&1 9>&- &
+  fi
+  log "armed $1 pid $! deadline $s_deadline"
 }
 
-cancel_watchdog() {
-  stop_watchdog_unit
-  set_state "token=" "watchdog="
-  # A detached watchdog is not killed (its pid may have been reused); it sees its token gone
-  # within a few seconds and exits (and acts only under the mutex with its own token).
+stop_watchdog_unit() { # a systemd timer of an earlier arm; the state's token retires the others
+  case $s_watchdog in
+    unit:*) IFS=:; set -- $s_watchdog; IFS=$ifs0; systemctl stop "$2.timer" >/dev/null 2>&1 ;;
+  esac
   return 0
 }
 
-is_pending_phase() { case "$1" in locked|staged|loading|loaded) return 0 ;; *) return 1 ;; esac; }
+# The watch is alive while the state holds the token and a deadline.
+watch_ok() { [ "$s_token" = "$1" ] && [ -n "$s_deadline" ]; }
 
-# expire BATCH: under the mutex. Puts back the snapshot if anything may have been loaded.
+# watch_deadline BATCH TOKEN [NOW]: waits for the deadline, then expires the batch if it is still ours.
+# Polls rather than one long sleep: a suspended/adjusted clock is re-read, and a cancelled or
+# re-armed watchdog notices that its token is gone and quits. At most 5 s between polls, to the
+# second near the deadline: few processes while a fleet is being applied. Never returns.
+watch_deadline() {
+  w_batch=$1; w_token=$2; w_now=$3
+  while :; do
+    # No state at all: nothing left to guard (renames and appends never remove it).
+    [ -f "$STATE" ] || exit 0
+    read_state
+    if ! watch_ok "$w_token"; then
+      # Seen without the mutex: make sure under it before standing down.
+      take_mutex; read_state
+      watch_ok "$w_token" || exit 0
+      release_mutex
+    fi
+    [ -n "$w_now" ] || w_now=$(date +%s)
+    w_left=$((s_deadline - w_now)); w_now=
+    [ "$w_left" -le 0 ] && break
+    [ "$w_left" -gt 5 ] && w_left=5
+    sleep "$w_left"
+  done
+  take_mutex; read_state
+  [ "$s_batch" = "$w_batch" ] && [ "$s_token" = "$w_token" ] && is_pending_phase "$s_phase" || exit 0
+  op_now=
+  expire "$w_batch"
+  exit 0
+}
+
+# expire BATCH: under the mutex, state read. Puts back the snapshot if anything may have been loaded.
 expire() {
-  ex_batch=$1; ex_phase=$(get phase)
-  if [ "$ex_phase" = loading ] || [ "$ex_phase" = loaded ]; then
-    if restore_snapshot "$ex_batch"; then log "expired $ex_batch: snapshot restored"
-    else log "expired $ex_batch: restore reported an error"; fi
+  if [ "$s_phase" = loading ] || [ "$s_phase" = loaded ]; then
+    if restore_snapshot "$1"; then log "expired $1: snapshot restored"
+    else log "expired $1: restore reported an error"; fi
   else
-    log "expired $ex_batch before any change: lock released"
+    log "expired $1 before any change: lock released"
   fi
-  set_state "phase=expired" "token=" "watchdog=" "changed=$(now)"
-  rm -rf "$LOCKDIR"
+  clock
+  append_state "phase=expired" "token=" "watchdog=" "changed=$op_now"
+  s_phase=expired; s_token=; s_watchdog=; s_changed=$op_now
 }
 
 # A lock whose deadline passed long ago with no watchdog left to act (killed, reboot).
 expire_if_stale() {
-  [ -d "$LOCKDIR" ] || return 0
-  phase=$(get phase); deadline=$(get deadline)
-  is_pending_phase "$phase" || { rm -rf "$LOCKDIR"; return 0; }
-  case "$deadline" in ''|*[!0-9]*) deadline=0 ;; esac
-  if [ "$(now)" -gt $((deadline + STALE_GRACE)) ]; then expire "$(get batch)"; fi
+  is_pending_phase "$s_phase" || return 0
+  clock
+  es_deadline=$s_deadline; [ -n "$es_deadline" ] || es_deadline=0
+  if [ "$op_now" -gt $((es_deadline + STALE_GRACE)) ]; then expire "$s_batch"; fi
+  return 0
 }
 
 # ---- persistence ---------------------------------------------------------------------------
-persist_kind() {
-  if have netfilter-persistent || [ -d /usr/share/netfilter-persistent/plugins.d ]; then echo debian
-  elif [ -f /usr/libexec/iptables/iptables.init ] || [ -f /usr/lib/systemd/system/iptables.service ]; then echo rhel
-  else echo none; fi
+persist_kind() { # -> $pk
+  if have netfilter-persistent || [ -d /usr/share/netfilter-persistent/plugins.d ]; then pk=debian
+  elif [ -f /usr/libexec/iptables/iptables.init ] || [ -f /usr/lib/systemd/system/iptables.service ]; then pk=rhel
+  else pk=none; fi
 }
 
-# Writes the live filter table into the boot-time file, keeping the file's other tables.
+# persist_file FAMILY FILE ITS-DIRECTORY: writes the live filter table into the boot-time file,
+# keeping the file's other tables.
 persist_file() {
-  fam=$1; file=$2
-  mkdir -p "$(dirname "$file")"
+  [ -d "$3" ] || mkdir -p "$3"
   umask 022
-  new="$file.iw-new"; sect="$DIR/persist.$$"
-  live_filter "$fam" > "$sect"
+  save_text "$1" -t filter || save_text "$1"
+  clock; iso_time "$op_now"
   {
-    printf '# Written by isolate-wizard on %s\n' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
-    [ -f "$file" ] && other_sections "$file"
-    cat "$sect"
-  } > "$new" && mv -f "$new" "$file"
-  status=$?
-  rm -f "$sect"; umask 077
-  return $status
+    printf '# Written by isolate-wizard on %s\n' "$iso"
+    [ -f "$2" ] && other_sections "$2"
+    filter_text "$saved"
+  } > "$2.iw-new" && mv -f "$2.iw-new" "$2"
+  pf_status=$?
+  umask 077
+  return $pf_status
 }
 
 persist() {
-  case "$(persist_kind)" in
-    debian) persist_file 4 /etc/iptables/rules.v4 && persist_file 6 /etc/iptables/rules.v6 && echo "persisted=debian" ;;
-    rhel) persist_file 4 /etc/sysconfig/iptables && persist_file 6 /etc/sysconfig/ip6tables && echo "persisted=rhel" ;;
+  persist_kind
+  case $pk in
+    debian) persist_file 4 /etc/iptables/rules.v4 /etc/iptables && persist_file 6 /etc/iptables/rules.v6 /etc/iptables && echo "persisted=debian" ;;
+    rhel) persist_file 4 /etc/sysconfig/iptables /etc/sysconfig && persist_file 6 /etc/sysconfig/ip6tables /etc/sysconfig && echo "persisted=rhel" ;;
     *) echo "persisted=none" ;;
   esac
 }
 
+# Snapshots are named <batch>.v4 (.v6, .cand.v4, .cand.v6); batches start with a sortable
+# timestamp and hold no dot. Sets $snapshots to their number and $oldest_first to their batch
+# names, oldest first (the shell sorts a glob's matches). Changes directory to the backups.
+list_snapshots() {
+  cd "$BACKUPS" || return 1
+  snapshots=0; oldest_first=
+  set +f
+  for ls_file in *.v4; do
+    case $ls_file in *.*.v4) continue ;; esac
+    [ -e "$ls_file" ] || continue
+    IFS=.; set -- $ls_file; IFS=$ifs0
+    snapshots=$((snapshots + 1)); oldest_first="$oldest_first $1"
+  done
+  set -f
+}
+
 prune_backups() {
-  # Nothing to prune while there are at most KEEP_BACKUPS snapshots (no pipeline to run).
-  set -- "$BACKUPS"/*.cand.v4; if [ -e "$1" ]; then cands=$#; else cands=0; fi
-  set -- "$BACKUPS"/*.v4
-  [ $(($# - cands)) -le "$KEEP_BACKUPS" ] && return 0
-  # Backups are named <batch>.v4 / .v6 / .cand.v4 ...; batches start with a sortable timestamp.
-  ls "$BACKUPS" 2>/dev/null | sed -n 's/\.v4$//p' | grep -v '\.' | sort |
-    awk -v keep="$KEEP_BACKUPS" '{ names[NR] = $0 } END { for (i = 1; i <= NR - keep; i++) print names[i] }' |
-    while read -r old; do
-      [ "$old" = "$(get batch)" ] && continue
-      rm -f "$BACKUPS/$old.v4" "$BACKUPS/$old.v6" "$BACKUPS/$old.cand.v4" "$BACKUPS/$old.cand.v6"
-    done
+  list_snapshots || return 0
+  pb_excess=$((snapshots - KEEP_BACKUPS))
+  [ "$pb_excess" -gt 0 ] || return 0
+  pb_files=
+  for pb_old in $oldest_first; do
+    [ "$pb_excess" -gt 0 ] || break
+    pb_excess=$((pb_excess - 1))
+    [ "$pb_old" = "$s_batch" ] && continue
+    pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.cand.v4 $pb_old.cand.v6"
+  done
+  [ -z "$pb_files" ] || rm -f $pb_files
 }
 
-# Splits a "#iw:v4 ... #iw:v6 ..." payload from stdin into PREFIX.v4 and PREFIX.v6.
-split_payload() {
-  awk -v p="$1" '
-    $0 == "#iw:v4" { f = p ".v4"; printf "" > f; next }
-    $0 == "#iw:v6" { f = p ".v6"; printf "" > f; next }
-    f != "" { print > f }
-  '
-}
-
-print_payload() { # prefix
-  echo "#iw:v4"; [ -f "$1.v4" ] && cat "$1.v4"
-  echo "#iw:v6"; [ -f "$1.v6" ] && cat "$1.v6"
-  return 0
-}
-
-# Sets $cur, $phase and $wd (watchdog) from the state in one read, each reduced to the characters
-# it may hold; valid until the next set_state.
-read_batch_phase() {
-  cur=; phase=; wd=; state_read=1
-  [ -f "$STATE" ] || return 0
-  eval "$(awk '
-    index($0, "batch=") == 1 && !hb { b = substr($0, 7); hb = 1 }
-    index($0, "phase=") == 1 && !hp { p = substr($0, 7); hp = 1 }
-    index($0, "watchdog=") == 1 && !hw { w = substr($0, 10); hw = 1 }
-    END {
-      gsub(/[^a-z0-9-]/, "", b); gsub(/[^a-z]/, "", p); gsub(/[^a-z0-9:-]/, "", w)
-      print "cur=" b "; phase=" p "; wd=" w
-    }' "$STATE")"
-}
-
-require_batch() { # batch: the current, pending batch; else exit 4 saying what happened
-  [ -n "$state_read" ] || read_batch_phase
-  if [ "$cur" != "$1" ]; then die 4 "batch $1 is not the current one (current: $cur $phase)"; fi
-  if ! is_pending_phase "$phase"; then die 4 "batch $1 is $phase"; fi
+# copy_until [MARK]: copies stdin lines to stdout up to the line MARK (true when it was seen),
+# or to the end without one. A last line without its newline is kept.
+copy_until() {
+  while IFS= read -r cu_line || [ -n "$cu_line" ]; do
+    if [ $# = 1 ] && [ "$cu_line" = "$1" ]; then return 0; fi
+    printf '%s\n' "$cu_line"
+  done
+  [ $# = 0 ]
 }
 
 # ---- ops -----------------------------------------------------------------------------------
@@ -375,39 +510,54 @@ case "$op" in
 esac
 
 case "$op" in
-  begin) # BATCH SECONDS, owner line on stdin: lock, snapshot, arm. Prints the snapshot.
+  begin) # BATCH SECONDS, owner line in IW_OWNER or on stdin: lock, snapshot, arm. Prints the snapshot.
     [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: begin BATCH SECONDS"
     batch=$1; seconds=$2
-    owner=$(awk 'NR == 1 { gsub(/[^A-Za-z0-9@._:=\/ -]/, ""); print substr($0, 1, 200); exit }')
+    # The install-and-begin command reads the owner line before the script on its stdin.
+    set +u; owner=$IW_OWNER; set -u
+    [ -n "$owner" ] || IFS= read -r owner || :
+    case $owner in
+      *[!A-Za-z0-9@._:=/\ -]*|${'?'.repeat(201)}*)
+        owner=$(printf '%s\n' "$owner" | awk 'NR == 1 { gsub(/[^A-Za-z0-9@._:=\/ -]/, ""); print substr($0, 1, 200); exit }') ;;
+    esac
     take_mutex
+    clock
+    read_state
     expire_if_stale
-    if ! mkdir "$LOCKDIR" 2>/dev/null; then
-      printf 'held_by=%s\nsince=%s\nbatch=%s\ndeadline=%s\nnow=%s\n' "$(get owner)" "$(get since)" \
-        "$(get batch)" "$(get deadline)" "$(now)"
+    if is_pending_phase "$s_phase"; then
+      printf 'held_by=%s\nsince=%s\nbatch=%s\ndeadline=%s\nnow=%s\n' "$s_owner" "$s_since" "$s_batch" "$s_deadline" "$op_now"
       exit 3
     fi
     for fam in 4 6; do
-      if [ "$fam" = 4 ]; then cmd=iptables-save; else cmd=ip6tables-save; fi
-      if have "$cmd"; then "$cmd" > "$BACKUPS/$batch.v$fam" 2>/dev/null || : > "$BACKUPS/$batch.v$fam"
-      else : > "$BACKUPS/$batch.v$fam"; fi
+      save_text "$fam" || :
+      if [ -n "$saved" ]; then printf '%s\n' "$saved"; fi > "$BACKUPS/$batch.v$fam"
+      if [ "$fam" = 4 ]; then snap_v4=$saved; else snap_v6=$saved; fi
     done
-    op_now=$(now)
-    arm "$batch" "$seconds" "version=$AGENT_VERSION_PLACEHOLDER" "batch=$batch" "phase=locked" "owner=$owner" "since=$op_now" "changed=$op_now"
+    new_arm "$batch" "$seconds"
+    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now
+    write_state || die 1 "cannot write the state"
+    launch_watchdog "$batch" "$seconds"
     log "begin $batch by $owner"
-    print_payload "$BACKUPS/$batch"
+    printf '#iw:v4\n'; [ -z "$snap_v4" ] || printf '%s\n' "$snap_v4"
+    printf '#iw:v6\n'; [ -z "$snap_v6" ] || printf '%s\n' "$snap_v6"
     ;;
 
   stage) # BATCH, candidate payload on stdin: store and test it. Nothing changes.
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: stage BATCH"
     batch=$1
     take_mutex
+    read_state
     require_batch "$batch"
-    split_payload "$BACKUPS/$batch.cand.tmp"
+    case $s_phase in locked|staged) ;; *) die 4 "batch $batch is $s_phase: its candidate is already loaded" ;; esac
+    # A new candidate must pass --test before it may load.
+    [ "$s_phase" != staged ] || append_state "phase=locked"
+    found=0
+    while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
+    [ "$found" = 1 ] || die 2 "candidate for IPv4 missing"
+    copy_until '#iw:v6' > "$BACKUPS/$batch.cand.v4" || die 2 "candidate for IPv6 missing"
+    copy_until > "$BACKUPS/$batch.cand.v6"
     failed=0
     for fam in 4 6; do
-      f="$BACKUPS/$batch.cand.tmp.v$fam"
-      [ -f "$f" ] || die 2 "candidate for IPv$fam missing"
-      mv -f "$f" "$BACKUPS/$batch.cand.v$fam"
       restore_cmd "$fam"
       have "$rcmd" || die 5 "$rcmd is not installed"
       if ! err=$("$rcmd" --test < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
@@ -416,7 +566,7 @@ case "$op" in
       fi
     done
     [ $failed -eq 0 ] || exit 5
-    set_state "phase=staged"
+    append_state "phase=staged"
     echo "staged"
     ;;
 
@@ -424,21 +574,24 @@ case "$op" in
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: load BATCH"
     batch=$1
     take_mutex
+    read_state
     require_batch "$batch"
-    [ "$phase" = staged ] || die 4 "batch $batch is $phase, not staged"
-    set_state "phase=loading" "changed=$(now)"
+    [ "$s_phase" = staged ] || die 4 "batch $batch is $s_phase, not staged"
+    clock
+    # Written before anything changes: from here an expiry puts the snapshot back.
+    append_state "phase=loading" "changed=$op_now"
     for fam in 4 6; do
       restore_cmd "$fam"
       if ! err=$("$rcmd" < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
         restore_snapshot "$batch"
         printf 'IPv%s load failed (%s); snapshot restored\n' "$fam" "$err" >&2
-        set_state "phase=failed" "changed=$(now)"
-        cancel_watchdog; rm -rf "$LOCKDIR"
+        stop_watchdog_unit
+        append_state "phase=failed" "token=" "watchdog=" "changed=$op_now"
         log "load $batch failed on IPv$fam: snapshot restored"
         exit 6
       fi
     done
-    set_state "phase=loaded" "changed=$(now)"
+    append_state "phase=loaded" "changed=$op_now"
     log "loaded $batch"
     echo "loaded"
     ;;
@@ -446,14 +599,19 @@ case "$op" in
   arm) # BATCH SECONDS: (re)start the countdown from now.
     [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: arm BATCH SECONDS"
     take_mutex
+    read_state
     require_batch "$1"
-    arm "$1" "$2"
-    echo "deadline=$(get deadline)"; echo "now=$(now)"
+    stop_watchdog_unit
+    new_arm "$1" "$2"
+    # Written before the watchdog starts: it must find its token.
+    append_state "token=$s_token" "deadline=$s_deadline" "watchdog=$s_watchdog"
+    launch_watchdog "$1" "$2"
+    printf 'deadline=%s\nnow=%s\n' "$s_deadline" "$op_now"
     ;;
 
   show) # the live filter tables, normalized, and the state (for verification from a new connection)
-    read_batch_phase
-    printf 'phase=%s\nbatch=%s\n' "$phase" "$cur"
+    read_state
+    printf 'phase=%s\nbatch=%s\n' "$s_phase" "$s_batch"
     echo "#iw:v4"; live_filter 4
     echo "#iw:v6"; live_filter 6
     ;;
@@ -462,15 +620,14 @@ case "$op" in
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: confirm BATCH"
     batch=$1
     take_mutex
-    read_batch_phase
-    if [ "$cur" = "$batch" ] && [ "$phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
+    read_state
+    if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
     require_batch "$batch"
-    [ "$phase" = loaded ] || die 4 "batch $batch is $phase: nothing loaded to confirm"
-    # cancel_watchdog, folded into the one state update.
+    [ "$s_phase" = loaded ] || die 4 "batch $batch is $s_phase: nothing loaded to confirm"
     stop_watchdog_unit
-    t=$(now)
-    set_state "token=" "watchdog=" "phase=confirmed" "changed=$t" "confirmed=$t"
-    rm -rf "$LOCKDIR"
+    clock
+    # The token goes with the phase, in one write: a detached watchdog sees it gone and quits.
+    append_state "token=" "watchdog=" "phase=confirmed" "changed=$op_now" "confirmed=$op_now"
     log "confirmed $batch"
     echo "confirmed"
     persist
@@ -481,59 +638,53 @@ case "$op" in
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: rollback BATCH"
     batch=$1
     take_mutex
+    read_state
     require_batch "$batch"
-    cancel_watchdog
-    if [ "$phase" = loading ] || [ "$phase" = loaded ]; then restore_snapshot "$batch"; fi
-    set_state "phase=rolledback" "changed=$(now)"
-    rm -rf "$LOCKDIR"
-    log "rolled back $batch (was $phase)"
+    stop_watchdog_unit
+    was=$s_phase
+    if [ "$was" = loading ] || [ "$was" = loaded ]; then restore_snapshot "$batch"; fi
+    clock
+    append_state "token=" "watchdog=" "phase=rolledback" "changed=$op_now"
+    log "rolled back $batch (was $was)"
     if snapshot_matches_live "$batch"; then echo "rolledback"; else die 7 "live rules differ from the snapshot after restore"; fi
     ;;
 
   unlock) # BATCH: release a batch that changed nothing yet (locked or staged).
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: unlock BATCH"
     take_mutex
-    [ "$(get batch)" = "$1" ] || { echo "not-current"; exit 0; }
-    case "$(get phase)" in
-      locked|staged) cancel_watchdog; set_state "phase=released" "changed=$(now)"; rm -rf "$LOCKDIR"; echo "released" ;;
-      *) die 4 "batch $1 is $(get phase): use rollback" ;;
+    read_state
+    [ "$s_batch" = "$1" ] || { echo "not-current"; exit 0; }
+    case $s_phase in
+      locked|staged)
+        stop_watchdog_unit
+        clock
+        append_state "token=" "watchdog=" "phase=released" "changed=$op_now"
+        echo "released" ;;
+      *) die 4 "batch $1 is $s_phase: use rollback" ;;
     esac
     ;;
 
-  fire) # BATCH TOKEN: the watchdog. Waits for the deadline, then expires the batch if still ours.
+  fire) # BATCH TOKEN: the watchdog (started by a systemd timer, or by setsid).
     [ $# -eq 2 ] && valid_batch "$1" && valid_token "$2" || die 2 "usage: fire BATCH TOKEN"
-    batch=$1; token=$2
-    # Poll rather than one long sleep: a suspended/adjusted clock is re-read, and a cancelled or
-    # re-armed watchdog notices that its token is gone and quits. At most 5 s between polls, to
-    # the second near the deadline: few processes while a fleet is being applied.
-    while :; do
-      [ "$(get token)" = "$token" ] || exit 0
-      deadline=$(get deadline)
-      case "$deadline" in ''|*[!0-9]*) exit 0 ;; esac
-      left=$((deadline - $(now)))
-      [ "$left" -le 0 ] && break
-      [ "$left" -gt 5 ] && left=5
-      sleep "$left"
-    done
-    take_mutex
-    [ "$(get batch)" = "$batch" ] && [ "$(get token)" = "$token" ] || exit 0
-    is_pending_phase "$(get phase)" || exit 0
-    expire "$batch"
+    watch_deadline "$1" "$2" ""
     ;;
 
   status) # key=value lines about this host
     take_mutex
+    read_state
     expire_if_stale
-    printf 'managed=%s\n' "$([ -f "$STATE" ] && echo yes || echo no)"
-    for key in batch phase owner since changed confirmed deadline; do printf '%s=%s\n' "$key" "$(get $key)"; done
-    printf 'now=%s\n' "$(now)"
-    printf 'locked=%s\n' "$([ -d "$LOCKDIR" ] && echo yes || echo no)"
-    printf 'backups=%s\n' "$(ls "$BACKUPS" 2>/dev/null | grep -c '^[a-z0-9-]*\.v4$')"
-    printf 'persistence=%s\n' "$(persist_kind)"
+    clock
+    if [ -f "$STATE" ]; then managed=yes; else managed=no; fi
+    if is_pending_phase "$s_phase"; then locked=yes; else locked=no; fi
+    list_snapshots || snapshots=0
+    persist_kind
+    printf 'managed=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ndeadline=%s\nnow=%s\nlocked=%s\nbackups=%s\npersistence=%s\n' \
+      "$managed" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" "$s_deadline" "$op_now" "$locked" "$snapshots" "$pk"
     ;;
 
   install-persistence) # installs the distribution's boot-time loader, non-interactively
-    if [ "$(persist_kind)" != none ]; then echo "persistence=$(persist_kind)"; exit 0; fi
+    persist_kind
+    if [ "$pk" != none ]; then echo "persistence=$pk"; exit 0; fi
     if have apt-get; then
       # Without these answers the package saves the CURRENT rules during installation.
       if have debconf-set-selections; then
@@ -553,7 +704,8 @@ case "$op" in
     else
       die 1 "no apt-get, dnf or yum: install a boot-time iptables loader by hand"
     fi
-    echo "persistence=$(persist_kind)"
+    persist_kind
+    echo "persistence=$pk"
     ;;
 
   *) die 2 "unknown op: $op" ;;

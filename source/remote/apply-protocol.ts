@@ -26,20 +26,21 @@ import type {Connector, ExecResult, HostTarget, RemoteHost} from './types.js';
 // The only command strings sent by the protocol. `%BATCH%` / `%SECONDS%` are replaced by values
 // that passed BATCH_PATTERN / a safe-integer check, nothing else.
 const COMMANDS = {
-  // A temp name per remote shell ($$): two runs installing at once must not interleave their writes.
+  // A temp name per remote shell ($$): two runs installing at once must not interleave their
+  // writes. mkdir (the agent's backups directory too) only on a first install: each program
+  // started costs the server a fork+exec.
   install:
-    'umask 077 && mkdir -p /var/lib/isolate-wizard && cat > /var/lib/isolate-wizard/agent.sh.$$ && ' +
-    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh',
+    'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
+    'cat > /var/lib/isolate-wizard/agent.sh.$$ && mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh',
   begin: 'sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
-  // install + begin in one round trip: stdin is the agent script, a `#iw:owner` line, the owner
-  // line. awk splits the two (a plain `cat` would swallow the owner), then begin runs as above.
+  // install + begin in one round trip: stdin is the owner line, then the agent script. The
+  // shell's `read` takes the first line (a builtin: no program to split them), `cat` the rest,
+  // and begin gets the owner in its environment (a variable, never part of a command line).
   installAndBegin:
-    'umask 077 && mkdir -p /var/lib/isolate-wizard && ' +
-    'awk -v script=/var/lib/isolate-wizard/agent.sh.$$ -v owner=/var/lib/isolate-wizard/owner.$$ ' +
-    `'f { print > owner; next } $0 == "#iw:owner" { f = 1; next } { print > script }' && ` +
-    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
-    '{ sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS% < /var/lib/isolate-wizard/owner.$$; rc=$?; ' +
-    'rm -f /var/lib/isolate-wizard/owner.$$; exit $rc; }',
+    'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
+    'IFS= read -r IW_OWNER && export IW_OWNER && ' +
+    'cat > /var/lib/isolate-wizard/agent.sh.$$ && mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
+    'exec sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
   stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
   arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',
@@ -162,11 +163,11 @@ export async function beginBatch(remote: RemoteHost, batch: string, leaseSeconds
 /** installAgent then beginBatch, in one round trip. */
 export async function installAndBegin(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
   const script = AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`;
-  const result = await run(remote, COMMANDS.installAndBegin, {batch, seconds: leaseSeconds, stdin: `${script}${OWNER_MARK}\n${owner}\n`});
+  // The owner is one line by construction: a line break would shift the script.
+  const ownerText = owner.replace(/[\r\n]+/g, ' ');
+  const result = await run(remote, COMMANDS.installAndBegin, {batch, seconds: leaseSeconds, stdin: `${ownerText}\n${script}`});
   return beginOutcome(remote, result);
 }
-
-const OWNER_MARK = '#iw:owner';
 
 function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
   if (result.code === AGENT_EXIT.lockHeld) {

@@ -68,6 +68,33 @@ const CANDIDATE_V4 = [
 const CANDIDATE_V6 = CANDIDATE_V4.replace('--dport 22', '--dport 2222');
 const payload = (v4: string, v6: string): string => `${SECTION_V4}\n${v4}${SECTION_V6}\n${v6}`;
 
+/** What a Docker host's tables look like: its chains in filter (FORWARD) and in nat. */
+const DOCKER_LIKE = [
+  '*nat',
+  ':PREROUTING ACCEPT [0:0]',
+  ':INPUT ACCEPT [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  ':POSTROUTING ACCEPT [0:0]',
+  ':DOCKER - [0:0]',
+  '-A PREROUTING -m addrtype --dst-type LOCAL -j DOCKER',
+  '-A POSTROUTING -s 172.17.0.0/16 ! -o docker0 -j MASQUERADE',
+  '-A DOCKER -i docker0 -j RETURN',
+  'COMMIT',
+  '*filter',
+  ':INPUT ACCEPT [0:0]',
+  ':FORWARD DROP [0:0]',
+  ':OUTPUT ACCEPT [0:0]',
+  ':DOCKER - [0:0]',
+  ':DOCKER-USER - [0:0]',
+  '-A INPUT -i lo -j ACCEPT',
+  '-A FORWARD -j DOCKER-USER',
+  '-A FORWARD -o docker0 -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
+  '-A FORWARD -o docker0 -j DOCKER',
+  '-A DOCKER-USER -j RETURN',
+  'COMMIT',
+  '',
+].join('\n');
+
 /** Waits (bounded) for the watchdog to act; the agent polls once a second. */
 async function waitForPhase(phases: string[], limitMs = 15_000): Promise<string> {
   const start = Date.now();
@@ -102,7 +129,7 @@ describe('agent script (static)', () => {
     expect(run(['confirm', 'UPPER'])).toBe(AGENT_EXIT.badArguments);
     expect(run(['fire', 'ok', 'tok;en'])).toBe(AGENT_EXIT.badArguments);
     expect(run(['frobnicate'])).toBe(AGENT_EXIT.badArguments);
-    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+    expect(existsSync(path.join(dir, 'state'))).toBe(false); // nothing was locked
     rmSync(dir, {recursive: true});
   });
 });
@@ -132,7 +159,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(confirmed.stdout).toContain('confirmed');
     expect(confirmed.stdout).toContain('persisted=');
     expect(state()['phase']).toBe('confirmed');
-    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+    expect(agent(['status']).stdout).toContain('locked=no');
     expect(agent(['confirm', 'b1']).stdout).toContain('already-confirmed');
     expect(liveFilter(4)).toContain('--dport 22');
   });
@@ -220,7 +247,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(4)).toEqual(before);
     expect(liveFilter(6)).toEqual('');
     expect(state()['phase']).toBe('failed');
-    expect(existsSync(path.join(dir, 'lock'))).toBe(false);
+    expect(agent(['status']).stdout).toContain('locked=no');
   });
 
   it('lets exactly one of confirm and the watchdog win when they meet at the deadline', async () => {
@@ -268,4 +295,95 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(snapshots).toHaveLength(10);
     expect(snapshots).not.toContain('20260101-000000-aa.v4');
   }, 120_000);
+
+  it('hands back the snapshot exactly as iptables-save prints it, and show prints the live filter table without counters', () => {
+    inNetns(['iptables-restore'], DOCKER_LIKE);
+    inNetns(['ip6tables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p ipv6-icmp -j ACCEPT\nCOMMIT\n');
+    const begun = agent(['begin', 'd1', '60'], 'x@y pid=2\n');
+    expect(begun.code).toBe(0);
+    const withoutComments = (text: string): string => text.replace(/^#.*\n/gm, '');
+    const [v4, v6] = begun.stdout.split(`${SECTION_V6}\n`) as [string, string];
+    expect(withoutComments(v4.replace(`${SECTION_V4}\n`, ''))).toBe(withoutComments(inNetns(['iptables-save'])));
+    expect(withoutComments(v6)).toBe(withoutComments(inNetns(['ip6tables-save'])));
+    expect(readFileSync(path.join(dir, 'backups', 'd1.v4'), 'utf8')).toContain(':DOCKER-USER - [0:0]');
+    const shown = agent(['show']);
+    expect(shown.code).toBe(0);
+    expect(shown.stdout).toBe(`phase=locked\nbatch=d1\n${SECTION_V4}\n${liveFilter(4)}\n${SECTION_V6}\n${liveFilter(6)}\n`);
+    expect(shown.stdout).not.toMatch(/\[\d+:\d+\]/);
+    expect(agent(['unlock', 'd1']).stdout).toContain('released');
+  });
+
+  it('rolls back a host with Docker chains in filter and nat to its exact snapshot, and checks it did', () => {
+    inNetns(['iptables-restore'], DOCKER_LIKE);
+    const beforeV4 = liveFilter(4);
+    const beforeNat = inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '');
+    expect(agent(['begin', 'd2', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'd2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'd2']).code).toBe(0);
+    expect(liveFilter(4)).not.toContain('DOCKER');
+    const rolled = agent(['rollback', 'd2']);
+    expect(rolled.code).toBe(0);
+    expect(rolled.stdout).toContain('rolledback');
+    expect(liveFilter(4)).toEqual(beforeV4);
+    expect(liveFilter(6)).toEqual('');
+    expect(inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '')).toEqual(beforeNat);
+    expect(state()['phase']).toBe('rolledback');
+  });
+
+  it('takes a candidate whose last line has no newline, and a new candidate must pass --test again', () => {
+    expect(agent(['begin', 'p1', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'p1'], payload(CANDIDATE_V4, CANDIDATE_V6.replace(/\n$/, ''))).code).toBe(0);
+    expect(readFileSync(path.join(dir, 'backups', 'p1.cand.v6'), 'utf8')).toBe(CANDIDATE_V6);
+    // A rejected second candidate leaves nothing loadable (the first passed, but it was replaced).
+    const bad = CANDIDATE_V4.replace('--dport 22', '--no-such-option 22');
+    expect(agent(['stage', 'p1'], payload(bad, CANDIDATE_V6)).code).toBe(AGENT_EXIT.candidateRejected);
+    expect(agent(['load', 'p1']).code).toBe(AGENT_EXIT.notPending);
+    expect(inNetns(['iptables-save']).trim()).toBe('');
+    expect(agent(['stage', 'p1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'p1']).code).toBe(0);
+    // Once loaded, the candidate cannot be swapped under the batch.
+    expect(agent(['stage', 'p1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(AGENT_EXIT.notPending);
+    expect(agent(['stage', 'p1'], `${SECTION_V4}\n${CANDIDATE_V4}`).code).toBe(AGENT_EXIT.notPending);
+    expect(agent(['rollback', 'p1']).code).toBe(0);
+  });
+
+  it('refuses a payload without its IPv6 section, leaving the batch unloadable', () => {
+    expect(agent(['begin', 'p2', '60'], 'x@y pid=2\n').code).toBe(0);
+    const staged = agent(['stage', 'p2'], `${SECTION_V4}\n${CANDIDATE_V4}`);
+    expect(staged.code).toBe(AGENT_EXIT.badArguments);
+    expect(staged.stderr).toContain('IPv6 missing');
+    expect(agent(['load', 'p2']).code).toBe(AGENT_EXIT.notPending);
+    expect(agent(['unlock', 'p2']).code).toBe(0);
+  });
+
+  it('keeps the state readable: the last value of a key wins, a torn last line is ignored, odd owners are cleaned', () => {
+    expect(agent(['begin', 's3', '60'], 'eve;$(reboot) `x` pid=3\n').code).toBe(0);
+    expect(state()['owner']).toBe('evereboot x pid=3');
+    expect(agent(['stage', 's3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    const file = path.join(dir, 'state');
+    // An update cut by a crash: no newline at the end, so it must not count.
+    writeFileSync(file, `${readFileSync(file, 'utf8')}\nphase=confi`);
+    const status = agent(['status']).stdout;
+    expect(status).toContain('phase=staged');
+    expect(status).toContain('owner=evereboot x pid=3');
+    expect(status).toContain('locked=yes');
+    // The next append starts on a line of its own.
+    expect(agent(['load', 's3']).code).toBe(0);
+    expect(agent(['status']).stdout).toContain('phase=loaded');
+    expect(agent(['confirm', 's3']).code).toBe(0);
+    expect(agent(['status']).stdout).toContain('phase=confirmed');
+    // A value with characters its key may not hold reads as empty.
+    writeFileSync(file, `${readFileSync(file, 'utf8')}batch=../../etc\n`);
+    expect(agent(['status']).stdout).toContain('batch=\n');
+  });
+
+  it('stamps its log lines with the second the op read, in UTC', () => {
+    expect(agent(['begin', 'l1', '60'], 'x@y pid=2\n').code).toBe(0);
+    const since = Number(state()['since']);
+    const line = readFileSync(path.join(dir, 'log'), 'utf8').split('\n').find((entry) => entry.includes('begin l1 by x@y pid=2')) ?? '';
+    const stamp = line.split(' ')[0] ?? '';
+    expect(stamp).toMatch(/^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ$/);
+    expect(Date.parse(stamp) / 1000).toBe(since);
+    expect(agent(['unlock', 'l1']).code).toBe(0);
+  });
 });

@@ -73,4 +73,18 @@ describe.skipIf(!canUseNetns)('installAndBegin', {timeout: 60_000}, () => {
     expect((error as LockHeldError).holder).toBe('alice@desk pid=42');
     expect(state()).toMatchObject({batch: 'b-first', phase: 'locked'});
   });
+
+  it('takes an owner line with shell syntax or a line break as text, never as a command', async () => {
+    const unlock = (batch: string): number | null =>
+      spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
+    expect(unlock('b-first')).toBe(0);
+    const host = localHost();
+    const snapshot = await installAndBegin(host, 'b-third', 60, 'eve $(touch pwned) `id`\nsecond line');
+    expect(snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
+    expect(state()).toMatchObject({batch: 'b-third', phase: 'locked', owner: 'eve touch pwned id second line'});
+    expect(readFileSync(path.join(dir, 'agent.sh'), 'utf8')).toBe(AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`);
+    expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
+    expect(existsSync('pwned')).toBe(false);
+    expect(unlock('b-third')).toBe(0);
+  });
 });
