@@ -501,6 +501,27 @@ copy_until() {
   [ $# = 0 ]
 }
 
+# stage_payload BATCH: under the mutex, the batch locked: stores the candidate payload read from
+# stdin and tests it. Exit 5 when iptables-restore --test rejects it (nothing changes).
+stage_payload() {
+  found=0
+  while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
+  [ "$found" = 1 ] || die 2 "candidate for IPv4 missing"
+  copy_until '#iw:v6' > "$BACKUPS/$1.cand.v4" || die 2 "candidate for IPv6 missing"
+  copy_until > "$BACKUPS/$1.cand.v6"
+  failed=0
+  for fam in 4 6; do
+    restore_cmd "$fam"
+    have "$rcmd" || die 5 "$rcmd is not installed"
+    if ! err=$("$rcmd" --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
+      printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
+      failed=1
+    fi
+  done
+  [ $failed -eq 0 ] || exit 5
+  append_state "phase=staged"
+}
+
 # ---- ops -----------------------------------------------------------------------------------
 op=$1; shift
 [ -d "$BACKUPS" ] || mkdir -p "$DIR" "$BACKUPS" || die 1 "cannot create $DIR"
@@ -510,12 +531,16 @@ case "$op" in
 esac
 
 case "$op" in
-  begin) # BATCH SECONDS, owner line in IW_OWNER or on stdin: lock, snapshot, arm. Prints the snapshot.
-    [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: begin BATCH SECONDS"
+  begin) # BATCH SECONDS [stage], owner line in IW_OWNER or on stdin: lock, snapshot, arm. Prints
+    # the snapshot. With "stage" a candidate payload follows on stdin and is staged as by the stage
+    # op (one round trip less): exit 5 when it is rejected, the batch then still locked.
+    stage_too=
+    if [ $# -eq 3 ] && [ "$3" = stage ]; then stage_too=1; set -- "$1" "$2"; fi
+    [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: begin BATCH SECONDS [stage]"
     batch=$1; seconds=$2
-    # The install-and-begin command reads the owner line before the script on its stdin.
+    # The install-and-begin commands read the owner line before the rest of their stdin.
     set +u; owner=$IW_OWNER; set -u
-    [ -n "$owner" ] || IFS= read -r owner || :
+    [ -n "$owner" ] || [ -n "$stage_too" ] || IFS= read -r owner || :
     case $owner in
       *[!A-Za-z0-9@._:=/\ -]*|${'?'.repeat(201)}*)
         owner=$(printf '%s\n' "$owner" | awk 'NR == 1 { gsub(/[^A-Za-z0-9@._:=\/ -]/, ""); print substr($0, 1, 200); exit }') ;;
@@ -540,6 +565,7 @@ case "$op" in
     log "begin $batch by $owner"
     printf '#iw:v4\n'; [ -z "$snap_v4" ] || printf '%s\n' "$snap_v4"
     printf '#iw:v6\n'; [ -z "$snap_v6" ] || printf '%s\n' "$snap_v6"
+    [ -z "$stage_too" ] || stage_payload "$batch"
     ;;
 
   stage) # BATCH, candidate payload on stdin: store and test it. Nothing changes.
@@ -551,22 +577,7 @@ case "$op" in
     case $s_phase in locked|staged) ;; *) die 4 "batch $batch is $s_phase: its candidate is already loaded" ;; esac
     # A new candidate must pass --test before it may load.
     [ "$s_phase" != staged ] || append_state "phase=locked"
-    found=0
-    while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
-    [ "$found" = 1 ] || die 2 "candidate for IPv4 missing"
-    copy_until '#iw:v6' > "$BACKUPS/$batch.cand.v4" || die 2 "candidate for IPv6 missing"
-    copy_until > "$BACKUPS/$batch.cand.v6"
-    failed=0
-    for fam in 4 6; do
-      restore_cmd "$fam"
-      have "$rcmd" || die 5 "$rcmd is not installed"
-      if ! err=$("$rcmd" --test < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
-        printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
-        failed=1
-      fi
-    done
-    [ $failed -eq 0 ] || exit 5
-    append_state "phase=staged"
+    stage_payload "$batch"
     echo "staged"
     ;;
 

@@ -23,6 +23,11 @@ import {renderRuleset} from '../core/render.js';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
 import type {Connector, ExecResult, HostTarget, RemoteHost} from './types.js';
 
+/** Single quotes for sh: the text exactly, whatever it holds. */
+function shellQuote(text: string): string {
+  return `'${text.replace(/'/g, `'\\''`)}'`;
+}
+
 // The only command strings sent by the protocol. `%BATCH%` / `%SECONDS%` are replaced by values
 // that passed BATCH_PATTERN / a safe-integer check, nothing else.
 const COMMANDS = {
@@ -41,6 +46,15 @@ const COMMANDS = {
     'IFS= read -r IW_OWNER && export IW_OWNER && ' +
     'cat > /var/lib/isolate-wizard/agent.sh.$$ && mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
     'exec sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
+  // install + begin + stage in one round trip, for the candidate as planned (the client stages
+  // again only when the snapshot holds other software's chains to keep). The agent's text, a
+  // constant of this program, travels inside the command (printf is a builtin: no program to
+  // split it from the data), so stdin is free for the owner line and then the candidate.
+  installBeginStage:
+    'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
+    `printf '%s' ${shellQuote(AGENT_SCRIPT)} > /var/lib/isolate-wizard/agent.sh.$$ && ` +
+    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
+    'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS% stage',
   stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
   arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',
@@ -237,9 +251,46 @@ export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset}
 // ---------------------------------------------------------------------------
 // 4. Validate
 
+/** What installBeginStage found: the snapshot, and whether the planned candidate passed --test. */
+export interface BeganAndStaged {
+  readonly snapshot: Snapshot;
+  /** Undefined when staged; else why iptables-restore --test refused it (the batch is locked). */
+  readonly rejected?: string;
+  /** The texts that were staged. */
+  readonly v4Text: string;
+  readonly v6Text: string;
+}
+
+function candidatePayload(v4Text: string, v6Text: string): string {
+  return `${SECTION_V4}\n${v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${v6Text.replace(/\n*$/, '\n')}`;
+}
+
+/**
+ * installAndBegin, then stageCandidate of the rules as planned, in one round trip. Throws like
+ * installAndBegin (LockHeldError...); a rejected candidate is returned, not thrown: with what
+ * the snapshot shows kept, the caller may stage another.
+ */
+export async function installBeginStage(
+  remote: RemoteHost,
+  batch: string,
+  leaseSeconds: number,
+  planned: {readonly v4Text: string; readonly v6Text: string},
+  owner = ownerLine(),
+): Promise<BeganAndStaged> {
+  const ownerText = owner.replace(/[\r\n]+/g, ' ');
+  const result = await run(remote, COMMANDS.installBeginStage, {
+    batch,
+    seconds: leaseSeconds,
+    stdin: `${ownerText}\n${candidatePayload(planned.v4Text, planned.v6Text)}`,
+  });
+  if (result.code === AGENT_EXIT.candidateRejected) {
+    return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text};
+  }
+  return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text};
+}
+
 export async function stageCandidate(remote: RemoteHost, batch: string, v4Text: string, v6Text: string): Promise<void> {
-  const payload = `${SECTION_V4}\n${v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${v6Text.replace(/\n*$/, '\n')}`;
-  const result = await run(remote, COMMANDS.stage, {batch, stdin: payload});
+  const result = await run(remote, COMMANDS.stage, {batch, stdin: candidatePayload(v4Text, v6Text)});
   if (result.code === AGENT_EXIT.candidateRejected) {
     throw new CandidateRejectedError(remote.name, `rules rejected by the server, nothing changed: ${firstLine(result)}`);
   }

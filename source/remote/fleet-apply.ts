@@ -10,9 +10,10 @@ import {
   AgentError,
   armDeadline,
   BatchExpiredError,
+  CandidateRejectedError,
   confirmBatch,
   hostStatus,
-  installAndBegin,
+  installBeginStage,
   installPersistence,
   LockHeldError,
   newBatchId,
@@ -192,6 +193,9 @@ async function withHost<T>(connector: Connector, target: HostTarget, existing: R
  * pending batch (every host verified and counting down); on any failure every host that changed
  * is rolled back, the others are unlocked, and FleetApplyError says what happened.
  */
+/** An empty server: what the candidate is merged with to get the rules as planned. */
+const NO_SNAPSHOT = {v4: '', v6: ''} as const;
+
 export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFleetBatch> {
   const {connector, timeoutSeconds} = options;
   const emit: OnProgress = options.onProgress ?? (() => undefined);
@@ -212,15 +216,29 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     emit({host: name, step: 'lock', status: 'running'});
     try {
       run.remote = await connector.connect(run.plan.target);
-      const snapshot = await installAndBegin(run.remote, batch, leaseSeconds);
+      // The rules as planned travel with the lock and snapshot request and are tested there
+      // (one round trip); they are staged again only if the snapshot holds chains to keep.
+      const planned = prepareRules(name, run.plan.candidate, NO_SNAPSHOT);
+      let began;
+      try {
+        began = await installBeginStage(run.remote, batch, leaseSeconds, planned);
+      } catch (error) {
+        // Locked by someone else: ours never began. Any other answer may come after the lock.
+        if (!(error instanceof LockHeldError)) run.began = true;
+        throw error;
+      }
       run.began = true;
       emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
-      const copy = options.localState?.saveSnapshot(batch, name, snapshot);
+      const copy = options.localState?.saveSnapshot(batch, name, began.snapshot);
       emit({host: name, step: 'snapshot', status: 'done', detail: copy ? `copy in ${copy}` : undefined});
       emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server (${leaseSeconds} s until load and verify finish)`});
       emit({host: name, step: 'validate', status: 'running'});
-      run.prepared = prepareRules(name, run.plan.candidate, snapshot);
-      await stageCandidate(run.remote, batch, run.prepared.v4Text, run.prepared.v6Text);
+      run.prepared = prepareRules(name, run.plan.candidate, began.snapshot);
+      const sameAsPlanned = run.prepared.v4Text === began.v4Text && run.prepared.v6Text === began.v6Text;
+      if (sameAsPlanned && began.rejected !== undefined) {
+        throw new CandidateRejectedError(name, `rules rejected by the server, nothing changed: ${began.rejected}`);
+      }
+      if (!sameAsPlanned) await stageCandidate(run.remote, batch, run.prepared.v4Text, run.prepared.v6Text);
       const kept = run.prepared.keptChains.length > 0 ? `; keeping ${run.prepared.keptChains.join(', ')}` : '';
       emit({host: name, step: 'validate', status: 'done', detail: `iptables-restore --test passed${kept}`});
     } catch (error) {

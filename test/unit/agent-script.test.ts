@@ -234,6 +234,40 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(4)).toEqual(before);
   });
 
+  it('begins and stages in one call: the snapshot comes back, a rejected candidate leaves the batch locked for another', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    // The owner travels in IW_OWNER (read by the login shell); stdin holds only the candidate.
+    const bad = CANDIDATE_V4.replace('--dport 22', '--no-such-option 22');
+    const rejected = spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'IW_OWNER=x@y pid=3', 'dash', path.join(dir, 'agent.sh'), 'begin', 's1', '60', 'stage'], {
+      input: payload(bad, CANDIDATE_V6),
+      encoding: 'utf8',
+    });
+    expect(rejected.status).toBe(AGENT_EXIT.candidateRejected);
+    expect(rejected.stderr).toContain('IPv4 candidate rejected');
+    expect(rejected.stdout).toContain('--dport 80'); // the snapshot, as begin prints it
+    expect(state()['phase']).toBe('locked');
+    expect(state()['owner']).toBe('x@y pid=3');
+    expect(agent(['load', 's1']).code).toBe(AGENT_EXIT.notPending);
+    // The caller stages another candidate on the same batch, and that one loads.
+    expect(agent(['stage', 's1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 's1']).code).toBe(0);
+    expect(liveFilter(4)).toContain('--dport 22');
+    expect(agent(['rollback', 's1']).code).toBe(0);
+    expect(liveFilter(4)).toEqual(before);
+
+    const good = spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'IW_OWNER=x@y pid=4', 'dash', path.join(dir, 'agent.sh'), 'begin', 's2', '60', 'stage'], {
+      input: payload(CANDIDATE_V4, CANDIDATE_V6),
+      encoding: 'utf8',
+    });
+    expect(good.status).toBe(0);
+    expect(good.stdout.split('\n')).toContain(SECTION_V6);
+    expect(good.stdout).not.toContain('staged'); // stdout is the snapshot alone
+    expect(state()['phase']).toBe('staged');
+    expect(agent(['load', 's2']).code).toBe(0);
+    expect(agent(['rollback', 's2']).code).toBe(0);
+  });
+
   it('puts the snapshot back at once when IPv4 loads and IPv6 fails', () => {
     inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
     const before = liveFilter(4);

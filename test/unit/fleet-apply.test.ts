@@ -5,7 +5,7 @@
 import {describe, expect, it} from 'vitest';
 import {EXIT, RefusedError} from '../../source/core/errors.js';
 import type {Ruleset} from '../../source/core/model.js';
-import {SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+import {AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {applyFleet, confirmFleet, FleetApplyError, loadWaves, rollbackFleet, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
 import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
 
@@ -32,7 +32,21 @@ const ALLOWED_COMMANDS = [
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
   // install + begin in one round trip (the owner line is read from stdin, never in the command)
   /^umask 077 && \{ \[ -d \/var\/lib\/isolate-wizard\/backups \] \|\| mkdir -p \/var\/lib\/isolate-wizard\/backups; \} && IFS= read -r IW_OWNER && export IW_OWNER && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh && exec sh \/var\/lib\/isolate-wizard\/agent\.sh begin [a-z0-9-]+ \d+$/,
+  // install + begin + stage: the agent's own text (a constant) inside, exactly; the owner line and
+  // the candidate on stdin
+  new RegExp(
+    `^${escapeRegExp(
+      "umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && " +
+        `printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ && ` +
+        'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
+        'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh begin',
+    )} [a-z0-9-]+ \\d+ stage$`,
+  ),
 ];
+
+function escapeRegExp(text: string): string {
+  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
+}
 
 interface FakeServer {
   phase: string;
@@ -69,8 +83,11 @@ class FakeFleet implements Connector {
       route: `fake ${target.name}`,
       async exec(command: string, execOptions?: ExecOptions): Promise<ExecResult> {
         fleet.commands.push(command);
-        // The op word after the agent's path ("... agent.sh begin B S"); the install-only command has none.
-        const op = /agent\.sh ([a-z-]+)/.exec(command)?.[1];
+        // The op word of the agent call that ends the command ("... agent.sh begin B S [stage]");
+        // the install-only command has none (and install + begin carries the agent's own text).
+        const call = /agent\.sh ([a-z-]+)((?: [a-z0-9-]+)*)$/.exec(command);
+        const op = call?.[1];
+        const staging = op === 'begin' && (call?.[2] ?? '').endsWith(' stage');
         const stdin = String(execOptions?.stdin ?? '');
         const ok = (stdout = ''): ExecResult => ({code: 0, stdout, stderr: ''});
         if (op === undefined && command.startsWith('umask')) return ok();
@@ -79,6 +96,13 @@ class FakeFleet implements Connector {
           case 'begin':
             if (server.failOn === 'begin') return {code: 3, stdout: 'held_by=bob@desk pid=9\nsince=1700000000\ndeadline=1700000100\nnow=1700000050\n', stderr: ''};
             server.phase = 'locked';
+            if (staging) {
+              // stdin: the owner line, then the candidate
+              fleet.events.push(`${target.name}:stage`);
+              if (server.failOn === 'stage') return {code: 5, stdout: `${SECTION_V4}\n${SECTION_V6}\n`, stderr: 'IPv6 candidate rejected by ip6tables-restore --test: no conntrack'};
+              server.phase = 'staged';
+              server.loaded = stdin.slice(stdin.indexOf('\n') + 1);
+            }
             return ok(`${SECTION_V4}\n${SECTION_V6}\n`);
           case 'stage':
             if (server.failOn === 'stage') return {code: 5, stdout: '', stderr: 'IPv6 candidate rejected by ip6tables-restore --test: no conntrack'};

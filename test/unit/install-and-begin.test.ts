@@ -7,7 +7,7 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {AGENT_DIR, AGENT_SCRIPT} from '../../source/remote/agent-script.js';
-import {installAndBegin, LockHeldError} from '../../source/remote/apply-protocol.js';
+import {installAndBegin, installBeginStage, LockHeldError} from '../../source/remote/apply-protocol.js';
 import type {ExecOptions, ExecResult, RemoteHost} from '../../source/remote/types.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
@@ -86,5 +86,29 @@ describe.skipIf(!canUseNetns)('installAndBegin', {timeout: 60_000}, () => {
     expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
     expect(existsSync('pwned')).toBe(false);
     expect(unlock('b-third')).toBe(0);
+  });
+
+  it('installs, locks and stages the planned rules in one command; a rejected candidate comes back with the batch still locked', async () => {
+    const unlock = (batch: string): number | null =>
+      spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
+    const planned = {v4Text: '*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n', v6Text: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n'};
+    const host = localHost();
+    const began = await installBeginStage(host, 'b-four', 60, planned, 'carol $(touch pwned) pid=5');
+    expect(host.commands).toHaveLength(1);
+    expect(began.rejected).toBeUndefined();
+    expect(began.snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
+    // The agent's text travels inside the command: installed exactly (this test's host moves its directory).
+    expect(readFileSync(path.join(dir, 'agent.sh'), 'utf8')).toBe(AGENT_SCRIPT.replaceAll(AGENT_DIR, dir));
+    expect(state()).toMatchObject({batch: 'b-four', phase: 'staged', owner: 'carol touch pwned pid=5'});
+    expect(readFileSync(path.join(dir, 'backups', 'b-four.cand.v4'), 'utf8')).toBe(planned.v4Text);
+    expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
+    expect(unlock('b-four')).toBe(0);
+
+    const bad = {...planned, v4Text: planned.v4Text.replace('-i lo', '--no-such-option lo')};
+    const rejected = await installBeginStage(localHost(), 'b-five', 60, bad, 'carol pid=5');
+    expect(rejected.rejected).toContain('IPv4 candidate rejected');
+    expect(rejected.snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
+    expect(state()).toMatchObject({batch: 'b-five', phase: 'locked'});
+    expect(unlock('b-five')).toBe(0);
   });
 });
