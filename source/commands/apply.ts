@@ -37,8 +37,10 @@ export interface ApplyRequest {
   readonly onProgress: OnProgress;
   /** Lockout warnings (not errors) go here. */
   readonly onWarning?: (line: string) => void;
-  /** The caller confirms right after (apply --yes): skip arming the countdown. */
+  /** Confirm as soon as every host passes its check (apply --yes): no countdown is armed. */
   readonly confirmAtOnce?: boolean;
+  /** With confirmAtOnce: install the boot-time loader where none is (--install-persistence). */
+  readonly installPersistence?: boolean;
 }
 
 /**
@@ -78,6 +80,9 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
       return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
     },
     armCountdown: request.confirmAtOnce !== true,
+    // --yes: each host is confirmed over the new connection that proved it, once all are proven.
+    confirmAfterVerify: request.confirmAtOnce === true,
+    ...(request.installPersistence === undefined ? {} : {installPersistence: request.installPersistence}),
   });
 }
 
@@ -153,9 +158,17 @@ export const applyCommand: Command = {
     const context = fleetContext(values, io);
     const onProgress = stderrProgress(io);
     try {
+      const installPersistence = values['install-persistence'] === true;
       let batch: PendingFleetBatch;
       try {
-        batch = await applyInventory({context, timeoutSeconds, onProgress, onWarning: (line) => io.stderr.write(line), confirmAtOnce: values['yes'] === true});
+        batch = await applyInventory({
+          context,
+          timeoutSeconds,
+          onProgress,
+          onWarning: (line) => io.stderr.write(line),
+          confirmAtOnce: values['yes'] === true,
+          installPersistence,
+        });
       } catch (error) {
         if (error instanceof FleetApplyError) {
           for (const problem of error.problems) io.stderr.write(`isolate-wizard: ${problem}\n`);
@@ -163,10 +176,9 @@ export const applyCommand: Command = {
         }
         throw error;
       }
-      const installPersistence = values['install-persistence'] === true;
+      if (batch.confirmed) return printOutcomes(io, 'kept', batch.confirmed);
       let keep: boolean;
-      if (values['yes'] === true) keep = true;
-      else if (!io.isTTY) {
+      if (!io.isTTY) {
         printPending(io, context, batch);
         return EXIT.ok;
       } else keep = await askKeep(io, batch.deadline);

@@ -522,6 +522,32 @@ stage_payload() {
   append_state "phase=staged"
 }
 
+# show_live: the state's batch and phase, then the live filter tables, normalized.
+show_live() {
+  read_state
+  printf 'phase=%s\nbatch=%s\n' "$s_phase" "$s_batch"
+  echo "#iw:v4"; live_filter 4
+  echo "#iw:v6"; live_filter 6
+}
+
+# confirm_batch BATCH: keep the rules (exit 4 when the batch already expired: rolled back), persist them.
+confirm_batch() {
+  batch=$1
+  take_mutex
+  read_state
+  if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
+  require_batch "$batch"
+  [ "$s_phase" = loaded ] || die 4 "batch $batch is $s_phase: nothing loaded to confirm"
+  stop_watchdog_unit
+  clock
+  # The token goes with the phase, in one write: a detached watchdog sees it gone and quits.
+  append_state "token=" "watchdog=" "phase=confirmed" "changed=$op_now" "confirmed=$op_now"
+  log "confirmed $batch"
+  echo "confirmed"
+  persist
+  prune_backups
+}
+
 # ---- ops -----------------------------------------------------------------------------------
 op=$1; shift
 [ -d "$BACKUPS" ] || mkdir -p "$DIR" "$BACKUPS" || die 1 "cannot create $DIR"
@@ -621,28 +647,25 @@ case "$op" in
     ;;
 
   show) # the live filter tables, normalized, and the state (for verification from a new connection)
-    read_state
-    printf 'phase=%s\nbatch=%s\n' "$s_phase" "$s_batch"
-    echo "#iw:v4"; live_filter 4
-    echo "#iw:v6"; live_filter 6
+    show_live
+    ;;
+
+  verify) # BATCH: show, then wait for one line on stdin: "confirm" confirms (as the confirm op),
+    # anything else or the end of input leaves the batch as it is (its watchdog still armed). The
+    # client checks the live rules of every host of a batch before it answers any (apply --yes):
+    # the confirmation then travels over this new connection, without a second command.
+    [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: verify BATCH"
+    show_live
+    echo "#iw:await"
+    answer=
+    IFS= read -r answer || :
+    [ "$answer" = confirm ] || { echo "not-confirmed"; exit 0; }
+    confirm_batch "$1"
     ;;
 
   confirm) # BATCH: keep the rules. Exit 4 when the batch already expired (rolled back).
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: confirm BATCH"
-    batch=$1
-    take_mutex
-    read_state
-    if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
-    require_batch "$batch"
-    [ "$s_phase" = loaded ] || die 4 "batch $batch is $s_phase: nothing loaded to confirm"
-    stop_watchdog_unit
-    clock
-    # The token goes with the phase, in one write: a detached watchdog sees it gone and quits.
-    append_state "token=" "watchdog=" "phase=confirmed" "changed=$op_now" "confirmed=$op_now"
-    log "confirmed $batch"
-    echo "confirmed"
-    persist
-    prune_backups
+    confirm_batch "$1"
     ;;
 
   rollback) # BATCH: put the snapshot back now, then check the live rules equal it.

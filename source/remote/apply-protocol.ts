@@ -21,7 +21,7 @@ import {canonicalFilter, isOpenFilter, mergeForeignDetailed} from '../core/merge
 import type {Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
-import type {Connector, ExecResult, HostTarget, RemoteHost} from './types.js';
+import type {Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from './types.js';
 
 /** Single quotes for sh: the text exactly, whatever it holds. */
 function shellQuote(text: string): string {
@@ -59,6 +59,8 @@ const COMMANDS = {
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
   arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',
   show: 'sh /var/lib/isolate-wizard/agent.sh show',
+  // show, then wait for "confirm" on stdin (apply --yes: confirm over the verifying connection)
+  verify: 'sh /var/lib/isolate-wizard/agent.sh verify %BATCH%',
   confirm: 'sh /var/lib/isolate-wizard/agent.sh confirm %BATCH%',
   rollback: 'sh /var/lib/isolate-wizard/agent.sh rollback %BATCH%',
   unlock: 'sh /var/lib/isolate-wizard/agent.sh unlock %BATCH%',
@@ -120,8 +122,12 @@ function firstLine(result: ExecResult): string {
   return text.split('\n').slice(0, 3).join('; ') || `exit ${result.code}`;
 }
 
-async function run(remote: RemoteHost, template: string, options: {batch?: string; seconds?: number; stdin?: string} = {}): Promise<ExecResult> {
-  return remote.exec(command(template, options.batch, options.seconds), {root: true, stdin: options.stdin ?? ''});
+async function run(
+  remote: RemoteHost,
+  template: string,
+  options: {batch?: string; seconds?: number; stdin?: string; reply?: ExecOptions['reply']} = {},
+): Promise<ExecResult> {
+  return remote.exec(command(template, options.batch, options.seconds), {root: true, stdin: options.stdin ?? '', ...(options.reply ? {reply: options.reply} : {})});
 }
 
 // ---------------------------------------------------------------------------
@@ -338,9 +344,95 @@ export interface LiveRules {
 export async function readLive(remote: RemoteHost): Promise<LiveRules> {
   const result = await remote.exec(COMMANDS.show, {root: true, stdin: ''});
   if (result.code !== 0) throw new AgentError(remote.name, `cannot read the live rules: ${firstLine(result)}`);
-  const values = keyValues(result.stdout.split(`${SECTION_V4}\n`)[0] ?? '');
-  const payload = splitPayload(result.stdout);
+  return parseLive(result.stdout);
+}
+
+function parseLive(text: string): LiveRules {
+  const values = keyValues(text.split(`${SECTION_V4}\n`)[0] ?? '');
+  const payload = splitPayload(text);
   return {phase: values.get('phase') ?? '', batch: values.get('batch') ?? '', ...payload};
+}
+
+/** The line the agent's verify op prints once the live rules are out, before it waits for an answer. */
+const AWAIT_MARK = '#iw:await';
+
+/** A host whose live rules were checked over a new connection, waiting there for the word to confirm. */
+export interface HeldVerification {
+  /** "new SSH session ...; live rules match". */
+  readonly label: string;
+  /** Confirms over the same new connection (as confirmBatch), and keeps it open for follow-ups. */
+  confirm(): Promise<{readonly confirmed: Confirmed; readonly remote: RemoteHost}>;
+  /** Leaves the batch as it is (its watchdog armed) and closes the connection. */
+  release(): Promise<void>;
+}
+
+/**
+ * verifyLoaded, but the new connection stays and the agent waits on it: once every host of the
+ * batch is checked, `confirm()` confirms over it with no second command or handshake (apply
+ * --yes). If this process dies or the link drops while it waits, the agent reads the end of its
+ * input and leaves the batch to its watchdog.
+ */
+export async function verifyAndHold(
+  connector: Connector,
+  target: HostTarget,
+  batch: string,
+  expected: {v4: Ruleset; v6: Ruleset},
+  options: {readonly freshGroup?: string} = {},
+): Promise<HeldVerification> {
+  const fresh = await connector.connect(target, {fresh: true, ...(options.freshGroup === undefined ? {} : {freshGroup: options.freshGroup})});
+  let answer: (word: string) => void = () => undefined;
+  const decision = new Promise<string>((resolve) => (answer = resolve));
+  let shown: (text: string) => void = () => undefined;
+  const liveShown = new Promise<string>((resolve) => (shown = resolve));
+  const finished = run(fresh, COMMANDS.verify, {
+    batch,
+    reply: (output) => {
+      const at = output.indexOf(`\n${AWAIT_MARK}\n`);
+      if (at < 0) return undefined;
+      shown(output.slice(0, at + 1));
+      return decision;
+    },
+  });
+  // Settled either way, so a failure before the mark is reported once, as a failure.
+  const ended = finished.then(
+    (result) => ({result}),
+    (error: unknown) => ({error}),
+  );
+  const release = async (): Promise<void> => {
+    answer('');
+    await ended;
+    await fresh.close().catch(() => undefined);
+  };
+  const first = await Promise.race([liveShown.then((text) => ({text})), ended]);
+  try {
+    if ('error' in first) throw first.error;
+    if ('result' in first) throw new AgentError(target.name, `cannot read the live rules: ${firstLine(first.result)}`);
+    const live = parseLive(first.text);
+    if (live.batch !== batch || live.phase !== 'loaded') {
+      throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
+    }
+    const differences = liveDifferences(live, expected);
+    if (differences.length > 0) {
+      throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
+    }
+  } catch (error) {
+    await release();
+    throw error;
+  }
+  return {
+    label: `new SSH session ${fresh.route}; live rules match`,
+    async confirm() {
+      answer('confirm\n');
+      const outcome = await ended;
+      if ('error' in outcome) throw outcome.error;
+      // What confirm printed comes after the live rules and the mark.
+      const stdout = outcome.result.stdout;
+      const after = stdout.indexOf(`\n${AWAIT_MARK}\n`);
+      const confirmed = confirmedFrom(fresh, {...outcome.result, stdout: after < 0 ? stdout : stdout.slice(after + AWAIT_MARK.length + 2)});
+      return {confirmed, remote: fresh};
+    },
+    release,
+  };
 }
 
 /** Differences between what is live and what was sent (filter table, canonical spellings). Empty = same. */
@@ -398,7 +490,11 @@ export const NO_PERSISTENCE_NOTE =
   'rules are live but will not survive a reboot; install iptables-persistent or rerun with --install-persistence';
 
 export async function confirmBatch(remote: RemoteHost, batch: string): Promise<Confirmed> {
-  const result = await run(remote, COMMANDS.confirm, {batch});
+  return confirmedFrom(remote, await run(remote, COMMANDS.confirm, {batch}));
+}
+
+/** What a confirm answered (the confirm op, or verify after "confirm"). */
+function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   if (result.code === AGENT_EXIT.notPending) {
     const why = firstLine(result);
     const meaning = / is expired$/.test(why)

@@ -546,10 +546,10 @@ export function createConnector(options: ConnectorOptions): Connector {
     const route =
       `${link.target.user}@${link.target.hostname}:${link.target.port}` + (chain.length > 0 ? ` via ${chain.join(' via ')}` : '');
 
-    const raw = async (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined) => {
+    const raw = async (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined, reply?: ExecOptions['reply']) => {
       const startedAt = performance.now();
       try {
-        return await execOnLink(name, link, command, stdin, timeoutMs);
+        return await execOnLink(name, link, command, stdin, timeoutMs, reply);
       } finally {
         timing?.(`exec ${name}${link.shareKey === link.key ? '' : ' (fresh)'}: ${command.slice(0, 70)}`, startedAt);
       }
@@ -584,7 +584,7 @@ export function createConnector(options: ConnectorOptions): Connector {
       route,
       async exec(command: string, execOptions: ExecOptions = {}): Promise<ExecResult> {
         if (closed) throw new HostError(name, 'the connection was closed');
-        if (!execOptions.root) return raw(command, execOptions.stdin, execOptions.timeoutMs);
+        if (!execOptions.root) return raw(command, execOptions.stdin, execOptions.timeoutMs, execOptions.reply);
         // A root login is root: no probe round trip.
         const probe = (link.privilege ??= link.target.user === 'root' ? Promise.resolve<Privilege>({kind: 'root'}) : detectPrivilege());
         let mode: Privilege;
@@ -595,7 +595,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           throw error;
         }
         const wrapped = rootCommand(command, mode, execOptions.stdin);
-        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs);
+        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply);
       },
       async close(): Promise<void> {
         if (closed) return;
@@ -636,6 +636,7 @@ function execOnLink(
   command: string,
   stdin: string | Buffer | undefined,
   timeoutMs: number | undefined,
+  reply?: ExecOptions['reply'],
 ): Promise<ExecResult> {
   return new Promise((resolvePromise, reject) => {
     if (link.dead || link.ended) {
@@ -663,7 +664,19 @@ function execOnLink(
         const stderr: Buffer[] = [];
         let code: number | null = null;
         let signal: string | undefined;
-        channel.on('data', (chunk: Buffer) => stdout.push(chunk));
+        // A conversation (reply): the output is offered to it as it grows; its answer ends stdin.
+        let asked = false;
+        channel.on('data', (chunk: Buffer) => {
+          stdout.push(chunk);
+          if (!reply || asked) return;
+          const answer = reply(Buffer.concat(stdout).toString('utf8'));
+          if (!answer) return;
+          asked = true;
+          answer.then(
+            (text) => channel.end(text),
+            () => channel.end(),
+          );
+        });
         channel.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
         channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
           code = exitCode;
@@ -689,7 +702,9 @@ function execOnLink(
             channel.close();
           }, timeoutMs);
         }
-        if (stdin !== undefined) channel.end(stdin);
+        if (reply) {
+          if (stdin !== undefined && stdin.length > 0) channel.write(stdin);
+        } else if (stdin !== undefined) channel.end(stdin);
         else channel.end();
       });
     } catch (error) {

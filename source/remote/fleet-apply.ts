@@ -15,6 +15,9 @@ import {
   hostStatus,
   installBeginStage,
   installPersistence,
+  verifyAndHold,
+  type Confirmed,
+  type HeldVerification,
   LockHeldError,
   newBatchId,
   NO_PERSISTENCE_NOTE,
@@ -87,6 +90,13 @@ export interface ApplyFleetOptions {
    * confirm, and a round trip per host is saved.
    */
   readonly armCountdown?: boolean;
+  /**
+   * Confirm as soon as every host passes its check (apply --yes): each host is confirmed over the
+   * new connection that checked it, once all are checked. The outcomes land in `confirmed`.
+   */
+  readonly confirmAfterVerify?: boolean;
+  /** With confirmAfterVerify: install the boot-time loader where none is (--install-persistence). */
+  readonly installPersistence?: boolean;
 }
 
 export interface PendingFleetBatch {
@@ -98,6 +108,8 @@ export interface PendingFleetBatch {
   readonly checks: readonly {readonly host: string; readonly label: string; readonly ok: boolean}[];
   /** Per host, the foreign chains carried over (Docker, fail2ban, ...). */
   readonly kept: ReadonlyMap<string, readonly string[]>;
+  /** With confirmAfterVerify: how each host's confirmation went. */
+  readonly confirmed?: readonly HostOutcome[];
 }
 
 /** The batch failed; `rolledBack` says whether hosts that had changed were put back. */
@@ -289,11 +301,20 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   // hosts behind a bastion share one new bastion link, opened after every load: it proves the
   // same path at one handshake instead of one per host.
   const checks: {host: string; label: string; ok: boolean}[] = [];
+  const held = new Map<string, HeldVerification>();
   const verifications = await mapLimit(runs, limit, async (run) => {
     const name = run.plan.target.name;
     emit({host: name, step: 'verify', status: 'running'});
     try {
-      const label = await verifyLoaded(connector, run.plan.target, batch, run.prepared as PreparedRules, {freshGroup: `verify-${batch}`});
+      let label: string;
+      const verifyOptions = {freshGroup: `verify-${batch}`};
+      if (options.confirmAfterVerify) {
+        const holding = await verifyAndHold(connector, run.plan.target, batch, run.prepared as PreparedRules, verifyOptions);
+        held.set(name, holding);
+        label = holding.label;
+      } else {
+        label = await verifyLoaded(connector, run.plan.target, batch, run.prepared as PreparedRules, verifyOptions);
+      }
       checks.push({host: name, label, ok: true});
       emit({host: name, step: 'verify', status: 'done', detail: label});
     } catch (error) {
@@ -304,6 +325,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   });
   const verifyFailures = verifications.flatMap((result) => (result.ok ? [] : [result.error]));
   if (verifyFailures.length > 0) {
+    await Promise.all([...held.values()].map((holding) => holding.release()));
     await releaseAll(options, runs, batch, emit);
     throw new FleetApplyError([...verifyFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
   }
@@ -321,12 +343,34 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   }
   for (const run of runs) options.localState?.setHost(run.plan.target.name, {batch, phase: 'pending', deadline, changedAt: Date.now()});
 
+  // apply --yes: every host passed; confirm each over the connection that checked it.
+  let confirmed: HostOutcome[] | undefined;
+  if (options.confirmAfterVerify) {
+    const outcomes = await mapLimit(runs, limit, async (run): Promise<HostOutcome> => {
+      const target = run.plan.target;
+      const holding = held.get(target.name) as HeldVerification;
+      emit({host: target.name, step: 'confirm', status: 'running'});
+      try {
+        const answer = await holding.confirm();
+        return await afterConfirm(options, target, answer.remote, batch, answer.confirmed, emit);
+      } catch (error) {
+        return confirmFailed(options, target, error, emit);
+      } finally {
+        await holding.release().catch(() => undefined); // closes the new connection
+      }
+    });
+    confirmed = outcomes.map((result, index) =>
+      result.ok ? result.value : {host: runs[index]?.plan.target.name ?? '?', ok: false, detail: describe(result.error)},
+    );
+  }
+
   return {
     batch,
     hosts: runs.map((run) => run.plan.target.name),
     deadline,
     timeoutSeconds,
     checks,
+    ...(confirmed ? {confirmed} : {}),
     kept: new Map(runs.map((run) => [run.plan.target.name, run.prepared?.keptChains ?? []])),
   };
 }
@@ -407,6 +451,38 @@ export function outcomeExitCode(outcomes: readonly HostOutcome[]): number {
 }
 
 /** Keep the rules: over fresh connections, cancel each watchdog and persist. */
+/** After a host's confirm: local state, progress, and the boot-time files (installing the loader if asked). */
+async function afterConfirm(
+  options: {readonly localState?: LocalState; readonly installPersistence?: boolean},
+  target: HostTarget,
+  remote: RemoteHost,
+  batch: string,
+  first: Confirmed,
+  emit: OnProgress,
+): Promise<HostOutcome> {
+  let confirmed = first;
+  options.localState?.setHost(target.name, {batch, phase: 'confirmed', changedAt: Date.now()});
+  emit({host: target.name, step: 'confirm', status: 'done', detail: confirmed.alreadyConfirmed ? 'already confirmed' : 'watchdog cancelled'});
+  if (confirmed.persistence === 'none' && options.installPersistence) {
+    emit({host: target.name, step: 'persist', status: 'running', detail: 'installing the boot-time loader'});
+    await installPersistence(remote);
+    confirmed = await confirmBatch(remote, batch); // already confirmed: writes the boot-time files
+  }
+  const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
+  emit({host: target.name, step: 'persist', status: confirmed.persistence === 'none' ? 'skipped' : 'done', detail});
+  return {host: target.name, ok: true, persistence: confirmed.persistence, detail: `confirmed; ${detail}`};
+}
+
+function confirmFailed(options: {readonly localState?: LocalState}, target: HostTarget, error: unknown, emit: OnProgress): HostOutcome {
+  const expired = error instanceof BatchExpiredError;
+  if (expired) {
+    const local = options.localState?.host(target.name);
+    if (local) options.localState?.setHost(target.name, {...local, phase: 'expired', changedAt: Date.now()});
+  }
+  emit({host: target.name, step: 'confirm', status: 'failed', detail: describe(error)});
+  return {host: target.name, ok: false, expired, detail: describe(error)};
+}
+
 export async function confirmFleet(options: FleetActionOptions & {readonly installPersistence?: boolean}): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
   const group = freshGroupId('confirm');
@@ -418,25 +494,9 @@ export async function confirmFleet(options: FleetActionOptions & {readonly insta
       remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
       const batch = await batchFor(options, remote);
       if (!batch) throw new HostError(target.name, 'nothing to confirm: no batch was applied here');
-      let confirmed = await confirmBatch(remote, batch);
-      options.localState?.setHost(target.name, {batch, phase: 'confirmed', changedAt: Date.now()});
-      emit({host: target.name, step: 'confirm', status: 'done', detail: confirmed.alreadyConfirmed ? 'already confirmed' : 'watchdog cancelled'});
-      if (confirmed.persistence === 'none' && options.installPersistence) {
-        emit({host: target.name, step: 'persist', status: 'running', detail: 'installing the boot-time loader'});
-        await installPersistence(remote);
-        confirmed = await confirmBatch(remote, batch); // already confirmed: writes the boot-time files
-      }
-      const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
-      emit({host: target.name, step: 'persist', status: confirmed.persistence === 'none' ? 'skipped' : 'done', detail});
-      return {host: target.name, ok: true, persistence: confirmed.persistence, detail: `confirmed; ${detail}`};
+      return await afterConfirm(options, target, remote, batch, await confirmBatch(remote, batch), emit);
     } catch (error) {
-      const expired = error instanceof BatchExpiredError;
-      if (expired) {
-        const local = options.localState?.host(target.name);
-        if (local) options.localState?.setHost(target.name, {...local, phase: 'expired', changedAt: Date.now()});
-      }
-      emit({host: target.name, step: 'confirm', status: 'failed', detail: describe(error)});
-      return {host: target.name, ok: false, expired, detail: describe(error)};
+      return confirmFailed(options, target, error, emit);
     } finally {
       if (fresh) await remote?.close().catch(() => undefined);
     }

@@ -13,6 +13,13 @@ export interface ExecOptions {
   /** Run as root: directly when the login is root, otherwise through `sudo -n` (or `sudo -S` with a password the Prompter gave). */
   readonly root?: boolean;
   readonly timeoutMs?: number;
+  /**
+   * A command that asks a question: called with its output so far each time it grows, until it
+   * returns a promise; the text that promise resolves to is written to the command's stdin,
+   * which is then closed (`stdin` itself is written first and kept open). Never put data from
+   * an inventory or a server into the answer: only words this program defines.
+   */
+  readonly reply?: (outputSoFar: string) => Promise<string> | undefined;
 }
 
 /** One connected server. */

@@ -164,6 +164,29 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(4)).toContain('--dport 22');
   });
 
+  it('verify shows the live rules and then waits: "confirm" confirms, anything else (or no answer) leaves the batch pending', () => {
+    expect(agent(['begin', 'v1', '60'], 'alice@laptop pid=1\n').code).toBe(0);
+    expect(agent(['stage', 'v1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'v1']).code).toBe(0);
+    // No answer (the client died, the link dropped): nothing changes, the watchdog stays armed.
+    const silent = agent(['verify', 'v1'], '');
+    expect(silent.code).toBe(0);
+    const [shown, after] = silent.stdout.split('#iw:await\n') as [string, string];
+    expect(shown).toContain('phase=loaded');
+    expect(shown).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(after.trim()).toBe('not-confirmed');
+    expect(state()['phase']).toBe('loaded');
+    expect(state()['token']).not.toBe('');
+    expect(agent(['verify', 'v1'], 'yes\n').stdout).toContain('not-confirmed');
+    expect(state()['phase']).toBe('loaded');
+    // The word: confirmed over this same call, as the confirm op does.
+    const kept = agent(['verify', 'v1'], 'confirm\n');
+    expect(kept.code).toBe(0);
+    expect(kept.stdout.split('#iw:await\n')[1]).toMatch(/^confirmed\npersisted=/);
+    expect(state()['phase']).toBe('confirmed');
+    expect(agent(['status']).stdout).toContain('locked=no');
+  });
+
   it('rolls back by itself at the deadline to the exact snapshot, keeping other tables', async () => {
     inNetns(['iptables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A f2b-sshd -s 198.51.100.7/32 -j REJECT --reject-with icmp-port-unreachable\n-A f2b-sshd -j RETURN\nCOMMIT\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n:DOCKER - [0:0]\n-A DOCKER -i docker0 -j RETURN\nCOMMIT\n');
     const beforeV4 = liveFilter(4);

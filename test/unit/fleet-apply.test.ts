@@ -28,7 +28,7 @@ const CANDIDATE6: Ruleset = {...CANDIDATE, family: 6};
 const ALLOWED_COMMANDS = [
   /^umask 077 && \{ \[ -d \/var\/lib\/isolate-wizard\/backups \] \|\| mkdir -p \/var\/lib\/isolate-wizard\/backups; \} && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh (begin|arm) [a-z0-9-]+ \d+$/,
-  /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock) [a-z0-9-]+$/,
+  /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock|verify) [a-z0-9-]+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
   // install + begin in one round trip (the owner line is read from stdin, never in the command)
   /^umask 077 && \{ \[ -d \/var\/lib\/isolate-wizard\/backups \] \|\| mkdir -p \/var\/lib\/isolate-wizard\/backups; \} && IFS= read -r IW_OWNER && export IW_OWNER && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh && exec sh \/var\/lib\/isolate-wizard\/agent\.sh begin [a-z0-9-]+ \d+$/,
@@ -120,6 +120,18 @@ class FakeFleet implements Connector {
             const [v4, v6] = (server.tamper ?? server.loaded).split(`${SECTION_V6}\n`);
             return ok(`phase=${server.phase}\nbatch=b-1\n${v4 ?? ''}${SECTION_V6}\n${v6 ?? ''}`);
           }
+          case 'verify': {
+            // show, then the agent waits for its answer on stdin (the reply hook)
+            const [v4, v6] = (server.tamper ?? server.loaded).split(`${SECTION_V6}\n`);
+            const shown = `phase=${server.phase}\nbatch=b-1\n${v4 ?? ''}${SECTION_V6}\n${v6 ?? ''}#iw:await\n`;
+            const pending = execOptions?.reply?.(shown);
+            if (!pending) return {code: 2, stdout: shown, stderr: 'verify without an answer'};
+            const answer = (await pending).trim();
+            fleet.events.push(`${target.name}:answer ${answer || '(none)'}`);
+            if (answer !== 'confirm') return ok(`${shown}not-confirmed\n`);
+            server.phase = 'confirmed';
+            return ok(`${shown}confirmed\npersisted=none\n`);
+          }
           case 'arm':
             return ok('deadline=1700000100\nnow=1700000000\n');
           case 'unlock':
@@ -175,6 +187,29 @@ describe('applyFleet', () => {
     const firstArm = fleet.events.findIndex((event) => event.endsWith(':arm'));
     expect(firstArm).toBeGreaterThan(lastShow);
     for (const server of fleet.servers.values()) expect(server.phase).toBe('loaded');
+  });
+
+  it('with --yes, confirms each host over the new connection that checked it, only once every host is checked', async () => {
+    const fleet = new FakeFleet(SEED);
+    const batch = await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', armCountdown: false, confirmAfterVerify: true});
+    expect(batch.confirmed?.map((outcome) => [outcome.host, outcome.ok])).toEqual(SEED.map((name) => [name, true]));
+    // One new connection per host (the check and the confirmation), no separate confirm command.
+    expect(fleet.freshConnects).toBe(4);
+    expect(fleet.events.some((event) => event.endsWith(':confirm') || event.endsWith(':arm'))).toBe(false);
+    const lastVerify = Math.max(...SEED.map((name) => fleet.events.indexOf(`${name}:verify`)));
+    const firstAnswer = fleet.events.findIndex((event) => event.includes(':answer'));
+    expect(firstAnswer).toBeGreaterThan(lastVerify);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('confirmed');
+  });
+
+  it('with --yes, confirms nobody when one host fails its check: every host is rolled back', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('wordpress-1') as FakeServer).tamper = `${SECTION_V4}\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n${SECTION_V6}\n`;
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', armCountdown: false, confirmAfterVerify: true}));
+    expect(error.exitCode).toBe(EXIT.rolledBack);
+    expect(error.problems.join('\n')).toMatch(/wordpress-1: .*differ/);
+    expect(fleet.events.filter((event) => event.includes(':answer')).every((event) => event.endsWith('(none)'))).toBe(true);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('rolledback');
   });
 
   it('sends only the fixed command templates, never a host name', async () => {
