@@ -5,7 +5,7 @@
 //      parse, buildPlan without and with the access summary (target: under 2 s), each run cold in
 //      a fresh process on the built code, then the whole `isolate-wizard plan` command; and
 //      the old all-to-all shape (quadratic by nature; no target).
-// The lab part needs root. Each figure is run RUNS times; the median is printed.
+// The lab part needs root. Each figure is run RUNS (apply: APPLY_RUNS) times; the median is printed.
 // BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone.
 import {spawnSync} from 'node:child_process';
 import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
@@ -15,6 +15,8 @@ import {performance} from 'node:perf_hooks';
 import {createLab, type Lab} from '../test/lab/lab.js';
 
 const RUNS = 3;
+/** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */
+const APPLY_RUNS = 5;
 const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
 const seedPath = path.join(import.meta.dirname, '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 
@@ -33,19 +35,28 @@ async function resetFleet(lab: Lab): Promise<void> {
   );
 }
 
-async function timeApply(lab: Lab, inventory: string, hosts: string[]): Promise<number[]> {
-  const times: number[] = [];
-  for (let run = 0; run < RUNS; run += 1) {
-    await resetFleet(lab);
-    const start = performance.now();
-    const result = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])]);
-    const elapsed = performance.now() - start;
-    if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
-    times.push(elapsed);
-    // IW_TIMING=1 reaches the CLI through the environment: show where the last run's time went.
-    if (process.env['IW_TIMING'] === '1' && run === RUNS - 1) {
-      console.log(`--- ${hosts.join(',') || 'fleet'}: ${seconds(elapsed)}\n${result.stderr.trim()}`);
-    }
+/** One timed `apply --yes` on freshly reset servers. */
+async function timeApplyOnce(lab: Lab, inventory: string, hosts: string[], showTiming: boolean): Promise<number> {
+  await resetFleet(lab);
+  const start = performance.now();
+  const result = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])]);
+  const elapsed = performance.now() - start;
+  if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  // IW_TIMING=1 reaches the CLI through the environment: show where the last run's time went.
+  if (showTiming) console.log(`--- ${hosts.join(',') || 'fleet'}: ${seconds(elapsed)}\n${result.stderr.trim()}`);
+  return elapsed;
+}
+
+/**
+ * One host and the fleet, alternately (APPLY_RUNS pairs): this shared machine's speed drifts,
+ * and both figures of the ratio should see the same drift.
+ */
+async function timeApplyPairs(lab: Lab, inventory: string, one: string[]): Promise<{one: number[]; fleet: number[]}> {
+  const times = {one: [] as number[], fleet: [] as number[]};
+  for (let run = 0; run < APPLY_RUNS; run += 1) {
+    const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
+    times.one.push(await timeApplyOnce(lab, inventory, one, last));
+    times.fleet.push(await timeApplyOnce(lab, inventory, [], last));
   }
   return times;
 }
@@ -195,8 +206,7 @@ async function main(): Promise<void> {
   const lab = await createLab();
   try {
     const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
-    const one = await timeApply(lab, seed, ['wordpress-1']);
-    const fleet = await timeApply(lab, seed, []);
+    const {one, fleet} = await timeApplyPairs(lab, seed, ['wordpress-1']);
     const ratio = median(fleet) / median(one);
     console.log(`apply --yes, one host (wordpress-1, through the bastion): median ${seconds(median(one))} of ${one.map(seconds).join(', ')}`);
     console.log(`apply --yes, six-host seed fleet: median ${seconds(median(fleet))} of ${fleet.map(seconds).join(', ')}`);
