@@ -2,15 +2,16 @@
 // this file; batch ids and seconds are generated here and checked by regex before use; rulesets
 // and the owner line travel on stdin.
 //
-//   1. installAgent     put the agent script in place (stdin), as root
-//   2. beginBatch       lock (exit 3 when held), snapshot iptables-save/ip6tables-save, arm a
-//                       lease watchdog so even a client dying now leaves nothing locked forever
-//                       (installAndBegin: 1 and 2 in one round trip, what the fleet apply uses)
-//   3. (caller)         keep the snapshot locally; merge the candidate with the foreign chains
-//   4. stageCandidate   upload, `iptables-restore --test` both families; nothing changes yet
+//   1-4. installBeginStage  in one round trip: put the agent in place, lock (exit 3 when held),
+//                       snapshot iptables-save/ip6tables-save, arm a lease watchdog (so even a
+//                       client dying now leaves nothing locked forever), and `iptables-restore
+//                       --test` the rules as planned; nothing changes yet
+//   3. (caller)         keep the snapshot locally; merge the candidate with the foreign chains;
+//      stageCandidate   upload and test again, only when that merge changed the candidate
 //   5. loadCandidate    iptables-restore v4 then v6; any failure puts the snapshot back at once
 //   6. armDeadline      the operator's countdown, on the server's clock
 //   7. verifyLoaded     over a NEW connection: login works, the live rules are the ones sent
+//      (verifyAndHold: the same, then waits there for the word to confirm, for apply --yes)
 //   8. confirmBatch     over a new connection: cancel the watchdog, persist; exit 4 = expired
 //   9. rollbackBatch    restore now, cancel the watchdog, check live == snapshot
 import {hostname, userInfo} from 'node:os';
@@ -31,25 +32,12 @@ function shellQuote(text: string): string {
 // The only command strings sent by the protocol. `%BATCH%` / `%SECONDS%` are replaced by values
 // that passed BATCH_PATTERN / a safe-integer check, nothing else.
 const COMMANDS = {
-  // A temp name per remote shell ($$): two runs installing at once must not interleave their
-  // writes. mkdir (the agent's backups directory too) only on a first install: each program
-  // started costs the server a fork+exec.
-  install:
-    'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
-    'cat > /var/lib/isolate-wizard/agent.sh.$$ && mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh',
-  begin: 'sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
-  // install + begin in one round trip: stdin is the owner line, then the agent script. The
-  // shell's `read` takes the first line (a builtin: no program to split them), `cat` the rest,
-  // and begin gets the owner in its environment (a variable, never part of a command line).
-  installAndBegin:
-    'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
-    'IFS= read -r IW_OWNER && export IW_OWNER && ' +
-    'cat > /var/lib/isolate-wizard/agent.sh.$$ && mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
-    'exec sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS%',
   // install + begin + stage in one round trip, for the candidate as planned (the client stages
   // again only when the snapshot holds other software's chains to keep). The agent's text, a
   // constant of this program, travels inside the command (printf is a builtin: no program to
-  // split it from the data), so stdin is free for the owner line and then the candidate.
+  // split it from the data), so stdin is free for the owner line and then the candidate. A temp
+  // name per remote shell ($$): two runs installing at once must not interleave their writes;
+  // mkdir only on a first install (each program started costs the server a fork and an exec).
   installBeginStage:
     'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
     `printf '%s' ${shellQuote(AGENT_SCRIPT)} > /var/lib/isolate-wizard/agent.sh.$$ && ` +
@@ -159,34 +147,11 @@ export class BatchExpiredError extends AgentError {}
 export class CandidateRejectedError extends AgentError {}
 
 // ---------------------------------------------------------------------------
-// 1. Install
-
-export async function installAgent(remote: RemoteHost): Promise<void> {
-  const result = await remote.exec(COMMANDS.install, {root: true, stdin: AGENT_SCRIPT});
-  if (result.code !== 0) throw new AgentError(remote.name, `cannot install the agent: ${firstLine(result)}`);
-}
-
-// ---------------------------------------------------------------------------
-// 2. Lock + snapshot + lease
+// 1-4. Install, lock, snapshot and lease; test the rules as planned
 
 export interface Snapshot {
   readonly v4: string;
   readonly v6: string;
-}
-
-/** Locks the host for `batch`, snapshots its rules and arms a watchdog for `leaseSeconds`. */
-export async function beginBatch(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
-  const result = await run(remote, COMMANDS.begin, {batch, seconds: leaseSeconds, stdin: `${owner}\n`});
-  return beginOutcome(remote, result);
-}
-
-/** installAgent then beginBatch, in one round trip. */
-export async function installAndBegin(remote: RemoteHost, batch: string, leaseSeconds: number, owner = ownerLine()): Promise<Snapshot> {
-  const script = AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`;
-  // The owner is one line by construction: a line break would shift the script.
-  const ownerText = owner.replace(/[\r\n]+/g, ' ');
-  const result = await run(remote, COMMANDS.installAndBegin, {batch, seconds: leaseSeconds, stdin: `${ownerText}\n${script}`});
-  return beginOutcome(remote, result);
 }
 
 function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
@@ -272,9 +237,10 @@ function candidatePayload(v4Text: string, v6Text: string): string {
 }
 
 /**
- * installAndBegin, then stageCandidate of the rules as planned, in one round trip. Throws like
- * installAndBegin (LockHeldError...); a rejected candidate is returned, not thrown: with what
- * the snapshot shows kept, the caller may stage another.
+ * Installs the agent, locks the host for `batch` (LockHeldError when another batch holds it),
+ * snapshots its rules, arms a watchdog for `leaseSeconds`, and stages the rules as planned, in
+ * one round trip. A rejected candidate is returned, not thrown: with what the snapshot shows
+ * kept, the caller may stage another.
  */
 export async function installBeginStage(
   remote: RemoteHost,

@@ -26,12 +26,9 @@ const CANDIDATE: Ruleset = {
 const CANDIDATE6: Ruleset = {...CANDIDATE, family: 6};
 
 const ALLOWED_COMMANDS = [
-  /^umask 077 && \{ \[ -d \/var\/lib\/isolate-wizard\/backups \] \|\| mkdir -p \/var\/lib\/isolate-wizard\/backups; \} && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh$/,
-  /^sh \/var\/lib\/isolate-wizard\/agent\.sh (begin|arm) [a-z0-9-]+ \d+$/,
+  /^sh \/var\/lib\/isolate-wizard\/agent\.sh arm [a-z0-9-]+ \d+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock|verify) [a-z0-9-]+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
-  // install + begin in one round trip (the owner line is read from stdin, never in the command)
-  /^umask 077 && \{ \[ -d \/var\/lib\/isolate-wizard\/backups \] \|\| mkdir -p \/var\/lib\/isolate-wizard\/backups; \} && IFS= read -r IW_OWNER && export IW_OWNER && cat > \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ && mv -f \/var\/lib\/isolate-wizard\/agent\.sh\.\$\$ \/var\/lib\/isolate-wizard\/agent\.sh && exec sh \/var\/lib\/isolate-wizard\/agent\.sh begin [a-z0-9-]+ \d+$/,
   // install + begin + stage: the agent's own text (a constant) inside, exactly; the owner line and
   // the candidate on stdin
   new RegExp(

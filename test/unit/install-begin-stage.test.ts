@@ -1,13 +1,14 @@
-// installAndBegin: the agent is installed and the batch begun in ONE round trip, the script and
-// the owner line sharing stdin. Run for real with dash, in a network namespace of this test's own
-// (begin snapshots iptables there), the agent's directory swapped for a temp dir.
+// installBeginStage: the agent is installed, the batch begun and the planned rules tested in ONE
+// round trip (the agent's text in the command, the owner line and the rules on stdin). Run for
+// real with dash, in a network namespace of this test's own (begin snapshots iptables there), the
+// agent's directory swapped for a temp dir.
 import {spawnSync} from 'node:child_process';
 import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {AGENT_DIR, AGENT_SCRIPT} from '../../source/remote/agent-script.js';
-import {installAndBegin, installBeginStage, LockHeldError} from '../../source/remote/apply-protocol.js';
+import {installBeginStage, LockHeldError} from '../../source/remote/apply-protocol.js';
 import type {ExecOptions, ExecResult, RemoteHost} from '../../source/remote/types.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
@@ -40,7 +41,7 @@ function state(): Record<string, string> {
   return Object.fromEntries(lines.map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]));
 }
 
-describe.skipIf(!canUseNetns)('installAndBegin', {timeout: 60_000}, () => {
+describe.skipIf(!canUseNetns)('installBeginStage', {timeout: 60_000}, () => {
   beforeAll(() => {
     spawnSync('ip', ['netns', 'del', NETNS]);
     expect(spawnSync('ip', ['netns', 'add', NETNS]).status).toBe(0);
@@ -56,42 +57,37 @@ describe.skipIf(!canUseNetns)('installAndBegin', {timeout: 60_000}, () => {
     if (dir) rmSync(dir, {recursive: true, force: true});
   });
 
-  it('installs the agent, locks with the owner from stdin and returns the snapshot, in one command', async () => {
+  const planned = {v4Text: '*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n', v6Text: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n'};
+  const unlock = (batch: string): number | null =>
+    spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
+
+  it('installs the agent, locks with the owner and returns the snapshot, in one command, leaving no temp file', async () => {
     const host = localHost();
-    const snapshot = await installAndBegin(host, 'b-first', 60, 'alice@desk pid=42');
+    const began = await installBeginStage(host, 'b-first', 60, planned, 'alice@desk pid=42');
     expect(host.commands).toHaveLength(1);
-    expect(readFileSync(path.join(dir, 'agent.sh'), 'utf8')).toBe(AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`);
-    expect(snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
-    expect(state()).toMatchObject({batch: 'b-first', phase: 'locked', owner: 'alice@desk pid=42'});
-    // Neither the temp script nor the owner file is left behind.
+    expect(began.snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
+    expect(state()).toMatchObject({batch: 'b-first', phase: 'staged', owner: 'alice@desk pid=42'});
     expect(readdirSync(dir).filter((name) => name.startsWith('owner.') || name.startsWith('agent.sh.'))).toEqual([]);
   });
 
   it('reports a held lock with its holder, and leaves the first batch as it was', async () => {
-    const error = await installAndBegin(localHost(), 'b-second', 60, 'bob@laptop pid=7').catch((caught: unknown) => caught);
+    const error = await installBeginStage(localHost(), 'b-second', 60, planned, 'bob@laptop pid=7').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(LockHeldError);
     expect((error as LockHeldError).holder).toBe('alice@desk pid=42');
-    expect(state()).toMatchObject({batch: 'b-first', phase: 'locked'});
+    expect(state()).toMatchObject({batch: 'b-first', phase: 'staged'});
   });
 
   it('takes an owner line with shell syntax or a line break as text, never as a command', async () => {
-    const unlock = (batch: string): number | null =>
-      spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
     expect(unlock('b-first')).toBe(0);
-    const host = localHost();
-    const snapshot = await installAndBegin(host, 'b-third', 60, 'eve $(touch pwned) `id`\nsecond line');
-    expect(snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
-    expect(state()).toMatchObject({batch: 'b-third', phase: 'locked', owner: 'eve touch pwned id second line'});
-    expect(readFileSync(path.join(dir, 'agent.sh'), 'utf8')).toBe(AGENT_SCRIPT.endsWith('\n') ? AGENT_SCRIPT : `${AGENT_SCRIPT}\n`);
+    const began = await installBeginStage(localHost(), 'b-third', 60, planned, 'eve $(touch pwned) `id`\nsecond line');
+    expect(began.snapshot.v4).toContain('-A INPUT -i lo -j ACCEPT');
+    expect(state()).toMatchObject({batch: 'b-third', phase: 'staged', owner: 'eve touch pwned id second line'});
     expect(existsSync(path.join(dir, 'pwned'))).toBe(false);
     expect(existsSync('pwned')).toBe(false);
     expect(unlock('b-third')).toBe(0);
   });
 
-  it('installs, locks and stages the planned rules in one command; a rejected candidate comes back with the batch still locked', async () => {
-    const unlock = (batch: string): number | null =>
-      spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
-    const planned = {v4Text: '*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n', v6Text: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n'};
+  it('stages the planned rules with the lock; a rejected candidate comes back with the batch still locked', async () => {
     const host = localHost();
     const began = await installBeginStage(host, 'b-four', 60, planned, 'carol $(touch pwned) pid=5');
     expect(host.commands).toHaveLength(1);
