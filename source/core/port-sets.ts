@@ -271,7 +271,26 @@ function readSpec(tokens: readonly string[]): ReadRule | undefined {
       }
     }
   }
-  return rule;
+  return compact(rule);
+}
+
+const NONE: readonly never[] = Object.freeze([]);
+
+/** A large fleet keeps tens of thousands of read rules: absent fields share one empty list. */
+function compact(rule: ReadRule): ReadRule {
+  const list = <T>(items: T[]): T[] => (items.length > 0 ? items : (NONE as unknown as T[]));
+  return {
+    source: list(rule.source),
+    destination: list(rule.destination),
+    inInterface: list(rule.inInterface),
+    outInterface: list(rule.outInterface),
+    protocols: list(rule.protocols),
+    states: list(rule.states),
+    ports: list(rule.ports),
+    never: rule.never,
+    unknowable: rule.unknowable,
+    target: rule.target,
+  };
 }
 
 const ICMP_TYPE_OPTIONS: Readonly<Record<string, string>> = {icmp: '--icmp-type', icmp6: '--icmpv6-type'};
@@ -388,16 +407,22 @@ interface SharedTable {
   readonly declared: ReadonlySet<string>;
   readonly policies: ReadonlyMap<string, string | null>;
   /**
-   * Chains where some rule matches on a destination / source address (a view of any other
-   * chain ignores the host's own address). With user chains, a jump could lead anywhere: then
-   * every chain counts as matching when any rule does.
+   * Per protocol and chain, the networks the rules admitting that protocol match the host's own
+   * address against: destinations for packets coming in, sources for packets going out. Two own
+   * addresses inside the same of these networks get the same view (most tables have none, so
+   * every host sharing the table shares its views). With user chains, a jump could lead
+   * anywhere: every chain then lists the networks of all.
    */
-  readonly matchesDestination: ReadonlySet<string>;
-  readonly matchesSource: ReadonlySet<string>;
+  readonly ownNetworks: {
+    readonly in: Readonly<Record<'tcp' | 'udp', ReadonlyMap<string, readonly IpNetwork[]>>>;
+    readonly out: Readonly<Record<'tcp' | 'udp', ReadonlyMap<string, readonly IpNetwork[]>>>;
+  };
   /** Views per kind-and-protocol slot, each a short list (interfaces x own addresses x fixed ports). */
   readonly views: {iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[][];
   /** viewsDefined, per protocol, once computed. */
   readonly defined: {tcp?: boolean; udp?: boolean};
+  /** matchedNetworks, once computed. */
+  networks?: readonly IpNetwork[];
 }
 
 const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
@@ -443,20 +468,29 @@ function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
   }
   let shared = sharedByContent.get(key);
   if (!shared) {
-    const matchesDestination = new Set<string>();
-    const matchesSource = new Set<string>();
-    for (const [name, rules] of chains) {
-      if (rules.some((rule) => rule.destination.length > 0)) matchesDestination.add(name);
-      if (rules.some((rule) => rule.source.length > 0)) matchesSource.add(name);
-    }
     const userChains = table.chains.some((chain) => chain.policy === null) || [...chains.keys()].some((name) => !BUILT_IN.has(name));
-    if (userChains) {
-      for (const set of [matchesDestination, matchesSource]) {
-        if (set.size > 0) for (const name of [...BUILT_IN, ...chains.keys()]) set.add(name);
+    const ownNetworksOf = (field: 'source' | 'destination', protocol: 'tcp' | 'udp'): Map<string, IpNetwork[]> => {
+      const byChain = new Map<string, IpNetwork[]>();
+      for (const [name, rules] of chains) {
+        const networks: IpNetwork[] = [];
+        for (const rule of rules) {
+          if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
+          for (const match of rule[field]) if (!networks.includes(match.network)) networks.push(match.network);
+        }
+        if (networks.length > 0) byChain.set(name, networks);
       }
-    }
+      if (userChains && byChain.size > 0) {
+        const all = [...new Set([...byChain.values()].flat())];
+        for (const name of [...BUILT_IN, ...chains.keys()]) byChain.set(name, all);
+      }
+      return byChain;
+    };
+    const ownNetworks = {
+      in: {tcp: ownNetworksOf('destination', 'tcp'), udp: ownNetworksOf('destination', 'udp')},
+      out: {tcp: ownNetworksOf('source', 'tcp'), udp: ownNetworksOf('source', 'udp')},
+    };
     shared = {
-      family, chains, matchesDestination, matchesSource, views: [], defined: {},
+      family, chains, ownNetworks, views: [], defined: {},
       declared: new Set(table.chains.map((chain) => chain.name)),
       policies: new Map(table.chains.map((chain) => [chain.name, chain.policy])),
     };
@@ -487,7 +521,7 @@ export function chainView(
   const shape = KIND_SHAPES[kind];
   const slot = shape.slot * 2 + (protocol === 'udp' ? 1 : 0);
   // The host's own address matters only when some rule matches on its side of the packet.
-  const ownKey = (shape.peerField === 'source' ? shared.matchesDestination : shared.matchesSource).has(shape.chain) ? ownAddress : '';
+  const ownKey = ownKeyOf((shape.peerField === 'source' ? shared.ownNetworks.in : shared.ownNetworks.out)[protocol].get(shape.chain), own);
   let list = shared.views[slot];
   if (!list) shared.views[slot] = list = [];
   for (const known of list) {
@@ -497,6 +531,14 @@ export function chainView(
   const view = buildView(shared, {chain: shape.chain, protocol, state: shape.state, ...side, peerField: shape.peerField, portField: shape.portField, fixedPort}, own);
   list.push({iface, own: ownKey, fixedPort, view});
   return view;
+}
+
+/** Which of the networks hold the host's own address: the part of it a view depends on. */
+function ownKeyOf(networks: readonly IpNetwork[] | undefined, own: IpAddress): string {
+  if (!networks) return '';
+  let key = '';
+  for (const network of networks) key += networkContains(network, own) ? '1' : '0';
+  return key;
 }
 
 /** No filter table: everything passes. */
@@ -554,25 +596,17 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainV
 const ALL_ONES_V4 = (1n << 32n) - 1n;
 const ALL_ONES_V6 = (1n << 128n) - 1n;
 
-const tableCache = new WeakMap<Table, Map<string, ReadRule[]> | null>();
-
+/** The table's rules read, by chain (kept only inside its SharedTable: one per distinct content). */
 function readTable(table: Table): Map<string, ReadRule[]> | undefined {
-  let chains = tableCache.get(table);
-  if (chains === undefined) {
-    chains = new Map();
-    for (const rule of table.rules) {
-      const read = readRule(rule.spec);
-      if (!read) {
-        chains = null;
-        break;
-      }
-      const list = chains.get(rule.chain);
-      if (list) list.push(read);
-      else chains.set(rule.chain, [read]);
-    }
-    tableCache.set(table, chains);
+  const chains = new Map<string, ReadRule[]>();
+  for (const rule of table.rules) {
+    const read = readRule(rule.spec);
+    if (!read) return undefined;
+    const list = chains.get(rule.chain);
+    if (list) list.push(read);
+    else chains.set(rule.chain, [read]);
   }
-  return chains ?? undefined;
+  return chains;
 }
 
 const portSetCache = new WeakMap<PortMatch, PortSet>();
@@ -620,18 +654,20 @@ function rulePorts(rule: ReadRule, shape: ViewShape, own: IpAddress): PortSet | 
  * not), read from the parsed rules; undefined when a rule is not read (ask the token scan).
  */
 export function matchedNetworks(ruleset: Ruleset): readonly IpNetwork[] | undefined {
-  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
-  if (!table) return [];
-  const chains = readTable(table);
-  if (!chains) return undefined;
-  const networks = new Set<IpNetwork>();
-  for (const rules of chains.values()) {
-    for (const rule of rules) {
-      for (const match of rule.source) networks.add(match.network);
-      for (const match of rule.destination) networks.add(match.network);
+  const shared = rulesetTable(ruleset);
+  if (shared === 'none') return NONE;
+  if (!shared) return undefined;
+  if (!shared.networks) {
+    const networks = new Set<IpNetwork>();
+    for (const rules of shared.chains.values()) {
+      for (const rule of rules) {
+        for (const match of rule.source) networks.add(match.network);
+        for (const match of rule.destination) networks.add(match.network);
+      }
     }
+    shared.networks = [...networks];
   }
-  return [...networks];
+  return shared.networks;
 }
 
 /**
@@ -700,16 +736,14 @@ export function surelyQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean 
 }
 
 function computeQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
-  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
-  if (!table) return true;
-  const chains = readTable(table);
-  if (!chains || table.chains.length >= MAX_DEPTH) return false;
-  const declared = new Set(table.chains.map((chain) => chain.name));
-  for (const rules of chains.values()) {
+  const shared = rulesetTable(ruleset);
+  if (shared === 'none') return true;
+  if (!shared) return false;
+  for (const rules of shared.chains.values()) {
     for (const rule of rules) {
       if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
       if (rule.unknowable) return false;
-      if ((rule.target.kind === 'jump' || rule.target.kind === 'goto') && !declared.has(rule.target.chain)) return false;
+      if ((rule.target.kind === 'jump' || rule.target.kind === 'goto') && !shared.declared.has(rule.target.chain)) return false;
     }
   }
   return true;

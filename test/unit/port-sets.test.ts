@@ -127,6 +127,9 @@ const ruleset = fc
     return {family: 4, tables: [{name: 'filter', chains, rules}]};
   });
 
+/** One spec object for every table of the sharing test (the compiler shares specs the same way). */
+const SHARED_SPEC: readonly string[] = ['-d', '10.0.0.0/24', '-p', 'tcp', '-m', 'tcp', '--dport', '443', '-j', 'ACCEPT'];
+
 const KINDS: readonly ViewKind[] = ['request-in', 'session-in', 'reply-out', 'request-out', 'reply-in'];
 const EPHEMERAL = 50000;
 /** Every boundary of the generated port texts, and a port on each side. */
@@ -231,6 +234,27 @@ describe('port-set views', () => {
     };
     const view = chainView(ndp, 'request-in', 'tcp', 'eth0', 'fd00::1', EPHEMERAL);
     expect(view && acceptedPorts(view, 'fd00::2')).toEqual([]);
+  });
+
+  it('shares a view between hosts only where the rules cannot tell their own addresses apart', () => {
+    const table = (): Ruleset => ({
+      family: 4,
+      tables: [{
+        name: 'filter',
+        chains: [{name: 'INPUT', policy: 'DROP'}, {name: 'FORWARD', policy: 'DROP'}, {name: 'OUTPUT', policy: 'ACCEPT'}],
+        rules: [{chain: 'INPUT', spec: SHARED_SPEC}],
+      }],
+    });
+    const [first, second] = [table(), table()];
+    // The rule opens 443 to addresses in 10.0.0.0/24 only: a host inside and one outside differ.
+    const inside = chainView(first, 'request-in', 'tcp', 'eth0', '10.0.0.5', EPHEMERAL);
+    const outside = chainView(second, 'request-in', 'tcp', 'eth0', '10.9.0.5', EPHEMERAL);
+    expect(inside && portSetToRanges(acceptedPorts(inside, '192.0.2.1'))).toEqual([{first: 443, last: 443}]);
+    expect(outside && acceptedPorts(outside, '192.0.2.1')).toEqual([]);
+    // Two hosts on the same side of every such network share one view.
+    expect(chainView(second, 'request-in', 'tcp', 'eth0', '10.0.0.6', EPHEMERAL)).toBe(inside);
+    // UDP: the rule never admits it, so the address does not matter.
+    expect(chainView(first, 'request-in', 'udp', 'eth0', '10.0.0.5', EPHEMERAL)).toBe(chainView(second, 'request-in', 'udp', 'eth0', '10.9.0.5', EPHEMERAL));
   });
 
   it('lets everything through when there is no filter table', () => {
