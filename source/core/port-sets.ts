@@ -120,30 +120,22 @@ export function portSetToRanges(set: PortSet): PortRange[] {
   return ranges;
 }
 
-// Addresses and `-s`/`-d` networks recur across a fleet's rulesets: each spelling is parsed once.
-const CACHE_LIMIT = 200_000;
-const addressCache = new Map<string, IpAddress | undefined>();
-const networkCache = new Map<string, IpNetwork | undefined>();
-
-function cachedAddress(text: string): IpAddress | undefined {
-  let address = addressCache.get(text);
-  if (address === undefined && !addressCache.has(text)) {
-    if (addressCache.size >= CACHE_LIMIT) addressCache.clear();
-    address = parseAddress(text);
-    addressCache.set(text, address);
-  }
-  return address;
+// `-s`/`-d` networks recur across a fleet's rulesets: each spelling is parsed once.
+/** `read`, remembered per text (bounded, so a long-lived process does not grow without end). */
+function memoized<T>(read: (text: string) => T | undefined): (text: string) => T | undefined {
+  const known = new Map<string, T | undefined>();
+  return (text) => {
+    if (known.has(text)) return known.get(text);
+    if (known.size >= 200_000) known.clear();
+    const value = read(text);
+    known.set(text, value);
+    return value;
+  };
 }
 
-function cachedNetwork(text: string): IpNetwork | undefined {
-  let network = networkCache.get(text);
-  if (network === undefined && !networkCache.has(text)) {
-    if (networkCache.size >= CACHE_LIMIT) networkCache.clear();
-    network = parseNetwork(text);
-    networkCache.set(text, network);
-  }
-  return network;
-}
+/** (ip.ts remembers parsed addresses itself.) */
+const cachedAddress = parseAddress;
+const cachedNetwork = memoized(parseNetwork);
 
 // ---------------------------------------------------------------------------
 // Reading rules into plain fields (the same token walk as evaluator.ts's compileRuleText)

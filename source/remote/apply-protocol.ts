@@ -319,6 +319,22 @@ function parseLive(text: string): LiveRules {
   return {phase: values.get('phase') ?? '', batch: values.get('batch') ?? '', ...payload};
 }
 
+/** A NEW connection on the operator's path; hosts verified together share one new bastion link (opened after every load). */
+function connectFresh(connector: Connector, target: HostTarget, freshGroup: string | undefined): Promise<RemoteHost> {
+  return connector.connect(target, {fresh: true, ...(freshGroup === undefined ? {} : {freshGroup})});
+}
+
+/** Throws unless the host shows this batch loaded with exactly the rules sent. */
+function checkLive(target: HostTarget, batch: string, live: LiveRules, expected: {v4: Ruleset; v6: Ruleset}): void {
+  if (live.batch !== batch || live.phase !== 'loaded') {
+    throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
+  }
+  const differences = liveDifferences(live, expected);
+  if (differences.length > 0) {
+    throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
+  }
+}
+
 /** The line the agent's verify op prints once the live rules are out, before it waits for an answer. */
 const AWAIT_MARK = '#iw:await';
 
@@ -345,7 +361,7 @@ export async function verifyAndHold(
   expected: {v4: Ruleset; v6: Ruleset},
   options: {readonly freshGroup?: string} = {},
 ): Promise<HeldVerification> {
-  const fresh = await connector.connect(target, {fresh: true, ...(options.freshGroup === undefined ? {} : {freshGroup: options.freshGroup})});
+  const fresh = await connectFresh(connector, target, options.freshGroup);
   let answer: (word: string) => void = () => undefined;
   const decision = new Promise<string>((resolve) => (answer = resolve));
   let shown: (text: string) => void = () => undefined;
@@ -373,14 +389,7 @@ export async function verifyAndHold(
   try {
     if ('error' in first) throw first.error;
     if ('result' in first) throw new AgentError(target.name, `cannot read the live rules: ${firstLine(first.result)}`);
-    const live = parseLive(first.text);
-    if (live.batch !== batch || live.phase !== 'loaded') {
-      throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
-    }
-    const differences = liveDifferences(live, expected);
-    if (differences.length > 0) {
-      throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
-    }
+    checkLive(target, batch, parseLive(first.text), expected);
   } catch (error) {
     await release();
     throw error;
@@ -425,17 +434,9 @@ export async function verifyLoaded(
   expected: {v4: Ruleset; v6: Ruleset},
   options: {readonly freshGroup?: string} = {},
 ): Promise<string> {
-  // A fresh group: hosts verified together share one NEW bastion link (opened after every load).
-  const fresh = await connector.connect(target, {fresh: true, ...(options.freshGroup === undefined ? {} : {freshGroup: options.freshGroup})});
+  const fresh = await connectFresh(connector, target, options.freshGroup);
   try {
-    const live = await readLive(fresh);
-    if (live.batch !== batch || live.phase !== 'loaded') {
-      throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
-    }
-    const differences = liveDifferences(live, expected);
-    if (differences.length > 0) {
-      throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
-    }
+    checkLive(target, batch, await readLive(fresh), expected);
     return `new SSH session ${fresh.route}; live rules match`;
   } finally {
     await fresh.close().catch(() => undefined);
