@@ -576,9 +576,15 @@ case "$op" in
     read_state
     expire_if_stale
     if is_pending_phase "$s_phase"; then
+      # A new copy being installed (see below) is dropped: the pending batch keeps its agent.
+      case $0 in "$DIR"/agent.sh.*) rm -f "$0" ;; esac
       printf 'held_by=%s\nsince=%s\nbatch=%s\ndeadline=%s\nnow=%s\n' "$s_owner" "$s_since" "$s_batch" "$s_deadline" "$op_now"
       exit 3
     fi
+    # Run from a new copy (agent.sh.<pid>, the install-begin-stage command): it takes the agent's
+    # place only now, under the mutex with no batch pending, so a batch begun by an older agent
+    # finishes with that agent and its watchdog (whose state format it knows).
+    case $0 in "$DIR"/agent.sh.*) mv -f "$0" "$AGENT" || die 1 "cannot install the agent" ;; esac
     for fam in 4 6; do
       save_text "$fam" || :
       if [ -n "$saved" ]; then printf '%s\n' "$saved"; fi > "$BACKUPS/$batch.v$fam"

@@ -35,14 +35,15 @@ const COMMANDS = {
   // install + begin + stage in one round trip, for the candidate as planned (the client stages
   // again only when the snapshot holds other software's chains to keep). The agent's text, a
   // constant of this program, travels inside the command (printf is a builtin: no program to
-  // split it from the data), so stdin is free for the owner line and then the candidate. A temp
-  // name per remote shell ($$): two runs installing at once must not interleave their writes;
-  // mkdir only on a first install (each program started costs the server a fork and an exec).
+  // split it from the data), so stdin is free for the owner line and then the candidate. The new
+  // copy (a temp name per remote shell, $$: two runs at once must not interleave their writes)
+  // runs begin, and takes the agent's place under its lock only when no batch is pending (a
+  // batch keeps the agent it began with). mkdir only on a first install (each program started
+  // costs the server a fork and an exec).
   installBeginStage:
     'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
     `printf '%s' ${shellQuote(AGENT_SCRIPT)} > /var/lib/isolate-wizard/agent.sh.$$ && ` +
-    'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
-    'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh begin %BATCH% %SECONDS% stage',
+    'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin %BATCH% %SECONDS% stage',
   stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
   arm: 'sh /var/lib/isolate-wizard/agent.sh arm %BATCH% %SECONDS%',

@@ -35,8 +35,7 @@ const ALLOWED_COMMANDS = [
     `^${escapeRegExp(
       "umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && " +
         `printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ && ` +
-        'mv -f /var/lib/isolate-wizard/agent.sh.$$ /var/lib/isolate-wizard/agent.sh && ' +
-        'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh begin',
+        'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin',
     )} [a-z0-9-]+ \\d+ stage$`,
   ),
 ];
@@ -82,7 +81,7 @@ class FakeFleet implements Connector {
         fleet.commands.push(command);
         // The op word of the agent call that ends the command ("... agent.sh begin B S [stage]");
         // the install-only command has none (and install + begin carries the agent's own text).
-        const call = /agent\.sh ([a-z-]+)((?: [a-z0-9-]+)*)$/.exec(command);
+        const call = /agent\.sh(?:\.\$\$)? ([a-z-]+)((?: [a-z0-9-]+)*)$/.exec(command);
         const op = call?.[1];
         const staging = op === 'begin' && (call?.[2] ?? '').endsWith(' stage');
         const stdin = String(execOptions?.stdin ?? '');

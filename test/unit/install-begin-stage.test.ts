@@ -3,7 +3,7 @@
 // real with dash, in a network namespace of this test's own (begin snapshots iptables there), the
 // agent's directory swapped for a temp dir.
 import {spawnSync} from 'node:child_process';
-import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
+import {appendFileSync, existsSync, mkdtempSync, readdirSync, readFileSync, rmSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
@@ -70,11 +70,17 @@ describe.skipIf(!canUseNetns)('installBeginStage', {timeout: 60_000}, () => {
     expect(readdirSync(dir).filter((name) => name.startsWith('owner.') || name.startsWith('agent.sh.'))).toEqual([]);
   });
 
-  it('reports a held lock with its holder, and leaves the first batch as it was', async () => {
+  it('reports a held lock with its holder, and leaves the first batch as it was, with the agent it began with', async () => {
+    // Stand for an older agent: the pending batch must finish with it (and with its watchdog).
+    const installed = path.join(dir, 'agent.sh');
+    appendFileSync(installed, '# the agent that began b-first\n');
+    const before = readFileSync(installed, 'utf8');
     const error = await installBeginStage(localHost(), 'b-second', 60, planned, 'bob@laptop pid=7').catch((caught: unknown) => caught);
     expect(error).toBeInstanceOf(LockHeldError);
     expect((error as LockHeldError).holder).toBe('alice@desk pid=42');
     expect(state()).toMatchObject({batch: 'b-first', phase: 'staged'});
+    expect(readFileSync(installed, 'utf8')).toBe(before);
+    expect(readdirSync(dir).filter((name) => name.startsWith('agent.sh.'))).toEqual([]);
   });
 
   it('takes an owner line with shell syntax or a line break as text, never as a command', async () => {
