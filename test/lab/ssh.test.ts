@@ -139,6 +139,22 @@ describe('ssh against the lab', () => {
     expect(asked).toEqual(['mysql-1: sudo password for deploy']);
   });
 
+  it('a command that asks: the reply is written once the question is out (through the bastion, and after sudo -S reads its password)', async () => {
+    const asking = "printf 'question?\\n'; IFS= read -r answer; printf 'got %s\\n' \"$answer\"";
+    const answerLater = (output: string): Promise<string> | undefined =>
+      output.includes('question?\n') ? new Promise((resolve) => setTimeout(() => resolve('yes\n'), 200)) : undefined;
+    const viaBastion = await connector().connect({name: 'wordpress-1', ssh: 'wordpress-1'});
+    expect(await viaBastion.exec(asking, {root: true, reply: answerLater})).toMatchObject({code: 0, stdout: 'question?\ngot yes\n'});
+    // No answer at all: the command reads the end of its input.
+    expect(await viaBastion.exec(asking, {root: true, reply: (output) => (output.includes('question?') ? Promise.resolve('') : undefined)})).toMatchObject({
+      code: 0,
+      stdout: 'question?\ngot \n',
+    });
+    const prompter: Prompter = {confirmHostKey: async () => false, askSecret: async () => DEPLOY_SUDO_PASSWORD};
+    const withSudo = await connector({prompter}).connect({name: 'mysql-1', ssh: 'deploy@mysql-1'});
+    expect(await withSudo.exec(asking, {root: true, reply: answerLater})).toMatchObject({code: 0, stdout: 'question?\ngot yes\n'});
+  });
+
   it('an encrypted key: headless fails clearly; a prompter passphrase unlocks it', async () => {
     const home = path.join(lab.dir, 'home-locked');
     mkdirSync(path.join(home, '.ssh'), {recursive: true, mode: 0o700});
