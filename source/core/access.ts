@@ -52,14 +52,8 @@ interface Route {
   answers?: {tcp?: {ports: PortRange[]; uncertain: string[]}; udp?: {ports: PortRange[]; uncertain: string[]}};
 }
 
-// Each address's family is read once per process, not once per route (large fleets ask millions of times).
-const familyCache = new Map<string, Family | undefined>();
 function familyOfAddress(address: string): Family | undefined {
-  if (familyCache.has(address)) return familyCache.get(address);
-  if (familyCache.size >= 200_000) familyCache.clear();
-  const family = parseAddress(address)?.family;
-  familyCache.set(address, family);
-  return family;
+  return parseAddress(address)?.family;
 }
 
 function firstOfFamily(addresses: readonly string[], family: Family): string | undefined {
@@ -495,7 +489,6 @@ function forEachDestination(
 type Networks = readonly IpNetwork[] | 'unreadable';
 const ADDRESS_OPTIONS = new Set(['-s', '--source', '--src', '-d', '--destination', '--dst']);
 const networksCache = new WeakMap<Ruleset, Networks>();
-const networkTextCache = new Map<string, IpNetwork | undefined>();
 
 /** Every address or network a ruleset's rules match on (either direction, negated or not). */
 function rulesetNetworks(ruleset: Ruleset): Networks {
@@ -512,12 +505,7 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
           const text = rule.spec[position + 1];
           if (!ADDRESS_OPTIONS.has(token) || text === undefined || seen.has(text)) return;
           seen.add(text);
-          let network = networkTextCache.get(text);
-          if (network === undefined && !networkTextCache.has(text)) {
-            if (networkTextCache.size >= 200_000) networkTextCache.clear();
-            network = parseNetwork(text);
-            networkTextCache.set(text, network);
-          }
+          const network = parseNetwork(text);
           if (network) found.push(network);
           else networks = 'unreadable';
         });

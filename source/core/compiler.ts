@@ -460,33 +460,13 @@ class Compilation {
 // ---------------------------------------------------------------------------
 // Rules
 
-// Every address is read once per fleet, not once per rule that names it (parsing dominated
-// large fleets). Bounded so a long-lived process does not grow without end.
-const ADDRESS_CACHE_LIMIT = 200_000;
-const familyCache = new Map<string, Family | undefined>();
-const hostCidrCache = new Map<string, string>();
-
-function cachedFamily(address: string): Family | undefined {
-  if (familyCache.has(address)) return familyCache.get(address);
-  if (familyCache.size >= ADDRESS_CACHE_LIMIT) familyCache.clear();
-  const family = addressFamily(address);
-  familyCache.set(address, family);
-  return family;
-}
-
 /** `-s`/`-d` text for one address: canonical with /32 or /128 (the address itself if unparsable). */
 function hostCidr(address: string): string {
-  let text = hostCidrCache.get(address);
-  if (text === undefined) {
-    if (hostCidrCache.size >= ADDRESS_CACHE_LIMIT) hostCidrCache.clear();
-    text = hostCidrText(address) ?? address;
-    hostCidrCache.set(address, text);
-  }
-  return text;
+  return hostCidrText(address) ?? address;
 }
 
 function familyAddresses(addresses: readonly string[], family: Family): string[] {
-  return addresses.filter((address) => cachedFamily(address) === family);
+  return addresses.filter((address) => addressFamily(address) === family);
 }
 
 /** INPUT rules for one grant in one family (none when the family has nothing to match). */

@@ -3,7 +3,7 @@
 // never guesses in the packet's favour: an unknown match counts as "does not match" and is
 // recorded in `uncertain`, so callers can warn.
 
-import {networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
+import {networkContains, parseAddress, parseNetwork} from './ip.js';
 import type {Rule, Ruleset, Table} from './model.js';
 import {formatRule} from './iptables-save.js';
 
@@ -155,29 +155,10 @@ function negated(condition: Condition, negate: boolean): Condition {
   };
 }
 
-const packetAddressCache = new Map<string, IpAddress | undefined>();
-function packetAddress(text: string): IpAddress | undefined {
-  if (!packetAddressCache.has(text)) {
-    if (packetAddressCache.size > 200_000) packetAddressCache.clear();
-    packetAddressCache.set(text, parseAddress(text));
-  }
-  return packetAddressCache.get(text);
-}
-
 const ALL_ONES_V4 = (1n << 32n) - 1n;
 const ALL_ONES_V6 = (1n << 128n) - 1n;
-const networkCache = new Map<string, IpNetwork | undefined>();
 /** Conditions that read a port (the only ones that may change with the destination port). */
 const portConditions = new WeakSet<Condition>();
-/** `-s`/`-d` networks repeat across a fleet's rulesets: each spelling is parsed once. */
-function cachedNetwork(text: string): IpNetwork | undefined {
-  if (!networkCache.has(text)) {
-    if (networkCache.size > 100_000) networkCache.clear();
-    networkCache.set(text, parseNetwork(text));
-  }
-  return networkCache.get(text);
-}
-
 // The same rule text recurs in every ruleset of a fleet (loopback, ICMP, replies...): its
 // conditions are built once and shared (they are pure functions of the packet).
 const compiledSpecCache = new Map<string, Omit<CompiledRule, 'index'>>();
@@ -253,7 +234,7 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
         case '-s': case '--source': case '--src':
         case '-d': case '--destination': case '--dst': {
           const text = value(option);
-          const network = cachedNetwork(text);
+          const network = parseNetwork(text);
           const field = option.startsWith('-s') || option.startsWith('--s') ? 'source' : 'destination';
           if (!network) {
             unsupported.push(`${negate ? '! ' : ''}${option} ${text}`);
@@ -264,11 +245,11 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
           add(
             single
               ? (packet) => {
-                  const address = packetAddress(packet[field]);
+                  const address = parseAddress(packet[field]);
                   return address !== undefined && address.family === network.family && address.value === network.value;
                 }
               : (packet) => {
-                  const address = packetAddress(packet[field]);
+                  const address = parseAddress(packet[field]);
                   return address !== undefined && networkContains(network, address);
                 },
             negate,
@@ -476,10 +457,10 @@ type ChainOutcome = {readonly kind: 'verdict'; readonly verdict: Verdict; readon
 
 /** The filter table's verdict for one packet. Throws if the packet's addresses are not of the ruleset's family. */
 export function evaluate(ruleset: Ruleset, packet: Packet): Decision {
-  if (packetAddress(packet.source)?.family !== ruleset.family) {
+  if (parseAddress(packet.source)?.family !== ruleset.family) {
     throw new Error(`packet address ${packet.source} is not an IPv${ruleset.family} address`);
   }
-  if (packetAddress(packet.destination)?.family !== ruleset.family) {
+  if (parseAddress(packet.destination)?.family !== ruleset.family) {
     throw new Error(`packet address ${packet.destination} is not an IPv${ruleset.family} address`);
   }
   const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
@@ -659,7 +640,7 @@ function computeMayReport(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
  * port, or undefined when a rule cannot be judged (the caller then evaluates port by port).
  */
 export function acceptsAtPorts(ruleset: Ruleset, packet: Omit<Packet, 'destinationPort'>, ports: readonly number[]): boolean[] | undefined {
-  if (packetAddress(packet.source)?.family !== ruleset.family || packetAddress(packet.destination)?.family !== ruleset.family) return undefined;
+  if (parseAddress(packet.source)?.family !== ruleset.family || parseAddress(packet.destination)?.family !== ruleset.family) return undefined;
   const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
   if (!table) return ports.map(() => true);
   const chains = compiledChains(table);

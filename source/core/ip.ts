@@ -27,9 +27,11 @@ function toValue(bytes: readonly number[]): bigint {
   return bytes.reduce((value, byte) => (value << 8n) | BigInt(byte), 0n);
 }
 
+// A large fleet reads the same addresses many times over (compiler, access, lockout): each
+// spelling is parsed once, here, for every caller. Bounded; results are frozen.
 const valueCache = new Map<string, IpAddress | null>();
 
-/** Parses a plain address (no prefix); the spelling rules live in addresses.ts. Cached per spelling (results are frozen). */
+/** Parses a plain address (no prefix); the spelling rules live in addresses.ts. */
 export function parseAddress(text: string): IpAddress | undefined {
   let address = valueCache.get(text);
   if (address === undefined) {
@@ -50,7 +52,21 @@ function maskFromPrefix(family: Family, prefix: number): bigint {
  * Parses `addr`, `addr/len` or `addr/netmask` (iptables-save prints a dotted or colon
  * netmask when it is not contiguous). A bare address is a single-host network.
  */
+const networkCache = new Map<string, IpNetwork | null>();
+
 export function parseNetwork(text: string): IpNetwork | undefined {
+  // `-s`/`-d` spellings recur across a fleet's rulesets: each is read once (results are frozen).
+  let network = networkCache.get(text);
+  if (network === undefined) {
+    const parsed = parseNetworkUncached(text);
+    network = parsed ? Object.freeze(parsed) : null;
+    if (networkCache.size >= 200_000) networkCache.clear();
+    networkCache.set(text, network);
+  }
+  return network ?? undefined;
+}
+
+function parseNetworkUncached(text: string): IpNetwork | undefined {
   const slash = text.indexOf('/');
   const address = parseAddress(slash === -1 ? text : text.slice(0, slash));
   if (!address) return undefined;

@@ -120,22 +120,6 @@ export function portSetToRanges(set: PortSet): PortRange[] {
   return ranges;
 }
 
-// `-s`/`-d` networks recur across a fleet's rulesets: each spelling is parsed once.
-/** `read`, remembered per text (bounded, so a long-lived process does not grow without end). */
-function memoized<T>(read: (text: string) => T | undefined): (text: string) => T | undefined {
-  const known = new Map<string, T | undefined>();
-  return (text) => {
-    if (known.has(text)) return known.get(text);
-    if (known.size >= 200_000) known.clear();
-    const value = read(text);
-    known.set(text, value);
-    return value;
-  };
-}
-
-/** (ip.ts remembers parsed addresses itself.) */
-const cachedAddress = parseAddress;
-const cachedNetwork = memoized(parseNetwork);
 
 // ---------------------------------------------------------------------------
 // Reading rules into plain fields (the same token walk as evaluator.ts's compileRuleText)
@@ -209,7 +193,7 @@ function readSpec(tokens: readonly string[]): ReadRule | undefined {
       case '-d': case '--destination': case '--dst': {
         if (value === undefined) return undefined;
         position += 1;
-        const network = cachedNetwork(value);
+        const network = parseNetwork(value);
         if (!network) return undefined;
         (option.startsWith('-s') || option.startsWith('--s') ? rule.source : rule.destination).push({network, negate});
         break;
@@ -505,7 +489,7 @@ export function chainView(
   ownAddress: string,
   fixedPort: number,
 ): ChainView | undefined {
-  const own = cachedAddress(ownAddress);
+  const own = parseAddress(ownAddress);
   if (!own || own.family !== ruleset.family) return undefined;
   const shared = rulesetTable(ruleset);
   if (shared === 'none') return ACCEPT_EVERYTHING[ruleset.family];
@@ -796,7 +780,7 @@ function answer(view: ChainView, peer: IpAddress | undefined): PortSet {
 
 /** The ports (of the varying field) at which the view's chain accepts the packet from/to `peer`. */
 export function acceptedPorts(view: ChainView, peer: string): PortSet {
-  const address = cachedAddress(peer);
+  const address = parseAddress(peer);
   if (!address || address.family !== view.family) throw new Error(`packet address ${peer} is not an IPv${view.family} address`);
   if (!view.networks && !view.namedPeers.has(address.value)) return (view.unnamedAnswer ??= answer(view, undefined));
   const answers = (view.namedAnswers ??= new Map());
