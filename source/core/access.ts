@@ -2,8 +2,8 @@
 // so the preview shows what the firewall will really do. Every port range is exact: the
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
-import {acceptsAtPorts, evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPorts, chainView, intersectPorts, matchedNetworks, portSetToRanges, surelyQuiet, viewsDefined, type ChainView} from './port-sets.js';
+import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
+import {acceptedPorts, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -125,10 +125,9 @@ function fleetAddresses(hosts: readonly FleetHost[]): Set<string> {
   return taken;
 }
 
-/** Could evaluating this ruleset note an unjudgeable rule? (The cheap reading first.) */
+/** Could evaluating this ruleset note an unjudgeable rule? (Defined views cannot; else the evaluator's own check.) */
 function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
-  // viewsDefined (cached per shared table) implies surelyQuiet; the evaluator's own check last.
-  return !viewsDefined(ruleset, protocol) && !surelyQuiet(ruleset, protocol) && mayReportUncertainty(ruleset, protocol);
+  return !viewsDefined(ruleset, protocol) && mayReportUncertainty(ruleset, protocol);
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
@@ -225,9 +224,6 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
     if (ports) return {ports, uncertain: []};
   }
   const points = routeCutPoints(inbound, route.sender?.ruleset, protocol);
-  if (!plain && !mayNote(inbound, protocol) && !(route.sender && mayNote(route.sender.ruleset, protocol))) {
-    return {ports: quietPortsOnRoute(route, inbound, protocol, points), uncertain: []};
-  }
   const ports: PortRange[] = [];
   const uncertain = new Set<string>();
   const check = (host: string, ruleset: Ruleset, packet: Packet): boolean => {
@@ -336,37 +332,6 @@ function routeCutPoints(inbound: Ruleset, sender: Ruleset | undefined, protocol:
     slot[protocol] = points;
   }
   return points;
-}
-
-/**
- * portsOnRoute when neither ruleset can note anything: the same packets at the same ports, but
- * the destination's INPUT (the check that usually fails) first, and no notes to collect.
- */
-function quietPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol, points: readonly number[]): PortRange[] {
-  const ports: PortRange[] = [];
-  const sender = route.sender;
-  const accepts = (ruleset: Ruleset, packet: Packet): boolean => evaluate(ruleset, packet).verdict === 'ACCEPT';
-  // The destination's INPUT for every piece in one walk; the other checks only where it accepts.
-  const inboundAccepts = acceptsAtPorts(
-    inbound,
-    {chain: 'INPUT', state: 'NEW', inInterface: route.inInterface, source: route.sourceAddress, destination: route.destinationAddress, protocol, sourcePort: EPHEMERAL_PORT},
-    points.slice(0, -1),
-  );
-  for (let index = 0; index + 1 < points.length; index += 1) {
-    if (inboundAccepts && !inboundAccepts[index]) continue;
-    const first = points[index] as number;
-    const last = (points[index + 1] as number) - 1;
-    const request = {source: route.sourceAddress, destination: route.destinationAddress, protocol, sourcePort: EPHEMERAL_PORT, destinationPort: first} as const;
-    const reply = {source: route.destinationAddress, destination: route.sourceAddress, protocol, sourcePort: first, destinationPort: EPHEMERAL_PORT, state: 'ESTABLISHED'} as const;
-    const works =
-      (inboundAccepts !== undefined || accepts(inbound, {...request, chain: 'INPUT', state: 'NEW', inInterface: route.inInterface})) &&
-      accepts(inbound, {...reply, chain: 'OUTPUT', outInterface: route.inInterface}) &&
-      (!sender ||
-        (accepts(sender.ruleset, {...request, chain: 'OUTPUT', state: 'NEW', ...outOf(sender.outInterface)}) &&
-          accepts(sender.ruleset, {...reply, chain: 'INPUT', ...inOf(sender.outInterface)})));
-    if (works) ports.push({first, last});
-  }
-  return mergeRanges(ports);
 }
 
 function outOf(name: string | undefined): {outInterface?: string} {

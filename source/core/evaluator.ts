@@ -157,8 +157,6 @@ function negated(condition: Condition, negate: boolean): Condition {
 
 const ALL_ONES_V4 = (1n << 32n) - 1n;
 const ALL_ONES_V6 = (1n << 128n) - 1n;
-/** Conditions that read a port (the only ones that may change with the destination port). */
-const portConditions = new WeakSet<Condition>();
 // The same rule text recurs in every ruleset of a fleet (loopback, ICMP, replies...): its
 // conditions are built once and shared (they are pure functions of the packet).
 const compiledSpecCache = new Map<string, Omit<CompiledRule, 'index'>>();
@@ -198,9 +196,7 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
     return result;
   };
   const add = (condition: Condition, negate: boolean): void => {
-    const wrapped = negated(condition, negate);
-    if (portConditions.has(condition)) portConditions.add(wrapped);
-    conditions.push(wrapped);
+    conditions.push(negated(condition, negate));
   };
   const unknownUntilNextOption = (label: string): void => {
     const skipped = [label];
@@ -342,7 +338,6 @@ function compileModuleOption(
       if (ports.some((port) => port === undefined)) return {unknown: `${option} ${text}: the packet has no port`};
       return ports.some((port) => inRanges(port as number, exact));
     };
-    portConditions.add(condition);
     add(condition, negate);
     return true;
   };
@@ -631,93 +626,4 @@ function computeMayReport(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
     }
   }
   return false;
-}
-
-/**
- * The verdict for one packet at many destination ports at once: `ports[i]` stands for the i-th
- * piece of the port space. Each rule's port-free conditions are judged once, its port
- * conditions only for the pieces still undecided. The same answers as `evaluate` at each
- * port, or undefined when a rule cannot be judged (the caller then evaluates port by port).
- */
-export function acceptsAtPorts(ruleset: Ruleset, packet: Omit<Packet, 'destinationPort'>, ports: readonly number[]): boolean[] | undefined {
-  if (parseAddress(packet.source)?.family !== ruleset.family || parseAddress(packet.destination)?.family !== ruleset.family) return undefined;
-  const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
-  if (!table) return ports.map(() => true);
-  const chains = compiledChains(table);
-  const declared = declaredChains(table);
-  const verdicts: (Verdict | undefined)[] = ports.map(() => undefined);
-  let unjudged = false;
-
-  /** Walks a chain for the given pieces; returns the pieces that come back (RETURN or end of chain). */
-  const runChain = (name: string, pieces: number[], depth: number): number[] => {
-    let open = pieces;
-    const returnedHere: number[] = [];
-    for (const rule of chains.get(name) ?? []) {
-      if (open.length === 0 || unjudged) break;
-      if (rule.unsupported.length > 0) {
-        unjudged = true;
-        break;
-      }
-      let portFreeMatch = true;
-      const byPort: Condition[] = [];
-      for (const condition of rule.conditions) {
-        if (portConditions.has(condition)) {
-          byPort.push(condition);
-          continue;
-        }
-        const result = condition(packet as Packet);
-        if (result === false) {
-          portFreeMatch = false;
-          break;
-        }
-        if (result !== true) unjudged = true;
-      }
-      if (!portFreeMatch || unjudged) continue;
-      const matching: number[] = [];
-      const rest: number[] = [];
-      for (const piece of open) {
-        const withPort = {...packet, destinationPort: ports[piece] as number} as Packet;
-        let matched = true;
-        for (const condition of byPort) {
-          const result = condition(withPort);
-          if (result !== true) {
-            if (result !== false) unjudged = true;
-            matched = false;
-            break;
-          }
-        }
-        (matched ? matching : rest).push(piece);
-      }
-      if (matching.length === 0) continue;
-      const target = rule.target;
-      if (target.kind === 'verdict') {
-        for (const piece of matching) verdicts[piece] = target.verdict;
-        open = rest;
-      } else if (target.kind === 'return') {
-        returnedHere.push(...matching);
-        open = rest;
-      } else if (target.kind === 'jump' || target.kind === 'goto') {
-        if (!declared.has(target.chain) || depth >= MAX_DEPTH) {
-          unjudged = true;
-          break;
-        }
-        const back = runChain(target.chain, matching, depth + 1);
-        // After a goto, what comes back returns from this chain; after a jump, it goes on here.
-        if (target.kind === 'goto') {
-          returnedHere.push(...back);
-          open = rest;
-        } else {
-          open = [...rest, ...back].sort((a, b) => a - b);
-        }
-      }
-    }
-    return [...returnedHere, ...open].sort((a, b) => a - b);
-  };
-
-  const returned = runChain(packet.chain, ports.map((_port, piece) => piece), 0);
-  if (unjudged) return undefined;
-  const builtIn = table.chains.find((chain) => chain.name === packet.chain);
-  const policy: Verdict = (builtIn?.policy ?? 'ACCEPT') === 'DROP' ? 'DROP' : 'ACCEPT';
-  for (const piece of returned) verdicts[piece] = policy;
-  return verdicts.map((verdict) => verdict === 'ACCEPT');
 }

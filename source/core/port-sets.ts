@@ -692,39 +692,6 @@ function computeDefined(table: SharedTable, protocol: 'tcp' | 'udp'): boolean {
   return ![...jumps.keys()].some(loops);
 }
 
-const quietCache = new WeakMap<Ruleset, {tcp?: boolean; udp?: boolean}>();
-
-/**
- * True when the evaluator can never note an unjudgeable rule for a packet of this protocol
- * (with both ports, no ICMP type, no hop limit): every rule is read, none that admits the
- * protocol has an ICMP-type or hop-limit condition, every jump lands in a declared chain.
- * False means "maybe" (ask evaluator.ts's mayReportUncertainty).
- */
-export function surelyQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
-  let cached = quietCache.get(ruleset);
-  if (!cached) quietCache.set(ruleset, (cached = {}));
-  let quiet = cached[protocol];
-  if (quiet === undefined) {
-    quiet = computeQuiet(ruleset, protocol);
-    cached[protocol] = quiet;
-  }
-  return quiet;
-}
-
-function computeQuiet(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
-  const shared = rulesetTable(ruleset);
-  if (shared === 'none') return true;
-  if (!shared) return false;
-  for (const rules of shared.chains.values()) {
-    for (const rule of rules) {
-      if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
-      if (rule.unknowable) return false;
-      if ((rule.target.kind === 'jump' || rule.target.kind === 'goto') && !shared.declared.has(rule.target.chain)) return false;
-    }
-  }
-  return true;
-}
-
 // ---------------------------------------------------------------------------
 // Answers
 
