@@ -359,9 +359,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
         await holding.release().catch(() => undefined); // closes the new connection
       }
     });
-    confirmed = outcomes.map((result, index) =>
-      result.ok ? result.value : {host: runs[index]?.plan.target.name ?? '?', ok: false, detail: describe(result.error)},
-    );
+    confirmed = outcomesOf(outcomes, runs.map((run) => run.plan.target.name));
   }
 
   return {
@@ -485,25 +483,49 @@ function confirmFailed(options: {readonly localState?: LocalState}, target: Host
 
 export async function confirmFleet(options: FleetActionOptions & {readonly installPersistence?: boolean}): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
-  const group = freshGroupId('confirm');
-  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
-    emit({host: target.name, step: 'confirm', status: 'running'});
-    let remote: RemoteHost | undefined;
-    const fresh = options.fresh !== false;
+  return onEachBatchHost(options, 'confirm', 'nothing to confirm', emit, async (target, remote, batch) => {
     try {
-      remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
-      const batch = await batchFor(options, remote);
-      if (!batch) throw new HostError(target.name, 'nothing to confirm: no batch was applied here');
       return await afterConfirm(options, target, remote, batch, await confirmBatch(remote, batch), emit);
     } catch (error) {
       return confirmFailed(options, target, error, emit);
+    }
+  });
+}
+
+/**
+ * The per-host frame of confirm and rollback: a connection (a new one unless `fresh: false`), the
+ * host's batch, then `act`; any failure becomes that host's outcome, the others go on.
+ */
+async function onEachBatchHost(
+  options: FleetActionOptions,
+  step: 'confirm' | 'rollback',
+  nothingTo: string,
+  emit: OnProgress,
+  act: (target: HostTarget, remote: RemoteHost, batch: string) => Promise<HostOutcome>,
+): Promise<HostOutcome[]> {
+  const group = freshGroupId(step);
+  const fresh = options.fresh !== false;
+  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
+    emit({host: target.name, step, status: 'running'});
+    let remote: RemoteHost | undefined;
+    try {
+      remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
+      const batch = await batchFor(options, remote);
+      if (!batch) throw new HostError(target.name, `${nothingTo}: no batch was applied here`);
+      return await act(target, remote, batch);
+    } catch (error) {
+      emit({host: target.name, step, status: 'failed', detail: describe(error)});
+      return {host: target.name, ok: false, expired: error instanceof BatchExpiredError, detail: describe(error)};
     } finally {
       if (fresh) await remote?.close().catch(() => undefined);
     }
   });
-  return results.map((result, index) =>
-    result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', ok: false, detail: describe(result.error)},
-  );
+  return outcomesOf(results, options.hosts.map((target) => target.name));
+}
+
+/** mapLimit's results as outcomes: a host whose work threw is a failed outcome with the reason. */
+function outcomesOf(results: readonly ({ok: true; value: HostOutcome} | {ok: false; error: unknown})[], hosts: readonly string[]): HostOutcome[] {
+  return results.map((result, index) => (result.ok ? result.value : {host: hosts[index] ?? '?', ok: false, detail: describe(result.error)}));
 }
 
 export function persistenceFiles(kind: Persistence): string {
@@ -515,30 +537,12 @@ export function persistenceFiles(kind: Persistence): string {
 /** Put the previous rules back now, on every host, and check they are back. */
 export async function rollbackFleet(options: FleetActionOptions): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
-  const group = freshGroupId('rollback');
-  const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target): Promise<HostOutcome> => {
-    emit({host: target.name, step: 'rollback', status: 'running'});
-    let remote: RemoteHost | undefined;
-    const fresh = options.fresh !== false;
-    try {
-      remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
-      const batch = await batchFor(options, remote);
-      if (!batch) throw new HostError(target.name, 'nothing to roll back: no batch was applied here');
-      await rollbackBatch(remote, batch);
-      options.localState?.setHost(target.name, {batch, phase: 'rolledback', changedAt: Date.now()});
-      emit({host: target.name, step: 'rollback', status: 'done', detail: 'previous rules restored and verified'});
-      return {host: target.name, ok: true, detail: 'previous rules restored and verified'};
-    } catch (error) {
-      const expired = error instanceof BatchExpiredError;
-      emit({host: target.name, step: 'rollback', status: 'failed', detail: describe(error)});
-      return {host: target.name, ok: false, expired, detail: describe(error)};
-    } finally {
-      if (fresh) await remote?.close().catch(() => undefined);
-    }
+  return onEachBatchHost(options, 'rollback', 'nothing to roll back', emit, async (target, remote, batch) => {
+    await rollbackBatch(remote, batch);
+    options.localState?.setHost(target.name, {batch, phase: 'rolledback', changedAt: Date.now()});
+    emit({host: target.name, step: 'rollback', status: 'done', detail: 'previous rules restored and verified'});
+    return {host: target.name, ok: true, detail: 'previous rules restored and verified'};
   });
-  return results.map((result, index) =>
-    result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', ok: false, detail: describe(result.error)},
-  );
 }
 
 export interface HostStatusOutcome {
