@@ -125,6 +125,17 @@ describe('the wizard in a terminal', () => {
     await lab?.teardown();
   });
 
+  /** A new wizard on the fleet the first test locked down, on its settings screen. */
+  async function openSettingsOfLockedFleet(): Promise<WizardTerminal> {
+    const wizard = new WizardTerminal(lab);
+    terminals.push(wizard);
+    await wizard.waitFor(/mysql-2.*locked down/, 60_000);
+    await wizard.settle();
+    await wizard.press('s');
+    await wizard.waitFor('default deadline');
+    return wizard;
+  }
+
   it('locks down the seed fleet for the first time; kept; the access is what the roles say', async () => {
     const inventoryPath = lab.writeInventory(SEED_INVENTORY, 'seed.json');
     const wizard = new WizardTerminal(lab);
@@ -197,14 +208,9 @@ describe('the wizard in a terminal', () => {
 
   it('lets the timer run out: the servers roll back by themselves and the wizard shows it verified', async () => {
     const before = await filterRules(lab, 'mysql-1', 4);
-    const wizard = new WizardTerminal(lab);
-    terminals.push(wizard);
-    await wizard.waitFor(/mysql-2.*locked down/, 60_000);
-    await wizard.settle();
+    const wizard = await openSettingsOfLockedFleet();
 
     // Shortest deadline (30 s), then a quick edit of mysql-1: open 8443.
-    await wizard.press('s');
-    await wizard.waitFor('default deadline');
     await wizard.press(...Array<string>(6).fill(KEYS.left));
     await wizard.waitFor(/default deadline\s+30 s/);
     await quickEditMysql1(wizard);
@@ -235,14 +241,9 @@ describe('the wizard in a terminal', () => {
     const previous = readFileSync(sysctl, 'utf8').trim();
     writeFileSync(sysctl, '1');
     try {
-      const wizard = new WizardTerminal(lab);
-      terminals.push(wizard);
-      await wizard.waitFor(/mysql-2.*locked down/, 60_000);
-      await wizard.settle();
+      const wizard = await openSettingsOfLockedFleet();
 
       // Turn on drop logging, then re-apply mysql-1 (quick edit, roles unchanged) and keep it.
-      await wizard.press('s');
-      await wizard.waitFor('default deadline');
       await wizard.press(KEYS.down, KEYS.down, ' ');
       await wizard.waitFor(/log dropped packets \(rate-limited\)\s+on/);
       await quickEditMysql1(wizard);
