@@ -19,8 +19,19 @@ interface Run {
 
 let dir = '';
 
-function agent(args: string[], input = ''): Run {
-  const result = spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args], {
+// A server without the nftables package: in a mount namespace of its own, /usr/sbin shows every
+// program but nft (the agent sets its own PATH, so hiding nft must happen in the file system).
+const WITHOUT_NFT = [
+  'unshare', '-m', 'sh', '-c',
+  'mount --make-rprivate / && mkdir "$1" "$2" && mount --bind /usr/sbin "$1" && ' +
+    'for f in "$1"/*; do [ "${f##*/}" = nft ] || ln -s "$f" "$2/${f##*/}"; done && mount --bind "$2" /usr/sbin && shift 2 && exec "$@"',
+  'sh',
+];
+
+function agent(args: string[], input = '', options: {withoutNft?: boolean} = {}): Run {
+  const hide = options.withoutNft ? [...WITHOUT_NFT, mkdtempSync(path.join(dir, 'sbin-')) + '/real', mkdtempSync(path.join(dir, 'sbin-')) + '/shown'] : [];
+  const [command = 'ip', ...rest] = [...hide, 'ip'];
+  const result = spawnSync(command, [...rest, 'netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args], {
     input,
     encoding: 'utf8',
     timeout: 30_000,
@@ -217,6 +228,20 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(rolled.code).toBe(0);
     expect(inNetns(['iptables-save']).trim()).toBe('');
     expect(inNetns(['ip6tables-save']).trim()).toBe('');
+  });
+
+  it('without nft on the server, restores a host that had no tables to an empty filter table that lets everything through', () => {
+    // iptables alone cannot delete a table: the agent flushes it and opens its policies instead.
+    const server = {withoutNft: true};
+    expect(agent(['begin', 'b4', '60'], 'x@y pid=2\n', server).code).toBe(0);
+    expect(agent(['stage', 'b4'], payload(CANDIDATE_V4, CANDIDATE_V6), server).code).toBe(0);
+    expect(agent(['load', 'b4'], '', server).code).toBe(0);
+    expect(liveFilter(4)).toContain(':INPUT DROP');
+    const rolled = agent(['rollback', 'b4'], '', server);
+    expect(rolled.code).toBe(0);
+    const open = '*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT';
+    expect(liveFilter(4)).toBe(open);
+    expect(liveFilter(6)).toBe(open);
   });
 
   it('refuses a second batch while one is pending, naming the holder', () => {
