@@ -321,4 +321,65 @@ describe('persistence on confirm', () => {
     // And it loads: the saved file passes iptables-restore --test.
     expect((await lb.exec(['iptables-restore', '--test', '/etc/iptables/rules.v4'])).code).toBe(0);
   });
+
+  it('writes the RHEL boot-time files (iptables-services), keeping their other tables', async () => {
+    const lb = host('haproxy-www');
+    // iptables-services "installed" (its loader where RHEL keeps it) and an admin's /etc/sysconfig/iptables with a nat table.
+    const setup = [
+      'rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6 && mkdir -p /usr/libexec/iptables /etc/sysconfig && : > /usr/libexec/iptables/iptables.init',
+      'printf "*nat\\n:PREROUTING ACCEPT [0:0]\\n:INPUT ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -o eth0 -j MASQUERADE\\nCOMMIT\\n" > /etc/sysconfig/iptables',
+    ].join(' && ');
+    expect((await lb.exec(['sh', '-c', setup])).code).toBe(0);
+    try {
+      const inventory = lab.writeInventory(SEED, 'seed.json');
+      const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'haproxy-www', '--yes', '--timeout', '60']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('saved for boot (/etc/sysconfig/iptables, ip6tables)');
+      const v4 = (await lb.exec(['cat', '/etc/sysconfig/iptables'])).stdout;
+      const v6 = (await lb.exec(['cat', '/etc/sysconfig/ip6tables'])).stdout;
+      expect(v4).toContain('-A POSTROUTING -o eth0 -j MASQUERADE');
+      expect(v4.slice(v4.indexOf('*filter')).trim()).toEqual((await filterOf('haproxy-www')).trim());
+      expect(v6.slice(v6.indexOf('*filter')).trim()).toEqual((await filterOf('haproxy-www', 6)).trim());
+      expect(v6).toContain(':INPUT DROP');
+      expect((await lb.exec(['iptables-restore', '--test', '/etc/sysconfig/iptables'])).code).toBe(0);
+      expect((await lb.exec(['ip6tables-restore', '--test', '/etc/sysconfig/ip6tables'])).code).toBe(0);
+      // Nothing was written where Debian's loader looks.
+      expect((await lb.exec(['sh', '-c', 'ls /etc/iptables'])).stdout.trim()).toBe('');
+    } finally {
+      await lb.exec(['rm', '-rf', '/usr/libexec/iptables', '/etc/sysconfig/iptables', '/etc/sysconfig/ip6tables']);
+    }
+  });
+
+  it('apply --yes --install-persistence installs the loader non-interactively where none is, then saves the rules for boot', async () => {
+    const db = host('mysql-2');
+    // Stand-ins for apt-get and debconf-set-selections (the lab has no network): they record what
+    // they are asked, and "installing" iptables-persistent puts netfilter-persistent on PATH.
+    const setup = [
+      `printf '#!/bin/sh\\ncat >> /var/log/iw-fake-debconf\\n' > /usr/local/sbin/debconf-set-selections`,
+      `printf '#!/bin/sh\\nanswers=no; [ -s /var/log/iw-fake-debconf ] && answers=yes\\necho "$* (answers given first: $answers)" >> /var/log/iw-fake-apt\\ncase " $* " in *" install "*) printf "#!/bin/sh\\\\nexit 0\\\\n" > /usr/local/sbin/netfilter-persistent; chmod 755 /usr/local/sbin/netfilter-persistent ;; esac\\n' > /usr/local/sbin/apt-get`,
+      'chmod 755 /usr/local/sbin/debconf-set-selections /usr/local/sbin/apt-get',
+    ].join(' && ');
+    expect((await db.exec(['sh', '-c', setup])).code).toBe(0);
+    try {
+      const inventory = lab.writeInventory(SEED, 'seed.json');
+      // Without the flag: confirmed, and told the rules will not survive a reboot.
+      const plain = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--yes', '--timeout', '60']);
+      expect(plain.code).toBe(0);
+      expect(plain.stdout + plain.stderr).toContain('--install-persistence');
+      expect((await db.exec(['sh', '-c', 'cat /var/log/iw-fake-apt 2>/dev/null; true'])).stdout).toBe('');
+      const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--yes', '--install-persistence', '--timeout', '60']);
+      expect(result.code).toBe(0);
+      expect(result.stdout).toContain('saved for boot (/etc/iptables/rules.v4, rules.v6)');
+      const apt = (await db.exec(['cat', '/var/log/iw-fake-apt'])).stdout;
+      expect(apt).toContain('install -y -q iptables-persistent (answers given first: yes)');
+      const answers = (await db.exec(['cat', '/var/log/iw-fake-debconf'])).stdout;
+      // Otherwise the package saves the rules live DURING installation (before the confirm's own save).
+      expect(answers).toContain('iptables-persistent/autosave_v4 boolean false');
+      expect(answers).toContain('iptables-persistent/autosave_v6 boolean false');
+      const v4 = (await db.exec(['cat', '/etc/iptables/rules.v4'])).stdout;
+      expect(v4.slice(v4.indexOf('*filter')).trim()).toEqual((await filterOf('mysql-2')).trim());
+    } finally {
+      await db.exec(['rm', '-f', '/var/log/iw-fake-apt', '/var/log/iw-fake-debconf']);
+    }
+  });
 });

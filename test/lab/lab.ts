@@ -367,7 +367,8 @@ function sshdConfig(lab: {dir: string}, host: PlannedHost): string {
 }
 
 /** Directories whose writes stay on each server: an overlay per server, upper layer in its host dir. */
-const OVERLAID_DIRS = ['/etc', '/var/lib', '/var/log', '/usr/local', '/opt'];
+// /usr/libexec: where a RHEL-family server keeps iptables-services' loader (the agent looks there).
+const OVERLAID_DIRS = ['/etc', '/var/lib', '/var/log', '/usr/local', '/usr/libexec', '/opt'];
 
 /**
  * The mounts that make a server's filesystem its own, in order, for one `mount --all` in
