@@ -1,8 +1,8 @@
 // The server-side agent, run for real with dash in a network namespace of this test's own (its
 // iptables are private to the namespace; the root namespace is never touched). The state
 // directory is a temp dir (IW_STATE_DIR_OVERRIDE), so several runs can share the machine.
-import {execFileSync, spawnSync} from 'node:child_process';
-import {mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync} from 'node:fs';
+import {execFileSync, spawn, spawnSync} from 'node:child_process';
+import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
@@ -457,6 +457,74 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     // A value with characters its key may not hold reads as empty.
     writeFileSync(file, `${readFileSync(file, 'utf8')}batch=../../etc\n`);
     expect(agent(['status']).stdout).toContain('batch=\n');
+  });
+
+  it('under systemd, arms a transient timer unit (systemd-run), stops it on confirm, and its run rolls back', async () => {
+    // A booted-by-systemd look in namespaces of this test: PID 1 is a script named "systemd",
+    // /run/systemd/system exists, and stand-ins for systemd-run and systemctl (in
+    // /usr/local/sbin, first on the agent's PATH) log what they are asked and run the unit's
+    // command after its delay. The real systemd is not exercised; the agent's use of it is.
+    const fakes = path.join(dir, 'fake-sbin');
+    execFileSync('mkdir', ['-p', fakes, path.join(dir, 'init')]);
+    const script = (file: string, lines: string[]): void => {
+      writeFileSync(file, `#!/bin/sh\n${lines.join('\n')}\n`);
+      chmodSync(file, 0o755);
+    };
+    script(path.join(fakes, 'systemd-run'), [
+      // systemd starts the unit's command in a clean process: no descriptor of the caller (the agent's lock) reaches it.
+      'for fd in 3 4 5 6 7 8 9; do eval "exec $fd>&-"; done',
+      'printf "systemd-run %s\\n" "$*" >> /run/fake-units/calls',
+      'unit=; delay=',
+      'while [ $# -gt 0 ]; do case $1 in --unit=*) unit=${1#--unit=} ;; --on-active=*) delay=${1#--on-active=} ;; --*) ;; *) break ;; esac; shift; done',
+      `setsid sh -c 'sleep "$0"; exec "$@"' "$delay" "$@" </dev/null >/dev/null 2>&1 &`,
+      'echo $! > "/run/fake-units/$unit.timer"',
+    ]);
+    script(path.join(fakes, 'systemctl'), [
+      'printf "systemctl %s\\n" "$*" >> /run/fake-units/calls',
+      '[ "$1" = stop ] && [ -f "/run/fake-units/$2" ] && kill "$(cat "/run/fake-units/$2")"',
+      'exit 0',
+    ]);
+    const ready = path.join(dir, 'init', 'ready');
+    script(path.join(dir, 'init', 'systemd'), [
+      'mount -t tmpfs iw-test /run && mkdir -p /run/systemd/system /run/fake-units && mount --bind "$1" /usr/local/sbin || exit 1',
+      'echo ready > "$2"',
+      "trap 'exit 0' TERM",
+      'while :; do sleep 60 & wait $!; done',
+    ]);
+    const holder = spawn('ip', ['netns', 'exec', NETNS, 'unshare', '--pid', '--fork', '--mount', '--mount-proc', path.join(dir, 'init', 'systemd'), fakes, ready], {stdio: 'ignore'});
+    try {
+      for (let waited = 0; !existsSync(ready) && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
+      const pid1 = execFileSync('pgrep', ['-P', String(holder.pid)], {encoding: 'utf8'}).trim();
+      const inSystemd = (args: string[], input = ''): Run => {
+        const result = spawnSync('nsenter', ['-t', pid1, '--pid', '--mount', '--net', '--', 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args], {input, encoding: 'utf8', timeout: 30_000});
+        return {code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr};
+      };
+      const calls = (): string => execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'sh', '-c', 'cat /run/fake-units/calls 2>/dev/null; true'], {encoding: 'utf8'});
+
+      // Confirmed: the timer of the batch is stopped, and its command never runs.
+      expect(inSystemd(['begin', 'u1', '60'], 'x@y pid=2\n').code).toBe(0);
+      const unit = `isolate-wizard-u1-${state()['token']}`;
+      expect(state()['watchdog']).toBe(`unit:${unit}`);
+      expect(calls()).toContain(`systemd-run --quiet --unit=${unit} --on-active=60 --timer-property=AccuracySec=1s /bin/sh ${path.join(dir, 'agent.sh')} fire u1 ${state()['token']}`);
+      expect(inSystemd(['stage', 'u1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(inSystemd(['load', 'u1']).code).toBe(0);
+      expect(inSystemd(['confirm', 'u1']).code).toBe(0);
+      expect(calls()).toContain(`systemctl stop ${unit}.timer`);
+      expect(liveFilter(4)).toContain('--dport 22');
+
+      // Not confirmed: when the timer runs the unit's command, the rules go back to the snapshot.
+      const before = liveFilter(4);
+      expect(inSystemd(['begin', 'u2', '2'], 'x@y pid=2\n').code).toBe(0);
+      expect(state()['watchdog']).toMatch(/^unit:isolate-wizard-u2-/);
+      expect(inSystemd(['stage', 'u2'], payload(CANDIDATE_V4.replace('--dport 22', '--dport 2200'), CANDIDATE_V6)).code).toBe(0);
+      expect(inSystemd(['load', 'u2']).code).toBe(0);
+      expect(liveFilter(4)).toContain('--dport 2200');
+      expect(await waitForPhase(['expired'])).toBe('expired');
+      expect(liveFilter(4)).toEqual(before);
+    } finally {
+      holder.kill('SIGKILL');
+      spawnSync('pkill', ['-KILL', '-f', path.join(dir, 'init', 'systemd')]);
+    }
   });
 
   it('stamps its log lines with the second the op read, in UTC', () => {
