@@ -17,54 +17,93 @@ export interface Cidr {
   readonly text: string;
 }
 
-const IPV4_OCTET = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+const DOT = 0x2e;
+const COLON = 0x3a;
 
-function parseIpv4Bytes(text: string): number[] | undefined {
-  const parts = text.split('.');
-  if (parts.length !== 4) return undefined;
+/**
+ * Dotted-quad IPv4: four decimal octets 0-255, no leading zeros ("01" is refused: some
+ * parsers read it as octal). Read character by character: every address of a fleet passes here.
+ */
+function parseIpv4Bytes(text: string, start = 0, end = text.length): number[] | undefined {
   const bytes: number[] = [];
-  for (const part of parts) {
-    if (!IPV4_OCTET.test(part)) return undefined;
-    bytes.push(Number(part));
+  let value = 0;
+  let digits = 0;
+  for (let index = start; index <= end; index += 1) {
+    const code = index === end ? DOT : text.charCodeAt(index);
+    if (code === DOT) {
+      if (digits === 0 || bytes.length === 4) return undefined;
+      bytes.push(value);
+      value = 0;
+      digits = 0;
+    } else if (code >= 0x30 && code <= 0x39) {
+      if (digits > 0 && value === 0) return undefined; // a leading zero
+      value = value * 10 + (code - 0x30);
+      digits += 1;
+      if (value > 255) return undefined;
+    } else {
+      return undefined;
+    }
   }
-  return bytes;
+  return bytes.length === 4 ? bytes : undefined;
+}
+
+function hexDigit(code: number): number {
+  if (code >= 0x30 && code <= 0x39) return code - 0x30;
+  if (code >= 0x61 && code <= 0x66) return code - 0x61 + 10;
+  if (code >= 0x41 && code <= 0x46) return code - 0x41 + 10;
+  return -1;
+}
+
+/**
+ * Appends the 16-bit words of `text[start, end)` (colon-separated groups of 1-4 hex digits;
+ * the last group may be an embedded IPv4 address, two words). False when malformed.
+ */
+function parseWords(text: string, start: number, end: number, words: number[]): boolean {
+  if (start === end) return true;
+  let groupStart = start;
+  for (let index = start; index <= end; index += 1) {
+    if (index !== end && text.charCodeAt(index) !== COLON) continue;
+    const length = index - groupStart;
+    if (length === 0) return false;
+    const dot = text.indexOf('.', groupStart);
+    if (dot !== -1 && dot < index) {
+      // An embedded IPv4 address may only close the address.
+      if (index !== end) return false;
+      const v4 = parseIpv4Bytes(text, groupStart, index);
+      if (!v4) return false;
+      words.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
+      return true;
+    }
+    if (length > 4) return false;
+    let word = 0;
+    for (let at = groupStart; at < index; at += 1) {
+      const digit = hexDigit(text.charCodeAt(at));
+      if (digit === -1) return false;
+      word = word * 16 + digit;
+    }
+    words.push(word);
+    groupStart = index + 1;
+  }
+  return true;
 }
 
 function parseIpv6Bytes(text: string): number[] | undefined {
-  if (!/^[0-9A-Fa-f:.]+$/.test(text)) return undefined;
-  const halves = text.split('::');
-  if (halves.length > 2) return undefined;
-  const parseGroups = (part: string): number[] | undefined => {
-    if (part === '') return [];
-    const groups = part.split(':');
-    const words: number[] = [];
-    for (const [index, group] of groups.entries()) {
-      // An embedded IPv4 address may only close the address.
-      if (group.includes('.')) {
-        if (index !== groups.length - 1) return undefined;
-        const v4 = parseIpv4Bytes(group);
-        if (!v4) return undefined;
-        words.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
-        continue;
-      }
-      if (!/^[0-9A-Fa-f]{1,4}$/.test(group)) return undefined;
-      words.push(parseInt(group, 16));
-    }
-    return words;
+  // At most one "::" (":::" has an empty group on one side, and is refused there too).
+  const gap = text.indexOf('::');
+  if (gap !== -1 && text.indexOf('::', gap + 1) !== -1) return undefined;
+  const head: number[] = [];
+  const tail: number[] = [];
+  if (!parseWords(text, 0, gap === -1 ? text.length : gap, head)) return undefined;
+  if (gap !== -1 && !parseWords(text, gap + 2, text.length, tail)) return undefined;
+  if (gap !== -1 ? head.length + tail.length > 7 : head.length !== 8) return undefined;
+  const bytes: number[] = [];
+  const push = (word: number): void => {
+    bytes.push(word >> 8, word & 0xff);
   };
-  const head = parseGroups(halves[0] ?? '');
-  const tail = halves.length === 2 ? parseGroups(halves[1] ?? '') : [];
-  if (!head || !tail) return undefined;
-  let words: number[];
-  if (halves.length === 2) {
-    const missing = 8 - head.length - tail.length;
-    if (missing < 1) return undefined;
-    words = [...head, ...new Array<number>(missing).fill(0), ...tail];
-  } else {
-    if (head.length !== 8) return undefined;
-    words = head;
-  }
-  return words.flatMap((word) => [word >> 8, word & 0xff]);
+  for (const word of head) push(word);
+  for (let missing = 8 - head.length - tail.length; missing > 0; missing -= 1) push(0);
+  for (const word of tail) push(word);
+  return bytes;
 }
 
 // A large fleet reads the same few addresses many times over (validation, compiler, access,
@@ -215,7 +254,13 @@ export function isPrivateAddress(text: string): boolean {
 
 /** The iptables `-s`/`-d` argument for a single address: canonical, with /32 or /128. */
 export function hostCidrText(text: string): string | undefined {
-  const address = parseAddress(text);
-  if (!address) return undefined;
-  return `${formatAddress(address)}/${address.family === 4 ? 32 : 128}`;
+  let cidr = hostCidrCache.get(text);
+  if (cidr === undefined) {
+    const address = parseAddress(text);
+    cidr = address ? `${formatAddress(address)}/${address.family === 4 ? 32 : 128}` : null;
+    if (hostCidrCache.size >= PARSE_CACHE_LIMIT) hostCidrCache.clear();
+    hostCidrCache.set(text, cidr);
+  }
+  return cidr ?? undefined;
 }
+const hostCidrCache = new Map<string, string | null>();

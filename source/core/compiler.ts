@@ -7,7 +7,7 @@
 // grants it holds on its peers, so both ends agree by construction.
 import {addressFamily, hostCidrText, parseCidr} from './addresses.js';
 import {InputError} from './errors.js';
-import {classifySource, INTERFACE_PATTERN, sshPortOf, type HostEntry, type Inventory} from './inventory.js';
+import {classifySource, INTERFACE_PATTERN, sshPortOf, type HostEntry, type Inventory, type SourceKind} from './inventory.js';
 import type {
   Chain,
   CompiledHost,
@@ -22,7 +22,7 @@ import type {
   Ruleset,
 } from './model.js';
 import {resolveRoles} from './roles.js';
-import {fleetPath, type FleetPath} from './topology.js';
+import {fleetPath} from './topology.js';
 
 /** The drop-logging chain. Never "LOG": that is a target, and `iptables -N LOG` fails. */
 export const LOG_DROP_CHAIN = 'IW-LOG-DROP';
@@ -69,33 +69,90 @@ const SERVICE_NAMES: Readonly<Record<string, string>> = {
 // ---------------------------------------------------------------------------
 // Grants
 
-type GrantSource =
-  | {readonly kind: 'any'; readonly interface?: string}
-  | {readonly kind: 'cidr'; readonly family: Family; readonly cidr: string}
-  | {readonly kind: 'host'; readonly host: string; readonly path: FleetPath};
-
-interface Grant {
-  readonly to: string;
-  readonly source: GrantSource;
+/**
+ * One reason to open something (a role's opening on its hosts, SSH from the bastions, a role's
+ * peers, trustPrivate), shared by every host pair it applies to. A grant is one such template
+ * applied to one receiving host (and one sending fleet host): the comments name the pair, so
+ * the template holds how to write them, and the rules written for it, per path.
+ */
+interface GrantTemplate {
+  /** Who may connect: anyone (on the receiver's public interface), a CIDR, or fleet hosts. */
+  readonly source:
+    | {readonly kind: 'any'}
+    | {readonly kind: 'cidr'; readonly family: Family; readonly cidr: string}
+    | {readonly kind: 'host'};
   /** undefined: every protocol (trustPrivate). */
   readonly proto?: Protocol;
   /** undefined: every port. */
   readonly ports?: readonly PortRange[];
-  /** The INPUT rule's comment given its ports' label, e.g. "lb haproxy-www -> app http,https". */
-  readonly inputText: Describe;
-  /** The sender's OUTPUT rule comment, e.g. "to wordpress-1 app http,https". */
-  readonly outputText: Describe;
+  /** The INPUT rule's comment, given the sending host's name, e.g. "lb haproxy-www -> app" + " http,https". */
+  readonly inputText: (from: string) => Describe;
+  /** The sender's OUTPUT rule comment, given the receiving host's name, e.g. "to wordpress-1 app" + " http,https". */
+  readonly outputText: (to: string) => Describe;
+  /** Rules written for this template, by sending host (undefined: not a fleet source) and path. */
+  readonly inputRecipes: Map<HostContext | undefined, Recipe[]>;
+  /** OUTPUT rules written for this template, by receiving host and path. */
+  readonly outputRecipes: Map<HostContext, Recipe[]>;
 }
 
-type Describe = (ports: string) => string;
-const arrow =
-  (label: string): Describe =>
-  (ports) =>
-    `${label} ${ports}`;
-const sshFrom =
-  (bastion: string): Describe =>
-  (ports) =>
-    ports === 'ssh' ? `ssh from bastion ${bastion}` : `ssh from bastion ${bastion} (${ports})`;
+type Side = 'public' | 'private';
+
+class Grant {
+  /** The recipes this grant reads, found on its first ruleset and kept for the other family. */
+  inputRecipe?: Recipe;
+  outputRecipe?: Recipe;
+  constructor(
+    readonly template: GrantTemplate,
+    readonly to: HostContext,
+    /** The sending fleet host; undefined for an internet or CIDR source. */
+    readonly from: HostContext | undefined,
+    /** The fleet path's side: private when both hosts have a private interface. */
+    readonly side: Side,
+  ) {}
+}
+
+function template(
+  source: GrantTemplate['source'],
+  proto: Protocol | undefined,
+  ports: readonly PortRange[] | undefined,
+  inputText: (from: string) => Describe,
+  outputText: (to: string) => Describe,
+): GrantTemplate {
+  return {
+    source,
+    ...(proto === undefined ? {} : {proto}),
+    ...(ports === undefined ? {} : {ports}),
+    inputText,
+    outputText,
+    inputRecipes: new Map(),
+    outputRecipes: new Map(),
+  };
+}
+
+/**
+ * A rule comment, given its ports' label: "arrow" is `${label} ${ports}`, "ssh" names the
+ * bastion in `label`, "fixed" is the label alone.
+ */
+interface Describe {
+  readonly form: 'arrow' | 'ssh' | 'fixed';
+  readonly label: string;
+}
+const arrow = (label: string): Describe => ({form: 'arrow', label});
+const sshFrom = (bastion: string): Describe => ({form: 'ssh', label: bastion});
+const fixed = (text: string): Describe => ({form: 'fixed', label: text});
+/** Output comments of templates that never write OUTPUT rules (sources that are not fleet hosts). */
+const NO_OUTPUT = arrow('');
+
+function describe(text: Describe, ports: string): string {
+  switch (text.form) {
+    case 'arrow':
+      return `${text.label} ${ports}`;
+    case 'ssh':
+      return ports === 'ssh' ? `ssh from bastion ${text.label}` : `ssh from bastion ${text.label} (${ports})`;
+    case 'fixed':
+      return text.label;
+  }
+}
 
 interface HostContext {
   readonly entry: HostEntry;
@@ -178,8 +235,7 @@ const NEW = ['-m', 'conntrack', '--ctstate', 'NEW'];
 class Compilation {
   readonly problems: string[] = [];
   readonly warnings = new Map<string, string[]>();
-  readonly grants: Grant[] = [];
-  /** The same grants indexed by receiving host and by sending fleet host (each in grant order). */
+  /** Grants indexed by receiving host and (with strictOutbound) by sending fleet host, each in grant order. */
   readonly grantsTo = new Map<string, Grant[]>();
   readonly grantsFrom = new Map<string, Grant[]>();
   readonly hosts: HostContext[] = [];
@@ -189,6 +245,17 @@ class Compilation {
   private readonly hostNames: ReadonlySet<string>;
   /** Hosts per role, in inventory order (built once: looking them up per host would be quadratic). */
   private readonly membersOf = new Map<string, HostContext[]>();
+  /** Templates, built once per reason and shared by the hosts it applies to. */
+  private readonly openingTemplates = new Map<Opening, Map<string, GrantTemplate>>();
+  private readonly sshTemplates = new Map<number, GrantTemplate>();
+  private readonly peerTemplates = new Map<string, GrantTemplate>();
+  private readonly trustTemplate = template(
+    {kind: 'host'},
+    undefined,
+    undefined,
+    (from) => fixed(`trust fleet ${from}`),
+    (to) => fixed(`to ${to} trusted`),
+  );
 
   constructor(
     readonly inv: Inventory,
@@ -219,14 +286,14 @@ class Compilation {
   }
 
   addGrant(grant: Grant): void {
-    this.grants.push(grant);
-    const to = this.grantsTo.get(grant.to);
+    const to = this.grantsTo.get(grant.to.entry.name);
     if (to) to.push(grant);
-    else this.grantsTo.set(grant.to, [grant]);
-    if (grant.source.kind === 'host') {
-      const from = this.grantsFrom.get(grant.source.host);
+    else this.grantsTo.set(grant.to.entry.name, [grant]);
+    // Only strictOutbound writes OUTPUT rules from the grants a host holds.
+    if (grant.from && this.inv.options.strictOutbound) {
+      const from = this.grantsFrom.get(grant.from.entry.name);
       if (from) from.push(grant);
-      else this.grantsFrom.set(grant.source.host, [grant]);
+      else this.grantsFrom.set(grant.from.entry.name, [grant]);
     }
   }
 
@@ -244,7 +311,7 @@ class Compilation {
         this.problems.push(`${name}: "${interfaceName}" cannot be a public or private interface`);
       }
     }
-    for (const side of ['public', 'private'] as const) {
+    for (const side of SIDES) {
       for (const address of facts.addresses[side]) {
         if (addressFamily(address) === undefined) this.problems.push(`${name}: "${address}" is not an address`);
       }
@@ -264,95 +331,90 @@ class Compilation {
     return this.membersOf.get(role) ?? [];
   }
 
-  /** One grant per fleet source host, over the path between the two. */
-  grantFromHost(
-    to: HostContext,
-    from: HostContext,
-    proto: Protocol | undefined,
-    ports: readonly PortRange[] | undefined,
-    inputText: Describe,
-    outputText: Describe,
-  ): void {
-    const path = fleetPath(from, to);
-    if (path.fromAddresses.length === 0 || path.toAddresses.length === 0) {
+  /** One grant per fleet source host, over the path between the two (see fleetPath). */
+  grantFromHost(to: HostContext, from: HostContext, reason: GrantTemplate): void {
+    const side: Side = from.facts.interfaces.private !== undefined && to.facts.interfaces.private !== undefined ? 'private' : 'public';
+    if (from.facts.addresses[side].length === 0 || to.facts.addresses[side].length === 0) {
       this.warn(
         to.entry.name,
-        `no network path from ${from.entry.name} (the two hosts share no interface side with addresses): "${inputText(portsLabel(proto, ports))}" opens nothing`,
+        `no network path from ${from.entry.name} (the two hosts share no interface side with addresses): "${describe(reason.inputText(from.entry.name), portsLabel(reason.proto, reason.ports))}" opens nothing`,
       );
       return;
     }
-    this.addGrant({
-      to: to.entry.name,
-      source: {kind: 'host', host: from.entry.name, path},
-      ...(proto === undefined ? {} : {proto}),
-      ...(ports === undefined ? {} : {ports}),
-      inputText,
-      outputText,
-    });
+    this.addGrant(new Grant(reason, to, from, side));
+  }
+
+  /** The template of an opening (a role's or an allow entry's) under its target's name. */
+  private openingTemplate(opening: Opening, target: string, source: SourceKind): GrantTemplate {
+    let byTarget = this.openingTemplates.get(opening);
+    if (!byTarget) this.openingTemplates.set(opening, (byTarget = new Map()));
+    let reason = byTarget.get(target);
+    if (!reason) {
+      const ports = mergedPorts(opening.ports);
+      const outputText = (to: string): Describe => arrow(`to ${to} ${target}`);
+      switch (source.kind) {
+        case 'internet':
+          reason = template({kind: 'any'}, opening.proto, ports, () => arrow(`internet -> ${target}`), () => NO_OUTPUT);
+          break;
+        case 'cidr':
+          reason = template(
+            {kind: 'cidr', family: source.family, cidr: source.cidr},
+            opening.proto,
+            ports,
+            () => arrow(`${source.cidr} -> ${target}`),
+            () => NO_OUTPUT,
+          );
+          break;
+        case 'private':
+          reason = template({kind: 'host'}, opening.proto, ports, (from) => arrow(`private ${from} -> ${target}`), outputText);
+          break;
+        case 'role':
+          reason = template({kind: 'host'}, opening.proto, ports, (from) => arrow(`${source.role} ${from} -> ${target}`), outputText);
+          break;
+        case 'host':
+          reason = template({kind: 'host'}, opening.proto, ports, () => arrow(`${source.host} -> ${target}`), outputText);
+          break;
+      }
+      byTarget.set(target, reason);
+    }
+    return reason;
   }
 
   /** A role's or an allow entry's opening on one host. */
   grantOpening(to: HostContext, opening: Opening, target: string): void {
     const name = to.entry.name;
-    const ports = mergePortRanges(opening.ports);
     const source = classifySource(opening.from, this.roleNames, this.hostNames);
+    if (source.kind === 'invalid') {
+      // validateInventory refuses these; a hand-built Inventory could still carry one.
+      this.problems.push(`${name}: ${target}: ${source.reason}`);
+      return;
+    }
+    const reason = this.openingTemplate(opening, target, source);
     switch (source.kind) {
-      case 'internet': {
-        const publicInterface = to.facts.interfaces.public;
-        if (publicInterface === undefined) {
+      case 'internet':
+        if (to.facts.interfaces.public === undefined) {
           this.warn(
             name,
-            `${target} accepts ${portsLabel(opening.proto, ports)} from the internet, but the host has no public interface: the rule is bound to no interface`,
+            `${target} accepts ${portsLabel(opening.proto, reason.ports)} from the internet, but the host has no public interface: the rule is bound to no interface`,
           );
         }
-        this.addGrant({
-          to: name,
-          source: {kind: 'any', ...(publicInterface === undefined ? {} : {interface: publicInterface})},
-          proto: opening.proto,
-          ports,
-          inputText: arrow(`internet -> ${target}`),
-          outputText: arrow(''),
-        });
+        this.addGrant(new Grant(reason, to, undefined, 'public'));
         return;
-      }
       case 'cidr':
-        this.addGrant({
-          to: name,
-          source: {kind: 'cidr', family: source.family, cidr: source.cidr},
-          proto: opening.proto,
-          ports,
-          inputText: arrow(`${source.cidr} -> ${target}`),
-          outputText: arrow(''),
-        });
+        this.addGrant(new Grant(reason, to, undefined, 'public'));
         return;
       case 'private':
         for (const from of this.hosts) {
-          if (from !== to) {
-            this.grantFromHost(
-              to,
-              from,
-              opening.proto,
-              ports,
-              arrow(`private ${from.entry.name} -> ${target}`),
-              arrow(`to ${name} ${target}`),
-            );
-          }
+          if (from !== to) this.grantFromHost(to, from, reason);
         }
         return;
       case 'role': {
-        const members = this.hostsWithRole(source.role).filter((from) => from !== to);
-        if (members.length === 0) {
+        const members = this.hostsWithRole(source.role);
+        if (members.length === 0 || (members.length === 1 && members[0] === to)) {
           this.warn(name, `${target} accepts from role ${source.role}, but no other host has that role`);
         }
         for (const from of members) {
-          this.grantFromHost(
-            to,
-            from,
-            opening.proto,
-            ports,
-            arrow(`${source.role} ${from.entry.name} -> ${target}`),
-            arrow(`to ${name} ${target}`),
-          );
+          if (from !== to) this.grantFromHost(to, from, reason);
         }
         return;
       }
@@ -362,16 +424,36 @@ class Compilation {
           this.warn(name, `${target} accepts from ${source.host}, the host itself: nothing to open`);
           return;
         }
-        if (from) {
-          this.grantFromHost(to, from, opening.proto, ports, arrow(`${source.host} -> ${target}`), arrow(`to ${name} ${target}`));
-        }
+        if (from) this.grantFromHost(to, from, reason);
         return;
       }
-      case 'invalid':
-        // validateInventory refuses these; a hand-built Inventory could still carry one.
-        this.problems.push(`${name}: ${target}: ${source.reason}`);
-        return;
     }
+  }
+
+  /** SSH from the bastions to a host whose sshd listens on `port`. */
+  private sshTemplate(port: number): GrantTemplate {
+    let reason = this.sshTemplates.get(port);
+    if (!reason) {
+      reason = template({kind: 'host'}, 'tcp', [{first: port, last: port}], sshFrom, (to) => arrow(`to ${to}`));
+      this.sshTemplates.set(port, reason);
+    }
+    return reason;
+  }
+
+  /** Between the hosts of one role, on its peer ports. */
+  private peerTemplate(roleName: string, role: RoleTemplate): GrantTemplate {
+    let reason = this.peerTemplates.get(roleName);
+    if (!reason) {
+      reason = template(
+        {kind: 'host'},
+        role.peersProto,
+        mergedPorts(role.peers),
+        (from) => arrow(`${roleName} peer ${from} ->`),
+        (to) => arrow(`to ${to} ${roleName} peer`),
+      );
+      this.peerTemplates.set(roleName, reason);
+    }
+    return reason;
   }
 
   collectGrants(): void {
@@ -381,19 +463,12 @@ class Compilation {
       const name = host.entry.name;
 
       // The operator's way in: SSH from every bastion over the fleet path.
-      const otherBastions = bastions.filter((bastion) => bastion !== host);
       if (bastions.length === 0) {
         this.warn(name, 'no host has the bastion role: nothing opens SSH to this host except its own allow entries');
       }
-      for (const bastion of otherBastions) {
-        this.grantFromHost(
-          host,
-          bastion,
-          'tcp',
-          [{first: host.sshPort, last: host.sshPort}],
-          sshFrom(bastion.entry.name),
-          arrow(`to ${name}`),
-        );
+      const ssh = bastions.length === 0 ? undefined : this.sshTemplate(host.sshPort);
+      for (const bastion of bastions) {
+        if (ssh && bastion !== host) this.grantFromHost(host, bastion, ssh);
       }
 
       if (options.trustPrivate) {
@@ -401,16 +476,7 @@ class Compilation {
           this.warn(name, 'trustPrivate: no private interface, so fleet hosts are trusted on the public side');
         }
         for (const from of this.hosts) {
-          if (from !== host) {
-            this.grantFromHost(
-              host,
-              from,
-              undefined,
-              undefined,
-              () => `trust fleet ${from.entry.name}`,
-              () => `to ${name} trusted`,
-            );
-          }
+          if (from !== host) this.grantFromHost(host, from, this.trustTemplate);
         }
       }
 
@@ -423,18 +489,9 @@ class Compilation {
         for (const opening of role.accept) this.grantOpening(host, opening, roleName);
         if (roleName === 'bastion') this.keepBastionSshPort(host, role);
         if (role.peers.length > 0) {
-          const ports = mergePortRanges(role.peers);
+          const peers = this.peerTemplate(roleName, role);
           for (const peer of this.hostsWithRole(roleName)) {
-            if (peer !== host) {
-              this.grantFromHost(
-                host,
-                peer,
-                role.peersProto,
-                ports,
-                arrow(`${roleName} peer ${peer.entry.name} ->`),
-                arrow(`to ${name} ${roleName} peer`),
-              );
-            }
+            if (peer !== host) this.grantFromHost(host, peer, peers);
           }
         }
       }
@@ -457,6 +514,20 @@ class Compilation {
   }
 }
 
+const SIDES = ['public', 'private'] as const;
+
+/** mergePortRanges of an opening's ports, once per list (the same opening applies to many hosts). */
+const mergedPortsCache = new WeakMap<readonly PortRange[], readonly PortRange[]>();
+
+function mergedPorts(ranges: readonly PortRange[]): readonly PortRange[] {
+  let merged = mergedPortsCache.get(ranges);
+  if (!merged) {
+    merged = mergePortRanges(ranges);
+    mergedPortsCache.set(ranges, merged);
+  }
+  return merged;
+}
+
 // ---------------------------------------------------------------------------
 // Rules
 
@@ -465,57 +536,125 @@ function hostCidr(address: string): string {
   return hostCidrText(address) ?? address;
 }
 
-function familyAddresses(addresses: readonly string[], family: Family): string[] {
-  return addresses.filter((address) => addressFamily(address) === family);
+/** Rule specs per family: a grant's rules are written for both at once (they share all but addresses). */
+interface FamilySpecs {
+  readonly v4: string[][];
+  readonly v6: string[][];
 }
 
-/** INPUT rules for one grant in one family (none when the family has nothing to match). */
-function inputRules(grant: Grant, family: Family): string[][] {
-  const rules: string[][] = [];
-  const chunks = grant.ports === undefined ? [undefined] : chunkPorts(grant.ports);
+/** INPUT rules of one grant (a family gets none when it has nothing to match). */
+function inputRules(grant: Grant, inInterface: string | undefined): FamilySpecs {
+  const reason = grant.template;
+  const specs: FamilySpecs = {v4: [], v6: []};
+  const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
+  const fromAddresses = grant.from ? fleetPath(grant.from, grant.to).fromAddresses : [];
+  const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
   for (const ports of chunks) {
-    const tail = [...protoPortTokens(grant.proto, ports), ...NEW];
-    const text = grant.inputText(portsLabel(grant.proto, ports));
-    const source = grant.source;
+    const tail = [...protoPortTokens(reason.proto, ports), ...NEW];
+    const text = describe(reason.inputText(grant.from?.entry.name ?? ''), portsLabel(reason.proto, ports));
+    const source = reason.source;
     if (source.kind === 'any') {
-      rules.push([...(source.interface === undefined ? [] : ['-i', source.interface]), ...tail, ...comment(text), '-j', 'ACCEPT']);
+      const spec = [...inputInterface, ...tail, ...comment(text), '-j', 'ACCEPT'];
+      specs.v4.push(spec);
+      specs.v6.push(spec);
     } else if (source.kind === 'cidr') {
-      if (source.family !== family) continue;
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      rules.push([...(everything ? [] : ['-s', source.cidr]), ...tail, ...comment(text), '-j', 'ACCEPT']);
+      (source.family === 4 ? specs.v4 : specs.v6).push([
+        ...(everything ? [] : ['-s', source.cidr]), ...tail, ...comment(text), '-j', 'ACCEPT',
+      ]);
     } else {
-      for (const address of familyAddresses(source.path.fromAddresses, family)) {
-        const inInterface = source.path.toInterface === undefined ? [] : ['-i', source.path.toInterface];
-        rules.push(['-s', hostCidr(address), ...inInterface, ...tail, ...comment(text), '-j', 'ACCEPT']);
+      for (const address of fromAddresses) {
+        const family = addressFamily(address);
+        if (family === undefined) continue;
+        (family === 4 ? specs.v4 : specs.v6).push([
+          '-s', hostCidr(address), ...inputInterface, ...tail, ...comment(text), '-j', 'ACCEPT',
+        ]);
       }
     }
   }
-  return rules;
+  return specs;
 }
 
 /** OUTPUT rules on the sending host for a grant it holds on a peer. */
-function outputRules(grant: Grant, family: Family): string[][] {
-  if (grant.source.kind !== 'host') return [];
-  const path = grant.source.path;
-  const rules: string[][] = [];
-  const chunks = grant.ports === undefined ? [undefined] : chunkPorts(grant.ports);
+function outputRules(grant: Grant, outInterface: string | undefined): FamilySpecs {
+  const reason = grant.template;
+  const specs: FamilySpecs = {v4: [], v6: []};
+  if (!grant.from) return specs;
+  const outputInterface = outInterface === undefined ? [] : ['-o', outInterface];
+  const toAddresses = fleetPath(grant.from, grant.to).toAddresses;
+  const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
   for (const ports of chunks) {
-    const text = grant.outputText(portsLabel(grant.proto, ports));
-    for (const address of familyAddresses(path.toAddresses, family)) {
-      const outInterface = path.fromInterface === undefined ? [] : ['-o', path.fromInterface];
-      rules.push([
-        '-d',
-        hostCidr(address),
-        ...outInterface,
-        ...protoPortTokens(grant.proto, ports),
-        ...NEW,
-        ...comment(text),
-        '-j',
-        'ACCEPT',
+    const text = describe(reason.outputText(grant.to.entry.name), portsLabel(reason.proto, ports));
+    for (const address of toAddresses) {
+      const family = addressFamily(address);
+      if (family === undefined) continue;
+      (family === 4 ? specs.v4 : specs.v6).push([
+        '-d', hostCidr(address), ...outputInterface, ...protoPortTokens(reason.proto, ports), ...NEW, ...comment(text),
+        '-j', 'ACCEPT',
       ]);
     }
   }
-  return rules;
+  return specs;
+}
+
+// ---------------------------------------------------------------------------
+// Grant rules, written once per recipe
+//
+// A fleet repeats itself: every host gets "ssh from bastion-1" over the same path, every
+// database of a cluster the same rule per app server. Grants of one template whose rules
+// would read the same share one written, keyed list (a recipe): the tokens are built and keyed
+// once per recipe, not once per host. What the rules depend on besides the template: INPUT,
+// the sending host's addresses on the path's side and the receiver's interface there (for an
+// internet source, its public interface); OUTPUT, the receiver's addresses on the side and
+// the sender's interface there.
+
+/** The written rules of one template over one path. */
+interface Recipe {
+  /** The fleet path's side (fleet sources only). */
+  readonly side: Side;
+  /** `-i` of INPUT rules, or `-o` of OUTPUT rules. */
+  readonly interface: string | undefined;
+  rules?: {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]};
+}
+
+function findRecipe<Host>(
+  recipes: Map<Host, Recipe[]>,
+  host: Host,
+  side: Side,
+  interfaceName: string | undefined,
+): Recipe {
+  let list = recipes.get(host);
+  if (!list) recipes.set(host, (list = []));
+  for (const recipe of list) {
+    if (recipe.side === side && recipe.interface === interfaceName) return recipe;
+  }
+  const recipe: Recipe = {side, interface: interfaceName};
+  list.push(recipe);
+  return recipe;
+}
+
+function grantInputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  let recipe = grant.inputRecipe;
+  if (!recipe) {
+    const to = grant.to.facts.interfaces;
+    const kind = grant.template.source.kind;
+    const inInterface = kind === 'any' ? to.public : kind === 'host' ? to[grant.side] : undefined;
+    recipe = findRecipe(grant.template.inputRecipes, grant.from, grant.side, inInterface);
+    grant.inputRecipe = recipe;
+  }
+  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(grant, recipe.interface));
+  return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
+}
+
+function grantOutputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  let recipe = grant.outputRecipe;
+  if (!recipe) {
+    const outInterface = grant.from?.facts.interfaces[grant.side];
+    recipe = findRecipe(grant.template.outputRecipes, grant.to, grant.side, outInterface);
+    grant.outputRecipe = recipe;
+  }
+  recipe.rules ??= dedupe.keyAll('OUTPUT', outputRules(grant, recipe.interface));
+  return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
 
 const icmpRulesCache = new Map<Family, readonly (readonly string[])[]>();
@@ -555,24 +694,11 @@ function buildIcmpRules(family: Family): string[][] {
 // identity (the access summary's port-set views, the evaluator) then read each one once.
 const internedSpecs = new Map<string, readonly string[]>();
 
-/** A rule with its dedupe key (the spec without its comment) and its shared spec. */
-interface KeyedRule {
-  readonly key: string;
-  readonly rule: Rule;
-}
-
-function keyedRule(chain: string, spec: readonly string[]): KeyedRule {
-  // The key leaves out the comment (`--comment TEXT`); built in one pass, this runs for every rule of a fleet.
-  let key = chain;
-  let commentAt = -1;
-  for (let index = 0; index < spec.length; index += 1) {
-    if (spec[index] === '--comment' && commentAt === -1) {
-      commentAt = index;
-      index += 1;
-      continue;
-    }
-    key += `\u0000${spec[index]}`;
-  }
+/** The spec shared by every rule with the same chain, tokens and comment; and the key without the comment. */
+function sharedRule(chain: string, spec: readonly string[]): {readonly key: string; readonly rule: Rule} {
+  const commentAt = spec.indexOf('--comment');
+  const matching = commentAt === -1 ? spec : [...spec.slice(0, commentAt), ...spec.slice(commentAt + 2)];
+  const key = `${chain}\u0000${matching.join('\u0000')}`;
   const fullKey = commentAt === -1 ? key : `${key}\u0001${spec[commentAt + 1]}\u0001${commentAt}`;
   let shared = internedSpecs.get(fullKey);
   if (!shared) {
@@ -583,15 +709,46 @@ function keyedRule(chain: string, spec: readonly string[]): KeyedRule {
   return {key, rule: {chain, spec: shared}};
 }
 
-/** Rules identical but for their comment add nothing: keep the first. */
-function pushUnique(rules: Rule[], seen: Set<string>, chain: string, spec: readonly string[]): void {
-  pushKeyed(rules, seen, keyedRule(chain, spec));
+/** What a chain matches by a rule, comments left out: rules with the same one add nothing. */
+interface RuleIdentity {
+  /** The ruleset that last took a rule with this identity (see Dedupe). */
+  takenBy: number;
 }
 
-function pushKeyed(rules: Rule[], seen: Set<string>, keyed: KeyedRule): void {
-  if (seen.has(keyed.key)) return;
-  seen.add(keyed.key);
-  rules.push(keyed.rule);
+/** A grant's rule with its identity. */
+interface KeyedRule {
+  readonly identity: RuleIdentity;
+  readonly rule: Rule;
+}
+
+/**
+ * Rules identical but for their comment add nothing: a ruleset keeps the first. Each identity
+ * remembers the last ruleset that took it, so a ruleset needs no set of its own.
+ */
+class Dedupe {
+  private readonly identities = new Map<string, RuleIdentity>();
+  private ruleset = 0;
+
+  keyAll(chain: string, specs: FamilySpecs): {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]} {
+    const keyed = (spec: string[]): KeyedRule => {
+      const {key, rule} = sharedRule(chain, spec);
+      let identity = this.identities.get(key);
+      if (!identity) this.identities.set(key, (identity = {takenBy: 0}));
+      return {identity, rule};
+    };
+    return {v4: specs.v4.map(keyed), v6: specs.v6.map(keyed)};
+  }
+
+  startRuleset(): void {
+    this.ruleset += 1;
+  }
+
+  /** Adds the rule unless this ruleset already has one with its identity. */
+  push(rules: Rule[], keyed: KeyedRule): void {
+    if (keyed.identity.takenBy === this.ruleset) return;
+    keyed.identity.takenBy = this.ruleset;
+    rules.push(keyed.rule);
+  }
 }
 
 /**
@@ -600,7 +757,7 @@ function pushKeyed(rules: Rule[], seen: Set<string>, keyed: KeyedRule): void {
  * conntrack calls it INVALID —, replies, INVALID dropped, DHCPv6 replies) and, with
  * strictOutbound, OUTPUT's.
  */
-function commonRules(family: Family): {readonly input: readonly KeyedRule[]; readonly output: readonly KeyedRule[]} {
+function commonRules(family: Family): {readonly input: readonly Rule[]; readonly output: readonly Rule[]} {
   let common = commonRulesCache.get(family);
   if (!common) {
     const input = [
@@ -622,12 +779,34 @@ function commonRules(family: Family): {readonly input: readonly KeyedRule[]; rea
       ['-p', 'tcp', '-m', 'multiport', '--dports', '80,443', ...NEW, ...comment('http,https out'), '-j', 'ACCEPT'],
       ...(family === 6 ? [[...DHCPV6_REQUEST, ...comment('dhcpv6 requests (link-local)'), '-j', 'ACCEPT']] : []),
     ];
-    common = {input: input.map((spec) => keyedRule('INPUT', spec)), output: output.map((spec) => keyedRule('OUTPUT', spec))};
+    common = {
+      input: input.map((spec) => sharedRule('INPUT', spec).rule),
+      output: output.map((spec) => sharedRule('OUTPUT', spec).rule),
+    };
     commonRulesCache.set(family, common);
   }
   return common;
 }
-const commonRulesCache = new Map<Family, {readonly input: readonly KeyedRule[]; readonly output: readonly KeyedRule[]}>();
+const commonRulesCache = new Map<Family, {readonly input: readonly Rule[]; readonly output: readonly Rule[]}>();
+
+const logDropJump = sharedRule('INPUT', ['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]).rule;
+
+/** The chains of a compiled ruleset; the same few lists for every host (read-only). */
+function chainsOf(strictOutbound: boolean, logDrops: boolean): readonly Chain[] {
+  const key = `${strictOutbound}/${logDrops}`;
+  let chains = chainLists.get(key);
+  if (!chains) {
+    chains = Object.freeze([
+      {name: 'INPUT', policy: 'DROP'},
+      {name: 'FORWARD', policy: 'DROP'},
+      {name: 'OUTPUT', policy: strictOutbound ? 'DROP' : 'ACCEPT'},
+      ...(logDrops ? [{name: LOG_DROP_CHAIN, policy: null}] : []),
+    ]);
+    chainLists.set(key, chains);
+  }
+  return chains;
+}
+const chainLists = new Map<string, readonly Chain[]>();
 
 function buildRuleset(
   host: HostContext,
@@ -635,35 +814,30 @@ function buildRuleset(
   received: readonly Grant[],
   held: readonly Grant[],
   options: FleetOptions,
+  dedupe: Dedupe,
 ): Ruleset {
   const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
   const rules: Rule[] = [];
-  const seen = new Set<string>();
-  const input = (spec: readonly string[]): void => pushUnique(rules, seen, 'INPUT', spec);
-  const output = (spec: readonly string[]): void => pushUnique(rules, seen, 'OUTPUT', spec);
+  // Only grant rules need the duplicate check: each matches NEW connections (and an OUTPUT
+  // one a destination address), so none repeats a common rule or the jump to the log chain.
+  dedupe.startRuleset();
 
   // Order: the common opening (commonRules), then the openings.
   const common = commonRules(family);
-  for (const keyed of common.input) pushKeyed(rules, seen, keyed);
+  for (const rule of common.input) rules.push(rule);
   for (const grant of received) {
-    for (const rule of inputRules(grant, family)) input(rule);
+    for (const keyed of grantInputRules(grant, family, dedupe)) dedupe.push(rules, keyed);
   }
-  if (options.logDrops) input(['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]);
+  if (options.logDrops) rules.push(logDropJump);
 
   if (strictOutbound) {
-    for (const keyed of common.output) pushKeyed(rules, seen, keyed);
+    for (const rule of common.output) rules.push(rule);
     for (const grant of held) {
-      for (const rule of outputRules(grant, family)) output(rule);
+      for (const keyed of grantOutputRules(grant, family, dedupe)) dedupe.push(rules, keyed);
     }
   }
 
-  const chains: Chain[] = [
-    {name: 'INPUT', policy: 'DROP'},
-    {name: 'FORWARD', policy: 'DROP'},
-    {name: 'OUTPUT', policy: strictOutbound ? 'DROP' : 'ACCEPT'},
-  ];
   if (options.logDrops) {
-    chains.push({name: LOG_DROP_CHAIN, policy: null});
     rules.push({
       chain: LOG_DROP_CHAIN,
       // --log-level 4 (warning) is the default, and iptables-save leaves it out.
@@ -674,7 +848,7 @@ function buildRuleset(
     });
     rules.push({chain: LOG_DROP_CHAIN, spec: [...comment('drop the rest'), '-j', 'DROP']});
   }
-  return {family, tables: [{name: 'filter', chains, rules}]};
+  return {family, tables: [{name: 'filter', chains: chainsOf(strictOutbound, options.logDrops), rules}]};
 }
 
 /**
@@ -686,13 +860,14 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   compilation.collectGrants();
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
+  const dedupe = new Dedupe();
   return compilation.hosts.map((host) => {
     const received = compilation.grantsTo.get(host.entry.name) ?? [];
     const held = compilation.grantsFrom.get(host.entry.name) ?? [];
     return {
       host: host.entry.name,
-      v4: buildRuleset(host, 4, received, held, inv.options),
-      v6: buildRuleset(host, 6, received, held, inv.options),
+      v4: buildRuleset(host, 4, received, held, inv.options, dedupe),
+      v6: buildRuleset(host, 6, received, held, inv.options, dedupe),
       warnings: [...(compilation.warnings.get(host.entry.name) ?? [])],
     };
   });
