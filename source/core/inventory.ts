@@ -319,6 +319,19 @@ export interface SshDestination {
  * Nothing may start with "-": the value ends up in an ssh argument list.
  */
 export function parseSshDestination(text: string): SshDestination | undefined {
+  // Read for every host by validation, facts, the compiler and the lockout check: once per spelling.
+  let destination = destinationCache.get(text);
+  if (destination === undefined) {
+    const parsed = readSshDestination(text);
+    destination = parsed ? Object.freeze(parsed) : null;
+    if (destinationCache.size >= 200_000) destinationCache.clear();
+    destinationCache.set(text, destination);
+  }
+  return destination ?? undefined;
+}
+const destinationCache = new Map<string, SshDestination | null>();
+
+function readSshDestination(text: string): SshDestination | undefined {
   const match = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(.+)$/.exec(text);
   if (!match) return undefined;
   const user = match[1];
@@ -483,8 +496,8 @@ function checkMeaning(json: unknown, problems: Problems): void {
   const firstHostByName = new Map<string, number>();
   const firstHostByDestination = new Map<string, number>();
   const addressOwner = new Map<string, {index: number; name: string}>();
-  for (const [index, rawHost] of rawHosts.entries()) {
-    const host = asRecord(rawHost);
+  for (let index = 0; index < rawHosts.length; index += 1) {
+    const host = asRecord(rawHosts[index]);
     if (!host) continue;
     const name = asString(host['name']);
     if (name !== undefined) {
@@ -520,19 +533,18 @@ function checkMeaning(json: unknown, problems: Problems): void {
       }
     }
 
-    const seenRoles = new Set<string>();
-    for (const [roleIndex, rawRoleName] of asArray(host['roles']).entries()) {
-      const roleName = asString(rawRoleName);
+    const hostRoles = asArray(host['roles']);
+    for (let roleIndex = 0; roleIndex < hostRoles.length; roleIndex += 1) {
+      const roleName = asString(hostRoles[roleIndex]);
       if (roleName === undefined) continue;
       if (!roleNames.has(roleName)) {
         problems.add(
           ['hosts', index, 'roles', roleIndex],
           `unknown role ${JSON.stringify(roleName)} (known: ${[...roleNames].sort().join(', ')})`,
         );
-      } else if (seenRoles.has(roleName)) {
+      } else if (hostRoles.indexOf(roleName) < roleIndex) {
         problems.add(['hosts', index, 'roles', roleIndex], `role "${roleName}" is listed twice`);
       }
-      seenRoles.add(roleName);
     }
 
     const jump = asString(host['jump']);
@@ -598,16 +610,8 @@ function checkFacts(
   const interfaces = asRecord(host['interfaces']);
   const publicInterface = asString(interfaces?.['public']);
   const privateInterface = asString(interfaces?.['private']);
-  for (const [side, name] of [
-    ['public', publicInterface],
-    ['private', privateInterface],
-  ] as const) {
-    if (name === undefined) continue;
-    if (name === 'lo') problems.add(['hosts', index, 'interfaces', side], '"lo" is the loopback interface');
-    else if (!INTERFACE_PATTERN.test(name)) {
-      problems.add(['hosts', index, 'interfaces', side], `${JSON.stringify(name)} is not an interface name`);
-    }
-  }
+  checkInterfaceName(publicInterface, index, 'public', problems);
+  checkInterfaceName(privateInterface, index, 'private', problems);
   if (publicInterface !== undefined && publicInterface === privateInterface) {
     problems.add(['hosts', index, 'interfaces', 'private'], `"${privateInterface}" is also the public interface`);
   }
@@ -617,8 +621,9 @@ function checkFacts(
   if (host['interfaces'] === undefined) {
     problems.add(['hosts', index, 'addresses'], 'addresses given without interfaces (give both, or neither to discover them)');
   }
-  const seenOnHost = new Map<string, string>();
-  for (const side of ['public', 'private'] as const) {
+  // Which side listed each address of this host (a handful: a list, not a map).
+  const seenOnHost: {readonly canonical: string; readonly side: string}[] = [];
+  for (const side of SIDES) {
     const list = asArray(addresses[side]);
     const interfaceName = side === 'public' ? publicInterface : privateInterface;
     if (interfaces && list.length > 0 && interfaceName === undefined) {
@@ -627,32 +632,42 @@ function checkFacts(
     if (interfaces && list.length === 0 && interfaceName !== undefined) {
       problems.add(['hosts', index, 'interfaces', side], `a ${side} interface given without addresses.${side}`);
     }
-    for (const [addressIndex, rawAddress] of list.entries()) {
-      const text = asString(rawAddress);
+    for (let addressIndex = 0; addressIndex < list.length; addressIndex += 1) {
+      const text = asString(list[addressIndex]);
       if (text === undefined) continue;
-      const path = ['hosts', index, 'addresses', side, addressIndex];
+      const path = (): PathKey[] => ['hosts', index, 'addresses', side, addressIndex];
       if (text.includes('/')) {
-        problems.add(path, `${JSON.stringify(text)} is not an address (give it without /prefix)`);
+        problems.add(path(), `${JSON.stringify(text)} is not an address (give it without /prefix)`);
         continue;
       }
       const canonical = canonicalAddress(text);
       if (canonical === undefined) {
-        problems.add(path, `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
+        problems.add(path(), `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
         continue;
       }
-      const sideSeen = seenOnHost.get(canonical);
+      const sideSeen = seenOnHost.find((seen) => seen.canonical === canonical)?.side;
       if (sideSeen !== undefined) {
-        problems.add(path, sideSeen === side ? `${canonical} is listed twice` : `${canonical} is also listed as ${sideSeen}`);
+        problems.add(path(), sideSeen === side ? `${canonical} is listed twice` : `${canonical} is also listed as ${sideSeen}`);
         continue;
       }
-      seenOnHost.set(canonical, side);
+      seenOnHost.push({canonical, side});
       const owner = addressOwner.get(canonical);
       if (owner !== undefined && owner.index !== index) {
-        problems.add(path, `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
+        problems.add(path(), `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
       } else {
         addressOwner.set(canonical, {index, name: hostName});
       }
     }
+  }
+}
+
+const SIDES = ['public', 'private'] as const;
+
+function checkInterfaceName(name: string | undefined, index: number, side: 'public' | 'private', problems: Problems): void {
+  if (name === undefined) return;
+  if (name === 'lo') problems.add(['hosts', index, 'interfaces', side], '"lo" is the loopback interface');
+  else if (!INTERFACE_PATTERN.test(name)) {
+    problems.add(['hosts', index, 'interfaces', side], `${JSON.stringify(name)} is not an interface name`);
   }
 }
 
