@@ -1,11 +1,13 @@
 import {readFileSync} from 'node:fs';
 import {join} from 'node:path';
+import fc from 'fast-check';
 import {describe, expect, it} from 'vitest';
-import {canonicalAddress, isPrivateAddress, parseCidrDetailed} from '../../source/core/addresses.js';
+import {canonicalAddress, isPrivateAddress, parseAddress, parseCidrDetailed} from '../../source/core/addresses.js';
 import {InputError} from '../../source/core/errors.js';
 import {
   factsFromInventory,
   fleetOptions,
+  formatPath,
   parseInventoryText,
   parseSshDestination,
   validateInventory,
@@ -316,6 +318,83 @@ describe('malformed inventories: one exact line per problem', () => {
     );
   });
 
+  it('finds a wrong shape anywhere in a full inventory (a valid one skips zod; a broken one must not)', () => {
+    const full = (): Record<string, unknown> => ({
+      options: {strictOutbound: true, trustPrivate: false, logDrops: true},
+      roles: {
+        app: {description: 'apps', accept: [{ports: [80, '8000-8100'], proto: 'tcp', from: 'lb'}], peers: [9000], peersProto: 'udp'},
+      },
+      hosts: [
+        {name: 'tunnel-1', ssh: 'root@10.0.0.1', roles: ['bastion'], ...structuredClone(FACTS)},
+        {
+          name: 'web-1',
+          ssh: 'web-1',
+          roles: ['app'],
+          jump: 'tunnel-1',
+          allow: [{port: 443, proto: 'tcp', from: 'internet'}],
+          interfaces: {private: 'eth1'},
+          addresses: {private: ['10.0.0.6']},
+        },
+      ],
+    });
+    expect(validateInventory(full()).hosts).toHaveLength(2);
+    const PORT_SLOTS = new Set(['ports', 'peers', 'port']);
+    const REQUIRED = new Set(['hosts', 'name', 'ssh', 'roles', 'ports', 'from', 'port']);
+    const kindOf = (value: unknown): string => (Array.isArray(value) ? 'array' : value === null ? 'null' : typeof value);
+    // Every slot of the inventory, with the key it sits under and whether its parent is a record of free names.
+    const slots: (string | number)[][] = [];
+    const walk = (value: unknown, path: (string | number)[]): void => {
+      if (path.length > 0) slots.push(path);
+      if (value !== null && typeof value === 'object') {
+        for (const [key, child] of Object.entries(value)) walk(child, [...path, Array.isArray(value) ? Number(key) : key]);
+      }
+    };
+    walk(full(), []);
+    let checked = 0;
+    for (const path of slots) {
+      const parentPath = path.slice(0, -1);
+      const key = path[path.length - 1] as string | number;
+      const original = path.reduce<unknown>((value, step) => (value as Record<string, unknown>)[step], full());
+      const slotName = String(typeof key === 'number' ? parentPath[parentPath.length - 1] : key);
+      const isPort = PORT_SLOTS.has(slotName);
+      const bad: unknown[] = [null, true, 'sctp', 7, [], {}].filter((value) => {
+        if (kindOf(value) === kindOf(original) && !(slotName === 'proto' || slotName === 'peersProto')) return false;
+        if (isPort && (typeof value === 'number' || typeof value === 'string') && !(typeof key !== 'number' && slotName !== 'port')) return false;
+        if (parentPath[0] === 'roles' && parentPath.length === 1 && kindOf(value) === 'object') return false; // an empty role is a role
+        if (parentPath[0] === 'options' && typeof value === 'boolean') return false;
+        return true;
+      });
+      // Required keys, left out (the top-level `roles` is the optional record, not a host's list).
+      if (typeof key === 'string' && REQUIRED.has(key) && !(key === 'roles' && parentPath.length === 0)) bad.push(undefined);
+      for (const value of bad) {
+        const inv = full();
+        const parent = parentPath.reduce<unknown>((node, step) => (node as Record<string, unknown>)[step], inv) as Record<string, unknown>;
+        if (value === undefined) delete parent[key];
+        else parent[key] = value;
+        let problems: readonly string[] = [];
+        try {
+          validateInventory(inv);
+        } catch (error) {
+          problems = (error as InputError).problems;
+        }
+        expect(problems.some((line) => line.startsWith(`${formatPath(path)}:`) || line.startsWith(`${formatPath(path)}[`)), `${formatPath(path)} = ${JSON.stringify(value)}: ${problems.join('; ')}`).toBe(true);
+        checked += 1;
+      }
+      if (kindOf(original) === 'object' && !(parentPath.length === 0 && key === 'roles')) {
+        const inv = full();
+        const node = path.reduce<unknown>((value, step) => (value as Record<string, unknown>)[step], inv) as Record<string, unknown>;
+        node['colour'] = 'red';
+        expect(problemsOf(inv)).toContainEqual(expect.stringMatching(new RegExp(`^${formatPath([...path, 'colour']).replace(/[[\].]/g, '\\$&')}: unknown key`)));
+        checked += 1;
+      }
+    }
+    // An explicit undefined or a non-plain object is left to zod, which reads them as it always has.
+    const withUndefinedJump = full();
+    (withUndefinedJump['hosts'] as Record<string, unknown>[])[1]!['jump'] = undefined;
+    expect(validateInventory(withUndefinedJump).hosts[1]?.jump).toBeUndefined();
+    expect(checked).toBeGreaterThan(100);
+  });
+
   it('names the file on a JSON syntax error', () => {
     expect(() => parseInventoryText('{"hosts": [', 'fleet.json')).toThrow(InputError);
     try {
@@ -351,6 +430,69 @@ describe('addresses', () => {
     expect(canonicalAddress('1::2:3:4:5:6:7:8')).toBeUndefined();
     expect(canonicalAddress('1:::2')).toBeUndefined();
     expect(canonicalAddress('01.2.3.4')).toBeUndefined();
+  });
+
+  it('reads addresses exactly by the spelled-out grammar', () => {
+    // The grammar as regular expressions and splits (the reader itself goes character by character).
+    const octet = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)$/;
+    const ipv4 = (text: string): number[] | undefined => {
+      const parts = text.split('.');
+      return parts.length === 4 && parts.every((part) => octet.test(part)) ? parts.map(Number) : undefined;
+    };
+    const groups = (part: string): number[] | undefined => {
+      if (part === '') return [];
+      const words: number[] = [];
+      const list = part.split(':');
+      for (const [index, group] of list.entries()) {
+        if (group.includes('.')) {
+          const v4 = index === list.length - 1 ? ipv4(group) : undefined;
+          if (!v4) return undefined;
+          words.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
+        } else if (/^[0-9A-Fa-f]{1,4}$/.test(group)) {
+          words.push(parseInt(group, 16));
+        } else {
+          return undefined;
+        }
+      }
+      return words;
+    };
+    const ipv6 = (text: string): number[] | undefined => {
+      if (!/^[0-9A-Fa-f:.]+$/.test(text)) return undefined;
+      const halves = text.split('::');
+      const head = groups(halves[0] ?? '');
+      const tail = halves.length === 2 ? groups(halves[1] ?? '') : [];
+      if (halves.length > 2 || !head || !tail) return undefined;
+      const missing = 8 - head.length - tail.length;
+      if (halves.length === 2 ? missing < 1 : head.length !== 8) return undefined;
+      return [...head, ...new Array<number>(halves.length === 2 ? missing : 0).fill(0), ...tail].flatMap((word) => [word >> 8, word & 0xff]);
+    };
+    const reference = (text: string): {family: number; bytes: number[]} | undefined => {
+      const v4 = ipv4(text);
+      if (v4) return {family: 4, bytes: v4};
+      const v6 = text.includes(':') ? ipv6(text) : undefined;
+      return v6 ? {family: 6, bytes: v6} : undefined;
+    };
+    const read = (text: string): {family: number; bytes: number[]} | undefined => {
+      const parsed = parseAddress(text);
+      return parsed && {family: parsed.family, bytes: [...parsed.bytes]};
+    };
+    const spelling = fc.oneof(
+      fc.stringMatching(/^[0-9a-fA-F:.]{0,24}$/),
+      fc.stringMatching(/^[0-2]?[0-9]{0,2}(\.[0-2]?[0-9]{0,2}){2,4}$/),
+      fc.stringMatching(/^([0-9a-f]{0,5}:){0,8}[0-9a-f]{0,5}(\.[0-9]{1,3}){0,3}$/),
+      fc.array(fc.integer({min: 0, max: 0xffff}), {minLength: 8, maxLength: 8}).chain((words) =>
+        fc.tuple(fc.integer({min: 0, max: 8}), fc.integer({min: 0, max: 8})).map(([from, length]) => {
+          const hex = words.map((word) => word.toString(16));
+          return length === 0 ? hex.join(':') : `${hex.slice(0, from).join(':')}::${hex.slice(Math.min(8, from + length)).join(':')}`;
+        }),
+      ),
+    );
+    fc.assert(
+      fc.property(spelling, (text) => {
+        expect(read(text)).toEqual(reference(text));
+      }),
+      {numRuns: 20_000},
+    );
   });
 
   it('parses CIDRs and refuses host bits', () => {
