@@ -185,7 +185,8 @@ export function canonicalAddress(text: string): string | undefined {
   let canonical = canonicalCache.get(text);
   if (canonical === undefined) {
     const parsed = parseAddress(text);
-    canonical = parsed ? formatAddress(parsed) : null;
+    // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
+    canonical = parsed ? (parsed.family === 4 ? text : formatAddress(parsed)) : null;
     if (canonicalCache.size >= PARSE_CACHE_LIMIT) canonicalCache.clear();
     canonicalCache.set(text, canonical);
   }
@@ -256,8 +257,8 @@ export function isPrivateAddress(text: string): boolean {
 export function hostCidrText(text: string): string | undefined {
   let cidr = hostCidrCache.get(text);
   if (cidr === undefined) {
-    const address = parseAddress(text);
-    cidr = address ? `${formatAddress(address)}/${address.family === 4 ? 32 : 128}` : null;
+    const canonical = canonicalAddress(text);
+    cidr = canonical === undefined ? null : `${canonical}/${canonical.includes(':') ? 128 : 32}`;
     if (hostCidrCache.size >= PARSE_CACHE_LIMIT) hostCidrCache.clear();
     hostCidrCache.set(text, cidr);
   }
