@@ -356,7 +356,8 @@ function readSshDestination(text: string): SshDestination | undefined {
     port = Number(portText);
     if (!isPort(port)) return undefined;
   }
-  return {...(user === undefined ? {} : {user}), host, ...(port === undefined ? {} : {port})};
+  if (user === undefined) return port === undefined ? {host} : {host, port};
+  return port === undefined ? {user, host} : {user, host, port};
 }
 
 /** Same machine and port, whatever the login name or spelling of the address. */
@@ -635,25 +636,28 @@ function checkFacts(
     for (let addressIndex = 0; addressIndex < list.length; addressIndex += 1) {
       const text = asString(list[addressIndex]);
       if (text === undefined) continue;
-      const path = (): PathKey[] => ['hosts', index, 'addresses', side, addressIndex];
       if (text.includes('/')) {
-        problems.add(path(), `${JSON.stringify(text)} is not an address (give it without /prefix)`);
+        problems.add(['hosts', index, 'addresses', side, addressIndex], `${JSON.stringify(text)} is not an address (give it without /prefix)`);
         continue;
       }
       const canonical = canonicalAddress(text);
       if (canonical === undefined) {
-        problems.add(path(), `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
+        problems.add(['hosts', index, 'addresses', side, addressIndex], `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
         continue;
       }
-      const sideSeen = seenOnHost.find((seen) => seen.canonical === canonical)?.side;
+      let sideSeen: string | undefined;
+      for (const seen of seenOnHost) if (seen.canonical === canonical) sideSeen = seen.side;
       if (sideSeen !== undefined) {
-        problems.add(path(), sideSeen === side ? `${canonical} is listed twice` : `${canonical} is also listed as ${sideSeen}`);
+        problems.add(
+          ['hosts', index, 'addresses', side, addressIndex],
+          sideSeen === side ? `${canonical} is listed twice` : `${canonical} is also listed as ${sideSeen}`,
+        );
         continue;
       }
       seenOnHost.push({canonical, side});
       const owner = addressOwner.get(canonical);
       if (owner !== undefined && owner.index !== index) {
-        problems.add(path(), `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
+        problems.add(['hosts', index, 'addresses', side, addressIndex], `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
       } else {
         addressOwner.set(canonical, {index, name: hostName});
       }
@@ -731,34 +735,37 @@ function normalize(raw: RawInventory): Inventory {
       ...(role.peersProto === undefined ? {} : {peersProto: role.peersProto}),
     };
   }
-  const hosts: HostEntry[] = raw.hosts.map((host) => ({
-    name: host.name,
-    ssh: host.ssh,
-    roles: [...host.roles],
-    ...(host.jump === undefined ? {} : {jump: host.jump}),
-    allow: (host.allow ?? []).map((allow) => ({
-      ports: portRanges([allow.port]),
-      proto: allow.proto ?? 'tcp',
-      from: allow.from,
-    })),
-    ...(host.interfaces === undefined
-      ? {}
-      : {
-          interfaces: {
-            ...(host.interfaces.public === undefined ? {} : {public: host.interfaces.public}),
-            ...(host.interfaces.private === undefined ? {} : {private: host.interfaces.private}),
-          },
-        }),
-    ...(host.addresses === undefined
-      ? {}
-      : {
-          addresses: {
-            public: (host.addresses.public ?? []).map((address) => canonicalAddress(address) ?? address),
-            private: (host.addresses.private ?? []).map((address) => canonicalAddress(address) ?? address),
-          },
-        }),
-  }));
+  const hosts: HostEntry[] = raw.hosts.map(normalizeHost);
   return {options: {...DEFAULT_OPTIONS, ...raw.options}, roles, hosts};
+}
+
+type Mutable<T> = {-readonly [K in keyof T]: T[K]};
+
+/** One host entry: absent keys stay absent, and the keys keep their order (name, ssh, roles, jump, allow, interfaces, addresses). */
+function normalizeHost(host: RawInventory['hosts'][number]): HostEntry {
+  const roles = [...host.roles];
+  const allow = (host.allow ?? []).map((opening) => ({
+    ports: portRanges([opening.port]),
+    proto: opening.proto ?? 'tcp',
+    from: opening.from,
+  }));
+  const entry: Mutable<HostEntry> =
+    host.jump === undefined
+      ? {name: host.name, ssh: host.ssh, roles, allow}
+      : {name: host.name, ssh: host.ssh, roles, jump: host.jump, allow};
+  if (host.interfaces !== undefined) {
+    const interfaces: {public?: string; private?: string} = {};
+    if (host.interfaces.public !== undefined) interfaces.public = host.interfaces.public;
+    if (host.interfaces.private !== undefined) interfaces.private = host.interfaces.private;
+    entry.interfaces = interfaces;
+  }
+  if (host.addresses !== undefined) {
+    entry.addresses = {
+      public: (host.addresses.public ?? []).map((address) => canonicalAddress(address) ?? address),
+      private: (host.addresses.private ?? []).map((address) => canonicalAddress(address) ?? address),
+    };
+  }
+  return entry;
 }
 
 // ---------------------------------------------------------------------------
