@@ -276,6 +276,8 @@ export const NAME_PATTERN = /^[A-Za-z0-9._-]+$/;
 export const MAX_NAME_LENGTH = 63;
 /** Linux interface names: at most 15 characters; never starting with "-" (it would read as an option). */
 export const INTERFACE_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9_.-]{0,14}$/;
+/** A name of NAME_PATTERN has no ":": it can only read as an address when it is all digits and dots (IPv4). */
+const DIGITS_AND_DOTS = /^[\d.]+$/;
 /** Sources with a fixed meaning; never usable as a host or role name. */
 const RESERVED_SOURCES = ['internet', 'private'];
 
@@ -508,7 +510,7 @@ function checkMeaning(json: unknown, problems: Problems): void {
         problems.add(['hosts', index, 'name'], `longer than ${MAX_NAME_LENGTH} characters`);
       } else if (RESERVED_SOURCES.includes(name)) {
         problems.add(['hosts', index, 'name'], `"${name}" is reserved (it already means a source)`);
-      } else if (parseAddress(name) !== undefined) {
+      } else if (DIGITS_AND_DOTS.test(name) && parseAddress(name) !== undefined) {
         problems.add(['hosts', index, 'name'], `"${name}" looks like an address (a "from" would be ambiguous)`);
       } else if (roleNames.has(name)) {
         problems.add(['hosts', index, 'name'], `"${name}" is also a role name (a "from" would be ambiguous)`);
