@@ -536,16 +536,29 @@ function hostCidr(address: string): string {
   return hostCidrText(address) ?? address;
 }
 
-/** Rule specs per family: a grant's rules are written for both at once (they share all but addresses). */
-interface FamilySpecs {
-  readonly v4: string[][];
-  readonly v6: string[][];
+/**
+ * A grant's rule before it is keyed: every one reads `[...match, -m comment --comment TEXT, -j ACCEPT]`,
+ * so the tokens it matches by (its identity, see Dedupe) come apart from the comment for free.
+ */
+interface GrantRule {
+  readonly match: readonly string[];
+  readonly text: string;
+}
+
+/** A grant's rules per family: written for both at once (they share all but addresses). */
+interface FamilyRules {
+  readonly v4: GrantRule[];
+  readonly v6: GrantRule[];
+}
+
+function grantRule(match: readonly string[], text: string): GrantRule {
+  return {match, text: text.length > MAX_COMMENT_LENGTH ? text.slice(0, MAX_COMMENT_LENGTH) : text};
 }
 
 /** INPUT rules of one grant (a family gets none when it has nothing to match). */
-function inputRules(grant: Grant, inInterface: string | undefined): FamilySpecs {
+function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules {
   const reason = grant.template;
-  const specs: FamilySpecs = {v4: [], v6: []};
+  const rules: FamilyRules = {v4: [], v6: []};
   const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
   const fromAddresses = grant.from ? fleetPath(grant.from, grant.to).fromAddresses : [];
   const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
@@ -554,32 +567,28 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilySpecs 
     const text = describe(reason.inputText(grant.from?.entry.name ?? ''), portsLabel(reason.proto, ports));
     const source = reason.source;
     if (source.kind === 'any') {
-      const spec = [...inputInterface, ...tail, ...comment(text), '-j', 'ACCEPT'];
-      specs.v4.push(spec);
-      specs.v6.push(spec);
+      const rule = grantRule([...inputInterface, ...tail], text);
+      rules.v4.push(rule);
+      rules.v6.push(rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      (source.family === 4 ? specs.v4 : specs.v6).push([
-        ...(everything ? [] : ['-s', source.cidr]), ...tail, ...comment(text), '-j', 'ACCEPT',
-      ]);
+      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule([...(everything ? [] : ['-s', source.cidr]), ...tail], text));
     } else {
       for (const address of fromAddresses) {
         const family = addressFamily(address);
         if (family === undefined) continue;
-        (family === 4 ? specs.v4 : specs.v6).push([
-          '-s', hostCidr(address), ...inputInterface, ...tail, ...comment(text), '-j', 'ACCEPT',
-        ]);
+        (family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address), ...inputInterface, ...tail], text));
       }
     }
   }
-  return specs;
+  return rules;
 }
 
 /** OUTPUT rules on the sending host for a grant it holds on a peer. */
-function outputRules(grant: Grant, outInterface: string | undefined): FamilySpecs {
+function outputRules(grant: Grant, outInterface: string | undefined): FamilyRules {
   const reason = grant.template;
-  const specs: FamilySpecs = {v4: [], v6: []};
-  if (!grant.from) return specs;
+  const rules: FamilyRules = {v4: [], v6: []};
+  if (!grant.from) return rules;
   const outputInterface = outInterface === undefined ? [] : ['-o', outInterface];
   const toAddresses = fleetPath(grant.from, grant.to).toAddresses;
   const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
@@ -588,13 +597,12 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilySpec
     for (const address of toAddresses) {
       const family = addressFamily(address);
       if (family === undefined) continue;
-      (family === 4 ? specs.v4 : specs.v6).push([
-        '-d', hostCidr(address), ...outputInterface, ...protoPortTokens(reason.proto, ports), ...NEW, ...comment(text),
-        '-j', 'ACCEPT',
-      ]);
+      (family === 4 ? rules.v4 : rules.v6).push(
+        grantRule(['-d', hostCidr(address), ...outputInterface, ...protoPortTokens(reason.proto, ports), ...NEW], text),
+      );
     }
   }
-  return specs;
+  return rules;
 }
 
 // ---------------------------------------------------------------------------
@@ -694,19 +702,31 @@ function buildIcmpRules(family: Family): string[][] {
 // identity (the access summary's port-set views, the evaluator) then read each one once.
 const internedSpecs = new Map<string, readonly string[]>();
 
-/** The spec shared by every rule with the same chain, tokens and comment; and the key without the comment. */
-function sharedRule(chain: string, spec: readonly string[]): {readonly key: string; readonly rule: Rule} {
-  const commentAt = spec.indexOf('--comment');
-  const matching = commentAt === -1 ? spec : [...spec.slice(0, commentAt), ...spec.slice(commentAt + 2)];
-  const key = `${chain}\u0000${matching.join('\u0000')}`;
-  const fullKey = commentAt === -1 ? key : `${key}\u0001${spec[commentAt + 1]}\u0001${commentAt}`;
-  let shared = internedSpecs.get(fullKey);
+/** The rule, with the spec shared by every rule of the same chain and tokens. */
+function sharedRule(chain: string, spec: readonly string[]): Rule {
+  const key = `${chain}\u0000${spec.join('\u0000')}`;
+  let shared = internedSpecs.get(key);
   if (!shared) {
     if (internedSpecs.size >= 200_000) internedSpecs.clear();
     shared = Object.freeze([...spec]);
-    internedSpecs.set(fullKey, shared);
+    internedSpecs.set(key, shared);
   }
-  return {key, rule: {chain, spec: shared}};
+  return {chain, spec: shared};
+}
+
+// Grant rules are shared the same way, keyed by their match and comment (their own map: the key
+// is spelled differently from sharedRule's).
+const internedGrantSpecs = new Map<string, readonly string[]>();
+
+function sharedGrantSpec(key: string, rule: GrantRule): readonly string[] {
+  const fullKey = `${key}\u0001${rule.text}`;
+  let shared = internedGrantSpecs.get(fullKey);
+  if (!shared) {
+    if (internedGrantSpecs.size >= 200_000) internedGrantSpecs.clear();
+    shared = Object.freeze([...rule.match, '-m', 'comment', '--comment', rule.text, '-j', 'ACCEPT']);
+    internedGrantSpecs.set(fullKey, shared);
+  }
+  return shared;
 }
 
 /** What a chain matches by a rule, comments left out: rules with the same one add nothing. */
@@ -729,14 +749,15 @@ class Dedupe {
   private readonly identities = new Map<string, RuleIdentity>();
   private ruleset = 0;
 
-  keyAll(chain: string, specs: FamilySpecs): {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]} {
-    const keyed = (spec: string[]): KeyedRule => {
-      const {key, rule} = sharedRule(chain, spec);
+  keyAll(chain: string, rules: FamilyRules): {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]} {
+    const keyed = (rule: GrantRule): KeyedRule => {
+      // Every grant rule ends the same way after `match`: the match alone tells rules apart.
+      const key = `${chain}\u0000${rule.match.join('\u0000')}`;
       let identity = this.identities.get(key);
       if (!identity) this.identities.set(key, (identity = {takenBy: 0}));
-      return {identity, rule};
+      return {identity, rule: {chain, spec: sharedGrantSpec(key, rule)}};
     };
-    return {v4: specs.v4.map(keyed), v6: specs.v6.map(keyed)};
+    return {v4: rules.v4.map(keyed), v6: rules.v6.map(keyed)};
   }
 
   startRuleset(): void {
@@ -780,8 +801,8 @@ function commonRules(family: Family): {readonly input: readonly Rule[]; readonly
       ...(family === 6 ? [[...DHCPV6_REQUEST, ...comment('dhcpv6 requests (link-local)'), '-j', 'ACCEPT']] : []),
     ];
     common = {
-      input: input.map((spec) => sharedRule('INPUT', spec).rule),
-      output: output.map((spec) => sharedRule('OUTPUT', spec).rule),
+      input: input.map((spec) => sharedRule('INPUT', spec)),
+      output: output.map((spec) => sharedRule('OUTPUT', spec)),
     };
     commonRulesCache.set(family, common);
   }
@@ -789,7 +810,7 @@ function commonRules(family: Family): {readonly input: readonly Rule[]; readonly
 }
 const commonRulesCache = new Map<Family, {readonly input: readonly Rule[]; readonly output: readonly Rule[]}>();
 
-const logDropJump = sharedRule('INPUT', ['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]).rule;
+const logDropJump = sharedRule('INPUT', ['-m', 'comment', '--comment', 'log then drop the rest', '-j', LOG_DROP_CHAIN]);
 
 /** The chains of a compiled ruleset; the same few lists for every host (read-only). */
 function chainsOf(strictOutbound: boolean, logDrops: boolean): readonly Chain[] {
