@@ -165,6 +165,30 @@ describe('determinism', () => {
   });
 });
 
+describe('duplicates', () => {
+  it('keeps the first of rules identical but for their comment, in every ruleset that gets them', () => {
+    const host = (name: string, roles: string[], index: number): Record<string, unknown> => ({
+      name,
+      ssh: name,
+      roles,
+      interfaces: {public: 'eth0', private: 'eth1'},
+      addresses: {public: [`203.0.113.${index}`, `2001:db8::${index}`], private: [`10.0.0.${index}`, `fd00::${index}`]},
+    });
+    const inv = validateInventory({
+      // "web" opens exactly what "app" opens, from the same source: on a host with both, one rule each.
+      roles: {web: {accept: [{ports: [443, 80], from: 'lb'}]}},
+      hosts: [host('tunnel-1', ['bastion'], 1), host('lb-1', ['lb'], 2), host('app-1', ['app', 'web'], 3), host('app-2', ['web', 'app'], 4)],
+    });
+    const compiled = compile(inv);
+    for (const [name, first] of [['app-1', 'lb lb-1 -> app http,https'], ['app-2', 'lb lb-1 -> web http,https']] as const) {
+      for (const ruleset of [compiled.get(name)?.v4, compiled.get(name)?.v6]) {
+        const fromLb = rulesOf(ruleset).filter((rule) => option(rule, '--dports') === '80,443');
+        expect(fromLb.map((rule) => option(rule, '--comment'))).toEqual([first]);
+      }
+    }
+  });
+});
+
 describe('sources and interfaces', () => {
   it('binds CIDR sources to no interface and to their own family only', () => {
     const cache = compile(load('custom-role')).get('cache-1')!;
