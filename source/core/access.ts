@@ -3,7 +3,7 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPorts, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
+import {acceptedPortsOf, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView, type ViewKind} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -39,15 +39,82 @@ export interface AccessCell {
   readonly uncertain: readonly string[];
 }
 
+/**
+ * One end of a route in the fleet: a host's address (as the route spells it, and parsed once),
+ * its ruleset in that family and the interface the packet crosses there. The port-set views
+ * asked at this end are kept on it: every route through the address shares them.
+ */
+class RouteEnd {
+  readonly address: IpAddress | undefined;
+  private readonly views: (ChainView | null)[] = []; // by kind and protocol; null: not defined
+  private readonly defined: (boolean | undefined)[] = []; // by protocol
+
+  constructor(
+    readonly ruleset: Ruleset,
+    readonly iface: string | undefined,
+    readonly text: string,
+  ) {
+    this.address = parseAddress(text);
+  }
+
+  view(kind: ViewKind, protocol: Protocol): ChainView | undefined {
+    const slot = VIEW_SLOTS[kind] + (protocol === 'udp' ? 1 : 0);
+    let view = this.views[slot];
+    if (view === undefined) {
+      view = chainView(this.ruleset, kind, protocol, this.iface, this.text, EPHEMERAL_PORT) ?? null;
+      this.views[slot] = view;
+    }
+    return view ?? undefined;
+  }
+
+  /** viewsDefined for this end's ruleset. */
+  viewsDefined(protocol: Protocol): boolean {
+    const slot = protocol === 'udp' ? 1 : 0;
+    let defined = this.defined[slot];
+    if (defined === undefined) this.defined[slot] = defined = viewsDefined(this.ruleset, protocol);
+    return defined;
+  }
+}
+
+const VIEW_SLOTS: Readonly<Record<ViewKind, number>> = {'request-in': 0, 'reply-out': 2, 'request-out': 4, 'reply-in': 6, 'session-in': 8};
+
+/**
+ * The route ends of every host, built once per matrix: per host, side and family, one end per
+ * address, spelled as its facts do (the representatives' routes) or as the fleet path does
+ * (canonical).
+ */
+class RouteEnds {
+  private readonly ends = new Map<FleetHost, (readonly RouteEnd[])[]>();
+
+  /** `addresses`: the host's addresses on that side, either spelling (always the same list for one). */
+  of(host: FleetHost, side: 'public' | 'private', family: Family, addresses: readonly string[]): readonly RouteEnd[] {
+    let slots = this.ends.get(host);
+    if (!slots) this.ends.set(host, (slots = []));
+    const spelledAsFacts = addresses === host.facts.addresses[side];
+    const slot = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (spelledAsFacts ? 0 : 1);
+    let list = slots[slot];
+    if (!list) {
+      const ruleset = rulesetOf(host, family);
+      const iface = host.facts.interfaces[side];
+      slots[slot] = list = allOfFamily(addresses, family).map((text) => new RouteEnd(ruleset, iface, text));
+    }
+    return list;
+  }
+}
+
+/** A destination's end of a route: the packet always comes in by a known interface. */
+type ReceivingEnd = RouteEnd & {readonly iface: string};
+
 /** A source's route to a destination in one family: what a packet looks like on the way. */
 interface Route {
   readonly source: string;
   readonly family: Family;
   readonly sourceAddress: string;
-  readonly destinationAddress: string;
-  readonly inInterface: string;
+  readonly sourceIp: IpAddress | undefined;
+  /** The destination's end: its address on the route, ruleset and the interface the packet comes in by. */
+  readonly receiving: ReceivingEnd;
   /** Present when the source is a fleet host: its OUTPUT must let the packet out too. */
-  readonly sender?: {readonly ruleset: Ruleset; readonly outInterface?: string};
+  readonly sending?: RouteEnd;
   /** portsOnRoute's answers, once computed (the representatives' routes are asked twice). */
   answers?: {tcp?: {ports: PortRange[]; uncertain: string[]}; udp?: {ports: PortRange[]; uncertain: string[]}};
 }
@@ -71,34 +138,27 @@ function allOfFamily(addresses: readonly string[], family: Family): readonly str
   return split[family === 4 ? 0 : 1];
 }
 
-// One sender object per ruleset and interface, shared by every route it sends on.
-const sendersCache = new WeakMap<Ruleset, Map<string, NonNullable<Route['sender']>>>();
-function senderOf(ruleset: Ruleset, outInterface: string | undefined): NonNullable<Route['sender']> {
-  let byInterface = sendersCache.get(ruleset);
-  if (!byInterface) sendersCache.set(ruleset, (byInterface = new Map()));
-  let sender = byInterface.get(outInterface ?? '');
-  if (!sender) byInterface.set(outInterface ?? '', (sender = {ruleset, ...(outInterface === undefined ? {} : {outInterface})}));
-  return sender;
-}
-
 /**
  * An address in the same /24 (IPv4) or /64 (IPv6) as `near` that no fleet host uses:
  * a neighbour on the shared private network that is not ours.
  */
 // Every host of a private network asks for the same neighbour: found once per network and fleet.
-const tenantCache = new WeakMap<ReadonlySet<string>, Map<string, string | undefined>>();
+// (Also by the address asked about, which each host asks with again and again.)
+const tenantCache = new WeakMap<ReadonlySet<string>, {byNetwork: Map<string, string | undefined>; byNear: Map<string, string | undefined>}>();
 
 export function tenantAddress(near: string, taken: ReadonlySet<string>): string | undefined {
+  let known = tenantCache.get(taken);
+  if (!known) tenantCache.set(taken, (known = {byNetwork: new Map(), byNear: new Map()}));
+  if (known.byNear.has(near)) return known.byNear.get(near);
   const address = parseAddress(near);
   if (!address) return undefined;
   const hostBits = address.family === 4 ? 8n : 64n;
   const network = (address.value >> hostBits) << hostBits;
-  let known = tenantCache.get(taken);
-  if (!known) tenantCache.set(taken, (known = new Map()));
   const key = `${address.family}/${network}`;
-  if (known.has(key)) return known.get(key);
-  const found = findTenant(address.family, network, hostBits, taken);
-  known.set(key, found);
+  let found: string | undefined;
+  if (known.byNetwork.has(key)) found = known.byNetwork.get(key);
+  else known.byNetwork.set(key, (found = findTenant(address.family, network, hostBits, taken)));
+  known.byNear.set(near, found);
   return found;
 }
 
@@ -134,36 +194,31 @@ function rulesetOf(host: FleetHost, family: Family): Ruleset {
   return family === 4 ? host.compiled.v4 : host.compiled.v6;
 }
 
+const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
+
 /** The internet representative to each public address of the destination. */
-function internetRoutes(destination: FleetHost): Route[] {
+function internetRoutes(ends: RouteEnds, destination: FleetHost): Route[] {
   const routes: Route[] = [];
   const {interfaces, addresses} = destination.facts;
   if (interfaces.public === undefined) return routes;
   for (const family of FAMILIES) {
-    for (const publicAddress of allOfFamily(addresses.public, family)) {
-      routes.push({source: INTERNET, family, sourceAddress: INTERNET_ADDRESS[family], destinationAddress: publicAddress, inInterface: interfaces.public});
+    for (const receiving of ends.of(destination, 'public', family, addresses.public)) {
+      routes.push({source: INTERNET, family, sourceAddress: INTERNET_ADDRESS[family], sourceIp: INTERNET_IP[family], receiving: receiving as ReceivingEnd});
     }
   }
   return routes;
 }
 
 /** A fleet host to the destination over their fleet path, every address pair in each family. */
-function fleetRoutes(source: FleetHost, destination: FleetHost): Route[] {
+function fleetRoutes(ends: RouteEnds, source: FleetHost, destination: FleetHost): Route[] {
   const routes: Route[] = [];
   const path = fleetPath(source, destination);
   if (path.toInterface === undefined) return routes;
   for (const family of FAMILIES) {
     // Every address pair: the kernel picks one, and the summary must hold whichever it is.
-    for (const sourceAddress of allOfFamily(path.fromAddresses, family)) {
-      for (const destinationAddress of allOfFamily(path.toAddresses, family)) {
-        routes.push({
-          source: source.name,
-          family,
-          sourceAddress,
-          destinationAddress,
-          inInterface: path.toInterface,
-          sender: senderOf(rulesetOf(source, family), path.fromInterface),
-        });
+    for (const sending of ends.of(source, path.side, family, path.fromAddresses)) {
+      for (const receiving of ends.of(destination, path.side, family, path.toAddresses)) {
+        routes.push({source: source.name, family, sourceAddress: sending.text, sourceIp: sending.address, receiving: receiving as ReceivingEnd, sending});
       }
     }
   }
@@ -171,7 +226,7 @@ function fleetRoutes(source: FleetHost, destination: FleetHost): Route[] {
 }
 
 /** Another tenant of the private network (an address no fleet host uses) to each private address. */
-function tenantRoutes(destination: FleetHost, taken: ReadonlySet<string>): Route[] {
+function tenantRoutes(ends: RouteEnds, destination: FleetHost, taken: ReadonlySet<string>): Route[] {
   const routes: Route[] = [];
   const {interfaces, addresses} = destination.facts;
   for (const family of FAMILIES) {
@@ -179,8 +234,9 @@ function tenantRoutes(destination: FleetHost, taken: ReadonlySet<string>): Route
     if (interfaces.private === undefined || privateAddress === undefined) continue;
     const tenant = tenantAddress(privateAddress, taken);
     if (tenant === undefined) continue;
-    for (const destinationAddress of allOfFamily(addresses.private, family)) {
-      routes.push({source: PRIVATE_TENANTS, family, sourceAddress: tenant, destinationAddress, inInterface: interfaces.private});
+    const tenantIp = parseAddress(tenant);
+    for (const receiving of ends.of(destination, 'private', family, addresses.private)) {
+      routes.push({source: PRIVATE_TENANTS, family, sourceAddress: tenant, sourceIp: tenantIp, receiving: receiving as ReceivingEnd});
     }
   }
   return routes;
@@ -218,12 +274,15 @@ function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, 
 }
 
 function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Protocol, plain: boolean): {ports: PortRange[]; uncertain: string[]} {
-  const inbound = rulesetOf(destination, route.family);
   if (!plain) {
-    const ports = viewPortsOnRoute(route, inbound, protocol);
+    const ports = viewPortsOnRoute(route, protocol);
     if (ports) return {ports, uncertain: []};
   }
-  const points = routeCutPoints(inbound, route.sender?.ruleset, protocol);
+  const inbound = route.receiving.ruleset;
+  const sender = route.sending;
+  const destinationAddress = route.receiving.text;
+  const inInterface = route.receiving.iface;
+  const points = routeCutPoints(inbound, sender?.ruleset, protocol);
   const ports: PortRange[] = [];
   const uncertain = new Set<string>();
   const check = (host: string, ruleset: Ruleset, packet: Packet): boolean => {
@@ -236,13 +295,13 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
     const last = (points[index + 1] as number) - 1;
     const request = {
       source: route.sourceAddress,
-      destination: route.destinationAddress,
+      destination: destinationAddress,
       protocol,
       sourcePort: EPHEMERAL_PORT,
       destinationPort: first,
     } as const;
     const reply = {
-      source: route.destinationAddress,
+      source: destinationAddress,
       destination: route.sourceAddress,
       protocol,
       sourcePort: first,
@@ -251,10 +310,10 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
     } as const;
     const senderName = route.source;
     const works =
-      (!route.sender || check(senderName, route.sender.ruleset, {...request, chain: 'OUTPUT', state: 'NEW', ...outOf(route.sender.outInterface)})) &&
-      check(destination.name, inbound, {...request, chain: 'INPUT', state: 'NEW', inInterface: route.inInterface}) &&
-      check(destination.name, inbound, {...reply, chain: 'OUTPUT', outInterface: route.inInterface}) &&
-      (!route.sender || check(senderName, route.sender.ruleset, {...reply, chain: 'INPUT', ...inOf(route.sender.outInterface)}));
+      (!sender || check(senderName, sender.ruleset, {...request, chain: 'OUTPUT', state: 'NEW', ...outOf(sender.iface)})) &&
+      check(destination.name, inbound, {...request, chain: 'INPUT', state: 'NEW', inInterface}) &&
+      check(destination.name, inbound, {...reply, chain: 'OUTPUT', outInterface: inInterface}) &&
+      (!sender || check(senderName, sender.ruleset, {...reply, chain: 'INPUT', ...inOf(sender.iface)}));
     if (works) ports.push({first, last});
   }
   return {ports: mergeRanges(ports), uncertain: [...uncertain]};
@@ -265,47 +324,30 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
  * every port at once. Undefined when a ruleset has a rule the views do not model (the caller
  * then walks the evaluator, which notes what it cannot judge).
  */
-const RECENT_DESTINATIONS = 8;
-const recentDestinations: {inbound: Ruleset; protocol: Protocol; iface: string; address: string; requestIn?: ChainView; replyOut?: ChainView}[] = [];
-let nextRecent = 0;
-
-function viewPortsOnRoute(route: Route, inbound: Ruleset, protocol: Protocol): PortRange[] | undefined {
-  const sender = route.sender;
-  const destinationView = (kind: 'request-in' | 'reply-out'): ChainView | undefined => {
-    // Every source of a destination asks for the same two views (per side, family and
-    // protocol): the most recent few are kept at hand.
-    for (const recent of recentDestinations) {
-      if (recent.inbound === inbound && recent.protocol === protocol && recent.iface === route.inInterface && recent.address === route.destinationAddress) {
-        return kind === 'request-in' ? recent.requestIn : recent.replyOut;
-      }
-    }
-    const requestIn = chainView(inbound, 'request-in', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
-    const replyOut = chainView(inbound, 'reply-out', protocol, route.inInterface, route.destinationAddress, EPHEMERAL_PORT);
-    recentDestinations[nextRecent] = {inbound, protocol, iface: route.inInterface, address: route.destinationAddress, requestIn, replyOut};
-    nextRecent = (nextRecent + 1) % RECENT_DESTINATIONS;
-    return kind === 'request-in' ? requestIn : replyOut;
-  };
-  const senderView = (kind: 'request-out' | 'reply-in', from: NonNullable<Route['sender']>) =>
-    chainView(from.ruleset, kind, protocol, from.outInterface, route.sourceAddress, EPHEMERAL_PORT);
+function viewPortsOnRoute(route: Route, protocol: Protocol): PortRange[] | undefined {
+  const {receiving, sending} = route;
+  // (Both addresses are of the route's family: the lists are split by family.)
+  const sourceIp = route.sourceIp as IpAddress;
+  const destinationIp = receiving.address as IpAddress;
   // When every view is sure to exist, stop at the first check that closes everything (the
   // destination's INPUT usually does); otherwise fetch them all first, so that an unreadable
   // ruleset sends the route to the evaluator (which notes what it cannot judge).
-  if (viewsDefined(inbound, protocol) && (!sender || viewsDefined(sender.ruleset, protocol))) {
-    let ports = acceptedPorts(destinationView('request-in') as ChainView, route.sourceAddress);
-    if (ports.length > 0) ports = intersectPorts(ports, acceptedPorts(destinationView('reply-out') as ChainView, route.sourceAddress));
-    if (sender && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(senderView('request-out', sender) as ChainView, route.destinationAddress));
-    if (sender && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(senderView('reply-in', sender) as ChainView, route.destinationAddress));
+  if (receiving.viewsDefined(protocol) && (!sending || sending.viewsDefined(protocol))) {
+    let ports = acceptedPortsOf(receiving.view('request-in', protocol) as ChainView, sourceIp);
+    if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(receiving.view('reply-out', protocol) as ChainView, sourceIp));
+    if (sending && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('request-out', protocol) as ChainView, destinationIp));
+    if (sending && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('reply-in', protocol) as ChainView, destinationIp));
     return portSetToRanges(ports);
   }
-  const requestIn = destinationView('request-in');
-  const replyOut = destinationView('reply-out');
-  const requestOut = sender && senderView('request-out', sender);
-  const replyIn = sender && senderView('reply-in', sender);
-  if (!requestIn || !replyOut || (sender && (!requestOut || !replyIn))) return undefined;
-  let ports = acceptedPorts(requestIn, route.sourceAddress);
-  if (ports.length > 0) ports = intersectPorts(ports, acceptedPorts(replyOut, route.sourceAddress));
-  if (requestOut && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(requestOut, route.destinationAddress));
-  if (replyIn && ports.length > 0) ports = intersectPorts(ports, acceptedPorts(replyIn, route.destinationAddress));
+  const requestIn = receiving.view('request-in', protocol);
+  const replyOut = receiving.view('reply-out', protocol);
+  const requestOut = sending?.view('request-out', protocol);
+  const replyIn = sending?.view('reply-in', protocol);
+  if (!requestIn || !replyOut || (sending && (!requestOut || !replyIn))) return undefined;
+  let ports = acceptedPortsOf(requestIn, sourceIp);
+  if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(replyOut, sourceIp));
+  if (requestOut && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(requestOut, destinationIp));
+  if (replyIn && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(replyIn, destinationIp));
   return portSetToRanges(ports);
 }
 
@@ -389,7 +431,7 @@ function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Prot
     const common = intersect(cell.ports, ports);
     if (formatPorts(protocol, common) !== formatPorts(protocol, cell.ports) || formatPorts(protocol, common) !== formatPorts(protocol, ports)) {
       cell.uncertain.push(
-        `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.destinationAddress} vs ${route.sourceAddress} -> ${route.destinationAddress}); only what all allow is shown`,
+        `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.receiving.text} vs ${route.sourceAddress} -> ${route.receiving.text}); only what all allow is shown`,
       );
     }
     cell.ports = common;
@@ -420,21 +462,22 @@ function forEachDestination(
   visit: (destination: FleetHost, cells: AccessCell[]) => void,
 ): void {
   const taken = fleetAddresses(hosts);
-  const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts);
+  const ends = new RouteEnds();
+  const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts, ends);
   for (const [destinationIndex, destination] of hosts.entries()) {
     const cells: AccessCell[] = [];
     const shortcut = index?.forDestination(destination, taken);
-    const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(destination)}];
+    const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(ends, destination)}];
     const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
     for (const sourceIndex of sources) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
       groups.push({
-        routes: fleetRoutes(source, destination),
+        routes: fleetRoutes(ends, source, destination),
         ...(shortcut ? {knownClosed: (family: Family, protocol: Protocol) => shortcut.closed(sourceIndex, family, protocol)} : {}),
       });
     }
-    groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(destination, taken)});
+    groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(ends, destination, taken)});
     const byProtocol = PROTOCOLS.map((protocol) => groups.map((group) => cellsOfGroup(group, destination, protocol, index === undefined)));
     const omitted = groups.map((_group, groupIndex) =>
       options.omitClosed === true && byProtocol.every((perGroup) => (perGroup[groupIndex] ?? []).every((cell) => cell.ports.length === 0)),
@@ -485,9 +528,21 @@ function coveredBy(networks: Networks, address: IpAddress | undefined): boolean 
   return networks === 'unreadable' || address === undefined || networks.some((network) => networkContains(network, address));
 }
 
+const ALL_ONES_V4 = (1n << 32n) - 1n;
+const ALL_ONES_V6 = (1n << 128n) - 1n;
+
+/**
+ * A map key for an address value within its family. (Not the bigint itself: V8 hashes a bigint
+ * by its low 64 bits, and a fleet's IPv6 addresses often differ only above them.)
+ */
+function valueKey(address: {readonly family: Family; readonly value: bigint}): number | string {
+  return address.family === 4 ? Number(address.value) : address.value.toString(16);
+}
+
 /** Who in the fleet each rule address can mean, built once per matrix. */
 class FleetIndex {
-  private readonly owners = new Map<string, number[]>();
+  /** Hosts by address (valueKey), per family (IPv4, IPv6). */
+  private readonly owners = [new Map<number | string, number[]>(), new Map<number | string, number[]>()] as const;
   private readonly addresses: {readonly address: IpAddress; readonly host: number}[] = [];
   private readonly coveredCache = new Map<string, readonly number[]>();
   private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
@@ -497,16 +552,20 @@ class FleetIndex {
   /** Hosts whose own rules could add notes as senders (then never taken as known closed). */
   readonly uncertainSenders = new Set<number>();
 
-  constructor(readonly hosts: readonly FleetHost[]) {
+  constructor(
+    readonly hosts: readonly FleetHost[],
+    private readonly ends: RouteEnds,
+  ) {
     for (const [hostIndex, host] of hosts.entries()) {
       for (const text of [...host.facts.addresses.public, ...host.facts.addresses.private]) {
         const address = parseAddress(text);
         if (!address) continue;
         this.addresses.push({address, host: hostIndex});
-        const key = canonicalAddress(text.includes('%') ? (text.split('%')[0] ?? '') : text) ?? formatAddress(address);
-        const list = this.owners.get(key);
+        const owners = this.owners[address.family === 4 ? 0 : 1];
+        const key = valueKey(address);
+        const list = owners.get(key);
         if (list) list.push(hostIndex);
-        else this.owners.set(key, [hostIndex]);
+        else owners.set(key, [hostIndex]);
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
       if (FAMILIES.some((family) => PROTOCOLS.some((protocol) => mayNote(rulesetOf(host, family), protocol)))) {
@@ -520,9 +579,8 @@ class FleetIndex {
     // Rulesets share their network objects (parsed once per spelling): found by identity first.
     let hosts = this.coveredByNetwork.get(network);
     if (hosts) return hosts;
-    const bits = network.family === 4 ? 32n : 128n;
-    if (network.mask === (1n << bits) - 1n) {
-      hosts = this.owners.get(formatAddress(network)) ?? [];
+    if (network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) {
+      hosts = this.owners[network.family === 4 ? 0 : 1].get(valueKey(network)) ?? [];
     } else {
       const key = `${network.family}/${network.value}/${network.mask}`;
       hosts = this.coveredCache.get(key);
@@ -560,14 +618,14 @@ class FleetIndex {
         if (!reachable) {
           closed = true; // no fleet source has a route there in this family either
         } else {
-          const routes = (side === 'private' ? (tenants ??= tenantRoutes(destination, taken)) : (internet ??= internetRoutes(destination))).filter(
+          const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
             (route) => route.family === family,
           );
           const networks = rulesetNetworks(rulesetOf(destination, family));
           closed =
             routes.length > 0 &&
             routes.every((route) => {
-              if (coveredBy(networks, parseAddress(route.sourceAddress))) return false;
+              if (coveredBy(networks, route.sourceIp)) return false;
               const result = portsOnRoute(route, destination, protocol);
               return result.ports.length === 0 && result.uncertain.length === 0;
             });
@@ -580,8 +638,8 @@ class FleetIndex {
       destinationPrivate && this.hosts[sourceIndex]?.facts.interfaces.private !== undefined ? 'private' : 'public';
     return {
       /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
-      internetRoutes: (): Route[] => (internet ??= internetRoutes(destination)),
-      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(destination, taken)),
+      internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destination)),
+      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, taken)),
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
         const singled = mentioned[family];
         if (singled === undefined || singled.has(sourceIndex) || this.uncertainSenders.has(sourceIndex)) return false;
@@ -625,6 +683,21 @@ function intersect(a: readonly PortRange[], b: readonly PortRange[]): PortRange[
     }
   }
   return mergeRanges(result);
+}
+
+/**
+ * Equal lists of sorted ranges with gaps between them (what every cell holds): their
+ * intersection is the list itself, and subtracting one from the other leaves nothing.
+ */
+function sameMergedRanges(a: readonly PortRange[], b: readonly PortRange[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) {
+    const left = a[index] as PortRange;
+    const right = b[index] as PortRange;
+    if (left.first !== right.first || left.last !== right.last || left.first > left.last) return false;
+    if (index > 0 && left.first <= (a[index - 1] as PortRange).last + 1) return false;
+  }
+  return true;
 }
 
 function subtract(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
@@ -712,23 +785,35 @@ function summarizeDestination(
   const byKey = new Map<string, AccessEntry>();
   for (const source of sources) {
     const mine = bySource.get(source) ?? [];
-    const portsOf = (family: Family, protocol: Protocol): PortRange[] | undefined => {
-      const cell = mine.find((candidate) => candidate.family === family && candidate.protocol === protocol);
-      return cell ? [...cell.ports] : undefined;
+    // The first cell of each family and protocol (by slot: family 4 tcp, 4 udp, 6 tcp, 6 udp).
+    const firstCells: (AccessCell | undefined)[] = [undefined, undefined, undefined, undefined];
+    let noted = false;
+    for (const cell of mine) {
+      const slot = (cell.family === 4 ? 0 : 2) + (cell.protocol === 'tcp' ? 0 : 1);
+      firstCells[slot] ??= cell;
+      if (cell.uncertain.length > 0) noted = true;
+    }
+    const portsOf = (slot: number): PortRange[] => {
+      const cell = firstCells[slot];
+      return cell ? [...cell.ports] : [];
     };
-    const uncertain = [...new Set(mine.flatMap((cell) => cell.uncertain))];
-    const families = FAMILIES.filter((family) => mine.some((cell) => cell.family === family));
+    const uncertain = noted ? [...new Set(mine.flatMap((cell) => cell.uncertain))] : [];
+    const has4 = firstCells[0] !== undefined || firstCells[1] !== undefined;
+    const has6 = firstCells[2] !== undefined || firstCells[3] !== undefined;
     const parts: {only?: Family; tcp: PortRange[]; udp: PortRange[]}[] = [];
-    if (families.length === 2) {
-      const pick = (protocol: Protocol) => ({v4: portsOf(4, protocol) ?? [], v6: portsOf(6, protocol) ?? []});
-      const tcp = pick('tcp');
-      const udp = pick('udp');
-      parts.push({tcp: intersect(tcp.v4, tcp.v6), udp: intersect(udp.v4, udp.v6)});
-      parts.push({only: 4, tcp: subtract(tcp.v4, tcp.v6), udp: subtract(udp.v4, udp.v6)});
-      parts.push({only: 6, tcp: subtract(tcp.v6, tcp.v4), udp: subtract(udp.v6, udp.v4)});
-    } else if (families.length === 1) {
-      const family = families[0] as Family;
-      parts.push({tcp: portsOf(family, 'tcp') ?? [], udp: portsOf(family, 'udp') ?? []});
+    if (has4 && has6) {
+      const [tcp4, udp4, tcp6, udp6] = [portsOf(0), portsOf(1), portsOf(2), portsOf(3)];
+      // Most sources get the same in both families: nothing then is one family's only.
+      const tcpSame = sameMergedRanges(tcp4, tcp6);
+      const udpSame = sameMergedRanges(udp4, udp6);
+      parts.push({tcp: tcpSame ? tcp4 : intersect(tcp4, tcp6), udp: udpSame ? udp4 : intersect(udp4, udp6)});
+      if (!tcpSame || !udpSame) {
+        parts.push({only: 4, tcp: tcpSame ? [] : subtract(tcp4, tcp6), udp: udpSame ? [] : subtract(udp4, udp6)});
+        parts.push({only: 6, tcp: tcpSame ? [] : subtract(tcp6, tcp4), udp: udpSame ? [] : subtract(udp6, udp4)});
+      }
+    } else if (has4 || has6) {
+      const first = has4 ? 0 : 2;
+      parts.push({tcp: portsOf(first), udp: portsOf(first + 1)});
     }
     for (const part of parts) {
       if (part.tcp.length === 0 && part.udp.length === 0) continue;

@@ -44,22 +44,13 @@ export interface ResolvedSsh {
 const VERB: Record<string, string> = {DROP: 'dropped', REJECT: 'rejected'};
 
 /**
- * True when the port-set view of this kind of packet accepts it (false: ask the evaluator).
- * The packet's own side is the ruleset's host: the source of outbound kinds, the destination
- * of inbound ones; the varying port is the one the kind names.
+ * True when the port-set view of this kind of SSH packet accepts it (false: ask the evaluator).
+ * `own` is the ruleset's host's address on the hop, `peer` the other end's, `iface` the host's
+ * interface the packet crosses; the varying port is sshd's, the fixed one the ephemeral port.
  */
-function acceptedByView(ruleset: Ruleset, packet: Packet, kind: ViewKind): boolean {
-  if (packet.protocol !== 'tcp' && packet.protocol !== 'udp') return false;
-  const outbound = packet.chain === 'OUTPUT';
-  const own = outbound ? packet.source : packet.destination;
-  const peer = outbound ? packet.destination : packet.source;
-  const iface = outbound ? packet.outInterface : packet.inInterface;
-  const repliesFromPort = kind === 'reply-out' || kind === 'reply-in';
-  const port = repliesFromPort ? packet.sourcePort : packet.destinationPort;
-  const fixedPort = repliesFromPort ? packet.destinationPort : packet.sourcePort;
-  if (port === undefined || fixedPort === undefined) return false;
-  const view = chainView(ruleset, kind, packet.protocol, iface, own, fixedPort);
-  return view !== undefined && acceptsAt(view, peer, port);
+function acceptedByView(ruleset: Ruleset, kind: ViewKind, iface: string | undefined, own: string, peer: string, sshPort: number): boolean {
+  const view = chainView(ruleset, kind, 'tcp', iface, own, EPHEMERAL_PORT);
+  return view !== undefined && acceptsAt(view, peer, sshPort);
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
@@ -104,12 +95,18 @@ function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): 
       findings.push({host: target.name, severity: 'warning', assumed, message: `${target.name}: the SSH check could not judge rule ${item.index + 1} of ${item.chain} on ${host} (${item.reason})`});
     }
   };
-  const check = (host: FleetHost, packet: Packet, describe: (decision: Decision) => string, kind: ViewKind): void => {
+  const check = (kind: ViewKind, packet: () => Packet, describe: (decision: Decision) => string): void => {
+    const onJump = kind === 'request-out' || kind === 'reply-in';
+    const host = onJump ? (hop.jump as NonNullable<Hop['jump']>).host : target;
     const ruleset = rulesetOf(host, hop.family);
     // The port-set view answers most checks without a walk (and a defined view has nothing to
-    // note); the evaluator runs when the way is shut, to say which rule shuts it.
-    if (acceptedByView(ruleset, packet, kind)) return;
-    const decision = evaluate(ruleset, packet);
+    // note); the evaluator runs when the way is shut, to say which rule shuts it. (The packet
+    // is only spelled out then.)
+    const iface = onJump ? hop.jump?.outInterface : hop.targetInterface;
+    const own = onJump ? hop.sourceAddress : hop.targetAddress;
+    const peer = onJump ? hop.targetAddress : hop.sourceAddress;
+    if (acceptedByView(ruleset, kind, iface, own, peer, port)) return;
+    const decision = evaluate(ruleset, packet());
     noteUncertain(host.name, decision);
     if (decision.verdict !== 'ACCEPT') {
       findings.push({host: target.name, severity: 'error', assumed, message: `${target.name}: ${describe(decision)}${note}`});
@@ -119,17 +116,17 @@ function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): 
 
   if (hop.jump) {
     const jump = hop.jump;
-    check(jump.host, {...base, chain: 'OUTPUT', state: 'NEW', ...(jump.outInterface === undefined ? {} : {outInterface: jump.outInterface})}, (decision) =>
-      `${jump.host.name} could not open a new SSH connection to ${hop.targetAddress} tcp/${port}: its OUTPUT would have it ${verb(decision)} on ${jump.host.name}`, 'request-out');
-    check(jump.host, {...reply, chain: 'INPUT', ...(jump.outInterface === undefined ? {} : {inInterface: jump.outInterface})}, (decision) =>
-      `the SSH replies to ${jump.host.name} would be ${verb(decision)} on ${jump.host.name}`, 'reply-in');
+    check('request-out', () => ({...base, chain: 'OUTPUT', state: 'NEW', ...(jump.outInterface === undefined ? {} : {outInterface: jump.outInterface})}), (decision) =>
+      `${jump.host.name} could not open a new SSH connection to ${hop.targetAddress} tcp/${port}: its OUTPUT would have it ${verb(decision)} on ${jump.host.name}`);
+    check('reply-in', () => ({...reply, chain: 'INPUT', ...(jump.outInterface === undefined ? {} : {inInterface: jump.outInterface})}), (decision) =>
+      `the SSH replies to ${jump.host.name} would be ${verb(decision)} on ${jump.host.name}`);
   }
-  check(target, {...base, chain: 'INPUT', state: 'NEW', ...targetIn}, (decision) =>
-    `a new SSH connection from ${who}${onInterface} to tcp/${port} would be ${verb(decision)}`, 'request-in');
-  check(target, {...reply, chain: 'OUTPUT', ...targetOut}, (decision) =>
-    `the SSH replies to ${who}${onInterface} would be ${verb(decision)}`, 'reply-out');
-  check(target, {...base, chain: 'INPUT', state: 'ESTABLISHED', ...targetIn}, (decision) =>
-    `the open SSH session from ${who}${onInterface} would be cut: ${verb(decision)}`, 'session-in');
+  check('request-in', () => ({...base, chain: 'INPUT', state: 'NEW', ...targetIn}), (decision) =>
+    `a new SSH connection from ${who}${onInterface} to tcp/${port} would be ${verb(decision)}`);
+  check('reply-out', () => ({...reply, chain: 'OUTPUT', ...targetOut}), (decision) =>
+    `the SSH replies to ${who}${onInterface} would be ${verb(decision)}`);
+  check('session-in', () => ({...base, chain: 'INPUT', state: 'ESTABLISHED', ...targetIn}), (decision) =>
+    `the open SSH session from ${who}${onInterface} would be cut: ${verb(decision)}`);
   return findings;
 }
 

@@ -156,6 +156,8 @@ interface ReadRule {
   /** Conditions on ICMP type or hop limit: unknown for a TCP/UDP packet that reaches them. */
   unknowable: boolean;
   target: RuleTarget;
+  /** reducedRule's answers, by view shape id (see there). */
+  readonly reduced: (Entry | 'skip' | 'unmodelled')[];
 }
 
 const readCache = new WeakMap<readonly string[], ReadRule | null>();
@@ -173,7 +175,7 @@ function readRule(spec: readonly string[]): ReadRule | undefined {
 function readSpec(tokens: readonly string[]): ReadRule | undefined {
   const rule: ReadRule = {
     source: [], destination: [], inInterface: [], outInterface: [], protocols: [], states: [], ports: [],
-    never: false, unknowable: false, target: {kind: 'pass'},
+    never: false, unknowable: false, target: {kind: 'pass'}, reduced: [],
   };
   let module: string | undefined;
   let protocol: string | undefined;
@@ -266,6 +268,7 @@ function compact(rule: ReadRule): ReadRule {
     never: rule.never,
     unknowable: rule.unknowable,
     target: rule.target,
+    reduced: [],
   };
 }
 
@@ -333,6 +336,8 @@ function readModuleOption(rule: ReadRule, module: string | undefined, option: st
 export type ViewKind = 'request-in' | 'session-in' | 'reply-out' | 'request-out' | 'reply-in';
 
 interface ViewShape {
+  /** Small number naming the shape apart from its chain (-1: too many shapes seen to keep per rule). */
+  readonly id: number;
   readonly chain: BuiltInChain;
   readonly protocol: 'tcp' | 'udp';
   readonly state: ConnectionState;
@@ -369,7 +374,9 @@ export interface ChainView {
   readonly networks: boolean;
   unnamedAnswer?: PortSet;
   /** Answers for peers the entries name, once asked (hosts sharing a table ask for the same peers). */
-  namedAnswers?: Map<bigint, PortSet>;
+  // (Keyed by the parsed address object, one per spelling: V8 hashes a bigint by its low 64
+  // bits only, and a fleet's IPv6 addresses often differ above them.)
+  namedAnswers?: Map<IpAddress, PortSet>;
 }
 
 /**
@@ -503,10 +510,37 @@ export function chainView(
   for (const known of list) {
     if (known.iface === iface && known.own === ownKey && known.fixedPort === fixedPort) return known.view;
   }
-  const side = iface === undefined ? {} : shape.inbound ? {inInterface: iface} : {outInterface: iface};
-  const view = buildView(shared, {chain: shape.chain, protocol, state: shape.state, ...side, peerField: shape.peerField, portField: shape.portField, fixedPort}, own);
+  const view = buildView(
+    shared,
+    {
+      id: shapeId(slot, iface, fixedPort),
+      chain: shape.chain,
+      protocol,
+      state: shape.state,
+      inInterface: shape.inbound ? iface : undefined,
+      outInterface: shape.inbound ? undefined : iface,
+      peerField: shape.peerField,
+      portField: shape.portField,
+      fixedPort,
+    },
+    own,
+  );
   list.push({iface, own: ownKey, fixedPort, view});
   return view;
+}
+
+const shapeIds = new Map<string, number>();
+const MAX_SHAPES = 256;
+
+/** The id of a view shape: its kind and protocol (slot), interface and fixed port. */
+function shapeId(slot: number, iface: string | undefined, fixedPort: number): number {
+  const key = `${slot}|${iface === undefined ? '-' : `=${iface}`}|${fixedPort}`;
+  let id = shapeIds.get(key);
+  if (id === undefined) {
+    if (shapeIds.size >= MAX_SHAPES) return -1;
+    shapeIds.set(key, (id = shapeIds.size));
+  }
+  return id;
 }
 
 /** Which of the networks hold the host's own address: the part of it a view depends on. */
@@ -524,7 +558,7 @@ const ACCEPT_EVERYTHING: Readonly<Record<4 | 6, ChainView>> = {
 };
 
 function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainView | undefined {
-  const namedPeers = new Set<bigint>();
+  let namedPeers: Set<bigint> | undefined;
   let networks = false;
   const reduced = new Map<string, readonly Entry[] | null>();
 
@@ -534,25 +568,30 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainV
     reduced.set(name, null); // a jump back into a chain being read is a loop: give up
     const entries: Entry[] = [];
     for (const rule of table.chains.get(name) ?? []) {
-      const ports = rulePorts(rule, shape, own);
-      if (ports === null) continue;
-      if (ports === undefined) return undefined;
-      const peerMatches = shape.peerField === 'source' ? rule.source : rule.destination;
-      if (peerMatches.length > 1) return undefined; // iptables allows one; not worth modelling
-      const peer = peerMatches[0];
       const target = rule.target;
-      if (target.kind === 'pass') continue;
-      if (target.kind === 'jump' || target.kind === 'goto') {
+      let entry: Entry;
+      if (target.kind !== 'jump' && target.kind !== 'goto') {
+        const plain = reducedRule(rule, shape, own);
+        if (plain === 'skip') continue;
+        if (plain === 'unmodelled') return undefined;
+        entry = plain;
+      } else {
+        const ports = rulePorts(rule, shape, own);
+        if (ports === null) continue;
+        if (ports === undefined) return undefined;
+        const peerMatches = shape.peerField === 'source' ? rule.source : rule.destination;
+        if (peerMatches.length > 1) return undefined; // iptables allows one; not worth modelling
+        const peer = peerMatches[0];
         if (!table.declared.has(target.chain) || depth >= MAX_DEPTH) return undefined;
         const sub = reduce(target.chain, depth + 1);
         if (!sub) return undefined;
-        entries.push(peer ? {peer, ports, kind: target.kind, chain: sub} : {ports, kind: target.kind, chain: sub});
-      } else {
-        entries.push(peer ? {peer, ports, kind: target.kind} : {ports, kind: target.kind});
+        entry = peer ? {peer, ports, kind: target.kind, chain: sub} : {ports, kind: target.kind, chain: sub};
       }
+      entries.push(entry);
+      const {peer, ports} = entry;
       if (peer) {
         const single = peer.network.mask === (peer.network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6);
-        if (single && !peer.negate) namedPeers.add(peer.network.value);
+        if (single && !peer.negate) (namedPeers ??= new Set()).add(peer.network.value);
         else networks = true;
       } else if (ports === ALL_PORTS && target.kind !== 'jump') {
         // Nothing gets past a verdict, RETURN or goto that holds for every peer and port (the
@@ -566,11 +605,66 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainV
 
   const entries = reduce(shape.chain, 0);
   if (!entries) return undefined;
-  return {family: table.family, entries, policyAccepts: (table.policies.get(shape.chain) ?? 'ACCEPT') !== 'DROP', namedPeers, networks};
+  const policyAccepts = (table.policies.get(shape.chain) ?? 'ACCEPT') !== 'DROP';
+  // Views of different tables often come out the same (no entry at all, or only the replies
+  // rule): those share one view, and so its answers.
+  const key = contentKey(table.family, policyAccepts, entries);
+  let view = key === undefined ? undefined : viewsByContent.get(key);
+  if (!view) {
+    view = {family: table.family, entries, policyAccepts, namedPeers: namedPeers ?? NO_PEERS, networks};
+    if (key !== undefined) {
+      if (viewsByContent.size >= 50_000) viewsByContent.clear();
+      viewsByContent.set(key, view);
+    }
+  }
+  return view;
+}
+
+const NO_PEERS: ReadonlySet<bigint> = new Set();
+const viewsByContent = new Map<string, ChainView>();
+const entryIds = new WeakMap<Entry, number>();
+let nextEntryId = 0;
+
+/** What makes a view: family, policy and its entries (undefined when one jumps: those are rebuilt per view). */
+function contentKey(family: 4 | 6, policyAccepts: boolean, entries: readonly Entry[]): string | undefined {
+  let key = `${family}${policyAccepts ? 'A' : 'D'}`;
+  for (const entry of entries) {
+    if (entry.chain) return undefined;
+    let id = entryIds.get(entry);
+    if (id === undefined) entryIds.set(entry, (id = nextEntryId++));
+    key += `,${id}`;
+  }
+  return key;
 }
 
 const ALL_ONES_V4 = (1n << 32n) - 1n;
 const ALL_ONES_V6 = (1n << 128n) - 1n;
+
+/**
+ * A rule that does not jump, for one view shape: its entry, 'skip' when no packet of the shape
+ * can match it (or it passes the packet on), 'unmodelled' when the view must give up. Kept on
+ * the rule per shape when it does not depend on the host's own address: rules are shared by
+ * every table holding them, so the views of a large fleet's tables mostly look them up.
+ */
+function reducedRule(rule: ReadRule, shape: ViewShape, own: IpAddress): Entry | 'skip' | 'unmodelled' {
+  const ownMatches = shape.peerField === 'source' ? rule.destination : rule.source;
+  const keep = shape.id >= 0 && ownMatches.length === 0;
+  if (keep) {
+    const known = rule.reduced[shape.id];
+    if (known !== undefined) return known;
+  }
+  let reduced: Entry | 'skip' | 'unmodelled';
+  const ports = rulePorts(rule, shape, own);
+  const peerMatches = shape.peerField === 'source' ? rule.source : rule.destination;
+  const kind = rule.target.kind;
+  if (ports === null) reduced = 'skip';
+  else if (ports === undefined) reduced = 'unmodelled';
+  else if (peerMatches.length > 1) reduced = 'unmodelled'; // iptables allows one; not worth modelling
+  else if (kind === 'pass' || kind === 'jump' || kind === 'goto') reduced = 'skip';
+  else reduced = peerMatches[0] ? {peer: peerMatches[0], ports, kind} : {ports, kind};
+  if (keep) rule.reduced[shape.id] = reduced;
+  return reduced;
+}
 
 /** The table's rules read, by chain (kept only inside its SharedTable: one per distinct content). */
 function readTable(table: Table): Map<string, ReadRule[]> | undefined {
@@ -749,14 +843,19 @@ function answer(view: ChainView, peer: IpAddress | undefined): PortSet {
 export function acceptedPorts(view: ChainView, peer: string): PortSet {
   const address = parseAddress(peer);
   if (!address || address.family !== view.family) throw new Error(`packet address ${peer} is not an IPv${view.family} address`);
+  return acceptedPortsOf(view, address);
+}
+
+/** acceptedPorts for a peer address already parsed (of the view's family). */
+export function acceptedPortsOf(view: ChainView, address: IpAddress): PortSet {
   if (!view.networks && !view.namedPeers.has(address.value)) return (view.unnamedAnswer ??= answer(view, undefined));
   const answers = (view.namedAnswers ??= new Map());
-  let ports = answers.get(address.value);
+  let ports = answers.get(address);
   if (!ports) {
     ports = answer(view, address);
     // With network matches every peer is answered on its own: keep the memo bounded.
     if (answers.size >= 4096) answers.clear();
-    answers.set(address.value, ports);
+    answers.set(address, ports);
   }
   return ports;
 }
