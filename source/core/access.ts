@@ -3,7 +3,7 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPortsOf, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView, type ViewKind} from './port-sets.js';
+import {acceptedPortsOf, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -40,24 +40,30 @@ export interface AccessCell {
 }
 
 /**
- * One end of a route in the fleet: a host's address (as the route spells it, and parsed once),
- * its ruleset in that family and the interface the packet crosses there. The port-set views
- * asked at this end are kept on it: every route through the address shares them.
+ * One end of a route in the fleet: a host's address (parsed once), its ruleset in that family
+ * and the interface the packet crosses there. The port-set views asked at this end are kept on
+ * it: every route through the address shares them.
  */
 class RouteEnd {
   readonly address: IpAddress | undefined;
-  private readonly views: (ChainView | null)[] = []; // by kind and protocol; null: not defined
-  private readonly defined: (boolean | undefined)[] = []; // by protocol
+  /** The address as the fleet path spells it (canonical; topology.ts). */
+  readonly canonicalText: string;
+  /** By kind and protocol (VIEW_SLOTS); undefined: not asked yet, null: not defined. */
+  private readonly views: (ChainView | null | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
+  private definedTcp: boolean | undefined;
+  private definedUdp: boolean | undefined;
 
   constructor(
     readonly ruleset: Ruleset,
     readonly iface: string | undefined,
+    /** The address as the host's facts spell it. */
     readonly text: string,
   ) {
     this.address = parseAddress(text);
+    this.canonicalText = canonicalAddress(text) ?? text;
   }
 
-  view(kind: ViewKind, protocol: Protocol): ChainView | undefined {
+  view(kind: RouteViewKind, protocol: Protocol): ChainView | undefined {
     const slot = VIEW_SLOTS[kind] + (protocol === 'udp' ? 1 : 0);
     let view = this.views[slot];
     if (view === undefined) {
@@ -69,34 +75,30 @@ class RouteEnd {
 
   /** viewsDefined for this end's ruleset. */
   viewsDefined(protocol: Protocol): boolean {
-    const slot = protocol === 'udp' ? 1 : 0;
-    let defined = this.defined[slot];
-    if (defined === undefined) this.defined[slot] = defined = viewsDefined(this.ruleset, protocol);
-    return defined;
+    if (protocol === 'tcp') return (this.definedTcp ??= viewsDefined(this.ruleset, 'tcp'));
+    return (this.definedUdp ??= viewsDefined(this.ruleset, 'udp'));
   }
 }
 
-const VIEW_SLOTS: Readonly<Record<ViewKind, number>> = {'request-in': 0, 'reply-out': 2, 'request-out': 4, 'reply-in': 6, 'session-in': 8};
+type RouteViewKind = 'request-in' | 'reply-out' | 'request-out' | 'reply-in';
+const VIEW_SLOTS: Readonly<Record<RouteViewKind, number>> = {'request-in': 0, 'reply-out': 2, 'request-out': 4, 'reply-in': 6};
 
 /**
  * The route ends of every host, built once per matrix: per host, side and family, one end per
- * address, spelled as its facts do (the representatives' routes) or as the fleet path does
- * (canonical).
+ * address of the family on that side, in the order of the host's list.
  */
 class RouteEnds {
-  private readonly ends = new Map<FleetHost, (readonly RouteEnd[])[]>();
+  private readonly ends = new Map<FleetHost, (readonly RouteEnd[] | undefined)[]>();
 
-  /** `addresses`: the host's addresses on that side, either spelling (always the same list for one). */
-  of(host: FleetHost, side: 'public' | 'private', family: Family, addresses: readonly string[]): readonly RouteEnd[] {
+  of(host: FleetHost, side: 'public' | 'private', family: Family): readonly RouteEnd[] {
     let slots = this.ends.get(host);
-    if (!slots) this.ends.set(host, (slots = []));
-    const spelledAsFacts = addresses === host.facts.addresses[side];
-    const slot = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (spelledAsFacts ? 0 : 1);
+    if (!slots) this.ends.set(host, (slots = [undefined, undefined, undefined, undefined]));
+    const slot = (side === 'public' ? 0 : 2) + (family === 4 ? 0 : 1);
     let list = slots[slot];
     if (!list) {
       const ruleset = rulesetOf(host, family);
       const iface = host.facts.interfaces[side];
-      slots[slot] = list = allOfFamily(addresses, family).map((text) => new RouteEnd(ruleset, iface, text));
+      slots[slot] = list = allOfFamily(host.facts.addresses[side], family).map((text) => new RouteEnd(ruleset, iface, text));
     }
     return list;
   }
@@ -111,6 +113,7 @@ interface Route {
   readonly family: Family;
   readonly sourceAddress: string;
   readonly sourceIp: IpAddress | undefined;
+  readonly destinationAddress: string;
   /** The destination's end: its address on the route, ruleset and the interface the packet comes in by. */
   readonly receiving: ReceivingEnd;
   /** Present when the source is a fleet host: its OUTPUT must let the packet out too. */
@@ -132,7 +135,8 @@ const byFamilyCache = new WeakMap<readonly string[], readonly [readonly string[]
 function allOfFamily(addresses: readonly string[], family: Family): readonly string[] {
   let split = byFamilyCache.get(addresses);
   if (!split) {
-    split = [addresses.filter((address) => familyOfAddress(address) === 4), addresses.filter((address) => familyOfAddress(address) === 6)];
+    // (Copied to their own length: a filtered list keeps room to grow, and every host keeps these.)
+    split = [addresses.filter((address) => familyOfAddress(address) === 4).slice(), addresses.filter((address) => familyOfAddress(address) === 6).slice()];
     byFamilyCache.set(addresses, split);
   }
   return split[family === 4 ? 0 : 1];
@@ -199,11 +203,17 @@ const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAd
 /** The internet representative to each public address of the destination. */
 function internetRoutes(ends: RouteEnds, destination: FleetHost): Route[] {
   const routes: Route[] = [];
-  const {interfaces, addresses} = destination.facts;
-  if (interfaces.public === undefined) return routes;
+  if (destination.facts.interfaces.public === undefined) return routes;
   for (const family of FAMILIES) {
-    for (const receiving of ends.of(destination, 'public', family, addresses.public)) {
-      routes.push({source: INTERNET, family, sourceAddress: INTERNET_ADDRESS[family], sourceIp: INTERNET_IP[family], receiving: receiving as ReceivingEnd});
+    for (const receiving of ends.of(destination, 'public', family)) {
+      routes.push({
+        source: INTERNET,
+        family,
+        sourceAddress: INTERNET_ADDRESS[family],
+        sourceIp: INTERNET_IP[family],
+        destinationAddress: receiving.text,
+        receiving: receiving as ReceivingEnd,
+      });
     }
   }
   return routes;
@@ -216,9 +226,18 @@ function fleetRoutes(ends: RouteEnds, source: FleetHost, destination: FleetHost)
   if (path.toInterface === undefined) return routes;
   for (const family of FAMILIES) {
     // Every address pair: the kernel picks one, and the summary must hold whichever it is.
-    for (const sending of ends.of(source, path.side, family, path.fromAddresses)) {
-      for (const receiving of ends.of(destination, path.side, family, path.toAddresses)) {
-        routes.push({source: source.name, family, sourceAddress: sending.text, sourceIp: sending.address, receiving: receiving as ReceivingEnd, sending});
+    // (Spelled as the path spells them: path.fromAddresses and toAddresses.)
+    for (const sending of ends.of(source, path.side, family)) {
+      for (const receiving of ends.of(destination, path.side, family)) {
+        routes.push({
+          source: source.name,
+          family,
+          sourceAddress: sending.canonicalText,
+          sourceIp: sending.address,
+          destinationAddress: receiving.canonicalText,
+          receiving: receiving as ReceivingEnd,
+          sending,
+        });
       }
     }
   }
@@ -235,8 +254,8 @@ function tenantRoutes(ends: RouteEnds, destination: FleetHost, taken: ReadonlySe
     const tenant = tenantAddress(privateAddress, taken);
     if (tenant === undefined) continue;
     const tenantIp = parseAddress(tenant);
-    for (const receiving of ends.of(destination, 'private', family, addresses.private)) {
-      routes.push({source: PRIVATE_TENANTS, family, sourceAddress: tenant, sourceIp: tenantIp, receiving: receiving as ReceivingEnd});
+    for (const receiving of ends.of(destination, 'private', family)) {
+      routes.push({source: PRIVATE_TENANTS, family, sourceAddress: tenant, sourceIp: tenantIp, destinationAddress: receiving.text, receiving: receiving as ReceivingEnd});
     }
   }
   return routes;
@@ -280,7 +299,7 @@ function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Pr
   }
   const inbound = route.receiving.ruleset;
   const sender = route.sending;
-  const destinationAddress = route.receiving.text;
+  const destinationAddress = route.destinationAddress;
   const inInterface = route.receiving.iface;
   const points = routeCutPoints(inbound, sender?.ruleset, protocol);
   const ports: PortRange[] = [];
@@ -431,7 +450,7 @@ function cellsOfGroup(group: SourceGroup, destination: FleetHost, protocol: Prot
     const common = intersect(cell.ports, ports);
     if (formatPorts(protocol, common) !== formatPorts(protocol, cell.ports) || formatPorts(protocol, common) !== formatPorts(protocol, ports)) {
       cell.uncertain.push(
-        `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.receiving.text} vs ${route.sourceAddress} -> ${route.receiving.text}); only what all allow is shown`,
+        `${destination.name}: ${protocol} from ${route.source} differs between addresses (${cell.first.sourceAddress} -> ${cell.first.destinationAddress} vs ${route.sourceAddress} -> ${route.destinationAddress}); only what all allow is shown`,
       );
     }
     cell.ports = common;

@@ -254,9 +254,12 @@ function readSpec(tokens: readonly string[]): ReadRule | undefined {
 
 const NONE: readonly never[] = Object.freeze([]);
 
-/** A large fleet keeps tens of thousands of read rules: absent fields share one empty list. */
+/**
+ * A large fleet keeps tens of thousands of read rules: absent fields share one empty list, the
+ * others are copied to their own length (a list pushed to keeps room to grow).
+ */
 function compact(rule: ReadRule): ReadRule {
-  const list = <T>(items: T[]): T[] => (items.length > 0 ? items : (NONE as unknown as T[]));
+  const list = <T>(items: T[]): T[] => (items.length > 0 ? items.slice() : (NONE as unknown as T[]));
   return {
     source: list(rule.source),
     destination: list(rule.destination),
@@ -400,8 +403,8 @@ interface SharedTable {
     readonly in: Readonly<Record<'tcp' | 'udp', ReadonlyMap<string, readonly IpNetwork[]>>>;
     readonly out: Readonly<Record<'tcp' | 'udp', ReadonlyMap<string, readonly IpNetwork[]>>>;
   };
-  /** Views per kind-and-protocol slot, each a short list (interfaces x own addresses x fixed ports). */
-  readonly views: {iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[][];
+  /** The views built, one short list (kind-and-protocol slots x interfaces x own addresses x fixed ports). */
+  readonly views: {slot: number; iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[];
   /** viewsDefined, per protocol, once computed. */
   readonly defined: {tcp?: boolean; udp?: boolean};
   /** matchedNetworks, once computed. */
@@ -409,6 +412,7 @@ interface SharedTable {
 }
 
 const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
+const NO_NETWORKS: ReadonlyMap<string, readonly IpNetwork[]> = new Map();
 const sharedByTable = new WeakMap<Table, SharedTable | null>();
 const sharedByContent = new Map<string, SharedTable>();
 const ruleIds = new WeakMap<ReadRule, number>();
@@ -439,20 +443,22 @@ function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
   const chains = readTable(table);
   // With fewer chains than MAX_DEPTH no walk without a loop nests that deep (a loop gives up).
   if (!chains || table.chains.length >= MAX_DEPTH) return undefined;
-  let key = `${family}`;
-  for (const chain of table.chains) key += `|${chain.name}:${chain.policy ?? '-'}`;
+  // (Joined, not appended piece by piece: the map keeps the key, and an appended string keeps every piece.)
+  const parts: string[] = [`${family}`];
+  for (const chain of table.chains) parts.push(`|${chain.name}:${chain.policy ?? '-'}`);
   for (const [name, rules] of chains) {
-    key += `|${name}`;
+    parts.push(`|${name}`);
     for (const rule of rules) {
       let id = ruleIds.get(rule);
       if (id === undefined) ruleIds.set(rule, (id = nextRuleId++));
-      key += `,${id}`;
+      parts.push(`,${id}`);
     }
   }
+  const key = parts.join('');
   let shared = sharedByContent.get(key);
   if (!shared) {
     const userChains = table.chains.some((chain) => chain.policy === null) || [...chains.keys()].some((name) => !BUILT_IN.has(name));
-    const ownNetworksOf = (field: 'source' | 'destination', protocol: 'tcp' | 'udp'): Map<string, IpNetwork[]> => {
+    const ownNetworksOf = (field: 'source' | 'destination', protocol: 'tcp' | 'udp'): ReadonlyMap<string, readonly IpNetwork[]> => {
       const byChain = new Map<string, IpNetwork[]>();
       for (const [name, rules] of chains) {
         const networks: IpNetwork[] = [];
@@ -462,7 +468,8 @@ function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
         }
         if (networks.length > 0) byChain.set(name, networks);
       }
-      if (userChains && byChain.size > 0) {
+      if (byChain.size === 0) return NO_NETWORKS; // (most tables: one shared empty map)
+      if (userChains) {
         const all = [...new Set([...byChain.values()].flat())];
         for (const name of [...BUILT_IN, ...chains.keys()]) byChain.set(name, all);
       }
@@ -505,10 +512,8 @@ export function chainView(
   const slot = shape.slot * 2 + (protocol === 'udp' ? 1 : 0);
   // The host's own address matters only when some rule matches on its side of the packet.
   const ownKey = ownKeyOf((shape.peerField === 'source' ? shared.ownNetworks.in : shared.ownNetworks.out)[protocol].get(shape.chain), own);
-  let list = shared.views[slot];
-  if (!list) shared.views[slot] = list = [];
-  for (const known of list) {
-    if (known.iface === iface && known.own === ownKey && known.fixedPort === fixedPort) return known.view;
+  for (const known of shared.views) {
+    if (known.slot === slot && known.iface === iface && known.own === ownKey && known.fixedPort === fixedPort) return known.view;
   }
   const view = buildView(
     shared,
@@ -525,7 +530,7 @@ export function chainView(
     },
     own,
   );
-  list.push({iface, own: ownKey, fixedPort, view});
+  shared.views.push({slot, iface, own: ownKey, fixedPort, view});
   return view;
 }
 
