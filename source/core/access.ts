@@ -3,7 +3,7 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPortsOf, chainView, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
+import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -67,7 +67,7 @@ class RouteEnd {
     const slot = VIEW_SLOTS[kind] + (protocol === 'udp' ? 1 : 0);
     let view = this.views[slot];
     if (view === undefined) {
-      view = chainView(this.ruleset, kind, protocol, this.iface, this.text, EPHEMERAL_PORT) ?? null;
+      view = (this.address && chainViewAt(this.ruleset, kind, protocol, this.iface, this.address, EPHEMERAL_PORT)) ?? null;
       this.views[slot] = view;
     }
     return view ?? undefined;
@@ -158,7 +158,7 @@ export function tenantAddress(near: string, taken: ReadonlySet<string>): string 
   if (!address) return undefined;
   const hostBits = address.family === 4 ? 8n : 64n;
   const network = (address.value >> hostBits) << hostBits;
-  const key = `${address.family}/${network}`;
+  const key = `${address.family}/${network.toString(16)}`;
   let found: string | undefined;
   if (known.byNetwork.has(key)) found = known.byNetwork.get(key);
   else known.byNetwork.set(key, (found = findTenant(address.family, network, hostBits, taken)));
@@ -490,11 +490,8 @@ function forEachDestination(
     const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
     for (const sourceIndex of sources) {
       if (sourceIndex === destinationIndex) continue;
-      const source = hosts[sourceIndex] as FleetHost;
-      groups.push({
-        routes: fleetRoutes(ends, source, destination),
-        ...(shortcut ? {knownClosed: (family: Family, protocol: Protocol) => shortcut.closed(sourceIndex, family, protocol)} : {}),
-      });
+      const routes = fleetRoutes(ends, hosts[sourceIndex] as FleetHost, destination);
+      groups.push(shortcut ? {routes, knownClosed: (family, protocol) => shortcut.closed(sourceIndex, family, protocol)} : {routes});
     }
     groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(ends, destination, taken)});
     const byProtocol = PROTOCOLS.map((protocol) => groups.map((group) => cellsOfGroup(group, destination, protocol, index === undefined)));

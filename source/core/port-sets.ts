@@ -504,7 +504,19 @@ export function chainView(
   fixedPort: number,
 ): ChainView | undefined {
   const own = parseAddress(ownAddress);
-  if (!own || own.family !== ruleset.family) return undefined;
+  return own && chainViewAt(ruleset, kind, protocol, iface, own, fixedPort);
+}
+
+/** chainView for an own address already parsed. */
+export function chainViewAt(
+  ruleset: Ruleset,
+  kind: ViewKind,
+  protocol: 'tcp' | 'udp',
+  iface: string | undefined,
+  own: IpAddress,
+  fixedPort: number,
+): ChainView | undefined {
+  if (own.family !== ruleset.family) return undefined;
   const shared = rulesetTable(ruleset);
   if (shared === 'none') return ACCEPT_EVERYTHING[ruleset.family];
   if (!shared) return undefined;
