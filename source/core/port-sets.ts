@@ -158,6 +158,10 @@ interface ReadRule {
   target: RuleTarget;
   /** reducedRule's answers, by view shape id (see there). */
   readonly reduced: (Entry | 'skip' | 'unmodelled')[];
+  /** Whether a packet of the protocol can match (not `never`, every protocol test passes). */
+  readonly admits: {readonly tcp: boolean; readonly udp: boolean};
+  /** Names the rule in the keys of tables' contents. */
+  readonly id: number;
 }
 
 const readCache = new WeakMap<readonly string[], ReadRule | null>();
@@ -175,7 +179,7 @@ function readRule(spec: readonly string[]): ReadRule | undefined {
 function readSpec(tokens: readonly string[]): ReadRule | undefined {
   const rule: ReadRule = {
     source: [], destination: [], inInterface: [], outInterface: [], protocols: [], states: [], ports: [],
-    never: false, unknowable: false, target: {kind: 'pass'}, reduced: [],
+    never: false, unknowable: false, target: {kind: 'pass'}, reduced: [], admits: {tcp: true, udp: true}, id: -1,
   };
   let module: string | undefined;
   let protocol: string | undefined;
@@ -272,7 +276,15 @@ function compact(rule: ReadRule): ReadRule {
     unknowable: rule.unknowable,
     target: rule.target,
     reduced: [],
+    admits: {tcp: admits(rule, 'tcp'), udp: admits(rule, 'udp')},
+    id: nextRuleId++,
   };
+}
+
+let nextRuleId = 0;
+
+function admits(rule: ReadRule, protocol: 'tcp' | 'udp'): boolean {
+  return !rule.never && !rule.protocols.some((test) => test.names.includes(protocol) === test.negate);
 }
 
 const ICMP_TYPE_OPTIONS: Readonly<Record<string, string>> = {icmp: '--icmp-type', icmp6: '--icmpv6-type'};
@@ -415,8 +427,6 @@ const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 const NO_NETWORKS: ReadonlyMap<string, readonly IpNetwork[]> = new Map();
 const sharedByTable = new WeakMap<Table, SharedTable | null>();
 const sharedByContent = new Map<string, SharedTable>();
-const ruleIds = new WeakMap<ReadRule, number>();
-let nextRuleId = 0;
 
 /** A ruleset's filter table as read: 'none' without one, undefined when not readable. Cached per ruleset. */
 const tableOfRuleset = new WeakMap<Ruleset, SharedTable | 'none' | null>();
@@ -440,35 +450,44 @@ function sharedTable(table: Table, family: 4 | 6): SharedTable | undefined {
 }
 
 function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
-  const chains = readTable(table);
   // With fewer chains than MAX_DEPTH no walk without a loop nests that deep (a loop gives up).
-  if (!chains || table.chains.length >= MAX_DEPTH) return undefined;
-  // (Joined, not appended piece by piece: the map keeps the key, and an appended string keeps every piece.)
+  if (table.chains.length >= MAX_DEPTH) return undefined;
+  // The key names the content: family, chains and policies, then each rule's chain and read
+  // rule in file order. (Joined, not appended piece by piece: the map keeps the key, and an
+  // appended string keeps every piece.)
   const parts: string[] = [`${family}`];
-  for (const chain of table.chains) parts.push(`|${chain.name}:${chain.policy ?? '-'}`);
-  for (const [name, rules] of chains) {
-    parts.push(`|${name}`);
-    for (const rule of rules) {
-      let id = ruleIds.get(rule);
-      if (id === undefined) ruleIds.set(rule, (id = nextRuleId++));
-      parts.push(`,${id}`);
-    }
+  for (const chain of table.chains) parts.push(`\n${chain.name}:${chain.policy ?? '-'}`);
+  const reads: ReadRule[] = [];
+  let chainName: string | undefined;
+  for (const rule of table.rules) {
+    const read = readRule(rule.spec);
+    if (!read) return undefined;
+    reads.push(read);
+    if (rule.chain !== chainName) parts.push(`\n${(chainName = rule.chain)}`);
+    parts.push(` ${read.id}`);
   }
   const key = parts.join('');
   let shared = sharedByContent.get(key);
   if (!shared) {
+    const chains = new Map<string, ReadRule[]>();
+    table.rules.forEach((rule, position) => {
+      const list = chains.get(rule.chain);
+      if (list) list.push(reads[position] as ReadRule);
+      else chains.set(rule.chain, [reads[position] as ReadRule]);
+    });
     const userChains = table.chains.some((chain) => chain.policy === null) || [...chains.keys()].some((name) => !BUILT_IN.has(name));
     const ownNetworksOf = (field: 'source' | 'destination', protocol: 'tcp' | 'udp'): ReadonlyMap<string, readonly IpNetwork[]> => {
-      const byChain = new Map<string, IpNetwork[]>();
+      let byChain: Map<string, IpNetwork[]> | undefined;
       for (const [name, rules] of chains) {
-        const networks: IpNetwork[] = [];
+        let networks: IpNetwork[] | undefined;
         for (const rule of rules) {
-          if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
+          if (rule[field].length === 0 || !rule.admits[protocol]) continue;
+          networks ??= [];
           for (const match of rule[field]) if (!networks.includes(match.network)) networks.push(match.network);
         }
-        if (networks.length > 0) byChain.set(name, networks);
+        if (networks) (byChain ??= new Map()).set(name, networks);
       }
-      if (byChain.size === 0) return NO_NETWORKS; // (most tables: one shared empty map)
+      if (!byChain) return NO_NETWORKS; // (most tables: one shared empty map)
       if (userChains) {
         const all = [...new Set([...byChain.values()].flat())];
         for (const name of [...BUILT_IN, ...chains.keys()]) byChain.set(name, all);
@@ -684,17 +703,6 @@ function reducedRule(rule: ReadRule, shape: ViewShape, own: IpAddress): Entry | 
 }
 
 /** The table's rules read, by chain (kept only inside its SharedTable: one per distinct content). */
-function readTable(table: Table): Map<string, ReadRule[]> | undefined {
-  const chains = new Map<string, ReadRule[]>();
-  for (const rule of table.rules) {
-    const read = readRule(rule.spec);
-    if (!read) return undefined;
-    const list = chains.get(rule.chain);
-    if (list) list.push(read);
-    else chains.set(rule.chain, [read]);
-  }
-  return chains;
-}
 
 const portSetCache = new WeakMap<PortMatch, PortSet>();
 
@@ -703,8 +711,7 @@ const portSetCache = new WeakMap<PortMatch, PortSet>();
  * it cannot match at all; undefined when it could and has a condition that cannot be judged).
  */
 function rulePorts(rule: ReadRule, shape: ViewShape, own: IpAddress): PortSet | null | undefined {
-  if (rule.never) return null;
-  for (const test of rule.protocols) if (test.names.includes(shape.protocol) === test.negate) return null;
+  if (!rule.admits[shape.protocol]) return null;
   for (const test of rule.inInterface) if (interfaceMatches(test.pattern, shape.inInterface) === test.negate) return null;
   for (const test of rule.outInterface) if (interfaceMatches(test.pattern, shape.outInterface) === test.negate) return null;
   for (const test of rule.states) if (test.states.includes(shape.state) === test.negate) return null;
@@ -779,7 +786,7 @@ function computeDefined(table: SharedTable, protocol: 'tcp' | 'udp'): boolean {
   const jumps = new Map<string, string[]>();
   for (const [name, rules] of table.chains) {
     for (const rule of rules) {
-      if (rule.never || rule.protocols.some((test) => test.names.includes(protocol) === test.negate)) continue;
+      if (!rule.admits[protocol]) continue;
       if (rule.unknowable || rule.source.length > 1 || rule.destination.length > 1) return false;
       const target = rule.target;
       if (target.kind !== 'jump' && target.kind !== 'goto') continue;
