@@ -565,16 +565,21 @@ export function chainViewAt(
   return view;
 }
 
-const shapeIds = new Map<string, number>();
+/** Shape ids by interface, then by slot and fixed port. */
+const shapeIds = new Map<string | undefined, Map<number, number>>();
+let shapeCount = 0;
 const MAX_SHAPES = 256;
 
 /** The id of a view shape: its kind and protocol (slot), interface and fixed port. */
 function shapeId(slot: number, iface: string | undefined, fixedPort: number): number {
-  const key = `${slot}|${iface === undefined ? '-' : `=${iface}`}|${fixedPort}`;
-  let id = shapeIds.get(key);
+  if (!Number.isInteger(fixedPort) || fixedPort < 0 || fixedPort > 65535) return -1; // (not a port: not kept)
+  let byPort = shapeIds.get(iface);
+  if (!byPort) shapeIds.set(iface, (byPort = new Map()));
+  const key = slot * 65536 + fixedPort;
+  let id = byPort.get(key);
   if (id === undefined) {
-    if (shapeIds.size >= MAX_SHAPES) return -1;
-    shapeIds.set(key, (id = shapeIds.size));
+    if (shapeCount >= MAX_SHAPES) return -1;
+    byPort.set(key, (id = shapeCount++));
   }
   return id;
 }
