@@ -374,6 +374,8 @@ const KIND_SHAPES: Readonly<Record<ViewKind, {slot: number; chain: BuiltInChain;
 };
 
 interface Entry {
+  /** Names an entry of a rule (not a jump) in the keys of views' contents. */
+  readonly id?: number;
   readonly peer?: AddressMatch;
   readonly ports: PortSet;
   readonly kind: 'accept' | 'drop' | 'return' | 'jump' | 'goto';
@@ -663,19 +665,16 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainV
 
 const NO_PEERS: ReadonlySet<bigint> = new Set();
 const viewsByContent = new Map<string, ChainView>();
-const entryIds = new WeakMap<Entry, number>();
 let nextEntryId = 0;
 
 /** What makes a view: family, policy and its entries (undefined when one jumps: those are rebuilt per view). */
 function contentKey(family: 4 | 6, policyAccepts: boolean, entries: readonly Entry[]): string | undefined {
-  let key = `${family}${policyAccepts ? 'A' : 'D'}`;
+  const parts: (string | number)[] = [`${family}${policyAccepts ? 'A' : 'D'}`];
   for (const entry of entries) {
-    if (entry.chain) return undefined;
-    let id = entryIds.get(entry);
-    if (id === undefined) entryIds.set(entry, (id = nextEntryId++));
-    key += `,${id}`;
+    if (entry.id === undefined) return undefined;
+    parts.push(entry.id);
   }
-  return key;
+  return parts.join(','); // (joined: the map keeps a flat key)
 }
 
 const ALL_ONES_V4 = (1n << 32n) - 1n;
@@ -702,7 +701,7 @@ function reducedRule(rule: ReadRule, shape: ViewShape, own: IpAddress): Entry | 
   else if (ports === undefined) reduced = 'unmodelled';
   else if (peerMatches.length > 1) reduced = 'unmodelled'; // iptables allows one; not worth modelling
   else if (kind === 'pass' || kind === 'jump' || kind === 'goto') reduced = 'skip';
-  else reduced = peerMatches[0] ? {peer: peerMatches[0], ports, kind} : {ports, kind};
+  else reduced = peerMatches[0] ? {id: nextEntryId++, peer: peerMatches[0], ports, kind} : {id: nextEntryId++, ports, kind};
   if (keep) rule.reduced[shape.id] = reduced;
   return reduced;
 }
