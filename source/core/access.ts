@@ -119,7 +119,7 @@ interface Route {
   /** Present when the source is a fleet host: its OUTPUT must let the packet out too. */
   readonly sending?: RouteEnd;
   /** portsOnRoute's answers, once computed (the representatives' routes are asked twice). */
-  answers?: {tcp?: {ports: PortRange[]; uncertain: string[]}; udp?: {ports: PortRange[]; uncertain: string[]}};
+  answers?: {tcp?: RouteAnswer; udp?: RouteAnswer};
 }
 
 function familyOfAddress(address: string): Family | undefined {
@@ -281,8 +281,9 @@ function uncertaintyNotes(host: string, decision: Decision): string[] {
  * must accept it, the sender's OUTPUT (fleet hosts) must let it out, and the replies must
  * get back (destination OUTPUT, sender INPUT, as ESTABLISHED).
  */
-function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, plain = false): {ports: PortRange[]; uncertain: string[]} {
-  if (!plain) {
+function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, plain = false): RouteAnswer {
+  // (Only the representatives' routes are asked twice: closedFor, then their cells.)
+  if (!plain && route.sending === undefined) {
     const known = route.answers?.[protocol];
     if (known) return known;
     const answer = portsOnRouteUncached(route, destination, protocol, false);
@@ -292,10 +293,18 @@ function portsOnRoute(route: Route, destination: FleetHost, protocol: Protocol, 
   return portsOnRouteUncached(route, destination, protocol, plain);
 }
 
-function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Protocol, plain: boolean): {ports: PortRange[]; uncertain: string[]} {
+/** The ports a route lets through in one protocol, and what could not be judged on the way. */
+interface RouteAnswer {
+  readonly ports: PortRange[];
+  readonly uncertain: readonly string[];
+}
+
+const NO_NOTES: readonly string[] = Object.freeze([]);
+
+function portsOnRouteUncached(route: Route, destination: FleetHost, protocol: Protocol, plain: boolean): RouteAnswer {
   if (!plain) {
     const ports = viewPortsOnRoute(route, protocol);
-    if (ports) return {ports, uncertain: []};
+    if (ports) return {ports, uncertain: NO_NOTES};
   }
   const inbound = route.receiving.ruleset;
   const sender = route.sending;
