@@ -571,6 +571,7 @@ class FleetIndex {
   private readonly addresses: {readonly address: IpAddress; readonly host: number}[] = [];
   private readonly coveredCache = new Map<string, readonly number[]>();
   private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
+  private readonly mentionedByNetworks = new WeakMap<readonly IpNetwork[], ReadonlySet<number>>();
   /** Hosts with a private interface, and the others (their fleet paths use the public side). */
   readonly withPrivate: number[] = [];
   readonly withoutPrivate: number[] = [];
@@ -622,8 +623,13 @@ class FleetIndex {
   mentioned(ruleset: Ruleset): ReadonlySet<number> | undefined {
     const networks = rulesetNetworks(ruleset);
     if (networks === 'unreadable') return undefined;
-    const hosts = new Set<number>();
-    for (const network of networks) for (const host of this.covered(network)) hosts.add(host);
+    // (Hosts sharing a filter table share its list of networks: found once for all of them.)
+    let hosts = this.mentionedByNetworks.get(networks);
+    if (!hosts) {
+      const found = new Set<number>();
+      for (const network of networks) for (const host of this.covered(network)) found.add(host);
+      this.mentionedByNetworks.set(networks, (hosts = found));
+    }
     return hosts;
   }
 
