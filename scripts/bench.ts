@@ -6,9 +6,11 @@
 //      a fresh process on the built code, then the whole `isolate-wizard plan` command; and
 //      the old all-to-all shape (quadratic by nature; no target).
 // The lab part needs root. Each figure is run RUNS (apply: APPLY_RUNS) times; the median is printed.
+// Where the machine has cgroup v1's cpuacct, the apply figures also say how much CPU each side
+// used (the client, the bastion, the other servers): load elsewhere on the machine does not count.
 // BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone.
 import {spawnSync} from 'node:child_process';
-import {mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
@@ -19,6 +21,7 @@ const RUNS = 3;
 const APPLY_RUNS = 5;
 const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
 const seedPath = path.join(import.meta.dirname, '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
+const CLI_ENTRY = path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -35,30 +38,85 @@ async function resetFleet(lab: Lab): Promise<void> {
   );
 }
 
+const CPUACCT = '/sys/fs/cgroup/cpuacct';
+const CPU_SIDES = ['client', 'bastion', 'servers'] as const;
+type CpuSide = (typeof CPU_SIDES)[number];
+
+/**
+ * CPU time per side of a run, from cgroup v1 cpuacct groups made for the bench (each server's sshd
+ * is moved in, and everything it starts follows; the CLI puts itself in). Undefined without cpuacct.
+ */
+function cpuAccounting(lab: Lab): {read(): Record<CpuSide, number>; wrap(argv: string[]): string[]; remove(): void} | undefined {
+  if (!existsSync(path.join(CPUACCT, 'cpuacct.usage'))) return undefined;
+  const group = (side: CpuSide): string => path.join(CPUACCT, `iw-bench-${process.pid}-${side}`);
+  try {
+    for (const side of CPU_SIDES) mkdirSync(group(side));
+    for (const [name, host] of lab.hosts) writeFileSync(path.join(group(name === 'tunnel-1' ? 'bastion' : 'servers'), 'tasks'), String(host.pids.sshd));
+  } catch {
+    return undefined;
+  }
+  return {
+    read: () => Object.fromEntries(CPU_SIDES.map((side) => [side, Number(readFileSync(path.join(group(side), 'cpuacct.usage'), 'utf8')) / 1e6])) as Record<CpuSide, number>,
+    // The CLI joins the client group before it starts ($$ is the shell that then becomes node).
+    wrap: (argv) => ['sh', '-c', `echo $$ > ${path.join(group('client'), 'tasks')} && exec "$@"`, 'sh', ...argv],
+    // A group can go once its processes are gone (after the lab's teardown).
+    remove: () => {
+      for (const side of CPU_SIDES) {
+        try {
+          rmdirSync(group(side));
+        } catch {
+          // still in use: the next boot clears it
+        }
+      }
+    },
+  };
+}
+
+type Accounting = ReturnType<typeof cpuAccounting>;
+
+interface ApplyRun {
+  wall: number;
+  cpu?: Record<CpuSide, number>;
+}
+
 /** One timed `apply --yes` on freshly reset servers. */
-async function timeApplyOnce(lab: Lab, inventory: string, hosts: string[], showTiming: boolean): Promise<number> {
+async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean): Promise<ApplyRun> {
   await resetFleet(lab);
+  const argv = [process.execPath, CLI_ENTRY, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
+  const before = accounting?.read();
   const start = performance.now();
-  const result = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])]);
-  const elapsed = performance.now() - start;
+  // execOperator is what runCli uses (operator namespace, lab HOME, CI=false), here with the accounting wrapper.
+  const result = await lab.execOperator(accounting ? accounting.wrap(argv) : argv, {timeoutMs: 100_000});
+  const wall = performance.now() - start;
+  const after = accounting?.read();
   if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   // IW_TIMING=1 reaches the CLI through the environment: show where the last run's time went.
-  if (showTiming) console.log(`--- ${hosts.join(',') || 'fleet'}: ${seconds(elapsed)}\n${result.stderr.trim()}`);
-  return elapsed;
+  if (showTiming) console.log(`--- ${hosts.join(',') || 'fleet'}: ${seconds(wall)}\n${result.stderr.trim()}`);
+  if (!before || !after) return {wall};
+  return {wall, cpu: Object.fromEntries(CPU_SIDES.map((side) => [side, after[side] - before[side]])) as Record<CpuSide, number>};
+}
+
+/** `CPU: client 0.71 s, bastion 0.07 s, servers 0.13 s (total 0.91 s)`, medians per side. */
+function cpuLine(runs: readonly ApplyRun[]): string {
+  const measured = runs.flatMap((run) => (run.cpu ? [run.cpu] : []));
+  if (measured.length === 0) return '';
+  const per = CPU_SIDES.map((side) => `${side} ${seconds(median(measured.map((cpu) => cpu[side])))}`);
+  const total = median(measured.map((cpu) => CPU_SIDES.reduce((sum, side) => sum + cpu[side], 0)));
+  return `; CPU used (median): ${per.join(', ')}, total ${seconds(total)}`;
 }
 
 /**
  * One host and the fleet, alternately (APPLY_RUNS pairs): this shared machine's speed drifts,
  * and both figures of the ratio should see the same drift.
  */
-async function timeApplyPairs(lab: Lab, inventory: string, one: string[]): Promise<{one: number[]; fleet: number[]}> {
-  const times = {one: [] as number[], fleet: [] as number[]};
+async function timeApplyPairs(lab: Lab, accounting: Accounting, inventory: string, one: string[]): Promise<{one: ApplyRun[]; fleet: ApplyRun[]}> {
+  const runs = {one: [] as ApplyRun[], fleet: [] as ApplyRun[]};
   for (let run = 0; run < APPLY_RUNS; run += 1) {
     const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
-    times.one.push(await timeApplyOnce(lab, inventory, one, last));
-    times.fleet.push(await timeApplyOnce(lab, inventory, [], last));
+    runs.one.push(await timeApplyOnce(lab, accounting, inventory, one, last));
+    runs.fleet.push(await timeApplyOnce(lab, accounting, inventory, [], last));
   }
-  return times;
+  return runs;
 }
 
 /** Public IPv4 in 198.19.0.0/16 (benchmark space, not private; 198.18.0.1 is the internet representative). */
@@ -144,7 +202,7 @@ function timePlan(file: string, withAccess: boolean): PlanFigures {
 /** The whole command as an operator runs it: node start, parse, plan, rendering 20,000 rulesets to /dev/null. */
 function timePlanCommand(file: string): number {
   const start = performance.now();
-  const child = spawnSync(process.execPath, [path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js'), 'plan', '--inventory', file], {
+  const child = spawnSync(process.execPath, [CLI_ENTRY, 'plan', '--inventory', file], {
     stdio: ['ignore', 'ignore', 'pipe'],
     env: {...process.env, CI: 'false'},
   });
@@ -204,15 +262,19 @@ async function main(): Promise<void> {
     return;
   }
   const lab = await createLab();
+  const accounting = cpuAccounting(lab);
   try {
     const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
-    const {one, fleet} = await timeApplyPairs(lab, seed, ['wordpress-1']);
+    const runs = await timeApplyPairs(lab, accounting, seed, ['wordpress-1']);
+    const one = runs.one.map((run) => run.wall);
+    const fleet = runs.fleet.map((run) => run.wall);
     const ratio = median(fleet) / median(one);
-    console.log(`apply --yes, one host (wordpress-1, through the bastion): median ${seconds(median(one))} of ${one.map(seconds).join(', ')}`);
-    console.log(`apply --yes, six-host seed fleet: median ${seconds(median(fleet))} of ${fleet.map(seconds).join(', ')}`);
-    console.log(`fleet / one host: ${ratio.toFixed(2)} (target <= 1.5)`);
+    console.log(`apply --yes, one host (wordpress-1, through the bastion): median ${seconds(median(one))} of ${one.map(seconds).join(', ')}${cpuLine(runs.one)}`);
+    console.log(`apply --yes, six-host seed fleet: median ${seconds(median(fleet))} of ${fleet.map(seconds).join(', ')}${cpuLine(runs.fleet)}`);
+    console.log(`fleet / one host: ${ratio.toFixed(2)} (target <= 1.5; per pair: ${one.map((time, index) => ((fleet[index] ?? Number.NaN) / time).toFixed(2)).join(', ')})`);
   } finally {
     await lab.teardown();
+    accounting?.remove();
   }
 
   // BENCH_ONLY=apply: the lab figures only.
