@@ -9,6 +9,9 @@ export default defineConfig({
         test: {
           name: 'unit',
           include: ['test/unit/**/*.test.ts', 'test/ui/**/*.test.tsx', 'test/ui/**/*.test.ts'],
+          // A limit for hangs, not a speed target (those are in `npm run bench`): the randomized
+          // tests take seconds, more on a loaded machine.
+          testTimeout: 30_000,
           env: {CI: 'false'},
         },
       },
