@@ -8,14 +8,27 @@ export function quoteToken(token: string): string {
   return `"${token.replace(/[\\"']/g, (character) => `\\${character}`)}"`;
 }
 
+// The compiler shares identical specs between rulesets (a fleet of 10,000 hosts has ~300,000
+// rules but ~20,000 distinct specs): each one's text is written once.
+const specTexts = new WeakMap<readonly string[], string>();
+
+function specText(spec: readonly string[]): string {
+  let text = specTexts.get(spec);
+  if (text === undefined) {
+    text = spec.map(quoteToken).join(' ');
+    specTexts.set(spec, text);
+  }
+  return text;
+}
+
 export function renderRuleset(ruleset: Ruleset): string {
   const tool = ruleset.family === 4 ? 'iptables' : 'ip6tables';
-  const lines = [`# isolate-wizard ${tool}-restore ruleset`];
+  let text = `# isolate-wizard ${tool}-restore ruleset\n`;
   for (const table of ruleset.tables) {
-    lines.push(`*${table.name}`);
-    for (const chain of table.chains) lines.push(`:${chain.name} ${chain.policy ?? '-'} [0:0]`);
-    for (const rule of table.rules) lines.push(['-A', rule.chain, ...rule.spec.map(quoteToken)].join(' '));
-    lines.push('COMMIT');
+    text += `*${table.name}\n`;
+    for (const chain of table.chains) text += `:${chain.name} ${chain.policy ?? '-'} [0:0]\n`;
+    for (const rule of table.rules) text += rule.spec.length === 0 ? `-A ${rule.chain}\n` : `-A ${rule.chain} ${specText(rule.spec)}\n`;
+    text += 'COMMIT\n';
   }
-  return lines.join('\n') + '\n';
+  return text;
 }

@@ -4,7 +4,7 @@
 import {addressFamily} from '../core/addresses.js';
 import type {Inventory} from '../core/inventory.js';
 import type {ResolvedSsh} from '../core/lockout.js';
-import {parseDestination, readSshConfig, resolveSshTarget} from './ssh-config.js';
+import {parseDestination, parseSshConfig, readSshConfig, resolveSshTarget, type ParsedSshConfig} from './ssh-config.js';
 
 /**
  * What the operator's own ssh would do for each host, from ~/.ssh/config only (no network):
@@ -14,10 +14,10 @@ import {parseDestination, readSshConfig, resolveSshTarget} from './ssh-config.js
 export function resolveOperatorSsh(inv: Pick<Inventory, 'hosts'> | {readonly hosts: readonly {readonly name: string; readonly ssh: string}[]}, home: string | undefined, configText?: string): Map<string, ResolvedSsh> {
   const resolved = new Map<string, ResolvedSsh>();
   if (home === undefined) return resolved;
-  // Read the config once for the whole fleet.
-  let text: string;
+  // Read and parse the config once for the whole fleet.
+  let parsed: ParsedSshConfig;
   try {
-    text = configText ?? readSshConfig(home);
+    parsed = parseSshConfig(home, configText ?? readSshConfig(home));
   } catch {
     return resolved;
   }
@@ -32,7 +32,7 @@ export function resolveOperatorSsh(inv: Pick<Inventory, 'hosts'> | {readonly hos
   }
   for (const host of inv.hosts) {
     try {
-      const target = resolveSshTarget(host.ssh, {home, configText: text});
+      const target = resolveSshTarget(host.ssh, {home, parsed});
       const lastHop = target.proxyJump[target.proxyJump.length - 1];
       const jumpHost = lastHop === undefined ? undefined : fleetNameOf.get(parseDestination(lastHop).host);
       const address = addressFamily(target.hostname) === undefined ? undefined : target.hostname;

@@ -39,6 +39,15 @@ export interface ResolveOptions {
   readonly configText?: string;
   /** The local user name, the default login (like ssh). */
   readonly localUser?: string;
+  /** The config already read and parsed (parseSshConfig): a fleet resolves many hosts with one. */
+  readonly parsed?: ParsedSshConfig;
+}
+
+/** ~/.ssh/config with its Include lines expanded, parsed once. */
+export type ParsedSshConfig = ReturnType<typeof SSHConfig.parse>;
+
+export function parseSshConfig(home: string, configText?: string): ParsedSshConfig {
+  return SSHConfig.parse(expandIncludes(configText ?? readSshConfig(home), home));
 }
 
 /** Thrown for a destination or config value that cannot be used; the caller names the host. */
@@ -138,8 +147,7 @@ export function expandTilde(file: string, home: string): string {
 /** Resolves a destination through the ssh config: what `ssh -G destination` would use. */
 export function resolveSshTarget(destination: string, options: ResolveOptions): SshTarget {
   const parsed = parseDestination(destination);
-  const text = expandIncludes(options.configText ?? readSshConfig(options.home), options.home);
-  const config = SSHConfig.parse(text);
+  const config = options.parsed ?? parseSshConfig(options.home, options.configText);
   // Match exec would run a shell from the config: this tool never runs shells for configs.
   const computed = config.compute(
     parsed.user === undefined ? {Host: parsed.host} : {Host: parsed.host, User: parsed.user},
@@ -204,10 +212,17 @@ function expandTokens(text: string, values: Record<string, string>): string {
   return text.replace(/%(.)/g, (token, letter: string) => (letter === '%' ? '%' : (values[letter] ?? token)));
 }
 
+// Asked once per process: userInfo() reads the password database each time, and a fleet
+// resolves thousands of hosts.
+let localUserName: string | undefined;
+
 function safeLocalUser(): string {
-  try {
-    return userInfo().username;
-  } catch {
-    return process.env['USER'] ?? 'root';
+  if (localUserName === undefined) {
+    try {
+      localUserName = userInfo().username;
+    } catch {
+      localUserName = process.env['USER'] ?? 'root';
+    }
   }
+  return localUserName;
 }
