@@ -3,7 +3,7 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, viewsDefined, type ChainView} from './port-sets.js';
+import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
 import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -361,11 +361,7 @@ function viewPortsOnRoute(route: Route, protocol: Protocol): PortRange[] | undef
   // destination's INPUT usually does); otherwise fetch them all first, so that an unreadable
   // ruleset sends the route to the evaluator (which notes what it cannot judge).
   if (receiving.viewsDefined(protocol) && (!sending || sending.viewsDefined(protocol))) {
-    let ports = acceptedPortsOf(receiving.view('request-in', protocol) as ChainView, sourceIp);
-    if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(receiving.view('reply-out', protocol) as ChainView, sourceIp));
-    if (sending && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('request-out', protocol) as ChainView, destinationIp));
-    if (sending && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('reply-in', protocol) as ChainView, destinationIp));
-    return portSetToRanges(ports);
+    return portSetToRanges(definedViewPorts(receiving, sending, sourceIp, protocol));
   }
   const requestIn = receiving.view('request-in', protocol);
   const replyOut = receiving.view('reply-out', protocol);
@@ -377,6 +373,20 @@ function viewPortsOnRoute(route: Route, protocol: Protocol): PortRange[] | undef
   if (requestOut && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(requestOut, destinationIp));
   if (replyIn && ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(replyIn, destinationIp));
   return portSetToRanges(ports);
+}
+
+/**
+ * The four checks of a route through views, for ends whose views are all defined (viewsDefined)
+ * and whose addresses are read: stops at the first check that closes everything.
+ */
+function definedViewPorts(receiving: RouteEnd, sending: RouteEnd | undefined, sourceIp: IpAddress, protocol: Protocol): PortSet {
+  let ports = acceptedPortsOf(receiving.view('request-in', protocol) as ChainView, sourceIp);
+  if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(receiving.view('reply-out', protocol) as ChainView, sourceIp));
+  if (!sending) return ports;
+  const destinationIp = receiving.address as IpAddress;
+  if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('request-out', protocol) as ChainView, destinationIp));
+  if (ports.length > 0) ports = intersectPorts(ports, acceptedPortsOf(sending.view('reply-in', protocol) as ChainView, destinationIp));
+  return ports;
 }
 
 const cutsByPair = new WeakMap<Ruleset, WeakMap<Ruleset, {tcp?: number[]; udp?: number[]}>>();
@@ -665,9 +675,11 @@ class FleetIndex {
       }
       return closed;
     };
+    /** The side a fleet source's path to the destination takes (fleetPath's rule). */
     const sideOf = (sourceIndex: number): 'public' | 'private' =>
       destinationPrivate && this.hosts[sourceIndex]?.facts.interfaces.private !== undefined ? 'private' : 'public';
     return {
+      sideOf,
       /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
       internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destination)),
       tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, taken)),
@@ -761,18 +773,194 @@ export function summarizeAccess(hosts: readonly FleetHost[]): AccessEntry[] {
  * without holding every cell of a large fleet at once.
  */
 export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[] {
-  const sourceRank = rankOfSources(hosts.map((host) => host.name));
   const entries: AccessEntry[] = [];
-  forEachDestination(hosts, {omitClosed: true}, (destination, cells) => {
-    const bySource = new Map<string, AccessCell[]>();
-    for (const cell of cells) {
-      const list = bySource.get(cell.source);
-      if (list) list.push(cell);
-      else bySource.set(cell.source, [cell]);
+  if (!namesDistinct(hosts)) {
+    // (Cells of sources sharing a name are grouped together: only the cell-by-cell path does that.)
+    const sourceRank = rankOfSources(hosts.map((host) => host.name));
+    forEachDestination(hosts, {omitClosed: true}, (destination, cells) => {
+      const bySource = new Map<string, AccessCell[]>();
+      for (const cell of cells) {
+        const list = bySource.get(cell.source);
+        if (list) list.push(cell);
+        else bySource.set(cell.source, [cell]);
+      }
+      summarizeDestination(destination.name, bySource, sourceRank, entries);
+    });
+    return entries;
+  }
+  // The same rows as forEachDestination's cells (omitClosed), one per source, already in the
+  // lines' order: the internet, fleet hosts in fleet order, other tenants.
+  const taken = fleetAddresses(hosts);
+  const ends = new RouteEnds();
+  const index = new FleetIndex(hosts, ends);
+  for (const [destinationIndex, destination] of hosts.entries()) {
+    const shortcut = index.forDestination(destination, taken);
+    const rows: SourceRow[] = [rowOfGroup(INTERNET, {routes: shortcut.internetRoutes()}, destination)];
+    for (const sourceIndex of shortcut.candidates()) {
+      if (sourceIndex === destinationIndex) continue;
+      const source = hosts[sourceIndex] as FleetHost;
+      const knownClosed = (family: Family, protocol: Protocol): boolean => shortcut.closed(sourceIndex, family, protocol);
+      rows.push(
+        viewRow(ends, source, destination, shortcut.sideOf(sourceIndex), knownClosed) ??
+          rowOfGroup(source.name, {routes: fleetRoutes(ends, source, destination), knownClosed}, destination),
+      );
     }
-    summarizeDestination(destination.name, bySource, sourceRank, entries);
-  });
+    rows.push(rowOfGroup(PRIVATE_TENANTS, {routes: shortcut.tenantRoutes()}, destination));
+    summarizeRows(destination.name, rows, entries);
+  }
   return entries;
+}
+
+/** No two hosts share a name, and none is named like a representative source. */
+function namesDistinct(hosts: readonly FleetHost[]): boolean {
+  const names = new Set<string>([INTERNET, PRIVATE_TENANTS]);
+  for (const host of hosts) {
+    if (names.has(host.name)) return false;
+    names.add(host.name);
+  }
+  return true;
+}
+
+/** One source's cells to a destination, as port sets: what a line of the summary is made of. */
+interface SourceRow {
+  readonly source: string;
+  /** Whether the source has a route in the family (then it has cells in it, maybe closed). */
+  readonly has4: boolean;
+  readonly has6: boolean;
+  readonly tcp4: PortSet;
+  readonly udp4: PortSet;
+  readonly tcp6: PortSet;
+  readonly udp6: PortSet;
+  readonly uncertain: readonly string[];
+}
+
+const NO_PORTS: PortSet = Object.freeze([]);
+
+/**
+ * A fleet source's row straight from the views, when each family has at most one address pair
+ * and every view on the way is defined (so nothing is noted): the cells' ports without routes
+ * or cells. Undefined otherwise (then the source's routes are walked cell by cell).
+ */
+function viewRow(
+  ends: RouteEnds,
+  source: FleetHost,
+  destination: FleetHost,
+  side: 'public' | 'private',
+  knownClosed: (family: Family, protocol: Protocol) => boolean,
+): SourceRow | undefined {
+  // (fleetPath's rule: no interface on the destination's side, no route at all.)
+  const noRoute = destination.facts.interfaces[side] === undefined;
+  const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS]; // 4 tcp, 4 udp, 6 tcp, 6 udp
+  const has = [false, false];
+  for (let familyIndex = 0; familyIndex < 2 && !noRoute; familyIndex += 1) {
+    const family = FAMILIES[familyIndex] as Family;
+    const receivingEnds = ends.of(destination, side, family);
+    const sendingEnds = ends.of(source, side, family);
+    if (receivingEnds.length === 0 || sendingEnds.length === 0) continue;
+    if (receivingEnds.length > 1 || sendingEnds.length > 1) return undefined; // (pairs may differ: noted)
+    const receiving = receivingEnds[0] as RouteEnd;
+    const sending = sendingEnds[0] as RouteEnd;
+    has[familyIndex] = true;
+    for (let protocolIndex = 0; protocolIndex < 2; protocolIndex += 1) {
+      const protocol = PROTOCOLS[protocolIndex] as Protocol;
+      if (!receiving.viewsDefined(protocol) || !sending.viewsDefined(protocol)) return undefined;
+      if (knownClosed(family, protocol)) continue;
+      ports[familyIndex * 2 + protocolIndex] = definedViewPorts(receiving, sending, sending.address as IpAddress, protocol);
+    }
+  }
+  return {
+    source: source.name,
+    has4: has[0] as boolean,
+    has6: has[1] as boolean,
+    tcp4: ports[0] as PortSet,
+    udp4: ports[1] as PortSet,
+    tcp6: ports[2] as PortSet,
+    udp6: ports[3] as PortSet,
+    uncertain: NO_NOTES,
+  };
+}
+
+/** A source's row from its routes, cell by cell (any ruleset; notes what could not be judged). */
+function rowOfGroup(source: string, group: SourceGroup, destination: FleetHost): SourceRow {
+  const tcpCells = cellsOfGroup(group, destination, 'tcp', false);
+  const udpCells = cellsOfGroup(group, destination, 'udp', false);
+  const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS]; // 4 tcp, 4 udp, 6 tcp, 6 udp
+  let noted = false;
+  for (const cell of tcpCells) {
+    ports[cell.family === 4 ? 0 : 2] = rangesToPortSet(cell.ports);
+    if (cell.uncertain.length > 0) noted = true;
+  }
+  for (const cell of udpCells) {
+    ports[cell.family === 4 ? 1 : 3] = rangesToPortSet(cell.ports);
+    if (cell.uncertain.length > 0) noted = true;
+  }
+  return {
+    source,
+    has4: tcpCells.some((cell) => cell.family === 4),
+    has6: tcpCells.some((cell) => cell.family === 6),
+    tcp4: ports[0] as PortSet,
+    udp4: ports[1] as PortSet,
+    tcp6: ports[2] as PortSet,
+    udp6: ports[3] as PortSet,
+    uncertain: noted ? [...new Set([...tcpCells, ...udpCells].flatMap((cell) => cell.uncertain))] : NO_NOTES,
+  };
+}
+
+/** A cell's ranges (sorted, merged) as a port set. */
+function rangesToPortSet(ranges: readonly PortRange[]): PortSet {
+  if (ranges.length === 0) return NO_PORTS;
+  const set: number[] = [];
+  for (const range of ranges) set.push(range.first, range.last);
+  return set;
+}
+
+function samePorts(a: PortSet, b: PortSet): boolean {
+  if (a === b) return true;
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/** summarizeDestination for rows already in the lines' order (one per source). */
+function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[]): void {
+  const byKey = new Map<string, AccessEntry>();
+  const addPart = (row: SourceRow, only: Family | undefined, tcp: PortSet, udp: PortSet): void => {
+    if (tcp.length === 0 && udp.length === 0) return;
+    // (Port sets are canonical: equal sets, equal keys, as formatPorts would give.)
+    const key = `${only ?? ''}|${tcp.join(',')}|${udp.join(',')}`;
+    const existing = byKey.get(key);
+    if (existing) {
+      (existing.sources as string[]).push(row.source);
+      for (const note of row.uncertain) if (!existing.uncertain.includes(note)) (existing.uncertain as string[]).push(note);
+    } else {
+      const entry: AccessEntry = {
+        destination,
+        sources: [row.source],
+        tcp: portSetToRanges(tcp),
+        udp: portSetToRanges(udp),
+        ...(only ? {only} : {}),
+        uncertain: [...row.uncertain],
+      };
+      byKey.set(key, entry);
+      entries.push(entry);
+    }
+  };
+  for (const row of rows) {
+    if (row.has4 && row.has6) {
+      // Most sources get the same in both families: nothing then is one family's only.
+      const tcpSame = samePorts(row.tcp4, row.tcp6);
+      const udpSame = samePorts(row.udp4, row.udp6);
+      addPart(row, undefined, tcpSame ? row.tcp4 : intersectPorts(row.tcp4, row.tcp6), udpSame ? row.udp4 : intersectPorts(row.udp4, row.udp6));
+      if (!tcpSame || !udpSame) {
+        addPart(row, 4, tcpSame ? NO_PORTS : subtractPorts(row.tcp4, row.tcp6), udpSame ? NO_PORTS : subtractPorts(row.udp4, row.udp6));
+        addPart(row, 6, tcpSame ? NO_PORTS : subtractPorts(row.tcp6, row.tcp4), udpSame ? NO_PORTS : subtractPorts(row.udp6, row.udp4));
+      }
+    } else if (row.has4) {
+      addPart(row, undefined, row.tcp4, row.udp4);
+    } else if (row.has6) {
+      addPart(row, undefined, row.tcp6, row.udp6);
+    }
+  }
 }
 
 /** Where a source sorts in a destination's lines: the internet first, fleet hosts in order, other tenants last. */
