@@ -46,8 +46,7 @@ export interface AccessCell {
  */
 class RouteEnd {
   readonly address: IpAddress | undefined;
-  /** The address as the fleet path spells it (canonical; topology.ts). */
-  readonly canonicalText: string;
+  private canonical: string | undefined;
   /** By kind and protocol (VIEW_SLOTS); undefined: not asked yet, null: not defined. */
   private readonly views: (ChainView | null | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
   private definedTcp: boolean | undefined;
@@ -60,7 +59,11 @@ class RouteEnd {
     readonly text: string,
   ) {
     this.address = parseAddress(text);
-    this.canonicalText = canonicalAddress(text) ?? text;
+  }
+
+  /** The address as the fleet path spells it (canonical; topology.ts). Only routes walked cell by cell need it. */
+  get canonicalText(): string {
+    return (this.canonical ??= canonicalAddress(this.text) ?? this.text);
   }
 
   view(kind: RouteViewKind, protocol: Protocol): ChainView | undefined {
@@ -649,6 +652,15 @@ class FleetIndex {
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
     let tenants: Route[] | undefined;
     let internet: Route[] | undefined;
+    // The representatives' ports straight from the views, per side (public, private) when their
+    // routes allow (undefined: not asked yet; null: walk the routes).
+    const directs: (RepresentativePorts | null | undefined)[] = [undefined, undefined];
+    const directOf = (side: 'public' | 'private'): RepresentativePorts | undefined => {
+      const slot = side === 'public' ? 0 : 1;
+      let direct = directs[slot];
+      if (direct === undefined) directs[slot] = direct = representativePorts(this.ends, destination, side, taken) ?? null;
+      return direct ?? undefined;
+    };
     /** The representative on that side gets nothing in that family and protocol, and nothing is uncertain. */
     const closedFor = (side: 'public' | 'private', family: Family, protocol: Protocol): boolean => {
       const key = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (protocol === 'tcp' ? 0 : 1);
@@ -656,8 +668,17 @@ class FleetIndex {
       if (closed === undefined) {
         const {interfaces, addresses} = destination.facts;
         const reachable = interfaces[side] !== undefined && allOfFamily(addresses[side], family).length > 0;
+        const direct = reachable ? directOf(side) : undefined;
         if (!reachable) {
           closed = true; // no fleet source has a route there in this family either
+        } else if (direct) {
+          // (One route at most, answered by defined views: nothing is uncertain.)
+          const familyIndex = family === 4 ? 0 : 1;
+          const sourceIp = direct.sourceIps[familyIndex];
+          closed =
+            sourceIp !== undefined &&
+            !coveredBy(rulesetNetworks(rulesetOf(destination, family)), sourceIp) &&
+            (direct.ports[familyIndex * 2 + (protocol === 'tcp' ? 0 : 1)] as PortSet).length === 0;
         } else {
           const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
             (route) => route.family === family,
@@ -683,6 +704,14 @@ class FleetIndex {
       /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
       internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destination)),
       tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, taken)),
+      /** The representative's row on that side (the internet on the public one, other tenants on the private one). */
+      representativeRow: (side: 'public' | 'private'): SourceRow => {
+        const source = side === 'public' ? INTERNET : PRIVATE_TENANTS;
+        const direct = directOf(side);
+        if (direct) return rowOfPorts(source, direct.sourceIps[0] !== undefined, direct.sourceIps[1] !== undefined, direct.ports, NO_NOTES);
+        const routes = side === 'public' ? (internet ??= internetRoutes(this.ends, destination)) : (tenants ??= tenantRoutes(this.ends, destination, taken));
+        return rowOfGroup(source, {routes}, destination);
+      },
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
         const singled = mentioned[family];
         if (singled === undefined || singled.has(sourceIndex) || this.uncertainSenders.has(sourceIndex)) return false;
@@ -795,7 +824,7 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   const index = new FleetIndex(hosts, ends);
   for (const [destinationIndex, destination] of hosts.entries()) {
     const shortcut = index.forDestination(destination, taken);
-    const rows: SourceRow[] = [rowOfGroup(INTERNET, {routes: shortcut.internetRoutes()}, destination)];
+    const rows: SourceRow[] = [shortcut.representativeRow('public')];
     for (const sourceIndex of shortcut.candidates()) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
@@ -805,7 +834,7 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
           rowOfGroup(source.name, {routes: fleetRoutes(ends, source, destination), knownClosed}, destination),
       );
     }
-    rows.push(rowOfGroup(PRIVATE_TENANTS, {routes: shortcut.tenantRoutes()}, destination));
+    rows.push(shortcut.representativeRow('private'));
     summarizeRows(destination.name, rows, entries);
   }
   return entries;
@@ -877,6 +906,59 @@ function viewRow(
     tcp6: ports[2] as PortSet,
     udp6: ports[3] as PortSet,
     uncertain: NO_NOTES,
+  };
+}
+
+/** A representative's answers on one side of a destination, from the views. */
+interface RepresentativePorts {
+  /** Its address per family (IPv4, IPv6); undefined: no route in that family. */
+  readonly sourceIps: readonly (IpAddress | undefined)[];
+  /** Ports per family and protocol (4 tcp, 4 udp, 6 tcp, 6 udp). */
+  readonly ports: readonly PortSet[];
+}
+
+/**
+ * What internetRoutes (public side) or tenantRoutes (private side) would let through, read
+ * from the views: undefined unless each family has at most one route and the destination's
+ * views are all defined there (then its routes are walked).
+ */
+function representativePorts(ends: RouteEnds, destination: FleetHost, side: 'public' | 'private', taken: ReadonlySet<string>): RepresentativePorts | undefined {
+  const sourceIps: (IpAddress | undefined)[] = [undefined, undefined];
+  const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS];
+  if (destination.facts.interfaces[side] === undefined) return {sourceIps, ports};
+  for (let familyIndex = 0; familyIndex < 2; familyIndex += 1) {
+    const family = FAMILIES[familyIndex] as Family;
+    const receivingEnds = ends.of(destination, side, family);
+    if (receivingEnds.length === 0) continue;
+    if (receivingEnds.length > 1) return undefined;
+    const receiving = receivingEnds[0] as RouteEnd;
+    let sourceIp: IpAddress | undefined;
+    if (side === 'public') {
+      sourceIp = INTERNET_IP[family];
+    } else {
+      // (tenantRoutes' neighbour: near the first private address of the family, here the only one.)
+      const tenant = tenantAddress(receiving.text, taken);
+      sourceIp = tenant === undefined ? undefined : parseAddress(tenant);
+    }
+    if (sourceIp === undefined) continue;
+    if (!receiving.viewsDefined('tcp') || !receiving.viewsDefined('udp')) return undefined;
+    sourceIps[familyIndex] = sourceIp;
+    ports[familyIndex * 2] = definedViewPorts(receiving, undefined, sourceIp, 'tcp');
+    ports[familyIndex * 2 + 1] = definedViewPorts(receiving, undefined, sourceIp, 'udp');
+  }
+  return {sourceIps, ports};
+}
+
+function rowOfPorts(source: string, has4: boolean, has6: boolean, ports: readonly PortSet[], uncertain: readonly string[]): SourceRow {
+  return {
+    source,
+    has4,
+    has6,
+    tcp4: ports[0] as PortSet,
+    udp4: ports[1] as PortSet,
+    tcp6: ports[2] as PortSet,
+    udp6: ports[3] as PortSet,
+    uncertain,
   };
 }
 

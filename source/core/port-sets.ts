@@ -423,12 +423,15 @@ interface SharedTable {
   readonly defined: {tcp?: boolean; udp?: boolean};
   /** matchedNetworks, once computed. */
   networks?: readonly IpNetwork[];
+  /** The ids of the rules read, -1 where a chain's run starts (with the chains, the content). */
+  readonly ruleIds: readonly number[];
 }
 
 const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 const NO_NETWORKS: ReadonlyMap<string, readonly IpNetwork[]> = new Map();
 const sharedByTable = new WeakMap<Table, SharedTable | null>();
-const sharedByContent = new Map<string, SharedTable>();
+/** Shared tables by a short key of their content (tables with the same key told apart by ruleIds). */
+const sharedByContent = new Map<string, SharedTable[]>();
 
 /** A ruleset's filter table as read: 'none' without one, undefined when not readable. Cached per ruleset. */
 const tableOfRuleset = new WeakMap<Ruleset, SharedTable | 'none' | null>();
@@ -454,22 +457,30 @@ function sharedTable(table: Table, family: 4 | 6): SharedTable | undefined {
 function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
   // With fewer chains than MAX_DEPTH no walk without a loop nests that deep (a loop gives up).
   if (table.chains.length >= MAX_DEPTH) return undefined;
-  // The key names the content: family, chains and policies, then each rule's chain and read
-  // rule in file order. (Joined, not appended piece by piece: the map keeps the key, and an
-  // appended string keeps every piece.)
-  const parts: string[] = [`${family}`];
-  for (const chain of table.chains) parts.push(`\n${chain.name}:${chain.policy ?? '-'}`);
+  // The content: family, chains and policies, then each rule's chain and read rule in file
+  // order. Named by a short key (the chains and a hash of the rule ids) and told apart by the
+  // ids themselves: a fleet has hundreds of thousands of rules, not worth a string each.
+  let header = `${family}`;
+  for (const chain of table.chains) header += `\n${chain.name}:${chain.policy ?? '-'}`;
   const reads: ReadRule[] = [];
+  const ids: number[] = []; // rule ids, -1 where a run of one chain's rules starts
+  let hash = 0;
   let chainName: string | undefined;
   for (const rule of table.rules) {
     const read = readRule(rule.spec);
     if (!read) return undefined;
     reads.push(read);
-    if (rule.chain !== chainName) parts.push(`\n${(chainName = rule.chain)}`);
-    parts.push(` ${read.id}`);
+    if (rule.chain !== chainName) {
+      header += `\n${(chainName = rule.chain)}`;
+      ids.push(-1);
+      hash = (Math.imul(hash, 31) - 1) | 0;
+    }
+    ids.push(read.id);
+    hash = (Math.imul(hash, 31) + read.id) | 0;
   }
-  const key = parts.join('');
-  let shared = sharedByContent.get(key);
+  const key = `${header}\n#${hash}`;
+  const sameKey = sharedByContent.get(key);
+  let shared = sameKey?.find((candidate) => sameIds(candidate.ruleIds, ids));
   if (!shared) {
     const chains = new Map<string, ReadRule[]>();
     table.rules.forEach((rule, position) => {
@@ -501,14 +512,21 @@ function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
       out: {tcp: ownNetworksOf('source', 'tcp'), udp: ownNetworksOf('source', 'udp')},
     };
     shared = {
-      family, chains, ownNetworks, views: [], defined: {},
+      family, chains, ownNetworks, views: [], defined: {}, ruleIds: ids,
       declared: new Set(table.chains.map((chain) => chain.name)),
       policies: new Map(table.chains.map((chain) => [chain.name, chain.policy])),
     };
     if (sharedByContent.size >= 50_000) sharedByContent.clear();
-    sharedByContent.set(key, shared);
+    if (sameKey) sameKey.push(shared);
+    else sharedByContent.set(key, [shared]);
   }
   return shared;
+}
+
+function sameIds(a: readonly number[], b: readonly number[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) if (a[index] !== b[index]) return false;
+  return true;
 }
 
 /**
