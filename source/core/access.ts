@@ -585,6 +585,7 @@ class FleetIndex {
   private readonly coveredCache = new Map<string, readonly number[]>();
   private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
   private readonly mentionedByNetworks = new WeakMap<readonly IpNetwork[], ReadonlySet<number>>();
+  private readonly singledOutCache = new WeakMap<ReadonlySet<number>, Map<ReadonlySet<number>, readonly number[]>>();
   /** Hosts with a private interface, and the others (their fleet paths use the public side). */
   readonly withPrivate: number[] = [];
   readonly withoutPrivate: number[] = [];
@@ -642,6 +643,21 @@ class FleetIndex {
       const found = new Set<number>();
       for (const network of networks) for (const host of this.covered(network)) found.add(host);
       this.mentionedByNetworks.set(networks, (hosts = found));
+    }
+    return hosts;
+  }
+
+  /**
+   * The hosts either family's rules single out, and the uncertain senders, in fleet order:
+   * found once for the destinations sharing both tables' networks.
+   */
+  private singledOut(mentioned4: ReadonlySet<number>, mentioned6: ReadonlySet<number>): readonly number[] {
+    let byMentioned6 = this.singledOutCache.get(mentioned4);
+    if (!byMentioned6) this.singledOutCache.set(mentioned4, (byMentioned6 = new Map()));
+    let hosts = byMentioned6.get(mentioned6);
+    if (!hosts) {
+      hosts = [...new Set<number>([...mentioned4, ...mentioned6, ...this.uncertainSenders])].sort((a, b) => a - b);
+      byMentioned6.set(mentioned6, hosts);
     }
     return hosts;
   }
@@ -718,13 +734,14 @@ class FleetIndex {
         return closedFor(sideOf(sourceIndex), family, protocol);
       },
       /** Every source that is not known closed in every family and protocol, in fleet order. */
-      candidates: (): number[] => {
+      candidates: (): readonly number[] => {
         if (mentioned[4] === undefined || mentioned[6] === undefined) return [...this.hosts.keys()];
-        const chosen = new Set<number>([...mentioned[4], ...mentioned[6], ...this.uncertainSenders]);
         const sides = destinationPrivate ? (['private', 'public'] as const) : (['public'] as const);
+        const isOpen = (side: 'public' | 'private'): boolean => FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
+        if (!sides.some(isOpen)) return this.singledOut(mentioned[4], mentioned[6]);
+        const chosen = new Set<number>([...mentioned[4], ...mentioned[6], ...this.uncertainSenders]);
         for (const side of sides) {
-          const open = FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
-          if (!open) continue;
+          if (!isOpen(side)) continue;
           const members = !destinationPrivate ? [...this.hosts.keys()] : side === 'private' ? this.withPrivate : this.withoutPrivate;
           for (const member of members) chosen.add(member);
         }
@@ -828,10 +845,9 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
     for (const sourceIndex of shortcut.candidates()) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
-      const knownClosed = (family: Family, protocol: Protocol): boolean => shortcut.closed(sourceIndex, family, protocol);
       rows.push(
-        viewRow(ends, source, destination, shortcut.sideOf(sourceIndex), knownClosed) ??
-          rowOfGroup(source.name, {routes: fleetRoutes(ends, source, destination), knownClosed}, destination),
+        viewRow(ends, source, sourceIndex, destination, shortcut) ??
+          rowOfGroup(source.name, {routes: fleetRoutes(ends, source, destination), knownClosed: (family, protocol) => shortcut.closed(sourceIndex, family, protocol)}, destination),
       );
     }
     rows.push(shortcut.representativeRow('private'));
@@ -870,13 +886,8 @@ const NO_PORTS: PortSet = Object.freeze([]);
  * and every view on the way is defined (so nothing is noted): the cells' ports without routes
  * or cells. Undefined otherwise (then the source's routes are walked cell by cell).
  */
-function viewRow(
-  ends: RouteEnds,
-  source: FleetHost,
-  destination: FleetHost,
-  side: 'public' | 'private',
-  knownClosed: (family: Family, protocol: Protocol) => boolean,
-): SourceRow | undefined {
+function viewRow(ends: RouteEnds, source: FleetHost, sourceIndex: number, destination: FleetHost, shortcut: DestinationShortcut): SourceRow | undefined {
+  const side = shortcut.sideOf(sourceIndex);
   // (fleetPath's rule: no interface on the destination's side, no route at all.)
   const noRoute = destination.facts.interfaces[side] === undefined;
   const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS]; // 4 tcp, 4 udp, 6 tcp, 6 udp
@@ -893,21 +904,14 @@ function viewRow(
     for (let protocolIndex = 0; protocolIndex < 2; protocolIndex += 1) {
       const protocol = PROTOCOLS[protocolIndex] as Protocol;
       if (!receiving.viewsDefined(protocol) || !sending.viewsDefined(protocol)) return undefined;
-      if (knownClosed(family, protocol)) continue;
+      if (shortcut.closed(sourceIndex, family, protocol)) continue;
       ports[familyIndex * 2 + protocolIndex] = definedViewPorts(receiving, sending, sending.address as IpAddress, protocol);
     }
   }
-  return {
-    source: source.name,
-    has4: has[0] as boolean,
-    has6: has[1] as boolean,
-    tcp4: ports[0] as PortSet,
-    udp4: ports[1] as PortSet,
-    tcp6: ports[2] as PortSet,
-    udp6: ports[3] as PortSet,
-    uncertain: NO_NOTES,
-  };
+  return rowOfPorts(source.name, has[0] as boolean, has[1] as boolean, ports, NO_NOTES);
 }
+
+type DestinationShortcut = ReturnType<FleetIndex['forDestination']>;
 
 /** A representative's answers on one side of a destination, from the views. */
 interface RepresentativePorts {

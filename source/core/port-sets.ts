@@ -618,7 +618,22 @@ const ACCEPT_EVERYTHING: Readonly<Record<4 | 6, ChainView>> = {
   6: {family: 6, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false, unnamedAnswer: ALL_PORTS},
 };
 
+/** The views of a chain without rules, by policy and family (shared like views of equal content). */
+const POLICY_ONLY_ACCEPT: Readonly<Record<4 | 6, ChainView>> = {
+  4: {family: 4, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false},
+  6: {family: 6, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false},
+};
+const POLICY_ONLY_DROP: Readonly<Record<4 | 6, ChainView>> = {
+  4: {family: 4, entries: [], policyAccepts: false, namedPeers: new Set(), networks: false},
+  6: {family: 6, entries: [], policyAccepts: false, namedPeers: new Set(), networks: false},
+};
+
 function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainView | undefined {
+  // A chain with no rules (OUTPUT, in most tables): only its policy decides.
+  if (!table.chains.has(shape.chain)) {
+    const policyAccepts = (table.policies.get(shape.chain) ?? 'ACCEPT') !== 'DROP';
+    return (policyAccepts ? POLICY_ONLY_ACCEPT : POLICY_ONLY_DROP)[table.family];
+  }
   let namedPeers: Set<bigint> | undefined;
   let networks = false;
   const reduced = new Map<string, readonly Entry[] | null>();
