@@ -169,6 +169,25 @@ export function tenantAddress(near: string, taken: ReadonlySet<string>): string 
   return found;
 }
 
+// tenantAddress's answers per network, parsed: each destination asks once per family.
+const tenantIpCache = new WeakMap<ReadonlySet<string>, Map<number | string, IpAddress | null>>();
+
+/** tenantAddress for an address already parsed, parsed. */
+function tenantNear(near: IpAddress, taken: ReadonlySet<string>): IpAddress | undefined {
+  let byNetwork = tenantIpCache.get(taken);
+  if (!byNetwork) tenantIpCache.set(taken, (byNetwork = new Map()));
+  const hostBits = near.family === 4 ? 8n : 64n;
+  const network = (near.value >> hostBits) << hostBits;
+  const key = near.family === 4 ? Number(network) : network.toString(16);
+  let found = byNetwork.get(key);
+  if (found === undefined) {
+    const tenant = findTenant(near.family, network, hostBits, taken);
+    found = (tenant === undefined ? undefined : parseAddress(tenant)) ?? null;
+    byNetwork.set(key, found);
+  }
+  return found ?? undefined;
+}
+
 function findTenant(family: Family, network: bigint, hostBits: bigint, taken: ReadonlySet<string>): string | undefined {
   const top = (1n << hostBits) - 2n; // skip the all-ones host (IPv4 broadcast)
   for (let offset = top; offset > top - 64n; offset -= 1n) {
@@ -666,6 +685,7 @@ class FleetIndex {
     const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
+    const representativeNamed: (boolean | undefined)[] = []; // by side and family
     let tenants: Route[] | undefined;
     let internet: Route[] | undefined;
     // The representatives' ports straight from the views, per side (public, private) when their
@@ -691,10 +711,13 @@ class FleetIndex {
           // (One route at most, answered by defined views: nothing is uncertain.)
           const familyIndex = family === 4 ? 0 : 1;
           const sourceIp = direct.sourceIps[familyIndex];
-          closed =
-            sourceIp !== undefined &&
-            !coveredBy(rulesetNetworks(rulesetOf(destination, family)), sourceIp) &&
-            (direct.ports[familyIndex * 2 + (protocol === 'tcp' ? 0 : 1)] as PortSet).length === 0;
+          if (sourceIp === undefined || (direct.ports[familyIndex * 2 + (protocol === 'tcp' ? 0 : 1)] as PortSet).length > 0) {
+            closed = false;
+          } else {
+            // (Whether a rule names the representative does not depend on the protocol.)
+            const slot = (side === 'public' ? 0 : 2) + familyIndex;
+            closed = !(representativeNamed[slot] ??= coveredBy(rulesetNetworks(rulesetOf(destination, family)), sourceIp));
+          }
         } else {
           const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
             (route) => route.family === family,
@@ -941,8 +964,7 @@ function representativePorts(ends: RouteEnds, destination: FleetHost, side: 'pub
       sourceIp = INTERNET_IP[family];
     } else {
       // (tenantRoutes' neighbour: near the first private address of the family, here the only one.)
-      const tenant = tenantAddress(receiving.text, taken);
-      sourceIp = tenant === undefined ? undefined : parseAddress(tenant);
+      sourceIp = tenantNear(receiving.address as IpAddress, taken);
     }
     if (sourceIp === undefined) continue;
     if (!receiving.viewsDefined('tcp') || !receiving.viewsDefined('udp')) return undefined;
