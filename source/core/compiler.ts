@@ -12,7 +12,6 @@ import type {
   Chain,
   CompiledHost,
   Family,
-  FleetOptions,
   HostFacts,
   Opening,
   PortRange,
@@ -20,6 +19,7 @@ import type {
   RoleTemplate,
   Rule,
   Ruleset,
+  Table,
 } from './model.js';
 import {resolveRoles} from './roles.js';
 import {fleetPath} from './topology.js';
@@ -618,6 +618,8 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilyRule
 
 /** The written rules of one template over one path. */
 interface Recipe {
+  /** Names the recipe in the keys of hosts' rule lists (see compileFleet). */
+  readonly id: number;
   /** The fleet path's side (fleet sources only). */
   readonly side: Side;
   /** `-i` of INPUT rules, or `-o` of OUTPUT rules. */
@@ -636,12 +638,13 @@ function findRecipe<Host>(
   for (const recipe of list) {
     if (recipe.side === side && recipe.interface === interfaceName) return recipe;
   }
-  const recipe: Recipe = {side, interface: interfaceName};
+  const recipe: Recipe = {id: nextRecipeId++, side, interface: interfaceName};
   list.push(recipe);
   return recipe;
 }
+let nextRecipeId = 0;
 
-function grantInputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+function inputRecipeOf(grant: Grant): Recipe {
   let recipe = grant.inputRecipe;
   if (!recipe) {
     const to = grant.to.facts.interfaces;
@@ -650,17 +653,27 @@ function grantInputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly
     recipe = findRecipe(grant.template.inputRecipes, grant.from, grant.side, inInterface);
     grant.inputRecipe = recipe;
   }
-  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(grant, recipe.interface));
-  return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
+  return recipe;
 }
 
-function grantOutputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+function outputRecipeOf(grant: Grant): Recipe {
   let recipe = grant.outputRecipe;
   if (!recipe) {
     const outInterface = grant.from?.facts.interfaces[grant.side];
     recipe = findRecipe(grant.template.outputRecipes, grant.to, grant.side, outInterface);
     grant.outputRecipe = recipe;
   }
+  return recipe;
+}
+
+function grantInputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  const recipe = inputRecipeOf(grant);
+  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(grant, recipe.interface));
+  return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
+}
+
+function grantOutputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  const recipe = outputRecipeOf(grant);
   recipe.rules ??= dedupe.keyAll('OUTPUT', outputRules(grant, recipe.interface));
   return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
@@ -830,14 +843,13 @@ function chainsOf(strictOutbound: boolean, logDrops: boolean): readonly Chain[] 
 const chainLists = new Map<string, readonly Chain[]>();
 
 function buildRuleset(
-  host: HostContext,
   family: Family,
   received: readonly Grant[],
   held: readonly Grant[],
-  options: FleetOptions,
+  strictOutbound: boolean,
+  logDrops: boolean,
   dedupe: Dedupe,
 ): Ruleset {
-  const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
   const rules: Rule[] = [];
   // Only grant rules need the duplicate check: each matches NEW connections (and an OUTPUT
   // one a destination address), so none repeats a common rule or the jump to the log chain.
@@ -849,7 +861,7 @@ function buildRuleset(
   for (const grant of received) {
     for (const keyed of grantInputRules(grant, family, dedupe)) dedupe.push(rules, keyed);
   }
-  if (options.logDrops) rules.push(logDropJump);
+  if (logDrops) rules.push(logDropJump);
 
   if (strictOutbound) {
     for (const rule of common.output) rules.push(rule);
@@ -858,7 +870,7 @@ function buildRuleset(
     }
   }
 
-  if (options.logDrops) {
+  if (logDrops) {
     rules.push({
       chain: LOG_DROP_CHAIN,
       // --log-level 4 (warning) is the default, and iptables-save leaves it out.
@@ -869,7 +881,8 @@ function buildRuleset(
     });
     rules.push({chain: LOG_DROP_CHAIN, spec: [...comment('drop the rest'), '-j', 'DROP']});
   }
-  return {family, tables: [{name: 'filter', chains: chainsOf(strictOutbound, options.logDrops), rules}]};
+  const table: Table = Object.freeze({name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules: Object.freeze(rules)});
+  return Object.freeze({family, tables: Object.freeze([table])});
 }
 
 /**
@@ -882,14 +895,39 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   compilation.collectGrants();
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   const dedupe = new Dedupe();
+  // Hosts whose rules come from the same recipes in the same order (a cluster's app servers,
+  // say) get the same rulesets: built once and shared, read-only, so readers that cache by
+  // ruleset or table (port-sets, evaluator, access) read each one once.
+  const rulesetsByRecipes = new Map<string, {readonly v4: Ruleset; readonly v6: Ruleset}>();
   return compilation.hosts.map((host) => {
-    const received = compilation.grantsTo.get(host.entry.name) ?? [];
-    const held = compilation.grantsFrom.get(host.entry.name) ?? [];
+    const received = compilation.grantsTo.get(host.entry.name) ?? NO_GRANTS;
+    const held = compilation.grantsFrom.get(host.entry.name) ?? NO_GRANTS;
+    const strictOutbound = inv.options.strictOutbound && host.facts.interfaces.public !== undefined;
+    const key = recipesKey(received, strictOutbound ? held : NO_GRANTS, strictOutbound);
+    let rulesets = rulesetsByRecipes.get(key);
+    if (!rulesets) {
+      rulesets = {
+        v4: buildRuleset(4, received, held, strictOutbound, inv.options.logDrops, dedupe),
+        v6: buildRuleset(6, received, held, strictOutbound, inv.options.logDrops, dedupe),
+      };
+      rulesetsByRecipes.set(key, rulesets);
+    }
     return {
       host: host.entry.name,
-      v4: buildRuleset(host, 4, received, held, inv.options, dedupe),
-      v6: buildRuleset(host, 6, received, held, inv.options, dedupe),
+      v4: rulesets.v4,
+      v6: rulesets.v6,
       warnings: [...(compilation.warnings.get(host.entry.name) ?? [])],
     };
   });
+}
+
+const NO_GRANTS: readonly Grant[] = Object.freeze([]);
+
+/** What a host's rulesets are made of: strict outbound or not, its INPUT recipes, then its OUTPUT ones. */
+function recipesKey(received: readonly Grant[], held: readonly Grant[], strictOutbound: boolean): string {
+  let key = strictOutbound ? 'S' : 'L';
+  for (const grant of received) key += `${inputRecipeOf(grant).id},`;
+  key += '/';
+  for (const grant of held) key += `${outputRecipeOf(grant).id},`;
+  return key;
 }
