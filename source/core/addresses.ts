@@ -1,6 +1,7 @@
 // IP address and CIDR parsing, pure (no node:net): core stays free of Node modules.
 // Canonical text is what iptables-save / ip6tables-save print, so compiled rules
 // compare equal to what a server reports back.
+import type {IpAddress} from './ip.js';
 import type {Family} from './model.js';
 
 export interface ParsedAddress {
@@ -109,28 +110,45 @@ function parseIpv6Bytes(text: string): number[] | undefined {
   return bytes;
 }
 
+/**
+ * Everything read from one spelling of an address, in one cache entry: its bytes, its canonical
+ * spelling, and once asked, its `-s`/`-d` text (hostCidrText) and ip.ts's numeric form.
+ */
+export interface AddressReading extends ParsedAddress {
+  readonly canonical: string;
+  /** hostCidrText's answer, once asked. */
+  hostCidr?: string;
+  /** ip.ts's numeric form, once asked (kept here so one spelling costs one cache entry). */
+  numeric?: IpAddress;
+}
+
 // A large fleet reads the same few addresses many times over (validation, compiler, access,
-// lockout): each spelling is parsed once. Results are frozen, so sharing them is safe.
+// lockout): each spelling is read once. The bytes are frozen, so sharing a reading is safe.
 const PARSE_CACHE_LIMIT = 200_000;
-const parsedCache = new Map<string, ParsedAddress | null>();
-const canonicalCache = new Map<string, string | null>();
+const readings = new Map<string, AddressReading | null>();
+
+/** The reading of a plain address (no prefix), IPv4 or IPv6; undefined when it is not one. */
+export function readAddress(text: string): AddressReading | undefined {
+  let reading = readings.get(text);
+  if (reading === undefined) {
+    reading = readUncached(text) ?? null;
+    if (readings.size >= PARSE_CACHE_LIMIT) readings.clear();
+    readings.set(text, reading);
+  }
+  return reading ?? undefined;
+}
 
 /** A plain address (no prefix), IPv4 or IPv6. */
 export function parseAddress(text: string): ParsedAddress | undefined {
-  let parsed = parsedCache.get(text);
-  if (parsed === undefined) {
-    parsed = parseUncached(text) ?? null;
-    if (parsedCache.size >= PARSE_CACHE_LIMIT) parsedCache.clear();
-    parsedCache.set(text, parsed);
-  }
-  return parsed ?? undefined;
+  return readAddress(text);
 }
 
-function parseUncached(text: string): ParsedAddress | undefined {
+function readUncached(text: string): AddressReading | undefined {
   const v4 = parseIpv4Bytes(text);
-  if (v4) return Object.freeze({family: 4, bytes: Object.freeze(v4)});
+  // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
+  if (v4) return {family: 4, bytes: Object.freeze(v4), canonical: text};
   const v6 = text.includes(':') ? parseIpv6Bytes(text) : undefined;
-  if (v6) return Object.freeze({family: 6, bytes: Object.freeze(v6)});
+  if (v6) return {family: 6, bytes: Object.freeze(v6), canonical: formatIpv6(v6)};
   return undefined;
 }
 
@@ -185,15 +203,7 @@ export function formatAddress(address: ParsedAddress): string {
 
 /** The canonical spelling of a plain address, or undefined when it is not one. */
 export function canonicalAddress(text: string): string | undefined {
-  let canonical = canonicalCache.get(text);
-  if (canonical === undefined) {
-    const parsed = parseAddress(text);
-    // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
-    canonical = parsed ? (parsed.family === 4 ? text : formatAddress(parsed)) : null;
-    if (canonicalCache.size >= PARSE_CACHE_LIMIT) canonicalCache.clear();
-    canonicalCache.set(text, canonical);
-  }
-  return canonical ?? undefined;
+  return readAddress(text)?.canonical;
 }
 
 export type CidrResult =
@@ -258,13 +268,8 @@ export function isPrivateAddress(text: string): boolean {
 
 /** The iptables `-s`/`-d` argument for a single address: canonical, with /32 or /128. */
 export function hostCidrText(text: string): string | undefined {
-  let cidr = hostCidrCache.get(text);
-  if (cidr === undefined) {
-    const canonical = canonicalAddress(text);
-    cidr = canonical === undefined ? null : `${canonical}/${canonical.includes(':') ? 128 : 32}`;
-    if (hostCidrCache.size >= PARSE_CACHE_LIMIT) hostCidrCache.clear();
-    hostCidrCache.set(text, cidr);
-  }
-  return cidr ?? undefined;
+  const reading = readAddress(text);
+  if (!reading) return undefined;
+  reading.hostCidr ??= `${reading.canonical}/${reading.family === 4 ? 32 : 128}`;
+  return reading.hostCidr;
 }
-const hostCidrCache = new Map<string, string | null>();

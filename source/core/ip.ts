@@ -2,7 +2,7 @@
 // iptables-save's dotted netmasks) and do address arithmetic. Parsing and spelling come from
 // addresses.ts, so the whole core reads and writes addresses one way.
 
-import {formatAddress as formatBytes, parseAddress as parseTextAddress} from './addresses.js';
+import {formatAddress as formatBytes, readAddress} from './addresses.js';
 import type {Family} from './model.js';
 
 export interface IpAddress {
@@ -23,22 +23,37 @@ function allOnes(family: Family): bigint {
   return (1n << BigInt(BITS[family])) - 1n;
 }
 
+/** The address as a number, built from 32-bit pieces (four bigint steps for IPv6, not sixteen). */
 function toValue(bytes: readonly number[]): bigint {
-  return bytes.reduce((value, byte) => (value << 8n) | BigInt(byte), 0n);
+  if (bytes.length === 4) return BigInt((((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0);
+  let value = 0n;
+  for (let index = 0; index < bytes.length; index += 4) {
+    const word = (((bytes[index] ?? 0) << 24) | ((bytes[index + 1] ?? 0) << 16) | ((bytes[index + 2] ?? 0) << 8) | (bytes[index + 3] ?? 0)) >>> 0;
+    value = (value << 32n) | BigInt(word);
+  }
+  return value;
 }
 
 // A large fleet reads the same addresses many times over (compiler, access, lockout): each
-// spelling is parsed once, here, for every caller. Bounded; results are frozen.
-const valueCache = new Map<string, IpAddress | null>();
+// spelling is read once, and its numeric form kept with the reading (addresses.ts). Spellings
+// with a zone (fe80::1%eth0) have their own cache. Results are frozen.
+const zonedCache = new Map<string, IpAddress | null>();
 
 /** Parses a plain address (no prefix); the spelling rules live in addresses.ts. */
 export function parseAddress(text: string): IpAddress | undefined {
-  let address = valueCache.get(text);
+  if (text.includes('%')) return parseZoned(text);
+  const reading = readAddress(text);
+  if (!reading) return undefined;
+  reading.numeric ??= Object.freeze({family: reading.family, value: toValue(reading.bytes)});
+  return reading.numeric;
+}
+
+function parseZoned(text: string): IpAddress | undefined {
+  let address = zonedCache.get(text);
   if (address === undefined) {
-    const parsed = parseTextAddress(text.split('%')[0] ?? '');
-    address = parsed ? Object.freeze({family: parsed.family, value: toValue(parsed.bytes)}) : null;
-    if (valueCache.size >= 200_000) valueCache.clear();
-    valueCache.set(text, address);
+    address = parseAddress(text.split('%')[0] ?? '') ?? null;
+    if (zonedCache.size >= 200_000) zonedCache.clear();
+    zonedCache.set(text, address);
   }
   return address ?? undefined;
 }
