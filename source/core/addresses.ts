@@ -123,7 +123,8 @@ export interface AddressReading extends ParsedAddress {
 }
 
 // A large fleet reads the same few addresses many times over (validation, compiler, access,
-// lockout): each spelling is read once. The bytes are frozen, so sharing a reading is safe.
+// lockout): each spelling is read once, and the reading shared. Its types are read-only; it is
+// not frozen (Object.freeze would cost about as much as the read itself).
 const PARSE_CACHE_LIMIT = 200_000;
 const readings = new Map<string, AddressReading | null>();
 
@@ -146,9 +147,9 @@ export function parseAddress(text: string): ParsedAddress | undefined {
 function readUncached(text: string): AddressReading | undefined {
   const v4 = parseIpv4Bytes(text);
   // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
-  if (v4) return {family: 4, bytes: Object.freeze(v4), canonical: text};
+  if (v4) return {family: 4, bytes: v4, canonical: text};
   const v6 = text.includes(':') ? parseIpv6Bytes(text) : undefined;
-  if (v6) return {family: 6, bytes: Object.freeze(v6), canonical: formatIpv6(v6)};
+  if (v6) return {family: 6, bytes: v6, canonical: formatIpv6(v6)};
   return undefined;
 }
 

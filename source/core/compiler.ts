@@ -721,7 +721,7 @@ function sharedRule(chain: string, spec: readonly string[]): Rule {
   let shared = internedSpecs.get(key);
   if (!shared) {
     if (internedSpecs.size >= 200_000) internedSpecs.clear();
-    shared = Object.freeze([...spec]);
+    shared = [...spec];
     internedSpecs.set(key, shared);
   }
   return {chain, spec: shared};
@@ -736,7 +736,7 @@ function sharedGrantSpec(key: string, rule: GrantRule): readonly string[] {
   let shared = internedGrantSpecs.get(fullKey);
   if (!shared) {
     if (internedGrantSpecs.size >= 200_000) internedGrantSpecs.clear();
-    shared = Object.freeze([...rule.match, '-m', 'comment', '--comment', rule.text, '-j', 'ACCEPT']);
+    shared = [...rule.match, '-m', 'comment', '--comment', rule.text, '-j', 'ACCEPT'];
     internedGrantSpecs.set(fullKey, shared);
   }
   return shared;
@@ -881,8 +881,8 @@ function buildRuleset(
     });
     rules.push({chain: LOG_DROP_CHAIN, spec: [...comment('drop the rest'), '-j', 'DROP']});
   }
-  const table: Table = Object.freeze({name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules: Object.freeze(rules)});
-  return Object.freeze({family, tables: Object.freeze([table])});
+  const table: Table = {name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules};
+  return {family, tables: [table]};
 }
 
 /**
@@ -896,8 +896,9 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   const dedupe = new Dedupe();
   // Hosts whose rules come from the same recipes in the same order (a cluster's app servers,
-  // say) get the same rulesets: built once and shared, read-only, so readers that cache by
-  // ruleset or table (port-sets, evaluator, access) read each one once.
+  // say) get the same rulesets: built once and shared (read-only by type; not frozen, which
+  // would cost more than building them), so readers that cache by ruleset or table
+  // (port-sets, evaluator, access) read each one once.
   const rulesetsByRecipes = new Map<string, {readonly v4: Ruleset; readonly v6: Ruleset}>();
   return compilation.hosts.map((host) => {
     const received = compilation.grantsTo.get(host.entry.name) ?? NO_GRANTS;

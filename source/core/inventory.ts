@@ -325,7 +325,7 @@ export function parseSshDestination(text: string): SshDestination | undefined {
   let destination = destinationCache.get(text);
   if (destination === undefined) {
     const parsed = readSshDestination(text);
-    destination = parsed ? Object.freeze(parsed) : null;
+    destination = parsed ?? null;
     if (destinationCache.size >= 200_000) destinationCache.clear();
     destinationCache.set(text, destination);
   }

@@ -36,7 +36,8 @@ function toValue(bytes: readonly number[]): bigint {
 
 // A large fleet reads the same addresses many times over (compiler, access, lockout): each
 // spelling is read once, and its numeric form kept with the reading (addresses.ts). Spellings
-// with a zone (fe80::1%eth0) have their own cache. Results are frozen.
+// with a zone (fe80::1%eth0) have their own cache. Results are shared: read-only by type, not
+// frozen (freezing costs about as much as the read).
 const zonedCache = new Map<string, IpAddress | null>();
 
 /** Parses a plain address (no prefix); the spelling rules live in addresses.ts. */
@@ -44,7 +45,7 @@ export function parseAddress(text: string): IpAddress | undefined {
   if (text.includes('%')) return parseZoned(text);
   const reading = readAddress(text);
   if (!reading) return undefined;
-  reading.numeric ??= Object.freeze({family: reading.family, value: toValue(reading.bytes)});
+  reading.numeric ??= {family: reading.family, value: toValue(reading.bytes)};
   return reading.numeric;
 }
 
@@ -70,11 +71,11 @@ function maskFromPrefix(family: Family, prefix: number): bigint {
 const networkCache = new Map<string, IpNetwork | null>();
 
 export function parseNetwork(text: string): IpNetwork | undefined {
-  // `-s`/`-d` spellings recur across a fleet's rulesets: each is read once (results are frozen).
+  // `-s`/`-d` spellings recur across a fleet's rulesets: each is read once (results are shared, read-only).
   let network = networkCache.get(text);
   if (network === undefined) {
     const parsed = parseNetworkUncached(text);
-    network = parsed ? Object.freeze(parsed) : null;
+    network = parsed ?? null;
     if (networkCache.size >= 200_000) networkCache.clear();
     networkCache.set(text, network);
   }
