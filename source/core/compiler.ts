@@ -5,7 +5,7 @@
 // The compiler first lists "grants" (who may open what on which host), then writes each
 // host's INPUT from the grants it receives and, with strictOutbound, its OUTPUT from the
 // grants it holds on its peers, so both ends agree by construction.
-import {addressFamily, hostCidrText, parseCidr} from './addresses.js';
+import {addressFamily, hostCidrText, parseCidr, readAddress} from './addresses.js';
 import {InputError} from './errors.js';
 import {classifySource, INTERFACE_PATTERN, sshPortOf, type HostEntry, type Inventory, type SourceKind} from './inventory.js';
 import type {
@@ -275,7 +275,9 @@ class Compilation {
       const context: HostContext = {entry, facts: hostFacts, sshPort: hostFacts.sshPort ?? sshPortOf(entry) ?? 22};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
-      for (const role of new Set(entry.roles)) {
+      for (let index = 0; index < entry.roles.length; index += 1) {
+        const role = entry.roles[index] as string;
+        if (entry.roles.indexOf(role) !== index) continue; // listed twice (validation refuses it)
         const members = this.membersOf.get(role);
         if (members) members.push(context);
         else this.membersOf.set(role, [context]);
@@ -555,29 +557,48 @@ function grantRule(match: readonly string[], text: string): GrantRule {
   return {match, text: text.length > MAX_COMMENT_LENGTH ? text.slice(0, MAX_COMMENT_LENGTH) : text};
 }
 
+/** A template's ports split into multiport-sized chunks, each with its label and its tokens up to the comment. */
+interface PortChunk {
+  readonly label: string;
+  /** `-p ... --dport(s) ...` then the NEW state match. */
+  readonly tail: readonly string[];
+}
+
+const portChunksCache = new WeakMap<GrantTemplate, readonly PortChunk[]>();
+
+/** The template's port chunks: the same for every recipe of the template, so built once. */
+function portChunks(reason: GrantTemplate): readonly PortChunk[] {
+  let chunks = portChunksCache.get(reason);
+  if (!chunks) {
+    const groups = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
+    chunks = groups.map((ports) => ({label: portsLabel(reason.proto, ports), tail: protoPortTokens(reason.proto, ports).concat(NEW)}));
+    portChunksCache.set(reason, chunks);
+  }
+  return chunks;
+}
+
 /** INPUT rules of one grant (a family gets none when it has nothing to match). */
 function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules {
   const reason = grant.template;
   const rules: FamilyRules = {v4: [], v6: []};
   const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
   const fromAddresses = grant.from ? fleetPath(grant.from, grant.to).fromAddresses : [];
-  const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
-  for (const ports of chunks) {
-    const tail = [...protoPortTokens(reason.proto, ports), ...NEW];
-    const text = describe(reason.inputText(grant.from?.entry.name ?? ''), portsLabel(reason.proto, ports));
+  for (const chunk of portChunks(reason)) {
+    const tail = chunk.tail;
+    const text = describe(reason.inputText(grant.from?.entry.name ?? ''), chunk.label);
     const source = reason.source;
     if (source.kind === 'any') {
-      const rule = grantRule([...inputInterface, ...tail], text);
+      const rule = grantRule(inputInterface.concat(tail), text);
       rules.v4.push(rule);
       rules.v6.push(rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule([...(everything ? [] : ['-s', source.cidr]), ...tail], text));
+      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule(everything ? tail : ['-s', source.cidr].concat(tail), text));
     } else {
       for (const address of fromAddresses) {
-        const family = addressFamily(address);
-        if (family === undefined) continue;
-        (family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address), ...inputInterface, ...tail], text));
+        const reading = readAddress(address);
+        if (reading === undefined) continue;
+        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address)].concat(inputInterface, tail), text));
       }
     }
   }
@@ -591,15 +612,12 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilyRule
   if (!grant.from) return rules;
   const outputInterface = outInterface === undefined ? [] : ['-o', outInterface];
   const toAddresses = fleetPath(grant.from, grant.to).toAddresses;
-  const chunks = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
-  for (const ports of chunks) {
-    const text = describe(reason.outputText(grant.to.entry.name), portsLabel(reason.proto, ports));
+  for (const chunk of portChunks(reason)) {
+    const text = describe(reason.outputText(grant.to.entry.name), chunk.label);
     for (const address of toAddresses) {
-      const family = addressFamily(address);
-      if (family === undefined) continue;
-      (family === 4 ? rules.v4 : rules.v6).push(
-        grantRule(['-d', hostCidr(address), ...outputInterface, ...protoPortTokens(reason.proto, ports), ...NEW], text),
-      );
+      const reading = readAddress(address);
+      if (reading === undefined) continue;
+      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidr(address)].concat(outputInterface, chunk.tail), text));
     }
   }
   return rules;

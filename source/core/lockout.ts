@@ -4,11 +4,11 @@
 
 import {EPHEMERAL_PORT, INTERNET_ADDRESS, type FleetHost} from './access.js';
 import {addressFamily, canonicalAddress} from './addresses.js';
-import {describeDecidedBy, evaluate, type Decision, type Packet} from './evaluator.js';
+import {describeDecidedBy, evaluate, type Packet} from './evaluator.js';
 import {acceptsAt, chainView, type ViewKind} from './port-sets.js';
 import {parseSshDestination, sshPortOf, type Inventory} from './inventory.js';
 import type {Family, HostFacts, Ruleset} from './model.js';
-import {fleetPath} from './topology.js';
+import {fleetSide} from './topology.js';
 
 export interface OperatorPath {
   readonly host: string;
@@ -78,56 +78,90 @@ interface Hop {
   readonly jump?: {readonly host: FleetHost; readonly outInterface?: string};
 }
 
+/** The checks of a hop, in order: the jump host's two first (when there is one), then the target's. */
+const JUMP_CHECKS: readonly ViewKind[] = ['request-out', 'reply-in'];
+const TARGET_CHECKS: readonly ViewKind[] = ['request-in', 'reply-out', 'session-in'];
+
 /** Checks one hop and returns findings (empty when the way in stays open). */
 function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): LockoutFinding[] {
   const findings: LockoutFinding[] = [];
-  const onInterface = hop.targetInterface === undefined ? '' : ` on ${hop.targetInterface}`;
-  const who = `${hop.sourceLabel} (${hop.sourceAddress})`;
+  // The port-set view answers most checks without a walk (and a defined view has nothing to
+  // note); the evaluator runs when the way is shut, to say which rule shuts it. (Packets and
+  // messages are only spelled out then.)
+  if (hop.jump) {
+    for (const kind of JUMP_CHECKS) {
+      if (!acceptedByView(rulesetOf(hop.jump.host, hop.family), kind, hop.jump.outInterface, hop.sourceAddress, hop.targetAddress, port)) {
+        judgeShut(target, hop, port, assumed, kind, findings);
+      }
+    }
+  }
+  for (const kind of TARGET_CHECKS) {
+    if (!acceptedByView(rulesetOf(target, hop.family), kind, hop.targetInterface, hop.targetAddress, hop.sourceAddress, port)) {
+      judgeShut(target, hop, port, assumed, kind, findings);
+    }
+  }
+  return findings;
+}
+
+/** A check the view did not pass: the evaluator decides, and names the rule that shuts the way. */
+function judgeShut(target: FleetHost, hop: Hop, port: number, assumed: boolean, kind: ViewKind, findings: LockoutFinding[]): void {
+  const onJump = kind === 'request-out' || kind === 'reply-in';
+  const jump = hop.jump;
+  const host = onJump && jump ? jump.host : target;
   const base = {source: hop.sourceAddress, destination: hop.targetAddress, protocol: 'tcp', sourcePort: EPHEMERAL_PORT, destinationPort: port} as const;
   const reply = {source: hop.targetAddress, destination: hop.sourceAddress, protocol: 'tcp', sourcePort: port, destinationPort: EPHEMERAL_PORT, state: 'ESTABLISHED'} as const;
   const targetIn = hop.targetInterface === undefined ? {} : {inInterface: hop.targetInterface};
   const targetOut = hop.targetInterface === undefined ? {} : {outInterface: hop.targetInterface};
+  const jumpOut = jump?.outInterface;
+  let packet: Packet;
+  switch (kind) {
+    case 'request-out':
+      packet = {...base, chain: 'OUTPUT', state: 'NEW', ...(jumpOut === undefined ? {} : {outInterface: jumpOut})};
+      break;
+    case 'reply-in':
+      packet = {...reply, chain: 'INPUT', ...(jumpOut === undefined ? {} : {inInterface: jumpOut})};
+      break;
+    case 'request-in':
+      packet = {...base, chain: 'INPUT', state: 'NEW', ...targetIn};
+      break;
+    case 'reply-out':
+      packet = {...reply, chain: 'OUTPUT', ...targetOut};
+      break;
+    case 'session-in':
+      packet = {...base, chain: 'INPUT', state: 'ESTABLISHED', ...targetIn};
+      break;
+  }
+  const decision = evaluate(rulesetOf(host, hop.family), packet);
+  for (const item of decision.uncertain) {
+    findings.push({host: target.name, severity: 'warning', assumed, message: `${target.name}: the SSH check could not judge rule ${item.index + 1} of ${item.chain} on ${host.name} (${item.reason})`});
+  }
+  if (decision.verdict === 'ACCEPT') return;
   const note = assumed
     ? ' (assumed: your address is unknown offline, a representative internet address was used; if you reach it through a bastion, set "jump" in the inventory or ProxyJump in ~/.ssh/config)'
     : '';
-  const noteUncertain = (host: string, decision: Decision): void => {
-    for (const item of decision.uncertain) {
-      findings.push({host: target.name, severity: 'warning', assumed, message: `${target.name}: the SSH check could not judge rule ${item.index + 1} of ${item.chain} on ${host} (${item.reason})`});
-    }
-  };
-  const check = (kind: ViewKind, packet: () => Packet, describe: (decision: Decision) => string): void => {
-    const onJump = kind === 'request-out' || kind === 'reply-in';
-    const host = onJump ? (hop.jump as NonNullable<Hop['jump']>).host : target;
-    const ruleset = rulesetOf(host, hop.family);
-    // The port-set view answers most checks without a walk (and a defined view has nothing to
-    // note); the evaluator runs when the way is shut, to say which rule shuts it. (The packet
-    // is only spelled out then.)
-    const iface = onJump ? hop.jump?.outInterface : hop.targetInterface;
-    const own = onJump ? hop.sourceAddress : hop.targetAddress;
-    const peer = onJump ? hop.targetAddress : hop.sourceAddress;
-    if (acceptedByView(ruleset, kind, iface, own, peer, port)) return;
-    const decision = evaluate(ruleset, packet());
-    noteUncertain(host.name, decision);
-    if (decision.verdict !== 'ACCEPT') {
-      findings.push({host: target.name, severity: 'error', assumed, message: `${target.name}: ${describe(decision)}${note}`});
-    }
-  };
-  const verb = (decision: Decision): string => `${VERB[decision.verdict] ?? decision.verdict} by ${describeDecidedBy(decision.decidedBy)}`;
-
-  if (hop.jump) {
-    const jump = hop.jump;
-    check('request-out', () => ({...base, chain: 'OUTPUT', state: 'NEW', ...(jump.outInterface === undefined ? {} : {outInterface: jump.outInterface})}), (decision) =>
-      `${jump.host.name} could not open a new SSH connection to ${hop.targetAddress} tcp/${port}: its OUTPUT would have it ${verb(decision)} on ${jump.host.name}`);
-    check('reply-in', () => ({...reply, chain: 'INPUT', ...(jump.outInterface === undefined ? {} : {inInterface: jump.outInterface})}), (decision) =>
-      `the SSH replies to ${jump.host.name} would be ${verb(decision)} on ${jump.host.name}`);
+  const verb = `${VERB[decision.verdict] ?? decision.verdict} by ${describeDecidedBy(decision.decidedBy)}`;
+  const onInterface = hop.targetInterface === undefined ? '' : ` on ${hop.targetInterface}`;
+  const who = `${hop.sourceLabel} (${hop.sourceAddress})`;
+  const jumpName = jump?.host.name ?? '';
+  let message: string;
+  switch (kind) {
+    case 'request-out':
+      message = `${jumpName} could not open a new SSH connection to ${hop.targetAddress} tcp/${port}: its OUTPUT would have it ${verb} on ${jumpName}`;
+      break;
+    case 'reply-in':
+      message = `the SSH replies to ${jumpName} would be ${verb} on ${jumpName}`;
+      break;
+    case 'request-in':
+      message = `a new SSH connection from ${who}${onInterface} to tcp/${port} would be ${verb}`;
+      break;
+    case 'reply-out':
+      message = `the SSH replies to ${who}${onInterface} would be ${verb}`;
+      break;
+    case 'session-in':
+      message = `the open SSH session from ${who}${onInterface} would be cut: ${verb}`;
+      break;
   }
-  check('request-in', () => ({...base, chain: 'INPUT', state: 'NEW', ...targetIn}), (decision) =>
-    `a new SSH connection from ${who}${onInterface} to tcp/${port} would be ${verb(decision)}`);
-  check('reply-out', () => ({...reply, chain: 'OUTPUT', ...targetOut}), (decision) =>
-    `the SSH replies to ${who}${onInterface} would be ${verb(decision)}`);
-  check('session-in', () => ({...base, chain: 'INPUT', state: 'ESTABLISHED', ...targetIn}), (decision) =>
-    `the open SSH session from ${who}${onInterface} would be cut: ${verb(decision)}`);
-  return findings;
+  findings.push({host: target.name, severity: 'error', assumed, message: `${target.name}: ${message}${note}`});
 }
 
 function directHop(target: FleetHost, path: OperatorPath & {via: {kind: 'direct'}}): Hop | string {
@@ -154,12 +188,15 @@ function directHop(target: FleetHost, path: OperatorPath & {via: {kind: 'direct'
 function jumpHop(target: FleetHost, jump: FleetHost, address: string | undefined): Hop | string {
   const side = sideHolding(target.facts, address);
   // The jump host connects to the address ssh was given; else it takes the fleet's path.
-  const path = fleetPath(jump, target);
-  const chosenSide = side ?? path.side;
+  // (Only the path's side and its families matter here: the addresses need no canonical spelling.)
+  const pathSide = fleetSide(jump, target);
+  const chosenSide = side ?? pathSide;
+  const toAddresses = target.facts.addresses[pathSide];
+  const fromAddresses = jump.facts.addresses[pathSide];
   const family: Family = addressFamily(address ?? '') ??
-    ([4, 6] as const).find((candidate) => firstOfFamily(path.toAddresses, candidate) !== undefined && firstOfFamily(path.fromAddresses, candidate) !== undefined) ?? 4;
+    ([4, 6] as const).find((candidate) => firstOfFamily(toAddresses, candidate) !== undefined && firstOfFamily(fromAddresses, candidate) !== undefined) ?? 4;
   const targetAddress = (address !== undefined && addressFamily(address) === family ? address : undefined) ?? firstOfFamily(target.facts.addresses[chosenSide], family);
-  const sourceSide = jump.facts.interfaces[chosenSide] !== undefined ? chosenSide : path.side;
+  const sourceSide = jump.facts.interfaces[chosenSide] !== undefined ? chosenSide : pathSide;
   const sourceAddress = firstOfFamily(jump.facts.addresses[sourceSide], family);
   if (targetAddress === undefined || sourceAddress === undefined) {
     return `${jump.name} and ${target.name} share no IPv${family} addresses on one network, so the jump cannot reach it`;

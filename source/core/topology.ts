@@ -27,14 +27,18 @@ function canonicalList(addresses: readonly string[]): readonly string[] {
   return list;
 }
 
+/** The side of fleetPath, without spelling out its addresses. */
+export function fleetSide(from: {readonly facts: HostFacts}, to: {readonly facts: HostFacts}): 'private' | 'public' {
+  return from.facts.interfaces.private !== undefined && to.facts.interfaces.private !== undefined ? 'private' : 'public';
+}
+
 /**
  * Fleet traffic goes over the private network when both hosts have a private interface;
  * otherwise (a single-NIC host on either end) it falls back to the public side. When the
  * two share no side at all, the path has no addresses on one end and carries nothing.
  */
 export function fleetPath(from: {readonly facts: HostFacts}, to: {readonly facts: HostFacts}): FleetPath {
-  const bothPrivate = from.facts.interfaces.private !== undefined && to.facts.interfaces.private !== undefined;
-  const side = bothPrivate ? 'private' : 'public';
+  const side = fleetSide(from, to);
   const fromInterface = from.facts.interfaces[side];
   const toInterface = to.facts.interfaces[side];
   return {
