@@ -62,27 +62,27 @@ function hexDigit(code: number): number {
 function parseWords(text: string, start: number, end: number, words: number[]): boolean {
   if (start === end) return true;
   let groupStart = start;
+  let word = 0;
   for (let index = start; index <= end; index += 1) {
-    if (index !== end && text.charCodeAt(index) !== COLON) continue;
-    const length = index - groupStart;
-    if (length === 0) return false;
-    const dot = text.indexOf('.', groupStart);
-    if (dot !== -1 && dot < index) {
-      // An embedded IPv4 address may only close the address.
-      if (index !== end) return false;
-      const v4 = parseIpv4Bytes(text, groupStart, index);
+    const code = index === end ? COLON : text.charCodeAt(index);
+    if (code === DOT) {
+      // An embedded IPv4 address may only close the address: no colon after it.
+      for (let rest = index + 1; rest < end; rest += 1) if (text.charCodeAt(rest) === COLON) return false;
+      const v4 = parseIpv4Bytes(text, groupStart, end);
       if (!v4) return false;
       words.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
       return true;
     }
-    if (length > 4) return false;
-    let word = 0;
-    for (let at = groupStart; at < index; at += 1) {
-      const digit = hexDigit(text.charCodeAt(at));
-      if (digit === -1) return false;
+    if (code !== COLON) {
+      const digit = hexDigit(code);
+      // (A group of an embedded IPv4 address fails these too: decimal digits, at most three.)
+      if (digit === -1 || index - groupStart >= 4) return false;
       word = word * 16 + digit;
+      continue;
     }
+    if (index === groupStart) return false; // an empty group
     words.push(word);
+    word = 0;
     groupStart = index + 1;
   }
   return true;

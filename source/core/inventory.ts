@@ -498,7 +498,8 @@ function checkMeaning(json: unknown, problems: Problems): void {
   // Hosts.
   const firstHostByName = new Map<string, number>();
   const firstHostByDestination = new Map<string, number>();
-  const addressOwner = new Map<string, {index: number; name: string}>();
+  /** The index of the host that first listed each canonical address. */
+  const addressOwner = new Map<string, number>();
   for (let index = 0; index < rawHosts.length; index += 1) {
     const host = asRecord(rawHosts[index]);
     if (!host) continue;
@@ -575,7 +576,7 @@ function checkMeaning(json: unknown, problems: Problems): void {
       checkSource(allow['from'], ['hosts', index, 'allow', allowIndex, 'from'], roleNames, hostNames, problems);
     }
 
-    checkFacts(host, index, name ?? `hosts[${index}]`, addressOwner, problems);
+    checkFacts(host, index, rawHosts, addressOwner, problems);
   }
 
   checkJumpCircles(rawHosts, problems);
@@ -606,8 +607,8 @@ function checkSource(
 function checkFacts(
   host: Readonly<Record<string, unknown>>,
   index: number,
-  hostName: string,
-  addressOwner: Map<string, {index: number; name: string}>,
+  rawHosts: readonly unknown[],
+  addressOwner: Map<string, number>,
   problems: Problems,
 ): void {
   const interfaces = asRecord(host['interfaces']);
@@ -625,7 +626,8 @@ function checkFacts(
     problems.add(['hosts', index, 'addresses'], 'addresses given without interfaces (give both, or neither to discover them)');
   }
   // Which side listed each address of this host (a handful: a list, not a map).
-  const seenOnHost: {readonly canonical: string; readonly side: string}[] = [];
+  const seenOnHost: string[] = [];
+  const seenOnSide: string[] = [];
   for (const side of SIDES) {
     const list = asArray(addresses[side]);
     const interfaceName = side === 'public' ? publicInterface : privateInterface;
@@ -647,8 +649,8 @@ function checkFacts(
         problems.add(['hosts', index, 'addresses', side, addressIndex], `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
         continue;
       }
-      let sideSeen: string | undefined;
-      for (const seen of seenOnHost) if (seen.canonical === canonical) sideSeen = seen.side;
+      const seenAt = seenOnHost.lastIndexOf(canonical);
+      const sideSeen = seenAt === -1 ? undefined : seenOnSide[seenAt];
       if (sideSeen !== undefined) {
         problems.add(
           ['hosts', index, 'addresses', side, addressIndex],
@@ -656,12 +658,14 @@ function checkFacts(
         );
         continue;
       }
-      seenOnHost.push({canonical, side});
+      seenOnHost.push(canonical);
+      seenOnSide.push(side);
       const owner = addressOwner.get(canonical);
-      if (owner !== undefined && owner.index !== index) {
-        problems.add(['hosts', index, 'addresses', side, addressIndex], `${canonical} is also an address of ${owner.name} (hosts[${owner.index}])`);
+      if (owner !== undefined && owner !== index) {
+        const ownerName = asString(asRecord(rawHosts[owner])?.['name']) ?? `hosts[${owner}]`;
+        problems.add(['hosts', index, 'addresses', side, addressIndex], `${canonical} is also an address of ${ownerName} (hosts[${owner}])`);
       } else {
-        addressOwner.set(canonical, {index, name: hostName});
+        addressOwner.set(canonical, index);
       }
     }
   }
@@ -781,11 +785,10 @@ export function sshPortOf(host: HostEntry): number | undefined {
 export function factsFromInventory(host: HostEntry): HostFacts | undefined {
   if (!host.interfaces || !host.addresses) return undefined;
   const sshPort = sshPortOf(host);
-  return {
-    interfaces: {...host.interfaces},
-    addresses: {public: [...host.addresses.public], private: [...host.addresses.private]},
-    ...(sshPort === undefined ? {} : {sshPort}),
-  };
+  // The entry's read-only lists, shared (a large fleet would copy every one for nothing).
+  return sshPort === undefined
+    ? {interfaces: host.interfaces, addresses: host.addresses}
+    : {interfaces: host.interfaces, addresses: host.addresses, sshPort};
 }
 
 export function fleetOptions(inv: Inventory): FleetOptions {
