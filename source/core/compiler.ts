@@ -97,10 +97,11 @@ interface GrantTemplate {
 
 type Side = 'public' | 'private';
 
+/**
+ * One template applied to one host pair: what writing a recipe's rules needs. Only the first
+ * grant of each recipe is kept (as its writer); a host's rulesets list recipes, not grants.
+ */
 class Grant {
-  /** The recipes this grant reads, found on its first ruleset and kept for the other family. */
-  inputRecipe?: Recipe;
-  outputRecipe?: Recipe;
   constructor(
     readonly template: GrantTemplate,
     readonly to: HostContext,
@@ -158,6 +159,10 @@ interface HostContext {
   readonly entry: HostEntry;
   readonly facts: HostFacts;
   readonly sshPort: number;
+  /** The recipes of the grants this host receives (its INPUT rules), in grant order. */
+  readonly received: Recipe[];
+  /** With strictOutbound, the recipes of the grants it holds on its peers (its OUTPUT rules). */
+  readonly held: Recipe[];
 }
 
 function portsLabel(proto: Protocol | undefined, ports: readonly PortRange[] | undefined): string {
@@ -235,9 +240,6 @@ const NEW = ['-m', 'conntrack', '--ctstate', 'NEW'];
 class Compilation {
   readonly problems: string[] = [];
   readonly warnings = new Map<string, string[]>();
-  /** Grants indexed by receiving host and (with strictOutbound) by sending fleet host, each in grant order. */
-  readonly grantsTo = new Map<string, Grant[]>();
-  readonly grantsFrom = new Map<string, Grant[]>();
   readonly hosts: HostContext[] = [];
   readonly byName = new Map<string, HostContext>();
   readonly roles: ReadonlyMap<string, RoleTemplate>;
@@ -272,7 +274,8 @@ class Compilation {
         continue;
       }
       if (!this.checkFacts(entry.name, hostFacts)) continue;
-      const context: HostContext = {entry, facts: hostFacts, sshPort: hostFacts.sshPort ?? sshPortOf(entry) ?? 22};
+      const sshPort = hostFacts.sshPort ?? sshPortOf(entry) ?? 22;
+      const context: HostContext = {entry, facts: hostFacts, sshPort, received: [], held: []};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
       for (let index = 0; index < entry.roles.length; index += 1) {
@@ -287,15 +290,14 @@ class Compilation {
     this.hostNames = new Set(this.byName.keys());
   }
 
-  addGrant(grant: Grant): void {
-    const to = this.grantsTo.get(grant.to.entry.name);
-    if (to) to.push(grant);
-    else this.grantsTo.set(grant.to.entry.name, [grant]);
+  /** A grant of `reason` to `to` (from a fleet host, or from no host for internet and CIDR sources): its recipes noted on both ends. */
+  addGrant(reason: GrantTemplate, to: HostContext, from: HostContext | undefined, side: Side): void {
+    const kind = reason.source.kind;
+    const inInterface = kind === 'any' ? to.facts.interfaces.public : kind === 'host' ? to.facts.interfaces[side] : undefined;
+    to.received.push(recipeFor(reason.inputRecipes, from, side, inInterface, reason, to, from));
     // Only strictOutbound writes OUTPUT rules from the grants a host holds.
-    if (grant.from && this.inv.options.strictOutbound) {
-      const from = this.grantsFrom.get(grant.from.entry.name);
-      if (from) from.push(grant);
-      else this.grantsFrom.set(grant.from.entry.name, [grant]);
+    if (from && this.inv.options.strictOutbound) {
+      from.held.push(recipeFor(reason.outputRecipes, to, side, from.facts.interfaces[side], reason, to, from));
     }
   }
 
@@ -343,7 +345,7 @@ class Compilation {
       );
       return;
     }
-    this.addGrant(new Grant(reason, to, from, side));
+    this.addGrant(reason, to, from, side);
   }
 
   /** The template of an opening (a role's or an allow entry's) under its target's name. */
@@ -400,10 +402,10 @@ class Compilation {
             `${target} accepts ${portsLabel(opening.proto, reason.ports)} from the internet, but the host has no public interface: the rule is bound to no interface`,
           );
         }
-        this.addGrant(new Grant(reason, to, undefined, 'public'));
+        this.addGrant(reason, to, undefined, 'public');
         return;
       case 'cidr':
-        this.addGrant(new Grant(reason, to, undefined, 'public'));
+        this.addGrant(reason, to, undefined, 'public');
         return;
       case 'private':
         for (const from of this.hosts) {
@@ -642,57 +644,39 @@ interface Recipe {
   readonly side: Side;
   /** `-i` of INPUT rules, or `-o` of OUTPUT rules. */
   readonly interface: string | undefined;
+  /** The first grant that needed the recipe: the rules are written from it. */
+  readonly writer: Grant;
   rules?: {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]};
 }
 
-function findRecipe<Host>(
+/** The recipe of a template over a path: `host` is the sender for INPUT rules, the receiver for OUTPUT ones. */
+function recipeFor<Host>(
   recipes: Map<Host, Recipe[]>,
   host: Host,
   side: Side,
   interfaceName: string | undefined,
+  reason: GrantTemplate,
+  to: HostContext,
+  from: HostContext | undefined,
 ): Recipe {
   let list = recipes.get(host);
   if (!list) recipes.set(host, (list = []));
   for (const recipe of list) {
     if (recipe.side === side && recipe.interface === interfaceName) return recipe;
   }
-  const recipe: Recipe = {id: nextRecipeId++, side, interface: interfaceName};
+  const recipe: Recipe = {id: nextRecipeId++, side, interface: interfaceName, writer: new Grant(reason, to, from, side)};
   list.push(recipe);
   return recipe;
 }
 let nextRecipeId = 0;
 
-function inputRecipeOf(grant: Grant): Recipe {
-  let recipe = grant.inputRecipe;
-  if (!recipe) {
-    const to = grant.to.facts.interfaces;
-    const kind = grant.template.source.kind;
-    const inInterface = kind === 'any' ? to.public : kind === 'host' ? to[grant.side] : undefined;
-    recipe = findRecipe(grant.template.inputRecipes, grant.from, grant.side, inInterface);
-    grant.inputRecipe = recipe;
-  }
-  return recipe;
-}
-
-function outputRecipeOf(grant: Grant): Recipe {
-  let recipe = grant.outputRecipe;
-  if (!recipe) {
-    const outInterface = grant.from?.facts.interfaces[grant.side];
-    recipe = findRecipe(grant.template.outputRecipes, grant.to, grant.side, outInterface);
-    grant.outputRecipe = recipe;
-  }
-  return recipe;
-}
-
-function grantInputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
-  const recipe = inputRecipeOf(grant);
-  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(grant, recipe.interface));
+function recipeInputRules(recipe: Recipe, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(recipe.writer, recipe.interface));
   return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
 
-function grantOutputRules(grant: Grant, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
-  const recipe = outputRecipeOf(grant);
-  recipe.rules ??= dedupe.keyAll('OUTPUT', outputRules(grant, recipe.interface));
+function recipeOutputRules(recipe: Recipe, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
+  recipe.rules ??= dedupe.keyAll('OUTPUT', outputRules(recipe.writer, recipe.interface));
   return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
 
@@ -862,8 +846,8 @@ const chainLists = new Map<string, readonly Chain[]>();
 
 function buildRuleset(
   family: Family,
-  received: readonly Grant[],
-  held: readonly Grant[],
+  received: readonly Recipe[],
+  held: readonly Recipe[],
   strictOutbound: boolean,
   logDrops: boolean,
   dedupe: Dedupe,
@@ -876,15 +860,15 @@ function buildRuleset(
   // Order: the common opening (commonRules), then the openings.
   const common = commonRules(family);
   for (const rule of common.input) rules.push(rule);
-  for (const grant of received) {
-    for (const keyed of grantInputRules(grant, family, dedupe)) dedupe.push(rules, keyed);
+  for (const recipe of received) {
+    for (const keyed of recipeInputRules(recipe, family, dedupe)) dedupe.push(rules, keyed);
   }
   if (logDrops) rules.push(logDropJump);
 
   if (strictOutbound) {
     for (const rule of common.output) rules.push(rule);
-    for (const grant of held) {
-      for (const keyed of grantOutputRules(grant, family, dedupe)) dedupe.push(rules, keyed);
+    for (const recipe of held) {
+      for (const keyed of recipeOutputRules(recipe, family, dedupe)) dedupe.push(rules, keyed);
     }
   }
 
@@ -919,10 +903,9 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   // (port-sets, evaluator, access) read each one once.
   const rulesetsByRecipes = new Map<string, {readonly v4: Ruleset; readonly v6: Ruleset}>();
   return compilation.hosts.map((host) => {
-    const received = compilation.grantsTo.get(host.entry.name) ?? NO_GRANTS;
-    const held = compilation.grantsFrom.get(host.entry.name) ?? NO_GRANTS;
+    const {received, held} = host;
     const strictOutbound = inv.options.strictOutbound && host.facts.interfaces.public !== undefined;
-    const key = recipesKey(received, strictOutbound ? held : NO_GRANTS, strictOutbound);
+    const key = recipesKey(received, strictOutbound ? held : NO_RECIPES, strictOutbound);
     let rulesets = rulesetsByRecipes.get(key);
     if (!rulesets) {
       rulesets = {
@@ -940,13 +923,13 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   });
 }
 
-const NO_GRANTS: readonly Grant[] = Object.freeze([]);
+const NO_RECIPES: readonly Recipe[] = [];
 
 /** What a host's rulesets are made of: strict outbound or not, its INPUT recipes, then its OUTPUT ones. */
-function recipesKey(received: readonly Grant[], held: readonly Grant[], strictOutbound: boolean): string {
+function recipesKey(received: readonly Recipe[], held: readonly Recipe[], strictOutbound: boolean): string {
   let key = strictOutbound ? 'S' : 'L';
-  for (const grant of received) key += `${inputRecipeOf(grant).id},`;
+  for (const recipe of received) key += `${recipe.id},`;
   key += '/';
-  for (const grant of held) key += `${outputRecipeOf(grant).id},`;
+  for (const recipe of held) key += `${recipe.id},`;
   return key;
 }
