@@ -265,7 +265,6 @@ class Compilation {
   ) {
     this.roles = resolveRoles(inv);
     for (const entry of inv.hosts) {
-      this.warnings.set(entry.name, []);
       const hostFacts = facts.get(entry.name);
       if (!hostFacts) {
         this.problems.push(
@@ -326,9 +325,11 @@ class Compilation {
     return this.problems.length === before;
   }
 
+  /** Notes a warning for a fleet host (once per message); most hosts have none, and get no list. */
   warn(host: string, message: string): void {
     const list = this.warnings.get(host);
-    if (list && !list.includes(message)) list.push(message);
+    if (!list) this.warnings.set(host, [message]);
+    else if (!list.includes(message)) list.push(message);
   }
 
   hostsWithRole(role: string): readonly HostContext[] {
@@ -918,7 +919,7 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
       host: host.entry.name,
       v4: rulesets.v4,
       v6: rulesets.v6,
-      warnings: [...(compilation.warnings.get(host.entry.name) ?? [])],
+      warnings: compilation.warnings.get(host.entry.name) ?? [], // the compilation's own list: no copy needed
     };
   });
 }

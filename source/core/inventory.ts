@@ -434,10 +434,15 @@ export function parseInventoryText(text: string, label: string): Inventory {
     const reason = error instanceof Error ? error.message : String(error);
     throw new InputError([`${label}: not valid JSON (${reason})`]);
   }
-  return validateInventory(json);
+  return validate(json, true);
 }
 
 export function validateInventory(json: unknown): Inventory {
+  return validate(json, false);
+}
+
+/** `ownsJson`: the JSON was parsed here and nothing else holds it, so the inventory may keep its lists. */
+function validate(json: unknown, ownsJson: boolean): Inventory {
   const parsed = hasInventoryShape(json)
     ? ({success: true, data: json} as const)
     : inventorySchema.safeParse(json, {reportInput: true});
@@ -448,7 +453,7 @@ export function validateInventory(json: unknown): Inventory {
     // Order by appearance is already path order within each pass; keep zod's lines first.
     throw new InputError(problems.lines.length > 0 ? dedupe(problems.lines) : ['inventory: invalid']);
   }
-  return normalize(parsed.data);
+  return normalize(parsed.data, ownsJson);
 }
 
 function dedupe(lines: readonly string[]): string[] {
@@ -723,7 +728,7 @@ function portRanges(specs: readonly (number | string)[]): PortRange[] {
   });
 }
 
-function normalize(raw: RawInventory): Inventory {
+function normalize(raw: RawInventory, ownsJson: boolean): Inventory {
   const roles: Record<string, RoleOverride> = {};
   for (const [name, role] of Object.entries(raw.roles ?? {})) {
     roles[name] = {
@@ -741,15 +746,18 @@ function normalize(raw: RawInventory): Inventory {
       ...(role.peersProto === undefined ? {} : {peersProto: role.peersProto}),
     };
   }
-  const hosts: HostEntry[] = raw.hosts.map(normalizeHost);
+  const hosts: HostEntry[] = raw.hosts.map((host) => normalizeHost(host, ownsJson));
   return {options: {...DEFAULT_OPTIONS, ...raw.options}, roles, hosts};
 }
 
 type Mutable<T> = {-readonly [K in keyof T]: T[K]};
 
-/** One host entry: absent keys stay absent, and the keys keep their order (name, ssh, roles, jump, allow, interfaces, addresses). */
-function normalizeHost(host: RawInventory['hosts'][number]): HostEntry {
-  const roles = [...host.roles];
+/**
+ * One host entry: absent keys stay absent, and the keys keep their order (name, ssh, roles, jump,
+ * allow, interfaces, addresses). With `ownsJson`, lists that need no change are kept, not copied.
+ */
+function normalizeHost(host: RawInventory['hosts'][number], ownsJson: boolean): HostEntry {
+  const roles = ownsJson ? host.roles : [...host.roles];
   const allow = (host.allow ?? []).map((opening) => ({
     ports: portRanges([opening.port]),
     proto: opening.proto ?? 'tcp',
@@ -767,11 +775,23 @@ function normalizeHost(host: RawInventory['hosts'][number]): HostEntry {
   }
   if (host.addresses !== undefined) {
     entry.addresses = {
-      public: (host.addresses.public ?? []).map((address) => canonicalAddress(address) ?? address),
-      private: (host.addresses.private ?? []).map((address) => canonicalAddress(address) ?? address),
+      public: canonicalList(host.addresses.public ?? [], ownsJson),
+      private: canonicalList(host.addresses.private ?? [], ownsJson),
     };
   }
   return entry;
+}
+
+/** Addresses in their canonical spelling: `addresses` itself when it may be kept and is spelled so already. */
+function canonicalList(addresses: readonly string[], mayKeep: boolean): readonly string[] {
+  let respelled: string[] | undefined;
+  for (let index = 0; index < addresses.length; index += 1) {
+    const address = addresses[index] as string;
+    const canonical = canonicalAddress(address) ?? address;
+    if (respelled) respelled.push(canonical);
+    else if (canonical !== address) (respelled = addresses.slice(0, index)).push(canonical);
+  }
+  return respelled ?? (mayKeep ? addresses : addresses.slice());
 }
 
 // ---------------------------------------------------------------------------
