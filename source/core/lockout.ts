@@ -5,7 +5,8 @@
 import {EPHEMERAL_PORT, INTERNET_ADDRESS, type FleetHost} from './access.js';
 import {addressFamily, canonicalAddress} from './addresses.js';
 import {describeDecidedBy, evaluate, type Packet} from './evaluator.js';
-import {acceptsAt, chainView, type ViewKind} from './port-sets.js';
+import {parseAddress as parseIpAddress, type IpAddress} from './ip.js';
+import {acceptedPortsOf, acceptsAt, chainViewAt, type ViewKind} from './port-sets.js';
 import {parseSshDestination, sshPortOf, type Inventory} from './inventory.js';
 import type {Family, HostFacts, Ruleset} from './model.js';
 import {fleetSide} from './topology.js';
@@ -48,9 +49,22 @@ const VERB: Record<string, string> = {DROP: 'dropped', REJECT: 'rejected'};
  * `own` is the ruleset's host's address on the hop, `peer` the other end's, `iface` the host's
  * interface the packet crosses; the varying port is sshd's, the fixed one the ephemeral port.
  */
-function acceptedByView(ruleset: Ruleset, kind: ViewKind, iface: string | undefined, own: string, peer: string, sshPort: number): boolean {
-  const view = chainView(ruleset, kind, 'tcp', iface, own, EPHEMERAL_PORT);
-  return view !== undefined && acceptsAt(view, peer, sshPort);
+function acceptedByView(ruleset: Ruleset, kind: ViewKind, iface: string | undefined, own: HopEnd, peer: HopEnd, sshPort: number): boolean {
+  const view = own.ip && chainViewAt(ruleset, kind, 'tcp', iface, own.ip, EPHEMERAL_PORT);
+  if (view === undefined) return false;
+  // (A peer of another family: acceptsAt words the error.)
+  if (!peer.ip || peer.ip.family !== view.family) return acceptsAt(view, peer.text, sshPort);
+  const ports = acceptedPortsOf(view, peer.ip);
+  for (let index = 0; index < ports.length; index += 2) {
+    if (sshPort >= (ports[index] as number) && sshPort <= (ports[index + 1] as number)) return true;
+  }
+  return false;
+}
+
+/** An end of a hop: its address as written and as read (once per hop, not once per check). */
+interface HopEnd {
+  readonly text: string;
+  readonly ip: IpAddress | undefined;
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
@@ -88,15 +102,17 @@ function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): 
   // The port-set view answers most checks without a walk (and a defined view has nothing to
   // note); the evaluator runs when the way is shut, to say which rule shuts it. (Packets and
   // messages are only spelled out then.)
+  const source: HopEnd = {text: hop.sourceAddress, ip: parseIpAddress(hop.sourceAddress)};
+  const destination: HopEnd = {text: hop.targetAddress, ip: parseIpAddress(hop.targetAddress)};
   if (hop.jump) {
     for (const kind of JUMP_CHECKS) {
-      if (!acceptedByView(rulesetOf(hop.jump.host, hop.family), kind, hop.jump.outInterface, hop.sourceAddress, hop.targetAddress, port)) {
+      if (!acceptedByView(rulesetOf(hop.jump.host, hop.family), kind, hop.jump.outInterface, source, destination, port)) {
         judgeShut(target, hop, port, assumed, kind, findings);
       }
     }
   }
   for (const kind of TARGET_CHECKS) {
-    if (!acceptedByView(rulesetOf(target, hop.family), kind, hop.targetInterface, hop.targetAddress, hop.sourceAddress, port)) {
+    if (!acceptedByView(rulesetOf(target, hop.family), kind, hop.targetInterface, destination, source, port)) {
       judgeShut(target, hop, port, assumed, kind, findings);
     }
   }
