@@ -547,6 +547,8 @@ function hostCidr(address: string): string {
  */
 interface GrantRule {
   readonly match: readonly string[];
+  /** Names the match (see matchKey). */
+  readonly key: string;
   readonly text: string;
 }
 
@@ -556,8 +558,35 @@ interface FamilyRules {
   readonly v6: GrantRule[];
 }
 
-function grantRule(match: readonly string[], text: string): GrantRule {
-  return {match, text: text.length > MAX_COMMENT_LENGTH ? text.slice(0, MAX_COMMENT_LENGTH) : text};
+/** A grant rule matching `head` (addresses, interface) then the chunk's ports and state. */
+function grantRule(head: readonly string[], chunk: PortChunk, text: string): GrantRule {
+  return {
+    match: head.length === 0 ? chunk.tail : head.concat(chunk.tail),
+    key: matchKey(head, chunk),
+    text: text.length > MAX_COMMENT_LENGTH ? text.slice(0, MAX_COMMENT_LENGTH) : text,
+  };
+}
+
+/**
+ * A short key naming a match's tokens: the head's tokens, then the tail's number (equal tails,
+ * equal numbers). Shorter than all tokens joined, and keys are kept per rule.
+ */
+function matchKey(head: readonly string[], chunk: PortChunk): string {
+  return head.length === 0 ? chunk.tailKey : `${head.join('\u0000')}\u0000${chunk.tailKey}`;
+}
+
+/** Tails (`-p ...` to the state match) by their tokens joined, numbered; few per fleet, kept for the process. */
+const tailNumbers = new Map<string, string>();
+
+function tailKeyOf(tail: readonly string[]): string {
+  const joined = tail.join('\u0000');
+  let key = tailNumbers.get(joined);
+  if (key === undefined) {
+    // (\u0002: never part of a token, so a key cannot read as a head.)
+    key = `\u0002${tailNumbers.size}`;
+    tailNumbers.set(joined, key);
+  }
+  return key;
 }
 
 /** A template's ports split into multiport-sized chunks, each with its label and its tokens up to the comment. */
@@ -565,6 +594,8 @@ interface PortChunk {
   readonly label: string;
   /** `-p ... --dport(s) ...` then the NEW state match. */
   readonly tail: readonly string[];
+  /** Names the tail's tokens in match keys. */
+  readonly tailKey: string;
 }
 
 const portChunksCache = new WeakMap<GrantTemplate, readonly PortChunk[]>();
@@ -574,7 +605,10 @@ function portChunks(reason: GrantTemplate): readonly PortChunk[] {
   let chunks = portChunksCache.get(reason);
   if (!chunks) {
     const groups = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
-    chunks = groups.map((ports) => ({label: portsLabel(reason.proto, ports), tail: protoPortTokens(reason.proto, ports).concat(NEW)}));
+    chunks = groups.map((ports) => {
+      const tail = protoPortTokens(reason.proto, ports).concat(NEW);
+      return {label: portsLabel(reason.proto, ports), tail, tailKey: tailKeyOf(tail)};
+    });
     portChunksCache.set(reason, chunks);
   }
   return chunks;
@@ -587,21 +621,20 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules 
   const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
   const fromAddresses = grant.from ? fleetPath(grant.from, grant.to).fromAddresses : [];
   for (const chunk of portChunks(reason)) {
-    const tail = chunk.tail;
     const text = describe(reason.inputText(grant.from?.entry.name ?? ''), chunk.label);
     const source = reason.source;
     if (source.kind === 'any') {
-      const rule = grantRule(inputInterface.concat(tail), text);
+      const rule = grantRule(inputInterface, chunk, text);
       rules.v4.push(rule);
       rules.v6.push(rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule(everything ? tail : ['-s', source.cidr].concat(tail), text));
+      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule(everything ? [] : ['-s', source.cidr], chunk, text));
     } else {
       for (const address of fromAddresses) {
         const reading = readAddress(address);
         if (reading === undefined) continue;
-        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address)].concat(inputInterface, tail), text));
+        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address)].concat(inputInterface), chunk, text));
       }
     }
   }
@@ -620,7 +653,7 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilyRule
     for (const address of toAddresses) {
       const reading = readAddress(address);
       if (reading === undefined) continue;
-      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidr(address)].concat(outputInterface, chunk.tail), text));
+      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidr(address)].concat(outputInterface), chunk, text));
     }
   }
   return rules;
@@ -768,7 +801,7 @@ class Dedupe {
   keyAll(chain: string, rules: FamilyRules): {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]} {
     const keyed = (rule: GrantRule): KeyedRule => {
       // Every grant rule ends the same way after `match`: the match alone tells rules apart.
-      const key = `${chain}\u0000${rule.match.join('\u0000')}`;
+      const key = `${chain}\u0000${rule.key}`;
       let identity = this.identities.get(key);
       if (!identity) this.identities.set(key, (identity = {takenBy: 0}));
       return {identity, rule: {chain, spec: sharedGrantSpec(key, rule)}};
