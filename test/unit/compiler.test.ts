@@ -189,6 +189,41 @@ describe('duplicates', () => {
   });
 });
 
+describe('shared rulesets', () => {
+  const host = (name: string, roles: string[], index: number, extra: Record<string, unknown> = {}): Record<string, unknown> => ({
+    name,
+    ssh: name,
+    roles,
+    interfaces: {public: 'eth0', private: 'eth1'},
+    addresses: {public: [`203.0.113.${index}`, `2001:db8::${index}`], private: [`10.0.0.${index}`, `fd00::${index}`]},
+    ...extra,
+  });
+
+  it('gives hosts whose rules come from the same grants one pair of rulesets, and others their own', () => {
+    for (const strictOutbound of [false, true]) {
+      const inv = validateInventory({
+        options: {strictOutbound},
+        hosts: [
+          host('tunnel-1', ['bastion'], 1),
+          host('lb-1', ['lb'], 2),
+          host('app-1', ['app'], 3),
+          host('app-2', ['app'], 4),
+          host('app-3', ['app'], 5, {allow: [{port: 8080, from: 'lb-1'}]}),
+          host('db-1', ['db'], 6),
+        ],
+      });
+      const compiled = compile(inv);
+      const [app1, app2, app3] = ['app-1', 'app-2', 'app-3'].map((name) => compiled.get(name) as CompiledHost);
+      expect(app2?.v4).toBe(app1?.v4);
+      expect(app2?.v6).toBe(app1?.v6);
+      expect(app3?.v4).not.toBe(app1?.v4);
+      expect(rulesOf(app3?.v4).length).toBe(rulesOf(app1?.v4).length + 1);
+      // The shared ruleset reads as each host's own would: nothing in it names one of them.
+      expect(renderRuleset(app1!.v4)).not.toMatch(/app-1|10\.0\.0\.3/);
+    }
+  });
+});
+
 describe('sources and interfaces', () => {
   it('binds CIDR sources to no interface and to their own family only', () => {
     const cache = compile(load('custom-role')).get('cache-1')!;
