@@ -270,7 +270,11 @@ export function isPrivateAddress(text: string): boolean {
 /** The iptables `-s`/`-d` argument for a single address: canonical, with /32 or /128. */
 export function hostCidrText(text: string): string | undefined {
   const reading = readAddress(text);
-  if (!reading) return undefined;
+  return reading && hostCidrOf(reading);
+}
+
+/** hostCidrText of an address already read. */
+export function hostCidrOf(reading: AddressReading): string {
   reading.hostCidr ??= `${reading.canonical}/${reading.family === 4 ? 32 : 128}`;
   return reading.hostCidr;
 }

@@ -5,7 +5,7 @@
 // The compiler first lists "grants" (who may open what on which host), then writes each
 // host's INPUT from the grants it receives and, with strictOutbound, its OUTPUT from the
 // grants it holds on its peers, so both ends agree by construction.
-import {addressFamily, hostCidrText, parseCidr, readAddress} from './addresses.js';
+import {addressFamily, hostCidrOf, parseCidr, readAddress} from './addresses.js';
 import {InputError} from './errors.js';
 import {classifySource, INTERFACE_PATTERN, sshPortOf, type HostEntry, type Inventory, type SourceKind} from './inventory.js';
 import type {
@@ -22,7 +22,7 @@ import type {
   Table,
 } from './model.js';
 import {resolveRoles} from './roles.js';
-import {fleetPath} from './topology.js';
+import {canonicalList} from './topology.js';
 
 /** The drop-logging chain. Never "LOG": that is a target, and `iptables -N LOG` fails. */
 export const LOG_DROP_CHAIN = 'IW-LOG-DROP';
@@ -536,11 +536,6 @@ function mergedPorts(ranges: readonly PortRange[]): readonly PortRange[] {
 // ---------------------------------------------------------------------------
 // Rules
 
-/** `-s`/`-d` text for one address: canonical with /32 or /128 (the address itself if unparsable). */
-function hostCidr(address: string): string {
-  return hostCidrText(address) ?? address;
-}
-
 /**
  * A grant's rule before it is keyed: every one reads `[...match, -m comment --comment TEXT, -j ACCEPT]`,
  * so the tokens it matches by (its identity, see Dedupe) come apart from the comment for free.
@@ -619,7 +614,8 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules 
   const reason = grant.template;
   const rules: FamilyRules = {v4: [], v6: []};
   const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
-  const fromAddresses = grant.from ? fleetPath(grant.from, grant.to).fromAddresses : [];
+  // fleetPath's fromAddresses (its side is the grant's).
+  const fromAddresses = grant.from ? canonicalList(grant.from.facts.addresses[grant.side]) : [];
   for (const chunk of portChunks(reason)) {
     const text = describe(reason.inputText(grant.from?.entry.name ?? ''), chunk.label);
     const source = reason.source;
@@ -634,7 +630,7 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules 
       for (const address of fromAddresses) {
         const reading = readAddress(address);
         if (reading === undefined) continue;
-        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidr(address)].concat(inputInterface), chunk, text));
+        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidrOf(reading)].concat(inputInterface), chunk, text));
       }
     }
   }
@@ -647,13 +643,13 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilyRule
   const rules: FamilyRules = {v4: [], v6: []};
   if (!grant.from) return rules;
   const outputInterface = outInterface === undefined ? [] : ['-o', outInterface];
-  const toAddresses = fleetPath(grant.from, grant.to).toAddresses;
+  const toAddresses = canonicalList(grant.to.facts.addresses[grant.side]); // fleetPath's toAddresses
   for (const chunk of portChunks(reason)) {
     const text = describe(reason.outputText(grant.to.entry.name), chunk.label);
     for (const address of toAddresses) {
       const reading = readAddress(address);
       if (reading === undefined) continue;
-      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidr(address)].concat(outputInterface), chunk, text));
+      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidrOf(reading)].concat(outputInterface), chunk, text));
     }
   }
   return rules;

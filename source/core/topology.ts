@@ -15,13 +15,16 @@ export interface FleetPath {
   readonly toAddresses: readonly string[];
 }
 
-// A host's address list is spelled out once, not once per peer (large fleets pair every host with many).
+/** A host's addresses in their canonical spelling: spelled out once per list, not once per peer (large fleets pair every host with many). */
 const canonicalLists = new WeakMap<readonly string[], readonly string[]>();
 
-function canonicalList(addresses: readonly string[]): readonly string[] {
+export function canonicalList(addresses: readonly string[]): readonly string[] {
   let list = canonicalLists.get(addresses);
   if (!list) {
-    list = addresses.map((address) => canonicalAddress(address) ?? address);
+    // (A list spelled canonically already, as an inventory's are, is its own.)
+    list = addresses.every((address) => canonicalAddress(address) === address)
+      ? addresses
+      : addresses.map((address) => canonicalAddress(address) ?? address);
     canonicalLists.set(addresses, list);
   }
   return list;
