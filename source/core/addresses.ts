@@ -3,6 +3,7 @@
 // compare equal to what a server reports back.
 import type {IpAddress} from './ip.js';
 import type {Family} from './model.js';
+import {rememberedPerKey} from './remembered.js';
 
 export interface ParsedAddress {
   readonly family: Family;
@@ -125,19 +126,8 @@ export interface AddressReading extends ParsedAddress {
 // A large fleet reads the same few addresses many times over (validation, compiler, access,
 // lockout): each spelling is read once, and the reading shared. Its types are read-only; it is
 // not frozen (Object.freeze would cost about as much as the read itself).
-const PARSE_CACHE_LIMIT = 200_000;
-const readings = new Map<string, AddressReading | null>();
-
 /** The reading of a plain address (no prefix), IPv4 or IPv6; undefined when it is not one. */
-export function readAddress(text: string): AddressReading | undefined {
-  let reading = readings.get(text);
-  if (reading === undefined) {
-    reading = readUncached(text) ?? null;
-    if (readings.size >= PARSE_CACHE_LIMIT) readings.clear();
-    readings.set(text, reading);
-  }
-  return reading ?? undefined;
-}
+export const readAddress: (text: string) => AddressReading | undefined = rememberedPerKey(readUncached);
 
 /** A plain address (no prefix), IPv4 or IPv6. */
 export function parseAddress(text: string): ParsedAddress | undefined {

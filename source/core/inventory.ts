@@ -5,6 +5,7 @@
 import {z} from 'zod';
 import {canonicalAddress, parseAddress, parseCidrDetailed} from './addresses.js';
 import {InputError} from './errors.js';
+import {rememberedPerKey} from './remembered.js';
 import {DEFAULT_OPTIONS} from './model.js';
 import type {FleetOptions, HostFacts, Opening, PortRange, Protocol} from './model.js';
 import {BUILTIN_ROLES} from './roles.js';
@@ -320,18 +321,8 @@ export interface SshDestination {
  * `[user@]host[:port]`, IPv6 as `[addr]:port` (or a bare IPv6 address), or an ssh-config alias.
  * Nothing may start with "-": the value ends up in an ssh argument list.
  */
-export function parseSshDestination(text: string): SshDestination | undefined {
-  // Read for every host by validation, facts, the compiler and the lockout check: once per spelling.
-  let destination = destinationCache.get(text);
-  if (destination === undefined) {
-    const parsed = readSshDestination(text);
-    destination = parsed ?? null;
-    if (destinationCache.size >= 200_000) destinationCache.clear();
-    destinationCache.set(text, destination);
-  }
-  return destination ?? undefined;
-}
-const destinationCache = new Map<string, SshDestination | null>();
+// Read for every host by validation, facts, the compiler and the lockout check: once per spelling.
+export const parseSshDestination: (text: string) => SshDestination | undefined = rememberedPerKey((text) => readSshDestination(text));
 
 function readSshDestination(text: string): SshDestination | undefined {
   const match = /^(?:([A-Za-z0-9._][A-Za-z0-9._-]*)@)?(.+)$/.exec(text);

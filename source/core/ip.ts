@@ -4,6 +4,7 @@
 
 import {formatAddress as formatBytes, readAddress} from './addresses.js';
 import type {Family} from './model.js';
+import {rememberedPerKey} from './remembered.js';
 
 export interface IpAddress {
   readonly family: Family;
@@ -36,9 +37,8 @@ function toValue(bytes: readonly number[]): bigint {
 
 // A large fleet reads the same addresses many times over (compiler, access, lockout): each
 // spelling is read once, and its numeric form kept with the reading (addresses.ts). Spellings
-// with a zone (fe80::1%eth0) have their own cache. Results are shared: read-only by type, not
-// frozen (freezing costs about as much as the read).
-const zonedCache = new Map<string, IpAddress | null>();
+// with a zone (fe80::1%eth0) are remembered on their own. Results are shared: read-only by type,
+// not frozen (freezing costs about as much as the read).
 
 /** Parses a plain address (no prefix); the spelling rules live in addresses.ts. */
 export function parseAddress(text: string): IpAddress | undefined {
@@ -49,15 +49,7 @@ export function parseAddress(text: string): IpAddress | undefined {
   return reading.numeric;
 }
 
-function parseZoned(text: string): IpAddress | undefined {
-  let address = zonedCache.get(text);
-  if (address === undefined) {
-    address = parseAddress(text.split('%')[0] ?? '') ?? null;
-    if (zonedCache.size >= 200_000) zonedCache.clear();
-    zonedCache.set(text, address);
-  }
-  return address ?? undefined;
-}
+const parseZoned = rememberedPerKey((text) => parseAddress(text.split('%')[0] ?? ''));
 
 function maskFromPrefix(family: Family, prefix: number): bigint {
   const bits = BITS[family];
@@ -66,21 +58,10 @@ function maskFromPrefix(family: Family, prefix: number): bigint {
 
 /**
  * Parses `addr`, `addr/len` or `addr/netmask` (iptables-save prints a dotted or colon
- * netmask when it is not contiguous). A bare address is a single-host network.
+ * netmask when it is not contiguous). A bare address is a single-host network. The `-s`/`-d`
+ * spellings recur across a fleet's rulesets: each is read once.
  */
-const networkCache = new Map<string, IpNetwork | null>();
-
-export function parseNetwork(text: string): IpNetwork | undefined {
-  // `-s`/`-d` spellings recur across a fleet's rulesets: each is read once (results are shared, read-only).
-  let network = networkCache.get(text);
-  if (network === undefined) {
-    const parsed = parseNetworkUncached(text);
-    network = parsed ?? null;
-    if (networkCache.size >= 200_000) networkCache.clear();
-    networkCache.set(text, network);
-  }
-  return network ?? undefined;
-}
+export const parseNetwork: (text: string) => IpNetwork | undefined = rememberedPerKey(parseNetworkUncached);
 
 function parseNetworkUncached(text: string): IpNetwork | undefined {
   const slash = text.indexOf('/');
