@@ -9,6 +9,11 @@
 // (peer address?, port set, target). Answering for a peer is then a walk over that list with
 // port sets, and a peer no entry names gets the answer computed once for all such peers.
 //
+// Sharing: tables with the same rules share one reading and its views. Tables that differ only
+// in the single addresses INPUT's rules accept from (a cluster's servers each name their own
+// peers) share the first one's too, and a peer is renamed to the one the first table names at
+// the same places before a view answers (RenamedTable).
+//
 // Exactness: this mirrors evaluator.ts, which stays the reference (a property test compares
 // them). Whatever it does not model exactly — an unsupported match, a hop-limit condition on a
 // packet that could match, a jump to a missing chain — makes the view undefined, and callers
@@ -382,7 +387,8 @@ interface Entry {
   readonly chain?: readonly Entry[];
 }
 
-export interface ChainView {
+/** A view of one table's rules. */
+interface TableView {
   readonly family: 4 | 6;
   readonly entries: readonly Entry[];
   readonly policyAccepts: boolean;
@@ -395,6 +401,16 @@ export interface ChainView {
   // bits only, and a fleet's IPv6 addresses often differ above them.)
   namedAnswers?: Map<IpAddress, PortSet>;
 }
+
+/** An inbound view of a renamed table (RenamedTable): the base's view, asked with the peer renamed. */
+interface RenamedView {
+  readonly family: 4 | 6;
+  readonly renamed: RenamedTable;
+  readonly view: TableView;
+}
+
+/** What a view answers: the ports at which a chain accepts a packet from or to a peer. Opaque outside. */
+export type ChainView = TableView | RenamedView;
 
 /**
  * A filter table as read, shared by every ruleset whose table has the same rules (the compiler
@@ -418,7 +434,7 @@ interface SharedTable {
     readonly out: Readonly<Record<'tcp' | 'udp', ReadonlyMap<string, readonly IpNetwork[]>>>;
   };
   /** The views built, one short list (kind-and-protocol slots x interfaces x own addresses x fixed ports). */
-  readonly views: {slot: number; iface: string | undefined; own: string; fixedPort: number; view: ChainView | undefined}[];
+  readonly views: {slot: number; iface: string | undefined; own: string; fixedPort: number; view: TableView | undefined}[];
   /** viewsDefined, per protocol, once computed. */
   readonly defined: {tcp?: boolean; udp?: boolean};
   /** matchedNetworks, once computed. */
@@ -429,13 +445,47 @@ interface SharedTable {
 
 const BUILT_IN: ReadonlySet<string> = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 const NO_NETWORKS: ReadonlyMap<string, readonly IpNetwork[]> = new Map();
-const sharedByTable = new WeakMap<Table, SharedTable | null>();
 /** Shared tables by a short key of their content (tables with the same key told apart by ruleIds). */
 const sharedByContent = new Map<string, SharedTable[]>();
 
+/**
+ * A table read as another table with other peers: the same rules but for the single address of
+ * some INPUT rules' `-s` (and their comments). A cluster's database servers, say, have tables
+ * that differ only in which app servers they name; they share the first one's reading and views,
+ * and a peer is renamed to the one at the same place in the first table before views answer.
+ */
+interface RenamedTable {
+  /** The reading of the first table with these rules. */
+  readonly base: SharedTable;
+  /** This table's open peers (distinct values) and the base's at the same places. */
+  readonly from: readonly bigint[];
+  readonly to: readonly IpNetwork[];
+  /** Every network this table's rules match on (matchedNetworks), once asked. */
+  networks?: readonly IpNetwork[];
+  /** The base's fixed networks and this table's open peers, to build `networks` from. */
+  readonly template: Template;
+  readonly peers: readonly IpNetwork[];
+  /** The renamed views handed out (one per view of the base). */
+  readonly views: RenamedView[];
+  /** The base's open peer matches, each with this table's peer at that place, once needed. */
+  ownAtOpen?: ReadonlyMap<AddressMatch, IpNetwork>;
+}
+
+function ownAtOpen(renamed: RenamedTable): ReadonlyMap<AddressMatch, IpNetwork> {
+  const map = new Map<AddressMatch, IpNetwork>();
+  renamed.template.openMatches.forEach((match, index) => map.set(match, renamed.peers[index] as IpNetwork));
+  return map;
+}
+
+type TableReading = SharedTable | RenamedTable;
+
+function baseOf(reading: TableReading): SharedTable {
+  return 'base' in reading ? reading.base : reading;
+}
+
 /** A ruleset's filter table as read: 'none' without one, undefined when not readable. Cached per ruleset. */
-const tableOfRuleset = new WeakMap<Ruleset, SharedTable | 'none' | null>();
-function rulesetTable(ruleset: Ruleset): SharedTable | 'none' | undefined {
+const tableOfRuleset = new WeakMap<Ruleset, TableReading | 'none' | null>();
+function rulesetTable(ruleset: Ruleset): TableReading | 'none' | undefined {
   let entry = tableOfRuleset.get(ruleset);
   if (entry === undefined) {
     const table = ruleset.tables.find((candidate) => candidate.name === 'filter');
@@ -445,13 +495,225 @@ function rulesetTable(ruleset: Ruleset): SharedTable | 'none' | undefined {
   return entry ?? undefined;
 }
 
-function sharedTable(table: Table, family: 4 | 6): SharedTable | undefined {
-  let shared = sharedByTable.get(table);
-  if (shared === undefined) {
-    shared = readShared(table, family) ?? null;
-    sharedByTable.set(table, shared);
+const readingByTable = new WeakMap<Table, TableReading | null>();
+
+function sharedTable(table: Table, family: 4 | 6): TableReading | undefined {
+  let reading = readingByTable.get(table);
+  if (reading === undefined) {
+    reading = readTable(table, family) ?? null;
+    readingByTable.set(table, reading);
   }
-  return shared && shared.family === family ? shared : undefined;
+  return reading && baseOf(reading).family === family ? reading : undefined;
+}
+
+function readTable(table: Table, family: 4 | 6): TableReading | undefined {
+  const open = openReading(table, family);
+  if (!open) return readShared(table, family);
+  const candidates = templates.get(open.key);
+  if (candidates) {
+    for (const template of candidates) {
+      if (!sameIds(template.ids, open.ids)) continue;
+      const renamed = renamedOnto(template, open.peers);
+      if (renamed) return renamed;
+    }
+  }
+  // The first table with these rules (or one whose peers cannot be renamed onto theirs): read
+  // in full, and offered to the tables that follow.
+  const shared = readShared(table, family);
+  if (!shared) return undefined;
+  const template = templateOf(table, open.ids, open.peers, shared);
+  if (templates.size >= 50_000) templates.clear();
+  if (candidates) candidates.push(template);
+  else templates.set(open.key, [template]);
+  return shared;
+}
+
+/** The first table read with a given content but for INPUT's open peers. */
+interface Template {
+  readonly ids: readonly number[];
+  /** Its open peers, one per INPUT rule with a single `-s` address, in rule order. */
+  readonly peers: readonly IpNetwork[];
+  readonly shared: SharedTable;
+  /** The read matches of its open peers, at the same places. */
+  readonly openMatches: readonly AddressMatch[];
+  /** The networks its rules match on besides the open peers. */
+  readonly fixedNetworks: readonly IpNetwork[];
+  /** INPUT's other source matches (networks, negated): an open peer must fall inside each as the template's does. */
+  readonly fixedPeerNetworks: readonly IpNetwork[];
+}
+
+const templates = new Map<string, Template[]>();
+
+/**
+ * A table whose open peers match the template's place for place as one-to-one renaming (equal
+ * where theirs are equal, different where theirs differ): then every peer it names gets the
+ * answer the template's peer at the same places gets, and every peer it does not name gets the
+ * answer of a peer the template does not name.
+ */
+function renamedOnto(template: Template, peers: readonly IpNetwork[]): TableReading | undefined {
+  const from: bigint[] = [];
+  const to: IpNetwork[] = [];
+  for (let index = 0; index < peers.length; index += 1) {
+    const mine = (peers[index] as IpNetwork).value;
+    const theirs = template.peers[index] as IpNetwork;
+    const seen = from.indexOf(mine);
+    if (seen === -1) {
+      // (A value of theirs already taken by another of mine would merge two of mine into one.)
+      if (to.some((network) => network.value === theirs.value)) return undefined;
+      // The fixed source matches must tell the two apart no more than they tell the base's.
+      const address = peers[index] as IpNetwork;
+      for (const network of template.fixedPeerNetworks) {
+        if (networkContains(network, address) !== networkContains(network, theirs)) return undefined;
+      }
+      from.push(mine);
+      to.push(theirs);
+    } else if ((to[seen] as IpNetwork).value !== theirs.value) {
+      return undefined;
+    }
+  }
+  // (The same peers at the same places: the template's own reading.)
+  if (peers.every((peer, index) => peer.value === (template.peers[index] as IpNetwork).value)) return template.shared;
+  return {base: template.shared, from, to, template, peers, views: []};
+}
+
+/** A table read in full (readShared), as the template of the tables with its rules but for the open peers. */
+function templateOf(table: Table, ids: readonly number[], peers: readonly IpNetwork[], shared: SharedTable): Template {
+  const openMatches: AddressMatch[] = [];
+  const fixed = new Set<IpNetwork>();
+  const fixedPeers = new Set<IpNetwork>();
+  for (const rule of table.rules) {
+    const read = readRule(rule.spec) as ReadRule; // (read by readShared)
+    for (const match of read.destination) fixed.add(match.network);
+    if (rule.chain !== 'INPUT') {
+      for (const match of read.source) fixed.add(match.network);
+    } else if ((openSpec(rule.spec) as OpenSpec).peer) {
+      openMatches.push(read.source[0] as AddressMatch);
+    } else {
+      for (const match of read.source) {
+        fixed.add(match.network);
+        fixedPeers.add(match.network);
+      }
+    }
+  }
+  return {ids, peers, shared, openMatches, fixedNetworks: [...fixed], fixedPeerNetworks: [...fixedPeers]};
+}
+
+/**
+ * A table's content with INPUT's peers left open: the ids of its rules (INPUT rules by their
+ * pattern, the others by their reading; -1 where a chain's run starts), the open peers in rule
+ * order, and a short key. Undefined when the table cannot be shared that way: a user chain (a
+ * jump could carry INPUT's peers anywhere), an INPUT rule with two sources, an open peer of the
+ * other family, a rule not read, or no open peer at all.
+ */
+function openReading(table: Table, family: 4 | 6): {key: string; ids: number[]; peers: IpNetwork[]} | undefined {
+  if (table.chains.length >= MAX_DEPTH) return undefined;
+  let header = `${family}`;
+  for (const chain of table.chains) {
+    if (!BUILT_IN.has(chain.name)) return undefined;
+    header += `\n${chain.name}:${chain.policy ?? '-'}`;
+  }
+  const ids: number[] = [];
+  const peers: IpNetwork[] = [];
+  const single = family === 4 ? ALL_ONES_V4 : ALL_ONES_V6;
+  let hash = 0;
+  let chainName: string | undefined;
+  for (const rule of table.rules) {
+    let id: number;
+    if (rule.chain === 'INPUT') {
+      const open = openSpec(rule.spec);
+      if (!open) return undefined;
+      id = open.pattern;
+      if (open.peer) {
+        if (open.peer.family !== family || open.peer.mask !== single) return undefined;
+        peers.push(open.peer);
+      }
+    } else {
+      if (!BUILT_IN.has(rule.chain)) return undefined;
+      const read = readRule(rule.spec);
+      if (!read) return undefined;
+      id = read.id;
+    }
+    if (rule.chain !== chainName) {
+      header += `\n${(chainName = rule.chain)}`;
+      ids.push(-1);
+      hash = (Math.imul(hash, 31) - 1) | 0;
+    }
+    ids.push(id);
+    hash = (Math.imul(hash, 31) + id) | 0;
+  }
+  if (peers.length === 0) return undefined; // (nothing to rename: equal tables share by content already)
+  return {key: `${header}\n#${hash}`, ids, peers};
+}
+
+/** A rule's pattern (its tokens but for the `-s` address and the comment text) and its `-s` address. */
+interface OpenSpec {
+  /** Names the pattern: negative, apart from read rules' ids and the -1 of chain starts. */
+  readonly pattern: number;
+  readonly peer: IpNetwork | undefined;
+}
+
+const openSpecs = new WeakMap<readonly string[], OpenSpec | null>();
+/** Patterns by their tokens (blanks where the address and comment were); null: a pattern that does not read. */
+const patterns = new Map<string, number | null>();
+let patternCount = 0;
+
+function openSpec(spec: readonly string[]): OpenSpec | undefined {
+  let open = openSpecs.get(spec);
+  if (open === undefined) {
+    open = openSpecUncached(spec) ?? null;
+    openSpecs.set(spec, open);
+  }
+  return open ?? undefined;
+}
+
+function openSpecUncached(tokens: readonly string[]): OpenSpec | undefined {
+  // The option/value walk of readSpec: every option takes one value, but -f (none) and the
+  // target (the rest). Blanked values are consumed as values whatever they hold, so rules with
+  // equal blanked tokens read alike but for them.
+  let peer: IpNetwork | undefined;
+  let sources = 0;
+  let key = '';
+  let position = 0;
+  let blankFrom = 0; // tokens before this position are in the key
+  const blank = (at: number): void => {
+    for (let index = blankFrom; index < at; index += 1) key += `${tokens[index]}\u0000`;
+    key += '\u0001\u0000';
+    blankFrom = at + 1;
+  };
+  while (position < tokens.length) {
+    let negate = false;
+    let option = tokens[position++] as string;
+    if (option === '!') {
+      negate = true;
+      const following = tokens[position++];
+      if (following === undefined) break;
+      option = following;
+    }
+    if (option === '-f' || option === '--fragment') continue;
+    if (option === '-j' || option === '--jump' || option === '-g' || option === '--goto') break;
+    if (position >= tokens.length) break;
+    if (option === '-s' || option === '--source' || option === '--src') {
+      if (sources++ > 0) return undefined; // (two: views give up on them anyway)
+      // Only a single address is left open; a network or a negated one stays part of the pattern.
+      const network = negate ? undefined : parseNetwork(tokens[position] as string);
+      if (network && network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) {
+        peer = network;
+        blank(position);
+      }
+    } else if (option === '--comment') {
+      blank(position);
+    }
+    position += 1;
+  }
+  for (let index = blankFrom; index < tokens.length; index += 1) key += `${tokens[index]}\u0000`;
+  let pattern = patterns.get(key);
+  if (pattern === undefined) {
+    // The first rule of a pattern is read in full: a pattern that does not read is not shared.
+    pattern = readRule(tokens) ? -2 - patternCount++ : null;
+    if (patterns.size >= 200_000) patterns.clear();
+    patterns.set(key, pattern);
+  }
+  return pattern === null ? undefined : {pattern, peer};
 }
 
 function readShared(table: Table, family: 4 | 6): SharedTable | undefined {
@@ -556,9 +818,24 @@ export function chainViewAt(
   fixedPort: number,
 ): ChainView | undefined {
   if (own.family !== ruleset.family) return undefined;
-  const shared = rulesetTable(ruleset);
-  if (shared === 'none') return ACCEPT_EVERYTHING[ruleset.family];
-  if (!shared) return undefined;
+  const reading = rulesetTable(ruleset);
+  if (reading === 'none') return ACCEPT_EVERYTHING[ruleset.family];
+  if (!reading) return undefined;
+  const view = tableViewAt(baseOf(reading), kind, protocol, iface, own, fixedPort);
+  // A renamed table's peers are INPUT's sources: only inbound views see them.
+  if (!view || !('base' in reading) || KIND_SHAPES[kind].peerField !== 'source') return view;
+  return renamedView(reading, view);
+}
+
+function renamedView(renamed: RenamedTable, view: TableView): ChainView {
+  for (const known of renamed.views) if (known.view === view) return known;
+  const made: RenamedView = {family: view.family, renamed, view};
+  renamed.views.push(made);
+  return made;
+}
+
+/** chainViewAt on a table as read. */
+function tableViewAt(shared: SharedTable, kind: ViewKind, protocol: 'tcp' | 'udp', iface: string | undefined, own: IpAddress, fixedPort: number): TableView | undefined {
   const shape = KIND_SHAPES[kind];
   const slot = shape.slot * 2 + (protocol === 'udp' ? 1 : 0);
   // The host's own address matters only when some rule matches on its side of the packet.
@@ -613,22 +890,22 @@ function ownKeyOf(networks: readonly IpNetwork[] | undefined, own: IpAddress): s
 }
 
 /** No filter table: everything passes. */
-const ACCEPT_EVERYTHING: Readonly<Record<4 | 6, ChainView>> = {
+const ACCEPT_EVERYTHING: Readonly<Record<4 | 6, TableView>> = {
   4: {family: 4, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false, unnamedAnswer: ALL_PORTS},
   6: {family: 6, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false, unnamedAnswer: ALL_PORTS},
 };
 
 /** The views of a chain without rules, by policy and family (shared like views of equal content). */
-const POLICY_ONLY_ACCEPT: Readonly<Record<4 | 6, ChainView>> = {
+const POLICY_ONLY_ACCEPT: Readonly<Record<4 | 6, TableView>> = {
   4: {family: 4, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false},
   6: {family: 6, entries: [], policyAccepts: true, namedPeers: new Set(), networks: false},
 };
-const POLICY_ONLY_DROP: Readonly<Record<4 | 6, ChainView>> = {
+const POLICY_ONLY_DROP: Readonly<Record<4 | 6, TableView>> = {
   4: {family: 4, entries: [], policyAccepts: false, namedPeers: new Set(), networks: false},
   6: {family: 6, entries: [], policyAccepts: false, namedPeers: new Set(), networks: false},
 };
 
-function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainView | undefined {
+function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): TableView | undefined {
   // A chain with no rules (OUTPUT, in most tables): only its policy decides.
   if (!table.chains.has(shape.chain)) {
     const policyAccepts = (table.policies.get(shape.chain) ?? 'ACCEPT') !== 'DROP';
@@ -697,7 +974,7 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): ChainV
 }
 
 const NO_PEERS: ReadonlySet<bigint> = new Set();
-const viewsByContent = new Map<string, ChainView>();
+const viewsByContent = new Map<string, TableView>();
 let nextEntryId = 0;
 
 /** What makes a view: family, policy and its entries (undefined when one jumps: those are rebuilt per view). */
@@ -785,9 +1062,11 @@ function rulePorts(rule: ReadRule, shape: ViewShape, own: IpAddress): PortSet | 
  * not), read from the parsed rules; undefined when a rule is not read (ask the token scan).
  */
 export function matchedNetworks(ruleset: Ruleset): readonly IpNetwork[] | undefined {
-  const shared = rulesetTable(ruleset);
-  if (shared === 'none') return NONE;
-  if (!shared) return undefined;
+  const reading = rulesetTable(ruleset);
+  if (reading === 'none') return NONE;
+  if (!reading) return undefined;
+  if ('base' in reading) return (reading.networks ??= [...new Set([...reading.template.fixedNetworks, ...reading.peers])]);
+  const shared = reading;
   if (!shared.networks) {
     const networks = new Set<IpNetwork>();
     for (const rules of shared.chains.values()) {
@@ -808,9 +1087,10 @@ export function matchedNetworks(ruleset: Ruleset): readonly IpNetwork[] | undefi
  * fetching views once an earlier check has closed everything.
  */
 export function viewsDefined(ruleset: Ruleset, protocol: 'tcp' | 'udp'): boolean {
-  const shared = rulesetTable(ruleset);
-  if (shared === 'none') return true;
-  if (!shared) return false;
+  const reading = rulesetTable(ruleset);
+  if (reading === 'none') return true;
+  if (!reading) return false;
+  const shared = baseOf(reading);
   let defined = shared.defined[protocol];
   if (defined === undefined) {
     defined = computeDefined(shared, protocol);
@@ -857,12 +1137,16 @@ function peerMatches(match: AddressMatch, peer: IpAddress | undefined): boolean 
 }
 
 /** Walks entries for the ports in `open`; accepted ports are added to `verdicts.accepted`; returns what comes back. */
-function walk(entries: readonly Entry[], peer: IpAddress | undefined, start: PortSet, verdicts: {accepted: PortSet}): PortSet {
+function walk(entries: readonly Entry[], peer: IpAddress | undefined, start: PortSet, verdicts: {accepted: PortSet}, renamed?: ReadonlyMap<AddressMatch, IpNetwork>): PortSet {
   let open = start;
   let returned: PortSet = NO_PORTS;
   for (const entry of entries) {
     if (open.length === 0) break;
-    if (entry.peer && !peerMatches(entry.peer, peer)) continue;
+    if (entry.peer) {
+      // (A renamed table's own peer stands where the base names one of its open peers.)
+      const own = renamed?.get(entry.peer);
+      if (own ? !(peer !== undefined && networkContains(own, peer)) : !peerMatches(entry.peer, peer)) continue;
+    }
     const matching = intersectPorts(open, entry.ports);
     if (matching.length === 0) continue;
     switch (entry.kind) {
@@ -893,9 +1177,9 @@ function walk(entries: readonly Entry[], peer: IpAddress | undefined, start: Por
   return unionPorts(returned, open);
 }
 
-function answer(view: ChainView, peer: IpAddress | undefined): PortSet {
+function answer(view: TableView, peer: IpAddress | undefined, renamed?: ReadonlyMap<AddressMatch, IpNetwork>): PortSet {
   const verdicts = {accepted: NO_PORTS};
-  const fallThrough = walk(view.entries, peer, ALL_PORTS, verdicts);
+  const fallThrough = walk(view.entries, peer, ALL_PORTS, verdicts, renamed);
   return view.policyAccepts ? unionPorts(verdicts.accepted, fallThrough) : verdicts.accepted;
 }
 
@@ -909,6 +1193,23 @@ export function acceptedPorts(view: ChainView, peer: string): PortSet {
 
 /** acceptedPorts for a peer address already parsed (of the view's family). */
 export function acceptedPortsOf(view: ChainView, address: IpAddress): PortSet {
+  if ('renamed' in view) {
+    // A peer the renamed table names is asked as the base's peer at the same places (shared
+    // answers); a peer neither names, as itself. A peer only the base names is walked with
+    // the renamed table's own peers in place of the base's.
+    const {renamed, view: base} = view;
+    if (address.family !== base.family) return tableAnswer(base, address);
+    const {from, to} = renamed;
+    for (let index = 0; index < from.length; index += 1) {
+      if (from[index] === address.value) return tableAnswer(base, to[index] as IpNetwork);
+    }
+    if (!to.some((network) => network.value === address.value)) return tableAnswer(base, address);
+    return answer(base, address, (renamed.ownAtOpen ??= ownAtOpen(renamed)));
+  }
+  return tableAnswer(view, address);
+}
+
+function tableAnswer(view: TableView, address: IpAddress): PortSet {
   if (!view.networks && !view.namedPeers.has(address.value)) return (view.unnamedAnswer ??= answer(view, undefined));
   const answers = (view.namedAnswers ??= new Map());
   let ports = answers.get(address);
