@@ -22,7 +22,6 @@ import type {
   Table,
 } from './model.js';
 import {resolveRoles} from './roles.js';
-import {canonicalList} from './topology.js';
 
 /** The drop-logging chain. Never "LOG": that is a target, and `iptables -N LOG` fails. */
 export const LOG_DROP_CHAIN = 'IW-LOG-DROP';
@@ -91,8 +90,8 @@ interface GrantTemplate {
   readonly outputText: (to: string) => Describe;
   /** Rules written for this template, by sending host (undefined: not a fleet source) and path. */
   readonly inputRecipes: Map<HostContext | undefined, Recipe[]>;
-  /** OUTPUT rules written for this template, by receiving host and path. */
-  readonly outputRecipes: Map<HostContext, Recipe[]>;
+  /** OUTPUT rules written for this template, by receiving host and path (made when first needed: strictOutbound only). */
+  outputRecipes?: Map<HostContext, Recipe[]>;
 }
 
 type Side = 'public' | 'private';
@@ -126,7 +125,6 @@ function template(
     inputText,
     outputText,
     inputRecipes: new Map(),
-    outputRecipes: new Map(),
   };
 }
 
@@ -161,8 +159,8 @@ interface HostContext {
   readonly sshPort: number;
   /** The recipes of the grants this host receives (its INPUT rules), in grant order. */
   readonly received: Recipe[];
-  /** With strictOutbound, the recipes of the grants it holds on its peers (its OUTPUT rules). */
-  readonly held: Recipe[];
+  /** With strictOutbound, the recipes of the grants it holds on its peers (its OUTPUT rules); made when first needed. */
+  held?: Recipe[];
 }
 
 function portsLabel(proto: Protocol | undefined, ports: readonly PortRange[] | undefined): string {
@@ -245,6 +243,7 @@ class Compilation {
   readonly roles: ReadonlyMap<string, RoleTemplate>;
   private readonly roleNames: ReadonlySet<string>;
   private readonly hostNames: ReadonlySet<string>;
+  private readonly sources = new Map<string, ReturnType<typeof classifySource>>();
   /** Hosts per role, in inventory order (built once: looking them up per host would be quadratic). */
   private readonly membersOf = new Map<string, HostContext[]>();
   /** Templates, built once per reason and shared by the hosts it applies to. */
@@ -274,7 +273,7 @@ class Compilation {
       }
       if (!this.checkFacts(entry.name, hostFacts)) continue;
       const sshPort = hostFacts.sshPort ?? sshPortOf(entry) ?? 22;
-      const context: HostContext = {entry, facts: hostFacts, sshPort, received: [], held: []};
+      const context: HostContext = {entry, facts: hostFacts, sshPort, received: []};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
       for (let index = 0; index < entry.roles.length; index += 1) {
@@ -296,7 +295,7 @@ class Compilation {
     to.received.push(recipeFor(reason.inputRecipes, from, side, inInterface, reason, to, from));
     // Only strictOutbound writes OUTPUT rules from the grants a host holds.
     if (from && this.inv.options.strictOutbound) {
-      from.held.push(recipeFor(reason.outputRecipes, to, side, from.facts.interfaces[side], reason, to, from));
+      (from.held ??= []).push(recipeFor((reason.outputRecipes ??= new Map()), to, side, from.facts.interfaces[side], reason, to, from));
     }
   }
 
@@ -309,16 +308,21 @@ class Compilation {
     if (publicInterface !== undefined && publicInterface === privateInterface) {
       this.problems.push(`${name}: interface "${publicInterface}" is both public and private`);
     }
-    for (const interfaceName of [publicInterface, privateInterface]) {
+    // (Indexed loops: this runs once per host, mostly before the optimizer has seen it.)
+    for (let index = 0; index < 2; index += 1) {
+      const interfaceName = index === 0 ? publicInterface : privateInterface;
       if (interfaceName !== undefined && (interfaceName === 'lo' || !INTERFACE_PATTERN.test(interfaceName))) {
         this.problems.push(`${name}: "${interfaceName}" cannot be a public or private interface`);
       }
     }
-    for (const side of SIDES) {
-      for (const address of facts.addresses[side]) {
+    for (let index = 0; index < SIDES.length; index += 1) {
+      const side = SIDES[index] as Side;
+      const addresses = facts.addresses[side];
+      for (let at = 0; at < addresses.length; at += 1) {
+        const address = addresses[at] as string;
         if (addressFamily(address) === undefined) this.problems.push(`${name}: "${address}" is not an address`);
       }
-      if (facts.addresses[side].length > 0 && facts.interfaces[side] === undefined) {
+      if (addresses.length > 0 && facts.interfaces[side] === undefined) {
         this.problems.push(`${name}: ${side} addresses but no ${side} interface`);
       }
     }
@@ -347,6 +351,16 @@ class Compilation {
       return;
     }
     this.addGrant(reason, to, from, side);
+  }
+
+  /** classifySource, once per source text (every host of a role has the same openings). */
+  private classify(from: string): ReturnType<typeof classifySource> {
+    let source = this.sources.get(from);
+    if (!source) {
+      source = classifySource(from, this.roleNames, this.hostNames);
+      this.sources.set(from, source);
+    }
+    return source;
   }
 
   /** The template of an opening (a role's or an allow entry's) under its target's name. */
@@ -388,7 +402,7 @@ class Compilation {
   /** A role's or an allow entry's opening on one host. */
   grantOpening(to: HostContext, opening: Opening, target: string): void {
     const name = to.entry.name;
-    const source = classifySource(opening.from, this.roleNames, this.hostNames);
+    const source = this.classify(opening.from);
     if (source.kind === 'invalid') {
       // validateInventory refuses these; a hand-built Inventory could still carry one.
       this.problems.push(`${name}: ${target}: ${source.reason}`);
@@ -418,7 +432,8 @@ class Compilation {
         if (members.length === 0 || (members.length === 1 && members[0] === to)) {
           this.warn(name, `${target} accepts from role ${source.role}, but no other host has that role`);
         }
-        for (const from of members) {
+        for (let index = 0; index < members.length; index += 1) {
+          const from = members[index] as HostContext;
           if (from !== to) this.grantFromHost(to, from, reason);
         }
         return;
@@ -464,7 +479,8 @@ class Compilation {
   collectGrants(): void {
     const options = this.inv.options;
     const bastions = this.hostsWithRole('bastion');
-    for (const host of this.hosts) {
+    for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
+      const host = this.hosts[hostIndex] as HostContext;
       const name = host.entry.name;
 
       // The operator's way in: SSH from every bastion over the fleet path.
@@ -472,8 +488,9 @@ class Compilation {
         this.warn(name, 'no host has the bastion role: nothing opens SSH to this host except its own allow entries');
       }
       const ssh = bastions.length === 0 ? undefined : this.sshTemplate(host.sshPort);
-      for (const bastion of bastions) {
-        if (ssh && bastion !== host) this.grantFromHost(host, bastion, ssh);
+      for (let index = 0; ssh && index < bastions.length; index += 1) {
+        const bastion = bastions[index] as HostContext;
+        if (bastion !== host) this.grantFromHost(host, bastion, ssh);
       }
 
       if (options.trustPrivate) {
@@ -485,23 +502,30 @@ class Compilation {
         }
       }
 
-      for (const roleName of host.entry.roles) {
+      // (Indexed loops here and below: they run per host, mostly before the optimizer has seen
+      // them, and an unoptimized for-of allocates per step.)
+      const roleNames = host.entry.roles;
+      for (let index = 0; index < roleNames.length; index += 1) {
+        const roleName = roleNames[index] as string;
         const role = this.roles.get(roleName);
         if (!role) {
           this.problems.push(`${name}: unknown role "${roleName}"`);
           continue;
         }
-        for (const opening of role.accept) this.grantOpening(host, opening, roleName);
+        for (let at = 0; at < role.accept.length; at += 1) this.grantOpening(host, role.accept[at] as Opening, roleName);
         if (roleName === 'bastion') this.keepBastionSshPort(host, role);
         if (role.peers.length > 0) {
           const peers = this.peerTemplate(roleName, role);
-          for (const peer of this.hostsWithRole(roleName)) {
+          const members = this.hostsWithRole(roleName);
+          for (let at = 0; at < members.length; at += 1) {
+            const peer = members[at] as HostContext;
             if (peer !== host) this.grantFromHost(host, peer, peers);
           }
         }
       }
 
-      for (const allow of host.entry.allow) this.grantOpening(host, allow, name);
+      const allows = host.entry.allow;
+      for (let index = 0; index < allows.length; index += 1) this.grantOpening(host, allows[index] as Opening, name);
     }
   }
 
@@ -527,47 +551,116 @@ const mergedPortsCache = new WeakMap<readonly PortRange[], readonly PortRange[]>
 function mergedPorts(ranges: readonly PortRange[]): readonly PortRange[] {
   let merged = mergedPortsCache.get(ranges);
   if (!merged) {
-    merged = mergePortRanges(ranges);
+    // (A list already sorted and apart, as most are, merges to itself.)
+    merged = isMerged(ranges) ? ranges : mergePortRanges(ranges);
     mergedPortsCache.set(ranges, merged);
   }
   return merged;
+}
+
+/** Whether mergePortRanges would give the ranges back as they are: sorted, none overlapping or adjacent. */
+function isMerged(ranges: readonly PortRange[]): boolean {
+  for (let index = 0; index < ranges.length; index += 1) {
+    const range = ranges[index] as PortRange;
+    if (range.first > range.last) return false;
+    if (index > 0 && range.first <= (ranges[index - 1] as PortRange).last + 1) return false;
+  }
+  return true;
 }
 
 // ---------------------------------------------------------------------------
 // Rules
 
 /**
- * A grant's rule before it is keyed: every one reads `[...match, -m comment --comment TEXT, -j ACCEPT]`,
- * so the tokens it matches by (its identity, see Dedupe) come apart from the comment for free.
+ * A grant rule ready for rulesets: the shared rule, and its match (every grant rule reads
+ * `[...match, -m comment --comment TEXT, -j ACCEPT]`, so rules with one match differ only by comment).
  */
-interface GrantRule {
-  readonly match: readonly string[];
-  /** Names the match (see matchKey). */
-  readonly key: string;
-  readonly text: string;
-}
-
-/** A grant's rules per family: written for both at once (they share all but addresses). */
-interface FamilyRules {
-  readonly v4: GrantRule[];
-  readonly v6: GrantRule[];
-}
-
-/** A grant rule matching `head` (addresses, interface) then the chunk's ports and state. */
-function grantRule(head: readonly string[], chunk: PortChunk, text: string): GrantRule {
-  return {
-    match: head.length === 0 ? chunk.tail : head.concat(chunk.tail),
-    key: matchKey(head, chunk),
-    text: text.length > MAX_COMMENT_LENGTH ? text.slice(0, MAX_COMMENT_LENGTH) : text,
-  };
+interface KeyedRule {
+  readonly match: GrantMatch;
+  readonly rule: Rule;
 }
 
 /**
- * A short key naming a match's tokens: the head's tokens, then the tail's number (equal tails,
- * equal numbers). Shorter than all tokens joined, and keys are kept per rule.
+ * One chain and match of grant rules: the rules written with it, by comment, shared by every
+ * ruleset of the process (readers cache what they learn from a spec by its identity), and the
+ * last ruleset that took one of them (see buildRuleset: rules identical but for their comment
+ * add nothing, a ruleset keeps the first).
  */
-function matchKey(head: readonly string[], chunk: PortChunk): string {
-  return head.length === 0 ? chunk.tailKey : `${head.join('\u0000')}\u0000${chunk.tailKey}`;
+class GrantMatch {
+  takenBy = 0;
+  /** The first rule written with this match (most matches only ever have one comment). */
+  readonly first: KeyedRule;
+  /** Rules with other comments, by comment. */
+  others?: Map<string, KeyedRule>;
+
+  constructor(
+    rule: Rule,
+    readonly firstComment: string,
+  ) {
+    this.first = {match: this, rule};
+  }
+}
+
+/**
+ * Grant matches by `${chain}\0${address}\0${interface}${tailKey}`: the tokens before the
+ * comment, spelled short. Bounded, but only emptied between compilations (see compileFleet), so
+ * that within one, rules with the same match share one GrantMatch and the duplicate check holds.
+ */
+const grantMatches = new Map<string, GrantMatch>();
+let grantRulesKept = 0;
+const GRANT_RULES_KEPT_AT_MOST = 200_000;
+/** Stands for a missing address or interface in match keys (never part of a token). */
+const NONE = '\u0003';
+
+/**
+ * The grant rule of `chain` matching `address` (`-s` in INPUT, `-d` in OUTPUT) and `interfaceName`
+ * (`-i`, `-o`), either left out when undefined, then the chunk's ports and state, with its comment.
+ */
+function keyedGrantRule(
+  chain: 'INPUT' | 'OUTPUT',
+  address: string | undefined,
+  interfaceName: string | undefined,
+  chunk: PortChunk,
+  comment: string,
+): KeyedRule {
+  const text = comment.length > MAX_COMMENT_LENGTH ? comment.slice(0, MAX_COMMENT_LENGTH) : comment;
+  const key = `${chain}\u0000${address ?? NONE}\u0000${interfaceName ?? NONE}${chunk.tailKey}`;
+  const match = grantMatches.get(key);
+  if (!match) {
+    const first = writeGrantRule(chain, address, interfaceName, chunk, text, undefined);
+    grantMatches.set(key, first.match);
+    return first;
+  }
+  if (match.firstComment === text) return match.first;
+  let keyed = match.others?.get(text);
+  if (!keyed) {
+    keyed = writeGrantRule(chain, address, interfaceName, chunk, text, match);
+    (match.others ??= new Map()).set(text, keyed);
+  }
+  return keyed;
+}
+
+/** A new grant rule (see keyedGrantRule), with its match, or a new one when `match` is undefined. */
+function writeGrantRule(
+  chain: 'INPUT' | 'OUTPUT',
+  address: string | undefined,
+  interfaceName: string | undefined,
+  chunk: PortChunk,
+  text: string,
+  match: GrantMatch | undefined,
+): KeyedRule {
+  const input = chain === 'INPUT';
+  const head =
+    address === undefined
+      ? interfaceName === undefined
+        ? []
+        : [input ? '-i' : '-o', interfaceName]
+      : interfaceName === undefined
+        ? [input ? '-s' : '-d', address]
+        : [input ? '-s' : '-d', address, input ? '-i' : '-o', interfaceName];
+  const rule: Rule = {chain, spec: head.concat(chunk.tail, ['-m', 'comment', '--comment', text, '-j', 'ACCEPT'])};
+  grantRulesKept += 1;
+  return match ? {match, rule} : new GrantMatch(rule, text).first;
 }
 
 /** Tails (`-p ...` to the state match) by their tokens joined, numbered; few per fleet, kept for the process. */
@@ -609,50 +702,75 @@ function portChunks(reason: GrantTemplate): readonly PortChunk[] {
   return chunks;
 }
 
+/** A recipe's rules per family: written for both at once (they share all but addresses). */
+interface FamilyRules {
+  readonly v4: readonly KeyedRule[];
+  readonly v6: readonly KeyedRule[];
+}
+
+/** `list` with `rule` appended: a one-rule list is allocated at its size (most recipes write one rule per family). */
+function appended(list: KeyedRule[] | undefined, rule: KeyedRule): KeyedRule[] {
+  if (list === undefined) return [rule];
+  list.push(rule);
+  return list;
+}
+const NO_KEYED_RULES: readonly KeyedRule[] = [];
+
 /** INPUT rules of one grant (a family gets none when it has nothing to match). */
 function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules {
   const reason = grant.template;
-  const rules: FamilyRules = {v4: [], v6: []};
-  const inputInterface = inInterface === undefined ? [] : ['-i', inInterface];
-  // fleetPath's fromAddresses (its side is the grant's).
-  const fromAddresses = grant.from ? canonicalList(grant.from.facts.addresses[grant.side]) : [];
-  for (const chunk of portChunks(reason)) {
-    const text = describe(reason.inputText(grant.from?.entry.name ?? ''), chunk.label);
-    const source = reason.source;
+  let v4: KeyedRule[] | undefined;
+  let v6: KeyedRule[] | undefined;
+  const source = reason.source;
+  const from = grant.from;
+  const chunks = portChunks(reason);
+  for (let index = 0; index < chunks.length; index += 1) {
+    const chunk = chunks[index] as PortChunk;
+    const text = describe(reason.inputText(from?.entry.name ?? ''), chunk.label);
     if (source.kind === 'any') {
-      const rule = grantRule(inputInterface, chunk, text);
-      rules.v4.push(rule);
-      rules.v6.push(rule);
+      const rule = keyedGrantRule('INPUT', undefined, inInterface, chunk, text);
+      v4 = appended(v4, rule);
+      v6 = appended(v6, rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      (source.family === 4 ? rules.v4 : rules.v6).push(grantRule(everything ? [] : ['-s', source.cidr], chunk, text));
-    } else {
-      for (const address of fromAddresses) {
-        const reading = readAddress(address);
+      const rule = keyedGrantRule('INPUT', everything ? undefined : source.cidr, undefined, chunk, text);
+      if (source.family === 4) v4 = appended(v4, rule);
+      else v6 = appended(v6, rule);
+    } else if (from) {
+      // fleetPath's fromAddresses (its side is the grant's), each read as its canonical host CIDR.
+      const addresses = from.facts.addresses[grant.side];
+      for (let at = 0; at < addresses.length; at += 1) {
+        const reading = readAddress(addresses[at] as string);
         if (reading === undefined) continue;
-        (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-s', hostCidrOf(reading)].concat(inputInterface), chunk, text));
+        const rule = keyedGrantRule('INPUT', hostCidrOf(reading), inInterface, chunk, text);
+        if (reading.family === 4) v4 = appended(v4, rule);
+        else v6 = appended(v6, rule);
       }
     }
   }
-  return rules;
+  return {v4: v4 ?? NO_KEYED_RULES, v6: v6 ?? NO_KEYED_RULES};
 }
 
 /** OUTPUT rules on the sending host for a grant it holds on a peer. */
 function outputRules(grant: Grant, outInterface: string | undefined): FamilyRules {
   const reason = grant.template;
-  const rules: FamilyRules = {v4: [], v6: []};
-  if (!grant.from) return rules;
-  const outputInterface = outInterface === undefined ? [] : ['-o', outInterface];
-  const toAddresses = canonicalList(grant.to.facts.addresses[grant.side]); // fleetPath's toAddresses
-  for (const chunk of portChunks(reason)) {
+  let v4: KeyedRule[] | undefined;
+  let v6: KeyedRule[] | undefined;
+  if (!grant.from) return {v4: NO_KEYED_RULES, v6: NO_KEYED_RULES};
+  const addresses = grant.to.facts.addresses[grant.side]; // fleetPath's toAddresses, read below as canonical
+  const chunks = portChunks(reason);
+  for (let index = 0; index < chunks.length; index += 1) {
+    const chunk = chunks[index] as PortChunk;
     const text = describe(reason.outputText(grant.to.entry.name), chunk.label);
-    for (const address of toAddresses) {
-      const reading = readAddress(address);
+    for (let at = 0; at < addresses.length; at += 1) {
+      const reading = readAddress(addresses[at] as string);
       if (reading === undefined) continue;
-      (reading.family === 4 ? rules.v4 : rules.v6).push(grantRule(['-d', hostCidrOf(reading)].concat(outputInterface), chunk, text));
+      const rule = keyedGrantRule('OUTPUT', hostCidrOf(reading), outInterface, chunk, text);
+      if (reading.family === 4) v4 = appended(v4, rule);
+      else v6 = appended(v6, rule);
     }
   }
-  return rules;
+  return {v4: v4 ?? NO_KEYED_RULES, v6: v6 ?? NO_KEYED_RULES};
 }
 
 // ---------------------------------------------------------------------------
@@ -676,7 +794,7 @@ interface Recipe {
   readonly interface: string | undefined;
   /** The first grant that needed the recipe: the rules are written from it. */
   readonly writer: Grant;
-  rules?: {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]};
+  rules?: FamilyRules;
 }
 
 /** The recipe of a template over a path: `host` is the sender for INPUT rules, the receiver for OUTPUT ones. */
@@ -700,13 +818,13 @@ function recipeFor<Host>(
 }
 let nextRecipeId = 0;
 
-function recipeInputRules(recipe: Recipe, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
-  recipe.rules ??= dedupe.keyAll('INPUT', inputRules(recipe.writer, recipe.interface));
+function recipeInputRules(recipe: Recipe, family: Family): readonly KeyedRule[] {
+  recipe.rules ??= inputRules(recipe.writer, recipe.interface);
   return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
 
-function recipeOutputRules(recipe: Recipe, family: Family, dedupe: Dedupe): readonly KeyedRule[] {
-  recipe.rules ??= dedupe.keyAll('OUTPUT', outputRules(recipe.writer, recipe.interface));
+function recipeOutputRules(recipe: Recipe, family: Family): readonly KeyedRule[] {
+  recipe.rules ??= outputRules(recipe.writer, recipe.interface);
   return family === 4 ? recipe.rules.v4 : recipe.rules.v6;
 }
 
@@ -757,64 +875,6 @@ function sharedRule(chain: string, spec: readonly string[]): Rule {
     internedSpecs.set(key, shared);
   }
   return {chain, spec: shared};
-}
-
-// Grant rules are shared the same way, keyed by their match and comment (their own map: the key
-// is spelled differently from sharedRule's).
-const internedGrantSpecs = new Map<string, readonly string[]>();
-
-function sharedGrantSpec(key: string, rule: GrantRule): readonly string[] {
-  const fullKey = `${key}\u0001${rule.text}`;
-  let shared = internedGrantSpecs.get(fullKey);
-  if (!shared) {
-    if (internedGrantSpecs.size >= 200_000) internedGrantSpecs.clear();
-    shared = [...rule.match, '-m', 'comment', '--comment', rule.text, '-j', 'ACCEPT'];
-    internedGrantSpecs.set(fullKey, shared);
-  }
-  return shared;
-}
-
-/** What a chain matches by a rule, comments left out: rules with the same one add nothing. */
-interface RuleIdentity {
-  /** The ruleset that last took a rule with this identity (see Dedupe). */
-  takenBy: number;
-}
-
-/** A grant's rule with its identity. */
-interface KeyedRule {
-  readonly identity: RuleIdentity;
-  readonly rule: Rule;
-}
-
-/**
- * Rules identical but for their comment add nothing: a ruleset keeps the first. Each identity
- * remembers the last ruleset that took it, so a ruleset needs no set of its own.
- */
-class Dedupe {
-  private readonly identities = new Map<string, RuleIdentity>();
-  private ruleset = 0;
-
-  keyAll(chain: string, rules: FamilyRules): {readonly v4: readonly KeyedRule[]; readonly v6: readonly KeyedRule[]} {
-    const keyed = (rule: GrantRule): KeyedRule => {
-      // Every grant rule ends the same way after `match`: the match alone tells rules apart.
-      const key = `${chain}\u0000${rule.key}`;
-      let identity = this.identities.get(key);
-      if (!identity) this.identities.set(key, (identity = {takenBy: 0}));
-      return {identity, rule: {chain, spec: sharedGrantSpec(key, rule)}};
-    };
-    return {v4: rules.v4.map(keyed), v6: rules.v6.map(keyed)};
-  }
-
-  startRuleset(): void {
-    this.ruleset += 1;
-  }
-
-  /** Adds the rule unless this ruleset already has one with its identity. */
-  push(rules: Rule[], keyed: KeyedRule): void {
-    if (keyed.identity.takenBy === this.ruleset) return;
-    keyed.identity.takenBy = this.ruleset;
-    rules.push(keyed.rule);
-  }
 }
 
 /**
@@ -874,92 +934,157 @@ function chainsOf(strictOutbound: boolean, logDrops: boolean): readonly Chain[] 
 }
 const chainLists = new Map<string, readonly Chain[]>();
 
+/** The drop-logging chain's rules: the same for every host. */
+const logDropRules = [
+  // --log-level 4 (warning) is the default, and iptables-save leaves it out.
+  sharedRule(LOG_DROP_CHAIN, [
+    '-m', 'limit', '--limit', '10/min', '--limit-burst', '20', ...comment('log dropped (rate-limited)'),
+    '-j', 'LOG', '--log-prefix', LOG_PREFIX,
+  ]),
+  sharedRule(LOG_DROP_CHAIN, [...comment('drop the rest'), '-j', 'DROP']),
+];
+
+/** Numbers every ruleset built in the process: a grant match taken by this one reads `takenBy === number`. */
+let rulesetsBuilt = 0;
+
+/**
+ * Where a ruleset's rules are gathered before they are copied out at their exact size (one
+ * allocation per ruleset, nothing left over); reused by every ruleset.
+ */
+const gathered: Rule[] = [];
+let gatheredLength = 0;
+
+function gather(rules: readonly Rule[]): void {
+  for (let index = 0; index < rules.length; index += 1) gathered[gatheredLength++] = rules[index] as Rule;
+}
+
+/** Gathers the recipes' grant rules, but those whose match the ruleset already has. */
+function gatherGrantRules(recipes: readonly Recipe[], rulesOf: (recipe: Recipe) => readonly KeyedRule[], ruleset: number): void {
+  for (let index = 0; index < recipes.length; index += 1) {
+    const keyedRules = rulesOf(recipes[index] as Recipe);
+    for (let at = 0; at < keyedRules.length; at += 1) {
+      const keyed = keyedRules[at] as KeyedRule;
+      if (keyed.match.takenBy === ruleset) continue;
+      keyed.match.takenBy = ruleset;
+      gathered[gatheredLength++] = keyed.rule;
+    }
+  }
+}
+
 function buildRuleset(
   family: Family,
   received: readonly Recipe[],
   held: readonly Recipe[],
   strictOutbound: boolean,
   logDrops: boolean,
-  dedupe: Dedupe,
 ): Ruleset {
-  const rules: Rule[] = [];
   // Only grant rules need the duplicate check: each matches NEW connections (and an OUTPUT
   // one a destination address), so none repeats a common rule or the jump to the log chain.
-  dedupe.startRuleset();
-
+  const ruleset = (rulesetsBuilt += 1);
+  gatheredLength = 0;
   // Order: the common opening (commonRules), then the openings.
   const common = commonRules(family);
-  for (const rule of common.input) rules.push(rule);
-  for (const recipe of received) {
-    for (const keyed of recipeInputRules(recipe, family, dedupe)) dedupe.push(rules, keyed);
-  }
-  if (logDrops) rules.push(logDropJump);
+  gather(common.input);
+  gatherGrantRules(received, family === 4 ? recipeInputRulesV4 : recipeInputRulesV6, ruleset);
+  if (logDrops) gathered[gatheredLength++] = logDropJump;
 
   if (strictOutbound) {
-    for (const rule of common.output) rules.push(rule);
-    for (const recipe of held) {
-      for (const keyed of recipeOutputRules(recipe, family, dedupe)) dedupe.push(rules, keyed);
-    }
+    gather(common.output);
+    gatherGrantRules(held, family === 4 ? recipeOutputRulesV4 : recipeOutputRulesV6, ruleset);
   }
 
-  if (logDrops) {
-    rules.push({
-      chain: LOG_DROP_CHAIN,
-      // --log-level 4 (warning) is the default, and iptables-save leaves it out.
-      spec: [
-        '-m', 'limit', '--limit', '10/min', '--limit-burst', '20', ...comment('log dropped (rate-limited)'),
-        '-j', 'LOG', '--log-prefix', LOG_PREFIX,
-      ],
-    });
-    rules.push({chain: LOG_DROP_CHAIN, spec: [...comment('drop the rest'), '-j', 'DROP']});
-  }
-  const table: Table = {name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules};
+  if (logDrops) gather(logDropRules);
+  const table: Table = {name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules: gathered.slice(0, gatheredLength)};
   return {family, tables: [table]};
 }
+
+const recipeInputRulesV4 = (recipe: Recipe): readonly KeyedRule[] => recipeInputRules(recipe, 4);
+const recipeInputRulesV6 = (recipe: Recipe): readonly KeyedRule[] => recipeInputRules(recipe, 6);
+const recipeOutputRulesV4 = (recipe: Recipe): readonly KeyedRule[] => recipeOutputRules(recipe, 4);
+const recipeOutputRulesV6 = (recipe: Recipe): readonly KeyedRule[] => recipeOutputRules(recipe, 6);
+
+/** What a host's compiled entry says when it has no warnings: one empty list for all of them (read-only). */
+const NO_WARNINGS: readonly string[] = Object.freeze([]);
 
 /**
  * Compiles every host of the inventory. `facts` must hold every host (from the inventory
  * or discovery); a missing or unusable entry is an InputError naming the host.
  */
 export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFacts>): CompiledHost[] {
+  // The kept grant rules are bounded here, between compilations: within one, every rule with a
+  // given match must share its GrantMatch (the duplicate check relies on it).
+  if (grantRulesKept >= GRANT_RULES_KEPT_AT_MOST) {
+    grantMatches.clear();
+    grantRulesKept = 0;
+  }
   const compilation = new Compilation(inv, facts);
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   compilation.collectGrants();
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
-  const dedupe = new Dedupe();
   // Hosts whose rules come from the same recipes in the same order (a cluster's app servers,
   // say) get the same rulesets: built once and shared (read-only by type; not frozen, which
   // would cost more than building them), so readers that cache by ruleset or table
   // (port-sets, evaluator, access) read each one once.
-  const rulesetsByRecipes = new Map<string, {readonly v4: Ruleset; readonly v6: Ruleset}>();
+  const rulesetsByRecipes = new Map<number, SharedRulesets>();
+  const logDrops = inv.options.logDrops;
   return compilation.hosts.map((host) => {
-    const {received, held} = host;
     const strictOutbound = inv.options.strictOutbound && host.facts.interfaces.public !== undefined;
-    const key = recipesKey(received, strictOutbound ? held : NO_RECIPES, strictOutbound);
-    let rulesets = rulesetsByRecipes.get(key);
+    const received = host.received;
+    const held = strictOutbound ? (host.held ?? NO_RECIPES) : NO_RECIPES;
+    // Looked up by a number from the recipes' ids (no key string per host), then compared.
+    const hash = recipesHash(received, held, strictOutbound);
+    let rulesets = rulesetsByRecipes.get(hash);
+    while (rulesets && !rulesets.madeOf(received, held, strictOutbound)) rulesets = rulesets.sameHash;
     if (!rulesets) {
-      rulesets = {
-        v4: buildRuleset(4, received, held, strictOutbound, inv.options.logDrops, dedupe),
-        v6: buildRuleset(6, received, held, strictOutbound, inv.options.logDrops, dedupe),
-      };
-      rulesetsByRecipes.set(key, rulesets);
+      rulesets = new SharedRulesets(
+        received,
+        held,
+        strictOutbound,
+        buildRuleset(4, received, held, strictOutbound, logDrops),
+        buildRuleset(6, received, held, strictOutbound, logDrops),
+        rulesetsByRecipes.get(hash),
+      );
+      rulesetsByRecipes.set(hash, rulesets);
     }
     return {
       host: host.entry.name,
       v4: rulesets.v4,
       v6: rulesets.v6,
-      warnings: compilation.warnings.get(host.entry.name) ?? [], // the compilation's own list: no copy needed
+      warnings: compilation.warnings.get(host.entry.name) ?? NO_WARNINGS, // the compilation's own list: no copy needed
     };
   });
 }
 
 const NO_RECIPES: readonly Recipe[] = [];
 
-/** What a host's rulesets are made of: strict outbound or not, its INPUT recipes, then its OUTPUT ones. */
-function recipesKey(received: readonly Recipe[], held: readonly Recipe[], strictOutbound: boolean): string {
-  let key = strictOutbound ? 'S' : 'L';
-  for (const recipe of received) key += `${recipe.id},`;
-  key += '/';
-  for (const recipe of held) key += `${recipe.id},`;
-  return key;
+/** The rulesets of the hosts whose rules come from the same recipes in the same order. */
+class SharedRulesets {
+  constructor(
+    private readonly received: readonly Recipe[],
+    private readonly held: readonly Recipe[],
+    private readonly strictOutbound: boolean,
+    readonly v4: Ruleset,
+    readonly v6: Ruleset,
+    /** Other rulesets whose recipes hash the same. */
+    readonly sameHash: SharedRulesets | undefined,
+  ) {}
+
+  madeOf(received: readonly Recipe[], held: readonly Recipe[], strictOutbound: boolean): boolean {
+    return strictOutbound === this.strictOutbound && sameRecipes(received, this.received) && sameRecipes(held, this.held);
+  }
+}
+
+function sameRecipes(a: readonly Recipe[], b: readonly Recipe[]): boolean {
+  if (a.length !== b.length) return false;
+  for (let index = 0; index < a.length; index += 1) if (a[index] !== b[index]) return false;
+  return true;
+}
+
+/** A hash of what a host's rulesets are made of: strict outbound or not, its INPUT recipes, then its OUTPUT ones. */
+function recipesHash(received: readonly Recipe[], held: readonly Recipe[], strictOutbound: boolean): number {
+  let hash = strictOutbound ? 1 : 0;
+  for (let index = 0; index < received.length; index += 1) hash = (Math.imul(hash, 31) + (received[index] as Recipe).id) | 0;
+  hash = (Math.imul(hash, 31) + 0x5bd1e995) | 0; // between the lists
+  for (let index = 0; index < held.length; index += 1) hash = (Math.imul(hash, 31) + (held[index] as Recipe).id) | 0;
+  return hash & 0x3fffffff; // a small integer: a cheap Map key
 }
