@@ -602,53 +602,57 @@ class GrantMatch {
 }
 
 /**
- * Grant matches by `${chain}\0${address}\0${interface}${tailKey}`: the tokens before the
- * comment, spelled short. Bounded, but only emptied between compilations (see compileFleet), so
- * that within one, rules with the same match share one GrantMatch and the duplicate check holds.
+ * The grant rules of one chain, interface (`-i` in INPUT, `-o` in OUTPUT; or none) and port chunk:
+ * their matches by address (`-s` in INPUT, `-d` in OUTPUT; or none). Every rule of a recipe's
+ * chunk is in one group, so a rule is found by its address alone (a string read before, its hash
+ * known), with no key spelled per rule.
  */
-const grantMatches = new Map<string, GrantMatch>();
-let grantRulesKept = 0;
-const GRANT_RULES_KEPT_AT_MOST = 200_000;
-/** Stands for a missing address or interface in match keys (never part of a token). */
-const NONE = '\u0003';
+interface MatchGroup {
+  readonly chain: 'INPUT' | 'OUTPUT';
+  readonly interfaceName: string | undefined;
+  readonly tail: readonly string[];
+  readonly byAddress: Map<string, GrantMatch>;
+}
 
 /**
- * The grant rule of `chain` matching `address` (`-s` in INPUT, `-d` in OUTPUT) and `interfaceName`
- * (`-i`, `-o`), either left out when undefined, then the chunk's ports and state, with its comment.
+ * Match groups by `${chain}\0${interface}${tailKey}`. Bounded, but only emptied between
+ * compilations (see compileFleet), so that within one, rules with the same match share one
+ * GrantMatch and the duplicate check holds.
  */
-function keyedGrantRule(
-  chain: 'INPUT' | 'OUTPUT',
-  address: string | undefined,
-  interfaceName: string | undefined,
-  chunk: PortChunk,
-  comment: string,
-): KeyedRule {
+const matchGroups = new Map<string, MatchGroup>();
+let grantRulesKept = 0;
+const GRANT_RULES_KEPT_AT_MOST = 200_000;
+/** Stands for a missing address or interface in keys (never part of a token). */
+const NONE = '\u0003';
+
+function matchGroup(chain: 'INPUT' | 'OUTPUT', interfaceName: string | undefined, chunk: PortChunk): MatchGroup {
+  const key = `${chain}\u0000${interfaceName ?? NONE}${chunk.tailKey}`;
+  let group = matchGroups.get(key);
+  if (!group) matchGroups.set(key, (group = {chain, interfaceName, tail: chunk.tail, byAddress: new Map()}));
+  return group;
+}
+
+/** The grant rule of the group matching `address` (none when undefined), with its comment. */
+function keyedGrantRule(group: MatchGroup, address: string | undefined, comment: string): KeyedRule {
   const text = comment.length > MAX_COMMENT_LENGTH ? comment.slice(0, MAX_COMMENT_LENGTH) : comment;
-  const key = `${chain}\u0000${address ?? NONE}\u0000${interfaceName ?? NONE}${chunk.tailKey}`;
-  const match = grantMatches.get(key);
+  const match = group.byAddress.get(address ?? NONE);
   if (!match) {
-    const first = writeGrantRule(chain, address, interfaceName, chunk, text, undefined);
-    grantMatches.set(key, first.match);
+    const first = writeGrantRule(group, address, text, undefined);
+    group.byAddress.set(address ?? NONE, first.match);
     return first;
   }
   if (match.firstComment === text) return match.first;
   let keyed = match.others?.get(text);
   if (!keyed) {
-    keyed = writeGrantRule(chain, address, interfaceName, chunk, text, match);
+    keyed = writeGrantRule(group, address, text, match);
     (match.others ??= new Map()).set(text, keyed);
   }
   return keyed;
 }
 
 /** A new grant rule (see keyedGrantRule), with its match, or a new one when `match` is undefined. */
-function writeGrantRule(
-  chain: 'INPUT' | 'OUTPUT',
-  address: string | undefined,
-  interfaceName: string | undefined,
-  chunk: PortChunk,
-  text: string,
-  match: GrantMatch | undefined,
-): KeyedRule {
+function writeGrantRule(group: MatchGroup, address: string | undefined, text: string, match: GrantMatch | undefined): KeyedRule {
+  const {chain, interfaceName} = group;
   const input = chain === 'INPUT';
   const head =
     address === undefined
@@ -658,7 +662,7 @@ function writeGrantRule(
       : interfaceName === undefined
         ? [input ? '-s' : '-d', address]
         : [input ? '-s' : '-d', address, input ? '-i' : '-o', interfaceName];
-  const rule: Rule = {chain, spec: head.concat(chunk.tail, ['-m', 'comment', '--comment', text, '-j', 'ACCEPT'])};
+  const rule: Rule = {chain, spec: head.concat(group.tail, ['-m', 'comment', '--comment', text, '-j', 'ACCEPT'])};
   grantRulesKept += 1;
   return match ? {match, rule} : new GrantMatch(rule, text).first;
 }
@@ -670,7 +674,7 @@ function tailKeyOf(tail: readonly string[]): string {
   const joined = tail.join('\u0000');
   let key = tailNumbers.get(joined);
   if (key === undefined) {
-    // (\u0002: never part of a token, so a key cannot read as a head.)
+    // (\u0002: never part of a token, so a key cannot read as part of an interface name.)
     key = `\u0002${tailNumbers.size}`;
     tailNumbers.set(joined, key);
   }
@@ -728,21 +732,22 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules 
     const chunk = chunks[index] as PortChunk;
     const text = describe(reason.inputText(from?.entry.name ?? ''), chunk.label);
     if (source.kind === 'any') {
-      const rule = keyedGrantRule('INPUT', undefined, inInterface, chunk, text);
+      const rule = keyedGrantRule(matchGroup('INPUT', inInterface, chunk), undefined, text);
       v4 = appended(v4, rule);
       v6 = appended(v6, rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      const rule = keyedGrantRule('INPUT', everything ? undefined : source.cidr, undefined, chunk, text);
+      const rule = keyedGrantRule(matchGroup('INPUT', undefined, chunk), everything ? undefined : source.cidr, text);
       if (source.family === 4) v4 = appended(v4, rule);
       else v6 = appended(v6, rule);
     } else if (from) {
       // fleetPath's fromAddresses (its side is the grant's), each read as its canonical host CIDR.
       const addresses = from.facts.addresses[grant.side];
+      const group = matchGroup('INPUT', inInterface, chunk);
       for (let at = 0; at < addresses.length; at += 1) {
         const reading = readAddress(addresses[at] as string);
         if (reading === undefined) continue;
-        const rule = keyedGrantRule('INPUT', hostCidrOf(reading), inInterface, chunk, text);
+        const rule = keyedGrantRule(group, hostCidrOf(reading), text);
         if (reading.family === 4) v4 = appended(v4, rule);
         else v6 = appended(v6, rule);
       }
@@ -762,10 +767,11 @@ function outputRules(grant: Grant, outInterface: string | undefined): FamilyRule
   for (let index = 0; index < chunks.length; index += 1) {
     const chunk = chunks[index] as PortChunk;
     const text = describe(reason.outputText(grant.to.entry.name), chunk.label);
+    const group = matchGroup('OUTPUT', outInterface, chunk);
     for (let at = 0; at < addresses.length; at += 1) {
       const reading = readAddress(addresses[at] as string);
       if (reading === undefined) continue;
-      const rule = keyedGrantRule('OUTPUT', hostCidrOf(reading), outInterface, chunk, text);
+      const rule = keyedGrantRule(group, hostCidrOf(reading), text);
       if (reading.family === 4) v4 = appended(v4, rule);
       else v6 = appended(v6, rule);
     }
@@ -1014,7 +1020,7 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   // The kept grant rules are bounded here, between compilations: within one, every rule with a
   // given match must share its GrantMatch (the duplicate check relies on it).
   if (grantRulesKept >= GRANT_RULES_KEPT_AT_MOST) {
-    grantMatches.clear();
+    matchGroups.clear();
     grantRulesKept = 0;
   }
   const compilation = new Compilation(inv, facts);
