@@ -242,7 +242,7 @@ class Compilation {
   readonly byName = new Map<string, HostContext>();
   readonly roles: ReadonlyMap<string, RoleTemplate>;
   private readonly roleNames: ReadonlySet<string>;
-  private readonly hostNames: ReadonlySet<string>;
+  private readonly hostNames = new Set<string>();
   private readonly sources = new Map<string, ReturnType<typeof classifySource>>();
   /** Hosts per role, in inventory order (built once: looking them up per host would be quadratic). */
   private readonly membersOf = new Map<string, HostContext[]>();
@@ -276,6 +276,7 @@ class Compilation {
       const context: HostContext = {entry, facts: hostFacts, sshPort, received: []};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
+      this.hostNames.add(entry.name);
       for (let index = 0; index < entry.roles.length; index += 1) {
         const role = entry.roles[index] as string;
         if (entry.roles.indexOf(role) !== index) continue; // listed twice (validation refuses it)
@@ -285,7 +286,6 @@ class Compilation {
       }
     }
     this.roleNames = new Set(this.roles.keys());
-    this.hostNames = new Set(this.byName.keys());
   }
 
   /** A grant of `reason` to `to` (from a fleet host, or from no host for internet and CIDR sources): its recipes noted on both ends. */
@@ -692,15 +692,32 @@ interface PortChunk {
 
 const portChunksCache = new WeakMap<GrantTemplate, readonly PortChunk[]>();
 
+/**
+ * Port chunks by protocol and ports (`tcp 80-80 443-443`): the templates of a fleet's many roles
+ * open few distinct port lists. Kept for the process (bounded).
+ */
+const portChunksByPorts = new Map<string, readonly PortChunk[]>();
+
 /** The template's port chunks: the same for every recipe of the template, so built once. */
 function portChunks(reason: GrantTemplate): readonly PortChunk[] {
   let chunks = portChunksCache.get(reason);
   if (!chunks) {
-    const groups = reason.ports === undefined ? [undefined] : chunkPorts(reason.ports);
-    chunks = groups.map((ports) => {
-      const tail = protoPortTokens(reason.proto, ports).concat(NEW);
-      return {label: portsLabel(reason.proto, ports), tail, tailKey: tailKeyOf(tail)};
-    });
+    let key = reason.proto ?? 'all';
+    const ranges = reason.ports;
+    for (let index = 0; ranges && index < ranges.length; index += 1) {
+      const range = ranges[index] as PortRange;
+      key += ` ${range.first}-${range.last}`;
+    }
+    chunks = portChunksByPorts.get(key);
+    if (!chunks) {
+      const groups = ranges === undefined ? [undefined] : chunkPorts(ranges);
+      chunks = groups.map((ports) => {
+        const tail = protoPortTokens(reason.proto, ports).concat(NEW);
+        return {label: portsLabel(reason.proto, ports), tail, tailKey: tailKeyOf(tail)};
+      });
+      if (portChunksByPorts.size >= 10_000) portChunksByPorts.clear();
+      portChunksByPorts.set(key, chunks);
+    }
     portChunksCache.set(reason, chunks);
   }
   return chunks;
@@ -1031,7 +1048,7 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   // say) get the same rulesets: built once and shared (read-only by type; not frozen, which
   // would cost more than building them), so readers that cache by ruleset or table
   // (port-sets, evaluator, access) read each one once.
-  const rulesetsByRecipes = new Map<number, SharedRulesets>();
+  const rulesetsByRecipes = new Map<number, SharedRulesets[]>();
   const logDrops = inv.options.logDrops;
   return compilation.hosts.map((host) => {
     const strictOutbound = inv.options.strictOutbound && host.facts.interfaces.public !== undefined;
@@ -1039,8 +1056,11 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
     const held = strictOutbound ? (host.held ?? NO_RECIPES) : NO_RECIPES;
     // Looked up by a number from the recipes' ids (no key string per host), then compared.
     const hash = recipesHash(received, held, strictOutbound);
-    let rulesets = rulesetsByRecipes.get(hash);
-    while (rulesets && !rulesets.madeOf(received, held, strictOutbound)) rulesets = rulesets.sameHash;
+    const sameHash = rulesetsByRecipes.get(hash);
+    let rulesets: SharedRulesets | undefined;
+    for (let index = 0; sameHash && !rulesets && index < sameHash.length; index += 1) {
+      if ((sameHash[index] as SharedRulesets).madeOf(received, held, strictOutbound)) rulesets = sameHash[index];
+    }
     if (!rulesets) {
       rulesets = new SharedRulesets(
         received,
@@ -1048,9 +1068,9 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
         strictOutbound,
         buildRuleset(4, received, held, strictOutbound, logDrops),
         buildRuleset(6, received, held, strictOutbound, logDrops),
-        rulesetsByRecipes.get(hash),
       );
-      rulesetsByRecipes.set(hash, rulesets);
+      if (sameHash) sameHash.push(rulesets);
+      else rulesetsByRecipes.set(hash, [rulesets]);
     }
     return {
       host: host.entry.name,
@@ -1071,8 +1091,6 @@ class SharedRulesets {
     private readonly strictOutbound: boolean,
     readonly v4: Ruleset,
     readonly v6: Ruleset,
-    /** Other rulesets whose recipes hash the same. */
-    readonly sameHash: SharedRulesets | undefined,
   ) {}
 
   madeOf(received: readonly Recipe[], held: readonly Recipe[], strictOutbound: boolean): boolean {

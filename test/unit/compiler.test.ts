@@ -222,6 +222,31 @@ describe('shared rulesets', () => {
       expect(renderRuleset(app1!.v4)).not.toMatch(/app-1|10\.0\.0\.3/);
     }
   });
+
+  it('shares the tokens (and rules) of a fleet with a later compilation of it, and writes what changed anew', () => {
+    const fleet = (lbName: string) =>
+      validateInventory({
+        options: {strictOutbound: true, logDrops: true},
+        hosts: [host('tunnel-1', ['bastion'], 1), host(lbName, ['lb'], 2), host('app-1', ['app'], 3), host('db-1', ['db'], 6)],
+      });
+    const first = compile(fleet('lb-1'));
+    const again = compile(fleet('lb-1'));
+    const renamed = compile(fleet('lb-renamed'));
+    for (const name of ['tunnel-1', 'app-1', 'db-1']) {
+      for (const family of ['v4', 'v6'] as const) {
+        const before = first.get(name)![family].tables[0]!.rules;
+        const after = again.get(name)![family].tables[0]!.rules;
+        expect(after.map((rule) => rule.spec)).toEqual(before.map((rule) => rule.spec));
+        after.forEach((rule, index) => expect(rule.spec).toBe(before[index]!.spec));
+      }
+    }
+    // The lb's new name is in app-1's comment: same match, new comment, a rule of its own.
+    const fromLb = (compiled: Map<string, CompiledHost>) => rulesOf(compiled.get('app-1')!.v4).find((rule) => option(rule, '--dports') === '80,443')!;
+    expect(option(fromLb(renamed), '--comment')).toBe('lb lb-renamed -> app http,https');
+    expect(option(fromLb(first), '--comment')).toBe('lb lb-1 -> app http,https');
+    expect(fromLb(renamed).spec).not.toBe(fromLb(first).spec);
+    expect(compile(fleet('lb-1')).get('app-1')!.v4.tables[0]!.rules).toContain(fromLb(first));
+  });
 });
 
 describe('sources and interfaces', () => {
