@@ -612,6 +612,9 @@ interface MatchGroup {
   readonly interfaceName: string | undefined;
   readonly tail: readonly string[];
   readonly byAddress: Map<string, GrantMatch>;
+  /** The group's spec with a blank address and comment (see specOf), and without an address. */
+  withAddress?: readonly string[];
+  withoutAddress?: readonly string[];
 }
 
 /**
@@ -652,19 +655,29 @@ function keyedGrantRule(group: MatchGroup, address: string | undefined, comment:
 
 /** A new grant rule (see keyedGrantRule), with its match, or a new one when `match` is undefined. */
 function writeGrantRule(group: MatchGroup, address: string | undefined, text: string, match: GrantMatch | undefined): KeyedRule {
-  const {chain, interfaceName} = group;
-  const input = chain === 'INPUT';
-  const head =
-    address === undefined
-      ? interfaceName === undefined
-        ? []
-        : [input ? '-i' : '-o', interfaceName]
-      : interfaceName === undefined
-        ? [input ? '-s' : '-d', address]
-        : [input ? '-s' : '-d', address, input ? '-i' : '-o', interfaceName];
-  const rule: Rule = {chain, spec: head.concat(group.tail, ['-m', 'comment', '--comment', text, '-j', 'ACCEPT'])};
+  const rule: Rule = {chain: group.chain, spec: specOf(group, address, text)};
   grantRulesKept += 1;
   return match ? {match, rule} : new GrantMatch(rule, text).first;
+}
+
+/**
+ * `[-s ADDRESS] [-i INTERFACE] ...tail -m comment --comment TEXT -j ACCEPT` (`-d`, `-o` in OUTPUT):
+ * a copy of the group's spec with the blanks filled, at its size in one go.
+ */
+function specOf(group: MatchGroup, address: string | undefined, text: string): string[] {
+  const input = group.chain === 'INPUT';
+  let model = address === undefined ? group.withoutAddress : group.withAddress;
+  if (!model) {
+    const head = address === undefined ? [] : [input ? '-s' : '-d', ''];
+    if (group.interfaceName !== undefined) head.push(input ? '-i' : '-o', group.interfaceName);
+    model = head.concat(group.tail, ['-m', 'comment', '--comment', '', '-j', 'ACCEPT']);
+    if (address === undefined) group.withoutAddress = model;
+    else group.withAddress = model;
+  }
+  const spec = model.slice();
+  if (address !== undefined) spec[1] = address;
+  spec[spec.length - 3] = text;
+  return spec;
 }
 
 /** Tails (`-p ...` to the state match) by their tokens joined, numbered; few per fleet, kept for the process. */
