@@ -81,9 +81,9 @@ interface GrantTemplate {
     | {readonly kind: 'cidr'; readonly family: Family; readonly cidr: string}
     | {readonly kind: 'host'};
   /** undefined: every protocol (trustPrivate). */
-  readonly proto?: Protocol;
+  readonly proto: Protocol | undefined;
   /** undefined: every port. */
-  readonly ports?: readonly PortRange[];
+  readonly ports: readonly PortRange[] | undefined;
   /** The INPUT rule's comment, given the sending host's name, e.g. "lb haproxy-www -> app" + " http,https". */
   readonly inputText: (from: string) => Describe;
   /** The sender's OUTPUT rule comment, given the receiving host's name, e.g. "to wordpress-1 app" + " http,https". */
@@ -91,7 +91,7 @@ interface GrantTemplate {
   /** Rules written for this template, by sending host (undefined: not a fleet source) and path. */
   readonly inputRecipes: Map<HostContext | undefined, Recipe[]>;
   /** OUTPUT rules written for this template, by receiving host and path (made when first needed: strictOutbound only). */
-  outputRecipes?: Map<HostContext, Recipe[]>;
+  outputRecipes: Map<HostContext, Recipe[]> | undefined;
 }
 
 type Side = 'public' | 'private';
@@ -118,14 +118,8 @@ function template(
   inputText: (from: string) => Describe,
   outputText: (to: string) => Describe,
 ): GrantTemplate {
-  return {
-    source,
-    ...(proto === undefined ? {} : {proto}),
-    ...(ports === undefined ? {} : {ports}),
-    inputText,
-    outputText,
-    inputRecipes: new Map(),
-  };
+  // (Every template has every field, undefined or not: one object shape for all of them.)
+  return {source, proto, ports, inputText, outputText, inputRecipes: new Map(), outputRecipes: undefined};
 }
 
 /**
@@ -830,7 +824,8 @@ interface Recipe {
   readonly interface: string | undefined;
   /** The first grant that needed the recipe: the rules are written from it. */
   readonly writer: Grant;
-  rules?: FamilyRules;
+  /** Written when a ruleset first needs them. */
+  rules: FamilyRules | undefined;
 }
 
 /** The recipe of a template over a path: `host` is the sender for INPUT rules, the receiver for OUTPUT ones. */
@@ -848,7 +843,7 @@ function recipeFor<Host>(
   for (const recipe of list) {
     if (recipe.side === side && recipe.interface === interfaceName) return recipe;
   }
-  const recipe: Recipe = {id: nextRecipeId++, side, interface: interfaceName, writer: new Grant(reason, to, from, side)};
+  const recipe: Recipe = {id: nextRecipeId++, side, interface: interfaceName, writer: new Grant(reason, to, from, side), rules: undefined};
   list.push(recipe);
   return recipe;
 }
