@@ -27,14 +27,18 @@ const COLON = 0x3a;
  * parsers read it as octal). Read character by character: every address of a fleet passes here.
  */
 function parseIpv4Bytes(text: string, start = 0, end = text.length): number[] | undefined {
-  const bytes: number[] = [];
+  // The four octets are packed into one number while reading, and the array is made once, at
+  // its size: every reading keeps its bytes for the whole run (a pushed-to array keeps room for 17).
+  let packed = 0;
+  let octets = 0;
   let value = 0;
   let digits = 0;
   for (let index = start; index <= end; index += 1) {
     const code = index === end ? DOT : text.charCodeAt(index);
     if (code === DOT) {
-      if (digits === 0 || bytes.length === 4) return undefined;
-      bytes.push(value);
+      if (digits === 0 || octets === 4) return undefined;
+      packed = packed * 256 + value;
+      octets += 1;
       value = 0;
       digits = 0;
     } else if (code >= 0x30 && code <= 0x39) {
@@ -46,7 +50,8 @@ function parseIpv4Bytes(text: string, start = 0, end = text.length): number[] | 
       return undefined;
     }
   }
-  return bytes.length === 4 ? bytes : undefined;
+  if (octets !== 4) return undefined;
+  return [Math.floor(packed / 0x1000000), Math.floor(packed / 0x10000) % 256, Math.floor(packed / 0x100) % 256, packed % 256];
 }
 
 function hexDigit(code: number): number {
@@ -137,10 +142,18 @@ export function parseAddress(text: string): ParsedAddress | undefined {
 function readUncached(text: string): AddressReading | undefined {
   const v4 = parseIpv4Bytes(text);
   // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
-  if (v4) return {family: 4, bytes: v4, canonical: text};
+  if (v4) return newReading(4, v4, text);
   const v6 = text.includes(':') ? parseIpv6Bytes(text) : undefined;
-  if (v6) return {family: 6, bytes: v6, canonical: formatIpv6(v6)};
-  return undefined;
+  if (!v6) return undefined;
+  const canonical = formatIpv6(v6);
+  // Another spelling of an IPv6 address shares the canonical spelling's reading (the inventory
+  // keeps the canonical one, and every later step reads that): one reading per address.
+  return canonical === text ? newReading(6, v6, text) : readAddress(canonical);
+}
+
+/** All fields present from the start: every reading has one shape, and no property store added later. */
+function newReading(family: Family, bytes: readonly number[], canonical: string): AddressReading {
+  return {family, bytes, canonical, hostCidr: undefined, numeric: undefined};
 }
 
 export function addressFamily(text: string): Family | undefined {

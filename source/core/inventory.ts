@@ -336,7 +336,8 @@ function readSshDestination(text: string): SshDestination | undefined {
     host = bracketed[1] ?? '';
     if (parseAddress(host)?.family !== 6) return undefined;
     portText = bracketed[2];
-  } else if (parseAddress(rest)?.family === 6) {
+  } else if (rest.includes(':') && parseAddress(rest)?.family === 6) {
+    // (Only an IPv6 address has a colon here: other hosts are not looked up as addresses.)
     host = rest;
   } else {
     const plain = /^([A-Za-z0-9_][A-Za-z0-9._-]*)(?::(\d+))?$/.exec(rest);
@@ -355,8 +356,11 @@ function readSshDestination(text: string): SshDestination | undefined {
 
 /** Same machine and port, whatever the login name or spelling of the address. */
 function destinationKey(destination: SshDestination): string {
-  const host = canonicalAddress(destination.host) ?? destination.host.toLowerCase();
-  return `${host}#${destination.port ?? ''}`;
+  // Only an IPv6 host has other spellings (an IPv4 one is read in its canonical spelling only,
+  // which lower case leaves as it is). A host never holds "#": without a port, the host is the key.
+  const {host, port} = destination;
+  const machine = host.includes(':') ? (canonicalAddress(host) ?? host.toLowerCase()) : host.toLowerCase();
+  return port === undefined ? machine : `${machine}#${port}`;
 }
 
 // ---------------------------------------------------------------------------
@@ -393,10 +397,13 @@ export type SourceKind =
   | {readonly kind: 'host'; readonly host: string}
   | {readonly kind: 'cidr'; readonly family: 4 | 6; readonly cidr: string};
 
+/** The host names of an inventory: a set, or any map keyed by them. */
+export type HostNames = Pick<ReadonlySet<string>, 'has'>;
+
 export function classifySource(
   from: string,
   roleNames: ReadonlySet<string>,
-  hostNames: ReadonlySet<string>,
+  hostNames: HostNames,
 ): SourceKind | {readonly kind: 'invalid'; readonly reason: string} {
   if (from === 'internet') return {kind: 'internet'};
   if (from === 'private') return {kind: 'private'};
@@ -439,19 +446,34 @@ function validate(json: unknown, ownsJson: boolean): Inventory {
     : inventorySchema.safeParse(json, {reportInput: true});
   const problems = new Problems();
   if (!parsed.success) problems.lines.push(...zodProblems(parsed.error));
-  checkMeaning(json, problems);
+  const respelled = new RespelledAddresses();
+  checkMeaning(json, problems, respelled);
   if (problems.lines.length > 0 || !parsed.success) {
     // Order by appearance is already path order within each pass; keep zod's lines first.
     throw new InputError(problems.lines.length > 0 ? dedupe(problems.lines) : ['inventory: invalid']);
   }
-  return normalize(parsed.data, ownsJson);
+  return normalize(parsed.data, ownsJson, respelled);
 }
 
 function dedupe(lines: readonly string[]): string[] {
   return [...new Set(lines)];
 }
 
-function checkMeaning(json: unknown, problems: Problems): void {
+/**
+ * The canonical spelling of each host's address lists, found while checking them, for
+ * normalization: only the lists spelled otherwise are kept (`hosts[i].addresses[side]`).
+ */
+class RespelledAddresses {
+  readonly #lists: (readonly string[] | undefined)[] = [];
+  set(hostIndex: number, side: Side, list: readonly string[]): void {
+    this.#lists[2 * hostIndex + (side === 'public' ? 0 : 1)] = list;
+  }
+  get(hostIndex: number, side: Side): readonly string[] | undefined {
+    return this.#lists[2 * hostIndex + (side === 'public' ? 0 : 1)];
+  }
+}
+
+function checkMeaning(json: unknown, problems: Problems, respelled: RespelledAddresses): void {
   const root = asRecord(json);
   if (!root) return; // zod reported the wrong type
   const rawRoles = asRecord(root['roles']) ?? {};
@@ -461,11 +483,13 @@ function checkMeaning(json: unknown, problems: Problems): void {
   }
 
   const roleNames = new Set<string>([...Object.keys(BUILTIN_ROLES), ...Object.keys(rawRoles)]);
-  const hostNames = new Set<string>();
-  for (const host of rawHosts) {
-    const name = asString(asRecord(host)?.['name']);
-    if (name !== undefined) hostNames.add(name);
+  /** Every host name, with the index of the first host that has it. */
+  const firstHostByName = new Map<string, number>();
+  for (let index = 0; index < rawHosts.length; index += 1) {
+    const name = asString(asRecord(rawHosts[index])?.['name']);
+    if (name !== undefined && !firstHostByName.has(name)) firstHostByName.set(name, index);
   }
+  const hostNames: HostNames = firstHostByName;
 
   // Role definitions.
   for (const [roleName, rawRole] of Object.entries(rawRoles)) {
@@ -492,7 +516,6 @@ function checkMeaning(json: unknown, problems: Problems): void {
   }
 
   // Hosts.
-  const firstHostByName = new Map<string, number>();
   const firstHostByDestination = new Map<string, number>();
   /** The index of the host that first listed each canonical address. */
   const addressOwner = new Map<string, number>();
@@ -513,8 +536,7 @@ function checkMeaning(json: unknown, problems: Problems): void {
         problems.add(['hosts', index, 'name'], `"${name}" is also a role name (a "from" would be ambiguous)`);
       }
       const earlier = firstHostByName.get(name);
-      if (earlier === undefined) firstHostByName.set(name, index);
-      else problems.add(['hosts', index, 'name'], `duplicate name "${name}" (also hosts[${earlier}])`);
+      if (earlier !== index) problems.add(['hosts', index, 'name'], `duplicate name "${name}" (also hosts[${earlier}])`);
     }
 
     const ssh = asString(host['ssh']);
@@ -572,10 +594,10 @@ function checkMeaning(json: unknown, problems: Problems): void {
       checkSource(allow['from'], ['hosts', index, 'allow', allowIndex, 'from'], roleNames, hostNames, problems);
     }
 
-    checkFacts(host, index, rawHosts, addressOwner, problems);
+    checkFacts(host, index, rawHosts, addressOwner, problems, respelled);
   }
 
-  checkJumpCircles(rawHosts, problems);
+  checkJumpCircles(rawHosts, firstHostByName, problems);
 }
 
 function checkPorts(ports: readonly unknown[], path: readonly PathKey[], problems: Problems): void {
@@ -591,7 +613,7 @@ function checkSource(
   rawFrom: unknown,
   path: readonly PathKey[],
   roleNames: ReadonlySet<string>,
-  hostNames: ReadonlySet<string>,
+  hostNames: HostNames,
   problems: Problems,
 ): void {
   const from = asString(rawFrom);
@@ -606,6 +628,7 @@ function checkFacts(
   rawHosts: readonly unknown[],
   addressOwner: Map<string, number>,
   problems: Problems,
+  respelled: RespelledAddresses,
 ): void {
   const interfaces = asRecord(host['interfaces']);
   const publicInterface = asString(interfaces?.['public']);
@@ -633,6 +656,8 @@ function checkFacts(
     if (interfaces && list.length === 0 && interfaceName !== undefined) {
       problems.add(['hosts', index, 'interfaces', side], `a ${side} interface given without addresses.${side}`);
     }
+    /** The list in canonical spelling, from the first address spelled otherwise on (a valid list has strings only). */
+    let respelledList: string[] | undefined;
     for (let addressIndex = 0; addressIndex < list.length; addressIndex += 1) {
       const text = asString(list[addressIndex]);
       if (text === undefined) continue;
@@ -645,6 +670,8 @@ function checkFacts(
         problems.add(['hosts', index, 'addresses', side, addressIndex], `${JSON.stringify(text)} is not an IPv4/IPv6 address`);
         continue;
       }
+      if (respelledList) respelledList.push(canonical);
+      else if (canonical !== text) (respelledList = list.slice(0, addressIndex) as string[]).push(canonical);
       const seenAt = seenOnHost.lastIndexOf(canonical);
       const sideSeen = seenAt === -1 ? undefined : seenOnSide[seenAt];
       if (sideSeen !== undefined) {
@@ -664,10 +691,12 @@ function checkFacts(
         addressOwner.set(canonical, index);
       }
     }
+    if (respelledList) respelled.set(index, side, respelledList);
   }
 }
 
 const SIDES = ['public', 'private'] as const;
+type Side = (typeof SIDES)[number];
 
 function checkInterfaceName(name: string | undefined, index: number, side: 'public' | 'private', problems: Problems): void {
   if (name === undefined) return;
@@ -677,19 +706,14 @@ function checkInterfaceName(name: string | undefined, index: number, side: 'publ
   }
 }
 
-function checkJumpCircles(rawHosts: readonly unknown[], problems: Problems): void {
-  const jumpOf = new Map<string, string>();
-  const indexOf = new Map<string, number>();
-  for (const [index, rawHost] of rawHosts.entries()) {
-    const host = asRecord(rawHost);
-    const name = asString(host?.['name']);
-    const jump = asString(host?.['jump']);
-    if (name === undefined || indexOf.has(name)) continue;
-    indexOf.set(name, index);
-    if (jump !== undefined) jumpOf.set(name, jump);
-  }
+/** `indexOf`: each host name with the index of the first host that has it (whose jump counts). */
+function checkJumpCircles(rawHosts: readonly unknown[], indexOf: ReadonlyMap<string, number>, problems: Problems): void {
+  const jumpOf = (name: string): string | undefined => {
+    const index = indexOf.get(name);
+    return index === undefined ? undefined : asString(asRecord(rawHosts[index])?.['jump']);
+  };
   for (const [name, index] of indexOf) {
-    const jump = jumpOf.get(name);
+    const jump = asString(asRecord(rawHosts[index])?.['jump']);
     if (jump === undefined || !indexOf.has(jump)) continue;
     if (jump === name) {
       problems.add(['hosts', index, 'jump'], `"${name}" jumps through itself`);
@@ -700,7 +724,7 @@ function checkJumpCircles(rawHosts: readonly unknown[], problems: Problems): voi
     let current: string | undefined = jump;
     while (current !== undefined && indexOf.has(current) && !chain.includes(current)) {
       chain.push(current);
-      current = jumpOf.get(current);
+      current = jumpOf(current);
     }
     if (current === name) {
       problems.add(['hosts', index, 'jump'], `jump hosts go in a circle (${[...chain, name].join(' -> ')})`);
@@ -719,7 +743,7 @@ function portRanges(specs: readonly (number | string)[]): PortRange[] {
   });
 }
 
-function normalize(raw: RawInventory, ownsJson: boolean): Inventory {
+function normalize(raw: RawInventory, ownsJson: boolean, respelled: RespelledAddresses): Inventory {
   const roles: Record<string, RoleOverride> = {};
   for (const [name, role] of Object.entries(raw.roles ?? {})) {
     roles[name] = {
@@ -737,52 +761,61 @@ function normalize(raw: RawInventory, ownsJson: boolean): Inventory {
       ...(role.peersProto === undefined ? {} : {peersProto: role.peersProto}),
     };
   }
-  const hosts: HostEntry[] = raw.hosts.map((host) => normalizeHost(host, ownsJson));
+  const hosts: HostEntry[] = raw.hosts.map((host, index) => normalizeHost(host, index, ownsJson, respelled));
   return {options: {...DEFAULT_OPTIONS, ...raw.options}, roles, hosts};
 }
 
 type Mutable<T> = {-readonly [K in keyof T]: T[K]};
 
+/** The `allow` of every host that has none: one read-only list shared, not one each. */
+const NO_OPENINGS: readonly Opening[] = Object.freeze([]);
+
 /**
  * One host entry: absent keys stay absent, and the keys keep their order (name, ssh, roles, jump,
- * allow, interfaces, addresses). With `ownsJson`, lists that need no change are kept, not copied.
+ * allow, interfaces, addresses). With `ownsJson`, lists and objects that need no change are kept, not copied.
  */
-function normalizeHost(host: RawInventory['hosts'][number], ownsJson: boolean): HostEntry {
+function normalizeHost(host: RawInventory['hosts'][number], index: number, ownsJson: boolean, respelled: RespelledAddresses): HostEntry {
   const roles = ownsJson ? host.roles : [...host.roles];
-  const allow = (host.allow ?? []).map((opening) => ({
-    ports: portRanges([opening.port]),
-    proto: opening.proto ?? 'tcp',
-    from: opening.from,
-  }));
+  const allow =
+    host.allow === undefined || host.allow.length === 0
+      ? NO_OPENINGS
+      : host.allow.map((opening) => ({
+          ports: portRanges([opening.port]),
+          proto: opening.proto ?? 'tcp',
+          from: opening.from,
+        }));
   const entry: Mutable<HostEntry> =
     host.jump === undefined
       ? {name: host.name, ssh: host.ssh, roles, allow}
       : {name: host.name, ssh: host.ssh, roles, jump: host.jump, allow};
   if (host.interfaces !== undefined) {
-    const interfaces: {public?: string; private?: string} = {};
-    if (host.interfaces.public !== undefined) interfaces.public = host.interfaces.public;
-    if (host.interfaces.private !== undefined) interfaces.private = host.interfaces.private;
-    entry.interfaces = interfaces;
+    if (ownsJson && isPublicFirst(host.interfaces)) {
+      entry.interfaces = host.interfaces;
+    } else {
+      const interfaces: {public?: string; private?: string} = {};
+      if (host.interfaces.public !== undefined) interfaces.public = host.interfaces.public;
+      if (host.interfaces.private !== undefined) interfaces.private = host.interfaces.private;
+      entry.interfaces = interfaces;
+    }
   }
   if (host.addresses !== undefined) {
+    // Checking the addresses found their canonical spelling (checkFacts): a list spelled so already is kept.
+    const keep = (list: readonly string[] | undefined): readonly string[] => (ownsJson ? (list ?? []) : (list ?? []).slice());
     entry.addresses = {
-      public: canonicalList(host.addresses.public ?? [], ownsJson),
-      private: canonicalList(host.addresses.private ?? [], ownsJson),
+      public: respelled.get(index, 'public') ?? keep(host.addresses.public),
+      private: respelled.get(index, 'private') ?? keep(host.addresses.private),
     };
   }
   return entry;
 }
 
-/** Addresses in their canonical spelling: `addresses` itself when it may be kept and is spelled so already. */
-function canonicalList(addresses: readonly string[], mayKeep: boolean): readonly string[] {
-  let respelled: string[] | undefined;
-  for (let index = 0; index < addresses.length; index += 1) {
-    const address = addresses[index] as string;
-    const canonical = canonicalAddress(address) ?? address;
-    if (respelled) respelled.push(canonical);
-    else if (canonical !== address) (respelled = addresses.slice(0, index)).push(canonical);
-  }
-  return respelled ?? (mayKeep ? addresses : addresses.slice());
+/**
+ * The interfaces object read from the JSON (only these keys, no undefined values: hasInventoryShape
+ * or zod made sure) is already in normal form unless "private" comes before "public".
+ */
+function isPublicFirst(interfaces: {readonly public?: string; readonly private?: string}): boolean {
+  for (const key in interfaces) return key === 'public' || interfaces.public === undefined;
+  return true;
 }
 
 // ---------------------------------------------------------------------------

@@ -20,17 +20,22 @@ export interface IpNetwork {
 
 const BITS: Record<Family, number> = {4: 32, 6: 128};
 
+const ALL_ONES: Record<Family, bigint> = {4: (1n << 32n) - 1n, 6: (1n << 128n) - 1n};
+
 function allOnes(family: Family): bigint {
-  return (1n << BigInt(BITS[family])) - 1n;
+  return ALL_ONES[family];
 }
+
+const WORD_SHIFTS = [96n, 64n, 32n, 0n];
 
 /** The address as a number, built from 32-bit pieces (four bigint steps for IPv6, not sixteen). */
 function toValue(bytes: readonly number[]): bigint {
   if (bytes.length === 4) return BigInt((((bytes[0] ?? 0) << 24) | ((bytes[1] ?? 0) << 16) | ((bytes[2] ?? 0) << 8) | (bytes[3] ?? 0)) >>> 0);
+  // Zero words (the "::" of most IPv6 addresses) add nothing: skipped, each bigint step allocates.
   let value = 0n;
   for (let index = 0; index < bytes.length; index += 4) {
     const word = (((bytes[index] ?? 0) << 24) | ((bytes[index + 1] ?? 0) << 16) | ((bytes[index + 2] ?? 0) << 8) | (bytes[index + 3] ?? 0)) >>> 0;
-    value = (value << 32n) | BigInt(word);
+    if (word !== 0) value |= BigInt(word) << (WORD_SHIFTS[index >> 2] ?? 0n);
   }
   return value;
 }
@@ -51,9 +56,12 @@ export function parseAddress(text: string): IpAddress | undefined {
 
 const parseZoned = rememberedPerKey((text) => parseAddress(text.split('%')[0] ?? ''));
 
+/** The mask of each prefix length, made once (bigints are values: shared safely). */
+const MASKS: Record<Family, bigint[]> = {4: [], 6: []};
+
 function maskFromPrefix(family: Family, prefix: number): bigint {
   const bits = BITS[family];
-  return prefix === 0 ? 0n : (allOnes(family) >> BigInt(bits - prefix)) << BigInt(bits - prefix);
+  return (MASKS[family][prefix] ??= prefix === 0 ? 0n : (allOnes(family) >> BigInt(bits - prefix)) << BigInt(bits - prefix));
 }
 
 /**
@@ -80,11 +88,15 @@ function parseNetworkUncached(text: string): IpNetwork | undefined {
       mask = netmask.value;
     }
   }
-  return {family: address.family, value: address.value & mask, mask};
+  // A host network (/32, /128, the usual -s/-d) keeps the address's own number.
+  return {family: address.family, value: mask === allOnes(address.family) ? address.value : address.value & mask, mask};
 }
 
 export function networkContains(network: IpNetwork, address: IpAddress): boolean {
-  return network.family === address.family && (address.value & network.mask) === network.value;
+  if (network.family !== address.family) return false;
+  // A host network is an equality test: no masked copy of the address to allocate.
+  if (network.mask === ALL_ONES[network.family]) return address.value === network.value;
+  return (address.value & network.mask) === network.value;
 }
 
 export function formatAddress(address: IpAddress): string {
