@@ -62,54 +62,65 @@ function hexDigit(code: number): number {
 }
 
 /**
- * Appends the 16-bit words of `text[start, end)` (colon-separated groups of 1-4 hex digits;
- * the last group may be an embedded IPv4 address, two words). False when malformed.
+ * Writes the 16-bit words of `text[start, end)` (colon-separated groups of 1-4 hex digits;
+ * the last group may be an embedded IPv4 address, two words) to `words` from index 0, and
+ * answers how many; -1 when malformed or longer than an address (8 words).
  */
-function parseWords(text: string, start: number, end: number, words: number[]): boolean {
-  if (start === end) return true;
+function parseWords(text: string, start: number, end: number, words: number[]): number {
+  if (start === end) return 0;
+  let count = 0;
   let groupStart = start;
   let word = 0;
   for (let index = start; index <= end; index += 1) {
     const code = index === end ? COLON : text.charCodeAt(index);
     if (code === DOT) {
       // An embedded IPv4 address may only close the address: no colon after it.
-      for (let rest = index + 1; rest < end; rest += 1) if (text.charCodeAt(rest) === COLON) return false;
+      for (let rest = index + 1; rest < end; rest += 1) if (text.charCodeAt(rest) === COLON) return -1;
       const v4 = parseIpv4Bytes(text, groupStart, end);
-      if (!v4) return false;
-      words.push(((v4[0] ?? 0) << 8) | (v4[1] ?? 0), ((v4[2] ?? 0) << 8) | (v4[3] ?? 0));
-      return true;
+      if (!v4 || count > 6) return -1;
+      words[count] = ((v4[0] ?? 0) << 8) | (v4[1] ?? 0);
+      words[count + 1] = ((v4[2] ?? 0) << 8) | (v4[3] ?? 0);
+      return count + 2;
     }
     if (code !== COLON) {
       const digit = hexDigit(code);
       // (A group of an embedded IPv4 address fails these too: decimal digits, at most three.)
-      if (digit === -1 || index - groupStart >= 4) return false;
+      if (digit === -1 || index - groupStart >= 4) return -1;
       word = word * 16 + digit;
       continue;
     }
-    if (index === groupStart) return false; // an empty group
-    words.push(word);
+    if (index === groupStart || count === 8) return -1; // an empty group, or a ninth word
+    words[count] = word;
+    count += 1;
     word = 0;
     groupStart = index + 1;
   }
-  return true;
+  return count;
 }
+
+// parseIpv6Bytes's words before and after "::": two lists reused by every reading (it is never
+// re-entered), not two new ones each.
+const HEAD_WORDS = [0, 0, 0, 0, 0, 0, 0, 0];
+const TAIL_WORDS = [0, 0, 0, 0, 0, 0, 0, 0];
 
 function parseIpv6Bytes(text: string): number[] | undefined {
   // At most one "::" (":::" has an empty group on one side, and is refused there too).
   const gap = text.indexOf('::');
   if (gap !== -1 && text.indexOf('::', gap + 1) !== -1) return undefined;
-  const head: number[] = [];
-  const tail: number[] = [];
-  if (!parseWords(text, 0, gap === -1 ? text.length : gap, head)) return undefined;
-  if (gap !== -1 && !parseWords(text, gap + 2, text.length, tail)) return undefined;
-  if (gap !== -1 ? head.length + tail.length > 7 : head.length !== 8) return undefined;
+  const head = HEAD_WORDS;
+  const tail = TAIL_WORDS;
+  const headLength = parseWords(text, 0, gap === -1 ? text.length : gap, head);
+  if (headLength === -1) return undefined;
+  const tailLength = gap === -1 ? 0 : parseWords(text, gap + 2, text.length, tail);
+  if (tailLength === -1) return undefined;
+  if (gap !== -1 ? headLength + tailLength > 7 : headLength !== 8) return undefined;
   // The "::" gap is zeros already: the head's words go first, the tail's last.
   const bytes = [0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0]; // a literal: a packed array
-  for (let index = 0; index < head.length; index += 1) {
+  for (let index = 0; index < headLength; index += 1) {
     bytes[2 * index] = (head[index] ?? 0) >> 8;
     bytes[2 * index + 1] = (head[index] ?? 0) & 0xff;
   }
-  for (let index = 0, at = 8 - tail.length; index < tail.length; index += 1, at += 1) {
+  for (let index = 0, at = 8 - tailLength; index < tailLength; index += 1, at += 1) {
     bytes[2 * at] = (tail[index] ?? 0) >> 8;
     bytes[2 * at + 1] = (tail[index] ?? 0) & 0xff;
   }
@@ -160,10 +171,13 @@ export function addressFamily(text: string): Family | undefined {
   return parseAddress(text)?.family;
 }
 
+/** formatIpv6's words: one list reused (it is never re-entered). */
+const FORMAT_WORDS = [0, 0, 0, 0, 0, 0, 0, 0];
+
 /** Formats IPv6 like glibc's inet_ntop (RFC 5952 compression, embedded IPv4 for mapped/compatible forms). */
 function formatIpv6(bytes: readonly number[]): string {
-  const words: number[] = [];
-  for (let index = 0; index < 16; index += 2) words.push(((bytes[index] ?? 0) << 8) | (bytes[index + 1] ?? 0));
+  const words = FORMAT_WORDS;
+  for (let index = 0; index < 8; index += 1) words[index] = ((bytes[2 * index] ?? 0) << 8) | (bytes[2 * index + 1] ?? 0);
   // Longest run of zero words (length >= 2), the first one on a tie.
   let bestBase = -1;
   let bestLength = 0;

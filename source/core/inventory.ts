@@ -519,6 +519,7 @@ function checkMeaning(json: unknown, problems: Problems, respelled: RespelledAdd
   const firstHostByDestination = new Map<string, number>();
   /** The index of the host that first listed each canonical address. */
   const addressOwner = new Map<string, number>();
+  const addressesOfHost = {seenOnHost: [] as string[], seenOnSide: [] as string[]};
   for (let index = 0; index < rawHosts.length; index += 1) {
     const host = asRecord(rawHosts[index]);
     if (!host) continue;
@@ -594,7 +595,7 @@ function checkMeaning(json: unknown, problems: Problems, respelled: RespelledAdd
       checkSource(allow['from'], ['hosts', index, 'allow', allowIndex, 'from'], roleNames, hostNames, problems);
     }
 
-    checkFacts(host, index, rawHosts, addressOwner, problems, respelled);
+    checkFacts(host, index, rawHosts, addressOwner, problems, respelled, addressesOfHost);
   }
 
   checkJumpCircles(rawHosts, firstHostByName, problems);
@@ -629,6 +630,7 @@ function checkFacts(
   addressOwner: Map<string, number>,
   problems: Problems,
   respelled: RespelledAddresses,
+  scratch: {readonly seenOnHost: string[]; readonly seenOnSide: string[]},
 ): void {
   const interfaces = asRecord(host['interfaces']);
   const publicInterface = asString(interfaces?.['public']);
@@ -644,9 +646,11 @@ function checkFacts(
   if (host['interfaces'] === undefined) {
     problems.add(['hosts', index, 'addresses'], 'addresses given without interfaces (give both, or neither to discover them)');
   }
-  // Which side listed each address of this host (a handful: a list, not a map).
-  const seenOnHost: string[] = [];
-  const seenOnSide: string[] = [];
+  // Which side listed each address of this host (a handful: a list, not a map; two lists reused
+  // from host to host rather than two new ones each).
+  const {seenOnHost, seenOnSide} = scratch;
+  seenOnHost.length = 0;
+  seenOnSide.length = 0;
   for (const side of SIDES) {
     const list = asArray(addresses[side]);
     const interfaceName = side === 'public' ? publicInterface : privateInterface;

@@ -100,8 +100,10 @@ export function networkContains(network: IpNetwork, address: IpAddress): boolean
 }
 
 export function formatAddress(address: IpAddress): string {
-  const length = address.family === 4 ? 4 : 16;
-  const bytes = Array.from({length}, (_, index) => Number((address.value >> BigInt(8 * (length - 1 - index))) & 0xffn));
+  // Taken apart in 32-bit words (one bigint step per word, not one per byte).
+  const words = address.family === 4 ? [Number(address.value)] : WORD_SHIFTS.map((shift) => Number(BigInt.asUintN(32, address.value >> shift)));
+  const bytes: number[] = [];
+  for (const word of words) bytes.push(word >>> 24, (word >>> 16) & 0xff, (word >>> 8) & 0xff, word & 0xff);
   return formatBytes({family: address.family, bytes});
 }
 
