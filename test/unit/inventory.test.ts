@@ -4,6 +4,7 @@ import fc from 'fast-check';
 import {describe, expect, it} from 'vitest';
 import {canonicalAddress, isPrivateAddress, parseAddress, parseCidrDetailed} from '../../source/core/addresses.js';
 import {InputError} from '../../source/core/errors.js';
+import {parseAddress as parseIpAddress} from '../../source/core/ip.js';
 import {
   factsFromInventory,
   fleetOptions,
@@ -403,6 +404,47 @@ describe('malformed inventories: one exact line per problem', () => {
       expect((error as InputError).problems).toHaveLength(1);
       expect((error as InputError).problems[0]).toMatch(/^fleet\.json: not valid JSON \(/);
     }
+  });
+});
+
+describe('normal form and sameness, whatever the spelling', () => {
+  const sshOf = (...destinations: string[]) => ({hosts: destinations.map((ssh, index) => ({name: `h-${index}`, ssh, roles: []}))});
+
+  it('finds the same ssh destination across spellings, and keeps another port apart', () => {
+    expect(problemsOf(sshOf('root@[fd00::1]', 'FD00:0::1'))).toEqual(['hosts[1].ssh: "FD00:0::1" is the same destination as hosts[0]']);
+    expect(problemsOf(sshOf('ops@[fd00::1]:22', '[fd00:0:0::1]:22'))).toEqual(['hosts[1].ssh: "[fd00:0:0::1]:22" is the same destination as hosts[0]']);
+    expect(problemsOf(sshOf('Web-1', 'ops@web-1'))).toEqual(['hosts[1].ssh: "ops@web-1" is the same destination as hosts[0]']);
+    expect(() => validateInventory(sshOf('web-1', 'web-1:22', 'web-1:2222', '[fd00::1]', '[fd00::1]:22', '10.0.0.1', '10.0.0.1:22'))).not.toThrow();
+  });
+
+  it('finds the same address across spellings and hosts', () => {
+    const inv = withHost(1, {...FACTS, addresses: {public: ['2001:DB8::5'], private: ['10.0.0.5']}});
+    inv.hosts[2] = {...inv.hosts[2], ...FACTS, addresses: {public: ['2001:db8:0::5'], private: []}, interfaces: {public: 'eth0'}};
+    expect(problemsOf(inv)).toEqual(['hosts[2].addresses.public[0]: 2001:db8::5 is also an address of web-1 (hosts[1])']);
+  });
+
+  it('gives interfaces as public, then private, however the JSON orders them', () => {
+    const text = JSON.stringify(withHost(1, {interfaces: {private: 'eth1', public: 'eth0'}, addresses: {private: ['10.0.0.5'], public: ['203.0.113.5']}}));
+    const host = parseInventoryText(text, 'inventory.json').hosts[1]!;
+    expect(Object.keys(host.interfaces!)).toEqual(['public', 'private']);
+    expect(Object.keys(host.addresses!)).toEqual(['public', 'private']);
+    expect(host.addresses).toEqual({public: ['203.0.113.5'], private: ['10.0.0.5']});
+    expect(parseInventoryText(JSON.stringify(withHost(1, {interfaces: {private: 'eth1'}})), 'x').hosts[1]?.interfaces).toEqual({private: 'eth1'});
+  });
+
+  it('respells only the address lists that need it, wherever the first odd spelling is', () => {
+    const inv = parseInventoryText(
+      JSON.stringify(withHost(1, {...FACTS, addresses: {public: ['203.0.113.5', 'FD00:0::5', 'fd00::6'], private: ['10.0.0.5', 'fd00::7']}})),
+      'x',
+    );
+    expect(inv.hosts[1]?.addresses).toEqual({public: ['203.0.113.5', 'fd00::5', 'fd00::6'], private: ['10.0.0.5', 'fd00::7']});
+  });
+
+  it('shares one reading between the spellings of an IPv6 address', () => {
+    expect(parseAddress('FD00:0::5')).toBe(parseAddress('fd00::5'));
+    expect(parseIpAddress('fd00:0:0::5')).toBe(parseIpAddress('fd00::5'));
+    expect(parseIpAddress('fd00:0:0::5')).toEqual({family: 6, value: 0xfd00_0000_0000_0000_0000_0000_0000_0005n});
+    expect(canonicalAddress('FD00:0000::5')).toBe('fd00::5');
   });
 });
 
