@@ -3,7 +3,7 @@
 // compare equal to what a server reports back.
 import type {IpAddress} from './ip.js';
 import type {Family} from './model.js';
-import {rememberedPerKey} from './remembered.js';
+import {rememberedPerKey, type RememberedOr} from './remembered.js';
 
 export interface ParsedAddress {
   readonly family: Family;
@@ -150,16 +150,17 @@ export function parseAddress(text: string): ParsedAddress | undefined {
   return readAddress(text);
 }
 
-function readUncached(text: string): AddressReading | undefined {
+function readUncached(text: string, rememberedOr: RememberedOr<AddressReading>): AddressReading | undefined {
   const v4 = parseIpv4Bytes(text);
   // IPv4 is only read in its canonical spelling (decimal, no leading zeros): it is its own.
   if (v4) return newReading(4, v4, text);
   const v6 = text.includes(':') ? parseIpv6Bytes(text) : undefined;
   if (!v6) return undefined;
   const canonical = formatIpv6(v6);
-  // Another spelling of an IPv6 address shares the canonical spelling's reading (the inventory
-  // keeps the canonical one, and every later step reads that): one reading per address.
-  return canonical === text ? newReading(6, v6, text) : readAddress(canonical);
+  if (canonical === text) return newReading(6, v6, text);
+  // Another spelling of an IPv6 address shares the canonical spelling's reading, remembered under
+  // that spelling too (the inventory keeps the canonical one, and every later step reads that).
+  return rememberedOr(canonical, () => newReading(6, v6, canonical));
 }
 
 /** All fields present from the start: every reading has one shape, and no property store added later. */
