@@ -804,13 +804,18 @@ function normalizeHost(host: RawInventory['hosts'][number], index: number, ownsJ
   }
   if (host.addresses !== undefined) {
     // Checking the addresses found their canonical spelling (checkFacts): a list spelled so already is kept.
-    const keep = (list: readonly string[] | undefined): readonly string[] => (ownsJson ? (list ?? []) : (list ?? []).slice());
     entry.addresses = {
-      public: respelled.get(index, 'public') ?? keep(host.addresses.public),
-      private: respelled.get(index, 'private') ?? keep(host.addresses.private),
+      public: respelled.get(index, 'public') ?? keptList(host.addresses.public, ownsJson),
+      private: respelled.get(index, 'private') ?? keptList(host.addresses.private, ownsJson),
     };
   }
   return entry;
+}
+
+/** A list that needs no change: itself when it may be kept, else a copy. */
+function keptList(list: readonly string[] | undefined, mayKeep: boolean): readonly string[] {
+  if (list === undefined) return [];
+  return mayKeep ? list : list.slice();
 }
 
 /**
