@@ -45,7 +45,6 @@ export interface AccessCell {
  * it: every route through the address shares them.
  */
 class RouteEnd {
-  readonly address: IpAddress | undefined;
   private canonical: string | undefined;
   /** By kind and protocol (VIEW_SLOTS); undefined: not asked yet, null: not defined. */
   private readonly views: (ChainView | null | undefined)[] = [undefined, undefined, undefined, undefined, undefined, undefined, undefined, undefined];
@@ -57,9 +56,9 @@ class RouteEnd {
     readonly iface: string | undefined,
     /** The address as the host's facts spell it. */
     readonly text: string,
-  ) {
-    this.address = parseAddress(text);
-  }
+    /** `text` read (ends are made for readable addresses only). */
+    readonly address: IpAddress,
+  ) {}
 
   /** The address as the fleet path spells it (canonical; topology.ts). Only routes walked cell by cell need it. */
   get canonicalText(): string {
@@ -91,20 +90,39 @@ const VIEW_SLOTS: Readonly<Record<RouteViewKind, number>> = {'request-in': 0, 'r
  * address of the family on that side, in the order of the host's list.
  */
 class RouteEnds {
-  private readonly ends = new Map<FleetHost, (readonly RouteEnd[] | undefined)[]>();
+  private readonly ends = new Map<FleetHost, readonly (readonly RouteEnd[])[]>();
 
   of(host: FleetHost, side: 'public' | 'private', family: Family): readonly RouteEnd[] {
-    let slots = this.ends.get(host);
-    if (!slots) this.ends.set(host, (slots = [undefined, undefined, undefined, undefined]));
-    const slot = (side === 'public' ? 0 : 2) + (family === 4 ? 0 : 1);
-    let list = slots[slot];
-    if (!list) {
-      const ruleset = rulesetOf(host, family);
-      const iface = host.facts.interfaces[side];
-      slots[slot] = list = allOfFamily(host.facts.addresses[side], family).map((text) => new RouteEnd(ruleset, iface, text));
-    }
-    return list;
+    return this.allOf(host)[(side === 'public' ? 0 : 2) + (family === 4 ? 0 : 1)] as readonly RouteEnd[];
   }
+
+  /** A host's ends by side and family (public IPv4, public IPv6, private IPv4, private IPv6). */
+  allOf(host: FleetHost): readonly (readonly RouteEnd[])[] {
+    let slots = this.ends.get(host);
+    if (!slots) this.ends.set(host, (slots = endsOfHost(host)));
+    return slots;
+  }
+}
+
+const NO_ENDS: readonly RouteEnd[] = Object.freeze([]);
+
+/** RouteEnds' slots for one host: each address read once (a large fleet's reads are cache look-ups that add up). */
+function endsOfHost(host: FleetHost): readonly (readonly RouteEnd[])[] {
+  const slots: (readonly RouteEnd[])[] = [NO_ENDS, NO_ENDS, NO_ENDS, NO_ENDS];
+  for (let sideIndex = 0; sideIndex < 2; sideIndex += 1) {
+    const side = sideIndex === 0 ? 'public' : 'private';
+    const iface = host.facts.interfaces[side];
+    for (const text of host.facts.addresses[side]) {
+      const address = parseAddress(text);
+      if (!address) continue;
+      const slot = sideIndex * 2 + (address.family === 4 ? 0 : 1);
+      const end = new RouteEnd(rulesetOf(host, address.family), iface, text, address);
+      // (Most sides have one address per family: a list of its own length.)
+      if ((slots[slot] as readonly RouteEnd[]).length === 0) slots[slot] = [end];
+      else (slots[slot] as RouteEnd[]).push(end);
+    }
+  }
+  return slots;
 }
 
 /** A destination's end of a route: the packet always comes in by a known interface. */
@@ -123,26 +141,6 @@ interface Route {
   readonly sending?: RouteEnd;
   /** portsOnRoute's answers, once computed (the representatives' routes are asked twice). */
   answers?: {tcp?: RouteAnswer; udp?: RouteAnswer};
-}
-
-function familyOfAddress(address: string): Family | undefined {
-  return parseAddress(address)?.family;
-}
-
-function firstOfFamily(addresses: readonly string[], family: Family): string | undefined {
-  return addresses.find((address) => familyOfAddress(address) === family);
-}
-
-// Address lists are stable per host (topology.ts spells each out once): split by family once.
-const byFamilyCache = new WeakMap<readonly string[], readonly [readonly string[], readonly string[]]>();
-function allOfFamily(addresses: readonly string[], family: Family): readonly string[] {
-  let split = byFamilyCache.get(addresses);
-  if (!split) {
-    // (Copied to their own length: a filtered list keeps room to grow, and every host keeps these.)
-    split = [addresses.filter((address) => familyOfAddress(address) === 4).slice(), addresses.filter((address) => familyOfAddress(address) === 6).slice()];
-    byFamilyCache.set(addresses, split);
-  }
-  return split[family === 4 ? 0 : 1];
 }
 
 /**
@@ -269,9 +267,9 @@ function fleetRoutes(ends: RouteEnds, source: FleetHost, destination: FleetHost)
 /** Another tenant of the private network (an address no fleet host uses) to each private address. */
 function tenantRoutes(ends: RouteEnds, destination: FleetHost, taken: ReadonlySet<string>): Route[] {
   const routes: Route[] = [];
-  const {interfaces, addresses} = destination.facts;
+  const {interfaces} = destination.facts;
   for (const family of FAMILIES) {
-    const privateAddress = firstOfFamily(addresses.private, family);
+    const privateAddress = ends.of(destination, 'private', family)[0]?.text; // (the first of the family)
     if (interfaces.private === undefined || privateAddress === undefined) continue;
     const tenant = tenantAddress(privateAddress, taken);
     if (tenant === undefined) continue;
@@ -600,7 +598,8 @@ function valueKey(address: {readonly family: Family; readonly value: bigint}): n
 class FleetIndex {
   /** Hosts by address (valueKey), per family (IPv4, IPv6). */
   private readonly owners = [new Map<number | string, number[]>(), new Map<number | string, number[]>()] as const;
-  private readonly addresses: {readonly address: IpAddress; readonly host: number}[] = [];
+  /** Every fleet address and its host, for networks wider than one address (most rules name one): listed when first needed. */
+  private addresses: {readonly address: IpAddress; readonly host: number}[] | undefined;
   private readonly coveredCache = new Map<string, readonly number[]>();
   private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
   private readonly mentionedByNetworks = new WeakMap<readonly IpNetwork[], ReadonlySet<number>>();
@@ -615,22 +614,35 @@ class FleetIndex {
     readonly hosts: readonly FleetHost[],
     private readonly ends: RouteEnds,
   ) {
-    for (const [hostIndex, host] of hosts.entries()) {
-      for (const text of [...host.facts.addresses.public, ...host.facts.addresses.private]) {
-        const address = parseAddress(text);
-        if (!address) continue;
-        this.addresses.push({address, host: hostIndex});
-        const owners = this.owners[address.family === 4 ? 0 : 1];
-        const key = valueKey(address);
-        const list = owners.get(key);
-        if (list) list.push(hostIndex);
-        else owners.set(key, [hostIndex]);
+    for (let hostIndex = 0; hostIndex < hosts.length; hostIndex += 1) {
+      const host = hosts[hostIndex] as FleetHost;
+      // (The route ends hold every readable address of the host, read once.)
+      for (const list of ends.allOf(host)) {
+        for (const {address} of list) {
+          const owners = this.owners[address.family === 4 ? 0 : 1];
+          const key = valueKey(address);
+          const hostsThere = owners.get(key);
+          if (hostsThere) hostsThere.push(hostIndex);
+          else owners.set(key, [hostIndex]);
+        }
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
-      if (FAMILIES.some((family) => PROTOCOLS.some((protocol) => mayNote(rulesetOf(host, family), protocol)))) {
+      if (mayNote(host.compiled.v4, 'tcp') || mayNote(host.compiled.v4, 'udp') || mayNote(host.compiled.v6, 'tcp') || mayNote(host.compiled.v6, 'udp')) {
         this.uncertainSenders.add(hostIndex);
       }
     }
+  }
+
+  private allAddresses(): readonly {readonly address: IpAddress; readonly host: number}[] {
+    if (!this.addresses) {
+      this.addresses = [];
+      for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
+        for (const list of this.ends.allOf(this.hosts[hostIndex] as FleetHost)) {
+          for (const {address} of list) this.addresses.push({address, host: hostIndex});
+        }
+      }
+    }
+    return this.addresses;
   }
 
   /** Fleet hosts with an address inside the network. */
@@ -644,7 +656,7 @@ class FleetIndex {
       const key = `${network.family}/${network.value}/${network.mask}`;
       hosts = this.coveredCache.get(key);
       if (!hosts) {
-        hosts = this.addresses.filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
+        hosts = this.allAddresses().filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
         this.coveredCache.set(key, hosts);
       }
     }
@@ -702,8 +714,7 @@ class FleetIndex {
       const key = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (protocol === 'tcp' ? 0 : 1);
       let closed = representativeClosed[key];
       if (closed === undefined) {
-        const {interfaces, addresses} = destination.facts;
-        const reachable = interfaces[side] !== undefined && allOfFamily(addresses[side], family).length > 0;
+        const reachable = destination.facts.interfaces[side] !== undefined && this.ends.of(destination, side, family).length > 0;
         const direct = reachable ? directOf(side) : undefined;
         if (!reachable) {
           closed = true; // no fleet source has a route there in this family either
@@ -862,7 +873,8 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   const taken = fleetAddresses(hosts);
   const ends = new RouteEnds();
   const index = new FleetIndex(hosts, ends);
-  for (const [destinationIndex, destination] of hosts.entries()) {
+  for (let destinationIndex = 0; destinationIndex < hosts.length; destinationIndex += 1) {
+    const destination = hosts[destinationIndex] as FleetHost;
     const shortcut = index.forDestination(destination, taken);
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
     for (const sourceIndex of shortcut.candidates()) {
