@@ -596,10 +596,8 @@ function valueKey(address: {readonly family: Family; readonly value: bigint}): n
 
 /** Who in the fleet each rule address can mean, built once per matrix. */
 class FleetIndex {
-  /** Hosts by address (valueKey), per family (IPv4, IPv6). */
-  private readonly owners = [new Map<number | string, number[]>(), new Map<number | string, number[]>()] as const;
-  /** Every fleet address and its host, for networks wider than one address (most rules name one): listed when first needed. */
-  private addresses: {readonly address: IpAddress; readonly host: number}[] | undefined;
+  /** Hosts by address (valueKey), per family (IPv4, IPv6): the host's index when it is the only one (most addresses). */
+  private readonly owners = [new Map<number | string, number | number[]>(), new Map<number | string, number | number[]>()] as const;
   private readonly coveredCache = new Map<string, readonly number[]>();
   private readonly coveredByNetwork = new WeakMap<IpNetwork, readonly number[]>();
   private readonly mentionedByNetworks = new WeakMap<readonly IpNetwork[], ReadonlySet<number>>();
@@ -622,8 +620,9 @@ class FleetIndex {
           const owners = this.owners[address.family === 4 ? 0 : 1];
           const key = valueKey(address);
           const hostsThere = owners.get(key);
-          if (hostsThere) hostsThere.push(hostIndex);
-          else owners.set(key, [hostIndex]);
+          if (hostsThere === undefined) owners.set(key, hostIndex);
+          else if (typeof hostsThere === 'number') owners.set(key, [hostsThere, hostIndex]);
+          else hostsThere.push(hostIndex);
         }
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
@@ -633,16 +632,15 @@ class FleetIndex {
     }
   }
 
-  private allAddresses(): readonly {readonly address: IpAddress; readonly host: number}[] {
-    if (!this.addresses) {
-      this.addresses = [];
-      for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
-        for (const list of this.ends.allOf(this.hosts[hostIndex] as FleetHost)) {
-          for (const {address} of list) this.addresses.push({address, host: hostIndex});
-        }
+  /** Hosts with an address inside a network, address by address (each host as often as it has one there). */
+  private scanned(network: IpNetwork): number[] {
+    const hosts: number[] = [];
+    for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
+      for (const list of this.ends.allOf(this.hosts[hostIndex] as FleetHost)) {
+        for (const {address} of list) if (networkContains(network, address)) hosts.push(hostIndex);
       }
     }
-    return this.addresses;
+    return hosts;
   }
 
   /** Fleet hosts with an address inside the network. */
@@ -651,12 +649,13 @@ class FleetIndex {
     let hosts = this.coveredByNetwork.get(network);
     if (hosts) return hosts;
     if (network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) {
-      hosts = this.owners[network.family === 4 ? 0 : 1].get(valueKey(network)) ?? [];
+      const owners = this.owners[network.family === 4 ? 0 : 1].get(valueKey(network));
+      hosts = owners === undefined ? [] : typeof owners === 'number' ? [owners] : owners;
     } else {
       const key = `${network.family}/${network.value}/${network.mask}`;
       hosts = this.coveredCache.get(key);
       if (!hosts) {
-        hosts = this.allAddresses().filter((entry) => networkContains(network, entry.address)).map((entry) => entry.host);
+        hosts = this.scanned(network);
         this.coveredCache.set(key, hosts);
       }
     }
