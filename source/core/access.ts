@@ -580,11 +580,20 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
 }
 
 function coveredBy(networks: Networks, address: IpAddress | undefined): boolean {
-  return networks === 'unreadable' || address === undefined || networks.some((network) => networkContains(network, address));
+  if (networks === 'unreadable' || address === undefined) return true;
+  for (const network of networks) if (containsAddress(network, address)) return true;
+  return false;
 }
 
 const ALL_ONES_V4 = (1n << 32n) - 1n;
 const ALL_ONES_V6 = (1n << 128n) - 1n;
+
+/** networkContains, without a new bigint per question when the network is one address (most rule addresses). */
+function containsAddress(network: IpNetwork, address: IpAddress): boolean {
+  if (network.family !== address.family) return false;
+  if (network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) return network.value === address.value;
+  return networkContains(network, address);
+}
 
 /**
  * A map key for an address value within its family. (Not the bigint itself: V8 hashes a bigint
