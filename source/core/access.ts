@@ -174,11 +174,12 @@ const tenantIpCache = new WeakMap<ReadonlySet<string>, Map<number | string, IpAd
 function tenantNear(near: IpAddress, taken: ReadonlySet<string>): IpAddress | undefined {
   let byNetwork = tenantIpCache.get(taken);
   if (!byNetwork) tenantIpCache.set(taken, (byNetwork = new Map()));
-  const hostBits = near.family === 4 ? 8n : 64n;
-  const network = (near.value >> hostBits) << hostBits;
-  const key = near.family === 4 ? Number(network) : network.toString(16);
+  // (An IPv4 network's key without bigint arithmetic: asked once per destination.)
+  const key = near.family === 4 ? Number(near.value) >>> 8 : (near.value >> 64n).toString(16);
   let found = byNetwork.get(key);
   if (found === undefined) {
+    const hostBits = near.family === 4 ? 8n : 64n;
+    const network = (near.value >> hostBits) << hostBits;
     const tenant = findTenant(near.family, network, hostBits, taken);
     found = (tenant === undefined ? undefined : parseAddress(tenant)) ?? null;
     byNetwork.set(key, found);
@@ -556,7 +557,8 @@ const networksCache = new WeakMap<Ruleset, Networks>();
 /** Every address or network a ruleset's rules match on (either direction, negated or not). */
 function rulesetNetworks(ruleset: Ruleset): Networks {
   let networks = networksCache.get(ruleset);
-  if (networks === undefined) networks = matchedNetworks(ruleset);
+  if (networks !== undefined) return networks; // (asked several times per destination)
+  networks = matchedNetworks(ruleset);
   if (networks === undefined) {
     const found: IpNetwork[] = [];
     const seen = new Set<string>();
