@@ -1063,14 +1063,14 @@ function summarizeRows(destination: string, rows: readonly SourceRow[], entries:
       (existing.sources as string[]).push(row.source);
       for (const note of row.uncertain) if (!existing.uncertain.includes(note)) (existing.uncertain as string[]).push(note);
     } else {
-      const entry: AccessEntry = {
-        destination,
-        sources: [row.source],
-        tcp: portSetToRanges(tcp),
-        udp: portSetToRanges(udp),
-        ...(only ? {only} : {}),
-        uncertain: [...row.uncertain],
-      };
+      const sources = [row.source];
+      const tcpRanges = portSetToRanges(tcp);
+      const udpRanges = portSetToRanges(udp);
+      const uncertain = [...row.uncertain];
+      // (Two literals rather than a spread: every entry is kept, and a literal makes no object on the side.)
+      const entry: AccessEntry = only
+        ? {destination, sources, tcp: tcpRanges, udp: udpRanges, only, uncertain}
+        : {destination, sources, tcp: tcpRanges, udp: udpRanges, uncertain};
       byKey.set(key, entry);
       entries.push(entry);
     }
