@@ -162,36 +162,23 @@ export function tenantAddress(near: string, taken: ReadonlySet<string>): string 
   const key = `${address.family}/${network.toString(16)}`;
   let found: string | undefined;
   if (known.byNetwork.has(key)) found = known.byNetwork.get(key);
-  else known.byNetwork.set(key, (found = findTenant(address.family, network, hostBits, taken)));
+  else {
+    const tenant = findTenant(address.family, network, hostBits, (candidate) => taken.has(formatAddress(candidate)));
+    known.byNetwork.set(key, (found = tenant && formatAddress(tenant)));
+  }
   known.byNear.set(near, found);
   return found;
 }
 
-// tenantAddress's answers per network, parsed: each destination asks once per family.
-const tenantIpCache = new WeakMap<ReadonlySet<string>, Map<number | string, IpAddress | null>>();
-
-/** tenantAddress for an address already parsed, parsed. */
-function tenantNear(near: IpAddress, taken: ReadonlySet<string>): IpAddress | undefined {
-  let byNetwork = tenantIpCache.get(taken);
-  if (!byNetwork) tenantIpCache.set(taken, (byNetwork = new Map()));
-  // (An IPv4 network's key without bigint arithmetic: asked once per destination.)
-  const key = near.family === 4 ? Number(near.value) >>> 8 : (near.value >> 64n).toString(16);
-  let found = byNetwork.get(key);
-  if (found === undefined) {
-    const hostBits = near.family === 4 ? 8n : 64n;
-    const network = (near.value >> hostBits) << hostBits;
-    const tenant = findTenant(near.family, network, hostBits, taken);
-    found = (tenant === undefined ? undefined : parseAddress(tenant)) ?? null;
-    byNetwork.set(key, found);
-  }
-  return found ?? undefined;
-}
-
-function findTenant(family: Family, network: bigint, hostBits: bigint, taken: ReadonlySet<string>): string | undefined {
+/**
+ * The first address down from the top of the network (the all-ones host skipped) that is not
+ * taken; only the top 64 are tried.
+ */
+function findTenant(family: Family, network: bigint, hostBits: bigint, isTaken: (candidate: IpAddress) => boolean): IpAddress | undefined {
   const top = (1n << hostBits) - 2n; // skip the all-ones host (IPv4 broadcast)
   for (let offset = top; offset > top - 64n; offset -= 1n) {
-    const candidate = formatAddress({family, value: network + offset} satisfies IpAddress);
-    if (!taken.has(candidate)) return candidate;
+    const candidate: IpAddress = {family, value: network + offset};
+    if (!isTaken(candidate)) return candidate;
   }
   return undefined;
 }
@@ -520,12 +507,12 @@ function forEachDestination(
   options: AccessMatrixOptions,
   visit: (destination: FleetHost, cells: AccessCell[]) => void,
 ): void {
-  const taken = fleetAddresses(hosts);
   const ends = new RouteEnds();
   const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts, ends);
+  const taken = index?.taken ?? fleetAddresses(hosts);
   for (const [destinationIndex, destination] of hosts.entries()) {
     const cells: AccessCell[] = [];
-    const shortcut = index?.forDestination(destination, taken);
+    const shortcut = index?.forDestination(destination);
     const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(ends, destination)}];
     const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
     for (const sourceIndex of sources) {
@@ -618,10 +605,13 @@ class FleetIndex {
   readonly withoutPrivate: number[] = [];
   /** Hosts whose own rules could add notes as senders (then never taken as known closed). */
   readonly uncertainSenders = new Set<number>();
+  private takenSpellings: ReadonlySet<string> | undefined;
+  /** tenantNear's answers by network (null: none free). */
+  private readonly tenants = new Map<number | string, IpAddress | null>();
 
   constructor(
     readonly hosts: readonly FleetHost[],
-    private readonly ends: RouteEnds,
+    readonly ends: RouteEnds,
   ) {
     for (let hostIndex = 0; hostIndex < hosts.length; hostIndex += 1) {
       const host = hosts[hostIndex] as FleetHost;
@@ -641,6 +631,33 @@ class FleetIndex {
         this.uncertainSenders.add(hostIndex);
       }
     }
+  }
+
+  /** Every fleet address, canonically spelled (fleetAddresses): only routes walked cell by cell need it. */
+  get taken(): ReadonlySet<string> {
+    return (this.takenSpellings ??= fleetAddresses(this.hosts));
+  }
+
+  /**
+   * Does a fleet host use this address? The same answer as whether `taken` holds its spelling
+   * (an address has one canonical spelling), without spelling it.
+   */
+  private owns(address: IpAddress): boolean {
+    return this.owners[address.family === 4 ? 0 : 1].has(valueKey(address));
+  }
+
+  /** tenantAddress for an address already read, read: each destination asks once per family. */
+  tenantNear(near: IpAddress): IpAddress | undefined {
+    // (An IPv4 network's key without bigint arithmetic.)
+    const key = near.family === 4 ? Number(near.value) >>> 8 : (near.value >> 64n).toString(16);
+    let found = this.tenants.get(key);
+    if (found === undefined) {
+      const hostBits = near.family === 4 ? 8n : 64n;
+      const network = (near.value >> hostBits) << hostBits;
+      found = findTenant(near.family, network, hostBits, (candidate) => this.owns(candidate)) ?? null;
+      this.tenants.set(key, found);
+    }
+    return found ?? undefined;
   }
 
   /** Hosts with an address inside a network, address by address (each host as often as it has one there). */
@@ -703,7 +720,7 @@ class FleetIndex {
     return hosts;
   }
 
-  forDestination(destination: FleetHost, taken: ReadonlySet<string>) {
+  forDestination(destination: FleetHost) {
     const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
@@ -716,7 +733,7 @@ class FleetIndex {
     const directOf = (side: 'public' | 'private'): RepresentativePorts | undefined => {
       const slot = side === 'public' ? 0 : 1;
       let direct = directs[slot];
-      if (direct === undefined) directs[slot] = direct = representativePorts(this.ends, destination, side, taken) ?? null;
+      if (direct === undefined) directs[slot] = direct = representativePorts(this, destination, side) ?? null;
       return direct ?? undefined;
     };
     /** The representative on that side gets nothing in that family and protocol, and nothing is uncertain. */
@@ -740,7 +757,7 @@ class FleetIndex {
             closed = !(representativeNamed[slot] ??= coveredBy(rulesetNetworks(rulesetOf(destination, family)), sourceIp));
           }
         } else {
-          const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
+          const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, this.taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
             (route) => route.family === family,
           );
           const networks = rulesetNetworks(rulesetOf(destination, family));
@@ -763,13 +780,13 @@ class FleetIndex {
       sideOf,
       /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
       internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destination)),
-      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, taken)),
+      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, this.taken)),
       /** The representative's row on that side (the internet on the public one, other tenants on the private one). */
       representativeRow: (side: 'public' | 'private'): SourceRow => {
         const source = side === 'public' ? INTERNET : PRIVATE_TENANTS;
         const direct = directOf(side);
         if (direct) return rowOfPorts(source, direct.sourceIps[0] !== undefined, direct.sourceIps[1] !== undefined, direct.ports, NO_NOTES);
-        const routes = side === 'public' ? (internet ??= internetRoutes(this.ends, destination)) : (tenants ??= tenantRoutes(this.ends, destination, taken));
+        const routes = side === 'public' ? (internet ??= internetRoutes(this.ends, destination)) : (tenants ??= tenantRoutes(this.ends, destination, this.taken));
         return rowOfGroup(source, {routes}, destination);
       },
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
@@ -880,12 +897,11 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   }
   // The same rows as forEachDestination's cells (omitClosed), one per source, already in the
   // lines' order: the internet, fleet hosts in fleet order, other tenants.
-  const taken = fleetAddresses(hosts);
   const ends = new RouteEnds();
   const index = new FleetIndex(hosts, ends);
   for (let destinationIndex = 0; destinationIndex < hosts.length; destinationIndex += 1) {
     const destination = hosts[destinationIndex] as FleetHost;
-    const shortcut = index.forDestination(destination, taken);
+    const shortcut = index.forDestination(destination);
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
     for (const sourceIndex of shortcut.candidates()) {
       if (sourceIndex === destinationIndex) continue;
@@ -971,13 +987,13 @@ interface RepresentativePorts {
  * from the views: undefined unless each family has at most one route and the destination's
  * views are all defined there (then its routes are walked).
  */
-function representativePorts(ends: RouteEnds, destination: FleetHost, side: 'public' | 'private', taken: ReadonlySet<string>): RepresentativePorts | undefined {
+function representativePorts(index: FleetIndex, destination: FleetHost, side: 'public' | 'private'): RepresentativePorts | undefined {
   const sourceIps: (IpAddress | undefined)[] = [undefined, undefined];
   const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS];
   if (destination.facts.interfaces[side] === undefined) return {sourceIps, ports};
   for (let familyIndex = 0; familyIndex < 2; familyIndex += 1) {
     const family = FAMILIES[familyIndex] as Family;
-    const receivingEnds = ends.of(destination, side, family);
+    const receivingEnds = index.ends.of(destination, side, family);
     if (receivingEnds.length === 0) continue;
     if (receivingEnds.length > 1) return undefined;
     const receiving = receivingEnds[0] as RouteEnd;
@@ -986,7 +1002,7 @@ function representativePorts(ends: RouteEnds, destination: FleetHost, side: 'pub
       sourceIp = INTERNET_IP[family];
     } else {
       // (tenantRoutes' neighbour: near the first private address of the family, here the only one.)
-      sourceIp = tenantNear(receiving.address as IpAddress, taken);
+      sourceIp = index.tenantNear(receiving.address);
     }
     if (sourceIp === undefined) continue;
     if (!receiving.viewsDefined('tcp') || !receiving.viewsDefined('udp')) return undefined;

@@ -4,7 +4,7 @@
 // from the matrix without closed sources must equal the summary of the full matrix.
 import fc from 'fast-check';
 import {describe, expect, it} from 'vitest';
-import {accessMatrix, summarizeFleetAccess, summarizeMatrix, type FleetHost} from '../../source/core/access.js';
+import {accessMatrix, PRIVATE_TENANTS, summarizeFleetAccess, summarizeMatrix, type FleetHost} from '../../source/core/access.js';
 import {compileFleet} from '../../source/core/compiler.js';
 import {factsFromInventory, validateInventory} from '../../source/core/inventory.js';
 import type {HostFacts, Rule, Ruleset} from '../../source/core/model.js';
@@ -144,6 +144,35 @@ describe('indexed access matrix', () => {
     );
     expect(mixedSeen).toBeGreaterThan(0);
   }, 60_000);
+
+  it('picks the same other tenant from the views as from the walked routes when a fleet host holds the top of the network', () => {
+    // The tenant is the highest free address of the private network: here a fleet host holds the
+    // top one in each family, so the tenant is the next one down, which a rule lets in.
+    const inventory = validateInventory({
+      roles: {},
+      hosts: [
+        {name: 'top', ssh: 'top', roles: [], interfaces: {private: 'eth1'}, addresses: {private: ['10.132.0.254', 'fd00:132::ffff:ffff:ffff:fffe']}},
+        {
+          name: 'web',
+          ssh: 'web',
+          roles: [],
+          allow: [
+            {port: 8080, from: '10.132.0.253/32'},
+            {port: 8081, from: 'fd00:132::ffff:ffff:ffff:fffd/128'},
+            {port: 8082, from: '10.132.0.254/32'},
+          ],
+          interfaces: {public: 'eth0', private: 'eth1'},
+          addresses: {public: ['203.0.113.10'], private: ['10.132.0.10', 'fd00:132::10']},
+        },
+      ],
+    });
+    const facts = new Map(inventory.hosts.map((entry) => [entry.name, factsFromInventory(entry) as HostFacts]));
+    const hosts: FleetHost[] = compileFleet(inventory, facts).map((compiled) => ({name: compiled.host, facts: facts.get(compiled.host) as HostFacts, compiled}));
+    const summary = summarizeFleetAccess(hosts);
+    expect(summary).toEqual(summarizeMatrix(accessMatrix(hosts, {method: 'all-pairs'}), ['top', 'web']));
+    const tenants = summary.filter((entry) => entry.destination === 'web' && entry.sources.includes(PRIVATE_TENANTS));
+    expect(tenants.flatMap((entry) => entry.tcp.map((range) => range.first)).sort()).toEqual([8080, 8081]);
+  });
 
   it('leaves out the pairs nothing opens, and only those', () => {
     const hosts = fleetHosts({
