@@ -90,17 +90,20 @@ const VIEW_SLOTS: Readonly<Record<RouteViewKind, number>> = {'request-in': 0, 'r
  * address of the family on that side, in the order of the host's list.
  */
 class RouteEnds {
-  private readonly ends = new Map<FleetHost, readonly (readonly RouteEnd[])[]>();
+  /** By host index (the fleet's order): asked for several times per destination. */
+  private readonly ends: (readonly (readonly RouteEnd[])[] | undefined)[];
 
-  of(host: FleetHost, side: 'public' | 'private', family: Family): readonly RouteEnd[] {
-    return this.allOf(host)[(side === 'public' ? 0 : 2) + (family === 4 ? 0 : 1)] as readonly RouteEnd[];
+  constructor(readonly hosts: readonly FleetHost[]) {
+    this.ends = new Array<undefined>(hosts.length).fill(undefined);
+  }
+
+  of(hostIndex: number, side: 'public' | 'private', family: Family): readonly RouteEnd[] {
+    return this.allOf(hostIndex)[(side === 'public' ? 0 : 2) + (family === 4 ? 0 : 1)] as readonly RouteEnd[];
   }
 
   /** A host's ends by side and family (public IPv4, public IPv6, private IPv4, private IPv6). */
-  allOf(host: FleetHost): readonly (readonly RouteEnd[])[] {
-    let slots = this.ends.get(host);
-    if (!slots) this.ends.set(host, (slots = endsOfHost(host)));
-    return slots;
+  allOf(hostIndex: number): readonly (readonly RouteEnd[])[] {
+    return (this.ends[hostIndex] ??= endsOfHost(this.hosts[hostIndex] as FleetHost));
   }
 }
 
@@ -209,11 +212,11 @@ function rulesetOf(host: FleetHost, family: Family): Ruleset {
 const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
 
 /** The internet representative to each public address of the destination. */
-function internetRoutes(ends: RouteEnds, destination: FleetHost): Route[] {
+function internetRoutes(ends: RouteEnds, destinationIndex: number): Route[] {
   const routes: Route[] = [];
-  if (destination.facts.interfaces.public === undefined) return routes;
+  if ((ends.hosts[destinationIndex] as FleetHost).facts.interfaces.public === undefined) return routes;
   for (const family of FAMILIES) {
-    for (const receiving of ends.of(destination, 'public', family)) {
+    for (const receiving of ends.of(destinationIndex, 'public', family)) {
       routes.push({
         source: INTERNET,
         family,
@@ -228,15 +231,16 @@ function internetRoutes(ends: RouteEnds, destination: FleetHost): Route[] {
 }
 
 /** A fleet host to the destination over their fleet path, every address pair in each family. */
-function fleetRoutes(ends: RouteEnds, source: FleetHost, destination: FleetHost): Route[] {
+function fleetRoutes(ends: RouteEnds, sourceIndex: number, destinationIndex: number): Route[] {
   const routes: Route[] = [];
-  const path = fleetPath(source, destination);
+  const source = ends.hosts[sourceIndex] as FleetHost;
+  const path = fleetPath(source, ends.hosts[destinationIndex] as FleetHost);
   if (path.toInterface === undefined) return routes;
   for (const family of FAMILIES) {
     // Every address pair: the kernel picks one, and the summary must hold whichever it is.
     // (Spelled as the path spells them: path.fromAddresses and toAddresses.)
-    for (const sending of ends.of(source, path.side, family)) {
-      for (const receiving of ends.of(destination, path.side, family)) {
+    for (const sending of ends.of(sourceIndex, path.side, family)) {
+      for (const receiving of ends.of(destinationIndex, path.side, family)) {
         routes.push({
           source: source.name,
           family,
@@ -253,16 +257,16 @@ function fleetRoutes(ends: RouteEnds, source: FleetHost, destination: FleetHost)
 }
 
 /** Another tenant of the private network (an address no fleet host uses) to each private address. */
-function tenantRoutes(ends: RouteEnds, destination: FleetHost, taken: ReadonlySet<string>): Route[] {
+function tenantRoutes(ends: RouteEnds, destinationIndex: number, taken: ReadonlySet<string>): Route[] {
   const routes: Route[] = [];
-  const {interfaces} = destination.facts;
+  const {interfaces} = (ends.hosts[destinationIndex] as FleetHost).facts;
   for (const family of FAMILIES) {
-    const privateAddress = ends.of(destination, 'private', family)[0]?.text; // (the first of the family)
+    const privateAddress = ends.of(destinationIndex, 'private', family)[0]?.text; // (the first of the family)
     if (interfaces.private === undefined || privateAddress === undefined) continue;
     const tenant = tenantAddress(privateAddress, taken);
     if (tenant === undefined) continue;
     const tenantIp = parseAddress(tenant);
-    for (const receiving of ends.of(destination, 'private', family)) {
+    for (const receiving of ends.of(destinationIndex, 'private', family)) {
       routes.push({source: PRIVATE_TENANTS, family, sourceAddress: tenant, sourceIp: tenantIp, destinationAddress: receiving.text, receiving: receiving as ReceivingEnd});
     }
   }
@@ -507,20 +511,20 @@ function forEachDestination(
   options: AccessMatrixOptions,
   visit: (destination: FleetHost, cells: AccessCell[]) => void,
 ): void {
-  const ends = new RouteEnds();
+  const ends = new RouteEnds(hosts);
   const index = options.method === 'all-pairs' ? undefined : new FleetIndex(hosts, ends);
   const taken = index?.taken ?? fleetAddresses(hosts);
   for (const [destinationIndex, destination] of hosts.entries()) {
     const cells: AccessCell[] = [];
-    const shortcut = index?.forDestination(destination);
-    const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(ends, destination)}];
+    const shortcut = index?.forDestination(destinationIndex);
+    const groups: SourceGroup[] = [{routes: shortcut?.internetRoutes() ?? internetRoutes(ends, destinationIndex)}];
     const sources = options.omitClosed && shortcut ? shortcut.candidates() : hosts.keys();
     for (const sourceIndex of sources) {
       if (sourceIndex === destinationIndex) continue;
-      const routes = fleetRoutes(ends, hosts[sourceIndex] as FleetHost, destination);
+      const routes = fleetRoutes(ends, sourceIndex, destinationIndex);
       groups.push(shortcut ? {routes, knownClosed: (family, protocol) => shortcut.closed(sourceIndex, family, protocol)} : {routes});
     }
-    groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(ends, destination, taken)});
+    groups.push({routes: shortcut?.tenantRoutes() ?? tenantRoutes(ends, destinationIndex, taken)});
     const byProtocol = PROTOCOLS.map((protocol) => groups.map((group) => cellsOfGroup(group, destination, protocol, index === undefined)));
     const omitted = groups.map((_group, groupIndex) =>
       options.omitClosed === true && byProtocol.every((perGroup) => (perGroup[groupIndex] ?? []).every((cell) => cell.ports.length === 0)),
@@ -611,12 +615,12 @@ class FleetIndex {
 
   constructor(
     readonly hosts: readonly FleetHost[],
-    readonly ends: RouteEnds,
+    private readonly ends: RouteEnds,
   ) {
     for (let hostIndex = 0; hostIndex < hosts.length; hostIndex += 1) {
       const host = hosts[hostIndex] as FleetHost;
       // (The route ends hold every readable address of the host, read once.)
-      for (const list of ends.allOf(host)) {
+      for (const list of ends.allOf(hostIndex)) {
         for (const {address} of list) {
           const owners = this.owners[address.family === 4 ? 0 : 1];
           const key = valueKey(address);
@@ -664,7 +668,7 @@ class FleetIndex {
   private scanned(network: IpNetwork): number[] {
     const hosts: number[] = [];
     for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
-      for (const list of this.ends.allOf(this.hosts[hostIndex] as FleetHost)) {
+      for (const list of this.ends.allOf(hostIndex)) {
         for (const {address} of list) if (networkContains(network, address)) hosts.push(hostIndex);
       }
     }
@@ -720,7 +724,8 @@ class FleetIndex {
     return hosts;
   }
 
-  forDestination(destination: FleetHost) {
+  forDestination(destinationIndex: number) {
+    const destination = this.hosts[destinationIndex] as FleetHost;
     const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
@@ -733,7 +738,7 @@ class FleetIndex {
     const directOf = (side: 'public' | 'private'): RepresentativePorts | undefined => {
       const slot = side === 'public' ? 0 : 1;
       let direct = directs[slot];
-      if (direct === undefined) directs[slot] = direct = representativePorts(this, destination, side) ?? null;
+      if (direct === undefined) directs[slot] = direct = representativePorts(this.ends, destinationIndex, side, this) ?? null;
       return direct ?? undefined;
     };
     /** The representative on that side gets nothing in that family and protocol, and nothing is uncertain. */
@@ -741,7 +746,7 @@ class FleetIndex {
       const key = (side === 'public' ? 0 : 4) + (family === 4 ? 0 : 2) + (protocol === 'tcp' ? 0 : 1);
       let closed = representativeClosed[key];
       if (closed === undefined) {
-        const reachable = destination.facts.interfaces[side] !== undefined && this.ends.of(destination, side, family).length > 0;
+        const reachable = destination.facts.interfaces[side] !== undefined && this.ends.of(destinationIndex, side, family).length > 0;
         const direct = reachable ? directOf(side) : undefined;
         if (!reachable) {
           closed = true; // no fleet source has a route there in this family either
@@ -757,7 +762,7 @@ class FleetIndex {
             closed = !(representativeNamed[slot] ??= coveredBy(rulesetNetworks(rulesetOf(destination, family)), sourceIp));
           }
         } else {
-          const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destination, this.taken)) : (internet ??= internetRoutes(this.ends, destination))).filter(
+          const routes = (side === 'private' ? (tenants ??= tenantRoutes(this.ends, destinationIndex, this.taken)) : (internet ??= internetRoutes(this.ends, destinationIndex))).filter(
             (route) => route.family === family,
           );
           const networks = rulesetNetworks(rulesetOf(destination, family));
@@ -779,14 +784,14 @@ class FleetIndex {
     return {
       sideOf,
       /** The representatives' routes, the same objects closedFor asked about (their answers are kept). */
-      internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destination)),
-      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destination, this.taken)),
+      internetRoutes: (): Route[] => (internet ??= internetRoutes(this.ends, destinationIndex)),
+      tenantRoutes: (): Route[] => (tenants ??= tenantRoutes(this.ends, destinationIndex, this.taken)),
       /** The representative's row on that side (the internet on the public one, other tenants on the private one). */
       representativeRow: (side: 'public' | 'private'): SourceRow => {
         const source = side === 'public' ? INTERNET : PRIVATE_TENANTS;
         const direct = directOf(side);
         if (direct) return rowOfPorts(source, direct.sourceIps[0] !== undefined, direct.sourceIps[1] !== undefined, direct.ports, NO_NOTES);
-        const routes = side === 'public' ? (internet ??= internetRoutes(this.ends, destination)) : (tenants ??= tenantRoutes(this.ends, destination, this.taken));
+        const routes = side === 'public' ? (internet ??= internetRoutes(this.ends, destinationIndex)) : (tenants ??= tenantRoutes(this.ends, destinationIndex, this.taken));
         return rowOfGroup(source, {routes}, destination);
       },
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
@@ -897,18 +902,18 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   }
   // The same rows as forEachDestination's cells (omitClosed), one per source, already in the
   // lines' order: the internet, fleet hosts in fleet order, other tenants.
-  const ends = new RouteEnds();
+  const ends = new RouteEnds(hosts);
   const index = new FleetIndex(hosts, ends);
   for (let destinationIndex = 0; destinationIndex < hosts.length; destinationIndex += 1) {
     const destination = hosts[destinationIndex] as FleetHost;
-    const shortcut = index.forDestination(destination);
+    const shortcut = index.forDestination(destinationIndex);
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
     for (const sourceIndex of shortcut.candidates()) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
       rows.push(
-        viewRow(ends, source, sourceIndex, destination, shortcut) ??
-          rowOfGroup(source.name, {routes: fleetRoutes(ends, source, destination), knownClosed: (family, protocol) => shortcut.closed(sourceIndex, family, protocol)}, destination),
+        viewRow(ends, sourceIndex, destinationIndex, shortcut) ??
+          rowOfGroup(source.name, {routes: fleetRoutes(ends, sourceIndex, destinationIndex), knownClosed: (family, protocol) => shortcut.closed(sourceIndex, family, protocol)}, destination),
       );
     }
     rows.push(shortcut.representativeRow('private'));
@@ -947,16 +952,16 @@ const NO_PORTS: PortSet = Object.freeze([]);
  * and every view on the way is defined (so nothing is noted): the cells' ports without routes
  * or cells. Undefined otherwise (then the source's routes are walked cell by cell).
  */
-function viewRow(ends: RouteEnds, source: FleetHost, sourceIndex: number, destination: FleetHost, shortcut: DestinationShortcut): SourceRow | undefined {
+function viewRow(ends: RouteEnds, sourceIndex: number, destinationIndex: number, shortcut: DestinationShortcut): SourceRow | undefined {
   const side = shortcut.sideOf(sourceIndex);
   // (fleetPath's rule: no interface on the destination's side, no route at all.)
-  const noRoute = destination.facts.interfaces[side] === undefined;
+  const noRoute = (ends.hosts[destinationIndex] as FleetHost).facts.interfaces[side] === undefined;
   const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS]; // 4 tcp, 4 udp, 6 tcp, 6 udp
   const has = [false, false];
   for (let familyIndex = 0; familyIndex < 2 && !noRoute; familyIndex += 1) {
     const family = FAMILIES[familyIndex] as Family;
-    const receivingEnds = ends.of(destination, side, family);
-    const sendingEnds = ends.of(source, side, family);
+    const receivingEnds = ends.of(destinationIndex, side, family);
+    const sendingEnds = ends.of(sourceIndex, side, family);
     if (receivingEnds.length === 0 || sendingEnds.length === 0) continue;
     if (receivingEnds.length > 1 || sendingEnds.length > 1) return undefined; // (pairs may differ: noted)
     const receiving = receivingEnds[0] as RouteEnd;
@@ -969,7 +974,7 @@ function viewRow(ends: RouteEnds, source: FleetHost, sourceIndex: number, destin
       ports[familyIndex * 2 + protocolIndex] = definedViewPorts(receiving, sending, sending.address as IpAddress, protocol);
     }
   }
-  return rowOfPorts(source.name, has[0] as boolean, has[1] as boolean, ports, NO_NOTES);
+  return rowOfPorts((ends.hosts[sourceIndex] as FleetHost).name, has[0] as boolean, has[1] as boolean, ports, NO_NOTES);
 }
 
 type DestinationShortcut = ReturnType<FleetIndex['forDestination']>;
@@ -987,13 +992,13 @@ interface RepresentativePorts {
  * from the views: undefined unless each family has at most one route and the destination's
  * views are all defined there (then its routes are walked).
  */
-function representativePorts(index: FleetIndex, destination: FleetHost, side: 'public' | 'private'): RepresentativePorts | undefined {
+function representativePorts(ends: RouteEnds, destinationIndex: number, side: 'public' | 'private', index: FleetIndex): RepresentativePorts | undefined {
   const sourceIps: (IpAddress | undefined)[] = [undefined, undefined];
   const ports: PortSet[] = [NO_PORTS, NO_PORTS, NO_PORTS, NO_PORTS];
-  if (destination.facts.interfaces[side] === undefined) return {sourceIps, ports};
+  if ((ends.hosts[destinationIndex] as FleetHost).facts.interfaces[side] === undefined) return {sourceIps, ports};
   for (let familyIndex = 0; familyIndex < 2; familyIndex += 1) {
     const family = FAMILIES[familyIndex] as Family;
-    const receivingEnds = index.ends.of(destination, side, family);
+    const receivingEnds = ends.of(destinationIndex, side, family);
     if (receivingEnds.length === 0) continue;
     if (receivingEnds.length > 1) return undefined;
     const receiving = receivingEnds[0] as RouteEnd;
