@@ -31,6 +31,7 @@ import {
   type ConnectionState,
 } from './evaluator.js';
 import {networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
+import {rememberedPerObject} from './remembered.js';
 import type {PortRange, Ruleset, Table} from './model.js';
 
 // ---------------------------------------------------------------------------
@@ -169,17 +170,8 @@ interface ReadRule {
   readonly id: number;
 }
 
-const readCache = new WeakMap<readonly string[], ReadRule | null>();
-
 /** The rule's fields, or undefined when a part of it is not modelled (the evaluator would note it). */
-function readRule(spec: readonly string[]): ReadRule | undefined {
-  let read = readCache.get(spec);
-  if (read === undefined) {
-    read = readSpec(spec) ?? null;
-    readCache.set(spec, read);
-  }
-  return read ?? undefined;
-}
+const readRule: (spec: readonly string[]) => ReadRule | undefined = rememberedPerObject(readSpec);
 
 function readSpec(tokens: readonly string[]): ReadRule | undefined {
   const rule: ReadRule = {
@@ -652,21 +644,13 @@ interface OpenSpec {
   readonly peer: IpNetwork | undefined;
 }
 
-const openSpecs = new WeakMap<readonly string[], OpenSpec | null>();
 /** Patterns by their tokens (blanks where the address and comment were); null: a pattern that does not read. */
 const patterns = new Map<string, number | null>();
 let patternCount = 0;
 
-function openSpec(spec: readonly string[]): OpenSpec | undefined {
-  let open = openSpecs.get(spec);
-  if (open === undefined) {
-    open = openSpecUncached(spec) ?? null;
-    openSpecs.set(spec, open);
-  }
-  return open ?? undefined;
-}
+const openSpec: (spec: readonly string[]) => OpenSpec | undefined = rememberedPerObject(readOpenSpec);
 
-function openSpecUncached(tokens: readonly string[]): OpenSpec | undefined {
+function readOpenSpec(tokens: readonly string[]): OpenSpec | undefined {
   // The option/value walk of readSpec: every option takes one value, but -f (none) and the
   // target (the rest). Blanked values are consumed as values whatever they hold, so rules with
   // equal blanked tokens read alike but for them.

@@ -34,3 +34,20 @@ export function rememberedPerKey<T extends object>(
     return answer ?? undefined;
   };
 }
+
+/**
+ * `compute`, remembered per object for as long as the object lives (an undefined answer is
+ * remembered too): for questions asked of shared objects, such as the rule specs the compiler
+ * shares between rulesets.
+ */
+export function rememberedPerObject<K extends object, T extends object>(compute: (key: K) => T | undefined): (key: K) => T | undefined {
+  const answers = new WeakMap<K, T | null>();
+  return (key) => {
+    let answer = answers.get(key);
+    if (answer === undefined) {
+      answer = compute(key) ?? null;
+      answers.set(key, answer);
+    }
+    return answer ?? undefined;
+  };
+}
