@@ -449,9 +449,8 @@ const sharedByContent = new Map<string, SharedTable[]>();
 interface RenamedTable {
   /** The reading of the first table with these rules. */
   readonly base: SharedTable;
-  /** This table's open peers (distinct values) and the base's at the same places. */
-  readonly from: readonly bigint[];
-  readonly to: readonly IpNetwork[];
+  /** Where each of this table's open peers is first (the base's peer there is its new name). */
+  readonly places: ValueIndex;
   /** Every network this table's rules match on (matchedNetworks), once asked. */
   networks?: readonly IpNetwork[];
   /** The base's fixed networks and this table's open peers, to build `networks` from. */
@@ -525,6 +524,9 @@ interface Template {
   readonly ids: readonly number[];
   /** Its open peers, one per INPUT rule with a single `-s` address, in rule order. */
   readonly peers: readonly IpNetwork[];
+  /** Where each of its peers is first, and for each place, the place its peer is first. */
+  readonly places: ValueIndex;
+  readonly firstPlaces: readonly number[];
   readonly shared: SharedTable;
   /** The read matches of its open peers, at the same places. */
   readonly openMatches: readonly AddressMatch[];
@@ -543,29 +545,57 @@ const templates = new Map<string, Template[]>();
  * answer of a peer the template does not name.
  */
 function renamedOnto(template: Template, peers: readonly IpNetwork[]): TableReading | undefined {
-  const from: bigint[] = [];
-  const to: IpNetwork[] = [];
-  for (let index = 0; index < peers.length; index += 1) {
-    const mine = (peers[index] as IpNetwork).value;
-    const theirs = template.peers[index] as IpNetwork;
-    const seen = from.indexOf(mine);
-    if (seen === -1) {
-      // (A value of theirs already taken by another of mine would merge two of mine into one.)
-      if (to.some((network) => network.value === theirs.value)) return undefined;
-      // The fixed source matches must tell the two apart no more than they tell the base's.
-      const address = peers[index] as IpNetwork;
-      for (const network of template.fixedPeerNetworks) {
-        if (networkContains(network, address) !== networkContains(network, theirs)) return undefined;
-      }
-      from.push(mine);
-      to.push(theirs);
-    } else if ((to[seen] as IpNetwork).value !== theirs.value) {
-      return undefined;
+  const places = new ValueIndex(template.shared.family, peers);
+  let same = true;
+  for (let place = 0; place < peers.length; place += 1) {
+    const first = places.indexOf(peers[place] as IpNetwork);
+    // One-to-one: a peer repeats exactly where the template's does.
+    if (first !== template.firstPlaces[place]) return undefined;
+    if (first !== place) continue;
+    const mine = peers[place] as IpNetwork;
+    const theirs = template.peers[place] as IpNetwork;
+    if (mine.value !== theirs.value) same = false;
+    // The fixed source matches must tell the two apart no more than they tell the base's.
+    for (const network of template.fixedPeerNetworks) {
+      if (networkContains(network, mine) !== networkContains(network, theirs)) return undefined;
     }
   }
   // (The same peers at the same places: the template's own reading.)
-  if (peers.every((peer, index) => peer.value === (template.peers[index] as IpNetwork).value)) return template.shared;
-  return {base: template.shared, from, to, template, peers, views: []};
+  if (same) return template.shared;
+  return {base: template.shared, places, template, peers, views: []};
+}
+
+/**
+ * Where an address value is first in a list of addresses of one family: a scan while they are few
+ * (a cluster's tables name a handful), a map when they are many (a database whitelisting hundreds
+ * of app servers).
+ */
+class ValueIndex {
+  private readonly values: readonly bigint[] | undefined;
+  private readonly byKey: ReadonlyMap<number | string, number> | undefined;
+
+  constructor(
+    private readonly family: 4 | 6,
+    addresses: readonly IpAddress[],
+  ) {
+    if (addresses.length <= 16) {
+      this.values = addresses.map((address) => address.value);
+    } else {
+      const byKey = new Map<number | string, number>();
+      for (let place = addresses.length - 1; place >= 0; place -= 1) byKey.set(this.keyOf((addresses[place] as IpAddress).value), place);
+      this.byKey = byKey;
+    }
+  }
+
+  indexOf(address: IpAddress): number {
+    return this.values ? this.values.indexOf(address.value) : (this.byKey?.get(this.keyOf(address.value)) ?? -1);
+  }
+
+  // (Not the bigint itself: V8 hashes a bigint by its low 64 bits, and a fleet's IPv6 addresses
+  // often differ only above them.)
+  private keyOf(value: bigint): number | string {
+    return this.family === 4 ? Number(value) : value.toString(16);
+  }
 }
 
 /** A table read in full (readShared), as the template of the tables with its rules but for the open peers. */
@@ -587,7 +617,9 @@ function templateOf(table: Table, ids: readonly number[], peers: readonly IpNetw
       }
     }
   }
-  return {ids, peers, shared, openMatches, fixedNetworks: [...fixed], fixedPeerNetworks: [...fixedPeers]};
+  const places = new ValueIndex(shared.family, peers);
+  const firstPlaces = peers.map((peer) => places.indexOf(peer));
+  return {ids, peers, places, firstPlaces, shared, openMatches, fixedNetworks: [...fixed], fixedPeerNetworks: [...fixedPeers]};
 }
 
 /**
@@ -1183,11 +1215,10 @@ export function acceptedPortsOf(view: ChainView, address: IpAddress): PortSet {
     // the renamed table's own peers in place of the base's.
     const {renamed, view: base} = view;
     if (address.family !== base.family) return tableAnswer(base, address);
-    const {from, to} = renamed;
-    for (let index = 0; index < from.length; index += 1) {
-      if (from[index] === address.value) return tableAnswer(base, to[index] as IpNetwork);
-    }
-    if (!to.some((network) => network.value === address.value)) return tableAnswer(base, address);
+    const {template} = renamed;
+    const place = renamed.places.indexOf(address);
+    if (place !== -1) return tableAnswer(base, template.peers[place] as IpNetwork);
+    if (template.places.indexOf(address) === -1) return tableAnswer(base, address);
     return answer(base, address, (renamed.ownAtOpen ??= ownAtOpen(renamed)));
   }
   return tableAnswer(view, address);

@@ -322,6 +322,39 @@ describe('port-set views', () => {
     expect(checked).toBeGreaterThan(1000);
   }, 60_000);
 
+  it('renames many peers (a database whitelisting dozens of app servers) as exactly as a few', () => {
+    // Twenty-four open peers per table: past the size where places are found by a scan.
+    const table = (peers: readonly string[]): Ruleset => ({
+      family: 6,
+      tables: [{
+        name: 'filter',
+        chains: [{name: 'INPUT', policy: 'DROP'}, {name: 'FORWARD', policy: 'DROP'}, {name: 'OUTPUT', policy: 'ACCEPT'}],
+        rules: peers.map((peer, place) => ({chain: 'INPUT', spec: ['-s', `${peer}/128`, '-p', 'tcp', '-m', 'tcp', '--dport', String(1000 + (place % 5)), '-j', 'ACCEPT']})),
+      }],
+    });
+    const address = (network: number, host: number): string => `fd00:0:0:${network.toString(16)}::${host.toString(16)}`;
+    const places = Array.from({length: 24}, (_, place) => place);
+    // The first table; one renamed onto it (some of its peers at other places, the rest new).
+    const first = places.map((place) => address(1, place + 1));
+    const moved = places.map((place) => (place % 3 === 0 ? address(1, 24 - place) : address(2, place + 1)));
+    // One peer at two places, where the first has two: read on its own; then one renamed onto it.
+    const repeated = moved.map((peer, place) => (place === 23 ? (moved[22] as string) : peer));
+    const repeatedElsewhere = repeated.map((peer) => peer.replace('fd00:0:0:2::', 'fd00:0:0:4::'));
+    const asked = [...first, ...moved, ...repeatedElsewhere, address(9, 9)];
+    for (const [peers, renamed] of [[first, false], [moved, true], [repeated, false], [repeatedElsewhere, true]] as const) {
+      const rules = table(peers);
+      const view = chainView(rules, 'request-in', 'tcp', 'eth1', 'fd00::9', EPHEMERAL);
+      expect(view && 'renamed' in view).toBe(renamed);
+      for (const peer of asked) {
+        const open = acceptedPorts(view!, peer);
+        for (const port of [999, 1000, 1001, 1002, 1003, 1004, 1005]) {
+          const decision = evaluate(rules, packetOf('request-in', 'tcp', 'eth1', 'fd00::9', peer, port));
+          expect(portSetToRanges(open).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
+        }
+      }
+    }
+  });
+
   it('lets everything through when there is no filter table', () => {
     const empty: Ruleset = {family: 4, tables: []};
     const view = chainView(empty, 'request-in', 'udp', 'eth0', '10.0.0.1', EPHEMERAL);
