@@ -736,19 +736,36 @@ interface FamilyRules {
   readonly v6: readonly KeyedRule[];
 }
 
-/** `list` with `rule` appended: a one-rule list is allocated at its size (most recipes write one rule per family). */
-function appended(list: KeyedRule[] | undefined, rule: KeyedRule): KeyedRule[] {
-  if (list === undefined) return [rule];
-  list.push(rule);
-  return list;
+/** A grant's rules per family as they are written (a family's list is made at its first rule: most recipes write one). */
+class FamilyRulesWritten {
+  private v4: KeyedRule[] | undefined;
+  private v6: KeyedRule[] | undefined;
+
+  add(family: Family, rule: KeyedRule): void {
+    const list = family === 4 ? this.v4 : this.v6;
+    if (list) list.push(rule);
+    else if (family === 4) this.v4 = [rule];
+    else this.v6 = [rule];
+  }
+
+  /** One rule of the group per address of a host (fleetPath's addresses), each as its canonical host CIDR. */
+  addPerAddress(group: MatchGroup, addresses: readonly string[], text: string): void {
+    for (let at = 0; at < addresses.length; at += 1) {
+      const reading = readAddress(addresses[at] as string);
+      if (reading !== undefined) this.add(reading.family, keyedGrantRule(group, hostCidrOf(reading), text));
+    }
+  }
+
+  done(): FamilyRules {
+    return {v4: this.v4 ?? NO_KEYED_RULES, v6: this.v6 ?? NO_KEYED_RULES};
+  }
 }
 const NO_KEYED_RULES: readonly KeyedRule[] = [];
 
 /** INPUT rules of one grant (a family gets none when it has nothing to match). */
 function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules {
   const reason = grant.template;
-  let v4: KeyedRule[] | undefined;
-  let v6: KeyedRule[] | undefined;
+  const rules = new FamilyRulesWritten();
   const source = reason.source;
   const from = grant.from;
   const chunks = portChunks(reason);
@@ -757,50 +774,31 @@ function inputRules(grant: Grant, inInterface: string | undefined): FamilyRules 
     const text = describe(reason.inputText(from?.entry.name ?? ''), chunk.label);
     if (source.kind === 'any') {
       const rule = keyedGrantRule(matchGroup('INPUT', inInterface, chunk), undefined, text);
-      v4 = appended(v4, rule);
-      v6 = appended(v6, rule);
+      rules.add(4, rule);
+      rules.add(6, rule);
     } else if (source.kind === 'cidr') {
       const everything = parseCidr(source.cidr)?.prefix === 0; // iptables-save omits "-s 0.0.0.0/0"
-      const rule = keyedGrantRule(matchGroup('INPUT', undefined, chunk), everything ? undefined : source.cidr, text);
-      if (source.family === 4) v4 = appended(v4, rule);
-      else v6 = appended(v6, rule);
+      rules.add(source.family, keyedGrantRule(matchGroup('INPUT', undefined, chunk), everything ? undefined : source.cidr, text));
     } else if (from) {
-      // fleetPath's fromAddresses (its side is the grant's), each read as its canonical host CIDR.
-      const addresses = from.facts.addresses[grant.side];
-      const group = matchGroup('INPUT', inInterface, chunk);
-      for (let at = 0; at < addresses.length; at += 1) {
-        const reading = readAddress(addresses[at] as string);
-        if (reading === undefined) continue;
-        const rule = keyedGrantRule(group, hostCidrOf(reading), text);
-        if (reading.family === 4) v4 = appended(v4, rule);
-        else v6 = appended(v6, rule);
-      }
+      // fleetPath's fromAddresses (its side is the grant's).
+      rules.addPerAddress(matchGroup('INPUT', inInterface, chunk), from.facts.addresses[grant.side], text);
     }
   }
-  return {v4: v4 ?? NO_KEYED_RULES, v6: v6 ?? NO_KEYED_RULES};
+  return rules.done();
 }
 
 /** OUTPUT rules on the sending host for a grant it holds on a peer. */
 function outputRules(grant: Grant, outInterface: string | undefined): FamilyRules {
-  const reason = grant.template;
-  let v4: KeyedRule[] | undefined;
-  let v6: KeyedRule[] | undefined;
   if (!grant.from) return {v4: NO_KEYED_RULES, v6: NO_KEYED_RULES};
-  const addresses = grant.to.facts.addresses[grant.side]; // fleetPath's toAddresses, read below as canonical
+  const reason = grant.template;
+  const rules = new FamilyRulesWritten();
   const chunks = portChunks(reason);
   for (let index = 0; index < chunks.length; index += 1) {
     const chunk = chunks[index] as PortChunk;
-    const text = describe(reason.outputText(grant.to.entry.name), chunk.label);
-    const group = matchGroup('OUTPUT', outInterface, chunk);
-    for (let at = 0; at < addresses.length; at += 1) {
-      const reading = readAddress(addresses[at] as string);
-      if (reading === undefined) continue;
-      const rule = keyedGrantRule(group, hostCidrOf(reading), text);
-      if (reading.family === 4) v4 = appended(v4, rule);
-      else v6 = appended(v6, rule);
-    }
+    // fleetPath's toAddresses.
+    rules.addPerAddress(matchGroup('OUTPUT', outInterface, chunk), grant.to.facts.addresses[grant.side], describe(reason.outputText(grant.to.entry.name), chunk.label));
   }
-  return {v4: v4 ?? NO_KEYED_RULES, v6: v6 ?? NO_KEYED_RULES};
+  return rules.done();
 }
 
 // ---------------------------------------------------------------------------
