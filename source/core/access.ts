@@ -4,7 +4,7 @@
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
 import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
-import {formatAddress, networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
+import {formatAddress, isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
 import {fleetPath} from './topology.js';
@@ -574,26 +574,8 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
 
 function coveredBy(networks: Networks, address: IpAddress | undefined): boolean {
   if (networks === 'unreadable' || address === undefined) return true;
-  for (const network of networks) if (containsAddress(network, address)) return true;
+  for (const network of networks) if (networkContains(network, address)) return true;
   return false;
-}
-
-const ALL_ONES_V4 = (1n << 32n) - 1n;
-const ALL_ONES_V6 = (1n << 128n) - 1n;
-
-/** networkContains, without a new bigint per question when the network is one address (most rule addresses). */
-function containsAddress(network: IpNetwork, address: IpAddress): boolean {
-  if (network.family !== address.family) return false;
-  if (network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) return network.value === address.value;
-  return networkContains(network, address);
-}
-
-/**
- * A map key for an address value within its family. (Not the bigint itself: V8 hashes a bigint
- * by its low 64 bits, and a fleet's IPv6 addresses often differ only above them.)
- */
-function valueKey(address: {readonly family: Family; readonly value: bigint}): number | string {
-  return address.family === 4 ? Number(address.value) : address.value.toString(16);
 }
 
 /** Who in the fleet each rule address can mean, built once per matrix. */
@@ -680,7 +662,7 @@ class FleetIndex {
     // Rulesets share their network objects (parsed once per spelling): found by identity first.
     let hosts = this.coveredByNetwork.get(network);
     if (hosts) return hosts;
-    if (network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) {
+    if (isHostNetwork(network)) {
       const owners = this.owners[network.family === 4 ? 0 : 1].get(valueKey(network));
       hosts = owners === undefined ? [] : typeof owners === 'number' ? [owners] : owners;
     } else {

@@ -3,7 +3,7 @@
 // never guesses in the packet's favour: an unknown match counts as "does not match" and is
 // recorded in `uncertain`, so callers can warn.
 
-import {networkContains, parseAddress, parseNetwork} from './ip.js';
+import {isHostNetwork, networkContains, parseAddress, parseNetwork} from './ip.js';
 import type {Rule, Ruleset, Table} from './model.js';
 import {formatRule} from './iptables-save.js';
 
@@ -155,8 +155,6 @@ function negated(condition: Condition, negate: boolean): Condition {
   };
 }
 
-const ALL_ONES_V4 = (1n << 32n) - 1n;
-const ALL_ONES_V6 = (1n << 128n) - 1n;
 // The same rule text recurs in every ruleset of a fleet (loopback, ICMP, replies...): its
 // conditions are built once and shared (they are pure functions of the packet).
 const compiledSpecCache = new Map<string, Omit<CompiledRule, 'index'>>();
@@ -236,7 +234,7 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
             unsupported.push(`${negate ? '! ' : ''}${option} ${text}`);
             break;
           }
-          const single = network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6);
+          const single = isHostNetwork(network);
           // A single address (most rules): plain equality, no bigint masking (which allocates per packet).
           add(
             single

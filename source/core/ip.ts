@@ -92,10 +92,23 @@ function parseNetworkUncached(text: string): IpNetwork | undefined {
   return {family: address.family, value: mask === allOnes(address.family) ? address.value : address.value & mask, mask};
 }
 
+/**
+ * A map key for an address value within its family. (Not the bigint itself: V8 hashes a bigint
+ * by its low 64 bits, and a fleet's IPv6 addresses often differ only above them.)
+ */
+export function valueKey(address: {readonly family: Family; readonly value: bigint}): number | string {
+  return address.family === 4 ? Number(address.value) : address.value.toString(16);
+}
+
+/** A network of one address (a /32 or /128): what most rule addresses are. */
+export function isHostNetwork(network: IpNetwork): boolean {
+  return network.mask === ALL_ONES[network.family];
+}
+
 export function networkContains(network: IpNetwork, address: IpAddress): boolean {
   if (network.family !== address.family) return false;
   // A host network is an equality test: no masked copy of the address to allocate.
-  if (network.mask === ALL_ONES[network.family]) return address.value === network.value;
+  if (isHostNetwork(network)) return address.value === network.value;
   return (address.value & network.mask) === network.value;
 }
 

@@ -30,7 +30,7 @@ import {
   type BuiltInChain,
   type ConnectionState,
 } from './evaluator.js';
-import {networkContains, parseAddress, parseNetwork, type IpAddress, type IpNetwork} from './ip.js';
+import {isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import {rememberedPerObject} from './remembered.js';
 import type {PortRange, Ruleset, Table} from './model.js';
 
@@ -545,7 +545,7 @@ const templates = new Map<string, Template[]>();
  * answer of a peer the template does not name.
  */
 function renamedOnto(template: Template, peers: readonly IpNetwork[]): TableReading | undefined {
-  const places = new ValueIndex(template.shared.family, peers);
+  const places = new ValueIndex(peers);
   let same = true;
   for (let place = 0; place < peers.length; place += 1) {
     const first = places.indexOf(peers[place] as IpNetwork);
@@ -574,27 +574,19 @@ class ValueIndex {
   private readonly values: readonly bigint[] | undefined;
   private readonly byKey: ReadonlyMap<number | string, number> | undefined;
 
-  constructor(
-    private readonly family: 4 | 6,
-    addresses: readonly IpAddress[],
-  ) {
+  constructor(addresses: readonly IpAddress[]) {
     if (addresses.length <= 16) {
       this.values = addresses.map((address) => address.value);
     } else {
       const byKey = new Map<number | string, number>();
-      for (let place = addresses.length - 1; place >= 0; place -= 1) byKey.set(this.keyOf((addresses[place] as IpAddress).value), place);
+      for (let place = addresses.length - 1; place >= 0; place -= 1) byKey.set(valueKey(addresses[place] as IpAddress), place);
       this.byKey = byKey;
     }
   }
 
+  /** (For an address of the family of those given.) */
   indexOf(address: IpAddress): number {
-    return this.values ? this.values.indexOf(address.value) : (this.byKey?.get(this.keyOf(address.value)) ?? -1);
-  }
-
-  // (Not the bigint itself: V8 hashes a bigint by its low 64 bits, and a fleet's IPv6 addresses
-  // often differ only above them.)
-  private keyOf(value: bigint): number | string {
-    return this.family === 4 ? Number(value) : value.toString(16);
+    return this.values ? this.values.indexOf(address.value) : (this.byKey?.get(valueKey(address)) ?? -1);
   }
 }
 
@@ -617,7 +609,7 @@ function templateOf(table: Table, ids: readonly number[], peers: readonly IpNetw
       }
     }
   }
-  const places = new ValueIndex(shared.family, peers);
+  const places = new ValueIndex(peers);
   const firstPlaces = peers.map((peer) => places.indexOf(peer));
   return {ids, peers, places, firstPlaces, shared, openMatches, fixedNetworks: [...fixed], fixedPeerNetworks: [...fixedPeers]};
 }
@@ -638,7 +630,6 @@ function openReading(table: Table, family: 4 | 6): {key: string; ids: number[]; 
   }
   const ids: number[] = [];
   const peers: IpNetwork[] = [];
-  const single = family === 4 ? ALL_ONES_V4 : ALL_ONES_V6;
   let hash = 0;
   let chainName: string | undefined;
   for (const rule of table.rules) {
@@ -648,7 +639,7 @@ function openReading(table: Table, family: 4 | 6): {key: string; ids: number[]; 
       if (!open) return undefined;
       id = open.pattern;
       if (open.peer) {
-        if (open.peer.family !== family || open.peer.mask !== single) return undefined;
+        if (open.peer.family !== family) return undefined;
         peers.push(open.peer);
       }
     } else {
@@ -712,7 +703,7 @@ function readOpenSpec(tokens: readonly string[]): OpenSpec | undefined {
       if (sources++ > 0) return undefined; // (two: views give up on them anyway)
       // Only a single address is left open; a network or a negated one stays part of the pattern.
       const network = negate ? undefined : parseNetwork(tokens[position] as string);
-      if (network && network.mask === (network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6)) {
+      if (network && isHostNetwork(network)) {
         peer = network;
         blank(position);
       }
@@ -959,8 +950,7 @@ function buildView(table: SharedTable, shape: ViewShape, own: IpAddress): TableV
       entries.push(entry);
       const {peer, ports} = entry;
       if (peer) {
-        const single = peer.network.mask === (peer.network.family === 4 ? ALL_ONES_V4 : ALL_ONES_V6);
-        if (single && !peer.negate) (namedPeers ??= new Set()).add(peer.network.value);
+        if (isHostNetwork(peer.network) && !peer.negate) (namedPeers ??= new Set()).add(peer.network.value);
         else networks = true;
       } else if (ports === ALL_PORTS && target.kind !== 'jump') {
         // Nothing gets past a verdict, RETURN or goto that holds for every peer and port (the
@@ -1003,8 +993,6 @@ function contentKey(family: 4 | 6, policyAccepts: boolean, entries: readonly Ent
   return parts.join(','); // (joined: the map keeps a flat key)
 }
 
-const ALL_ONES_V4 = (1n << 32n) - 1n;
-const ALL_ONES_V6 = (1n << 128n) - 1n;
 
 /**
  * A rule that does not jump, for one view shape: its entry, 'skip' when no packet of the shape
