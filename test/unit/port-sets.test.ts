@@ -18,6 +18,7 @@ import {
   subtractPorts,
   unionPorts,
   viewsDefined,
+  type ChainView,
   type PortSet,
   type ViewKind,
 } from '../../source/core/port-sets.js';
@@ -151,6 +152,17 @@ function packetOf(kind: ViewKind, protocol: 'tcp' | 'udp', iface: string | undef
   };
 }
 
+/** The view's answer for `peer` equals the evaluator's verdict at each port, and the evaluator notes nothing. */
+function expectEvaluatorAgrees(rules: Ruleset, view: ChainView, kind: ViewKind, protocol: 'tcp' | 'udp', iface: string | undefined, own: string, peer: string, ports: readonly number[] = PORTS): void {
+  const open = acceptedPorts(view, peer);
+  for (const port of ports) {
+    const decision = evaluate(rules, packetOf(kind, protocol, iface, own, peer, port));
+    expect(decision.uncertain).toEqual([]);
+    expect(acceptsAt(view, peer, port)).toBe(decision.verdict === 'ACCEPT');
+    expect(portSetToRanges(open).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
+  }
+}
+
 describe('port-set views', () => {
   it('agree with the evaluator at every port for random rulesets, and exist only where it notes nothing', () => {
     let defined = 0;
@@ -169,13 +181,7 @@ describe('port-set views', () => {
           if (viewsDefined(rules, protocol)) expect(view).toBeDefined();
           if (!view) return;
           defined += 1;
-          const ports = acceptedPorts(view, peer);
-          for (const port of PORTS) {
-            const decision = evaluate(rules, packetOf(kind, protocol, iface, own, peer, port));
-            expect(decision.uncertain).toEqual([]);
-            expect(acceptsAt(view, peer, port)).toBe(decision.verdict === 'ACCEPT');
-            expect(portSetToRanges(ports).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
-          }
+          expectEvaluatorAgrees(rules, view, kind, protocol, iface, own, peer);
         },
       ),
       {numRuns: 700},
@@ -305,12 +311,7 @@ describe('port-set views', () => {
             // Every address any of the tables names, and one none does.
             for (const peer of ['10.0.0.1', '10.0.0.2', '10.0.0.3', '10.0.1.5', '192.0.2.7', '10.0.0.77']) {
               checked += 1;
-              const ports = acceptedPorts(view, peer);
-              for (const port of PORTS) {
-                const decision = evaluate(rules, packetOf(kind, protocol, iface, '10.0.0.9', peer, port));
-                expect(decision.uncertain).toEqual([]);
-                expect(portSetToRanges(ports).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
-              }
+              expectEvaluatorAgrees(rules, view, kind, protocol, iface, '10.0.0.9', peer);
             }
           }
         },
@@ -345,13 +346,7 @@ describe('port-set views', () => {
       const rules = table(peers);
       const view = chainView(rules, 'request-in', 'tcp', 'eth1', 'fd00::9', EPHEMERAL);
       expect(view && 'renamed' in view).toBe(renamed);
-      for (const peer of asked) {
-        const open = acceptedPorts(view!, peer);
-        for (const port of [999, 1000, 1001, 1002, 1003, 1004, 1005]) {
-          const decision = evaluate(rules, packetOf('request-in', 'tcp', 'eth1', 'fd00::9', peer, port));
-          expect(portSetToRanges(open).some((range) => port >= range.first && port <= range.last)).toBe(decision.verdict === 'ACCEPT');
-        }
-      }
+      for (const peer of asked) expectEvaluatorAgrees(rules, view!, 'request-in', 'tcp', 'eth1', 'fd00::9', peer, [999, 1000, 1001, 1002, 1003, 1004, 1005]);
     }
   });
 
