@@ -319,26 +319,31 @@ describe('the fault matrix', () => {
   });
 
   it('a reboot during the countdown: confirm refuses, naming the reboot, persists nothing and changes nothing', async () => {
-    for (const name of ['wordpress-1', 'mysql-1']) await installPersistenceStandIn(host(name));
-    const applied = await cli(['apply', '--host', 'wordpress-1', '--host', 'mysql-1', '--timeout', '120']);
+    for (const name of FLEET) await installPersistenceStandIn(host(name));
+    const applied = await cli(['apply', '--timeout', '120']);
     expect(applied.code, told(applied)).toBe(0);
-    expect((await rulesOf('mysql-1')).v4).toContain(':INPUT DROP');
-    // mysql-1 comes back with its old rules (a boot-time loader), wordpress-1 with none at all.
+    const candidate = await rulesOf('tunnel-1');
+    expect(candidate.v4).toContain(':INPUT DROP');
+    // Each comes back differently: mysql-1 with its old rules (a boot-time loader), wordpress-1
+    // with none at all, tunnel-1 with the very rules loaded before the reboot (only its boot id tells).
     await fakeReboot(host('mysql-1'), PREVIOUS_RULES);
     await fakeReboot(host('wordpress-1'), 'none');
+    await fakeReboot(host('tunnel-1'), {v4: `${candidate.v4}\n`, v6: `${candidate.v6}\n`});
+    expect(await rulesOf('tunnel-1')).toEqual(candidate);
 
-    const result = await cli(['confirm', '--host', 'wordpress-1', '--host', 'mysql-1']);
+    const result = await cli(['confirm']);
     expect(result.code, told(result)).not.toBe(0);
     expect(result.code).not.toBe(2);
-    expect(told(result)).toMatch(/mysql-1: .*reboot/i);
-    expect(told(result)).toMatch(/wordpress-1: .*reboot/i);
+    for (const name of FLEET) expect(told(result)).toMatch(new RegExp(`${name}: .*reboot`, 'i'));
     expect(result.stdout).not.toMatch(/: kept/);
-    for (const name of ['wordpress-1', 'mysql-1']) {
+    for (const name of FLEET) {
       expect(await fileExists(name, '/etc/iptables/rules.v4'), `${name} rules.v4`).toBe(false);
       expect(await fileExists(name, '/etc/iptables/rules.v6'), `${name} rules.v6`).toBe(false);
     }
-    await expectPreviousRules(['tunnel-1', 'mysql-1']);
+    // Changed nothing: each host still on what the reboot left.
+    await expectPreviousRules(['mysql-1']);
     expect(await rulesOf('wordpress-1')).toEqual({v4: '', v6: ''});
+    expect(await rulesOf('tunnel-1')).toEqual(candidate);
     await expectPreviousAccess('mysql-1');
   });
 
