@@ -315,8 +315,9 @@ filter_text() {
 # The one description of what others own, in awk (POSIX: mawk and busybox awk run it). Input:
 # iptables-save texts (only their first *filter section is read), the first after "k=1", the
 # second after "k=2". mode=strip prints text 1 without others' chains, their rules and the jumps
-# into them from INPUT/FORWARD/OUTPUT (what we persist); mode=ours also leaves out FORWARD when a
-# container runtime owns it (what we compare); mode=merge prints our part of text 1 with others'
+# into them from INPUT/FORWARD/OUTPUT (what we persist); mode=ours the same, first a line
+# "#runtime-forward" when a container runtime owns FORWARD (what we compare: same_part then
+# leaves FORWARD out of the comparison); mode=merge prints our part of text 1 with others'
 # part of text 2 (the live one) put back: their chains, their jumps placed first in each
 # built-in, and FORWARD as text 2 has it when a container runtime owns it there. Output in the
 # form of filter_text: counters and comments dropped.
@@ -340,10 +341,10 @@ function ours(i) { return !foreign(rc[1, i]) && !(builtin(rc[1, i]) && foreign(r
 END {
   if (mode != "merge") {
     if (!seen[1]) exit
-    skip = (mode == "ours" && fwd[1])
+    if (mode == "ours" && fwd[1]) print "#runtime-forward"
     print "*filter"
-    for (i = 1; i <= nd[1]; i++) if (!foreign(dn[1, i]) && !(skip && dn[1, i] == "FORWARD")) print dl[1, i]
-    for (i = 1; i <= nr[1]; i++) if (ours(i) && !(skip && rc[1, i] == "FORWARD")) print rl[1, i]
+    for (i = 1; i <= nd[1]; i++) if (!foreign(dn[1, i])) print dl[1, i]
+    for (i = 1; i <= nr[1]; i++) if (ours(i)) print rl[1, i]
     print "COMMIT"
     exit
   }
@@ -396,9 +397,20 @@ is_empty_filter() {
 
 # same_part A B: two our_part outputs are the same rules ("no table" and "an empty table with
 # ACCEPT policies" both let everything through: restoring an empty snapshot gives one of them).
+# When a container runtime owns FORWARD on either side, FORWARD is theirs: left out.
 same_part() {
-  if is_empty_filter "$1" && is_empty_filter "$2"; then return 0; fi
-  [ "$1" = "$2" ]
+  sp_a=$1; sp_b=$2
+  case "$sp_a$nl$sp_b" in *'#runtime-forward'*) sp_a=$(without_forward "$sp_a"); sp_b=$(without_forward "$sp_b") ;; esac
+  if is_empty_filter "$sp_a" && is_empty_filter "$sp_b"; then return 0; fi
+  [ "$sp_a" = "$sp_b" ]
+}
+
+without_forward() { # TEXT: prints it without FORWARD's policy and rules (and the runtime mark)
+  IFS=$nl
+  for wf_line in $1; do
+    case $wf_line in ':FORWARD '*|'-A FORWARD '*|'#runtime-forward') ;; *) printf '%s\n' "$wf_line" ;; esac
+  done
+  IFS=$ifs0
 }
 
 # Every section of FILE except *filter, verbatim (for keeping other tables of a persistence file).
