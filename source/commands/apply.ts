@@ -188,10 +188,7 @@ export const applyCommand: Command = {
         const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence, fresh: false});
         return printOutcomes(io, 'kept', outcomes);
       }
-      if (Date.now() >= batch.deadline) {
-        io.stdout.write(`not confirmed in time: every server rolled back by itself to its previous rules (batch ${batch.batch}).\n`);
-        return EXIT.rolledBack;
-      }
+      // Past the deadline too: each server says whether it rolled back (and verified it) by itself.
       const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, fresh: false});
       const code = printOutcomes(io, 'rolled back', outcomes);
       return code === EXIT.ok ? EXIT.rolledBack : code;

@@ -9,7 +9,11 @@ function describeHost(outcome: HostStatusOutcome): string {
   if (!status) return `${outcome.host}: unreachable — ${outcome.error ?? 'unknown error'}`;
   if (!status.managed || !status.batch) return `${outcome.host}: not managed by isolate-wizard`;
   const parts: string[] = [];
-  if (status.pending) parts.push(`PENDING batch ${status.batch} (${status.phase}), rolls back in ${status.secondsLeft ?? '?'} s unless confirmed`);
+  if (status.restoring) {
+    parts.push(`COULD NOT RESTORE: act now — batch ${status.batch}: its previous rules could not be put back; the server retries`);
+  } else if (status.stale) {
+    parts.push(`STALE batch ${status.batch} (${status.phase}): its deadline passed and no watchdog acted (a reboot?); nothing was restored: run rollback`);
+  } else if (status.pending) parts.push(`PENDING batch ${status.batch} (${status.phase}), rolls back in ${status.secondsLeft ?? '?'} s unless confirmed`);
   else parts.push(`batch ${status.batch} ${status.phase}`);
   if (status.owner) parts.push(`by ${status.owner}`);
   if (status.lastChange) parts.push(`last change ${status.lastChange.toISOString()}`);

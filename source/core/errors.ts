@@ -29,7 +29,8 @@ export class HostError extends Error {
   }
 }
 
-export const EXIT = {ok: 0, failed: 1, usage: 2, refused: 3, rolledBack: 4} as const;
+/** CLI exit codes (README "Exit codes"); 5: a host's previous rules could not be restored: act now. */
+export const EXIT = {ok: 0, failed: 1, usage: 2, refused: 3, rolledBack: 4, restoreFailed: 5} as const;
 
 export function exitCodeFor(error: unknown): number {
   if (error instanceof UsageError || error instanceof InputError) return EXIT.usage;

@@ -6,21 +6,30 @@
 // addresses get back in. So the candidate is merged with the server's current filter table first.
 import type {Chain, Rule, Ruleset, Table} from './model.js';
 
-/** Chains created by software that manages its own rules; this tool never writes them. */
-const FOREIGN_CHAIN_PATTERNS: readonly RegExp[] = [
-  /^DOCKER/, // DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1/2, DOCKER-FORWARD, ...
-  /^f2b-/, // fail2ban
-  /^KUBE-/, // kube-proxy, kubelet
-  /^cali-/, // Calico
-  /^CILIUM/, // Cilium
-  /^ts-/, // Tailscale
-  /^LIBVIRT_/, // libvirt
+/**
+ * Prefixes of the chains created by software that manages its own rules; this tool never writes
+ * them. The one list: the server's agent gets the same prefixes (agent-script.ts builds its sh
+ * `case` and awk patterns from it), so letters, digits, `-` and `_` only.
+ */
+export const FOREIGN_CHAIN_PATTERNS: readonly string[] = [
+  'DOCKER', // DOCKER, DOCKER-USER, DOCKER-ISOLATION-STAGE-1/2, DOCKER-FORWARD, ...
+  'f2b-', // fail2ban
+  'KUBE-', // kube-proxy, kubelet
+  'cali-', // Calico
+  'CILIUM', // Cilium
+  'ts-', // Tailscale
+  'LIBVIRT_', // libvirt
+  'ufw-', // ufw (IPv4)
+  'ufw6-', // ufw (IPv6)
 ];
+
+/** Prefixes of the container runtimes' chains: a FORWARD that jumps into one of them is theirs. */
+export const FORWARD_OWNER_PATTERNS: readonly string[] = ['DOCKER', 'KUBE-', 'cali-', 'CILIUM'];
 
 const BUILT_IN_CHAINS = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
 
 export function isForeignChain(name: string): boolean {
-  return FOREIGN_CHAIN_PATTERNS.some((pattern) => pattern.test(name));
+  return FOREIGN_CHAIN_PATTERNS.some((prefix) => name.startsWith(prefix));
 }
 
 /** The chain a rule jumps or goes to (-j / -g), if any. */
@@ -36,7 +45,7 @@ export function ruleTarget(rule: Rule): string | undefined {
 function forwardIsForeign(filter: Table): boolean {
   return filter.rules.some((rule) => {
     const target = ruleTarget(rule);
-    return rule.chain === 'FORWARD' && target !== undefined && /^(DOCKER|KUBE-|cali-|CILIUM)/.test(target);
+    return rule.chain === 'FORWARD' && target !== undefined && FORWARD_OWNER_PATTERNS.some((prefix) => target.startsWith(prefix));
   });
 }
 

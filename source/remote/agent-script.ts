@@ -14,40 +14,72 @@
 // flock is missing), so a watchdog firing and a confirm arriving at the same moment serialize:
 // exactly one of "confirmed" / "expired" wins. A watchdog acts only if the state still carries its
 // token, so re-arming or cancelling never races with an old watchdog. The host's lock is the state
-// itself: a batch in a pending phase (locked, staged, loading, loaded) holds it.
+// itself: a batch in a pending phase (locked, staged, loading, loaded, restoring) holds it.
+//
+// Every step checks its result, and nothing is claimed before it is checked against what is live:
+// a restore is followed by a comparison of the live rules with the snapshot, and while they
+// differ the batch stays pending (phase restoring), the watchdog stays armed and retries, and the
+// op exits 7. Token and watchdog are retired only once live equals the snapshot, or once a
+// confirm has found live equal to what was loaded on the same boot.
+//
+// What others own (FOREIGN_CHAIN_PATTERNS: Docker, fail2ban, ...) is taken LIVE at every load and
+// restore: the text loaded is our part (of the candidate or the snapshot) plus the live foreign
+// chains, the live jumps into them, and FORWARD as live when a container runtime owns it. So a
+// ban added during the countdown survives the rollback. Comparisons look at our part only.
 //
 // Cheap in processes (a fleet apply runs it on every server at once, each fork+exec costs
-// 10-25 ms of CPU on small machines): state, payloads and rules are read and written with shell
-// builtins; what remains is one date per op, flock, iptables-save/-restore, and one mv per begin.
-// The detached watchdog is a fork of the agent's shell, not a new program.
+// 10-25 ms of CPU on small machines): state and payloads are read and written with shell
+// builtins, and awk runs only when others' chains are present.
 //
-// Exit codes: 0 ok, 3 lock held by another batch, 4 batch expired / not pending, 5 candidate
-// rejected by `iptables-restore --test`, 6 load failed (snapshot restored), 7 restore could not be
-// verified, 2 bad arguments.
-//
-// Kept free of backquotes and dollar-brace so it can live in a TS template literal unchanged.
+// Kept free of backquotes and dollar-brace so it can live in a TS template literal unchanged
+// (the few interpolations below are the TS side's).
+import {FOREIGN_CHAIN_PATTERNS, FORWARD_OWNER_PATTERNS} from '../core/merge.js';
 
 /** Where the agent lives on every server. Fixed: commands never take paths from input. */
 export const AGENT_DIR = '/var/lib/isolate-wizard';
 export const AGENT_PATH = `${AGENT_DIR}/agent.sh`;
 
 /** Bumped whenever the state format or an op's contract changes. */
-export const AGENT_VERSION = '2';
+export const AGENT_VERSION = '3';
 
-/** Exit codes of the agent (see the header of the script). */
+/** Exit codes of the agent (see README "Exit codes" and the ops below). */
 export const AGENT_EXIT = {
   ok: 0,
+  /** Anything else that failed before changing anything (the message says what). */
+  failed: 1,
   badArguments: 2,
+  /** Another batch is pending (stdout: held_by=, stale=yes|no, ...). */
   lockHeld: 3,
+  /** The batch expired (restored and verified), is not the current one, or is not pending. */
   notPending: 4,
+  /** `iptables-restore --test` refused the candidate; nothing changed. */
   candidateRejected: 5,
+  /** The load failed; the snapshot was restored AND live was compared equal to it. */
   loadFailed: 6,
-  restoreUnverified: 7,
+  /** A restore could not be completed or verified: the batch stays pending, the watchdog retries. */
+  restoreFailed: 7,
+  /** Confirm refused (stdout reason=rebooted|changed); nothing persisted, the batch still pending. */
+  confirmRefused: 8,
+  /** A write failed (snapshot, state, disk full); at begin nothing changed and nothing is locked. */
+  writeFailed: 9,
 } as const;
+
+/** Seconds between two tries of a restore that failed (the watchdog's retry). */
+export const RESTORE_RETRY_SECONDS = 12;
 
 /** Separates the IPv4 and IPv6 parts of a stdin/stdout payload; iptables-save never prints it. */
 export const SECTION_V4 = '#iw:v4';
 export const SECTION_V6 = '#iw:v6';
+
+for (const prefix of [...FOREIGN_CHAIN_PATTERNS, ...FORWARD_OWNER_PATTERNS]) {
+  // Interpolated into sh and awk patterns below.
+  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`foreign chain prefix not safe for the agent: ${prefix}`);
+}
+/** sh `case` pattern: a filter text (from filter_text) that declares a chain of others. */
+const FOREIGN_IN_TEXT = FOREIGN_CHAIN_PATTERNS.map((prefix) => `*"$nl:"${prefix}*`).join('|');
+/** sh `case` pattern: one line declaring a chain of others. */
+const FOREIGN_DECLARATION = FOREIGN_CHAIN_PATTERNS.map((prefix) => `:${prefix}*`).join('|');
+const awkPrefixes = (prefixes: readonly string[]): string => `/^(${prefixes.join('|')})/`;
 
 export const AGENT_SCRIPT = String.raw`#!/bin/sh
 # isolate-wizard agent, version ${AGENT_VERSION}. Installed and called by isolate-wizard; see its README.
@@ -71,10 +103,12 @@ STATE="$DIR/state"
 BACKUPS="$DIR/backups"
 # Scratch files, written only under the mutex (fixed names: nothing to remove afterwards).
 WORK="$DIR/work"
+BOOT_ID_FILE=/proc/sys/kernel/random/boot_id
 KEEP_BACKUPS=10
-# After the deadline, a watchdog that never ran (killed, reboot) leaves a stale lock; the next
-# begin/status treats it as expired once this grace has also passed.
+# After the deadline, a watchdog that never ran (killed, reboot) leaves a stale lock: reported
+# (status, begin) once this grace has also passed, and restored only by an explicit rollback.
 STALE_GRACE=30
+RETRY_SECONDS=${RESTORE_RETRY_SECONDS}
 
 die() { code=$1; shift; printf 'agent: %s\n' "$*" >&2; exit "$code"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -100,9 +134,11 @@ iso_time() {
   iso="$it_y-$it_m-$it_d"T"$it_h:$it_mi:$it_s"Z
 }
 
+# The log is a help for people, not state: a failed log write changes no outcome.
 log() {
   clock; iso_time "$op_now"
   printf '%s %s\n' "$iso" "$*" >> "$DIR/log" 2>/dev/null
+  return 0
 }
 
 # At most 64 characters: 65 "?" match any longer word, without a process to count them.
@@ -110,17 +146,36 @@ valid_batch() { case "$1" in ''|*[!a-z0-9-]*|${'?'.repeat(65)}*) return 1 ;; esa
 valid_seconds() { case "$1" in ''|*[!0-9]*) return 1 ;; esac; [ "$1" -ge 1 ] && [ "$1" -le 86400 ]; }
 valid_token() { case "$1" in ''|*[!a-z0-9]*) return 1 ;; esac; }
 
-# ---- state: key=value lines --------------------------------------------------------------------
-# begin writes the whole state (a new file renamed over the old one); later ops of the batch
-# append the keys they change, and the last line of a key wins. An append is one small write,
-# started with a newline so a write torn by a crash cannot run into the next line; a reader
-# ignores a last line without its newline. Every writer holds the mutex. Readers without it: the
-# watchdog's poll, which re-reads under the mutex before it stands down or expires anything, and
-# show, whose answer the client only compares (a torn read there fails the verification, safely).
+# ---- files -----------------------------------------------------------------------------------
+# read_text FILE: sets $text to FILE's lines joined by newlines (a last line without its newline
+# kept), as $(cat FILE) would for the files this agent writes. Builtins only; fails when FILE
+# cannot be read.
+read_text() {
+  text= rt_sep=
+  [ -f "$1" ] || return 1
+  { while IFS= read -r rt_line || [ -n "$rt_line" ]; do text="$text$rt_sep$rt_line"; rt_sep=$nl; done; } < "$1"
+}
+
+# write_checked FILE TEXT: TEXT (and a newline, unless empty) into FILE.new, read back and
+# compared, then renamed over FILE. Fails, leaving FILE as it was, on any error (disk full).
+write_checked() {
+  { [ -z "$2" ] || printf '%s\n' "$2"; } > "$1.new" 2>/dev/null &&
+    read_text "$1.new" && [ "$text" = "$2" ] && mv -f "$1.new" "$1" && return 0
+  rm -f "$1.new" 2>/dev/null
+  return 1
+}
+
+# ---- state: key=value lines, the whole state rewritten at every change ------------------------
+# write_state writes the s_ variables to state.new and renames it over the state: a reader sees
+# the old state or the new one, never a mix. Every writer holds the mutex. Readers without it (the
+# watchdog's poll, status, show) re-read under the mutex before they act, or only report.
 #
-# read_state: sets s_<key> for every key, each reduced to the characters it may hold.
+# read_state: sets s_<key> for every key, each reduced to the characters it may hold. (A state of
+# agent version 2, an append log, reads the same way: the last value of a key wins, and a torn
+# last line without its newline is not read.)
 read_state() {
   s_version= s_batch= s_phase= s_owner= s_since= s_changed= s_confirmed= s_token= s_deadline= s_watchdog=
+  s_boot= s_candforeign=
   [ -f "$STATE" ] || return 0
   while IFS='=' read -r rs_key rs_value; do
     case $rs_key in
@@ -134,6 +189,8 @@ read_state() {
       token) s_token=$rs_value ;;
       deadline) s_deadline=$rs_value ;;
       watchdog) s_watchdog=$rs_value ;;
+      boot) s_boot=$rs_value ;;
+      candforeign) s_candforeign=$rs_value ;;
     esac
   done < "$STATE"
   case $s_batch in *[!a-z0-9-]*) s_batch= ;; esac
@@ -144,35 +201,48 @@ read_state() {
   case $s_changed in *[!0-9]*) s_changed= ;; esac
   case $s_confirmed in *[!0-9]*) s_confirmed= ;; esac
   case $s_deadline in *[!0-9]*) s_deadline= ;; esac
+  case $s_boot in *[!a-f0-9-]*) s_boot= ;; esac
+  case $s_candforeign in yes) ;; *) s_candforeign= ;; esac
   return 0
 }
 
-# write_state: the whole state from the s_ variables, replaced atomically.
+# write_state: the whole state from the s_ variables; fails (the old state kept) on any error.
 write_state() {
-  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\n' \
+  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\n' \
     "$AGENT_VERSION_PLACEHOLDER" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" \
-    "$s_token" "$s_deadline" "$s_watchdog" > "$STATE.new" && mv -f "$STATE.new" "$STATE"
+    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" > "$STATE.new" 2>/dev/null &&
+    mv -f "$STATE.new" "$STATE" && return 0
+  rm -f "$STATE.new" 2>/dev/null
+  return 1
 }
 
-# append_state key=value ...: one write. Callers update the s_ variables they still use.
-append_state() {
-  as_lines=
-  for as_pair in "$@"; do as_lines="$as_lines$as_pair$nl"; done
-  printf '\n%s' "$as_lines" >> "$STATE"
-}
-
-is_pending_phase() { case "$1" in locked|staged|loading|loaded) return 0 ;; *) return 1 ;; esac; }
+is_pending_phase() { case "$1" in locked|staged|loading|loaded|restoring) return 0 ;; *) return 1 ;; esac; }
 
 require_batch() { # batch: the current, pending batch (state read); else exit 4 saying what happened
   if [ "$s_batch" != "$1" ]; then die 4 "batch $1 is not the current one (current: $s_batch $s_phase)"; fi
   if ! is_pending_phase "$s_phase"; then die 4 "batch $1 is $s_phase"; fi
 }
 
+# is_stale: the state's batch is pending, its deadline and the grace passed, and no watchdog
+# acted (killed, reboot). Reported; never restored implicitly.
+is_stale() {
+  is_pending_phase "$s_phase" || return 1
+  clock
+  st_deadline=$s_deadline; [ -n "$st_deadline" ] || st_deadline=0
+  [ "$op_now" -gt $((st_deadline + STALE_GRACE)) ]
+}
+
+read_boot_id() { # -> $boot_id (empty when unreadable); a builtin read, no process
+  boot_id=
+  IFS= read -r boot_id 2>/dev/null < "$BOOT_ID_FILE" || :
+  case $boot_id in *[!a-f0-9-]*) boot_id= ;; esac
+}
+
 # ---- mutex ---------------------------------------------------------------------------------
 mutex=
 take_mutex() {
   if have flock; then
-    exec 9>"$DIR/mutex"
+    exec 9>"$DIR/mutex" || die 1 "cannot open the mutex"
     flock 9 || die 1 "cannot take the mutex"
     mutex=flock
   else
@@ -197,19 +267,23 @@ release_mutex() {
   mutex=
 }
 
-# ---- iptables helpers ----------------------------------------------------------------------
+# ---- iptables text -------------------------------------------------------------------------
 # Set $cmd / $rcmd for a family (assignments, not $(...): no subshell per call).
 save_cmd() { if [ "$1" = 4 ]; then cmd=iptables-save; else cmd=ip6tables-save; fi; }
 restore_cmd() { if [ "$1" = 4 ]; then rcmd=iptables-restore; else rcmd=ip6tables-restore; fi; }
 
 # save_text FAMILY [ARGS]: sets $saved to the output of iptables-save ARGS ("" when the command is
-# missing); fails, with $saved empty, when the command fails. Read through $(...): the shell
-# reads a pipe in blocks, where a read loop would take a system call per byte.
+# missing: nothing to save, nothing to restore); fails, with $saved empty, when the command
+# fails. Read through $(...): the shell reads a pipe in blocks.
 save_text() {
   save_cmd "$1"; shift
   saved=
   have "$cmd" || return 0
   saved=$("$cmd" "$@" 2>/dev/null) || { saved=; return 1; }
+}
+
+live_text() { # family -> $saved: the live filter table as iptables-save prints it; fails when it fails
+  save_text "$1" -t filter || save_text "$1"
 }
 
 # filter_text TEXT: prints the *filter section of an iptables-save text, counters and comment
@@ -238,7 +312,77 @@ filter_text() {
   IFS=$ifs0
 }
 
-# is_empty_filter TEXT (a filter_text output): true when it lets everything through.
+# The one description of what others own, in awk (POSIX: mawk and busybox awk run it). Input:
+# iptables-save texts (only their first *filter section is read), the first after "k=1", the
+# second after "k=2". mode=strip prints text 1 without others' chains, their rules and the jumps
+# into them from INPUT/FORWARD/OUTPUT (what we persist); mode=ours the same, first a line
+# "#runtime-forward" when a container runtime owns FORWARD (what we compare: same_part then
+# leaves FORWARD out of the comparison); mode=merge prints our part of text 1 with others'
+# part of text 2 (the live one) put back: their chains, their jumps placed first in each
+# built-in, and FORWARD as text 2 has it when a container runtime owns it there. Output in the
+# form of filter_text: counters and comments dropped.
+tables_awk='
+function foreign(name) { return name ~ ${awkPrefixes(FOREIGN_CHAIN_PATTERNS)} }
+function runtime(name) { return name ~ ${awkPrefixes(FORWARD_OWNER_PATTERNS)} }
+function builtin(name) { return name == "INPUT" || name == "FORWARD" || name == "OUTPUT" }
+function target(line,   n, i, w) {
+  n = split(line, w, " ")
+  for (i = 3; i < n; i++) if (w[i] == "-j" || w[i] == "-g" || w[i] == "--jump" || w[i] == "--goto") return w[i + 1]
+  return ""
+}
+FNR == 1 { infilter = 0; done = 0 }
+/^#/ { next }
+/^\*/ { infilter = ($0 == "*filter" && !done); if (infilter) seen[k] = 1; next }
+!infilter { next }
+$0 == "COMMIT" { infilter = 0; done = 1; next }
+/^:/ { n = ++nd[k]; dn[k, n] = substr($1, 2); dl[k, n] = $1 " " $2; if (k == 2) live[dn[k, n]] = dl[k, n]; next }
+{ n = ++nr[k]; rc[k, n] = $2; rl[k, n] = $0; rt[k, n] = target($0); if ($2 == "FORWARD" && runtime(rt[k, n])) fwd[k] = 1 }
+function ours(i) { return !foreign(rc[1, i]) && !(builtin(rc[1, i]) && foreign(rt[1, i])) }
+END {
+  if (mode != "merge") {
+    if (!seen[1]) exit
+    if (mode == "ours" && fwd[1]) print "#runtime-forward"
+    print "*filter"
+    for (i = 1; i <= nd[1]; i++) if (!foreign(dn[1, i])) print dl[1, i]
+    for (i = 1; i <= nr[1]; i++) if (ours(i)) print rl[1, i]
+    print "COMMIT"
+    exit
+  }
+  if (!seen[1]) {
+    nd[1] = 3; dn[1, 1] = "INPUT"; dn[1, 2] = "FORWARD"; dn[1, 3] = "OUTPUT"
+    for (i = 1; i <= 3; i++) dl[1, i] = ":" dn[1, i] " ACCEPT"
+  }
+  keep = fwd[2] && ("FORWARD" in live)
+  print "*filter"
+  for (i = 1; i <= nd[1]; i++) {
+    c = dn[1, i]
+    if (foreign(c)) continue
+    if (c == "FORWARD" && keep) print live[c]; else print dl[1, i]
+  }
+  for (j = 1; j <= nd[2]; j++) if (foreign(dn[2, j])) print dl[2, j]
+  for (i = 1; i <= nd[1]; i++) {
+    c = dn[1, i]
+    if (foreign(c)) continue
+    if (c == "FORWARD" && keep) { for (j = 1; j <= nr[2]; j++) if (rc[2, j] == c) print rl[2, j]; continue }
+    if (builtin(c)) for (j = 1; j <= nr[2]; j++) if (rc[2, j] == c && foreign(rt[2, j])) print rl[2, j]
+    for (j = 1; j <= nr[1]; j++) if (rc[1, j] == c && ours(j)) print rl[1, j]
+  }
+  for (j = 1; j <= nr[2]; j++) if (foreign(rc[2, j])) print rl[2, j]
+  print "COMMIT"
+}'
+
+# has_foreign TEXT (a filter_text output): true when it declares a chain of others.
+has_foreign() { case $1 in ${FOREIGN_IN_TEXT}) return 0 ;; esac; return 1; }
+
+# our_part TEXT MODE (ours|strip): sets $part to TEXT's filter table without what others own.
+# Without others' chains that is the filter table itself: no awk.
+our_part() {
+  part=$(filter_text "$1")
+  has_foreign "$part" || return 0
+  part=$(printf '%s\n' "$part" | awk -v mode="$2" "$tables_awk" k=1 -) || return 1
+}
+
+# is_empty_filter TEXT (a filter_text / our_part output): true when it lets everything through.
 is_empty_filter() {
   IFS=$nl
   for ie_line in $1; do
@@ -251,25 +395,39 @@ is_empty_filter() {
   return 0
 }
 
+# same_part A B: two our_part outputs are the same rules ("no table" and "an empty table with
+# ACCEPT policies" both let everything through: restoring an empty snapshot gives one of them).
+# When a container runtime owns FORWARD on either side, FORWARD is theirs: left out.
+same_part() {
+  sp_a=$1; sp_b=$2
+  case "$sp_a$nl$sp_b" in *'#runtime-forward'*) sp_a=$(without_forward "$sp_a"); sp_b=$(without_forward "$sp_b") ;; esac
+  if is_empty_filter "$sp_a" && is_empty_filter "$sp_b"; then return 0; fi
+  [ "$sp_a" = "$sp_b" ]
+}
+
+without_forward() { # TEXT: prints it without FORWARD's policy and rules (and the runtime mark)
+  IFS=$nl
+  for wf_line in $1; do
+    case $wf_line in ':FORWARD '*|'-A FORWARD '*|'#runtime-forward') ;; *) printf '%s\n' "$wf_line" ;; esac
+  done
+  IFS=$ifs0
+}
+
 # Every section of FILE except *filter, verbatim (for keeping other tables of a persistence file).
 other_sections() {
   os_keep=0
   while IFS= read -r os_line || [ -n "$os_line" ]; do
     case $os_line in '*'*) if [ "$os_line" = '*filter' ]; then os_keep=0; else os_keep=1; fi ;; esac
     [ "$os_keep" = 1 ] || continue
-    printf '%s\n' "$os_line"
+    printf '%s\n' "$os_line" || return 1
     [ "$os_line" != COMMIT ] || os_keep=0
-  done < "$1"
-}
-
-live_filter() { # family -> live filter section on stdout ("" when no filter table exists)
-  save_text "$1" -t filter || save_text "$1"
-  filter_text "$saved"
+  done < "$1" || return 1
+  return 0
 }
 
 # "Empty" = no filter table at all (what a fresh nf_tables host has), or on the legacy backend,
 # where the table always exists once loaded, no rules, no user chains and ACCEPT policies. Both
-# let everything through; restoring an empty snapshot produces exactly this.
+# let everything through; restoring an empty snapshot produces exactly this. The caller verifies.
 remove_filter() {
   fam=$1
   if have nft && have iptables; then
@@ -281,45 +439,76 @@ remove_filter() {
   fi
   if [ "$fam" = 4 ]; then c=iptables; else c=ip6tables; fi
   have "$c" || return 0
-  $c -t filter -P INPUT ACCEPT; $c -t filter -P FORWARD ACCEPT; $c -t filter -P OUTPUT ACCEPT
-  $c -t filter -F; $c -t filter -X
+  $c -w -t filter -P INPUT ACCEPT && $c -w -t filter -P FORWARD ACCEPT && $c -w -t filter -P OUTPUT ACCEPT &&
+    $c -w -t filter -F && $c -w -t filter -X
 }
 
-# The filter section of a snapshot file, normalized, in $snap_filter. The rare paths (rollback,
-# expiry) read the file with one cat: a read loop takes a system call per byte.
-snapshot_filter() { # file
-  snap_filter=$(filter_text "$(cat "$1")")
+# load_file FAMILY FILE: iptables-restore, waiting for the xtables lock that Docker, fail2ban
+# or kube-proxy may hold (-w; iptables-nft accepts it too). Sets $load_err on failure.
+load_file() {
+  restore_cmd "$1"
+  have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
+  load_err=$("$rcmd" -w < "$2" 2>&1) && return 0
+  [ -n "$load_err" ] || load_err="$rcmd failed"
+  return 1
 }
 
-# Restores the filter table of a snapshot. Only *filter is written by this tool, so only *filter
-# is restored: nat/mangle/raw (Docker's, Kubernetes') stay as they are now. Under the mutex.
-restore_snapshot() {
-  rs_batch=$1; rs_status=0
-  for fam in 4 6; do
-    snap="$BACKUPS/$rs_batch.v$fam"
-    [ -f "$snap" ] || continue
-    snapshot_filter "$snap"
-    if [ -n "$snap_filter" ]; then
-      printf '%s\n' "$snap_filter" > "$WORK.v$fam"
-      restore_cmd "$fam"
-      if have "$rcmd"; then "$rcmd" < "$WORK.v$fam" || rs_status=1; fi
-    else
-      remove_filter "$fam"
-    fi
-  done
-  return $rs_status
+# load_merged FAMILY FILE LIVE MERGE: loads our part of FILE (a filter table) with what others
+# own taken from LIVE (the live filter table, as filter_text prints it). MERGE "yes": FILE itself
+# may hold others' chains. Without others' chains on either side FILE loads as it is. Sets
+# $load_err on failure.
+load_merged() {
+  if [ "$4" != yes ] && ! has_foreign "$3"; then load_file "$1" "$2"; return; fi
+  printf '%s\n' "$3" | awk -v mode=merge "$tables_awk" k=1 "$2" k=2 - > "$WORK.v$1" 2>/dev/null ||
+    { load_err="cannot write $WORK.v$1 (disk full?)"; return 1; }
+  load_file "$1" "$WORK.v$1"
 }
 
-snapshot_matches_live() { # batch -> true when the live filter tables equal the snapshot's
+# restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
+# then compares our part of the live rules with the snapshot's. Under the mutex. Sets $why and
+# fails when anything failed or differs; on success the host provably has its previous rules.
+restore_verified() {
+  why=
   for fam in 4 6; do
     snap="$BACKUPS/$1.v$fam"
-    [ -f "$snap" ] || continue
-    snapshot_filter "$snap"
-    sm_live=$(live_filter "$fam")
-    if is_empty_filter "$snap_filter" && is_empty_filter "$sm_live"; then continue; fi
-    [ "$snap_filter" = "$sm_live" ] || return 1
+    # A missing snapshot is an error: restoring "nothing" would claim rules that were never put back.
+    [ -f "$snap" ] || { why="$why IPv$fam: snapshot $snap is missing;"; continue; }
+    rv_text=$(cat "$snap") || { why="$why IPv$fam: cannot read $snap;"; continue; }
+    rv_filter=$(filter_text "$rv_text")
+    our_part "$rv_text" ours || { why="$why IPv$fam: cannot read $snap;"; continue; }
+    rv_want=$part
+    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
+    rv_live=$(filter_text "$saved")
+    if is_empty_filter "$rv_want" && ! has_foreign "$rv_live"; then
+      remove_filter "$fam" || why="$why IPv$fam: cannot empty the filter table;"
+    else
+      # Only the filter table: nat, mangle, raw (Docker's, Kubernetes') stay as they are now.
+      has_foreign "$rv_filter" && rv_merge=yes || rv_merge=
+      if ! write_checked "$WORK.s$fam" "$rv_filter"; then why="$why IPv$fam: cannot write $WORK.s$fam (disk full?);"
+      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then why="$why IPv$fam: $load_err;"
+      fi
+    fi
+    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
+    our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
+    same_part "$part" "$rv_want" || why="$why IPv$fam: the live rules differ from the snapshot;"
   done
-  return 0
+  [ -z "$why" ]
+}
+
+# live_matches_loaded BATCH: our part of the live rules equals what was live right after the
+# load (recorded then: iptables-save's own spelling of the candidate). Keeps the live texts in
+# $live_v4 / $live_v6 for persist. Sets $why when not.
+live_matches_loaded() {
+  why=
+  for fam in 4 6; do
+    read_text "$BACKUPS/$1.loaded.v$fam" || { why="$why IPv$fam: the record of the loaded rules is missing;"; continue; }
+    lm_want=$text
+    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
+    if [ "$fam" = 4 ]; then live_v4=$saved; else live_v6=$saved; fi
+    our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules;"; continue; }
+    same_part "$part" "$lm_want" || why="$why IPv$fam: the live rules differ from the ones loaded;"
+  done
+  [ -z "$why" ]
 }
 
 # ---- watchdog ------------------------------------------------------------------------------
@@ -332,28 +521,30 @@ pid1_is_systemd() {
   [ "$p1_comm" = systemd ] && have systemd-run && have systemctl
 }
 
-# new_arm BATCH SECONDS: a new token and deadline (op_now + SECONDS, server clock) and the kind
-# of watchdog, in the s_ variables; the caller writes them to the state, then launch_watchdog.
-new_arm() {
+# arm_watchdog BATCH SECONDS: starts a new watchdog (new token, deadline op_now + SECONDS on the
+# server's clock) and sets the s_ variables to it; the previous one's in $old_watchdog. The caller
+# writes the state (the new watchdog finds its token there: it waits for the mutex the caller
+# holds), then retires the old one (retire_watchdog). Fails, the s_ variables unchanged, when the
+# watchdog cannot be started: where systemd booted the host that is a failed systemd-run (no
+# fallback: a process of the login session dies with it there).
+arm_watchdog() {
   clock
-  s_deadline=$((op_now + $2))
+  old_watchdog=$s_watchdog; aw_token=$s_token; aw_deadline=$s_deadline
   # Unique per arm (this shell's pid and the second): it only has to differ from earlier tokens.
   s_token="$op_now"p$$
-  if pid1_is_systemd; then s_watchdog="unit:isolate-wizard-$1-$s_token"; else s_watchdog=detached; fi
-}
-
-# launch_watchdog BATCH SECONDS: starts the watchdog new_arm chose (its token is in the state).
-launch_watchdog() {
-  case $s_watchdog in
-    unit:*)
-      lw_unit=isolate-wizard-$1-$s_token
-      if systemd-run --quiet --unit="$lw_unit" --on-active="$2" --timer-property=AccuracySec=1s \
-          /bin/sh "$AGENT" fire "$1" "$s_token" >/dev/null 2>&1; then
-        log "armed $1 unit $lw_unit deadline $s_deadline"
-        return 0
-      fi
-      s_watchdog=detached; append_state "watchdog=detached" ;;
-  esac
+  s_deadline=$((op_now + $2))
+  if pid1_is_systemd; then
+    s_watchdog="unit:isolate-wizard-$1-$s_token"
+    if systemd-run --quiet --unit="isolate-wizard-$1-$s_token" --on-active="$2" --timer-property=AccuracySec=1s \
+        /bin/sh "$AGENT" fire "$1" "$s_token" >/dev/null 2>&1; then
+      watchdog_kind=unit
+      log "armed $1 unit isolate-wizard-$1-$s_token deadline $s_deadline"
+      return 0
+    fi
+    s_watchdog=$old_watchdog; s_token=$aw_token; s_deadline=$aw_deadline
+    return 1
+  fi
+  s_watchdog=detached; watchdog_kind=detached
   # Detached: a session of its own (setsid: no controlling terminal, no process group shared
   # with the SSH session), no inherited pipes (the SSH channel can close), the mutex fd closed
   # (it must not hold our lock). Where setsid is missing, a forked copy of this shell deaf to
@@ -365,11 +556,14 @@ launch_watchdog() {
     ( trap - EXIT; trap '' HUP; watch_deadline "$1" "$s_token" "$op_now" ) </dev/null >/dev/null 2>&1 9>&- &
   fi
   log "armed $1 pid $! deadline $s_deadline"
+  return 0
 }
 
-stop_watchdog_unit() { # a systemd timer of an earlier arm; the state's token retires the others
-  case $s_watchdog in
-    unit:*) IFS=:; set -- $s_watchdog; IFS=$ifs0; systemctl stop "$2.timer" >/dev/null 2>&1 ;;
+# retire_watchdog WATCHDOG: stops a systemd timer (a detached watchdog retires itself when it
+# finds its token gone from the state; so does a unit whose timer already fired).
+retire_watchdog() {
+  case $1 in
+    unit:*) IFS=:; set -- $1; IFS=$ifs0; systemctl stop "$2.timer" >/dev/null 2>&1 ;;
   esac
   return 0
 }
@@ -377,55 +571,81 @@ stop_watchdog_unit() { # a systemd timer of an earlier arm; the state's token re
 # The watch is alive while the state holds the token and a deadline.
 watch_ok() { [ "$s_token" = "$1" ] && [ -n "$s_deadline" ]; }
 
-# watch_deadline BATCH TOKEN [NOW]: waits for the deadline, then expires the batch if it is still ours.
-# Polls rather than one long sleep: a suspended/adjusted clock is re-read, and a cancelled or
-# re-armed watchdog notices that its token is gone and quits. At most 5 s between polls, to the
-# second near the deadline: few processes while a fleet is being applied. Never returns.
+# watch_deadline BATCH TOKEN [NOW]: waits for the deadline, then expires the batch if it is still
+# ours; when its restore fails, tries again every RETRY_SECONDS for as long as the state holds
+# the token. Polls rather than one long sleep: a suspended/adjusted clock is re-read, and a
+# cancelled or re-armed watchdog notices that its token is gone and quits. At most 5 s between
+# polls, to the second near the deadline. Never returns.
 watch_deadline() {
   w_batch=$1; w_token=$2; w_now=$3
   while :; do
-    # No state at all: nothing left to guard (renames and appends never remove it).
-    [ -f "$STATE" ] || exit 0
-    read_state
-    if ! watch_ok "$w_token"; then
-      # Seen without the mutex: make sure under it before standing down.
-      take_mutex; read_state
-      watch_ok "$w_token" || exit 0
-      release_mutex
-    fi
-    [ -n "$w_now" ] || w_now=$(date +%s)
-    w_left=$((s_deadline - w_now)); w_now=
-    [ "$w_left" -le 0 ] && break
-    [ "$w_left" -gt 5 ] && w_left=5
-    sleep "$w_left"
+    while :; do
+      # No state at all: nothing left to guard (renames never remove it).
+      [ -f "$STATE" ] || exit 0
+      read_state
+      if ! watch_ok "$w_token"; then
+        # Seen without the mutex: make sure under it before standing down.
+        take_mutex; read_state
+        watch_ok "$w_token" || exit 0
+        release_mutex
+      fi
+      [ -n "$w_now" ] || w_now=$(date +%s)
+      w_left=$((s_deadline - w_now)); w_now=
+      [ "$w_left" -le 0 ] && break
+      [ "$w_left" -gt 5 ] && w_left=5
+      sleep "$w_left"
+    done
+    take_mutex; read_state
+    [ "$s_batch" = "$w_batch" ] && [ "$s_token" = "$w_token" ] && is_pending_phase "$s_phase" || exit 0
+    op_now=
+    expire "$w_batch" && exit 0
+    release_mutex
+    sleep "$RETRY_SECONDS"
   done
-  take_mutex; read_state
-  [ "$s_batch" = "$w_batch" ] && [ "$s_token" = "$w_token" ] && is_pending_phase "$s_phase" || exit 0
-  op_now=
-  expire "$w_batch"
-  exit 0
 }
 
-# expire BATCH: under the mutex, state read. Puts back the snapshot if anything may have been loaded.
+# expire BATCH: under the mutex, state read. Puts back the snapshot if anything may have been
+# loaded. Phase expired (token retired) only once the restore is verified and written down; else
+# the batch stays pending (restoring) with its deadline moved on, and expire fails: the watchdog
+# retries.
 expire() {
-  if [ "$s_phase" = loading ] || [ "$s_phase" = loaded ]; then
-    if restore_snapshot "$1"; then log "expired $1: snapshot restored"
-    else log "expired $1: restore reported an error"; fi
-  else
-    log "expired $1 before any change: lock released"
-  fi
   clock
-  append_state "phase=expired" "token=" "watchdog=" "changed=$op_now"
+  case $s_phase in
+    loading|loaded|restoring)
+      if restore_verified "$1"; then
+        s_phase=expired; s_token=; s_watchdog=; s_changed=$op_now
+        if write_state; then log "expired $1: snapshot restored and verified"; return 0; fi
+        log "expired $1: snapshot restored and verified, but the state cannot be written: retrying"
+        return 1
+      fi
+      log "expired $1: COULD NOT RESTORE:$why retrying in $RETRY_SECONDS s"
+      s_phase=restoring; s_deadline=$((op_now + RETRY_SECONDS)); s_changed=$op_now
+      write_state || log "expired $1: the state cannot be written either"
+      return 1 ;;
+  esac
   s_phase=expired; s_token=; s_watchdog=; s_changed=$op_now
+  if write_state; then log "expired $1 before any change: lock released"; return 0; fi
+  log "expired $1 before any change, but the state cannot be written: retrying"
+  return 1
 }
 
-# A lock whose deadline passed long ago with no watchdog left to act (killed, reboot).
-expire_if_stale() {
-  is_pending_phase "$s_phase" || return 0
-  clock
-  es_deadline=$s_deadline; [ -n "$es_deadline" ] || es_deadline=0
-  if [ "$op_now" -gt $((es_deadline + STALE_GRACE)) ]; then expire "$s_batch"; fi
-  return 0
+# restore_or_retry BATCH WHAT: the restore after WHAT failed (load, rollback): prints and exits.
+# Verified: the caller's final phase is written by the caller (returns 0). Not verified: the
+# batch stays pending (restoring), a watchdog is armed to retry in RETRY_SECONDS, exit 7.
+restore_or_retry() {
+  restore_verified "$1" && return 0
+  rr_why=$why
+  s_phase=restoring
+  if arm_watchdog "$1" "$RETRY_SECONDS"; then
+    if write_state; then retire_watchdog "$old_watchdog"
+    else retire_watchdog "$s_watchdog"; fi
+  else
+    # The earlier watchdog stays (it acts at its own deadline, then retries).
+    write_state || :
+  fi
+  log "$2 $1: COULD NOT RESTORE:$rr_why the watchdog retries"
+  printf 'restore=failed\n'
+  die 7 "could not restore: act now: $2 $1, then putting the previous rules back failed:$rr_why the batch stays pending and the server retries every $RETRY_SECONDS s"
 }
 
 # ---- persistence ---------------------------------------------------------------------------
@@ -435,35 +655,43 @@ persist_kind() { # -> $pk
   else pk=none; fi
 }
 
-# persist_file FAMILY FILE ITS-DIRECTORY: writes the live filter table into the boot-time file,
-# keeping the file's other tables.
+PERSIST_MARK='# Written by isolate-wizard'
+
+# persist_file FAMILY FILE ITS-DIRECTORY: writes what we own of the live filter table ($live_v4 /
+# $live_v6: others' chains and the jumps into them left out, their software makes them at boot)
+# into the boot-time file, keeping the file's other tables. The operator's own file is kept once
+# as FILE.iw-orig. Every write checked.
 persist_file() {
-  [ -d "$3" ] || mkdir -p "$3"
-  umask 022
-  save_text "$1" -t filter || save_text "$1"
+  [ -d "$3" ] || mkdir -p "$3" || return 1
+  if [ "$1" = 4 ]; then pf_live=$live_v4; else pf_live=$live_v6; fi
+  our_part "$pf_live" strip || return 1
+  if [ -f "$2" ] && [ ! -e "$2.iw-orig" ]; then
+    pf_first=; IFS= read -r pf_first < "$2" || :
+    case $pf_first in "$PERSIST_MARK"*) ;; *) cp -p "$2" "$2.iw-orig" || return 1 ;; esac
+  fi
   clock; iso_time "$op_now"
-  {
-    printf '# Written by isolate-wizard on %s\n' "$iso"
-    [ -f "$2" ] && other_sections "$2"
-    filter_text "$saved"
-  } > "$2.iw-new" && mv -f "$2.iw-new" "$2"
+  umask 022
+  { printf '%s on %s\n' "$PERSIST_MARK" "$iso" && { [ ! -f "$2" ] || other_sections "$2"; } &&
+    { [ -z "$part" ] || printf '%s\n' "$part"; }; } > "$2.iw-new" 2>/dev/null && mv -f "$2.iw-new" "$2"
   pf_status=$?
   umask 077
+  [ "$pf_status" = 0 ] || rm -f "$2.iw-new" 2>/dev/null
   return $pf_status
 }
 
-persist() {
+persist() { # prints persisted=KIND; exit 9 when a boot file cannot be written
   persist_kind
   case $pk in
-    debian) persist_file 4 /etc/iptables/rules.v4 /etc/iptables && persist_file 6 /etc/iptables/rules.v6 /etc/iptables && echo "persisted=debian" ;;
-    rhel) persist_file 4 /etc/sysconfig/iptables /etc/sysconfig && persist_file 6 /etc/sysconfig/ip6tables /etc/sysconfig && echo "persisted=rhel" ;;
-    *) echo "persisted=none" ;;
-  esac
+    debian) persist_file 4 /etc/iptables/rules.v4 /etc/iptables && persist_file 6 /etc/iptables/rules.v6 /etc/iptables ;;
+    rhel) persist_file 4 /etc/sysconfig/iptables /etc/sysconfig && persist_file 6 /etc/sysconfig/ip6tables /etc/sysconfig ;;
+    *) true ;;
+  esac || { echo "persisted=failed"; die 9 "the rules are confirmed, but the $pk boot-time files could not be written (disk full?)"; }
+  echo "persisted=$pk"
 }
 
-# Snapshots are named <batch>.v4 (.v6, .cand.v4, .cand.v6); batches start with a sortable
-# timestamp and hold no dot. Sets $snapshots to their number and $oldest_first to their batch
-# names, oldest first (the shell sorts a glob's matches). Changes directory to the backups.
+# Snapshots are named <batch>.v4 (.v6, .cand.v4, .cand.v6, .loaded.v4, .loaded.v6); batches
+# start with a sortable timestamp and hold no dot. Sets $snapshots to their number and
+# $oldest_first to their batch names, oldest first (the shell sorts a glob's matches).
 list_snapshots() {
   cd "$BACKUPS" || return 1
   snapshots=0; oldest_first=
@@ -486,62 +714,89 @@ prune_backups() {
     [ "$pb_excess" -gt 0 ] || break
     pb_excess=$((pb_excess - 1))
     [ "$pb_old" = "$s_batch" ] && continue
-    pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.cand.v4 $pb_old.cand.v6"
+    pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.cand.v4 $pb_old.cand.v6 $pb_old.loaded.v4 $pb_old.loaded.v6"
   done
   [ -z "$pb_files" ] || rm -f $pb_files
 }
 
 # copy_until [MARK]: copies stdin lines to stdout up to the line MARK (true when it was seen),
-# or to the end without one. A last line without its newline is kept.
+# or to the end without one. A last line without its newline is kept. Sets cu_foreign=yes when
+# a line declares a chain of others. Fails on a write error (cu_failed=1).
 copy_until() {
   while IFS= read -r cu_line || [ -n "$cu_line" ]; do
     if [ $# = 1 ] && [ "$cu_line" = "$1" ]; then return 0; fi
-    printf '%s\n' "$cu_line"
+    case $cu_line in ${FOREIGN_DECLARATION}) cu_foreign=yes ;; esac
+    printf '%s\n' "$cu_line" || { cu_failed=1; return 1; }
   done
   [ $# = 0 ]
 }
 
 # stage_payload BATCH: under the mutex, the batch locked: stores the candidate payload read from
-# stdin and tests it. Exit 5 when iptables-restore --test rejects it (nothing changes).
+# stdin and tests it. Exit 5 when iptables-restore --test rejects it, 9 when it cannot be
+# stored (nothing changes either way).
 stage_payload() {
   found=0
   while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
   [ "$found" = 1 ] || die 2 "candidate for IPv4 missing"
-  copy_until '#iw:v6' > "$BACKUPS/$1.cand.v4" || die 2 "candidate for IPv6 missing"
-  copy_until > "$BACKUPS/$1.cand.v6"
+  cu_foreign= cu_failed=
+  copy_until '#iw:v6' > "$BACKUPS/$1.cand.v4" 2>/dev/null || {
+    [ -z "$cu_failed" ] || die 9 "cannot store the IPv4 candidate (disk full?)"
+    die 2 "candidate for IPv6 missing"; }
+  copy_until > "$BACKUPS/$1.cand.v6" 2>/dev/null || die 9 "cannot store the IPv6 candidate (disk full?)"
   failed=0
   for fam in 4 6; do
     restore_cmd "$fam"
     have "$rcmd" || die 5 "$rcmd is not installed"
-    if ! err=$("$rcmd" --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
+    if ! err=$("$rcmd" -w --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
       printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
       failed=1
     fi
   done
   [ $failed -eq 0 ] || exit 5
-  append_state "phase=staged"
+  s_phase=staged; s_candforeign=$cu_foreign
+  write_state || die 9 "cannot write the state (disk full?): the candidate is not staged"
 }
 
 # show_live: the state's batch and phase, then the live filter tables, normalized.
 show_live() {
   read_state
   printf 'phase=%s\nbatch=%s\n' "$s_phase" "$s_batch"
-  echo "#iw:v4"; live_filter 4
-  echo "#iw:v6"; live_filter 6
+  echo "#iw:v4"; live_text 4 || die 1 "cannot read the live IPv4 rules"; filter_text "$saved"
+  echo "#iw:v6"; live_text 6 || die 1 "cannot read the live IPv6 rules"; filter_text "$saved"
 }
 
-# confirm_batch BATCH: keep the rules (exit 4 when the batch already expired: rolled back), persist them.
+# refuse_confirm REASON DETAIL: nothing persisted, the batch stays pending with its watchdog.
+refuse_confirm() {
+  printf 'reason=%s\ndetail=%s\n' "$1" "$2"
+  log "confirm $batch refused: $1:$2"
+  if [ "$1" = rebooted ]; then rc_what="the server rebooted since the load"; else rc_what="the live rules changed since the load"; fi
+  die 8 "not confirmed: $rc_what ($2); nothing was persisted, the batch stays pending (its watchdog armed)"
+}
+
+# confirm_batch BATCH: keep the rules, if they are still the ones loaded on this boot; persist them.
 confirm_batch() {
   batch=$1
   take_mutex
   read_state
-  if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then echo "already-confirmed"; persist; exit 0; fi
+  if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then
+    # Again (after installing the boot-time loader): the live rules must still be the ones loaded.
+    live_matches_loaded "$batch" || refuse_confirm changed "$why"
+    echo "already-confirmed"; persist; exit 0
+  fi
   require_batch "$batch"
+  [ "$s_phase" != restoring ] ||
+    die 7 "could not restore: act now: batch $batch failed and its previous rules could not be put back yet; the server retries every $RETRY_SECONDS s"
   [ "$s_phase" = loaded ] || die 4 "batch $batch is $s_phase: nothing loaded to confirm"
-  stop_watchdog_unit
+  read_boot_id
+  [ "$boot_id" = "$s_boot" ] ||
+    refuse_confirm rebooted "boot id $s_boot at the load, $boot_id now: the rules live are what the boot loaded"
+  live_matches_loaded "$batch" || refuse_confirm changed "$why"
   clock
+  cb_watchdog=$s_watchdog
   # The token goes with the phase, in one write: a detached watchdog sees it gone and quits.
-  append_state "token=" "watchdog=" "phase=confirmed" "changed=$op_now" "confirmed=$op_now"
+  s_token=; s_watchdog=; s_phase=confirmed; s_changed=$op_now; s_confirmed=$op_now
+  write_state || die 9 "cannot write the state (disk full?): not confirmed, the watchdog is still armed"
+  retire_watchdog "$cb_watchdog"
   log "confirmed $batch"
   echo "confirmed"
   persist
@@ -558,8 +813,10 @@ esac
 
 case "$op" in
   begin) # BATCH SECONDS [stage], owner line in IW_OWNER or on stdin: lock, snapshot, arm. Prints
-    # the snapshot. With "stage" a candidate payload follows on stdin and is staged as by the stage
-    # op (one round trip less): exit 5 when it is rejected, the batch then still locked.
+    # watchdog=unit|detached, then the snapshot. With "stage" a candidate payload follows on
+    # stdin and is staged as by the stage op (one round trip less): exit 5 when it is rejected,
+    # the batch then still locked. Exit 9 (1 for the watchdog), nothing changed, nothing locked,
+    # when the snapshot, the watchdog or the state cannot be made.
     stage_too=
     if [ $# -eq 3 ] && [ "$3" = stage ]; then stage_too=1; set -- "$1" "$2"; fi
     [ $# -eq 2 ] && valid_batch "$1" && valid_seconds "$2" || die 2 "usage: begin BATCH SECONDS [stage]"
@@ -574,11 +831,12 @@ case "$op" in
     take_mutex
     clock
     read_state
-    expire_if_stale
     if is_pending_phase "$s_phase"; then
       # A new copy being installed (see below) is dropped: the pending batch keeps its agent.
       case $0 in "$DIR"/agent.sh.*) rm -f "$0" ;; esac
-      printf 'held_by=%s\nsince=%s\nbatch=%s\ndeadline=%s\nnow=%s\n' "$s_owner" "$s_since" "$s_batch" "$s_deadline" "$op_now"
+      if is_stale; then stale=yes; else stale=no; fi
+      printf 'held_by=%s\nsince=%s\nbatch=%s\nphase=%s\ndeadline=%s\nnow=%s\nstale=%s\n' \
+        "$s_owner" "$s_since" "$s_batch" "$s_phase" "$s_deadline" "$op_now" "$stale"
       exit 3
     fi
     # Run from a new copy (agent.sh.<pid>, the install-begin-stage command): it takes the agent's
@@ -586,15 +844,21 @@ case "$op" in
     # finishes with that agent and its watchdog (whose state format it knows).
     case $0 in "$DIR"/agent.sh.*) mv -f "$0" "$AGENT" || die 1 "cannot install the agent" ;; esac
     for fam in 4 6; do
-      save_text "$fam" || :
-      if [ -n "$saved" ]; then printf '%s\n' "$saved"; fi > "$BACKUPS/$batch.v$fam"
+      save_text "$fam" || { rm -f "$BACKUPS/$batch.v4"; die 9 "iptables-save failed for IPv$fam: no snapshot, nothing changed"; }
+      write_checked "$BACKUPS/$batch.v$fam" "$saved" ||
+        { rm -f "$BACKUPS/$batch.v4"; die 9 "cannot write the IPv$fam snapshot (disk full?): nothing changed"; }
       if [ "$fam" = 4 ]; then snap_v4=$saved; else snap_v6=$saved; fi
     done
-    new_arm "$batch" "$seconds"
-    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now
-    write_state || die 1 "cannot write the state"
-    launch_watchdog "$batch" "$seconds"
+    arm_watchdog "$batch" "$seconds" ||
+      { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"; die 1 "systemd-run failed: no watchdog could be armed, nothing changed"; }
+    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now; s_boot=; s_candforeign=
+    if ! write_state; then
+      retire_watchdog "$s_watchdog" # a detached one finds no token and quits
+      rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"
+      die 9 "cannot write the state (disk full?): nothing changed"
+    fi
     log "begin $batch by $owner"
+    printf 'watchdog=%s\n' "$watchdog_kind"
     printf '#iw:v4\n'; [ -z "$snap_v4" ] || printf '%s\n' "$snap_v4"
     printf '#iw:v6\n'; [ -z "$snap_v6" ] || printf '%s\n' "$snap_v6"
     [ -z "$stage_too" ] || stage_payload "$batch"
@@ -608,33 +872,51 @@ case "$op" in
     require_batch "$batch"
     case $s_phase in locked|staged) ;; *) die 4 "batch $batch is $s_phase: its candidate is already loaded" ;; esac
     # A new candidate must pass --test before it may load.
-    [ "$s_phase" != staged ] || append_state "phase=locked"
+    if [ "$s_phase" = staged ]; then s_phase=locked; write_state || die 9 "cannot write the state (disk full?)"; fi
     stage_payload "$batch"
     echo "staged"
     ;;
 
-  load) # BATCH: load the staged candidate atomically; on any failure put the snapshot back.
-    [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: load BATCH"
-    batch=$1
+  load) # BATCH: load the staged candidate atomically (others' chains taken live); on any failure
+    # put the snapshot back and verify it (exit 6), or keep retrying (exit 7).
+    [ $# -eq 1 ] && valid_batch "$1" && batch=$1 || die 2 "usage: load BATCH"
     take_mutex
     read_state
     require_batch "$batch"
     [ "$s_phase" = staged ] || die 4 "batch $batch is $s_phase, not staged"
     clock
+    read_boot_id
     # Written before anything changes: from here an expiry puts the snapshot back.
-    append_state "phase=loading" "changed=$op_now"
+    s_phase=loading; s_changed=$op_now; s_boot=$boot_id
+    write_state || die 9 "cannot write the state (disk full?): nothing loaded"
+    failure=
     for fam in 4 6; do
-      restore_cmd "$fam"
-      if ! err=$("$rcmd" < "$BACKUPS/$batch.cand.v$fam" 2>&1); then
-        restore_snapshot "$batch"
-        printf 'IPv%s load failed (%s); snapshot restored\n' "$fam" "$err" >&2
-        stop_watchdog_unit
-        append_state "phase=failed" "token=" "watchdog=" "changed=$op_now"
-        log "load $batch failed on IPv$fam: snapshot restored"
-        exit 6
-      fi
+      if ! live_text "$fam"; then failure="IPv$fam load failed (cannot read the live rules)"; break; fi
+      load_merged "$fam" "$BACKUPS/$batch.cand.v$fam" "$(filter_text "$saved")" "$s_candforeign" ||
+        { failure="IPv$fam load failed ($load_err)"; break; }
     done
-    append_state "phase=loaded" "changed=$op_now"
+    # What is live now, in iptables-save's spelling: confirm compares with it.
+    if [ -z "$failure" ]; then
+      for fam in 4 6; do
+        live_text "$fam" && our_part "$saved" ours && write_checked "$BACKUPS/$batch.loaded.v$fam" "$part" ||
+          { failure="cannot record the loaded IPv$fam rules (disk full?)"; break; }
+      done
+    fi
+    if [ -z "$failure" ]; then
+      s_phase=loaded
+      write_state || failure="cannot write the state (disk full?)"
+    fi
+    if [ -n "$failure" ]; then
+      printf '%s\n' "$failure" >&2
+      restore_or_retry "$batch" "$failure in batch"
+      lf_watchdog=$s_watchdog
+      s_phase=failed; s_token=; s_watchdog=
+      # Unwritten, the watchdog stays armed and restores the same rules again at its deadline.
+      write_state || die 9 "$failure; the previous rules are back and verified, but the state cannot be written"
+      retire_watchdog "$lf_watchdog"
+      log "load $batch failed: $failure; snapshot restored and verified"
+      die 6 "$failure; the previous rules were restored and verified"
+    fi
     log "loaded $batch"
     echo "loaded"
     ;;
@@ -644,12 +926,12 @@ case "$op" in
     take_mutex
     read_state
     require_batch "$1"
-    stop_watchdog_unit
-    new_arm "$1" "$2"
-    # Written before the watchdog starts: it must find its token.
-    append_state "token=$s_token" "deadline=$s_deadline" "watchdog=$s_watchdog"
-    launch_watchdog "$1" "$2"
-    printf 'deadline=%s\nnow=%s\n' "$s_deadline" "$op_now"
+    [ "$s_phase" != restoring ] ||
+      die 7 "could not restore: act now: batch $1 failed and its previous rules could not be put back yet; the server retries every $RETRY_SECONDS s"
+    arm_watchdog "$1" "$2" || die 1 "systemd-run failed: the countdown was not re-armed (the earlier watchdog stays)"
+    if ! write_state; then retire_watchdog "$s_watchdog"; die 9 "cannot write the state (disk full?): the earlier watchdog stays"; fi
+    retire_watchdog "$old_watchdog"
+    printf 'deadline=%s\nnow=%s\nwatchdog=%s\n' "$s_deadline" "$op_now" "$watchdog_kind"
     ;;
 
   show) # the live filter tables, normalized, and the state (for verification from a new connection)
@@ -669,39 +951,51 @@ case "$op" in
     confirm_batch "$1"
     ;;
 
-  confirm) # BATCH: keep the rules. Exit 4 when the batch already expired (rolled back).
+  confirm) # BATCH: keep the rules. Exit 4 when the batch already expired (rolled back), 8 when
+    # the server rebooted or the live rules changed since the load.
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: confirm BATCH"
     confirm_batch "$1"
     ;;
 
-  rollback) # BATCH: put the snapshot back now, then check the live rules equal it.
-    [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: rollback BATCH"
-    batch=$1
+  rollback) # BATCH: put the snapshot back now and verify it; exit 7 (the batch pending, the
+    # watchdog retrying) while it cannot be. A stale batch is restored only while the live rules
+    # are still the ones it loaded (exit 8 reason=changed otherwise).
+    [ $# -eq 1 ] && valid_batch "$1" && batch=$1 || die 2 "usage: rollback BATCH"
     take_mutex
     read_state
     require_batch "$batch"
-    stop_watchdog_unit
     was=$s_phase
-    if [ "$was" = loading ] || [ "$was" = loaded ]; then restore_snapshot "$batch"; fi
+    if is_stale && [ "$was" != locked ] && [ "$was" != staged ] && ! live_matches_loaded "$batch"; then
+      printf 'reason=changed\n'
+      die 8 "batch $batch is stale (its deadline passed long ago and no watchdog acted: a reboot?) and the live rules are no longer the ones it loaded:$why its snapshot was not restored over them. Check the server's rules; to release the batch keeping them: sudo sh $AGENT unlock $batch"
+    fi
+    case $was in loading|loaded|restoring) restore_or_retry "$batch" "rollback of" ;; esac
     clock
-    append_state "token=" "watchdog=" "phase=rolledback" "changed=$op_now"
-    log "rolled back $batch (was $was)"
-    if snapshot_matches_live "$batch"; then echo "rolledback"; else die 7 "live rules differ from the snapshot after restore"; fi
+    rb_watchdog=$s_watchdog
+    s_token=; s_watchdog=; s_phase=rolledback; s_changed=$op_now
+    write_state || die 9 "the previous rules are back and verified, but the state cannot be written (disk full?): the watchdog stays armed"
+    retire_watchdog "$rb_watchdog"
+    log "rolled back $batch (was $was): verified"
+    echo "rolledback"
     ;;
 
-  unlock) # BATCH: release a batch that changed nothing yet (locked or staged).
+  unlock) # BATCH: release a batch that changed nothing yet (locked or staged), or a stale one,
+    # keeping the live rules as they are.
     [ $# -eq 1 ] && valid_batch "$1" || die 2 "usage: unlock BATCH"
     take_mutex
     read_state
     [ "$s_batch" = "$1" ] || { echo "not-current"; exit 0; }
     case $s_phase in
-      locked|staged)
-        stop_watchdog_unit
-        clock
-        append_state "token=" "watchdog=" "phase=released" "changed=$op_now"
-        echo "released" ;;
-      *) die 4 "batch $1 is $s_phase: use rollback" ;;
+      locked|staged) ;;
+      *) { is_pending_phase "$s_phase" && is_stale; } || die 4 "batch $1 is $s_phase: use rollback" ;;
     esac
+    clock
+    ul_watchdog=$s_watchdog
+    s_token=; s_watchdog=; s_phase=released; s_changed=$op_now
+    write_state || die 9 "cannot write the state (disk full?)"
+    retire_watchdog "$ul_watchdog"
+    log "released $1 (the live rules kept)"
+    echo "released"
     ;;
 
   fire) # BATCH TOKEN: the watchdog (started by a systemd timer, or by setsid).
@@ -709,23 +1003,29 @@ case "$op" in
     watch_deadline "$1" "$2" ""
     ;;
 
-  status) # key=value lines about this host
-    take_mutex
+  status) # key=value lines about this host. Read-only: changes nothing (no mutex either: the
+    # state is only ever replaced whole).
     read_state
-    expire_if_stale
     clock
     if [ -f "$STATE" ]; then managed=yes; else managed=no; fi
     if is_pending_phase "$s_phase"; then locked=yes; else locked=no; fi
+    if is_stale; then stale=yes; else stale=no; fi
     list_snapshots || snapshots=0
     persist_kind
-    printf 'managed=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ndeadline=%s\nnow=%s\nlocked=%s\nbackups=%s\npersistence=%s\n' \
-      "$managed" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" "$s_deadline" "$op_now" "$locked" "$snapshots" "$pk"
+    case $s_watchdog in unit:*) watchdog=unit ;; *) watchdog=$s_watchdog ;; esac
+    printf 'managed=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ndeadline=%s\nnow=%s\nlocked=%s\nstale=%s\nwatchdog=%s\nbackups=%s\npersistence=%s\n' \
+      "$managed" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" "$s_deadline" "$op_now" "$locked" "$stale" "$watchdog" "$snapshots" "$pk"
     ;;
 
   install-persistence) # installs the distribution's boot-time loader, non-interactively
     persist_kind
     if [ "$pk" != none ]; then echo "persistence=$pk"; exit 0; fi
     if have apt-get; then
+      # ufw's package and iptables-persistent break each other: installing one removes the
+      # other, and removing ufw sets the policies to ACCEPT.
+      if have ufw || awk '/^Package: / { p = ($2 == "ufw") } p && /^Status: .* installed$/ { found = 1 } END { exit !found }' /var/lib/dpkg/status 2>/dev/null; then
+        die 1 "ufw is installed: the iptables-persistent package removes it (and ufw's removal opens the firewall); nothing installed: keep the rules across reboots with ufw, or remove ufw yourself first"
+      fi
       # Without these answers the package saves the CURRENT rules during installation.
       if have debconf-set-selections; then
         printf '%s\n' 'iptables-persistent iptables-persistent/autosave_v4 boolean false' \

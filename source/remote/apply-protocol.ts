@@ -12,8 +12,12 @@
 //   6. armDeadline      the operator's countdown, on the server's clock
 //   7. verifyLoaded     over a NEW connection: login works, the live rules are the ones sent
 //      (verifyAndHold: the same, then waits there for the word to confirm, for apply --yes)
-//   8. confirmBatch     over a new connection: cancel the watchdog, persist; exit 4 = expired
-//   9. rollbackBatch    restore now, cancel the watchdog, check live == snapshot
+//   8. confirmBatch     over a new connection: check the server did not reboot and the live
+//                       rules are the ones loaded, cancel the watchdog, persist; exit 4 = expired,
+//                       8 = refused (rebooted / changed; the batch stays pending)
+//   9. rollbackBatch    restore now, check live == snapshot, then cancel the watchdog
+// A restore that cannot be verified (exit 7) keeps the batch pending and the server retrying:
+// RestoreFailedError, reported as "could not restore: act now", never as restored.
 import {hostname, userInfo} from 'node:os';
 import {randomBytes} from 'node:crypto';
 import {HostError, RefusedError} from '../core/errors.js';
@@ -129,11 +133,18 @@ export class LockHeldError extends RefusedError {
     readonly holder: string,
     readonly since: Date | undefined,
     readonly secondsLeft: number | undefined,
+    /** Its deadline passed long ago and no watchdog acted (a reboot?): only a rollback ends it. */
+    readonly stale = false,
   ) {
     super(
       `${host}: locked by ${holder || 'another run'}` +
         (since ? ` since ${since.toISOString()}` : '') +
-        (secondsLeft !== undefined ? ` (its deadline is in ${secondsLeft} s; wait, or confirm/roll back from that machine)` : ''),
+        (stale
+          ? ': that batch is stale (its deadline passed and no watchdog acted: a reboot?); nothing was restored by itself: ' +
+            `roll it back with "isolate-wizard rollback --host ${host}" (it restores only if the live rules are still that batch's)`
+          : secondsLeft !== undefined
+            ? ` (its deadline is in ${secondsLeft} s; wait, or confirm/roll back from that machine)`
+            : ''),
     );
   }
 }
@@ -141,11 +152,66 @@ export class LockHeldError extends RefusedError {
 /** The host answered and said no (as opposed to a link that failed): retrying cannot help. */
 export class AgentError extends HostError {}
 
-/** The batch is no longer pending: the deadline passed and the server rolled back (exit 4). */
-export class BatchExpiredError extends AgentError {}
+/** The batch is no longer pending (exit 4). `serverRolledBack`: the server said it expired, its restore verified. */
+export class BatchExpiredError extends AgentError {
+  constructor(
+    host: string,
+    message: string,
+    readonly serverRolledBack = false,
+  ) {
+    super(host, message);
+  }
+}
 
 /** `iptables-restore --test` refused the candidate; nothing changed on the host. */
 export class CandidateRejectedError extends AgentError {}
+
+/**
+ * Exit 7: the server could not put the previous rules back (or could not verify it did). Its rules
+ * are neither the new ones confirmed nor the previous ones; the batch stays pending and the
+ * server's watchdog retries. Never reported as restored.
+ */
+export class RestoreFailedError extends AgentError {
+  constructor(host: string, detail: string) {
+    super(host, detail);
+    this.message = `could not restore: act now — ${host}: ${detail.replace(/^could not restore: act now: /, '')}`;
+  }
+}
+
+/** Exit 8: confirm refused, nothing persisted; the batch is still pending with its watchdog. */
+export class ConfirmRefusedError extends AgentError {
+  constructor(
+    host: string,
+    readonly reason: 'rebooted' | 'changed',
+    detail: string,
+  ) {
+    super(
+      host,
+      `not confirmed: ${reason === 'rebooted' ? 'the server rebooted since load' : 'the live rules changed since load'}` +
+        `${detail ? ` (${detail.trim().replace(/;$/, '')})` : ''}; nothing persisted, the batch is still pending: ` +
+        'it rolls back by itself at its deadline, or run rollback now',
+    );
+  }
+}
+
+/** Which watchdog the server armed: a systemd timer unit, or a detached process. */
+export type WatchdogKind = 'unit' | 'detached';
+
+function watchdogKind(text: string): WatchdogKind | undefined {
+  const kind = keyValues(text.split(`${SECTION_V4}\n`)[0] ?? '').get('watchdog');
+  return kind === 'unit' || kind === 'detached' ? kind : undefined;
+}
+
+/** Errors every op maps the same way: 7 could not restore, 9 could not write, 4 not pending. */
+function commonFailure(remote: RemoteHost, result: ExecResult): Error | undefined {
+  if (result.code === AGENT_EXIT.restoreFailed) return new RestoreFailedError(remote.name, firstLine(result));
+  if (result.code === AGENT_EXIT.notPending) {
+    const why = firstLine(result);
+    return new BatchExpiredError(remote.name, why, / is expired$/.test(why));
+  }
+  if (result.code === AGENT_EXIT.writeFailed) return new AgentError(remote.name, `the server could not write (disk full?): ${firstLine(result)}`);
+  return undefined;
+}
 
 // ---------------------------------------------------------------------------
 // 1-4. Install, lock, snapshot and lease; test the rules as planned
@@ -166,8 +232,10 @@ function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
       info.get('held_by') ?? '',
       Number.isFinite(since) && since > 0 ? new Date(since * 1000) : undefined,
       Number.isFinite(deadline) && Number.isFinite(now) && deadline > 0 ? Math.max(0, deadline - now) : undefined,
+      info.get('stale') === 'yes',
     );
   }
+  if (result.code === AGENT_EXIT.writeFailed) throw new AgentError(remote.name, `lock/snapshot failed, nothing changed: ${firstLine(result)}`);
   if (result.code !== 0) throw new AgentError(remote.name, `lock/snapshot failed: ${firstLine(result)}`);
   return splitPayload(result.stdout);
 }
@@ -231,6 +299,8 @@ export interface BeganAndStaged {
   /** The texts that were staged. */
   readonly v4Text: string;
   readonly v6Text: string;
+  /** The watchdog the server armed (undefined: an agent that does not say). */
+  readonly watchdog?: WatchdogKind;
 }
 
 function candidatePayload(v4Text: string, v6Text: string): string {
@@ -256,10 +326,12 @@ export async function installBeginStage(
     seconds: leaseSeconds,
     stdin: `${ownerText}\n${candidatePayload(planned.v4Text, planned.v6Text)}`,
   });
+  const watchdog = watchdogKind(result.stdout);
+  const kind = watchdog === undefined ? {} : {watchdog};
   if (result.code === AGENT_EXIT.candidateRejected) {
-    return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text};
+    return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text, ...kind};
   }
-  return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text};
+  return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text, ...kind};
 }
 
 export async function stageCandidate(remote: RemoteHost, batch: string, v4Text: string, v6Text: string): Promise<void> {
@@ -267,16 +339,20 @@ export async function stageCandidate(remote: RemoteHost, batch: string, v4Text: 
   if (result.code === AGENT_EXIT.candidateRejected) {
     throw new CandidateRejectedError(remote.name, `rules rejected by the server, nothing changed: ${firstLine(result)}`);
   }
-  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  const failure = commonFailure(remote, result);
+  if (failure) throw failure;
   if (result.code !== 0) throw new AgentError(remote.name, `validation failed: ${firstLine(result)}`);
 }
 
 // ---------------------------------------------------------------------------
-// 5. Load (atomic per family; the agent restores the snapshot itself when either fails)
+// 5. Load (atomic per family; the agent restores the snapshot itself when either fails: exit 6
+// once that restore is verified, exit 7 while it is not)
 
 export async function loadCandidate(remote: RemoteHost, batch: string): Promise<void> {
   const result = await run(remote, COMMANDS.load, {batch});
-  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  const failure = commonFailure(remote, result);
+  if (failure) throw failure;
+  if (result.code === AGENT_EXIT.loadFailed) throw new AgentError(remote.name, `load failed: ${firstLine(result)}`);
   if (result.code !== 0) throw new AgentError(remote.name, `load failed: ${firstLine(result)}`);
 }
 
@@ -288,14 +364,17 @@ export interface Armed {
   readonly deadline: number;
   /** The server's clock when armed (the deadline is `seconds` after it, whatever the skew). */
   readonly serverNow: number;
+  readonly watchdog?: WatchdogKind;
 }
 
 export async function armDeadline(remote: RemoteHost, batch: string, seconds: number): Promise<Armed> {
   const result = await run(remote, COMMANDS.arm, {batch, seconds});
-  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
+  const failure = commonFailure(remote, result);
+  if (failure) throw failure;
   if (result.code !== 0) throw new AgentError(remote.name, `cannot arm the rollback timer: ${firstLine(result)}`);
   const values = keyValues(result.stdout);
-  return {deadline: Number(values.get('deadline')), serverNow: Number(values.get('now'))};
+  const watchdog = watchdogKind(result.stdout);
+  return {deadline: Number(values.get('deadline')), serverNow: Number(values.get('now')), ...(watchdog === undefined ? {} : {watchdog})};
 }
 
 // ---------------------------------------------------------------------------
@@ -465,11 +544,17 @@ export async function confirmBatch(remote: RemoteHost, batch: string): Promise<C
 function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   if (result.code === AGENT_EXIT.notPending) {
     const why = firstLine(result);
-    const meaning = / is expired$/.test(why)
-      ? 'the deadline had passed and the server already rolled back'
-      : 'it is no longer pending on the server';
-    throw new BatchExpiredError(remote.name, `not confirmed: ${why} (${meaning}; nothing changed)`);
+    // "expired" is written by the agent only once its restore was verified.
+    const expired = / is expired$/.test(why);
+    const meaning = expired ? 'the deadline had passed and the server already rolled back (verified)' : 'it is no longer pending on the server';
+    throw new BatchExpiredError(remote.name, `not confirmed: ${why} (${meaning}; nothing changed)`, expired);
   }
+  if (result.code === AGENT_EXIT.confirmRefused) {
+    const values = keyValues(result.stdout);
+    throw new ConfirmRefusedError(remote.name, values.get('reason') === 'rebooted' ? 'rebooted' : 'changed', values.get('detail') ?? '');
+  }
+  const failure = commonFailure(remote, result);
+  if (failure) throw failure;
   if (result.code !== 0) throw new AgentError(remote.name, `confirm failed: ${firstLine(result)}`);
   const values = keyValues(result.stdout);
   const persisted = values.get('persisted');
@@ -491,10 +576,9 @@ export async function installPersistence(remote: RemoteHost): Promise<Persistenc
 
 export async function rollbackBatch(remote: RemoteHost, batch: string): Promise<void> {
   const result = await run(remote, COMMANDS.rollback, {batch});
-  if (result.code === AGENT_EXIT.notPending) throw new BatchExpiredError(remote.name, firstLine(result));
-  if (result.code === AGENT_EXIT.restoreUnverified) {
-    throw new AgentError(remote.name, `restored, but the live rules differ from the snapshot: ${firstLine(result)}`);
-  }
+  const failure = commonFailure(remote, result);
+  if (failure) throw failure;
+  if (result.code === AGENT_EXIT.confirmRefused) throw new AgentError(remote.name, `not rolled back: ${firstLine(result)}`);
   if (result.code !== 0) throw new AgentError(remote.name, `rollback failed: ${firstLine(result)}`);
 }
 
@@ -510,9 +594,13 @@ export async function unlockBatch(remote: RemoteHost, batch: string): Promise<vo
 export interface AgentStatus {
   readonly managed: boolean;
   readonly batch?: string;
-  /** locked | staged | loading | loaded (pending) | confirmed | rolledback | expired | failed | released */
+  /** locked | staged | loading | loaded | restoring (pending) | confirmed | rolledback | expired | failed | released */
   readonly phase?: string;
   readonly pending: boolean;
+  /** Pending, its deadline long passed and no watchdog acted (a reboot?): only a rollback ends it. */
+  readonly stale: boolean;
+  /** A restore failed: the rules are neither the new nor the previous ones; the server retries. */
+  readonly restoring: boolean;
   readonly owner?: string;
   readonly secondsLeft?: number;
   /** Last phase change, server clock. */
@@ -522,7 +610,7 @@ export interface AgentStatus {
   readonly persistence: Persistence;
 }
 
-const PENDING_PHASES = new Set(['locked', 'staged', 'loading', 'loaded']);
+const PENDING_PHASES = new Set(['locked', 'staged', 'loading', 'loaded', 'restoring']);
 
 export function parseStatus(text: string): AgentStatus {
   const values = keyValues(text);
@@ -540,6 +628,8 @@ export function parseStatus(text: string): AgentStatus {
     batch: values.get('batch') || undefined,
     phase,
     pending,
+    stale: pending && values.get('stale') === 'yes',
+    restoring: phase === 'restoring',
     owner: values.get('owner') || undefined,
     secondsLeft: pending && deadline > 0 && now > 0 ? Math.max(0, deadline - now) : undefined,
     lastChange: epoch('changed'),

@@ -22,6 +22,7 @@ import {
   newBatchId,
   NO_PERSISTENCE_NOTE,
   prepareRules,
+  RestoreFailedError,
   rollbackBatch,
   stageCandidate,
   loadCandidate,
@@ -243,7 +244,8 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
       const copy = options.localState?.saveSnapshot(batch, name, began.snapshot);
       emit({host: name, step: 'snapshot', status: 'done', detail: copy ? `copy in ${copy}` : undefined});
-      emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server (${leaseSeconds} s until load and verify finish)`});
+      const kind = began.watchdog === 'unit' ? 'a systemd timer' : began.watchdog === 'detached' ? 'a detached process' : 'the server\'s watchdog';
+      emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server: ${kind} (${leaseSeconds} s until load and verify finish)`});
       emit({host: name, step: 'validate', status: 'running'});
       run.prepared = prepareRules(name, run.plan.candidate, began.snapshot);
       const sameAsPlanned = run.prepared.v4Text === began.v4Text && run.prepared.v6Text === began.v6Text;
@@ -291,10 +293,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       }
     });
     const failures = loads.flatMap((result) => (result.ok ? [] : [result.error]));
-    if (failures.length > 0) {
-      await releaseAll(options, runs, batch, emit);
-      throw new FleetApplyError([...failures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
-    }
+    if (failures.length > 0) throw rolledBackError(failures, await releaseAll(options, runs, batch, emit));
   }
 
   // 7. Verify every host over a NEW connection (the operator's path through the new rules). The
@@ -326,8 +325,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   const verifyFailures = verifications.flatMap((result) => (result.ok ? [] : [result.error]));
   if (verifyFailures.length > 0) {
     await Promise.all([...held.values()].map((holding) => holding.release()));
-    await releaseAll(options, runs, batch, emit);
-    throw new FleetApplyError([...verifyFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
+    throw rolledBackError(verifyFailures, await releaseAll(options, runs, batch, emit));
   }
 
   // 6. The operator's countdown: the same seconds on every server, from now.
@@ -337,10 +335,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   });
   const deadline = Date.now() + (options.armCountdown === false ? leaseSeconds : timeoutSeconds) * 1000;
   const armFailures = armed.flatMap((result) => (result.ok ? [] : [result.error]));
-  if (armFailures.length > 0) {
-    await releaseAll(options, runs, batch, emit);
-    throw new FleetApplyError([...armFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
-  }
+  if (armFailures.length > 0) throw rolledBackError(armFailures, await releaseAll(options, runs, batch, emit));
   for (const run of runs) options.localState?.setHost(run.plan.target.name, {batch, phase: 'pending', deadline, changedAt: Date.now()});
 
   // apply --yes: every host passed; confirm each over the connection that checked it.
@@ -373,8 +368,13 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   };
 }
 
-/** After a failure: roll back hosts that (may have) changed, unlock the others. Errors are reported, not thrown. */
-async function releaseAll(options: ApplyFleetOptions, runs: readonly HostRun[], batch: string, emit: OnProgress): Promise<void> {
+/**
+ * After a failure: roll back hosts that (may have) changed, unlock the others. Errors are
+ * reported, not thrown; resolves with the hosts whose previous rules could not be restored
+ * (RestoreFailedError: the server keeps retrying), for the caller to say so loudly.
+ */
+async function releaseAll(options: ApplyFleetOptions, runs: readonly HostRun[], batch: string, emit: OnProgress): Promise<string[]> {
+  const notRestored: string[] = [];
   await mapLimit(
     runs.filter((run) => run.began),
     options.concurrency ?? 8,
@@ -389,14 +389,31 @@ async function releaseAll(options: ApplyFleetOptions, runs: readonly HostRun[], 
         options.localState?.setHost(name, {batch, phase: run.loaded ? 'rolledback' : 'released', changedAt: Date.now()});
         emit({host: name, step, status: 'done', detail: run.loaded ? 'previous rules restored and verified' : 'unlocked, nothing changed'});
       } catch (error) {
-        if (error instanceof BatchExpiredError) {
-          emit({host: name, step, status: 'done', detail: 'the server had already rolled back'});
+        if (error instanceof BatchExpiredError && error.serverRolledBack) {
+          emit({host: name, step, status: 'done', detail: 'the server had already rolled back (verified)'});
+          return;
+        }
+        if (error instanceof RestoreFailedError) {
+          notRestored.push(error.message);
+          emit({host: name, step, status: 'failed', detail: error.message});
           return;
         }
         emit({host: name, step, status: 'failed', detail: `${describe(error)}; the server rolls back by itself at its deadline`});
       }
     },
   );
+  return notRestored;
+}
+
+/** The error of a batch that failed after a load: exit 4 when every host is back, 5 (act now) when one is not. */
+function rolledBackError(failures: readonly unknown[], notRestored: readonly string[]): FleetApplyError {
+  // A load that failed and could not restore reports it itself (exit 7), besides releaseAll.
+  const restoreFailures = [...new Set([...failures.filter((error) => error instanceof RestoreFailedError).map(describe), ...notRestored])];
+  if (restoreFailures.length > 0) {
+    const others = failures.filter((error) => !(error instanceof RestoreFailedError)).map(describe);
+    return new FleetApplyError([...others, ...restoreFailures, 'the other hosts were rolled back'], EXIT.restoreFailed, false);
+  }
+  return new FleetApplyError([...failures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
 }
 
 // ---------------------------------------------------------------------------
@@ -408,8 +425,10 @@ export interface HostOutcome {
   readonly detail: string;
   /** Set for confirm: where the rules persist. */
   readonly persistence?: Persistence;
-  /** The deadline had passed: the server already rolled back. */
+  /** The deadline had passed: the server already rolled back (and verified it). */
   readonly expired?: boolean;
+  /** The server could not put the previous rules back: act now (it keeps retrying). */
+  readonly restoreFailed?: boolean;
 }
 
 export interface FleetActionOptions {
@@ -441,9 +460,10 @@ async function batchFor(options: FleetActionOptions, remote: RemoteHost): Promis
   return (await hostStatus(remote)).batch;
 }
 
-/** Exit code for a set of outcomes: 0 all ok, 4 when any had expired, else 1. */
+/** Exit code for a set of outcomes: 0 all ok, 5 when a host could not be restored, 4 when any had expired, else 1. */
 export function outcomeExitCode(outcomes: readonly HostOutcome[]): number {
   if (outcomes.every((outcome) => outcome.ok)) return EXIT.ok;
+  if (outcomes.some((outcome) => outcome.restoreFailed)) return EXIT.restoreFailed;
   if (outcomes.some((outcome) => outcome.expired)) return EXIT.rolledBack;
   return EXIT.failed;
 }
@@ -472,13 +492,13 @@ async function afterConfirm(
 }
 
 function confirmFailed(options: {readonly localState?: LocalState}, target: HostTarget, error: unknown, emit: OnProgress): HostOutcome {
-  const expired = error instanceof BatchExpiredError;
+  const expired = error instanceof BatchExpiredError && error.serverRolledBack;
   if (expired) {
     const local = options.localState?.host(target.name);
     if (local) options.localState?.setHost(target.name, {...local, phase: 'expired', changedAt: Date.now()});
   }
   emit({host: target.name, step: 'confirm', status: 'failed', detail: describe(error)});
-  return {host: target.name, ok: false, expired, detail: describe(error)};
+  return {host: target.name, ok: false, expired, restoreFailed: error instanceof RestoreFailedError, detail: describe(error)};
 }
 
 export async function confirmFleet(options: FleetActionOptions & {readonly installPersistence?: boolean}): Promise<HostOutcome[]> {
@@ -515,7 +535,13 @@ async function onEachBatchHost(
       return await act(target, remote, batch);
     } catch (error) {
       emit({host: target.name, step, status: 'failed', detail: describe(error)});
-      return {host: target.name, ok: false, expired: error instanceof BatchExpiredError, detail: describe(error)};
+      return {
+        host: target.name,
+        ok: false,
+        expired: error instanceof BatchExpiredError && error.serverRolledBack,
+        restoreFailed: error instanceof RestoreFailedError,
+        detail: describe(error),
+      };
     } finally {
       if (fresh) await remote?.close().catch(() => undefined);
     }
@@ -538,7 +564,16 @@ export function persistenceFiles(kind: Persistence): string {
 export async function rollbackFleet(options: FleetActionOptions): Promise<HostOutcome[]> {
   const emit = options.onProgress ?? (() => undefined);
   return onEachBatchHost(options, 'rollback', 'nothing to roll back', emit, async (target, remote, batch) => {
-    await rollbackBatch(remote, batch);
+    try {
+      await rollbackBatch(remote, batch);
+    } catch (error) {
+      // The server itself said so: its deadline passed and its restore was verified.
+      if (!(error instanceof BatchExpiredError && error.serverRolledBack)) throw error;
+      const detail = 'the deadline had passed: the server had already rolled back (verified)';
+      options.localState?.setHost(target.name, {batch, phase: 'expired', changedAt: Date.now()});
+      emit({host: target.name, step: 'rollback', status: 'done', detail});
+      return {host: target.name, ok: true, expired: true, detail};
+    }
     options.localState?.setHost(target.name, {batch, phase: 'rolledback', changedAt: Date.now()});
     emit({host: target.name, step: 'rollback', status: 'done', detail: 'previous rules restored and verified'});
     return {host: target.name, ok: true, detail: 'previous rules restored and verified'};

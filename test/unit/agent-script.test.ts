@@ -5,7 +5,7 @@ import {execFileSync, spawn, spawnSync} from 'node:child_process';
 import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
-import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
+import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
@@ -19,24 +19,63 @@ interface Run {
 
 let dir = '';
 
-// A server without the nftables package: in a mount namespace of its own, /usr/sbin shows every
-// program but nft (the agent sets its own PATH, so hiding nft must happen in the file system).
-const WITHOUT_NFT = [
-  'unshare', '-m', 'sh', '-c',
-  'mount --make-rprivate / && mkdir "$1" "$2" && mount --bind /usr/sbin "$1" && ' +
-    'for f in "$1"/*; do [ "${f##*/}" = nft ] || ln -s "$f" "$2/${f##*/}"; done && mount --bind "$2" /usr/sbin && shift 2 && exec "$@"',
-  'sh',
-];
+interface Server {
+  /** A server without the nftables package. */
+  withoutNft?: boolean;
+  /** A directory shown as /usr/local/sbin, first on the agent's PATH: wrappers that fail for real. */
+  sbin?: string;
+  /** A file shown as /proc/sys/kernel/random/boot_id: another boot. */
+  bootId?: string;
+  /** /etc as an overlay whose writes land in this directory (boot-time files). */
+  etc?: string;
+}
 
-function agent(args: string[], input = '', options: {withoutNft?: boolean} = {}): Run {
-  const hide = options.withoutNft ? [...WITHOUT_NFT, mkdtempSync(path.join(dir, 'sbin-')) + '/real', mkdtempSync(path.join(dir, 'sbin-')) + '/shown'] : [];
-  const [command = 'ip', ...rest] = [...hide, 'ip'];
-  const result = spawnSync(command, [...rest, 'netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args], {
-    input,
-    encoding: 'utf8',
-    timeout: 30_000,
-  });
+/**
+ * The agent run for real: dash in the test's network namespace, in a mount namespace of its own
+ * when the server is given wrappers, another boot id or another /etc (the agent sets its own
+ * PATH, so what it finds must change in the file system). A watchdog it starts stays in both.
+ */
+function agent(args: string[], input = '', server: Server = {}): Run {
+  const mounts: string[] = [];
+  const mountArgs: string[] = [];
+  const mount = (line: string, ...values: string[]): void => {
+    let text = line;
+    for (const value of values) {
+      mountArgs.push(value);
+      text = text.replace('@', `"$${mountArgs.length}"`);
+    }
+    mounts.push(text);
+  };
+  if (server.withoutNft) {
+    const real = mkdtempSync(path.join(dir, 'sbin-')) + '/real';
+    const shown = mkdtempSync(path.join(dir, 'sbin-')) + '/shown';
+    mount('mkdir @ @ && mount --bind /usr/sbin @ && for f in @/*; do [ "${f##*/}" = nft ] || ln -s "$f" @/"${f##*/}"; done && mount --bind @ /usr/sbin', real, shown, real, real, shown, shown);
+  }
+  if (server.sbin) mount('mount --bind @ /usr/local/sbin', server.sbin);
+  if (server.bootId) mount('mount --bind @ /proc/sys/kernel/random/boot_id', server.bootId);
+  if (server.etc) {
+    const work = path.join(path.dirname(server.etc), `${path.basename(server.etc)}-work`);
+    execFileSync('mkdir', ['-p', server.etc, work]);
+    mount('mount -t overlay iw-etc -o lowerdir=/etc,upperdir=@,workdir=@ /etc', server.etc, work);
+  }
+  const inner = ['ip', 'netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), ...args];
+  const argv =
+    mounts.length === 0
+      ? inner
+      : ['unshare', '-m', 'sh', '-c', `mount --make-rprivate / && ${mounts.join(' && ')} && shift ${mountArgs.length} && exec "$@"`, 'sh', ...mountArgs, ...inner];
+  const [command = 'ip', ...rest] = argv;
+  const result = spawnSync(command, rest, {input, encoding: 'utf8', timeout: 30_000});
   return {code: result.status ?? -1, stdout: result.stdout, stderr: result.stderr};
+}
+
+/** A directory of executable sh scripts (name → body), for `sbin`. */
+function wrappers(scripts: Record<string, string>): string {
+  const sbin = mkdtempSync(path.join(dir, 'wrappers-'));
+  for (const [name, body] of Object.entries(scripts)) {
+    writeFileSync(path.join(sbin, name), `#!/bin/sh\n${body}\n`);
+    chmodSync(path.join(sbin, name), 0o755);
+  }
+  return sbin;
 }
 
 function inNetns(argv: string[], input?: string): string {
@@ -64,6 +103,13 @@ function state(): Record<string, string> {
       .filter((line) => line.includes('='))
       .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
   );
+}
+
+/** The watchdog gone (its token no longer matches: it quits) and the deadline passed long ago. */
+function makeStale(): void {
+  const file = path.join(dir, 'state');
+  const past = Math.floor(Date.now() / 1000) - 600;
+  writeFileSync(file, readFileSync(file, 'utf8').replace(/^token=.*$/m, 'token=gone').replace(/^deadline=.*$/m, `deadline=${past}`));
 }
 
 const CANDIDATE_V4 = [
@@ -254,20 +300,48 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'b5', '60'], 'bob@desk pid=7\n').code).toBe(0);
   });
 
-  it('takes over a stale lock whose watchdog never ran (e.g. a reboot), putting the snapshot back first', () => {
+  it('reports a stale lock (its watchdog never ran: a reboot) and changes nothing; only rollback restores it, and only while the live rules are its own', () => {
     const before = liveFilter(4);
     expect(agent(['begin', 's1', '60'], 'x@y pid=2\n').code).toBe(0);
     expect(agent(['stage', 's1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 's1']).code).toBe(0);
-    // The watchdog is gone (its token no longer matches: it quits) and the deadline passed long ago.
-    const file = path.join(dir, 'state');
-    const past = Math.floor(Date.now() / 1000) - 600;
-    writeFileSync(file, readFileSync(file, 'utf8').replace(/^token=.*$/m, 'token=gone').replace(/^deadline=.*$/m, `deadline=${past}`));
+    makeStale();
+    const loaded = liveFilter(4);
+    const stateBefore = readFileSync(path.join(dir, 'state'), 'utf8');
+    const status = agent(['status']);
+    expect(status.stdout).toContain('stale=yes');
+    expect(status.stdout).toContain('locked=yes');
     const next = agent(['begin', 's2', '60'], 'x@y pid=3\n');
-    expect(next.code).toBe(0);
+    expect(next.code).toBe(AGENT_EXIT.lockHeld);
+    expect(next.stdout).toContain('stale=yes');
+    expect(next.stdout).toContain('batch=s1');
+    // Neither status nor a refused begin touched anything.
+    expect(readFileSync(path.join(dir, 'state'), 'utf8')).toBe(stateBefore);
+    expect(liveFilter(4)).toBe(loaded);
+    const rolled = agent(['rollback', 's1']);
+    expect(rolled.code).toBe(0);
     expect(liveFilter(4)).toEqual(before);
-    expect(state()['batch']).toBe('s2');
-    expect(readFileSync(path.join(dir, 'log'), 'utf8')).toContain('expired s1: snapshot restored');
+    expect(agent(['begin', 's2', '60'], 'x@y pid=3\n').code).toBe(0);
+    expect(agent(['unlock', 's2']).code).toBe(0);
+  });
+
+  it('refuses to roll back a stale batch whose live rules changed since its load (reason=changed), and unlock then releases it keeping them', () => {
+    expect(agent(['begin', 's3', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 's3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 's3']).code).toBe(0);
+    makeStale();
+    inNetns(['iptables', '-I', 'INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']); // e.g. what a boot loaded
+    const changed = liveFilter(4);
+    const refused = agent(['rollback', 's3']);
+    expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
+    expect(refused.stdout).toContain('reason=changed');
+    expect(refused.stderr).toContain('unlock s3');
+    expect(liveFilter(4)).toBe(changed);
+    expect(state()['phase']).toBe('loaded');
+    const released = agent(['unlock', 's3']);
+    expect(released.code).toBe(0);
+    expect(liveFilter(4)).toBe(changed);
+    expect(state()['phase']).toBe('released');
   });
 
   it('rejects an invalid candidate with iptables-restore --test and changes nothing', () => {
@@ -325,7 +399,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['stage', 'b9'], payload(CANDIDATE_V4, v6)).code).toBe(0);
     const loaded = agent(['load', 'b9']);
     expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
-    expect(loaded.stderr).toContain('snapshot restored');
+    expect(loaded.stderr).toContain('the previous rules were restored and verified');
     expect(liveFilter(4)).toEqual(before);
     expect(liveFilter(6)).toEqual('');
     expect(state()['phase']).toBe('failed');
@@ -384,7 +458,8 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const begun = agent(['begin', 'd1', '60'], 'x@y pid=2\n');
     expect(begun.code).toBe(0);
     const withoutComments = (text: string): string => text.replace(/^#.*\n/gm, '');
-    const [v4, v6] = begun.stdout.split(`${SECTION_V6}\n`) as [string, string];
+    expect(begun.stdout.startsWith('watchdog=detached\n')).toBe(true);
+    const [v4, v6] = begun.stdout.replace('watchdog=detached\n', '').split(`${SECTION_V6}\n`) as [string, string];
     expect(withoutComments(v4.replace(`${SECTION_V4}\n`, ''))).toBe(withoutComments(inNetns(['iptables-save'])));
     expect(withoutComments(v6)).toBe(withoutComments(inNetns(['ip6tables-save'])));
     expect(readFileSync(path.join(dir, 'backups', 'd1.v4'), 'utf8')).toContain(':DOCKER-USER - [0:0]');
@@ -395,14 +470,17 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['unlock', 'd1']).stdout).toContain('released');
   });
 
-  it('rolls back a host with Docker chains in filter and nat to its exact snapshot, and checks it did', () => {
+  it('loads beside the Docker chains it finds live, and rolls back a host with Docker chains in filter and nat to its exact snapshot, and checks it did', () => {
     inNetns(['iptables-restore'], DOCKER_LIKE);
     const beforeV4 = liveFilter(4);
     const beforeNat = inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '');
     expect(agent(['begin', 'd2', '60'], 'x@y pid=2\n').code).toBe(0);
     expect(agent(['stage', 'd2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'd2']).code).toBe(0);
-    expect(liveFilter(4)).not.toContain('DOCKER');
+    // The candidate did not name them: the load took them (and Docker's FORWARD) from the live table.
+    expect(liveFilter(4)).toContain('-A FORWARD -o docker0 -j DOCKER');
+    expect(liveFilter(4)).toContain(':DOCKER-USER -');
+    expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     const rolled = agent(['rollback', 'd2']);
     expect(rolled.code).toBe(0);
     expect(rolled.stdout).toContain('rolledback');
@@ -438,7 +516,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['unlock', 'p2']).code).toBe(0);
   });
 
-  it('keeps the state readable: the last value of a key wins, a torn last line is ignored, odd owners are cleaned', () => {
+  it('reads a state written as an append log (agent version 2: the last value of a key wins, a torn last line is ignored), rewrites it whole, cleans odd owners', () => {
     expect(agent(['begin', 's3', '60'], 'eve;$(reboot) `x` pid=3\n').code).toBe(0);
     expect(state()['owner']).toBe('evereboot x pid=3');
     expect(agent(['stage', 's3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
@@ -449,9 +527,10 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(status).toContain('phase=staged');
     expect(status).toContain('owner=evereboot x pid=3');
     expect(status).toContain('locked=yes');
-    // The next append starts on a line of its own.
+    // The next write replaces the state whole: one line per key.
     expect(agent(['load', 's3']).code).toBe(0);
     expect(agent(['status']).stdout).toContain('phase=loaded');
+    expect(readFileSync(file, 'utf8').match(/^phase=/gm)).toHaveLength(1);
     expect(agent(['confirm', 's3']).code).toBe(0);
     expect(agent(['status']).stdout).toContain('phase=confirmed');
     // A value with characters its key may not hold reads as empty.
@@ -536,4 +615,229 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(Date.parse(stamp) / 1000).toBe(since);
     expect(agent(['unlock', 'l1']).code).toBe(0);
   });
+
+  it('restore failing once then succeeding: the load answers 7 (never "restored"), the batch stays pending with a watchdog, whose retry restores and only then expires it', async () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    // iptables-restore fails its second real (not --test) call: the load of IPv4 passes, the
+    // restore after IPv6 fails fails, the watchdog's retry passes.
+    const calls = path.join(dir, 'restore-calls');
+    const sbin = wrappers({
+      'iptables-restore': `case " $* " in *" --test "*) ;; *) echo x >> ${calls}; [ "$(wc -l < ${calls})" = 2 ] && { echo "wrapper: fails once" >&2; exit 1; } ;; esac\nexec /usr/sbin/iptables-restore "$@"`,
+    });
+    const server = {sbin};
+    expect(agent(['begin', 'r1', '60'], 'x@y pid=2\n', server).code).toBe(0);
+    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED'); // passes --test, fails the load
+    expect(agent(['stage', 'r1'], payload(CANDIDATE_V4, v6), server).code).toBe(0);
+    const loaded = agent(['load', 'r1'], '', server);
+    expect(loaded.code).toBe(AGENT_EXIT.restoreFailed);
+    expect(loaded.stderr).toContain('could not restore: act now');
+    expect(loaded.stderr).not.toMatch(/restored|rolled ?back/);
+    expect(liveFilter(4)).toContain('--dport 22'); // the candidate is still live
+    expect(state()).toMatchObject({phase: 'restoring', watchdog: 'detached'});
+    expect(state()['token']).not.toBe('');
+    expect(agent(['status']).stdout).toContain('locked=yes');
+    // Nothing may confirm or re-arm it meanwhile.
+    expect(agent(['confirm', 'r1']).code).toBe(AGENT_EXIT.restoreFailed);
+    expect(await waitForPhase(['expired'], 30_000)).toBe('expired');
+    expect(liveFilter(4)).toEqual(before);
+    expect(state()['token']).toBe('');
+    expect(readFileSync(path.join(dir, 'log'), 'utf8')).toContain('expired r1: snapshot restored and verified');
+  });
+
+  it('a rollback whose restore fails answers 7 and keeps the batch pending; the next rollback that verifies ends it', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']); // a snapshot that takes a real restore
+    const before = liveFilter(4);
+    const failing = wrappers({'iptables-restore': 'case " $* " in *" --test "*) exec /usr/sbin/iptables-restore "$@" ;; esac\nexit 1'});
+    expect(agent(['begin', 'r2', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'r2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'r2']).code).toBe(0);
+    const rolled = agent(['rollback', 'r2'], '', {sbin: failing});
+    expect(rolled.code).toBe(AGENT_EXIT.restoreFailed);
+    expect(rolled.stdout).not.toContain('rolledback');
+    expect(state()['phase']).toBe('restoring');
+    expect(state()['token']).not.toBe('');
+    const again = agent(['rollback', 'r2']);
+    expect(again.code).toBe(0);
+    expect(again.stdout).toContain('rolledback');
+    expect(liveFilter(4)).toEqual(before);
+    expect(state()).toMatchObject({phase: 'rolledback', token: ''});
+  });
+
+  it('iptables-save failing at begin: exit 9, no snapshot, no state, no lock', () => {
+    const sbin = wrappers({'iptables-save': 'exit 1'});
+    const begun = agent(['begin', 'f1', '60'], 'x@y pid=2\n', {sbin});
+    expect(begun.code).toBe(AGENT_EXIT.writeFailed);
+    expect(begun.stderr).toContain('iptables-save failed');
+    expect(begun.stdout).toBe('');
+    expect(existsSync(path.join(dir, 'state'))).toBe(false);
+    expect(readdirSync(path.join(dir, 'backups'))).toEqual([]);
+    expect(agent(['begin', 'f2', '60'], 'x@y pid=2\n').code).toBe(0); // nothing was locked
+    expect(agent(['unlock', 'f2']).code).toBe(0);
+  });
+
+  describe('with the state directory on a full file system', () => {
+    let tmpfs = '';
+    beforeEach(() => {
+      // A tmpfs of a few pages holding the agent, then filled up: every write the agent makes fails.
+      tmpfs = mkdtempSync(path.join(tmpdir(), 'iw-h5-full-'));
+      execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=128k', 'iw-test', tmpfs]);
+      dir = tmpfs;
+      writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
+    });
+    afterEach(() => {
+      spawnSync('umount', ['-l', tmpfs]);
+      rmSync(tmpfs, {recursive: true, force: true});
+      dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
+    });
+    const fill = (): void => {
+      spawnSync('dd', ['if=/dev/zero', `of=${path.join(dir, 'fill')}`, 'bs=4k']);
+    };
+
+    it('begin: exit 9, nothing locked', () => {
+      fill();
+      const begun = agent(['begin', 'n1', '60'], 'x@y pid=2\n');
+      expect(begun.code).toBe(AGENT_EXIT.writeFailed);
+      expect(existsSync(path.join(dir, 'state'))).toBe(false);
+      expect(readdirSync(path.join(dir, 'backups')).filter((name) => name.startsWith('n1.'))).toEqual([]);
+    });
+
+    it('stage: exit 9, the batch still locked and not loadable', () => {
+      expect(agent(['begin', 'n2', '60'], 'x@y pid=2\n').code).toBe(0);
+      fill();
+      expect(agent(['stage', 'n2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(AGENT_EXIT.writeFailed);
+      expect(state()['phase']).toBe('locked');
+      expect(agent(['load', 'n2']).code).toBe(AGENT_EXIT.notPending);
+      expect(inNetns(['iptables-save']).trim()).toBe('');
+    });
+
+    it('load: exit 9, nothing loaded', () => {
+      expect(agent(['begin', 'n3', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', 'n3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      fill();
+      const loaded = agent(['load', 'n3']);
+      expect(loaded.code).toBe(AGENT_EXIT.writeFailed);
+      expect(loaded.stdout).not.toContain('loaded');
+      expect(state()['phase']).toBe('staged');
+      expect(inNetns(['iptables-save']).trim()).toBe('');
+    });
+
+    it('confirm: exit 9, not confirmed, the watchdog still armed', () => {
+      expect(agent(['begin', 'n4', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', 'n4'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', 'n4']).code).toBe(0);
+      const token = state()['token'];
+      fill();
+      const confirmed = agent(['confirm', 'n4']);
+      expect(confirmed.code).toBe(AGENT_EXIT.writeFailed);
+      expect(confirmed.stdout).not.toContain('confirmed');
+      expect(state()).toMatchObject({phase: 'loaded', token});
+    });
+  });
+
+  it('confirm refuses after a reboot (another boot id): exit 8 reason=rebooted, nothing persisted, the batch still pending', () => {
+    expect(agent(['begin', 'c1', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'c1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'c1']).code).toBe(0);
+    const bootId = path.join(dir, 'boot_id');
+    writeFileSync(bootId, '00000000-1111-2222-3333-444444444444\n');
+    const etc = path.join(dir, 'etc-upper');
+    const sbin = wrappers({'netfilter-persistent': 'exit 0'});
+    const refused = agent(['confirm', 'c1'], '', {bootId, etc, sbin});
+    expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
+    expect(refused.stdout).toContain('reason=rebooted');
+    expect(refused.stdout).not.toContain('confirmed');
+    expect(existsSync(path.join(etc, 'iptables'))).toBe(false);
+    expect(state()['phase']).toBe('loaded');
+    expect(state()['token']).not.toBe('');
+    expect(agent(['confirm', 'c1']).code).toBe(0); // the same boot: confirmed
+  });
+
+  it('confirm refuses when our live rules changed since the load: exit 8 reason=changed', () => {
+    expect(agent(['begin', 'c2', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'c2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'c2']).code).toBe(0);
+    inNetns(['iptables', '-I', 'INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
+    const refused = agent(['confirm', 'c2']);
+    expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
+    expect(refused.stdout).toContain('reason=changed');
+    expect(refused.stderr).toContain('IPv4');
+    expect(state()['phase']).toBe('loaded');
+    expect(agent(['rollback', 'c2']).code).toBe(0);
+  });
+
+  describe("what others add during the countdown (a fail2ban ban, a Docker chain) survives", () => {
+    const FAIL2BAN = '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A INPUT -p tcp --dport 80 -j ACCEPT\n-A f2b-sshd -s 198.51.100.7/32 -j REJECT --reject-with icmp-port-unreachable\n-A f2b-sshd -j RETURN\nCOMMIT\n';
+    /** Loads batch B on a fail2ban host, then bans an address and adds a Docker chain with its jump. */
+    const loadThenNeighbours = (batch: string): string => {
+      inNetns(['iptables-restore'], FAIL2BAN);
+      const before = liveFilter(4);
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', batch], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', batch]).code).toBe(0);
+      expect(liveFilter(4)).toContain('-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd');
+      inNetns(['iptables', '-I', 'f2b-sshd', '1', '-s', '203.0.113.9', '-j', 'REJECT']);
+      inNetns(['iptables', '-N', 'DOCKER-USER']);
+      inNetns(['iptables', '-A', 'DOCKER-USER', '-j', 'RETURN']);
+      inNetns(['iptables', '-I', 'FORWARD', '1', '-j', 'DOCKER-USER']);
+      return before;
+    };
+    const expectNeighbours = (): void => {
+      const live = liveFilter(4);
+      expect(live).toContain('-A f2b-sshd -s 203.0.113.9/32 -j REJECT');
+      expect(live).toContain('-A f2b-sshd -s 198.51.100.7/32 -j REJECT');
+      expect(live).toContain('-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd');
+      expect(live).toContain(':DOCKER-USER -');
+      expect(live).toContain('-A FORWARD -j DOCKER-USER');
+    };
+
+    it('the server\'s own expiry', async () => {
+      const before = loadThenNeighbours('o1');
+      expect(agent(['arm', 'o1', '1']).code).toBe(0);
+      expect(await waitForPhase(['expired'])).toBe('expired');
+      expectNeighbours();
+      expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT');
+      expect(liveFilter(4)).not.toContain('--dport 22 -j ACCEPT');
+      expect(liveFilter(4).split('\n').filter((line) => line.startsWith(':INPUT'))).toEqual(before.split('\n').filter((line) => line.startsWith(':INPUT')));
+    });
+
+    it('a manual rollback', () => {
+      loadThenNeighbours('o2');
+      expect(agent(['rollback', 'o2']).code).toBe(0);
+      expectNeighbours();
+      expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT');
+    });
+
+    it('confirm (a ban does not make it fail), and persist writes only what we own, keeping the operator\'s file as .iw-orig', () => {
+      loadThenNeighbours('o3');
+      const etc = path.join(dir, 'etc-upper');
+      execFileSync('mkdir', ['-p', path.join(etc, 'iptables')]);
+      const original = '# the operator\'s own rules\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n';
+      writeFileSync(path.join(etc, 'iptables', 'rules.v4'), original);
+      const server = {etc, sbin: wrappers({'netfilter-persistent': 'exit 0'})};
+      const confirmed = agent(['confirm', 'o3'], '', server);
+      expect(confirmed.code).toBe(0);
+      expect(confirmed.stdout).toContain('persisted=debian');
+      expectNeighbours();
+      const written = readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8');
+      expect(written).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(written).toContain('*nat'); // the file's other tables kept
+      expect(written).not.toMatch(/f2b-|DOCKER/);
+      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'), 'utf8')).toBe(original);
+      // Again (after installing the loader): the operator's original is not overwritten by ours.
+      expect(agent(['confirm', 'o3'], '', server).stdout).toContain('already-confirmed');
+      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'), 'utf8')).toBe(original);
+    });
+  });
+
+  it('install-persistence refuses where ufw is installed, installing nothing', () => {
+    const calls = path.join(dir, 'apt-calls');
+    const sbin = wrappers({ufw: 'exit 0', 'apt-get': `echo "$*" >> ${calls}`});
+    const refused = agent(['install-persistence'], '', {sbin});
+    expect(refused.code).not.toBe(0);
+    expect(refused.stderr.trim().split('\n')).toHaveLength(1);
+    expect(refused.stderr).toContain('ufw is installed: the iptables-persistent package removes it');
+    expect(existsSync(calls)).toBe(false);
+  });
+
 });
