@@ -106,15 +106,14 @@ export async function useLegacyIptables(host: LabHost): Promise<boolean> {
   return true;
 }
 
-/** Empties the legacy tables this server may hold (no legacy rules left to mix with nft ones). */
+/** Empties the legacy tables this server may hold (no legacy rules left to mix with nft ones; the tables themselves stay until its network namespace goes). */
 export async function resetLegacyTables(host: LabHost): Promise<void> {
   if ((await host.exec(['test', '-x', '/usr/sbin/xtables-legacy-multi'])).code !== 0) return;
   await shell(
     host,
     'for c in iptables-legacy ip6tables-legacy; do for t in filter nat mangle raw; do ' +
       '/usr/sbin/$c -t $t -F 2>/dev/null; /usr/sbin/$c -t $t -X 2>/dev/null; done; ' +
-      'for ch in INPUT FORWARD OUTPUT; do /usr/sbin/$c -t filter -P $ch ACCEPT 2>/dev/null; done; done; ' +
-      'rmmod ip6table_filter iptable_filter 2>/dev/null; true',
+      'for ch in INPUT FORWARD OUTPUT; do /usr/sbin/$c -t filter -P $ch ACCEPT 2>/dev/null; done; done; true',
   );
 }
 
@@ -154,7 +153,7 @@ export async function mountSmallTmpfs(host: LabHost, path: string, bytes: number
 
 /** Unmounts the small tmpfs of `mountSmallTmpfs` (what it hid shows again). */
 export async function unmountTmpfs(host: LabHost, path: string): Promise<void> {
-  await shell(host, 'if [ "$(stat -f -c %T "$1")" = tmpfs ] && grep -q " $1 tmpfs .*size=" /proc/self/mounts; then umount "$1"; fi', path);
+  await shell(host, 'while grep -q "^iw-lab-full $1 " /proc/self/mounts; do umount "$1" || exit 1; done', path);
 }
 
 /**
