@@ -325,9 +325,10 @@ describe('the fault matrix', () => {
     };
 
     // 1. The server's own expiry.
-    const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '8']);
+    const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '12']);
     expect(applied.code, told(applied)).toBe(0);
     await addForeignChains(db, chains);
+    expect((await rulesOf('mysql-1')).v4, 'still the candidate when the chains were added').toContain(':INPUT DROP');
     expect(await waitFor(async () => (await statusJson()).get('mysql-1')?.pending === false, 90_000)).toBe(true);
     await expectBackWithForeign();
 
@@ -395,11 +396,12 @@ describe('the fault matrix', () => {
 
   it('status on a stale batch (watchdog killed, deadline passed) changes nothing and says stale; an explicit rollback restores it', {timeout: 180_000}, async () => {
     const db = host('mysql-1');
-    const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '5']);
+    const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '8']);
     expect(applied.code, told(applied)).toBe(0);
     expect(killWatchdog(db).length, 'watchdog processes killed').toBeGreaterThan(0);
+    expect((await rulesOf('mysql-1')).v4, 'killed before its deadline').toContain(':INPUT DROP');
     // Past the deadline and the grace after it, with no watchdog left to act.
-    await new Promise((resolve) => setTimeout(resolve, (5 + staleGraceSeconds() + 3) * 1000));
+    await new Promise((resolve) => setTimeout(resolve, (8 + staleGraceSeconds() + 3) * 1000));
     const before = {v4: await liveTables(db, 4), v6: await liveTables(db, 6)};
     expect(before.v4).toContain(':INPUT DROP');
 
