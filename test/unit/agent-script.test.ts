@@ -7,6 +7,8 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+import {diffRulesets, parseIptablesSave} from '../../source/core/iptables-save.js';
+import {canonicalFilter, mergeForeignDetailed} from '../../source/core/merge.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
 const NETNS = `iw-h5-agent-${process.pid}`;
@@ -105,6 +107,11 @@ function state(): Record<string, string> {
   );
 }
 
+function writeTo(file: string, text: string): string {
+  writeFileSync(file, text);
+  return file;
+}
+
 /** The watchdog gone (its token no longer matches: it quits) and the deadline passed long ago. */
 function makeStale(): void {
   const file = path.join(dir, 'state');
@@ -174,6 +181,30 @@ describe('agent script (static)', () => {
     writeFileSync(file, AGENT_SCRIPT);
     expect(spawnSync('dash', ['-n', file]).status).toBe(0);
     rmSync(path.dirname(file), {recursive: true});
+  });
+
+  it('merges with others\' chains in awk as merge.ts does (Docker, fail2ban recorded outputs), and strips them for comparing and persisting', () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'iw-h5-awk-'));
+    const program = /^tables_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
+    expect(program).toContain('function foreign');
+    const awk = (mode: string, ...files: string[]): string =>
+      execFileSync('awk', ['-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    const candidateText = CANDIDATE_V4.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n:IW-LOG-DROP - [0:0]') + '';
+    const candidateFile = path.join(work, 'candidate');
+    writeFileSync(candidateFile, candidateText.replace('COMMIT', '-A INPUT -j IW-LOG-DROP\n-A IW-LOG-DROP -j DROP\nCOMMIT'));
+    for (const fixture of ['docker.v4', 'fail2ban.v4', 'design-sample.v4']) {
+      const live = path.join('fixtures', 'iptables-save', fixture);
+      const expected = mergeForeignDetailed(parseIptablesSave(readFileSync(candidateFile, 'utf8'), 4), parseIptablesSave(readFileSync(live, 'utf8'), 4)).ruleset;
+      const merged = parseIptablesSave(awk('merge', candidateFile, live), 4);
+      expect(diffRulesets(canonicalFilter(expected), canonicalFilter(merged))).toEqual([]);
+      // Our part of the merge is the candidate again, whatever others had (FORWARD aside where Docker owns it).
+      if (fixture !== 'docker.v4') expect(awk('strip', writeTo(path.join(work, 'merged'), awk('merge', candidateFile, live)))).toBe(awk('strip', candidateFile));
+    }
+    const docker = awk('ours', path.join('fixtures', 'iptables-save', 'docker.v4'));
+    expect(docker.startsWith('#runtime-forward\n*filter\n')).toBe(true);
+    expect(docker).not.toMatch(/DOCKER/);
+    expect(awk('strip', path.join('fixtures', 'iptables-save', 'fail2ban.v4'))).not.toMatch(/f2b-/);
+    rmSync(work, {recursive: true});
   });
 
   it('rejects arguments that are not a batch id or a number of seconds', () => {
