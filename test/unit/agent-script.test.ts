@@ -584,6 +584,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       // systemd starts the unit's command in a clean process: no descriptor of the caller (the agent's lock) reaches it.
       'for fd in 3 4 5 6 7 8 9; do eval "exec $fd>&-"; done',
       'printf "systemd-run %s\\n" "$*" >> /run/fake-units/calls',
+      '[ -f /run/fake-units/fail ] && exit 1',
       'unit=; delay=',
       'while [ $# -gt 0 ]; do case $1 in --unit=*) unit=${1#--unit=} ;; --on-active=*) delay=${1#--on-active=} ;; --*) ;; *) break ;; esac; shift; done',
       `setsid sh -c 'sleep "$0"; exec "$@"' "$delay" "$@" </dev/null >/dev/null 2>&1 &`,
@@ -612,7 +613,9 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       const calls = (): string => execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'sh', '-c', 'cat /run/fake-units/calls 2>/dev/null; true'], {encoding: 'utf8'});
 
       // Confirmed: the timer of the batch is stopped, and its command never runs.
-      expect(inSystemd(['begin', 'u1', '60'], 'x@y pid=2\n').code).toBe(0);
+      const begun = inSystemd(['begin', 'u1', '60'], 'x@y pid=2\n');
+      expect(begun.code).toBe(0);
+      expect(begun.stdout.startsWith('watchdog=unit\n')).toBe(true);
       const unit = `isolate-wizard-u1-${state()['token']}`;
       expect(state()['watchdog']).toBe(`unit:${unit}`);
       expect(calls()).toContain(`systemd-run --quiet --unit=${unit} --on-active=60 --timer-property=AccuracySec=1s /bin/sh ${path.join(dir, 'agent.sh')} fire u1 ${state()['token']}`);
@@ -631,6 +634,15 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(liveFilter(4)).toContain('--dport 2200');
       expect(await waitForPhase(['expired'])).toBe('expired');
       expect(liveFilter(4)).toEqual(before);
+
+      // systemd-run failing: no setsid fallback on a systemd host; begin fails, nothing locked.
+      execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'touch', '/run/fake-units/fail']);
+      const stateBefore = readFileSync(path.join(dir, 'state'), 'utf8');
+      const refused = inSystemd(['begin', 'u3', '60'], 'x@y pid=2\n');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('systemd-run failed');
+      expect(readFileSync(path.join(dir, 'state'), 'utf8')).toBe(stateBefore);
+      expect(existsSync(path.join(dir, 'backups', 'u3.v4'))).toBe(false);
     } finally {
       holder.kill('SIGKILL');
       spawnSync('pkill', ['-KILL', '-f', path.join(dir, 'init', 'systemd')]);
