@@ -558,6 +558,9 @@ function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   }
   if (result.code === AGENT_EXIT.confirmRefused) {
     const values = keyValues(result.stdout);
+    if (values.get('already') === 'confirmed') {
+      throw new AgentError(remote.name, `confirmed, but the live rules changed since the load (${(values.get('detail') ?? '').trim()}): not saved for boot`);
+    }
     throw new ConfirmRefusedError(remote.name, values.get('reason') === 'rebooted' ? 'rebooted' : 'changed', values.get('detail') ?? '');
   }
   const failure = commonFailure(remote, result);

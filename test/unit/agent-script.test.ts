@@ -250,6 +250,12 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['status']).stdout).toContain('locked=no');
     expect(agent(['confirm', 'b1']).stdout).toContain('already-confirmed');
     expect(liveFilter(4)).toContain('--dport 22');
+    // Confirmed again (after installing the boot-time loader) once the rules changed: not persisted.
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
+    const again = agent(['confirm', 'b1']);
+    expect(again.code).toBe(AGENT_EXIT.confirmRefused);
+    expect(again.stdout).toContain('already=confirmed');
+    expect(again.stdout).not.toContain('persisted=');
   });
 
   it('verify shows the live rules and then waits: "confirm" confirms, anything else (or no answer) leaves the batch pending', () => {
