@@ -109,6 +109,29 @@ export function mergeForeignDetailed(candidate: Ruleset, current: Ruleset): Merg
   };
 }
 
+/** True when a container runtime owns the ruleset's FORWARD chain (it jumps into one of its chains). */
+export function forwardIsRuntimes(ruleset: Ruleset): boolean {
+  const filter = ruleset.tables.find((table) => table.name === 'filter');
+  return filter !== undefined && forwardIsForeign(filter);
+}
+
+/**
+ * What this tool owns of a ruleset, for comparing: the filter table without others' chains, their
+ * rules and the jumps into them from the built-in chains (the agent's awk `strip` / `ours`).
+ * `withoutForward`: FORWARD left out too, for when a container runtime owns it on either side.
+ */
+export function ownPart(ruleset: Ruleset, withoutForward = false): Ruleset {
+  const filter = ruleset.tables.find((table) => table.name === 'filter');
+  if (!filter) return {family: ruleset.family, tables: []};
+  const ours = (chain: string): boolean => !isForeignChain(chain) && !(withoutForward && chain === 'FORWARD');
+  const rules = filter.rules.filter((rule) => {
+    if (!ours(rule.chain)) return false;
+    const target = ruleTarget(rule);
+    return !(BUILT_IN_CHAINS.has(rule.chain) && target !== undefined && isForeignChain(target));
+  });
+  return {family: ruleset.family, tables: [{...filter, chains: filter.chains.filter((chain) => ours(chain.name)), rules}]};
+}
+
 export function mergeForeign(candidate: Ruleset, current: Ruleset): Ruleset {
   return mergeForeignDetailed(candidate, current).ruleset;
 }

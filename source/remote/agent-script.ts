@@ -780,7 +780,10 @@ confirm_batch() {
   read_state
   if [ "$s_batch" = "$batch" ] && [ "$s_phase" = confirmed ]; then
     # Again (after installing the boot-time loader): the live rules must still be the ones loaded.
-    live_matches_loaded "$batch" || refuse_confirm changed "$why"
+    if ! live_matches_loaded "$batch"; then
+      printf 'reason=changed\nalready=confirmed\ndetail=%s\n' "$why"
+      die 8 "batch $batch is confirmed, but the live rules changed since the load ($why): not written to the boot-time files"
+    fi
     echo "already-confirmed"; persist; exit 0
   fi
   require_batch "$batch"

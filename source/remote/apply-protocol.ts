@@ -22,7 +22,7 @@ import {hostname, userInfo} from 'node:os';
 import {randomBytes} from 'node:crypto';
 import {HostError, RefusedError} from '../core/errors.js';
 import {diffRulesets, parseIptablesSave} from '../core/iptables-save.js';
-import {canonicalFilter, isOpenFilter, mergeForeignDetailed} from '../core/merge.js';
+import {canonicalFilter, forwardIsRuntimes, isOpenFilter, mergeForeignDetailed, ownPart} from '../core/merge.js';
 import type {Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
@@ -490,13 +490,20 @@ export async function verifyAndHold(
   };
 }
 
-/** Differences between what is live and what was sent (filter table, canonical spellings). Empty = same. */
+/**
+ * Differences between what is live and what was sent, in what this tool owns (filter table,
+ * canonical spellings): others' chains are taken live by the agent at every load and restore (a
+ * fail2ban ban may arrive at any moment), so they are not compared. Empty = same.
+ */
 export function liveDifferences(live: {v4: string; v6: string}, expected: {v4: Ruleset; v6: Ruleset}): string[] {
   const problems: string[] = [];
   for (const family of [4, 6] as const) {
     const text = family === 4 ? live.v4 : live.v6;
-    const want = family === 4 ? expected.v4 : expected.v6;
-    const got = parseIptablesSave(text, family);
+    const wanted = family === 4 ? expected.v4 : expected.v6;
+    const shown = parseIptablesSave(text, family);
+    const withoutForward = forwardIsRuntimes(wanted) || forwardIsRuntimes(shown);
+    const want = ownPart(wanted, withoutForward);
+    const got = ownPart(shown, withoutForward);
     if (isOpenFilter(got) && isOpenFilter(want)) continue;
     for (const line of diffRulesets(canonicalFilter(want), canonicalFilter(got))) problems.push(`IPv${family} ${line}`);
   }
@@ -551,6 +558,9 @@ function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   }
   if (result.code === AGENT_EXIT.confirmRefused) {
     const values = keyValues(result.stdout);
+    if (values.get('already') === 'confirmed') {
+      throw new AgentError(remote.name, `confirmed, but the live rules changed since the load (${(values.get('detail') ?? '').trim()}): not saved for boot`);
+    }
     throw new ConfirmRefusedError(remote.name, values.get('reason') === 'rebooted' ? 'rebooted' : 'changed', values.get('detail') ?? '');
   }
   const failure = commonFailure(remote, result);

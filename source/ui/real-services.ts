@@ -235,6 +235,9 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         await new Promise((resolve) => setTimeout(resolve, 1000));
         status = await hostStatus(remote);
       }
+      if (status.batch === batch.id && status.restoring) {
+        return {host, restored: false, detail: 'could not restore: act now — the server could not put the previous rules back; it keeps retrying'};
+      }
       if (status.batch === batch.id && status.pending) return {host, restored: false, detail: `still pending on the server (${status.secondsLeft ?? '?'} s left)`};
       if (status.phase === 'confirmed') return {host, restored: false, detail: 'the server says it was confirmed'};
       const snapshotDir = path.join(localState.directory, 'snapshots', batch.id);

@@ -320,13 +320,15 @@ describe('persistence on confirm', () => {
     expect(savedFilter.trim()).toEqual(live.trim());
     // And it loads: the saved file passes iptables-restore --test.
     expect((await lb.exec(['iptables-restore', '--test', '/etc/iptables/rules.v4'])).code).toBe(0);
+    // The admin's own file is kept, once, beside it.
+    expect((await lb.exec(['cat', '/etc/iptables/rules.v4.iw-orig'])).stdout).toContain('-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]');
   });
 
   it('writes the RHEL boot-time files (iptables-services), keeping their other tables', async () => {
     const lb = host('haproxy-www');
     // iptables-services "installed" (its loader where RHEL keeps it) and an admin's /etc/sysconfig/iptables with a nat table.
     const setup = [
-      'rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6 && mkdir -p /usr/libexec/iptables /etc/sysconfig && : > /usr/libexec/iptables/iptables.init',
+      'rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6 /etc/iptables/rules.v4.iw-orig && mkdir -p /usr/libexec/iptables /etc/sysconfig && : > /usr/libexec/iptables/iptables.init',
       'printf "*nat\\n:PREROUTING ACCEPT [0:0]\\n:INPUT ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -o eth0 -j MASQUERADE\\nCOMMIT\\n" > /etc/sysconfig/iptables',
     ].join(' && ');
     expect((await lb.exec(['sh', '-c', setup])).code).toBe(0);

@@ -7,6 +7,8 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+import {diffRulesets, parseIptablesSave} from '../../source/core/iptables-save.js';
+import {canonicalFilter, mergeForeignDetailed} from '../../source/core/merge.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
 const NETNS = `iw-h5-agent-${process.pid}`;
@@ -105,6 +107,11 @@ function state(): Record<string, string> {
   );
 }
 
+function writeTo(file: string, text: string): string {
+  writeFileSync(file, text);
+  return file;
+}
+
 /** The watchdog gone (its token no longer matches: it quits) and the deadline passed long ago. */
 function makeStale(): void {
   const file = path.join(dir, 'state');
@@ -176,6 +183,30 @@ describe('agent script (static)', () => {
     rmSync(path.dirname(file), {recursive: true});
   });
 
+  it('merges with others\' chains in awk as merge.ts does (Docker, fail2ban recorded outputs), and strips them for comparing and persisting', () => {
+    const work = mkdtempSync(path.join(tmpdir(), 'iw-h5-awk-'));
+    const program = /^tables_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
+    expect(program).toContain('function foreign');
+    const awk = (mode: string, ...files: string[]): string =>
+      execFileSync('awk', ['-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    const candidateText = CANDIDATE_V4.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n:IW-LOG-DROP - [0:0]') + '';
+    const candidateFile = path.join(work, 'candidate');
+    writeFileSync(candidateFile, candidateText.replace('COMMIT', '-A INPUT -j IW-LOG-DROP\n-A IW-LOG-DROP -j DROP\nCOMMIT'));
+    for (const fixture of ['docker.v4', 'fail2ban.v4', 'design-sample.v4']) {
+      const live = path.join('fixtures', 'iptables-save', fixture);
+      const expected = mergeForeignDetailed(parseIptablesSave(readFileSync(candidateFile, 'utf8'), 4), parseIptablesSave(readFileSync(live, 'utf8'), 4)).ruleset;
+      const merged = parseIptablesSave(awk('merge', candidateFile, live), 4);
+      expect(diffRulesets(canonicalFilter(expected), canonicalFilter(merged))).toEqual([]);
+      // Our part of the merge is the candidate again, whatever others had (FORWARD aside where Docker owns it).
+      if (fixture !== 'docker.v4') expect(awk('strip', writeTo(path.join(work, 'merged'), awk('merge', candidateFile, live)))).toBe(awk('strip', candidateFile));
+    }
+    const docker = awk('ours', path.join('fixtures', 'iptables-save', 'docker.v4'));
+    expect(docker.startsWith('#runtime-forward\n*filter\n')).toBe(true);
+    expect(docker).not.toMatch(/DOCKER/);
+    expect(awk('strip', path.join('fixtures', 'iptables-save', 'fail2ban.v4'))).not.toMatch(/f2b-/);
+    rmSync(work, {recursive: true});
+  });
+
   it('rejects arguments that are not a batch id or a number of seconds', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
     writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
@@ -219,6 +250,12 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['status']).stdout).toContain('locked=no');
     expect(agent(['confirm', 'b1']).stdout).toContain('already-confirmed');
     expect(liveFilter(4)).toContain('--dport 22');
+    // Confirmed again (after installing the boot-time loader) once the rules changed: not persisted.
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
+    const again = agent(['confirm', 'b1']);
+    expect(again.code).toBe(AGENT_EXIT.confirmRefused);
+    expect(again.stdout).toContain('already=confirmed');
+    expect(again.stdout).not.toContain('persisted=');
   });
 
   it('verify shows the live rules and then waits: "confirm" confirms, anything else (or no answer) leaves the batch pending', () => {
@@ -553,6 +590,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       // systemd starts the unit's command in a clean process: no descriptor of the caller (the agent's lock) reaches it.
       'for fd in 3 4 5 6 7 8 9; do eval "exec $fd>&-"; done',
       'printf "systemd-run %s\\n" "$*" >> /run/fake-units/calls',
+      '[ -f /run/fake-units/fail ] && exit 1',
       'unit=; delay=',
       'while [ $# -gt 0 ]; do case $1 in --unit=*) unit=${1#--unit=} ;; --on-active=*) delay=${1#--on-active=} ;; --*) ;; *) break ;; esac; shift; done',
       `setsid sh -c 'sleep "$0"; exec "$@"' "$delay" "$@" </dev/null >/dev/null 2>&1 &`,
@@ -581,7 +619,9 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       const calls = (): string => execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'sh', '-c', 'cat /run/fake-units/calls 2>/dev/null; true'], {encoding: 'utf8'});
 
       // Confirmed: the timer of the batch is stopped, and its command never runs.
-      expect(inSystemd(['begin', 'u1', '60'], 'x@y pid=2\n').code).toBe(0);
+      const begun = inSystemd(['begin', 'u1', '60'], 'x@y pid=2\n');
+      expect(begun.code).toBe(0);
+      expect(begun.stdout.startsWith('watchdog=unit\n')).toBe(true);
       const unit = `isolate-wizard-u1-${state()['token']}`;
       expect(state()['watchdog']).toBe(`unit:${unit}`);
       expect(calls()).toContain(`systemd-run --quiet --unit=${unit} --on-active=60 --timer-property=AccuracySec=1s /bin/sh ${path.join(dir, 'agent.sh')} fire u1 ${state()['token']}`);
@@ -600,6 +640,15 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(liveFilter(4)).toContain('--dport 2200');
       expect(await waitForPhase(['expired'])).toBe('expired');
       expect(liveFilter(4)).toEqual(before);
+
+      // systemd-run failing: no setsid fallback on a systemd host; begin fails, nothing locked.
+      execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'touch', '/run/fake-units/fail']);
+      const stateBefore = readFileSync(path.join(dir, 'state'), 'utf8');
+      const refused = inSystemd(['begin', 'u3', '60'], 'x@y pid=2\n');
+      expect(refused.code).toBe(1);
+      expect(refused.stderr).toContain('systemd-run failed');
+      expect(readFileSync(path.join(dir, 'state'), 'utf8')).toBe(stateBefore);
+      expect(existsSync(path.join(dir, 'backups', 'u3.v4'))).toBe(false);
     } finally {
       holder.kill('SIGKILL');
       spawnSync('pkill', ['-KILL', '-f', path.join(dir, 'init', 'systemd')]);

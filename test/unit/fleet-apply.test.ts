@@ -6,7 +6,7 @@ import {describe, expect, it} from 'vitest';
 import {EXIT, RefusedError} from '../../source/core/errors.js';
 import type {Ruleset} from '../../source/core/model.js';
 import {AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
-import {applyFleet, confirmFleet, FleetApplyError, loadWaves, rollbackFleet, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
+import {applyFleet, confirmFleet, FleetApplyError, loadWaves, outcomeExitCode, rollbackFleet, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
 import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
 
 const CANDIDATE: Ruleset = {
@@ -25,30 +25,26 @@ const CANDIDATE: Ruleset = {
 };
 const CANDIDATE6: Ruleset = {...CANDIDATE, family: 6};
 
-const ALLOWED_COMMANDS = [
+const INSTALL_BEGIN_STAGE =
+  "umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && " +
+  `printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ && ` +
+  'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin';
+
+const ALLOWED_COMMANDS: readonly {test(command: string): boolean}[] = [
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh arm [a-z0-9-]+ \d+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh (stage|load|confirm|rollback|unlock|verify) [a-z0-9-]+$/,
   /^sh \/var\/lib\/isolate-wizard\/agent\.sh show$/,
   // install + begin + stage: the agent's own text (a constant) inside, exactly; the owner line and
-  // the candidate on stdin
-  new RegExp(
-    `^${escapeRegExp(
-      "umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && " +
-        `printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ && ` +
-        'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin',
-    )} [a-z0-9-]+ \\d+ stage$`,
-  ),
+  // the candidate on stdin (compared as text: the script is too long for one regular expression)
+  {test: (command) => command.startsWith(INSTALL_BEGIN_STAGE) && /^ [a-z0-9-]+ \d+ stage$/.test(command.slice(INSTALL_BEGIN_STAGE.length))},
 ];
 
-function escapeRegExp(text: string): string {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}
 
 interface FakeServer {
   phase: string;
   loaded: string;
   log: string[];
-  failOn?: 'stage' | 'load' | 'begin';
+  failOn?: 'stage' | 'load' | 'begin' | 'load-and-restore' | 'rollback-restore' | 'confirm-rebooted';
   /** What `show` prints instead of the loaded rules (a server that changed them). */
   tamper?: string;
 }
@@ -106,6 +102,10 @@ class FakeFleet implements Connector {
             server.loaded = stdin;
             return ok('staged\n');
           case 'load':
+            if (server.failOn === 'load-and-restore') {
+              server.phase = 'restoring';
+              return {code: 7, stdout: 'restore=failed\n', stderr: 'agent: could not restore: act now: IPv6 load failed (x) in batch b-1, then putting the previous rules back failed: IPv4: iptables-restore failed; the batch stays pending and the server retries every 12 s'};
+            }
             if (server.failOn === 'load') {
               server.phase = 'failed';
               return {code: 6, stdout: '', stderr: 'IPv6 load failed; snapshot restored'};
@@ -125,6 +125,9 @@ class FakeFleet implements Connector {
             const answer = (await pending).trim();
             fleet.events.push(`${target.name}:answer ${answer || '(none)'}`);
             if (answer !== 'confirm') return ok(`${shown}not-confirmed\n`);
+            if (server.failOn === 'confirm-rebooted') {
+              return {code: 8, stdout: `${shown}reason=rebooted\ndetail=boot id a at the load, b now\n`, stderr: 'agent: not confirmed: the server rebooted since the load'};
+            }
             server.phase = 'confirmed';
             return ok(`${shown}confirmed\npersisted=none\n`);
           }
@@ -134,6 +137,10 @@ class FakeFleet implements Connector {
             server.phase = 'released';
             return ok('released\n');
           case 'rollback':
+            if (server.failOn === 'rollback-restore' || server.phase === 'restoring') {
+              server.phase = 'restoring';
+              return {code: 7, stdout: 'restore=failed\n', stderr: 'agent: could not restore: act now: rollback of b-1, then putting the previous rules back failed: IPv4: the live rules differ from the snapshot; the batch stays pending and the server retries every 12 s'};
+            }
             server.phase = 'rolledback';
             return ok('rolledback\n');
           default:
@@ -240,6 +247,41 @@ describe('applyFleet', () => {
     expect(fleet.servers.get('haproxy-www')?.phase).toBe('rolledback');
     expect(fleet.servers.get('mysql-1')?.phase).toBe('rolledback');
     expect(fleet.servers.get('tunnel-1')?.phase).toBe('released');
+  });
+
+  it('says "could not restore: act now" (exit 5), never "rolled back", when a host cannot put its previous rules back', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('wordpress-1') as FakeServer).failOn = 'load-and-restore';
+    const error = await failure(applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'}));
+    expect(error.exitCode).toBe(EXIT.restoreFailed);
+    expect(error.rolledBack).toBe(false);
+    const text = error.problems.join('\n');
+    expect(text).toContain('could not restore: act now — wordpress-1:');
+    expect(text).not.toContain('every host was rolled back');
+    expect(fleet.servers.get('haproxy-www')?.phase).toBe('rolledback');
+    expect(fleet.servers.get('wordpress-1')?.phase).toBe('restoring');
+  });
+
+  it('a rollback the server cannot verify is exit 5, and reported as not restored', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('mysql-1') as FakeServer).failOn = 'rollback-restore';
+    const outcomes = await rollbackFleet({connector: fleet, hosts: plans(SEED).map((plan) => plan.target), batch: 'b-1'});
+    expect(outcomeExitCode(outcomes)).toBe(EXIT.restoreFailed);
+    const mysql = outcomes.find((outcome) => outcome.host === 'mysql-1');
+    expect(mysql).toMatchObject({ok: false, restoreFailed: true});
+    expect(mysql?.detail).toMatch(/^could not restore: act now/);
+  });
+
+  it('with --yes, a server that rebooted since its load is not confirmed (exit 1), and says so', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('mysql-1') as FakeServer).failOn = 'confirm-rebooted';
+    const batch = await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', armCountdown: false, confirmAfterVerify: true});
+    const outcomes = batch.confirmed ?? [];
+    const mysql = outcomes.find((outcome) => outcome.host === 'mysql-1');
+    expect(mysql?.ok).toBe(false);
+    expect(mysql?.detail).toContain('not confirmed: the server rebooted since load');
+    expect(mysql?.detail).toContain('still pending');
+    expect(outcomeExitCode(outcomes)).toBe(EXIT.failed);
   });
 
   it('rolls everything back when a host shows rules other than the ones sent', async () => {

@@ -1,6 +1,7 @@
 import {describe, expect, it} from 'vitest';
 import {parseIptablesSave, diffRulesets, formatRule} from '../../source/core/iptables-save.js';
-import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed} from '../../source/core/merge.js';
+import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed, ownPart} from '../../source/core/merge.js';
+import {liveDifferences} from '../../source/remote/apply-protocol.js';
 import type {Ruleset} from '../../source/core/model.js';
 
 // What a Docker host with fail2ban prints (iptables-nft 1.8.9, Docker 27): filter + nat.
@@ -156,5 +157,25 @@ describe('canonical comparison', () => {
     expect(isOpenFilter({family: 4, tables: []})).toBe(true);
     expect(isOpenFilter(parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n', 4))).toBe(true);
     expect(isOpenFilter(parseIptablesSave(CANDIDATE, 4))).toBe(false);
+  });
+});
+
+describe('what this tool owns (ownPart) and the verification that compares only that', () => {
+  const loaded = parseIptablesSave(DOCKER_AND_FAIL2BAN, 4);
+  it('leaves out others\' chains and the jumps into them; FORWARD on request', () => {
+    const own = ownPart(loaded);
+    const text = own.tables[0]?.rules.map((rule) => formatRule(rule)).join('\n') ?? '';
+    expect(text).not.toMatch(/f2b-|DOCKER/);
+    expect(text).toContain('-A INPUT -i lo -j ACCEPT');
+    expect(ownPart(loaded, true).tables[0]?.chains.map((chain) => chain.name)).toEqual(['INPUT', 'OUTPUT']);
+  });
+
+  it('a ban or a Docker chain added since the load is no difference; a changed rule of ours is', () => {
+    const shown = (extra: string): {v4: string; v6: string} => ({v4: DOCKER_AND_FAIL2BAN.replace('-A INPUT -i lo -j ACCEPT', extra), v6: ''});
+    const v6 = parseIptablesSave('', 6);
+    // fail2ban starts a jail during the countdown: a new chain, a jump into it, a ban.
+    const withBan = DOCKER_AND_FAIL2BAN.replace(':f2b-sshd - [0:0]', ':f2b-sshd - [0:0]\n:f2b-nginx - [0:0]').replace(/(\*filter[\s\S]*?)COMMIT/, '$1-A INPUT -p tcp -m multiport --dports 80 -j f2b-nginx\n-A f2b-nginx -s 203.0.113.9/32 -j REJECT\n-A f2b-nginx -j RETURN\nCOMMIT');
+    expect(liveDifferences({v4: withBan, v6: ''}, {v4: loaded, v6})).toEqual([]);
+    expect(liveDifferences(shown('-A INPUT -i lo -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'), {v4: loaded, v6}).join('\n')).toContain('9999');
   });
 });
