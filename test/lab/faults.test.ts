@@ -198,8 +198,10 @@ describe('the fault matrix', () => {
     const during = await rulesOf('mysql-1');
     expect(during[first]).toContain(':INPUT DROP');
     expect(during[other]).toEqual(previous[other]);
-    // The batch is still pending and a watchdog still guards it.
+    // The batch is still pending and a watchdog still guards it; status says so loudly.
     expect((await statusJson()).get('mysql-1')?.pending).toBe(true);
+    const status = await cli(['status']);
+    expect(status.stdout).toMatch(/mysql-1: .*could not restore: act now/i);
     expect(agentPids(db).length, 'a watchdog process').toBeGreaterThan(0);
     await expectPreviousRules(['tunnel-1', 'wordpress-1']);
 
