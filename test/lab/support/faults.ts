@@ -106,14 +106,18 @@ export async function useLegacyIptables(host: LabHost): Promise<boolean> {
   return true;
 }
 
-/** Empties the legacy tables this server may hold (no legacy rules left to mix with nft ones; the tables themselves stay until its network namespace goes). */
+/**
+ * Empties the legacy tables this server holds (no legacy rules left to mix with nft ones). Only
+ * tables that exist in its network namespace (/proc/net/ip*_tables_names) are touched: naming
+ * another would create it. The tables themselves stay until the namespace goes.
+ */
 export async function resetLegacyTables(host: LabHost): Promise<void> {
-  if ((await host.exec(['test', '-x', '/usr/sbin/xtables-legacy-multi'])).code !== 0) return;
   await shell(
     host,
-    'for c in iptables-legacy ip6tables-legacy; do for t in filter nat mangle raw; do ' +
-      '/usr/sbin/$c -t $t -F 2>/dev/null; /usr/sbin/$c -t $t -X 2>/dev/null; done; ' +
-      'for ch in INPUT FORWARD OUTPUT; do /usr/sbin/$c -t filter -P $ch ACCEPT 2>/dev/null; done; done; true',
+    'for pair in ip_tables_names:iptables-legacy ip6_tables_names:ip6tables-legacy; do ' +
+      'names=/proc/net/${pair%%:*} c=/usr/sbin/${pair#*:}; [ -r "$names" ] && [ -x "$c" ] || continue; ' +
+      'for t in $(cat "$names"); do "$c" -t "$t" -F && "$c" -t "$t" -X || exit 1; ' +
+      'if [ "$t" = filter ]; then for ch in INPUT FORWARD OUTPUT; do "$c" -t filter -P "$ch" ACCEPT || exit 1; done; fi; done; done',
   );
 }
 
