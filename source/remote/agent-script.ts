@@ -465,8 +465,10 @@ load_merged() {
 }
 
 # restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
-# then compares our part of the live rules with the snapshot's. Under the mutex. Sets $why and
-# fails when anything failed or differs; on success the host provably has its previous rules.
+# then compares our part of the live rules with the snapshot's: that comparison decides (a
+# restore command that failed when nothing needed undoing, e.g. after a load that changed
+# nothing, still leaves the host provably on its previous rules). Under the mutex. Sets $why and
+# fails when a family differs or cannot be checked (a missing snapshot is such a failure).
 restore_verified() {
   why=
   for fam in 4 6; do
@@ -479,18 +481,24 @@ restore_verified() {
     rv_want=$part
     live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
     rv_live=$(filter_text "$saved")
+    rv_error=
     if is_empty_filter "$rv_want" && ! has_foreign "$rv_live"; then
-      remove_filter "$fam" || why="$why IPv$fam: cannot empty the filter table;"
+      remove_filter "$fam" || rv_error="cannot empty the filter table"
     else
       # Only the filter table: nat, mangle, raw (Docker's, Kubernetes') stay as they are now.
       has_foreign "$rv_filter" && rv_merge=yes || rv_merge=
-      if ! write_checked "$WORK.s$fam" "$rv_filter"; then why="$why IPv$fam: cannot write $WORK.s$fam (disk full?);"
-      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then why="$why IPv$fam: $load_err;"
+      if ! write_checked "$WORK.s$fam" "$rv_filter"; then rv_error="cannot write $WORK.s$fam (disk full?)"
+      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then rv_error=$load_err
       fi
     fi
-    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
+    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore ($rv_error);"; continue; }
     our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
-    same_part "$part" "$rv_want" || why="$why IPv$fam: the live rules differ from the snapshot;"
+    if ! same_part "$part" "$rv_want"; then
+      [ -z "$rv_error" ] || rv_error="$rv_error, "
+      why="$why IPv$fam: $rv_error""the live rules differ from the snapshot;"
+    elif [ -n "$rv_error" ]; then
+      log "restore of $1 IPv$fam: $rv_error, but the live rules equal the snapshot"
+    fi
   done
   [ -z "$why" ]
 }

@@ -713,6 +713,19 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(state()).toMatchObject({phase: 'rolledback', token: ''});
   });
 
+  it('a load that changed nothing is verified back on its previous rules (exit 6) even when the restore command fails too: the comparison decides', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    const sbin = wrappers({'iptables-restore': 'case " $* " in *" --test "*) exec /usr/sbin/iptables-restore "$@" ;; esac\necho "wrapper: refused" >&2; exit 1'});
+    expect(agent(['begin', 'r3', '60'], 'x@y pid=2\n', {sbin}).code).toBe(0);
+    expect(agent(['stage', 'r3'], payload(CANDIDATE_V4, CANDIDATE_V6), {sbin}).code).toBe(0);
+    const loaded = agent(['load', 'r3'], '', {sbin});
+    expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
+    expect(loaded.stderr).toContain('restored and verified');
+    expect(liveFilter(4)).toEqual(before);
+    expect(state()).toMatchObject({phase: 'failed', token: ''});
+  });
+
   it('iptables-save failing at begin: exit 9, no snapshot, no state, no lock', () => {
     const sbin = wrappers({'iptables-save': 'exit 1'});
     const begun = agent(['begin', 'f1', '60'], 'x@y pid=2\n', {sbin});
