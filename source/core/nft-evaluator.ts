@@ -69,7 +69,7 @@ export function evaluateNft(ruleset: NftRuleset, packet: Packet, options: {reado
     if (walked.kind === 'drop') dropped = walked.by;
     else if (walked.kind !== 'accept' && chain.base?.policy === 'drop') dropped = {table: tableName(table), chain: chain.name, policy: 'drop'};
     if (dropped && walked.doubt === undefined) return {outcome: 'drop', by: dropped, unread};
-    if (dropped) mayDrop ??= {by: dropped, reason: `${walked.doubt ?? ''}: a rule that may accept was passed over`};
+    if (dropped) mayDrop ??= {by: dropped, reason: `a rule that may accept (${walked.doubt ?? "?"}) was passed over`};
     if (walked.kind !== 'drop' && walked.mayDrop) mayDrop ??= walked.mayDrop;
   }
   if (mayDrop) return {outcome: 'may-drop', by: mayDrop.by, reason: mayDrop.reason, unread};

@@ -88,7 +88,7 @@ describe('nftables evaluator', () => {
     // the kernel lets the first connections through: the policy's drop is only a "may drop"
     const limited = evaluateNft(rules, tcp('203.0.113.5', '10.132.0.10', 443));
     expect(limited).toMatchObject({outcome: 'may-drop', by: {table: 'ip legacy_admin', chain: 'in', policy: 'drop'}});
-    expect(limited.reason).toMatch(/^limit/);
+    expect(limited.reason).toMatch(/^a rule that may accept \(limit/);
     expect(limited.unread.map((entry) => entry.what)).toContain('limit (depends on traffic)');
 
     const marked = parseNftJson(
