@@ -187,8 +187,17 @@ describe('agent script (static)', () => {
     const work = mkdtempSync(path.join(tmpdir(), 'iw-h5-awk-'));
     const program = /^tables_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
     expect(program).toContain('function foreign');
-    const awk = (mode: string, ...files: string[]): string =>
-      execFileSync('awk', ['-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    // The server's awk: mawk (Debian), gawk, or busybox's (tried too where it is installed).
+    const withBusybox = spawnSync('busybox', ['awk', 'BEGIN { exit 0 }']).status === 0;
+    const run = (awkCommand: string[], mode: string, files: string[]): string => {
+      const [command = 'awk', ...rest] = awkCommand;
+      return execFileSync(command, [...rest, '-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    };
+    const awk = (mode: string, ...files: string[]): string => {
+      const text = run(['awk'], mode, files);
+      if (withBusybox) expect(run(['busybox', 'awk'], mode, files)).toBe(text);
+      return text;
+    };
     const candidateText = CANDIDATE_V4.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n:IW-LOG-DROP - [0:0]') + '';
     const candidateFile = path.join(work, 'candidate');
     writeFileSync(candidateFile, candidateText.replace('COMMIT', '-A INPUT -j IW-LOG-DROP\n-A IW-LOG-DROP -j DROP\nCOMMIT'));
