@@ -109,6 +109,8 @@ KEEP_BACKUPS=10
 # (status, begin) once this grace has also passed, and restored only by an explicit rollback.
 STALE_GRACE=30
 RETRY_SECONDS=${RESTORE_RETRY_SECONDS}
+# Seconds an iptables call waits for the xtables lock (legacy backend) before it fails.
+XT_WAIT=10
 
 die() { code=$1; shift; printf 'agent: %s\n' "$*" >&2; exit "$code"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -439,16 +441,17 @@ remove_filter() {
   fi
   if [ "$fam" = 4 ]; then c=iptables; else c=ip6tables; fi
   have "$c" || return 0
-  $c -w -t filter -P INPUT ACCEPT && $c -w -t filter -P FORWARD ACCEPT && $c -w -t filter -P OUTPUT ACCEPT &&
-    $c -w -t filter -F && $c -w -t filter -X
+  $c -w "$XT_WAIT" -t filter -P INPUT ACCEPT && $c -w "$XT_WAIT" -t filter -P FORWARD ACCEPT &&
+    $c -w "$XT_WAIT" -t filter -P OUTPUT ACCEPT && $c -w "$XT_WAIT" -t filter -F && $c -w "$XT_WAIT" -t filter -X
 }
 
-# load_file FAMILY FILE: iptables-restore, waiting for the xtables lock that Docker, fail2ban
-# or kube-proxy may hold (-w; iptables-nft accepts it too). Sets $load_err on failure.
+# load_file FAMILY FILE: iptables-restore, waiting (at most XT_WAIT seconds: a failure is then
+# verified and retried) for the xtables lock that Docker, fail2ban or kube-proxy may hold on the
+# legacy backend (iptables-nft accepts and ignores the option). Sets $load_err on failure.
 load_file() {
   restore_cmd "$1"
   have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
-  load_err=$("$rcmd" -w < "$2" 2>&1) && return 0
+  load_err=$("$rcmd" --wait="$XT_WAIT" < "$2" 2>&1) && return 0
   [ -n "$load_err" ] || load_err="$rcmd failed"
   return 1
 }
@@ -755,7 +758,7 @@ stage_payload() {
   for fam in 4 6; do
     restore_cmd "$fam"
     have "$rcmd" || die 5 "$rcmd is not installed"
-    if ! err=$("$rcmd" -w --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
+    if ! err=$("$rcmd" --wait="$XT_WAIT" --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
       printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
       failed=1
     fi
