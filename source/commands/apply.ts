@@ -15,6 +15,7 @@ import {
 import {stringOption, type CliIo, type Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
 import {buildPlan} from '../core/plan.js';
+import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
@@ -69,7 +70,11 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     timeoutSeconds: request.timeoutSeconds,
     onProgress: request.onProgress,
     localState: context.localState,
-    preflight: () => formatLockout(findings.filter((finding) => finding.severity === 'error')),
+    preflight: async () => {
+      const native = await readNativeRulesets(context.connector, context.selected);
+      for (const line of native.unread) warn(`${line}\n`);
+      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames)];
+    },
     // Again with what each server keeps of its own (fail2ban bans, Docker): only then is the path known.
     recheck: (merged) => {
       const hosts = plan.hosts.map((host) => {

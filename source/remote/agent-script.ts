@@ -109,6 +109,8 @@ KEEP_BACKUPS=10
 # (status, begin) once this grace has also passed, and restored only by an explicit rollback.
 STALE_GRACE=30
 RETRY_SECONDS=${RESTORE_RETRY_SECONDS}
+# Seconds an iptables call waits for the xtables lock (legacy backend) before it fails.
+XT_WAIT=10
 
 die() { code=$1; shift; printf 'agent: %s\n' "$*" >&2; exit "$code"; }
 have() { command -v "$1" >/dev/null 2>&1; }
@@ -439,16 +441,17 @@ remove_filter() {
   fi
   if [ "$fam" = 4 ]; then c=iptables; else c=ip6tables; fi
   have "$c" || return 0
-  $c -w -t filter -P INPUT ACCEPT && $c -w -t filter -P FORWARD ACCEPT && $c -w -t filter -P OUTPUT ACCEPT &&
-    $c -w -t filter -F && $c -w -t filter -X
+  $c -w "$XT_WAIT" -t filter -P INPUT ACCEPT && $c -w "$XT_WAIT" -t filter -P FORWARD ACCEPT &&
+    $c -w "$XT_WAIT" -t filter -P OUTPUT ACCEPT && $c -w "$XT_WAIT" -t filter -F && $c -w "$XT_WAIT" -t filter -X
 }
 
-# load_file FAMILY FILE: iptables-restore, waiting for the xtables lock that Docker, fail2ban
-# or kube-proxy may hold (-w; iptables-nft accepts it too). Sets $load_err on failure.
+# load_file FAMILY FILE: iptables-restore, waiting (at most XT_WAIT seconds: a failure is then
+# verified and retried) for the xtables lock that Docker, fail2ban or kube-proxy may hold on the
+# legacy backend (iptables-nft accepts and ignores the option). Sets $load_err on failure.
 load_file() {
   restore_cmd "$1"
   have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
-  load_err=$("$rcmd" -w < "$2" 2>&1) && return 0
+  load_err=$("$rcmd" --wait="$XT_WAIT" < "$2" 2>&1) && return 0
   [ -n "$load_err" ] || load_err="$rcmd failed"
   return 1
 }
@@ -465,8 +468,10 @@ load_merged() {
 }
 
 # restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
-# then compares our part of the live rules with the snapshot's. Under the mutex. Sets $why and
-# fails when anything failed or differs; on success the host provably has its previous rules.
+# then compares our part of the live rules with the snapshot's: that comparison decides (a
+# restore command that failed when nothing needed undoing, e.g. after a load that changed
+# nothing, still leaves the host provably on its previous rules). Under the mutex. Sets $why and
+# fails when a family differs or cannot be checked (a missing snapshot is such a failure).
 restore_verified() {
   why=
   for fam in 4 6; do
@@ -479,18 +484,24 @@ restore_verified() {
     rv_want=$part
     live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
     rv_live=$(filter_text "$saved")
+    rv_error=
     if is_empty_filter "$rv_want" && ! has_foreign "$rv_live"; then
-      remove_filter "$fam" || why="$why IPv$fam: cannot empty the filter table;"
+      remove_filter "$fam" || rv_error="cannot empty the filter table"
     else
       # Only the filter table: nat, mangle, raw (Docker's, Kubernetes') stay as they are now.
       has_foreign "$rv_filter" && rv_merge=yes || rv_merge=
-      if ! write_checked "$WORK.s$fam" "$rv_filter"; then why="$why IPv$fam: cannot write $WORK.s$fam (disk full?);"
-      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then why="$why IPv$fam: $load_err;"
+      if ! write_checked "$WORK.s$fam" "$rv_filter"; then rv_error="cannot write $WORK.s$fam (disk full?)"
+      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then rv_error=$load_err
       fi
     fi
-    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
+    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore ($rv_error);"; continue; }
     our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
-    same_part "$part" "$rv_want" || why="$why IPv$fam: the live rules differ from the snapshot;"
+    if ! same_part "$part" "$rv_want"; then
+      [ -z "$rv_error" ] || rv_error="$rv_error, "
+      why="$why IPv$fam: $rv_error""the live rules differ from the snapshot;"
+    elif [ -n "$rv_error" ]; then
+      log "restore of $1 IPv$fam: $rv_error, but the live rules equal the snapshot"
+    fi
   done
   [ -z "$why" ]
 }
@@ -747,7 +758,7 @@ stage_payload() {
   for fam in 4 6; do
     restore_cmd "$fam"
     have "$rcmd" || die 5 "$rcmd is not installed"
-    if ! err=$("$rcmd" -w --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
+    if ! err=$("$rcmd" --wait="$XT_WAIT" --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
       printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
       failed=1
     fi

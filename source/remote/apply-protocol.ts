@@ -46,7 +46,9 @@ const COMMANDS = {
   // costs the server a fork and an exec).
   installBeginStage:
     'umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && ' +
-    `printf '%s' ${shellQuote(AGENT_SCRIPT)} > /var/lib/isolate-wizard/agent.sh.$$ && ` +
+    // A full disk leaves no partial copy behind, and says so (exit 9, as the agent would).
+    `{ printf '%s' ${shellQuote(AGENT_SCRIPT)} > /var/lib/isolate-wizard/agent.sh.$$ || ` +
+    "{ rm -f /var/lib/isolate-wizard/agent.sh.$$; echo 'agent: cannot write the agent (disk full?): nothing changed' >&2; exit 9; }; } && " +
     'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin %BATCH% %SECONDS% stage',
   stage: 'sh /var/lib/isolate-wizard/agent.sh stage %BATCH%',
   load: 'sh /var/lib/isolate-wizard/agent.sh load %BATCH%',
@@ -553,8 +555,8 @@ function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
     const why = firstLine(result);
     // "expired" is written by the agent only once its restore was verified.
     const expired = / is expired$/.test(why);
-    const meaning = expired ? 'the deadline had passed and the server already rolled back (verified)' : 'it is no longer pending on the server';
-    throw new BatchExpiredError(remote.name, `not confirmed: ${why} (${meaning}; nothing changed)`, expired);
+    const meaning = expired ? 'the deadline had passed and the server already rolled back (verified); ' : '';
+    throw new BatchExpiredError(remote.name, `not confirmed: ${why} (${meaning}nothing changed)`, expired);
   }
   if (result.code === AGENT_EXIT.confirmRefused) {
     const values = keyValues(result.stdout);

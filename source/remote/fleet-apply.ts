@@ -31,6 +31,7 @@ import {
   type AgentStatus,
   type Persistence,
   type PreparedRules,
+  type WatchdogKind,
 } from './apply-protocol.js';
 import type {LocalState} from './local-state.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
@@ -134,6 +135,10 @@ interface HostRun {
   began: boolean;
   loaded: boolean;
   prepared?: PreparedRules;
+}
+
+function watchdogLabel(kind: WatchdogKind): string {
+  return kind === 'unit' ? 'a systemd timer' : 'a detached process';
 }
 
 function describe(error: unknown): string {
@@ -244,7 +249,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
       const copy = options.localState?.saveSnapshot(batch, name, began.snapshot);
       emit({host: name, step: 'snapshot', status: 'done', detail: copy ? `copy in ${copy}` : undefined});
-      const kind = began.watchdog === 'unit' ? 'a systemd timer' : began.watchdog === 'detached' ? 'a detached process' : 'the server\'s watchdog';
+      const kind = began.watchdog === undefined ? 'the server\'s watchdog' : watchdogLabel(began.watchdog);
       emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server: ${kind} (${leaseSeconds} s until load and verify finish)`});
       emit({host: name, step: 'validate', status: 'running'});
       run.prepared = prepareRules(name, run.plan.candidate, began.snapshot);
@@ -330,8 +335,9 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
 
   // 6. The operator's countdown: the same seconds on every server, from now.
   const armed = await mapLimit(options.armCountdown === false ? [] : runs, limit, async (run) => {
-    await withHost(connector, run.plan.target, run.remote, (remote) => armDeadline(remote, batch, timeoutSeconds));
-    emit({host: run.plan.target.name, step: 'watchdog', status: 'done', detail: `rolls back by itself in ${timeoutSeconds} s unless confirmed`});
+    const {watchdog} = await withHost(connector, run.plan.target, run.remote, (remote) => armDeadline(remote, batch, timeoutSeconds));
+    const by = watchdog === undefined ? '' : ` (${watchdogLabel(watchdog)})`;
+    emit({host: run.plan.target.name, step: 'watchdog', status: 'done', detail: `rolls back by itself in ${timeoutSeconds} s unless confirmed${by}`});
   });
   const deadline = Date.now() + (options.armCountdown === false ? leaseSeconds : timeoutSeconds) * 1000;
   const armFailures = armed.flatMap((result) => (result.ok ? [] : [result.error]));

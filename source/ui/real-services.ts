@@ -22,6 +22,7 @@ import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
+import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
@@ -405,8 +406,9 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       });
       const steps = new Set<string>(APPLY_STEPS);
       try {
+        const connector = await connectorFor(fleet);
         const pending = await applyFleet({
-          connector: await connectorFor(fleet),
+          connector,
           hosts: plans,
           timeoutSeconds: deadlineSeconds,
           localState,
@@ -414,10 +416,12 @@ export function createRealServices(options: RealServicesOptions): WizardServices
             if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
           },
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          preflight: () =>
-            compiled.lockout
-              .filter((finding) => finding.severity === 'error' && scope.includes(finding.host))
-              .map((finding) => finding.message),
+          // And one whose opened flows another manager's nftables table would drop.
+          preflight: async () => {
+            const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
+            const native = await readNativeRulesets(connector, plans.map((plan) => plan.target));
+            return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope))];
+          },
         });
         // The servers count on their own clocks; ours only shows the same number of seconds.
         const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());

@@ -187,8 +187,17 @@ describe('agent script (static)', () => {
     const work = mkdtempSync(path.join(tmpdir(), 'iw-h5-awk-'));
     const program = /^tables_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
     expect(program).toContain('function foreign');
-    const awk = (mode: string, ...files: string[]): string =>
-      execFileSync('awk', ['-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    // The server's awk: mawk (Debian), gawk, or busybox's (tried too where it is installed).
+    const withBusybox = spawnSync('busybox', ['awk', 'BEGIN { exit 0 }']).status === 0;
+    const run = (awkCommand: string[], mode: string, files: string[]): string => {
+      const [command = 'awk', ...rest] = awkCommand;
+      return execFileSync(command, [...rest, '-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
+    };
+    const awk = (mode: string, ...files: string[]): string => {
+      const text = run(['awk'], mode, files);
+      if (withBusybox) expect(run(['busybox', 'awk'], mode, files)).toBe(text);
+      return text;
+    };
     const candidateText = CANDIDATE_V4.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n:IW-LOG-DROP - [0:0]') + '';
     const candidateFile = path.join(work, 'candidate');
     writeFileSync(candidateFile, candidateText.replace('COMMIT', '-A INPUT -j IW-LOG-DROP\n-A IW-LOG-DROP -j DROP\nCOMMIT'));
@@ -711,6 +720,19 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(again.stdout).toContain('rolledback');
     expect(liveFilter(4)).toEqual(before);
     expect(state()).toMatchObject({phase: 'rolledback', token: ''});
+  });
+
+  it('a load that changed nothing is verified back on its previous rules (exit 6) even when the restore command fails too: the comparison decides', () => {
+    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+    const before = liveFilter(4);
+    const sbin = wrappers({'iptables-restore': 'case " $* " in *" --test "*) exec /usr/sbin/iptables-restore "$@" ;; esac\necho "wrapper: refused" >&2; exit 1'});
+    expect(agent(['begin', 'r3', '60'], 'x@y pid=2\n', {sbin}).code).toBe(0);
+    expect(agent(['stage', 'r3'], payload(CANDIDATE_V4, CANDIDATE_V6), {sbin}).code).toBe(0);
+    const loaded = agent(['load', 'r3'], '', {sbin});
+    expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
+    expect(loaded.stderr).toContain('restored and verified');
+    expect(liveFilter(4)).toEqual(before);
+    expect(state()).toMatchObject({phase: 'failed', token: ''});
   });
 
   it('iptables-save failing at begin: exit 9, no snapshot, no state, no lock', () => {

@@ -27,7 +27,8 @@ const CANDIDATE6: Ruleset = {...CANDIDATE, family: 6};
 
 const INSTALL_BEGIN_STAGE =
   "umask 077 && { [ -d /var/lib/isolate-wizard/backups ] || mkdir -p /var/lib/isolate-wizard/backups; } && " +
-  `printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ && ` +
+  `{ printf '%s' '${AGENT_SCRIPT.replace(/'/g, "'\\''")}' > /var/lib/isolate-wizard/agent.sh.$$ || ` +
+  "{ rm -f /var/lib/isolate-wizard/agent.sh.$$; echo 'agent: cannot write the agent (disk full?): nothing changed' >&2; exit 9; }; } && " +
   'IFS= read -r IW_OWNER && export IW_OWNER && exec sh /var/lib/isolate-wizard/agent.sh.$$ begin';
 
 const ALLOWED_COMMANDS: readonly {test(command: string): boolean}[] = [

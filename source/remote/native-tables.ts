@@ -1,0 +1,58 @@
+// Before a batch touches anything: read each host's live nftables ruleset and refuse a plan whose
+// opened flows another manager's table (firewalld, a hand-written `inet filter`, …) would drop.
+// Our rules cannot open what such a table drops, so applying anyway would report a lockdown whose
+// intended access is broken.
+import {summarizeFleetAccess, type AccessEntry, type FleetHost} from '../core/access.js';
+import {formatNativeDrops, nativeDrops} from '../core/native-drops.js';
+import {isIptablesNftTable, parseNftJson, type NftRuleset} from '../core/nft-ruleset.js';
+import type {Connector, HostTarget} from './types.js';
+
+/** Fixed and read-only; prints nothing where nft is not installed. */
+export const READ_NFT_RULESET = 'command -v nft >/dev/null 2>&1 || exit 0; nft -j list ruleset';
+
+/**
+ * The live ruleset of each target (an empty one where nft is missing or nothing is loaded). A host
+ * that cannot be reached is left out (the batch's lock step reports it); one whose ruleset cannot
+ * be read is named in `unread`, so the caller can say that it was not checked.
+ */
+export async function readNativeRulesets(connector: Connector, targets: readonly HostTarget[]): Promise<{rulesets: Map<string, NftRuleset>; unread: string[]}> {
+  const rulesets = new Map<string, NftRuleset>();
+  const unread: string[] = [];
+  await Promise.all(
+    targets.map(async (target) => {
+      let result;
+      try {
+        result = await (await connector.connect(target)).exec(READ_NFT_RULESET, {root: true, stdin: ''});
+      } catch {
+        return;
+      }
+      try {
+        if (result.code !== 0) throw new Error(result.stderr.trim().split('\n')[0] || `exit ${result.code}`);
+        rulesets.set(target.name, result.stdout.trim() === '' ? {tables: []} : parseNftJson(result.stdout));
+      } catch (error) {
+        unread.push(`${target.name}: its nftables ruleset could not be read (${error instanceof Error ? error.message : String(error)}): other tables there were not checked against the plan`);
+      }
+    }),
+  );
+  return {rulesets, unread};
+}
+
+/** Whether a ruleset holds any table that filters on its own (iptables-nft's tables are read through iptables-save). */
+function hasNativeFilter(ruleset: NftRuleset): boolean {
+  return ruleset.tables.some((table) => !isIptablesNftTable(table) && [...table.chains.values()].some((chain) => chain.base?.type === 'filter'));
+}
+
+/**
+ * Refusal lines (empty: nothing in the way) for the hosts of `scope`. The access summary is
+ * computed only when a host really has such a table (it is the slow part of a plan).
+ */
+export function nativeDropRefusals(hosts: readonly FleetHost[], native: ReadonlyMap<string, NftRuleset>, scope: ReadonlySet<string>, access?: readonly AccessEntry[]): string[] {
+  const relevant = new Map([...native].filter(([name, ruleset]) => scope.has(name) && hasNativeFilter(ruleset)));
+  if (relevant.size === 0) return [];
+  const lines = formatNativeDrops(nativeDrops(hosts, access ?? summarizeFleetAccess(hosts), relevant));
+  if (lines.length === 0) return [];
+  return [
+    ...lines,
+    'nothing was changed: open those ports in that firewall too, or stop and disable it, then apply again (our rules cannot open what another table drops)',
+  ];
+}
