@@ -272,6 +272,29 @@ describe('the fault matrix', () => {
     await expectPreviousAccess('mysql-1');
   });
 
+  it('the state directory full during the countdown: rollback still puts the previous rules back (the way back needs no free space)', {timeout: 180_000}, async () => {
+    const db = host('mysql-1');
+    await mountSmallTmpfs(db, STATE_DIR, 1 << 20);
+    const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '120']);
+    expect(applied.code, told(applied)).toBe(0);
+    expect((await rulesOf('mysql-1')).v4).toContain(':INPUT DROP');
+    await fillUp(db, STATE_DIR, 0);
+    // The disk fills up (logs, a core dump) while the new rules are live; they must go back anyway.
+    const rolled = await cli(['rollback', '--host', 'mysql-1']);
+    expect(await rulesOf('mysql-1'), told(rolled)).toEqual(previous);
+    await expectPreviousAccess('mysql-1');
+    // Back: it may say the state could not be written, never that it could not restore.
+    expect(told(rolled)).not.toMatch(/could not restore/);
+    await expectPreviousRules(['tunnel-1', 'wordpress-1']);
+
+    // Room again: the batch ends, nothing left pending.
+    await freeUp(db, STATE_DIR);
+    const again = await cli(['rollback', '--host', 'mysql-1']);
+    expect(again.code, told(again)).toBe(0);
+    await expectPreviousRules();
+    await expectNothingPending();
+  });
+
   it('a reboot during the countdown: confirm refuses, naming the reboot, persists nothing and changes nothing', async () => {
     for (const name of FLEET) await installPersistenceStandIn(host(name));
     const applied = await cli(['apply', '--timeout', '120']);
