@@ -10,7 +10,15 @@ import {NodeSSH} from 'node-ssh';
 import ssh2 from 'ssh2';
 import type {AnyAuthMethod, AuthHandlerMiddleware, Client, ClientChannel, ParsedKey} from 'ssh2';
 import {HostError, RefusedError} from '../core/errors.js';
-import {checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsLine, usesHashedNames} from './known-hosts.js';
+import {
+  checkHostKey,
+  fingerprintSha256,
+  keyTypeOfBlob,
+  knownHostsLine,
+  knownKeyTypes,
+  preferredHostKeyAlgorithms,
+  usesHashedNames,
+} from './known-hosts.js';
 import {defaultIdentityFiles, resolveSshTarget, SshConfigError, type SshTarget} from './ssh-config.js';
 import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost} from './types.js';
 
@@ -155,6 +163,9 @@ export function createConnector(options: ConnectorOptions): Connector {
     if (statuses.some((entry) => entry.status.kind === 'known')) return {kind: 'known' as const};
     for (const entry of statuses) {
       if (entry.status.kind === 'changed') return {...entry.status, file: entry.file};
+    }
+    for (const entry of statuses) {
+      if (entry.status.kind === 'other-type') return {...entry.status, file: entry.file};
     }
     return {kind: 'unknown' as const};
   }
@@ -306,6 +317,9 @@ export function createConnector(options: ConnectorOptions): Connector {
         readyTimeout,
         keepaliveInterval: target.serverAliveInterval !== undefined ? target.serverAliveInterval * 1000 : keepaliveInterval,
         keepaliveCountMax: 3,
+        // The key types known_hosts holds for this host first: a server with several host keys
+        // then shows the one we know, instead of a key we never saw.
+        algorithms: {serverHostKey: preferredHostKeyAlgorithms(knownKeyTypes(readKnownHosts(target), ...hostKeyName(target)))},
         // ssh2 treats any non-undefined return as the verdict: return nothing, answer through `verify`.
         hostVerifier: (blob: Buffer, verify: (valid: boolean) => void): void => {
           verifyHostKey(hop, target, blob, notes).then(verify, (error: unknown) => {
@@ -379,9 +393,7 @@ export function createConnector(options: ConnectorOptions): Connector {
   }
 
   async function verifyHostKey(hop: Hop, target: SshTarget, blob: Buffer, notes: AttemptNotes): Promise<boolean> {
-    const name = target.hostKeyAlias ?? target.hostname;
-    // OpenSSH stores a HostKeyAlias without the port.
-    const port = target.hostKeyAlias !== undefined ? 22 : target.port;
+    const [name, port] = hostKeyName(target);
     const status = hostKeyStatus(target, name, port, blob);
     const fingerprint = fingerprintSha256(blob);
     const keyType = keyTypeOfBlob(blob);
@@ -396,6 +408,12 @@ export function createConnector(options: ConnectorOptions): Connector {
         notes.refusal = new RefusedError(
           `REMOTE HOST IDENTIFICATION HAS CHANGED for ${where}: expected ${status.expectedFingerprints.join(' or ')}, got ${fingerprint}` +
             ` — if this is expected, remove the old line from ${display(status.file)} (line ${status.lines.join(', ')})`,
+        );
+        return false;
+      case 'other-type':
+        notes.refusal = new RefusedError(
+          `HOST KEY TYPE CHANGED for ${where}: it offered ${keyType} ${fingerprint}, but ${display(status.file)} knows it only by ${status.knownTypes.join(', ')}` +
+            ` (line ${status.lines.join(', ')}); refusing — if this is expected, check the new key and replace those lines`,
         );
         return false;
       case 'unknown': {
@@ -416,6 +434,11 @@ export function createConnector(options: ConnectorOptions): Connector {
         return true;
       }
     }
+  }
+
+  /** The known_hosts name and port of a target: OpenSSH stores a HostKeyAlias without the port. */
+  function hostKeyName(target: SshTarget): [string, number] {
+    return target.hostKeyAlias !== undefined ? [target.hostKeyAlias, 22] : [target.hostname, target.port];
   }
 
   function rememberHostKey(file: string, allText: string, name: string, port: number, blob: Buffer): void {
