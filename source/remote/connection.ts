@@ -50,12 +50,14 @@ export const HEADLESS_PROMPTER: Prompter = {
   askSecret: async () => undefined,
 };
 
-/** The fixed commands this module runs itself (the privilege probe). */
-export const PRIVILEGE_COMMANDS = {
-  uid: 'id -u',
-  sudoWithoutPassword: 'sudo -n true',
-  sudoPasswordCheck: "sudo -k -S -p '' true",
-} as const;
+/**
+ * sudo's prompt (`-p`) in password mode, and the line the root shell prints first on stderr: the
+ * password is written only after the prompt, and the command's data only after the root shell
+ * has started, so neither can ever be read as the other (where sudoers lets `sh` run without a
+ * password, sudo never asks and the password is never sent).
+ */
+export const SUDO_PROMPT_MARKER = '[iw-sudo-password-prompt]';
+export const ROOT_STARTED_MARKER = '[iw-root-shell-started]';
 
 /** How commands that need root are run on one host. */
 export type Privilege =
@@ -63,27 +65,35 @@ export type Privilege =
   | {readonly kind: 'sudo'}
   | {readonly kind: 'sudo-password'; readonly password: string};
 
+const quoteForSh = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
+
 /**
  * Wraps a FIXED command for root. The command is one of our constants; quoting it for `sh -c` keeps
- * compound commands whole under sudo. A sudo password travels on stdin, ahead of the command's own.
+ * compound commands whole under sudo. With a sudo password, the password is returned apart: the
+ * exec writes it when sudo prints SUDO_PROMPT_MARKER, and the data once ROOT_STARTED_MARKER shows.
  */
 export function rootCommand(
   command: string,
   privilege: Privilege,
   stdin?: string | Buffer,
-): {command: string; stdin?: string | Buffer} {
-  if (privilege.kind === 'root') return stdin === undefined ? {command} : {command, stdin};
-  const quoted = `'${command.replace(/'/g, `'\\''`)}'`;
-  if (privilege.kind === 'sudo') {
-    const wrapped = `sudo -n -- sh -c ${quoted}`;
-    return stdin === undefined ? {command: wrapped} : {command: wrapped, stdin};
-  }
-  // -k: never use cached credentials, so sudo always reads the password line and never the data.
-  const wrapped = `sudo -k -S -p '' -- sh -c ${quoted}`;
-  const secret = Buffer.from(`${privilege.password}\n`);
-  const data = stdin === undefined ? Buffer.alloc(0) : Buffer.isBuffer(stdin) ? stdin : Buffer.from(stdin);
-  return {command: wrapped, stdin: Buffer.concat([secret, data])};
+): {command: string; stdin?: string | Buffer; sudoPassword?: string} {
+  const withStdin = <T extends object>(wrapped: T) => (stdin === undefined ? wrapped : {...wrapped, stdin});
+  if (privilege.kind === 'root') return withStdin({command});
+  if (privilege.kind === 'sudo') return withStdin({command: `sudo -n -- sh -c ${quoteForSh(command)}`});
+  // -k: never use cached credentials, so sudo asks whenever sudoers wants a password for this form.
+  const started = `printf '%s\\n' '${ROOT_STARTED_MARKER}' >&2\n`;
+  return withStdin({
+    command: `sudo -k -S -p '${SUDO_PROMPT_MARKER}' -- sh -c ${quoteForSh(started + command)}`,
+    sudoPassword: privilege.password,
+  });
 }
+
+/** The fixed commands this module runs itself (the privilege probe): the very forms used later. */
+export const PRIVILEGE_COMMANDS = {
+  uid: 'id -u',
+  sudoWithoutPassword: rootCommand('true', {kind: 'sudo'}).command,
+  sudoPasswordCheck: rootCommand('true', {kind: 'sudo-password', password: ''}).command,
+} as const;
 
 // ---------------------------------------------------------------------------
 
@@ -569,10 +579,16 @@ export function createConnector(options: ConnectorOptions): Connector {
     const route =
       `${link.target.user}@${link.target.hostname}:${link.target.port}` + (chain.length > 0 ? ` via ${chain.join(' via ')}` : '');
 
-    const raw = async (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined, reply?: ExecOptions['reply']) => {
+    const raw = async (
+      command: string,
+      stdin: string | Buffer | undefined,
+      timeoutMs: number | undefined,
+      reply?: ExecOptions['reply'],
+      sudoPassword?: string,
+    ) => {
       const startedAt = performance.now();
       try {
-        return await execOnLink(name, link, command, stdin, timeoutMs, reply);
+        return await execOnLink(name, link, command, stdin, timeoutMs, reply, sudoPassword);
       } finally {
         timing?.(`exec ${name}${link.shareKey === link.key ? '' : ' (fresh)'}: ${command.slice(0, 70)}`, startedAt);
       }
@@ -596,7 +612,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           throw new HostError(name, `sudo needs a password for ${user}; allow NOPASSWD for this user, log in as root, or run the wizard`);
         }
         // Checked on its own first: a wrong password must never make sudo read the command's data as retries.
-        const check = await raw(PRIVILEGE_COMMANDS.sudoPasswordCheck, `${password}\n`, 15_000);
+        const check = await raw(PRIVILEGE_COMMANDS.sudoPasswordCheck, undefined, 15_000, undefined, password);
         if (check.code === 0) return {kind: 'sudo-password', password};
       }
       throw new HostError(name, `sudo refused the password for ${user}`);
@@ -618,7 +634,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           throw error;
         }
         const wrapped = rootCommand(command, mode, execOptions.stdin);
-        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply);
+        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply, wrapped.sudoPassword);
       },
       async close(): Promise<void> {
         if (closed) return;
@@ -660,6 +676,7 @@ function execOnLink(
   stdin: string | Buffer | undefined,
   timeoutMs: number | undefined,
   reply?: ExecOptions['reply'],
+  sudoPassword?: string,
 ): Promise<ExecResult> {
   return new Promise((resolvePromise, reject) => {
     if (link.dead || link.ended) {
@@ -687,6 +704,10 @@ function execOnLink(
         const stderr: Buffer[] = [];
         let code: number | null = null;
         let signal: string | undefined;
+        // With a sudo password, nothing is written until sudo asks (then the password, once) or
+        // the root shell has started (then the data): see SUDO_PROMPT_MARKER.
+        let sudo = sudoPassword === undefined ? undefined : {before: '', prompts: 0, waiting: [] as (() => void)[]};
+        const whenStarted = (write: () => void) => (sudo ? sudo.waiting.push(write) : write());
         // A conversation (reply): the output is offered to it as it grows; its answer ends stdin.
         let asked = false;
         channel.on('data', (chunk: Buffer) => {
@@ -696,11 +717,34 @@ function execOnLink(
           if (!answer) return;
           asked = true;
           answer.then(
-            (text) => channel.end(text),
-            () => channel.end(),
+            (text) => whenStarted(() => channel.end(text)),
+            () => whenStarted(() => channel.end()),
           );
         });
-        channel.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+        channel.stderr.on('data', (chunk: Buffer) => {
+          if (!sudo) {
+            stderr.push(chunk);
+            return;
+          }
+          sudo.before += chunk.toString('utf8');
+          for (;;) {
+            const prompt = sudo.before.indexOf(SUDO_PROMPT_MARKER);
+            const started = sudo.before.indexOf(`${ROOT_STARTED_MARKER}\n`);
+            if (started >= 0 && (prompt < 0 || started < prompt)) {
+              // The root shell runs: what follows is the command's own stderr.
+              stderr.push(Buffer.from(sudo.before.slice(started + ROOT_STARTED_MARKER.length + 1)));
+              const waiting = sudo.waiting;
+              sudo = undefined;
+              for (const write of waiting) write();
+              return;
+            }
+            if (prompt < 0) return;
+            sudo.before = sudo.before.slice(0, prompt) + sudo.before.slice(prompt + SUDO_PROMPT_MARKER.length);
+            // Asked again: the password was refused. End the input, so sudo gives up; never retry here.
+            if (++sudo.prompts === 1) channel.write(`${sudoPassword}\n`);
+            else channel.end();
+          }
+        });
         channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
           code = exitCode;
           signal = exitSignal;
@@ -715,7 +759,8 @@ function execOnLink(
             resolvePromise({
               code,
               stdout: Buffer.concat(stdout).toString('utf8'),
-              stderr: Buffer.concat(stderr).toString('utf8'),
+              // The root shell never started: sudo's own messages are the story.
+              stderr: sudo ? sudo.before : Buffer.concat(stderr).toString('utf8'),
             });
           });
         });
@@ -725,10 +770,12 @@ function execOnLink(
             channel.close();
           }, timeoutMs);
         }
-        if (reply) {
-          if (stdin !== undefined && stdin.length > 0) channel.write(stdin);
-        } else if (stdin !== undefined) channel.end(stdin);
-        else channel.end();
+        whenStarted(() => {
+          if (reply) {
+            if (stdin !== undefined && stdin.length > 0) channel.write(stdin);
+          } else if (stdin !== undefined) channel.end(stdin);
+          else channel.end();
+        });
       });
     } catch (error) {
       finish(() => reject(new HostError(name, `could not run a command: ${messageOf(error)}`)));
