@@ -10,6 +10,7 @@ import {NodeSSH} from 'node-ssh';
 import ssh2 from 'ssh2';
 import type {AnyAuthMethod, AuthHandlerMiddleware, Client, ClientChannel, ParsedKey} from 'ssh2';
 import {HostError, RefusedError} from '../core/errors.js';
+import {stripControl} from '../core/terminal-text.js';
 import {
   checkHostKey,
   fingerprintSha256,
@@ -604,7 +605,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         throw new HostError(name, `${user} is not root and sudo is not installed; log in as root or install sudo`);
       }
       if (!/password/i.test(sudo.stderr)) {
-        throw new HostError(name, `${user} may not use sudo (${firstLine(sudo.stderr) || `exit ${sudo.code}`}); log in as root or allow sudo for this user`);
+        throw new HostError(name, `${user} may not use sudo (${stripControl(firstLine(sudo.stderr)) || `exit ${sudo.code}`}); log in as root or allow sudo for this user`);
       }
       for (let tries = 0; tries < 3; tries++) {
         const password = await options.prompter.askSecret(name, `sudo password for ${user}`);

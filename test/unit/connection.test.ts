@@ -17,6 +17,7 @@ import {
   SUDO_PROMPT_MARKER,
   type ConnectorOptions,
 } from '../../source/remote/connection.js';
+import {formatHost} from '../../source/commands/discover.js';
 import {DISCOVERY_COMMANDS, discoverFleet, discoverHost} from '../../source/remote/discovery.js';
 import {fingerprintSha256} from '../../source/remote/known-hosts.js';
 import type {Prompter} from '../../source/remote/types.js';
@@ -703,6 +704,28 @@ describe('discovery over SSH', () => {
       expect(call.stdin).not.toContain('$(id)');
     }
     expect(fake.calls.filter((call) => call.command === DISCOVERY_COMMANDS.script)[0]?.stdin).toMatch(/^# isolate-wizard discovery/);
+  });
+
+  it('strips terminal control sequences from what the server says before anything shows it', async () => {
+    const hostile = fixture
+      .replace('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', 'PRETTY_NAME="\u001b]0;owned\u0007Debian\u001b[2J 12\u009b1;1H"')
+      .replace('users:(("python3",pid=16964,fd=3))', 'users:(("my\u001b[31msqld",pid=16964,fd=3))');
+    const fake = await server((call) => (call.command === DISCOVERY_COMMANDS.script ? {code: 0, stdout: hostile} : discoveryResponder(call)));
+    knownHosts(knownLine(fake));
+    const discovery = await discoverHost(await connector().connect(target(fake, 'mysql-1')));
+    expect(discovery.os.prettyName).toBe('Debian 12');
+    expect(discovery.listening.find((service) => service.port === 3306)?.program).toBe('mysqld');
+    const shown = formatHost(discovery);
+    expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
+  it('refuses a chosen interface whose name holds control characters rather than show or use another name', async () => {
+    const hostile = fixture.replaceAll('"eth1"', '"eth\\u001b[8m1"');
+    const fake = await server((call) => (call.command === DISCOVERY_COMMANDS.script ? {code: 0, stdout: hostile} : discoveryResponder(call)));
+    knownHosts(knownLine(fake));
+    await expect(discoverHost(await connector().connect(target(fake, 'mysql-1')))).rejects.toThrow(
+      'mysql-1: the interface "eth1" has control characters in its name; name the interfaces in the inventory',
+    );
   });
 
   it('discoverFleet keeps going past a failing host and reports progress', async () => {
