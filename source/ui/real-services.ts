@@ -4,7 +4,6 @@
 
 import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import Conf from 'conf';
 import SSHConfig from 'ssh-config';
 import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {InputError, RefusedError} from '../core/errors.js';
@@ -20,7 +19,7 @@ import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
-import {LocalState} from '../remote/local-state.js';
+import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
@@ -122,8 +121,8 @@ export function sshConfigAliases(configText: string): string[] {
 export function createRealServices(options: RealServicesOptions): WizardServices {
   const clock = options.clock ?? systemClock;
   const cwd = options.configDirectory ? {cwd: options.configDirectory} : {};
-  const fleetStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
-  const settingsStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
+  const fleetStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
+  const settingsStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
   const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
   const discoveries = new Map<string, HostDiscovery>();
   let appliedFleet: FleetDoc | undefined;
