@@ -85,7 +85,8 @@ export async function discoverFleet(
         return {host: target.name, ok: true, discovery};
       } catch (error) {
         progress(target.name, 'failed');
-        const message = error instanceof Error ? error.message : String(error);
+        // Messages may quote the server (sshd's disconnect reason, sudo's complaint).
+        const message = stripControl(error instanceof Error ? error.message : String(error));
         const prefixed = message.startsWith(`${target.name}:`) || message.includes(target.name) ? message : `${target.name}: ${message}`;
         return {host: target.name, ok: false, error: prefixed, refused: error instanceof RefusedError};
       }
