@@ -22,6 +22,11 @@ export function stripControl(text: string): string {
     .replace(CONTROL, '');
 }
 
+/** Several lines of server text (a rules listing), each through stripControl. */
+export function stripControlLines(text: string): string {
+  return text.split('\n').map(stripControl).join('\n');
+}
+
 /** Every string in a plain value (objects, arrays) through stripControl, except under the keys `keep`. */
 export function stripControlDeep<T>(value: T, keep: ReadonlySet<string> = new Set()): T {
   if (typeof value === 'string') return stripControl(value) as T;

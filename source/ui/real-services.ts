@@ -14,6 +14,7 @@ import {buildPlan, type Plan} from '../core/plan.js';
 import type {HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {BUILTIN_ROLES} from '../core/roles.js';
+import {stripControl, stripControlLines} from '../core/terminal-text.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
@@ -22,7 +23,7 @@ import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, stat
 import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
-import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
+import type {Connector, ExecResult, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
   APPLY_STEPS,
   DEFAULT_SETTINGS,
@@ -76,7 +77,7 @@ export function parseDropLog(output: string): DropLogView {
   const logging = lines.find((line) => line.startsWith('@logging '))?.slice('@logging '.length);
   const sourceText = lines.find((line) => line.startsWith('@source '))?.slice('@source '.length) ?? 'none';
   const source = sourceText === 'journalctl' || sourceText === 'dmesg' || sourceText === 'syslog' ? sourceText : 'none';
-  const entries = lines.filter((line) => line.trim() !== '' && !line.startsWith('@'));
+  const entries = lines.filter((line) => line.trim() !== '' && !line.startsWith('@')).map(stripControl);
   let note: string | undefined;
   if (logging !== 'on') note = 'drop logging is off on this server (settings → log dropped packets, then apply)';
   else if (source === 'none') note = 'the kernel log cannot be read on this server (no journalctl, dmesg or readable syslog)';
@@ -459,7 +460,9 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           remote.exec(TROUBLESHOOT_COMMANDS.countersV4, {root: true}),
           remote.exec(TROUBLESHOOT_COMMANDS.countersV6, {root: true}),
         ]);
-        return {v4: v4.code === 0 ? v4.stdout : `iptables failed: ${v4.stderr.trim()}`, v6: v6.code === 0 ? v6.stdout : `ip6tables failed: ${v6.stderr.trim()}`};
+        const shown = (result: ExecResult, program: string) =>
+          stripControlLines(result.code === 0 ? result.stdout : `${program} failed: ${result.stderr.trim()}`);
+        return {v4: shown(v4, 'iptables'), v6: shown(v6, 'ip6tables')};
       });
     },
 

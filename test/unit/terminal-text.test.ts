@@ -1,5 +1,6 @@
 import {describe, expect, it} from 'vitest';
-import {stripControl, stripControlDeep} from '../../source/core/terminal-text.js';
+import {stripControl, stripControlDeep, stripControlLines} from '../../source/core/terminal-text.js';
+import {parseDropLog} from '../../source/ui/real-services.js';
 
 describe('stripControl', () => {
   it('removes whole escape sequences: colours, cursor moves, clear screen, titles, hyperlinks', () => {
@@ -28,5 +29,11 @@ describe('stripControl', () => {
   it('walks objects and arrays, keeping the keys asked for', () => {
     const value = {os: {prettyName: 'A\u001b[2JB'}, list: ['x\u0007', 3, true, null], raw: 'keep\u001b[1m\n'};
     expect(stripControlDeep(value, new Set(['raw']))).toEqual({os: {prettyName: 'AB'}, list: ['x', 3, true, null], raw: 'keep\u001b[1m\n'});
+  });
+
+  it('keeps the lines of a listing, each cleaned; the drop log shown by troubleshoot likewise', () => {
+    expect(stripControlLines('Chain INPUT\n1 ACCEPT /* \u001b[2Jx */\n')).toBe('Chain INPUT\n1 ACCEPT /* x */\n');
+    const view = parseDropLog('@logging on\n@source dmesg\nisolate-wizard DROP IN=eth0 \u001b]0;t\u0007SRC=198.51.100.7\n');
+    expect(view.lines).toEqual(['isolate-wizard DROP IN=eth0 SRC=198.51.100.7']);
   });
 });
