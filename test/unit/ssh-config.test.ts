@@ -2,6 +2,7 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
+import {resolveOperatorSsh} from '../../source/remote/operator-ssh.js';
 import {expandIncludes, jumpOfProxyCommand, parseDestination, resolveSshTarget, SshConfigError} from '../../source/remote/ssh-config.js';
 
 let home: string;
@@ -205,5 +206,19 @@ describe('Include', () => {
     expect(resolveSshTarget('extra', {home, configText: config}).port).toBe(2022);
     writeFileSync(path.join(home, '.ssh', 'loop'), 'Include loop\n');
     expect(() => resolveSshTarget('x', {home, configText: 'Include loop\n'})).toThrow(/nested too deeply/);
+  });
+});
+
+describe('resolveOperatorSsh', () => {
+  it('follows ProxyCommand ssh -W through a fleet host, and marks what it cannot follow as unusable', () => {
+    const config =
+      'Host db-1\n  HostName 10.132.0.14\n  ProxyCommand ssh -W %h:%p tunnel-1\n' +
+      'Host db-2\n  HostName 10.132.0.15\n  ProxyCommand nc %h %p\n' +
+      'Host tunnel-1\n  HostName 203.0.113.10\n';
+    const inv = {hosts: [{name: 'tunnel-1', ssh: 'tunnel-1'}, {name: 'db-1', ssh: 'db-1'}, {name: 'db-2', ssh: 'db-2'}]};
+    const resolved = resolveOperatorSsh(inv, home, config);
+    expect(resolved.get('db-1')).toEqual({port: 22, proxyJump: 'tunnel-1', address: '10.132.0.14'});
+    expect(resolved.get('db-2')).toEqual({unusable: 'ProxyCommand "nc %h %p" is not supported: use ProxyJump (or ProxyCommand ssh -W %h:%p JUMPHOST)'});
+    expect(resolved.get('tunnel-1')).toEqual({port: 22, address: '203.0.113.10'});
   });
 });
