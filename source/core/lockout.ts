@@ -19,7 +19,9 @@ export interface OperatorPath {
   readonly address?: string;
   readonly via:
     | {readonly kind: 'direct'; /** The operator's address as the host sees it ($SSH_CONNECTION); unknown offline. */ readonly source?: string}
-    | {readonly kind: 'jump'; /** An inventory host. */ readonly jumpHost: string};
+    | {readonly kind: 'jump'; /** An inventory host. */ readonly jumpHost: string}
+    /** The operator's ssh config says how, but not in a way this tool follows (e.g. a ProxyCommand). */
+    | {readonly kind: 'unusable'; readonly reason: string};
 }
 
 export interface LockoutFinding {
@@ -40,6 +42,8 @@ export interface ResolvedSsh {
   readonly source?: string;
   /** The address ssh connects to. */
   readonly address?: string;
+  /** Why the ssh config cannot be followed for this host (its path is then not checked, and not dialled). */
+  readonly unusable?: string;
 }
 
 const VERB: Record<string, string> = {DROP: 'dropped', REJECT: 'rejected'};
@@ -241,7 +245,9 @@ export function checkLockout(hosts: readonly FleetHost[], paths: readonly Operat
     if (!target) continue; // not part of this plan: its firewall does not change
     let hop: Hop | string;
     let assumed = false;
-    if (path.via.kind === 'direct') {
+    if (path.via.kind === 'unusable') {
+      hop = `the path cannot be checked: ${path.via.reason}`;
+    } else if (path.via.kind === 'direct') {
       assumed = path.via.source === undefined;
       hop = directHop(target, {...path, via: path.via});
     } else {
@@ -276,7 +282,9 @@ export function operatorPaths(inv: Inventory, resolved?: ReadonlyMap<string, Res
     const address = facts?.address ?? (destination && addressFamily(destination.host) !== undefined ? destination.host : undefined);
     const port = facts?.port ?? sshPortOf(host) ?? 22;
     const jumpHost = fleetHostName(names, facts?.proxyJump) ?? (facts?.proxyJump === undefined ? fleetHostName(names, host.jump) : undefined);
-    const via: OperatorPath['via'] = jumpHost !== undefined
+    const via: OperatorPath['via'] = facts?.unusable !== undefined
+      ? {kind: 'unusable', reason: facts.unusable}
+      : jumpHost !== undefined
       ? {kind: 'jump', jumpHost}
       : {kind: 'direct', ...(facts?.source === undefined ? {} : {source: facts.source})};
     return {host: host.name, port, ...(address === undefined ? {} : {address}), via};

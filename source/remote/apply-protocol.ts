@@ -25,6 +25,7 @@ import {diffRulesets, parseIptablesSave} from '../core/iptables-save.js';
 import {canonicalFilter, forwardIsRuntimes, isOpenFilter, mergeForeignDetailed, ownPart} from '../core/merge.js';
 import type {Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
+import {stripControl} from '../core/terminal-text.js';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
 import type {Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from './types.js';
 
@@ -107,14 +108,15 @@ function keyValues(text: string): Map<string, string> {
   const values = new Map<string, string>();
   for (const line of text.split('\n')) {
     const at = line.indexOf('=');
-    if (at > 0) values.set(line.slice(0, at), line.slice(at + 1));
+    // Values are shown (owner, held_by): no terminal control sequences from the server.
+    if (at > 0) values.set(line.slice(0, at), stripControl(line.slice(at + 1)));
   }
   return values;
 }
 
 function firstLine(result: ExecResult): string {
   const text = (result.stderr.trim() || result.stdout.trim()).replace(/^agent: /, '');
-  return text.split('\n').slice(0, 3).join('; ') || `exit ${result.code}`;
+  return text.split('\n').slice(0, 3).map(stripControl).join('; ') || `exit ${result.code}`;
 }
 
 async function run(

@@ -10,7 +10,16 @@ import {NodeSSH} from 'node-ssh';
 import ssh2 from 'ssh2';
 import type {AnyAuthMethod, AuthHandlerMiddleware, Client, ClientChannel, ParsedKey} from 'ssh2';
 import {HostError, RefusedError} from '../core/errors.js';
-import {checkHostKey, fingerprintSha256, keyTypeOfBlob, knownHostsLine, usesHashedNames} from './known-hosts.js';
+import {stripControl} from '../core/terminal-text.js';
+import {
+  checkHostKey,
+  fingerprintSha256,
+  keyTypeOfBlob,
+  knownHostsLine,
+  knownKeyTypes,
+  preferredHostKeyAlgorithms,
+  usesHashedNames,
+} from './known-hosts.js';
 import {defaultIdentityFiles, resolveSshTarget, SshConfigError, type SshTarget} from './ssh-config.js';
 import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost} from './types.js';
 
@@ -42,12 +51,14 @@ export const HEADLESS_PROMPTER: Prompter = {
   askSecret: async () => undefined,
 };
 
-/** The fixed commands this module runs itself (the privilege probe). */
-export const PRIVILEGE_COMMANDS = {
-  uid: 'id -u',
-  sudoWithoutPassword: 'sudo -n true',
-  sudoPasswordCheck: "sudo -k -S -p '' true",
-} as const;
+/**
+ * sudo's prompt (`-p`) in password mode, and the line the root shell prints first on stderr: the
+ * password is written only after the prompt, and the command's data only after the root shell
+ * has started, so neither can ever be read as the other (where sudoers lets `sh` run without a
+ * password, sudo never asks and the password is never sent).
+ */
+export const SUDO_PROMPT_MARKER = '[iw-sudo-password-prompt]';
+export const ROOT_STARTED_MARKER = '[iw-root-shell-started]';
 
 /** How commands that need root are run on one host. */
 export type Privilege =
@@ -55,27 +66,35 @@ export type Privilege =
   | {readonly kind: 'sudo'}
   | {readonly kind: 'sudo-password'; readonly password: string};
 
+const quoteForSh = (text: string): string => `'${text.replace(/'/g, `'\\''`)}'`;
+
 /**
  * Wraps a FIXED command for root. The command is one of our constants; quoting it for `sh -c` keeps
- * compound commands whole under sudo. A sudo password travels on stdin, ahead of the command's own.
+ * compound commands whole under sudo. With a sudo password, the password is returned apart: the
+ * exec writes it when sudo prints SUDO_PROMPT_MARKER, and the data once ROOT_STARTED_MARKER shows.
  */
 export function rootCommand(
   command: string,
   privilege: Privilege,
   stdin?: string | Buffer,
-): {command: string; stdin?: string | Buffer} {
-  if (privilege.kind === 'root') return stdin === undefined ? {command} : {command, stdin};
-  const quoted = `'${command.replace(/'/g, `'\\''`)}'`;
-  if (privilege.kind === 'sudo') {
-    const wrapped = `sudo -n -- sh -c ${quoted}`;
-    return stdin === undefined ? {command: wrapped} : {command: wrapped, stdin};
-  }
-  // -k: never use cached credentials, so sudo always reads the password line and never the data.
-  const wrapped = `sudo -k -S -p '' -- sh -c ${quoted}`;
-  const secret = Buffer.from(`${privilege.password}\n`);
-  const data = stdin === undefined ? Buffer.alloc(0) : Buffer.isBuffer(stdin) ? stdin : Buffer.from(stdin);
-  return {command: wrapped, stdin: Buffer.concat([secret, data])};
+): {command: string; stdin?: string | Buffer; sudoPassword?: string} {
+  const withStdin = <T extends object>(wrapped: T) => (stdin === undefined ? wrapped : {...wrapped, stdin});
+  if (privilege.kind === 'root') return withStdin({command});
+  if (privilege.kind === 'sudo') return withStdin({command: `sudo -n -- sh -c ${quoteForSh(command)}`});
+  // -k: never use cached credentials, so sudo asks whenever sudoers wants a password for this form.
+  const started = `printf '%s\\n' '${ROOT_STARTED_MARKER}' >&2\n`;
+  return withStdin({
+    command: `sudo -k -S -p '${SUDO_PROMPT_MARKER}' -- sh -c ${quoteForSh(started + command)}`,
+    sudoPassword: privilege.password,
+  });
 }
+
+/** The fixed commands this module runs itself (the privilege probe): the very forms used later. */
+export const PRIVILEGE_COMMANDS = {
+  uid: 'id -u',
+  sudoWithoutPassword: rootCommand('true', {kind: 'sudo'}).command,
+  sudoPasswordCheck: rootCommand('true', {kind: 'sudo-password', password: ''}).command,
+} as const;
 
 // ---------------------------------------------------------------------------
 
@@ -155,6 +174,9 @@ export function createConnector(options: ConnectorOptions): Connector {
     if (statuses.some((entry) => entry.status.kind === 'known')) return {kind: 'known' as const};
     for (const entry of statuses) {
       if (entry.status.kind === 'changed') return {...entry.status, file: entry.file};
+    }
+    for (const entry of statuses) {
+      if (entry.status.kind === 'other-type') return {...entry.status, file: entry.file};
     }
     return {kind: 'unknown' as const};
   }
@@ -306,6 +328,9 @@ export function createConnector(options: ConnectorOptions): Connector {
         readyTimeout,
         keepaliveInterval: target.serverAliveInterval !== undefined ? target.serverAliveInterval * 1000 : keepaliveInterval,
         keepaliveCountMax: 3,
+        // The key types known_hosts holds for this host first: a server with several host keys
+        // then shows the one we know, instead of a key we never saw.
+        algorithms: {serverHostKey: preferredHostKeyAlgorithms(knownKeyTypes(readKnownHosts(target), ...hostKeyName(target)))},
         // ssh2 treats any non-undefined return as the verdict: return nothing, answer through `verify`.
         hostVerifier: (blob: Buffer, verify: (valid: boolean) => void): void => {
           verifyHostKey(hop, target, blob, notes).then(verify, (error: unknown) => {
@@ -379,9 +404,7 @@ export function createConnector(options: ConnectorOptions): Connector {
   }
 
   async function verifyHostKey(hop: Hop, target: SshTarget, blob: Buffer, notes: AttemptNotes): Promise<boolean> {
-    const name = target.hostKeyAlias ?? target.hostname;
-    // OpenSSH stores a HostKeyAlias without the port.
-    const port = target.hostKeyAlias !== undefined ? 22 : target.port;
+    const [name, port] = hostKeyName(target);
     const status = hostKeyStatus(target, name, port, blob);
     const fingerprint = fingerprintSha256(blob);
     const keyType = keyTypeOfBlob(blob);
@@ -396,6 +419,12 @@ export function createConnector(options: ConnectorOptions): Connector {
         notes.refusal = new RefusedError(
           `REMOTE HOST IDENTIFICATION HAS CHANGED for ${where}: expected ${status.expectedFingerprints.join(' or ')}, got ${fingerprint}` +
             ` — if this is expected, remove the old line from ${display(status.file)} (line ${status.lines.join(', ')})`,
+        );
+        return false;
+      case 'other-type':
+        notes.refusal = new RefusedError(
+          `HOST KEY TYPE CHANGED for ${where}: it offered ${keyType} ${fingerprint}, but ${display(status.file)} knows it only by ${status.knownTypes.join(', ')}` +
+            ` (line ${status.lines.join(', ')}); refusing — if this is expected, check the new key and replace those lines`,
         );
         return false;
       case 'unknown': {
@@ -416,6 +445,11 @@ export function createConnector(options: ConnectorOptions): Connector {
         return true;
       }
     }
+  }
+
+  /** The known_hosts name and port of a target: OpenSSH stores a HostKeyAlias without the port. */
+  function hostKeyName(target: SshTarget): [string, number] {
+    return target.hostKeyAlias !== undefined ? [target.hostKeyAlias, 22] : [target.hostname, target.port];
   }
 
   function rememberHostKey(file: string, allText: string, name: string, port: number, blob: Buffer): void {
@@ -546,10 +580,16 @@ export function createConnector(options: ConnectorOptions): Connector {
     const route =
       `${link.target.user}@${link.target.hostname}:${link.target.port}` + (chain.length > 0 ? ` via ${chain.join(' via ')}` : '');
 
-    const raw = async (command: string, stdin: string | Buffer | undefined, timeoutMs: number | undefined, reply?: ExecOptions['reply']) => {
+    const raw = async (
+      command: string,
+      stdin: string | Buffer | undefined,
+      timeoutMs: number | undefined,
+      reply?: ExecOptions['reply'],
+      sudoPassword?: string,
+    ) => {
       const startedAt = performance.now();
       try {
-        return await execOnLink(name, link, command, stdin, timeoutMs, reply);
+        return await execOnLink(name, link, command, stdin, timeoutMs, reply, sudoPassword);
       } finally {
         timing?.(`exec ${name}${link.shareKey === link.key ? '' : ' (fresh)'}: ${command.slice(0, 70)}`, startedAt);
       }
@@ -565,7 +605,7 @@ export function createConnector(options: ConnectorOptions): Connector {
         throw new HostError(name, `${user} is not root and sudo is not installed; log in as root or install sudo`);
       }
       if (!/password/i.test(sudo.stderr)) {
-        throw new HostError(name, `${user} may not use sudo (${firstLine(sudo.stderr) || `exit ${sudo.code}`}); log in as root or allow sudo for this user`);
+        throw new HostError(name, `${user} may not use sudo (${stripControl(firstLine(sudo.stderr)) || `exit ${sudo.code}`}); log in as root or allow sudo for this user`);
       }
       for (let tries = 0; tries < 3; tries++) {
         const password = await options.prompter.askSecret(name, `sudo password for ${user}`);
@@ -573,7 +613,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           throw new HostError(name, `sudo needs a password for ${user}; allow NOPASSWD for this user, log in as root, or run the wizard`);
         }
         // Checked on its own first: a wrong password must never make sudo read the command's data as retries.
-        const check = await raw(PRIVILEGE_COMMANDS.sudoPasswordCheck, `${password}\n`, 15_000);
+        const check = await raw(PRIVILEGE_COMMANDS.sudoPasswordCheck, undefined, 15_000, undefined, password);
         if (check.code === 0) return {kind: 'sudo-password', password};
       }
       throw new HostError(name, `sudo refused the password for ${user}`);
@@ -595,7 +635,7 @@ export function createConnector(options: ConnectorOptions): Connector {
           throw error;
         }
         const wrapped = rootCommand(command, mode, execOptions.stdin);
-        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply);
+        return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply, wrapped.sudoPassword);
       },
       async close(): Promise<void> {
         if (closed) return;
@@ -637,6 +677,7 @@ function execOnLink(
   stdin: string | Buffer | undefined,
   timeoutMs: number | undefined,
   reply?: ExecOptions['reply'],
+  sudoPassword?: string,
 ): Promise<ExecResult> {
   return new Promise((resolvePromise, reject) => {
     if (link.dead || link.ended) {
@@ -664,6 +705,10 @@ function execOnLink(
         const stderr: Buffer[] = [];
         let code: number | null = null;
         let signal: string | undefined;
+        // With a sudo password, nothing is written until sudo asks (then the password, once) or
+        // the root shell has started (then the data): see SUDO_PROMPT_MARKER.
+        let sudo = sudoPassword === undefined ? undefined : {before: '', prompts: 0, waiting: [] as (() => void)[]};
+        const whenStarted = (write: () => void) => (sudo ? sudo.waiting.push(write) : write());
         // A conversation (reply): the output is offered to it as it grows; its answer ends stdin.
         let asked = false;
         channel.on('data', (chunk: Buffer) => {
@@ -673,11 +718,34 @@ function execOnLink(
           if (!answer) return;
           asked = true;
           answer.then(
-            (text) => channel.end(text),
-            () => channel.end(),
+            (text) => whenStarted(() => channel.end(text)),
+            () => whenStarted(() => channel.end()),
           );
         });
-        channel.stderr.on('data', (chunk: Buffer) => stderr.push(chunk));
+        channel.stderr.on('data', (chunk: Buffer) => {
+          if (!sudo) {
+            stderr.push(chunk);
+            return;
+          }
+          sudo.before += chunk.toString('utf8');
+          for (;;) {
+            const prompt = sudo.before.indexOf(SUDO_PROMPT_MARKER);
+            const started = sudo.before.indexOf(`${ROOT_STARTED_MARKER}\n`);
+            if (started >= 0 && (prompt < 0 || started < prompt)) {
+              // The root shell runs: what follows is the command's own stderr.
+              stderr.push(Buffer.from(sudo.before.slice(started + ROOT_STARTED_MARKER.length + 1)));
+              const waiting = sudo.waiting;
+              sudo = undefined;
+              for (const write of waiting) write();
+              return;
+            }
+            if (prompt < 0) return;
+            sudo.before = sudo.before.slice(0, prompt) + sudo.before.slice(prompt + SUDO_PROMPT_MARKER.length);
+            // Asked again: the password was refused. End the input, so sudo gives up; never retry here.
+            if (++sudo.prompts === 1) channel.write(`${sudoPassword}\n`);
+            else channel.end();
+          }
+        });
         channel.on('exit', (exitCode: number | null, exitSignal?: string) => {
           code = exitCode;
           signal = exitSignal;
@@ -692,7 +760,8 @@ function execOnLink(
             resolvePromise({
               code,
               stdout: Buffer.concat(stdout).toString('utf8'),
-              stderr: Buffer.concat(stderr).toString('utf8'),
+              // The root shell never started: sudo's own messages are the story.
+              stderr: sudo ? sudo.before : Buffer.concat(stderr).toString('utf8'),
             });
           });
         });
@@ -702,10 +771,12 @@ function execOnLink(
             channel.close();
           }, timeoutMs);
         }
-        if (reply) {
-          if (stdin !== undefined && stdin.length > 0) channel.write(stdin);
-        } else if (stdin !== undefined) channel.end(stdin);
-        else channel.end();
+        whenStarted(() => {
+          if (reply) {
+            if (stdin !== undefined && stdin.length > 0) channel.write(stdin);
+          } else if (stdin !== undefined) channel.end(stdin);
+          else channel.end();
+        });
       });
     } catch (error) {
       finish(() => reject(new HostError(name, `could not run a command: ${messageOf(error)}`)));

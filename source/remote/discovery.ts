@@ -2,6 +2,7 @@
 // login session's $SSH_CONNECTION (read without sudo, which drops it), both at once. Hosts run in parallel.
 import {HostError, RefusedError} from '../core/errors.js';
 import {DISCOVERY_SCRIPT, DiscoveryParseError, interpretDiscovery, type HostDiscovery} from '../core/discovery/index.js';
+import {stripControl, stripControlDeep} from '../core/terminal-text.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
 
 /** Every command string this module sends. Constants only: data travels on stdin. */
@@ -18,13 +19,14 @@ export async function discoverHost(remote: RemoteHost): Promise<HostDiscovery> {
     remote.exec(DISCOVERY_COMMANDS.sshConnection, {timeoutMs: SCRIPT_TIMEOUT_MS}),
   ]);
   if (script.code !== 0 && script.stdout.trim() === '') {
-    const why = script.stderr.trim().split('\n')[0] || `exit ${script.code}`;
+    const why = stripControl(script.stderr.trim().split('\n')[0] ?? '') || `exit ${script.code}`;
     throw new HostError(remote.name, `the discovery script failed: ${why}`);
   }
   const sshConnection = session.code === 0 ? session.stdout : undefined;
   const serverPort = sshConnection?.trim().split(/\s+/)[3];
+  let discovery: HostDiscovery;
   try {
-    return interpretDiscovery({
+    discovery = interpretDiscovery({
       host: remote.name,
       route: remote.route,
       scriptOutput: script.stdout,
@@ -32,9 +34,27 @@ export async function discoverHost(remote: RemoteHost): Promise<HostDiscovery> {
       ...(serverPort && /^\d+$/.test(serverPort) ? {sshPort: Number(serverPort)} : {}),
     });
   } catch (error) {
-    if (error instanceof DiscoveryParseError) throw new HostError(remote.name, error.message);
+    if (error instanceof DiscoveryParseError) throw new HostError(remote.name, stripControl(error.message));
     throw error;
   }
+  return displaySafe(remote.name, discovery);
+}
+
+/** The rulesets as read: data compared and merged, never printed raw by discovery. */
+const KEPT_AS_READ = new Set(['iptablesSave', 'ip6tablesSave', 'facts']);
+
+/**
+ * Server text (os-release, interface and process names, warnings that quote them) without terminal
+ * control sequences, before anything shows it. The facts the compiler writes rules from are kept
+ * as read: an interface name that would change is refused rather than shown as another name.
+ */
+function displaySafe(host: string, discovery: HostDiscovery): HostDiscovery {
+  for (const name of [discovery.facts.interfaces.public, discovery.facts.interfaces.private]) {
+    if (name !== undefined && stripControl(name) !== name) {
+      throw new HostError(host, `the interface "${stripControl(name)}" has control characters in its name; name the interfaces in the inventory`);
+    }
+  }
+  return stripControlDeep(discovery, KEPT_AS_READ);
 }
 
 export type DiscoveryPhase = 'connecting' | 'reading' | 'done' | 'failed';
@@ -65,7 +85,8 @@ export async function discoverFleet(
         return {host: target.name, ok: true, discovery};
       } catch (error) {
         progress(target.name, 'failed');
-        const message = error instanceof Error ? error.message : String(error);
+        // Messages may quote the server (sshd's disconnect reason, sudo's complaint).
+        const message = stripControl(error instanceof Error ? error.message : String(error));
         const prefixed = message.startsWith(`${target.name}:`) || message.includes(target.name) ? message : `${target.name}: ${message}`;
         return {host: target.name, ok: false, error: prefixed, refused: error instanceof RefusedError};
       }

@@ -2,6 +2,7 @@
 // `[host]:port` for ports other than 22, comma lists, wildcards and negations, `@revoked` lines.
 // `@cert-authority` lines are ignored (we never accept host certificates).
 import {createHash, createHmac, randomBytes} from 'node:crypto';
+import type {ServerHostKeyAlgorithm} from 'ssh2';
 
 export interface KnownHostEntry {
   readonly marker?: 'revoked' | 'cert-authority';
@@ -18,6 +19,11 @@ export type HostKeyStatus =
   | {readonly kind: 'unknown'}
   /** A known entry for this name with a different key of the same type. */
   | {readonly kind: 'changed'; readonly expectedFingerprints: readonly string[]; readonly lines: readonly number[]}
+  /**
+   * Known by other key types only: refused like a changed key (OpenSSH says "key type changed"),
+   * never "unknown", so accept-new cannot trust a key the operator never saw for a known host.
+   */
+  | {readonly kind: 'other-type'; readonly knownTypes: readonly string[]; readonly lines: readonly number[]}
   | {readonly kind: 'revoked'};
 
 /** The name known_hosts stores: `host` for port 22, `[host]:port` otherwise. */
@@ -104,7 +110,47 @@ export function checkHostKey(text: string, host: string, port: number, blob: Buf
       lines: sameType.map((entry) => entry.line),
     };
   }
+  if (plain.length > 0) {
+    return {kind: 'other-type', knownTypes: [...new Set(plain.map((entry) => entry.keyType))], lines: plain.map((entry) => entry.line)};
+  }
   return {kind: 'unknown'};
+}
+
+/** The key types known_hosts holds for this name and port (revoked and CA lines aside), in file order. */
+export function knownKeyTypes(text: string, host: string, port: number): string[] {
+  const name = knownHostsName(host, port);
+  const types = parseKnownHosts(text)
+    .filter((entry) => entry.marker === undefined && hostFieldMatches(entry.hosts, name))
+    .map((entry) => entry.keyType);
+  return [...new Set(types)];
+}
+
+/** ssh2's default host key algorithms, in its order of preference. */
+const DEFAULT_HOST_KEY_ALGORITHMS: readonly ServerHostKeyAlgorithm[] = [
+  'ssh-ed25519',
+  'ecdsa-sha2-nistp256',
+  'ecdsa-sha2-nistp384',
+  'ecdsa-sha2-nistp521',
+  'rsa-sha2-512',
+  'rsa-sha2-256',
+  'ssh-rsa',
+];
+
+/** The signature algorithms that prove a key of this known_hosts type. */
+function algorithmsForKeyType(keyType: string): string[] {
+  return keyType === 'ssh-rsa' ? ['rsa-sha2-512', 'rsa-sha2-256', 'ssh-rsa'] : [keyType];
+}
+
+/**
+ * The host key algorithms to offer, those of the known key types first (as OpenSSH orders them),
+ * so a server with several host keys shows the one we know instead of looking unknown.
+ */
+export function preferredHostKeyAlgorithms(knownTypes: readonly string[]): ServerHostKeyAlgorithm[] {
+  const known = new Set<string>(knownTypes.flatMap(algorithmsForKeyType));
+  return [
+    ...DEFAULT_HOST_KEY_ALGORITHMS.filter((algorithm) => known.has(algorithm)),
+    ...DEFAULT_HOST_KEY_ALGORITHMS.filter((algorithm) => !known.has(algorithm)),
+  ];
 }
 
 /** A line to append, like OpenSSH's accept-new (hashed when the file already uses hashed names). */

@@ -1,10 +1,12 @@
 // The operator-side record of batches: which batch each host is in, its deadline, and a copy of
 // every snapshot (the server keeps its own; this copy survives a server disk being wiped and lets
 // `status` / `confirm` on this machine find the batch). Stored in the `conf` package's directory
-// (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings.
-import {mkdirSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
+// (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings. Everything there
+// is the operator's alone (rules, addresses, who changed what): files 0600, directories 0700,
+// whatever the umask.
+import {chmodSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import Conf from 'conf';
+import Conf, {type Options as ConfOptions} from 'conf';
 
 export interface HostRecord {
   readonly batch: string;
@@ -24,13 +26,34 @@ export interface LocalStateOptions {
   readonly directory?: string;
 }
 
-const KEEP_LOCAL_BATCHES = 10;
+/** Snapshot copies kept per host: the last this many batches that host was in. */
+export const KEEP_LOCAL_BATCHES_PER_HOST = 10;
+
+const PRIVATE_FILE = 0o600;
+const PRIVATE_DIRECTORY = 0o700;
+
+/**
+ * A `conf` store readable by the operator only: its file is written 0600 (conf's default is 0666
+ * less the umask) and its directory made 0700, also when an older version created them wider.
+ */
+export function openPrivateStore<T extends Record<string, unknown>>(options: ConfOptions<T>): Conf<T> {
+  if (options.cwd !== undefined) makePrivateDirectory(options.cwd);
+  const store = new Conf<T>({...options, configFileMode: PRIVATE_FILE});
+  makePrivateDirectory(path.dirname(store.path));
+  if (existsSync(store.path)) chmodSync(store.path, PRIVATE_FILE);
+  return store;
+}
+
+function makePrivateDirectory(directory: string): void {
+  mkdirSync(directory, {recursive: true, mode: PRIVATE_DIRECTORY});
+  chmodSync(directory, PRIVATE_DIRECTORY);
+}
 
 export class LocalState {
   private readonly store: Conf<StoreShape>;
 
   constructor(options: LocalStateOptions = {}) {
-    this.store = new Conf<StoreShape>({
+    this.store = openPrivateStore<StoreShape>({
       projectName: 'isolate-wizard',
       configName: 'batches',
       defaults: {hosts: {}},
@@ -53,21 +76,35 @@ export class LocalState {
 
   /** Keeps the server's snapshot of `host` for `batch` as <dir>/snapshots/<batch>/<host>.v4|v6. */
   saveSnapshot(batch: string, host: string, snapshot: {v4: string; v6: string}): string {
-    const directory = path.join(this.directory, 'snapshots', batch);
-    mkdirSync(directory, {recursive: true, mode: 0o700});
-    // The inventory name is the file name: keep it to a safe character set.
-    const safeHost = host.replace(/[^A-Za-z0-9._-]/g, '_');
-    writeFileSync(path.join(directory, `${safeHost}.v4`), snapshot.v4, {mode: 0o600});
-    writeFileSync(path.join(directory, `${safeHost}.v6`), snapshot.v6, {mode: 0o600});
-    this.pruneSnapshots();
+    const root = path.join(this.directory, 'snapshots');
+    const directory = path.join(root, batch);
+    makePrivateDirectory(root);
+    makePrivateDirectory(directory);
+    const safeHost = snapshotFileName(host);
+    for (const family of ['v4', 'v6'] as const) {
+      const file = path.join(directory, `${safeHost}.${family}`);
+      writeFileSync(file, snapshot[family], {mode: PRIVATE_FILE});
+      chmodSync(file, PRIVATE_FILE); // an existing file keeps its mode through writeFileSync
+    }
+    this.pruneSnapshots(safeHost);
     return directory;
   }
 
-  private pruneSnapshots(): void {
+  /** Keeps the last KEEP_LOCAL_BATCHES_PER_HOST copies of this host; a batch left with no host goes. */
+  private pruneSnapshots(safeHost: string): void {
     const root = path.join(this.directory, 'snapshots');
-    const batches = readdirSync(root).sort(); // batch ids start with a UTC timestamp
-    for (const old of batches.slice(0, Math.max(0, batches.length - KEEP_LOCAL_BATCHES))) {
-      rmSync(path.join(root, old), {recursive: true, force: true});
+    const batches = readdirSync(root)
+      .filter((batch) => existsSync(path.join(root, batch, `${safeHost}.v4`)) || existsSync(path.join(root, batch, `${safeHost}.v6`)))
+      .sort(); // batch ids start with a UTC timestamp
+    for (const old of batches.slice(0, Math.max(0, batches.length - KEEP_LOCAL_BATCHES_PER_HOST))) {
+      const directory = path.join(root, old);
+      for (const family of ['v4', 'v6']) rmSync(path.join(directory, `${safeHost}.${family}`), {force: true});
+      if (readdirSync(directory).length === 0) rmdirSync(directory);
     }
   }
+}
+
+/** The inventory name is the file name: kept to a safe character set. */
+export function snapshotFileName(host: string): string {
+  return host.replace(/[^A-Za-z0-9._-]/g, '_');
 }

@@ -4,12 +4,13 @@
 import {addressFamily} from '../core/addresses.js';
 import type {Inventory} from '../core/inventory.js';
 import type {ResolvedSsh} from '../core/lockout.js';
-import {parseDestination, parseSshConfig, readSshConfig, resolveSshTarget, type ParsedSshConfig} from './ssh-config.js';
+import {parseDestination, parseSshConfig, readSshConfig, resolveSshTarget, SshConfigError, type ParsedSshConfig} from './ssh-config.js';
 
 /**
  * What the operator's own ssh would do for each host, from ~/.ssh/config only (no network):
  * the port, and the last ProxyJump hop when it is a fleet host. Unreadable entries are skipped:
- * the lockout check then falls back to the inventory.
+ * the lockout check then falls back to the inventory; a config this tool does not follow (an
+ * unsupported ProxyCommand, a Match exec) is recorded as `unusable`, so no path is assumed for it.
  */
 export function resolveOperatorSsh(inv: Pick<Inventory, 'hosts'> | {readonly hosts: readonly {readonly name: string; readonly ssh: string}[]}, home: string | undefined, configText?: string): Map<string, ResolvedSsh> {
   const resolved = new Map<string, ResolvedSsh>();
@@ -42,7 +43,9 @@ export function resolveOperatorSsh(inv: Pick<Inventory, 'hosts'> | {readonly hos
         ...(lastHop === undefined ? {} : {proxyJump: jumpHost ?? lastHop}),
         ...(address === undefined ? {} : {address}),
       });
-    } catch {
+    } catch (error) {
+      // A ProxyCommand or Match exec we do not follow: say so rather than check a path ssh would not take.
+      if (error instanceof SshConfigError) resolved.set(host.name, {unusable: error.message});
       continue;
     }
   }

@@ -144,15 +144,74 @@ export function expandTilde(file: string, home: string): string {
   return file;
 }
 
-/** Resolves a destination through the ssh config: what `ssh -G destination` would use. */
+/**
+ * Resolves a destination through the ssh config: what `ssh -G destination` would use. A config
+ * whose answer for this host depends on something we cannot do like ssh (a `ProxyCommand` other
+ * than `ssh -W %h:%p jump`, a `Match exec` that applies) is refused: dialling such a host
+ * directly would test and use a path the operator's ssh never takes.
+ */
 export function resolveSshTarget(destination: string, options: ResolveOptions): SshTarget {
   const parsed = parseDestination(destination);
   const config = options.parsed ?? parseSshConfig(options.home, options.configText);
   // Match exec would run a shell from the config: this tool never runs shells for configs.
-  const computed = config.compute(
-    parsed.user === undefined ? {Host: parsed.host} : {Host: parsed.host, User: parsed.user},
-    {ignoreCase: true, matchExec: false},
-  );
+  const target = targetFrom(computeConfig(config, parsed), parsed, options);
+  const assumingExec = execAssumedTrue(config);
+  if (assumingExec) {
+    let same: boolean;
+    try {
+      same = JSON.stringify(targetFrom(computeConfig(assumingExec.config, parsed), parsed, options)) === JSON.stringify(target);
+    } catch {
+      same = false;
+    }
+    if (!same) {
+      throw new SshConfigError(
+        `~/.ssh/config: Match exec ${assumingExec.commands.map((command) => JSON.stringify(command)).join(', ')} is not supported` +
+          ' (this tool never runs commands from the config, and it would change how ssh reaches this host): use Host blocks',
+      );
+    }
+  }
+  return target;
+}
+
+type Computed = Record<string, string | string[]>;
+
+function computeConfig(config: ParsedSshConfig, parsed: Destination): Computed {
+  return config.compute(parsed.user === undefined ? {Host: parsed.host} : {Host: parsed.host, User: parsed.user}, {
+    ignoreCase: true,
+    matchExec: false,
+  }) as Computed;
+}
+
+/**
+ * The config with every `Match exec` criterion taken as true (criteria are matched by the
+ * package, exec is left out), or undefined when it has none. Resolving with it and without it
+ * tells whether an exec could change anything for a host, without running it.
+ */
+const execVariants = new WeakMap<ParsedSshConfig, {config: ParsedSshConfig; commands: string[]} | null>();
+
+function execAssumedTrue(config: ParsedSshConfig): {config: ParsedSshConfig; commands: string[]} | undefined {
+  const cached = execVariants.get(config);
+  if (cached !== undefined) return cached ?? undefined;
+  const commands: string[] = [];
+  const variant = SSHConfig.parse('');
+  for (const line of config) {
+    const criteria = 'criteria' in line ? (line.criteria as Record<string, unknown>) : undefined;
+    const execKey = criteria && Object.keys(criteria).find((key) => key.toLowerCase() === 'exec');
+    if (criteria && execKey !== undefined) {
+      const value = criteria[execKey];
+      commands.push(Array.isArray(value) ? value.join(' ') : String(value));
+      const rest = Object.fromEntries(Object.entries(criteria).filter(([key]) => key !== execKey));
+      variant.push({...line, criteria: rest} as (typeof config)[number]);
+    } else {
+      variant.push(line);
+    }
+  }
+  const result = commands.length > 0 ? {config: variant, commands} : undefined;
+  execVariants.set(config, result ?? null);
+  return result;
+}
+
+function targetFrom(computed: Computed, parsed: Destination, options: ResolveOptions): SshTarget {
   const single = (key: string): string | undefined => {
     const value = computed[key];
     return Array.isArray(value) ? value[0] : value;
@@ -162,14 +221,7 @@ export function resolveSshTarget(destination: string, options: ResolveOptions): 
   const user = parsed.user ?? single('user') ?? localUser;
   const configPort = single('port');
   const port = parsed.port ?? (configPort === undefined ? 22 : parsePort(configPort, `Port for ${parsed.host}`));
-  const jumpText = single('proxyjump');
-  const proxyJump =
-    jumpText === undefined || jumpText.toLowerCase() === 'none'
-      ? []
-      : jumpText
-          .split(',')
-          .map((hop) => hop.trim())
-          .filter((hop) => hop !== '');
+  const proxyJump = jumpChain(computed, single);
   const identityValue = computed['identityfile'];
   const identityFiles = (Array.isArray(identityValue) ? identityValue : identityValue ? [identityValue] : [])
     .filter((file) => file.toLowerCase() !== 'none')
@@ -201,6 +253,68 @@ export function resolveSshTarget(destination: string, options: ResolveOptions): 
     ...(seconds('serveraliveinterval') === undefined ? {} : {serverAliveInterval: seconds('serveraliveinterval')}),
     ...(hostKeyAlias === undefined ? {} : {hostKeyAlias}),
   };
+}
+
+/**
+ * The jump chain: ProxyJump, or a ProxyCommand that is a plain `ssh -W %h:%p jump`. Like OpenSSH,
+ * whichever of the two the config gives first wins.
+ */
+function jumpChain(computed: Computed, single: (key: string) => string | undefined): string[] {
+  const keys = Object.keys(computed);
+  const jumpText = single('proxyjump');
+  const commandText = single('proxycommand');
+  const commandFirst = commandText !== undefined && (jumpText === undefined || keys.indexOf('proxycommand') < keys.indexOf('proxyjump'));
+  if (commandFirst) {
+    if (commandText.trim().toLowerCase() === 'none') return [];
+    return [jumpOfProxyCommand(commandText)];
+  }
+  if (jumpText === undefined || jumpText.toLowerCase() === 'none') return [];
+  return jumpText
+    .split(',')
+    .map((hop) => hop.trim())
+    .filter((hop) => hop !== '');
+}
+
+/** Flags of ssh that change nothing about where a `-W` tunnel goes. */
+const HARMLESS_SSH_FLAGS = /^-[qTNn]+$/;
+
+/**
+ * `[exec] ssh [-q] [-T] [-N] [-p PORT] [-l USER] -W %h:%p|[%h]:%p [user@]jump` → `[user@]jump[:port]`.
+ * Anything else is refused: we cannot run it, and must not dial around it.
+ */
+export function jumpOfProxyCommand(command: string): string {
+  const refuse = (): never => {
+    throw new SshConfigError(`ProxyCommand "${command.trim()}" is not supported: use ProxyJump (or ProxyCommand ssh -W %h:%p JUMPHOST)`);
+  };
+  const words = command.trim().split(/\s+/);
+  if (words[0] === 'exec') words.shift();
+  const program = words.shift();
+  if (program === undefined || !/^(\/[\w./-]*\/)?ssh$/.test(program)) refuse();
+  let forward: string | undefined;
+  let port: string | undefined;
+  let user: string | undefined;
+  let jump: string | undefined;
+  while (words.length > 0) {
+    const word = words.shift()!;
+    const valueOf = (flag: string): string => (word.length > flag.length ? word.slice(flag.length) : (words.shift() ?? refuse()));
+    if (HARMLESS_SSH_FLAGS.test(word)) continue;
+    if (word.startsWith('-W')) forward = valueOf('-W');
+    else if (word.startsWith('-p')) port = valueOf('-p');
+    else if (word.startsWith('-l')) user = valueOf('-l');
+    else if (word.startsWith('-') || jump !== undefined) refuse();
+    else jump = word;
+  }
+  if (jump === undefined || (forward !== '%h:%p' && forward !== '[%h]:%p') || !/^[\w.@:[\]-]+$/.test(`${jump}${port ?? ''}${user ?? ''}`)) refuse();
+  let destination: Destination;
+  try {
+    destination = parseDestination(jump!);
+  } catch {
+    return refuse();
+  }
+  const jumpUser = user ?? destination.user;
+  const jumpPort = port === undefined ? destination.port : parsePort(port, `ProxyCommand "${command.trim()}"`);
+  const host = destination.host.includes(':') ? `[${destination.host}]` : destination.host;
+  return `${jumpUser === undefined ? '' : `${jumpUser}@`}${host}${jumpPort === undefined ? '' : `:${jumpPort}`}`;
 }
 
 /** The default identities ssh tries when the config names none. */

@@ -4,7 +4,6 @@
 
 import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import Conf from 'conf';
 import SSHConfig from 'ssh-config';
 import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {InputError, RefusedError} from '../core/errors.js';
@@ -15,16 +14,17 @@ import {buildPlan, type Plan} from '../core/plan.js';
 import type {HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {BUILTIN_ROLES} from '../core/roles.js';
+import {stripControl, stripControlLines} from '../core/terminal-text.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
-import {LocalState} from '../remote/local-state.js';
+import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
-import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
+import type {Connector, ExecResult, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
   APPLY_STEPS,
   DEFAULT_SETTINGS,
@@ -78,7 +78,7 @@ export function parseDropLog(output: string): DropLogView {
   const logging = lines.find((line) => line.startsWith('@logging '))?.slice('@logging '.length);
   const sourceText = lines.find((line) => line.startsWith('@source '))?.slice('@source '.length) ?? 'none';
   const source = sourceText === 'journalctl' || sourceText === 'dmesg' || sourceText === 'syslog' ? sourceText : 'none';
-  const entries = lines.filter((line) => line.trim() !== '' && !line.startsWith('@'));
+  const entries = lines.filter((line) => line.trim() !== '' && !line.startsWith('@')).map(stripControl);
   let note: string | undefined;
   if (logging !== 'on') note = 'drop logging is off on this server (settings → log dropped packets, then apply)';
   else if (source === 'none') note = 'the kernel log cannot be read on this server (no journalctl, dmesg or readable syslog)';
@@ -123,8 +123,8 @@ export function sshConfigAliases(configText: string): string[] {
 export function createRealServices(options: RealServicesOptions): WizardServices {
   const clock = options.clock ?? systemClock;
   const cwd = options.configDirectory ? {cwd: options.configDirectory} : {};
-  const fleetStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
-  const settingsStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
+  const fleetStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
+  const settingsStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
   const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
   const discoveries = new Map<string, HostDiscovery>();
   let appliedFleet: FleetDoc | undefined;
@@ -467,7 +467,9 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           remote.exec(TROUBLESHOOT_COMMANDS.countersV4, {root: true}),
           remote.exec(TROUBLESHOOT_COMMANDS.countersV6, {root: true}),
         ]);
-        return {v4: v4.code === 0 ? v4.stdout : `iptables failed: ${v4.stderr.trim()}`, v6: v6.code === 0 ? v6.stdout : `ip6tables failed: ${v6.stderr.trim()}`};
+        const shown = (result: ExecResult, program: string) =>
+          stripControlLines(result.code === 0 ? result.stdout : `${program} failed: ${result.stderr.trim()}`);
+        return {v4: shown(v4, 'iptables'), v6: shown(v6, 'ip6tables')};
       });
     },
 

@@ -8,7 +8,16 @@ import path from 'node:path';
 import ssh2 from 'ssh2';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {HostError, RefusedError} from '../../source/core/errors.js';
-import {createConnector, HEADLESS_PROMPTER, PRIVILEGE_COMMANDS, rootCommand, type ConnectorOptions} from '../../source/remote/connection.js';
+import {
+  createConnector,
+  HEADLESS_PROMPTER,
+  PRIVILEGE_COMMANDS,
+  ROOT_STARTED_MARKER,
+  rootCommand,
+  SUDO_PROMPT_MARKER,
+  type ConnectorOptions,
+} from '../../source/remote/connection.js';
+import {formatHost} from '../../source/commands/discover.js';
 import {DISCOVERY_COMMANDS, discoverFleet, discoverHost} from '../../source/remote/discovery.js';
 import {fingerprintSha256} from '../../source/remote/known-hosts.js';
 import type {Prompter} from '../../source/remote/types.js';
@@ -20,6 +29,13 @@ interface ExecCall {
 type Responder = (call: ExecCall) => {code: number; stdout?: string; stderr?: string} | 'hang' | 'drop';
 
 interface FakeServer {
+  /**
+   * How the fake's sudo treats `sudo -k -S -p MARKER` commands: `needsPassword` = asks with the
+   * marker and checks this password; undefined = runs them without asking (NOPASSWD for sh).
+   */
+  sudo?: {needsPassword?: string};
+  /** Every byte written to the fake's stdin, per command, password included. */
+  rawInputs: string[];
   port: number;
   hostKeyBlob: Buffer;
   calls: ExecCall[];
@@ -47,7 +63,7 @@ const clientPublic = ssh2.utils.parseKey(clientKey.public) as ssh2.ParsedKey;
 /** Lets one test swap the client key the fake servers accept. */
 const clientPublicOverride: {key?: ssh2.ParsedKey} = {};
 
-async function startServer(respond: Responder): Promise<FakeServer> {
+async function startServer(respond: Responder, extraHostKeys: string[] = []): Promise<FakeServer> {
   const hostKey = keyPair();
   const parsedHost = ssh2.utils.parseKey(hostKey.public) as ssh2.ParsedKey;
   const sockets = new Set<net.Socket>();
@@ -55,12 +71,13 @@ async function startServer(respond: Responder): Promise<FakeServer> {
     port: 0,
     hostKeyBlob: parsedHost.getPublicSSH(),
     calls: [],
+    rawInputs: [],
     handshakes: 0,
     tunnels: [],
     respond,
     close: async () => undefined,
   };
-  const server = new ssh2.Server({hostKeys: [hostKey.private]}, (client) => {
+  const server = new ssh2.Server({hostKeys: [hostKey.private, ...extraHostKeys]}, (client) => {
     fake.handshakes++;
     client.on('error', () => undefined);
     client.on('authentication', (context) => {
@@ -86,8 +103,54 @@ async function startServer(respond: Responder): Promise<FakeServer> {
         session.on('exec', (acceptExec, _reject, info) => {
           const channel = acceptExec();
           const chunks: Buffer[] = [];
-          channel.on('data', (chunk: Buffer) => chunks.push(chunk));
+          const raw: Buffer[] = [];
+          fake.rawInputs.push('');
+          const rawIndex = fake.rawInputs.length - 1;
+          // A sudo with -S reads its password line before it runs the shell; the shell's data follows.
+          const emulateSudo = info.command.startsWith(`sudo -k -S -p '${SUDO_PROMPT_MARKER}'`);
+          let phase: 'password' | 'data' = 'data';
+          let line = '';
+          let prompts = 0;
+          const startShell = () => {
+            phase = 'data';
+            channel.stderr.write(`${ROOT_STARTED_MARKER}\n`);
+          };
+          if (emulateSudo) {
+            if (fake.sudo?.needsPassword === undefined) startShell();
+            else {
+              phase = 'password';
+              prompts++;
+              channel.stderr.write(SUDO_PROMPT_MARKER);
+            }
+          }
+          channel.on('data', (chunk: Buffer) => {
+            raw.push(chunk);
+            fake.rawInputs[rawIndex] = Buffer.concat(raw).toString('utf8');
+            if (phase === 'data') {
+              chunks.push(chunk);
+              return;
+            }
+            line += chunk.toString('utf8');
+            const newline = line.indexOf('\n');
+            if (newline < 0) return;
+            const given = line.slice(0, newline);
+            const rest = line.slice(newline + 1);
+            line = '';
+            if (given === fake.sudo?.needsPassword) {
+              startShell();
+              if (rest !== '') chunks.push(Buffer.from(rest));
+            } else {
+              prompts++;
+              channel.stderr.write(`Sorry, try again.\n${SUDO_PROMPT_MARKER}`);
+            }
+          });
           channel.on('end', () => {
+            if (phase === 'password') {
+              channel.stderr.write(`sudo: ${prompts - 1} incorrect password attempt\n`);
+              channel.exit(1);
+              channel.end();
+              return;
+            }
             const call = {command: info.command, stdin: Buffer.concat(chunks).toString('utf8')};
             fake.calls.push(call);
             const answer = fake.respond(call);
@@ -144,8 +207,8 @@ afterEach(async () => {
   rmSync(home, {recursive: true, force: true});
 });
 
-async function server(respond: Responder = rootResponder): Promise<FakeServer> {
-  const fake = await startServer(respond);
+async function server(respond: Responder = rootResponder, extraHostKeys: string[] = []): Promise<FakeServer> {
+  const fake = await startServer(respond, extraHostKeys);
   servers.push(fake);
   return fake;
 }
@@ -172,11 +235,13 @@ describe('rootCommand', () => {
     });
   });
 
-  it('puts the sudo password on stdin ahead of the data, never in the command', () => {
+  it('keeps the sudo password apart from the command and the data, and probes with the form it uses', () => {
     const wrapped = rootCommand('sh -s', {kind: 'sudo-password', password: 's3cret'}, 'echo hi\n');
-    expect(wrapped.command).toBe(`sudo -k -S -p '' -- sh -c 'sh -s'`);
+    expect(wrapped.command).toBe(`sudo -k -S -p '${SUDO_PROMPT_MARKER}' -- sh -c 'printf '\\''%s\\n'\\'' '\\''${ROOT_STARTED_MARKER}'\\'' >&2\nsh -s'`);
     expect(wrapped.command).not.toContain('s3cret');
-    expect(wrapped.stdin?.toString()).toBe('s3cret\necho hi\n');
+    expect(wrapped).toMatchObject({stdin: 'echo hi\n', sudoPassword: 's3cret'});
+    expect(PRIVILEGE_COMMANDS.sudoWithoutPassword).toBe(rootCommand('true', {kind: 'sudo'}).command);
+    expect(PRIVILEGE_COMMANDS.sudoPasswordCheck).toBe(rootCommand('true', {kind: 'sudo-password', password: 'x'}).command);
   });
 });
 
@@ -253,6 +318,32 @@ describe('host keys', () => {
     expect(message).toContain(`expected ${fingerprintSha256(other.hostKeyBlob)}, got ${fingerprintSha256(fake.hostKeyBlob)}`);
     expect(message).toContain('remove the old line from ~/.ssh/known_hosts');
     expect(readFileSync(path.join(home, '.ssh', 'known_hosts'), 'utf8')).toBe(`${knownLine(fake, other.hostKeyBlob)}\n`);
+  });
+
+  it('refuses a host known only by another key type like a changed key, even with accept-new', async () => {
+    const fake = await server();
+    const ecdsa = ssh2.utils.generateKeyPairSync('ecdsa', {bits: 256});
+    const ecdsaBlob = (ssh2.utils.parseKey(ecdsa.public) as ssh2.ParsedKey).getPublicSSH();
+    const line = `[127.0.0.1]:${fake.port} ecdsa-sha2-nistp256 ${ecdsaBlob.toString('base64')}`;
+    knownHosts(line);
+    const error = await connector({acceptNew: true})
+      .connect(target(fake, 'mysql-1'))
+      .catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RefusedError);
+    expect((error as Error).message).toBe(
+      `HOST KEY TYPE CHANGED for mysql-1 (127.0.0.1): it offered ssh-ed25519 ${fingerprintSha256(fake.hostKeyBlob)},` +
+        ' but ~/.ssh/known_hosts knows it only by ecdsa-sha2-nistp256 (line 1); refusing — if this is expected, check the new key and replace those lines',
+    );
+    expect(readFileSync(path.join(home, '.ssh', 'known_hosts'), 'utf8')).toBe(`${line}\n`);
+  });
+
+  it('asks a server with several host keys for the type known_hosts holds', async () => {
+    const ecdsa = ssh2.utils.generateKeyPairSync('ecdsa', {bits: 256});
+    const ecdsaBlob = (ssh2.utils.parseKey(ecdsa.public) as ssh2.ParsedKey).getPublicSSH();
+    const fake = await server(rootResponder, [ecdsa.private]);
+    knownHosts(`[127.0.0.1]:${fake.port} ecdsa-sha2-nistp256 ${ecdsaBlob.toString('base64')}`);
+    const remote = await connector().connect(target(fake));
+    expect((await remote.exec('true')).code).toBe(0);
   });
 
   it('refuses a revoked key', async () => {
@@ -414,37 +505,40 @@ describe('running commands', () => {
 });
 
 describe('privilege', () => {
+  /** deploy: `sudo -n` works when `nopasswd`; the fake's sudo emulation handles `sudo -S` (fake.sudo). */
   const deployResponder =
-    (password: string | undefined): Responder =>
+    (nopasswd: boolean): Responder =>
     (call) => {
       if (call.command === PRIVILEGE_COMMANDS.uid) return {code: 0, stdout: '1000\n'};
-      if (call.command === PRIVILEGE_COMMANDS.sudoWithoutPassword) {
-        return password === undefined ? {code: 0} : {code: 1, stderr: 'sudo: a password is required\n'};
+      if (call.command.startsWith('sudo -n')) {
+        return nopasswd ? {code: 0, stdout: 'root via sudo -n\n'} : {code: 1, stderr: 'sudo: a password is required\n'};
       }
-      if (call.command === PRIVILEGE_COMMANDS.sudoPasswordCheck) {
-        return call.stdin === `${password}\n` ? {code: 0} : {code: 1, stderr: 'Sorry, try again.\n'};
-      }
-      if (call.command.startsWith('sudo -k -S')) {
-        const [given, ...rest] = call.stdin.split('\n');
-        return given === password ? {code: 0, stdout: `root ran with: ${rest.join('\n')}`} : {code: 1, stderr: 'Sorry'};
-      }
-      if (call.command.startsWith('sudo -n')) return {code: 0, stdout: 'root via sudo -n\n'};
+      if (call.command.startsWith('sudo -k -S')) return {code: 0, stdout: `root ran with: ${call.stdin}`};
       return {code: 0, stdout: 'as deploy\n'};
     };
+  const answering = (answers: (string | undefined)[], asked: string[]): Prompter => ({
+    confirmHostKey: async () => false,
+    askSecret: async (host, question) => {
+      asked.push(`${host}: ${question}`);
+      return answers.shift();
+    },
+  });
 
-  it('uses sudo -n when the user has NOPASSWD', async () => {
-    const fake = await server(deployResponder(undefined));
+  it('uses sudo -n when the user has NOPASSWD, probed with the very form it runs', async () => {
+    const fake = await server(deployResponder(true));
     knownHosts(knownLine(fake));
     const remote = await connector().connect({name: 'web-1', ssh: `deploy@127.0.0.1:${fake.port}`});
     expect((await remote.exec('iptables-save', {root: true})).stdout).toBe('root via sudo -n\n');
     expect((await remote.exec('iptables-save', {root: true})).code).toBe(0);
     // probed once per host
     expect(fake.calls.filter((call) => call.command === PRIVILEGE_COMMANDS.uid)).toHaveLength(1);
+    expect(fake.calls.map((call) => call.command)).toContain(`sudo -n -- sh -c 'true'`);
     expect(fake.calls.at(-1)?.command).toBe(`sudo -n -- sh -c 'iptables-save'`);
   });
 
   it('headless: a password-needing sudo fails naming the host, the user and the fix', async () => {
-    const fake = await server(deployResponder('hunter2'));
+    const fake = await server(deployResponder(false));
+    fake.sudo = {needsPassword: 'hunter2'};
     knownHosts(knownLine(fake));
     const remote = await connector().connect({name: 'mysql-1', ssh: `deploy@127.0.0.1:${fake.port}`});
     await expect(remote.exec('iptables-save', {root: true})).rejects.toThrow(
@@ -453,25 +547,33 @@ describe('privilege', () => {
     expect(fake.calls.some((call) => call.command.includes('iptables-save'))).toBe(false);
   });
 
-  it('TUI: asks once per host, checks the password alone, then feeds it ahead of the data', async () => {
-    const fake = await server(deployResponder('hunter2'));
+  it('TUI: asks once per host, checks the password alone, writes it only after the prompt and the data only after the shell started', async () => {
+    const fake = await server(deployResponder(false));
+    fake.sudo = {needsPassword: 'hunter2'};
     knownHosts(knownLine(fake));
-    const answers = ['wrong', 'hunter2'];
     const asked: string[] = [];
-    const prompter: Prompter = {
-      confirmHostKey: async () => false,
-      askSecret: async (host, question) => {
-        asked.push(`${host}: ${question}`);
-        return answers.shift();
-      },
-    };
-    const remote = await connector({prompter}).connect({name: 'mysql-1', ssh: `deploy@127.0.0.1:${fake.port}`});
-    expect((await remote.exec('sh -s', {root: true, stdin: 'payload'})).stdout).toBe('root ran with: payload');
+    const remote = await connector({prompter: answering(['wrong', 'hunter2'], asked)}).connect({name: 'mysql-1', ssh: `deploy@127.0.0.1:${fake.port}`});
+    expect(await remote.exec('sh -s', {root: true, stdin: 'payload'})).toEqual({code: 0, stdout: 'root ran with: payload', stderr: ''});
     expect((await remote.exec('sh -s', {root: true, stdin: 'again'})).stdout).toBe('root ran with: again');
     expect(asked).toEqual(['mysql-1: sudo password for deploy', 'mysql-1: sudo password for deploy']);
-    // the wrong password only ever reached the check, never a real command
-    const real = fake.calls.filter((call) => call.command.startsWith('sudo -k -S -p \'\' -- '));
-    expect(real.every((call) => call.stdin.startsWith('hunter2\n'))).toBe(true);
+    // the wrong password only ever reached the check (which gave up at the second prompt), never a real command
+    const checks = fake.rawInputs.filter((_input, index) => fake.calls[index]?.command === PRIVILEGE_COMMANDS.sudoPasswordCheck);
+    expect(fake.rawInputs).toContain('wrong\n');
+    expect(fake.rawInputs).toContain('hunter2\n');
+    expect(checks.length).toBeLessThanOrEqual(2);
+    expect(fake.rawInputs.filter((input) => input.includes('payload') || input.includes('again'))).toEqual(['hunter2\npayload', 'hunter2\nagain']);
+  });
+
+  it('where sudoers runs sh without a password, the password is never written: the data is all the command reads', async () => {
+    // `sudo -n` is refused (sudoers asks for other commands), but sudo runs the shell form without asking.
+    const fake = await server(deployResponder(false));
+    fake.sudo = {};
+    knownHosts(knownLine(fake));
+    const asked: string[] = [];
+    const remote = await connector({prompter: answering(['hunter2'], asked)}).connect({name: 'mysql-1', ssh: `deploy@127.0.0.1:${fake.port}`});
+    expect((await remote.exec('sh -s', {root: true, stdin: 'owner-line\nrules\n'})).stdout).toBe('root ran with: owner-line\nrules\n');
+    expect(asked).toEqual(['mysql-1: sudo password for deploy']);
+    expect(fake.rawInputs.join('')).not.toContain('hunter2');
   });
 });
 
@@ -602,6 +704,28 @@ describe('discovery over SSH', () => {
       expect(call.stdin).not.toContain('$(id)');
     }
     expect(fake.calls.filter((call) => call.command === DISCOVERY_COMMANDS.script)[0]?.stdin).toMatch(/^# isolate-wizard discovery/);
+  });
+
+  it('strips terminal control sequences from what the server says before anything shows it', async () => {
+    const hostile = fixture
+      .replace('PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"', 'PRETTY_NAME="\u001b]0;owned\u0007Debian\u001b[2J 12\u009b1;1H"')
+      .replace('users:(("python3",pid=16964,fd=3))', 'users:(("my\u001b[31msqld",pid=16964,fd=3))');
+    const fake = await server((call) => (call.command === DISCOVERY_COMMANDS.script ? {code: 0, stdout: hostile} : discoveryResponder(call)));
+    knownHosts(knownLine(fake));
+    const discovery = await discoverHost(await connector().connect(target(fake, 'mysql-1')));
+    expect(discovery.os.prettyName).toBe('Debian 12');
+    expect(discovery.listening.find((service) => service.port === 3306)?.program).toBe('mysqld');
+    const shown = formatHost(discovery);
+    expect(shown).not.toMatch(/[\u0000-\u0009\u000b-\u001f\u007f-\u009f]/);
+  });
+
+  it('refuses a chosen interface whose name holds control characters rather than show or use another name', async () => {
+    const hostile = fixture.replaceAll('"eth1"', '"eth\\u001b[8m1"');
+    const fake = await server((call) => (call.command === DISCOVERY_COMMANDS.script ? {code: 0, stdout: hostile} : discoveryResponder(call)));
+    knownHosts(knownLine(fake));
+    await expect(discoverHost(await connector().connect(target(fake, 'mysql-1')))).rejects.toThrow(
+      'mysql-1: the interface "eth1" has control characters in its name; name the interfaces in the inventory',
+    );
   });
 
   it('discoverFleet keeps going past a failing host and reports progress', async () => {

@@ -11,7 +11,9 @@ import {
   keyTypeOfBlob,
   knownHostsLine,
   knownHostsName,
+  knownKeyTypes,
   parseKnownHosts,
+  preferredHostKeyAlgorithms,
   usesHashedNames,
 } from '../../source/remote/known-hosts.js';
 
@@ -103,6 +105,38 @@ describe('checkHostKey', () => {
   it('reports a different key of the same type for that name as changed, with the old fingerprint', () => {
     const status = checkHostKey(file, '10.132.0.14', 22, blob(K2));
     expect(status).toEqual({kind: 'changed', expectedFingerprints: [K1_FP], lines: [5]});
+  });
+
+  it('refuses a key of a type the host is not known by like a changed key, naming the known types', () => {
+    // 10.132.0.14 is known by ssh-ed25519 only (hashed); it now offers an ecdsa key (not revoked here).
+    const notRevoked = file.replace(/^@revoked .*$/m, '');
+    expect(checkHostKey(notRevoked, '10.132.0.14', 22, blob(K3))).toEqual({kind: 'other-type', knownTypes: ['ssh-ed25519'], lines: [5]});
+    expect(checkHostKey(notRevoked, 'tunnel-1', 22, blob(K3))).toEqual({kind: 'other-type', knownTypes: ['ssh-ed25519'], lines: [2]});
+    // known by ed25519 AND ecdsa: a different ed25519 key is changed, not other-type
+    expect(checkHostKey(file, '10.132.0.11', 22, blob(K2))).toMatchObject({kind: 'changed'});
+  });
+
+  it('lists the known key types of a name and port, ignoring revoked and CA lines', () => {
+    expect(knownKeyTypes(file, '10.132.0.11', 22)).toEqual(['ssh-ed25519', 'ecdsa-sha2-nistp256']);
+    expect(knownKeyTypes(file, '10.132.0.15', 2222)).toEqual(['ssh-ed25519']);
+    expect(knownKeyTypes(file, '10.132.0.15', 22)).toEqual([]);
+    expect(knownKeyTypes(file, 'db.example.com', 22)).toEqual([]);
+  });
+
+  it('offers the known key types first, the rest after in ssh2 order', () => {
+    const all = preferredHostKeyAlgorithms([]);
+    expect(all[0]).toBe('ssh-ed25519');
+    expect(preferredHostKeyAlgorithms(['ssh-rsa'])).toEqual([
+      'rsa-sha2-512',
+      'rsa-sha2-256',
+      'ssh-rsa',
+      'ssh-ed25519',
+      'ecdsa-sha2-nistp256',
+      'ecdsa-sha2-nistp384',
+      'ecdsa-sha2-nistp521',
+    ]);
+    expect(preferredHostKeyAlgorithms(['ecdsa-sha2-nistp384', 'ssh-ed25519']).slice(0, 2)).toEqual(['ssh-ed25519', 'ecdsa-sha2-nistp384']);
+    expect([...preferredHostKeyAlgorithms(['ssh-rsa'])].sort()).toEqual([...all].sort());
   });
 
   it('does not confuse ports: [host]:2222 and host are different names', () => {

@@ -102,6 +102,14 @@ describe('checkLockout', () => {
     expect(findings[0]?.message).toContain('(2001:db8:ffff::7) on eth0');
   });
 
+  it('checks no path for a host whose ssh config this tool does not follow, and says why', () => {
+    const inv = parseInventoryText(readFixture('inventories/seed-with-addresses.json'), 'seed');
+    const paths = operatorPaths(inv, new Map([['mysql-1', {unusable: 'ProxyCommand "nc %h %p" is not supported: use ProxyJump'}]]));
+    expect(paths.find((path) => path.host === 'mysql-1')?.via).toEqual({kind: 'unusable', reason: 'ProxyCommand "nc %h %p" is not supported: use ProxyJump'});
+    const findings = checkLockout(goldenFleet('seed-with-addresses'), paths.filter((path) => path.host === 'mysql-1'));
+    expect(formatLockout(findings)).toEqual(['warning: mysql-1: the path cannot be checked: ProxyCommand "nc %h %p" is not supported: use ProxyJump']);
+  });
+
   it('warns when the jump host is not part of the plan', () => {
     const findings = checkLockout(goldenFleet('seed-with-addresses'), [{host: 'mysql-1', port: 22, via: {kind: 'jump', jumpHost: 'elsewhere'}}]);
     expect(findings).toEqual([

@@ -2,7 +2,8 @@ import {mkdirSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
-import {expandIncludes, parseDestination, resolveSshTarget, SshConfigError} from '../../source/remote/ssh-config.js';
+import {resolveOperatorSsh} from '../../source/remote/operator-ssh.js';
+import {expandIncludes, jumpOfProxyCommand, parseDestination, resolveSshTarget, SshConfigError} from '../../source/remote/ssh-config.js';
 
 let home: string;
 beforeEach(() => {
@@ -97,6 +98,50 @@ describe('resolveSshTarget', () => {
     expect(resolveSshTarget('direct', {home, configText: config}).proxyJump).toEqual([]);
   });
 
+  it('turns ProxyCommand ssh -W %h:%p JUMP into a jump through JUMP', () => {
+    const config = [
+      'Host plain\n  HostName 10.132.0.14\n  ProxyCommand ssh -W %h:%p tunnel-1',
+      'Host quiet\n  ProxyCommand exec /usr/bin/ssh -q -W [%h]:%p admin@tunnel-1',
+      'Host options\n  ProxyCommand ssh -p 2200 -l ops -W %h:%p bastion.example',
+      'Host v6\n  ProxyCommand ssh -W%h:%p -p2200 2001:db8::10',
+      'Host first-jump\n  ProxyJump j1\n  ProxyCommand ssh -W %h:%p j2',
+      'Host first-command\n  ProxyCommand ssh -W %h:%p j2\n  ProxyJump j1',
+      'Host none\n  ProxyCommand none\n  ProxyJump j1',
+    ].join('\n');
+    const jumps = (alias: string) => resolveSshTarget(alias, {home, configText: config}).proxyJump;
+    expect(resolveSshTarget('plain', {home, configText: config})).toMatchObject({hostname: '10.132.0.14', proxyJump: ['tunnel-1']});
+    expect(jumps('quiet')).toEqual(['admin@tunnel-1']);
+    expect(jumps('options')).toEqual(['ops@bastion.example:2200']);
+    expect(jumps('v6')).toEqual(['[2001:db8::10]:2200']);
+    // whichever comes first wins, like OpenSSH
+    expect(jumps('first-jump')).toEqual(['j1']);
+    expect(jumps('first-command')).toEqual(['j2']);
+    expect(jumps('none')).toEqual([]);
+  });
+
+  it('refuses every other ProxyCommand in one line naming it, rather than dialling the host directly', () => {
+    for (const command of [
+      'nc -X 5 -x proxy:1080 %h %p',
+      'ssh tunnel-1 nc %h %p',
+      'ssh -W 10.0.0.5:22 tunnel-1',
+      'ssh -W %h:%p -i ~/.ssh/other tunnel-1',
+      'ssh -o StrictHostKeyChecking=no -W %h:%p tunnel-1',
+      'ssh -W %h:%p %r@tunnel-1',
+      'ssh -W %h:%p',
+      'ssh -W %h:%p a b',
+      'ssh -W %h:%p tunnel-1; rm -rf ~',
+      'ssh -W %h:%p tunnel-1;',
+      'ssh -W %h:%p $(whoami)@tunnel-1',
+      'cloudflared access ssh --hostname %h',
+    ]) {
+      expect(() => jumpOfProxyCommand(command), command).toThrow(SshConfigError);
+    }
+    const config = 'Host db\n  HostName 10.132.0.14\n  ProxyCommand nc -X 5 -x proxy:1080 %h %p\n';
+    expect(() => resolveSshTarget('db', {home, configText: config})).toThrow(
+      'ProxyCommand "nc -X 5 -x proxy:1080 %h %p" is not supported: use ProxyJump (or ProxyCommand ssh -W %h:%p JUMPHOST)',
+    );
+  });
+
   it('reads ConnectTimeout, HostKeyAlias and %h in HostName', () => {
     const config = 'Host web-*\n  HostName %h.internal.example\n  ConnectTimeout 4\n  HostKeyAlias web-pool\n';
     const target = resolveSshTarget('web-3', {home, configText: config});
@@ -111,11 +156,23 @@ describe('resolveSshTarget', () => {
     expect(resolveSshTarget('x', {home}).hostname).toBe('192.0.2.9');
   });
 
-  it('never runs `Match exec` commands from the config', () => {
+  it('never runs `Match exec` commands from the config, and refuses a host whose settings it could change', () => {
     const marker = path.join(home, 'ran');
     const config = `Match exec "touch ${marker}"\n  User hacked\nHost *\n  User root\n`;
-    expect(resolveSshTarget('x', {home, configText: config}).user).toBe('root');
+    expect(() => resolveSshTarget('x', {home, configText: config})).toThrow(SshConfigError);
+    expect(() => resolveSshTarget('x', {home, configText: config})).toThrow(
+      `~/.ssh/config: Match exec "touch ${marker}" is not supported (this tool never runs commands from the config, and it would change how ssh reaches this host): use Host blocks`,
+    );
     expect(() => rmSync(marker)).toThrow();
+  });
+
+  it('ignores a Match exec that cannot apply to the host or changes nothing for it', () => {
+    const config =
+      'Match host other exec "test -e /tmp/on-vpn"\n  ProxyJump vpn-gw\n' +
+      'Host x\n  HostName 192.0.2.9\n  User root\n' +
+      'Match exec "true"\n  User ignored-as-user-is-set\n';
+    expect(resolveSshTarget('x', {home, configText: config})).toMatchObject({hostname: '192.0.2.9', user: 'root', proxyJump: []});
+    expect(() => resolveSshTarget('other', {home, configText: config})).toThrow(/Match exec "test -e \/tmp\/on-vpn"/);
   });
 
   it('reads UserKnownHostsFile lists with ~ expanded', () => {
@@ -149,5 +206,19 @@ describe('Include', () => {
     expect(resolveSshTarget('extra', {home, configText: config}).port).toBe(2022);
     writeFileSync(path.join(home, '.ssh', 'loop'), 'Include loop\n');
     expect(() => resolveSshTarget('x', {home, configText: 'Include loop\n'})).toThrow(/nested too deeply/);
+  });
+});
+
+describe('resolveOperatorSsh', () => {
+  it('follows ProxyCommand ssh -W through a fleet host, and marks what it cannot follow as unusable', () => {
+    const config =
+      'Host db-1\n  HostName 10.132.0.14\n  ProxyCommand ssh -W %h:%p tunnel-1\n' +
+      'Host db-2\n  HostName 10.132.0.15\n  ProxyCommand nc %h %p\n' +
+      'Host tunnel-1\n  HostName 203.0.113.10\n';
+    const inv = {hosts: [{name: 'tunnel-1', ssh: 'tunnel-1'}, {name: 'db-1', ssh: 'db-1'}, {name: 'db-2', ssh: 'db-2'}]};
+    const resolved = resolveOperatorSsh(inv, home, config);
+    expect(resolved.get('db-1')).toEqual({port: 22, proxyJump: 'tunnel-1', address: '10.132.0.14'});
+    expect(resolved.get('db-2')).toEqual({unusable: 'ProxyCommand "nc %h %p" is not supported: use ProxyJump (or ProxyCommand ssh -W %h:%p JUMPHOST)'});
+    expect(resolved.get('tunnel-1')).toEqual({port: 22, address: '203.0.113.10'});
   });
 });
