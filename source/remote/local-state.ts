@@ -2,7 +2,7 @@
 // every snapshot (the server keeps its own; this copy survives a server disk being wiped and lets
 // `status` / `confirm` on this machine find the batch). Stored in the `conf` package's directory
 // (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings.
-import {mkdirSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
+import {mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
 
@@ -61,6 +61,17 @@ export class LocalState {
     writeFileSync(path.join(directory, `${safeHost}.v6`), snapshot.v6, {mode: 0o600});
     this.pruneSnapshots();
     return directory;
+  }
+
+  /** The copy saveSnapshot kept of `host`'s rules before `batch`, or undefined when there is none. */
+  snapshot(batch: string, host: string): {v4: string; v6: string} | undefined {
+    const directory = path.join(this.directory, 'snapshots', batch);
+    const safeHost = host.replace(/[^A-Za-z0-9._-]/g, '_');
+    try {
+      return {v4: readFileSync(path.join(directory, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(directory, `${safeHost}.v6`), 'utf8')};
+    } catch {
+      return undefined;
+    }
   }
 
   private pruneSnapshots(): void {
