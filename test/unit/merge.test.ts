@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {parseIptablesSave, diffRulesets, formatRule} from '../../source/core/iptables-save.js';
-import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed} from '../../source/core/merge.js';
+import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed, restorablePart} from '../../source/core/merge.js';
 import type {Ruleset} from '../../source/core/model.js';
 
 // What a Docker host with fail2ban prints (iptables-nft 1.8.9, Docker 27): filter + nat.
@@ -156,5 +156,29 @@ describe('canonical comparison', () => {
     expect(isOpenFilter({family: 4, tables: []})).toBe(true);
     expect(isOpenFilter(parseIptablesSave('*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n', 4))).toBe(true);
     expect(isOpenFilter(parseIptablesSave(CANDIDATE, 4))).toBe(false);
+  });
+});
+
+describe('restorablePart (rollback --to: what of a snapshot is ours to put back)', () => {
+  it('drops other software\'s chains, their rules and the jumps into them; keeps ours and the nat table out', () => {
+    const part = restorablePart(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4));
+    expect(part.tables.map((table) => table.name)).toEqual(['filter']);
+    const filter = part.tables[0]!;
+    expect(filter.chains.map((chain) => chain.name)).toEqual(['INPUT', 'FORWARD', 'OUTPUT']);
+    expect(rulesOf(part, 'INPUT')).toEqual(['-A INPUT -i lo -j ACCEPT']);
+    expect(filter.rules.some((rule) => /DOCKER|f2b/.test(formatRule(rule)))).toBe(false);
+    // Merged with what is live, the ban and Docker's chains come from the live side.
+    const merged = mergeForeignDetailed(part, parseIptablesSave(DOCKER_AND_FAIL2BAN, 4));
+    expect(merged.keptChains).toContain('f2b-sshd');
+  });
+
+  it('a snapshot of a fresh host (no filter table) gives the open table with every built-in declared', () => {
+    const part = restorablePart(parseIptablesSave('', 6));
+    expect(isOpenFilter(part)).toBe(true);
+    expect(part.tables[0]?.chains).toEqual([
+      {name: 'INPUT', policy: 'ACCEPT'},
+      {name: 'FORWARD', policy: 'ACCEPT'},
+      {name: 'OUTPUT', policy: 'ACCEPT'},
+    ]);
   });
 });
