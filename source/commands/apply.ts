@@ -36,7 +36,7 @@ export function printOutcomes(io: CliIo, verb: string, outcomes: readonly HostOu
   for (const outcome of outcomes) {
     // A refusal is one line that names its host already.
     if (outcome.refused) io.stdout.write(`${outcome.detail}\n`);
-    else io.stdout.write(`${outcome.host}: ${outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
+    else io.stdout.write(`${outcome.host}: ${outcome.skipped ? 'skipped' : outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
   }
   return outcomeExitCode(outcomes);
 }

@@ -36,14 +36,14 @@ export const confirmCommand: Command = {
     const batch = batchOption(values);
     const context = fleetContext(values, io);
     try {
-      const hosts = pendingTargets(context, values['host'] !== undefined);
+      const hosts = pendingTargets(context, values['host'] !== undefined || batch !== undefined);
       const outcomes = await confirmFleet({
         connector: context.connector,
         hosts,
         onProgress: stderrProgress(io),
         localState: context.localState,
         installPersistence: values['install-persistence'] === true,
-        ...(batch === undefined ? {} : {batch}),
+        ...(batch === undefined ? {} : {batch, onlyHostsInBatch: values['host'] === undefined}),
       });
       return printOutcomes(io, 'kept', outcomes);
     } finally {

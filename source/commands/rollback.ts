@@ -30,13 +30,13 @@ export const rollbackCommand: Command = {
       const batch = batchOption(values);
       const context = fleetContext(values, io);
       try {
-        const hosts = pendingTargets(context, values['host'] !== undefined);
+        const hosts = pendingTargets(context, values['host'] !== undefined || batch !== undefined);
         const outcomes = await rollbackFleet({
           connector: context.connector,
           hosts,
           onProgress: stderrProgress(io),
           localState: context.localState,
-          ...(batch === undefined ? {} : {batch}),
+          ...(batch === undefined ? {} : {batch, onlyHostsInBatch: values['host'] === undefined}),
         });
         return printOutcomes(io, 'rolled back', outcomes);
       } finally {

@@ -434,6 +434,8 @@ export interface HostOutcome {
   readonly expired?: boolean;
   /** Refused on purpose (another operator's batch, this machine has no record of it). */
   readonly refused?: boolean;
+  /** Not part of the batch asked for (onlyHostsInBatch): left as it is. */
+  readonly skipped?: boolean;
 }
 
 export interface FleetActionOptions {
@@ -446,6 +448,11 @@ export interface FleetActionOptions {
    * pending on the server that this machine has no record of is refused (BatchOwnerError).
    */
   readonly batch?: string;
+  /**
+   * With `batch`: a host whose server names another batch is skipped (left as it is) rather than
+   * asked to act on one it does not hold (`--batch B` without `--host`).
+   */
+  readonly onlyHostsInBatch?: boolean;
   readonly concurrency?: number;
   /**
    * Open a NEW connection (default). `apply` passes false when it confirms right after its own
@@ -558,6 +565,14 @@ async function onEachBatchHost(
       remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
       const batch = await batchFor(options, remote);
       if (!batch) throw new HostError(target.name, `${nothingTo}: no batch was applied here`);
+      if (options.onlyHostsInBatch && options.batch) {
+        const current = (await hostStatus(remote)).batch;
+        if (current !== options.batch) {
+          const detail = `not part of batch ${options.batch} (the server's batch is ${current ?? 'none'}): left as it is`;
+          emit({host: target.name, step, status: 'skipped', detail});
+          return {host: target.name, ok: true, skipped: true, detail};
+        }
+      }
       return await act(target, remote, batch);
     } catch (error) {
       emit({host: target.name, step, status: 'failed', detail: describe(error)});

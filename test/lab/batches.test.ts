@@ -165,9 +165,13 @@ describe('a batch has an owner', () => {
     expect(rollbackRefused.code).toBe(3);
     expect(await stateValue('mysql-1', 'phase')).toBe('loaded');
 
-    const confirmed = await lab.runCli(['confirm', '--inventory', inventory, '--host', 'mysql-1', '--batch', batch], {env: elsewhere});
+    // --batch without --host: the hosts of that batch, the others left as they are.
+    const confirmed = await lab.runCli(['confirm', '--inventory', inventory, '--batch', batch], {env: elsewhere});
     expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(confirmed.stdout).toContain('mysql-1: kept');
+    expect(confirmed.stdout).toContain(`mysql-2: skipped — not part of batch ${batch}`);
     expect(await stateValue('mysql-1', 'phase')).toBe('confirmed');
+    expect(await agentState('mysql-2')).toBe('');
   });
 });
 

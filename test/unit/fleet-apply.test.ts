@@ -389,6 +389,22 @@ describe('a batch has an owner', () => {
     expect(fleet.events.some((event) => event.endsWith(':status'))).toBe(false);
   });
 
+  it('--batch without --host leaves the hosts of other batches as they are', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    Object.assign(fleet.servers.get('tunnel-1') as FakeServer, {phase: 'confirmed', batch: 'b-older'});
+    const outcomes = await confirmFleet({connector: fleet, hosts: targets, localState: localState(), batch: 'b-alice', onlyHostsInBatch: true});
+    expect(outcomes.map((outcome) => [outcome.host, outcome.ok, outcome.skipped ?? false])).toEqual([
+      ['tunnel-1', true, true],
+      ['haproxy-www', true, false],
+      ['wordpress-1', true, false],
+      ['mysql-1', true, false],
+    ]);
+    expect(fleet.events).not.toContain('tunnel-1:confirm');
+    expect(fleet.servers.get('tunnel-1')?.phase).toBe('confirmed');
+    expect(fleet.servers.get('mysql-1')?.phase).toBe('confirmed');
+  });
+
   it('a record of an older batch is no record of the pending one', async () => {
     const fleet = new FakeFleet(SEED);
     othersBatch(fleet);
