@@ -14,11 +14,10 @@ import {
 } from '../remote/fleet-apply.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
-import {buildPlan} from '../core/plan.js';
+import {buildPlan, type Plan} from '../core/plan.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
-import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import type {HostTarget} from '../remote/types.js';
 
@@ -82,17 +81,25 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
       for (const line of native.unread) warn(`${line}\n`);
       return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames)];
     },
-    // Again with what each server keeps of its own (fail2ban bans, Docker): only then is the path known.
-    recheck: (merged) => {
-      const hosts = plan.hosts.map((host) => {
-        const rules = merged.get(host.name);
-        return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
-      });
-      const refusals = checkLockout(hosts, operatorPaths(context.inventory, resolved));
-      return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
-    },
+    recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
   });
+}
+
+/**
+ * The lockout check again with the rules each host will really load: the candidate merged with
+ * what the server keeps of its own (fail2ban bans, Docker); only then is the path known.
+ */
+function sshPathRecheck(context: FleetContext, plan: Plan, resolved: ReadonlyMap<string, ResolvedSsh>): NonNullable<ApplyFleetOptions['recheck']> {
+  const selectedNames = new Set(context.selected.map((target) => target.name));
+  return (merged) => {
+    const hosts = plan.hosts.map((host) => {
+      const rules = merged.get(host.name);
+      return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
+    });
+    const refusals = checkLockout(hosts, operatorPaths(context.inventory, resolved));
+    return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
+  };
 }
 
 /** What apply and rollback --to share: the countdown or --yes, and the backend check. */
@@ -118,7 +125,10 @@ function viaOf(context: FleetContext, resolved: ReadonlyMap<string, ResolvedSsh>
  */
 export async function rollbackToInventory(request: ApplyRequest & {readonly toBatch: string}): Promise<PendingFleetBatch> {
   const {context} = request;
-  const resolved = resolveOperatorSsh(context.inventory, context.home);
+  // The fleet's facts and the operator's path, as for apply: the rules that come back must not
+  // cut the way in either (checked with them merged, once every host is locked).
+  const {facts, resolved} = await gatherFacts(context, request.onWarning ?? (() => undefined));
+  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: false});
   const hosts = await snapshotPlans({
     connector: context.connector,
     hosts: context.selected.map((target) => ({target, via: viaOf(context, resolved, target)})),
@@ -131,6 +141,7 @@ export async function rollbackToInventory(request: ApplyRequest & {readonly toBa
     timeoutSeconds: request.timeoutSeconds,
     onProgress: request.onProgress,
     localState: context.localState,
+    recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
   });
 }

@@ -48,7 +48,7 @@ export const rollbackCommand: Command = {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, `put back the rules from before batch ${toBatch} as`, (request) =>
-      rollbackToInventory({...request, timeoutSeconds, toBatch}),
+      rollbackToInventory({...request, timeoutSeconds, toBatch, onWarning: (line) => io.stderr.write(line)}),
     );
   },
 };

@@ -2,7 +2,7 @@
 // (through the whole apply protocol, countdown included), and a host whose two iptables backends
 // both hold rules. Real sshd, real iptables, the built CLI in the operator's namespace; access is
 // proved by real connections, IPv4 and IPv6.
-import {existsSync, readFileSync} from 'node:fs';
+import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {createLab, type Lab, type LabHost} from './lab.js';
@@ -125,6 +125,26 @@ describe('rollback --to', () => {
     const allExpired = async (): Promise<boolean> => (await Promise.all(FLEET.map(async (name) => (await stateValue(name, 'phase')) === 'expired'))).every(Boolean);
     expect(await waitFor(allExpired, 60_000)).toBe(true);
     expect(await lbAccess()).toEqual({ssh: [true, true], web: [true, true]});
+  });
+
+  it("refuses rules that would cut the operator's SSH path, once locked and before loading anything", async () => {
+    const a = lab.writeInventory(SEED, 'a.json');
+    expect((await lab.runCli(['apply', '--inventory', a, '--host', 'tunnel-1', '--yes'])).code).toBe(0);
+    const before = await currentBatch('tunnel-1');
+    // A copy on this machine of a snapshot whose rules let nobody in by ssh (this machine's copy is
+    // read first): the bastion would cut every path.
+    const copy = path.join(lab.home, '.config', 'isolate-wizard-nodejs', 'snapshots', '20200101-000000-cut000');
+    mkdirSync(copy, {recursive: true});
+    writeFileSync(path.join(copy, 'tunnel-1.v4'), '*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n');
+    writeFileSync(path.join(copy, 'tunnel-1.v6'), '');
+    const refused = await lab.runCli(['rollback', '--to', '20200101-000000-cut000', '--inventory', a, '--host', 'tunnel-1', '--yes']);
+    expect(refused.code, refused.stderr).toBe(3);
+    expect(refused.stderr).toMatch(/tunnel-1/);
+    expect(refused.stderr).toContain('nothing was changed on any host');
+    expect(await lab.canConnect('operator', '203.0.113.10', 22)).toBe(true);
+    expect(await lab.canConnect('operator', '2001:db8:100::10', 22)).toBe(true);
+    expect(await stateValue('tunnel-1', 'phase')).toBe('released');
+    expect(await stateValue('tunnel-1', 'batch')).not.toBe(before);
   });
 
   it('refuses, changing nothing, when a host has no snapshot of that batch', async () => {
