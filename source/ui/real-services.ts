@@ -10,7 +10,7 @@ import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {InputError, RefusedError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, validateInventory} from '../core/inventory.js';
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
-import type {ResolvedSsh} from '../core/lockout.js';
+import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import type {HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
@@ -19,7 +19,7 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
-import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
+import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
@@ -218,7 +218,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     scope: readonly string[],
     deadlineSeconds: number,
     onProgress: (event: ApplyProgress) => void,
-    plan: (connector: Connector) => Promise<{hosts: FleetHostPlan[]; preflight?: () => Promise<readonly string[]> | readonly string[]}>,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck'>>,
   ): Promise<ApplyOutcome> => {
     appliedFleet = fleet;
     const steps = new Set<string>(APPLY_STEPS);
@@ -234,6 +234,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
         },
         ...(planned.preflight ? {preflight: planned.preflight} : {}),
+        ...(planned.recheck ? {recheck: planned.recheck} : {}),
         refuseMixedBackends: true,
       });
       // The servers count on their own clocks; ours only shows the same number of seconds.
@@ -468,8 +469,25 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
 
     async undo(fleet, batch, scope, deadlineSeconds, onProgress) {
+      let compiled: Plan;
+      try {
+        compiled = compile(fleet, false);
+      } catch (error) {
+        return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
+      }
       const jumps = jumpHostsOf(fleet);
+      const paths = operatorPaths(validateInventory(fleet), resolvedSsh(fleet));
       return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => ({
+        // The rules that come back must not cut the operator's SSH path either (checked merged, once locked).
+        recheck: (merged) => {
+          const hosts = compiled.hosts.map((host) => {
+            const rules = merged.get(host.name);
+            return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
+          });
+          return checkLockout(hosts, paths)
+            .filter((finding) => finding.severity === 'error' && scope.includes(finding.host))
+            .map((finding) => finding.message);
+        },
         hosts: await snapshotPlans({
           connector: activeConnector,
           hosts: scope.map((name) => {
