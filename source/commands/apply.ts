@@ -12,10 +12,14 @@ import {
   type OnProgress,
   type PendingFleetBatch,
 } from '../remote/fleet-apply.js';
-import {stringOption, type CliIo, type Command} from './command.js';
+import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
-import {buildPlan} from '../core/plan.js';
+import {buildPlan, type Plan} from '../core/plan.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import type {ResolvedSsh} from '../core/lockout.js';
+import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
+import {snapshotPlans} from '../remote/rollback-to.js';
+import type {HostTarget} from '../remote/types.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
@@ -28,7 +32,11 @@ export function stderrProgress(io: CliIo): OnProgress {
 }
 
 export function printOutcomes(io: CliIo, verb: string, outcomes: readonly HostOutcome[]): number {
-  for (const outcome of outcomes) io.stdout.write(`${outcome.host}: ${outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
+  for (const outcome of outcomes) {
+    // A refusal is one line that names its host already.
+    if (outcome.refused) io.stdout.write(`${outcome.detail}\n`);
+    else io.stdout.write(`${outcome.host}: ${outcome.skipped ? 'skipped' : outcome.ok ? verb : 'FAILED'} — ${outcome.detail}\n`);
+  }
   return outcomeExitCode(outcomes);
 }
 
@@ -60,9 +68,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
   const plans: FleetHostPlan[] = context.selected.map((target) => {
     const host = plan.hosts.find((candidate) => candidate.name === target.name);
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
-    const jump = resolved.get(target.name)?.proxyJump ?? target.jump;
-    const via = jump !== undefined && context.inventory.hosts.some((candidate) => candidate.name === jump) ? [jump] : [];
-    return {target, candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, via};
+    return {target, candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, via: viaOf(context, resolved, target)};
   });
   return applyFleet({
     connector: context.connector,
@@ -75,19 +81,68 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
       for (const line of native.unread) warn(`${line}\n`);
       return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames)];
     },
-    // Again with what each server keeps of its own (fail2ban bans, Docker): only then is the path known.
-    recheck: (merged) => {
-      const hosts = plan.hosts.map((host) => {
-        const rules = merged.get(host.name);
-        return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
-      });
-      const refusals = checkLockout(hosts, operatorPaths(context.inventory, resolved));
-      return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
-    },
+    recheck: sshPathRecheck(context, plan, resolved),
+    ...batchModes(request),
+  });
+}
+
+/**
+ * The lockout check again with the rules each host will really load: the candidate merged with
+ * what the server keeps of its own (fail2ban bans, Docker); only then is the path known.
+ */
+function sshPathRecheck(context: FleetContext, plan: Plan, resolved: ReadonlyMap<string, ResolvedSsh>): NonNullable<ApplyFleetOptions['recheck']> {
+  const selectedNames = new Set(context.selected.map((target) => target.name));
+  return (merged) => {
+    const hosts = plan.hosts.map((host) => {
+      const rules = merged.get(host.name);
+      return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
+    });
+    const refusals = checkLockout(hosts, operatorPaths(context.inventory, resolved));
+    return formatLockout(refusals.filter((finding) => finding.severity === 'error' && selectedNames.has(finding.host)));
+  };
+}
+
+/** What apply and rollback --to share: the countdown or --yes, and the backend check. */
+function batchModes(request: ApplyRequest): Pick<ApplyFleetOptions, 'armCountdown' | 'confirmAfterVerify' | 'installPersistence' | 'refuseMixedBackends'> {
+  return {
     armCountdown: request.confirmAtOnce !== true,
     // --yes: each host is confirmed over the new connection that proved it, once all are proven.
     confirmAfterVerify: request.confirmAtOnce === true,
     ...(request.installPersistence === undefined ? {} : {installPersistence: request.installPersistence}),
+    refuseMixedBackends: true,
+  };
+}
+
+/** The inventory hosts a selected host is reached through (its ProxyJump / inventory jump). */
+function viaOf(context: FleetContext, resolved: ReadonlyMap<string, ResolvedSsh>, target: HostTarget): string[] {
+  const jump = resolved.get(target.name)?.proxyJump ?? target.jump;
+  return jump !== undefined && context.inventory.hosts.some((candidate) => candidate.name === jump) ? [jump] : [];
+}
+
+/**
+ * rollback --to: the selected hosts get back the rules they had before `toBatch`, as a new batch
+ * through the whole apply protocol (countdown, or confirmed at once with --yes).
+ */
+export async function rollbackToInventory(request: ApplyRequest & {readonly toBatch: string}): Promise<PendingFleetBatch> {
+  const {context} = request;
+  // The fleet's facts and the operator's path, as for apply: the rules that come back must not
+  // cut the way in either (checked with them merged, once every host is locked).
+  const {facts, resolved} = await gatherFacts(context, request.onWarning ?? (() => undefined));
+  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: false});
+  const hosts = await snapshotPlans({
+    connector: context.connector,
+    hosts: context.selected.map((target) => ({target, via: viaOf(context, resolved, target)})),
+    batch: request.toBatch,
+    localState: context.localState,
+  });
+  return applyFleet({
+    connector: context.connector,
+    hosts,
+    timeoutSeconds: request.timeoutSeconds,
+    onProgress: request.onProgress,
+    localState: context.localState,
+    recheck: sshPathRecheck(context, plan, resolved),
+    ...batchModes(request),
   });
 }
 
@@ -97,7 +152,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
 const MIN_TIMEOUT = 5;
 const MAX_TIMEOUT = 3600;
 
-function parseTimeout(value: string | undefined): number {
+export function parseTimeout(value: string | undefined): number {
   if (value === undefined) return 120;
   if (!/^\d+$/.test(value) || Number(value) < MIN_TIMEOUT || Number(value) > MAX_TIMEOUT) {
     throw new InputError([`--timeout: "${value}" is not a whole number of seconds between ${MIN_TIMEOUT} and ${MAX_TIMEOUT}`]);
@@ -139,10 +194,10 @@ async function askKeep(io: CliIo, deadline: number): Promise<boolean> {
   }
 }
 
-function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch): void {
+function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch, what: string): void {
   const hostArgs = context.selected.length === context.allTargets.length ? '' : context.selected.map((target) => ` --host ${target.name}`).join('');
   io.stdout.write(
-    `applied batch ${batch.batch} to ${batch.hosts.join(', ')}; every host passed its check over a new SSH connection.\n` +
+    `${what} batch ${batch.batch} to ${batch.hosts.join(', ')}; every host passed its check over a new SSH connection.\n` +
       `Each server rolls back by itself at ${new Date(batch.deadline).toISOString()} (in ${batch.timeoutSeconds} s) unless you run:\n` +
       `  isolate-wizard confirm --inventory ${context.file}${hostArgs}\n`,
   );
@@ -161,47 +216,54 @@ export const applyCommand: Command = {
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const context = fleetContext(values, io);
-    const onProgress = stderrProgress(io);
-    try {
-      const installPersistence = values['install-persistence'] === true;
-      let batch: PendingFleetBatch;
-      try {
-        batch = await applyInventory({
-          context,
-          timeoutSeconds,
-          onProgress,
-          onWarning: (line) => io.stderr.write(line),
-          confirmAtOnce: values['yes'] === true,
-          installPersistence,
-        });
-      } catch (error) {
-        if (error instanceof FleetApplyError) {
-          for (const problem of error.problems) io.stderr.write(`isolate-wizard: ${problem}\n`);
-          return error.exitCode;
-        }
-        throw error;
-      }
-      if (batch.confirmed) return printOutcomes(io, 'kept', batch.confirmed);
-      let keep: boolean;
-      if (!io.isTTY) {
-        printPending(io, context, batch);
-        return EXIT.ok;
-      } else keep = await askKeep(io, batch.deadline);
-
-      const targets = context.selected;
-      if (keep) {
-        const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence, fresh: false});
-        return printOutcomes(io, 'kept', outcomes);
-      }
-      // Past the deadline too: each server says whether it rolled back (and verified it) by itself.
-      const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, fresh: false});
-      const code = printOutcomes(io, 'rolled back', outcomes);
-      return code === EXIT.ok ? EXIT.rolledBack : code;
-    } catch (error) {
-      if (error instanceof RefusedError) throw new RefusedError(`refused, nothing was changed: ${error.message}`);
-      throw error;
-    } finally {
-      await context.connector.closeAll().catch(() => undefined);
-    }
+    return runBatch(io, context, values, 'applied', (request) => applyInventory({...request, timeoutSeconds, onWarning: (line) => io.stderr.write(line)}));
   },
 };
+
+/**
+ * The part of apply that rollback --to shares: start the batch, then --yes (confirmed at once),
+ * a terminal's question, or the batch left pending with the confirm command printed.
+ */
+export async function runBatch(
+  io: CliIo,
+  context: FleetContext,
+  values: OptionValues,
+  what: string,
+  start: (request: Omit<ApplyRequest, 'timeoutSeconds'>) => Promise<PendingFleetBatch>,
+): Promise<number> {
+  const onProgress = stderrProgress(io);
+  try {
+    const installPersistence = values['install-persistence'] === true;
+    let batch: PendingFleetBatch;
+    try {
+      batch = await start({context, onProgress, confirmAtOnce: values['yes'] === true, installPersistence});
+    } catch (error) {
+      if (error instanceof FleetApplyError) {
+        for (const problem of error.problems) io.stderr.write(`isolate-wizard: ${problem}\n`);
+        return error.exitCode;
+      }
+      throw error;
+    }
+    if (batch.confirmed) return printOutcomes(io, 'kept', batch.confirmed);
+    let keep: boolean;
+    if (!io.isTTY) {
+      printPending(io, context, batch, what);
+      return EXIT.ok;
+    } else keep = await askKeep(io, batch.deadline);
+
+    const targets = context.selected;
+    if (keep) {
+      const outcomes = await confirmFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, installPersistence, fresh: false});
+      return printOutcomes(io, 'kept', outcomes);
+    }
+    // Past the deadline too: each server says whether it rolled back (and verified it) by itself.
+    const outcomes = await rollbackFleet({connector: context.connector, hosts: targets, batch: batch.batch, onProgress, localState: context.localState, fresh: false});
+    const code = printOutcomes(io, 'rolled back', outcomes);
+    return code === EXIT.ok ? EXIT.rolledBack : code;
+  } catch (error) {
+    if (error instanceof RefusedError) throw new RefusedError(`refused, nothing was changed: ${error.message}`);
+    throw error;
+  } finally {
+    await context.connector.closeAll().catch(() => undefined);
+  }
+}

@@ -1,6 +1,8 @@
+import {InputError} from '../core/errors.js';
+import {BATCH_PATTERN} from '../remote/apply-protocol.js';
 import {confirmFleet} from '../remote/fleet-apply.js';
 import type {HostTarget} from '../remote/types.js';
-import type {Command} from './command.js';
+import {stringOption, type Command, type OptionValues} from './command.js';
 import {printOutcomes, stderrProgress} from './apply.js';
 import {FLEET_OPTIONS, fleetContext, type FleetContext} from './fleet-context.js';
 
@@ -14,24 +16,34 @@ export function pendingTargets(context: FleetContext, explicit: boolean): readon
   return pending.length > 0 ? pending : context.selected;
 }
 
+/** --batch BATCH: act on that batch even when this machine has no record of it (another machine began it). */
+export function batchOption(values: OptionValues): string | undefined {
+  const batch = stringOption(values, 'batch');
+  if (batch !== undefined && !BATCH_PATTERN.test(batch)) throw new InputError([`--batch: "${batch}" is not a batch id (isolate-wizard status shows them)`]);
+  return batch;
+}
+
 export const confirmCommand: Command = {
   name: 'confirm',
   summary: 'keep the rules of a pending apply: cancel each server\'s rollback timer and save the rules for boot',
-  usage: '--inventory FILE [--host NAME ...] [--accept-new] [--install-persistence]',
+  usage: '--inventory FILE [--host NAME ...] [--batch BATCH] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
+    batch: {type: 'string'},
     'install-persistence': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
+    const batch = batchOption(values);
     const context = fleetContext(values, io);
     try {
-      const hosts = pendingTargets(context, values['host'] !== undefined);
+      const hosts = pendingTargets(context, values['host'] !== undefined || batch !== undefined);
       const outcomes = await confirmFleet({
         connector: context.connector,
         hosts,
         onProgress: stderrProgress(io),
         localState: context.localState,
         installPersistence: values['install-persistence'] === true,
+        ...(batch === undefined ? {} : {batch, onlyHostsInBatch: values['host'] === undefined}),
       });
       return printOutcomes(io, 'kept', outcomes);
     } finally {

@@ -4,7 +4,7 @@ import {persistenceFiles, statusFleet, type HostStatusOutcome} from '../remote/f
 import type {Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 
-function describeHost(outcome: HostStatusOutcome): string {
+function describeHost(outcome: HostStatusOutcome, startedHere: boolean): string {
   const status = outcome.status;
   if (!status) return `${outcome.host}: unreachable — ${outcome.error ?? 'unknown error'}`;
   if (!status.managed || !status.batch) return `${outcome.host}: not managed by isolate-wizard`;
@@ -15,7 +15,8 @@ function describeHost(outcome: HostStatusOutcome): string {
     parts.push(`STALE batch ${status.batch} (${status.phase}): its deadline passed and no watchdog acted (a reboot?); nothing was restored: run rollback`);
   } else if (status.pending) parts.push(`PENDING batch ${status.batch} (${status.phase}), rolls back in ${status.secondsLeft ?? '?'} s unless confirmed`);
   else parts.push(`batch ${status.batch} ${status.phase}`);
-  if (status.owner) parts.push(`by ${status.owner}`);
+  parts.push(`by ${status.owner ?? 'unknown'}`);
+  if (status.pending && !startedHere) parts.push(`not started on this machine: confirm / rollback need --batch ${status.batch}`);
   if (status.lastChange) parts.push(`last change ${status.lastChange.toISOString()}`);
   parts.push(`${status.backups} backup${status.backups === 1 ? '' : 's'} kept`);
   parts.push(status.persistence === 'none' ? 'no boot-time loader installed' : `boot: ${persistenceFiles(status.persistence)}`);
@@ -24,7 +25,7 @@ function describeHost(outcome: HostStatusOutcome): string {
 
 export const statusCommand: Command = {
   name: 'status',
-  summary: 'per host: managed or not, a pending batch and its seconds left, the last change, backups kept',
+  summary: 'per host: managed or not, its batch and who began it, a pending batch\'s seconds left, the last change, backups kept',
   usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
@@ -34,6 +35,9 @@ export const statusCommand: Command = {
     const context = fleetContext(values, io);
     try {
       const outcomes = await statusFleet({connector: context.connector, hosts: context.selected});
+      // This machine began the host's batch (it holds the record): confirm / rollback find it alone.
+      const startedHere = (outcome: HostStatusOutcome): boolean =>
+        outcome.status?.batch !== undefined && context.localState.host(outcome.host)?.batch === outcome.status.batch;
       if (values['json'] === true) {
         const hosts = outcomes.map((outcome) => ({
           host: outcome.host,
@@ -45,12 +49,13 @@ export const statusCommand: Command = {
                 confirmedAt: outcome.status.confirmedAt?.toISOString(),
                 ...(outcome.status.persistence === 'none' && outcome.status.managed ? {note: NO_PERSISTENCE_NOTE} : {}),
                 local: context.localState.host(outcome.host) ?? null,
+                startedHere: startedHere(outcome),
               }
             : {}),
         }));
         io.stdout.write(`${JSON.stringify({hosts}, null, 2)}\n`);
       } else {
-        for (const outcome of outcomes) io.stdout.write(`${describeHost(outcome)}\n`);
+        for (const outcome of outcomes) io.stdout.write(`${describeHost(outcome, startedHere(outcome))}\n`);
       }
       return outcomes.every((outcome) => outcome.status) ? EXIT.ok : EXIT.failed;
     } finally {

@@ -194,3 +194,21 @@ export function isOpenFilter(ruleset: Ruleset): boolean {
   if (!filter) return true;
   return filter.rules.length === 0 && filter.chains.every((chain) => BUILT_IN_CHAINS.has(chain.name) && chain.policy === 'ACCEPT');
 }
+
+/**
+ * What of a saved ruleset is ours to put back (rollback --to): its filter table without other
+ * software's chains, their rules and the jumps into them (the load merges in what they own LIVE,
+ * not what they had then), with the built-in chains always declared. A snapshot without a filter
+ * table (a fresh host) gives the open table: every built-in ACCEPT, no rules.
+ */
+export function restorablePart(saved: Ruleset): Ruleset {
+  const filter = saved.tables.find((table) => table.name === 'filter') ?? {name: 'filter', chains: [], rules: []};
+  const chains: Chain[] = filter.chains.filter((chain) => !isForeignChain(chain.name));
+  for (const name of BUILT_IN_CHAINS) if (!chains.some((chain) => chain.name === name)) chains.push({name, policy: 'ACCEPT'});
+  const rules = filter.rules.filter((rule) => {
+    if (isForeignChain(rule.chain)) return false;
+    const target = ruleTarget(rule);
+    return !(target !== undefined && isForeignChain(target));
+  });
+  return {family: saved.family, tables: [{name: 'filter', chains, rules}]};
+}

@@ -63,6 +63,10 @@ const COMMANDS = {
   // `status` must work on a host that never ran the agent: no agent = not managed.
   status: 'if [ -f /var/lib/isolate-wizard/agent.sh ]; then sh /var/lib/isolate-wizard/agent.sh status; else echo managed=no; fi',
   installPersistence: 'sh /var/lib/isolate-wizard/agent.sh install-persistence',
+  // rollback --to: the snapshot a batch took (read-only; "missing" when the server has none).
+  readBackup:
+    'b=/var/lib/isolate-wizard/backups/%BATCH%; if [ -f "$b.v4" ] && [ -f "$b.v6" ]; then ' +
+    `printf '#iw:v4\\n' && cat "$b.v4" && printf '\\n#iw:v6\\n' && cat "$b.v6"; else echo missing; fi`,
 } as const;
 
 export const BATCH_PATTERN = /^[a-z0-9-]{1,64}$/;
@@ -657,4 +661,15 @@ export async function hostStatus(remote: RemoteHost): Promise<AgentStatus> {
   const result = await remote.exec(COMMANDS.status, {root: true, stdin: ''});
   if (result.code !== 0) throw new AgentError(remote.name, `status failed: ${firstLine(result)}`);
   return parseStatus(result.stdout);
+}
+
+// ---------------------------------------------------------------------------
+// rollback --to
+
+/** The rules `batch` snapshotted on this server before it changed anything; undefined when the server has no copy. */
+export async function readBackup(remote: RemoteHost, batch: string): Promise<Snapshot | undefined> {
+  const result = await run(remote, COMMANDS.readBackup, {batch});
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot read the snapshot of batch ${batch}: ${firstLine(result)}`);
+  if (result.stdout.trim() === 'missing') return undefined;
+  return splitPayload(result.stdout);
 }

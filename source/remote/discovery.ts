@@ -1,7 +1,7 @@
 // Discovery over SSH: one fixed script per host (its text on stdin to `sh -s`, run as root) plus the
 // login session's $SSH_CONNECTION (read without sudo, which drops it), both at once. Hosts run in parallel.
 import {HostError, RefusedError} from '../core/errors.js';
-import {DISCOVERY_SCRIPT, DiscoveryParseError, interpretDiscovery, type HostDiscovery} from '../core/discovery/index.js';
+import {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, DiscoveryParseError, interpretDiscovery, mixedBackendsRefusal, type HostDiscovery} from '../core/discovery/index.js';
 import {stripControl, stripControlDeep} from '../core/terminal-text.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
 
@@ -12,6 +12,20 @@ export const DISCOVERY_COMMANDS = {
 } as const;
 
 const SCRIPT_TIMEOUT_MS = 60_000;
+
+/**
+ * Why this host must not be applied to because both iptables backends hold tables ("host: ..."),
+ * or undefined. Read-only; a probe that cannot run is reported as a failure of the host, not
+ * taken as a yes.
+ */
+export async function backendRefusal(remote: RemoteHost): Promise<string | undefined> {
+  const result = await remote.exec(DISCOVERY_COMMANDS.script, {root: true, stdin: BACKENDS_SCRIPT, timeoutMs: SCRIPT_TIMEOUT_MS});
+  if (result.code !== 0 && result.stdout.trim() === '') {
+    throw new HostError(remote.name, `the backend check failed: ${result.stderr.trim().split('\n')[0] || `exit ${result.code}`}`);
+  }
+  const why = mixedBackendsRefusal(result.stdout);
+  return why === undefined ? undefined : `${remote.name}: ${why}`;
+}
 
 export async function discoverHost(remote: RemoteHost): Promise<HostDiscovery> {
   const [script, session] = await Promise.all([

@@ -33,6 +33,7 @@ import {
   type PreparedRules,
   type WatchdogKind,
 } from './apply-protocol.js';
+import {backendRefusal} from './discovery.js';
 import type {LocalState} from './local-state.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
 
@@ -99,6 +100,11 @@ export interface ApplyFleetOptions {
   readonly confirmAfterVerify?: boolean;
   /** With confirmAfterVerify: install the boot-time loader where none is (--install-persistence). */
   readonly installPersistence?: boolean;
+  /**
+   * Before anything else, ask every host which iptables backends hold tables, and refuse (exit 3,
+   * nothing touched) a host where both do: packets pass both rule sets there.
+   */
+  readonly refuseMixedBackends?: boolean;
 }
 
 export interface PendingFleetBatch {
@@ -220,9 +226,16 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   const limit = options.concurrency ?? 8;
   const batch = options.batch ?? newBatchId();
 
-  // 0. Refuse a plan that cuts the operator's path, before touching anything.
-  const refusals = options.preflight ? await options.preflight() : [];
-  if (refusals.length > 0) throw new RefusedError(refusals.join('\n'));
+  // 0. Refuse a plan that cuts the operator's path, or a host whose two iptables backends both
+  // filter, before touching anything.
+  const [refusals, backends] = await Promise.all([
+    options.preflight ? options.preflight() : [],
+    options.refuseMixedBackends ? mapLimit(options.hosts, limit, async (plan) => backendRefusal(await connector.connect(plan.target))) : [],
+  ]);
+  const backendRefusals = backends.flatMap((result) => (result.ok && result.value !== undefined ? [result.value] : []));
+  if (refusals.length + backendRefusals.length > 0) throw new RefusedError([...refusals, ...backendRefusals].join('\n'));
+  const unchecked = backends.flatMap((result) => (result.ok ? [] : [describe(result.error)]));
+  if (unchecked.length > 0) throw new FleetApplyError([...unchecked, 'nothing was changed on any host'], EXIT.failed, false);
 
   const runs = options.hosts.map((plan): HostRun => ({plan, began: false, loaded: false}));
   const runOf = new Map(runs.map((run) => [run.plan.target.name, run]));
@@ -284,6 +297,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   }
 
   // 5. Load: hosts behind bastions first, bastions last.
+  let firstArm: number | undefined;
   for (const wave of loadWaves(options.hosts)) {
     const loads = await mapLimit(wave, limit, async (plan) => {
       const run = runOf.get(plan.target.name) as HostRun;
@@ -292,6 +306,14 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       try {
         await loadCandidate(run.remote as RemoteHost, batch);
         emit({host: plan.target.name, step: 'load', status: 'done'});
+        if (options.armCountdown === false) {
+          // No countdown comes after the checks (apply --yes), and the lock's watchdog counts from
+          // the lock: on a slow fleet a host loaded early could expire before its confirm. Each
+          // host gets the whole timeout from its own load.
+          await armDeadline(run.remote as RemoteHost, batch, timeoutSeconds);
+          firstArm ??= Date.now();
+          emit({host: plan.target.name, step: 'watchdog', status: 'done', detail: `re-armed: rolls back by itself in ${timeoutSeconds} s unless confirmed`});
+        }
       } catch (error) {
         emit({host: plan.target.name, step: 'load', status: 'failed', detail: describe(error)});
         throw error;
@@ -339,7 +361,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     const by = watchdog === undefined ? '' : ` (${watchdogLabel(watchdog)})`;
     emit({host: run.plan.target.name, step: 'watchdog', status: 'done', detail: `rolls back by itself in ${timeoutSeconds} s unless confirmed${by}`});
   });
-  const deadline = Date.now() + (options.armCountdown === false ? leaseSeconds : timeoutSeconds) * 1000;
+  const deadline = options.armCountdown === false ? (firstArm ?? Date.now()) + timeoutSeconds * 1000 : Date.now() + timeoutSeconds * 1000;
   const armFailures = armed.flatMap((result) => (result.ok ? [] : [result.error]));
   if (armFailures.length > 0) throw rolledBackError(armFailures, await releaseAll(options, runs, batch, emit));
   for (const run of runs) options.localState?.setHost(run.plan.target.name, {batch, phase: 'pending', deadline, changedAt: Date.now()});
@@ -435,6 +457,10 @@ export interface HostOutcome {
   readonly expired?: boolean;
   /** The server could not put the previous rules back: act now (it keeps retrying). */
   readonly restoreFailed?: boolean;
+  /** Refused on purpose (another operator's batch, this machine has no record of it). */
+  readonly refused?: boolean;
+  /** Not part of the batch asked for (onlyHostsInBatch): left as it is. */
+  readonly skipped?: boolean;
 }
 
 export interface FleetActionOptions {
@@ -442,8 +468,16 @@ export interface FleetActionOptions {
   readonly hosts: readonly HostTarget[];
   readonly onProgress?: OnProgress;
   readonly localState?: LocalState;
-  /** The batch to act on (the wizard knows it); default: this machine's record, else the server's. */
+  /**
+   * The batch to act on (--batch, or the wizard's own); default: this machine's record. A batch
+   * pending on the server that this machine has no record of is refused (BatchOwnerError).
+   */
   readonly batch?: string;
+  /**
+   * With `batch`: a host whose server names another batch is skipped (left as it is) rather than
+   * asked to act on one it does not hold (`--batch B` without `--host`).
+   */
+  readonly onlyHostsInBatch?: boolean;
   readonly concurrency?: number;
   /**
    * Open a NEW connection (default). `apply` passes false when it confirms right after its own
@@ -459,18 +493,37 @@ function freshGroupId(action: string): string {
   return `${action}-${freshGroups}`;
 }
 
+/** A batch pending on a server was begun elsewhere: acting on it needs its id, given on purpose. */
+export class BatchOwnerError extends RefusedError {
+  constructor(
+    readonly host: string,
+    readonly batch: string,
+    readonly owner: string | undefined,
+  ) {
+    super(`${host}: pending batch ${batch} by ${owner ?? 'an unknown owner'}; this machine has no record of it: pass --batch ${batch} to act on it`);
+  }
+}
+
+/**
+ * The batch confirm / rollback act on: the one given; else this machine's pending record; else the
+ * server's, unless the server's is pending and this machine never started it (another operator's,
+ * or a run on another machine): that one is refused rather than taken.
+ */
 async function batchFor(options: FleetActionOptions, remote: RemoteHost): Promise<string | undefined> {
   if (options.batch) return options.batch;
   const local = options.localState?.host(remote.name);
-  if (local) return local.batch;
-  return (await hostStatus(remote)).batch;
+  if (local?.phase === 'pending') return local.batch;
+  const server = await hostStatus(remote);
+  if (server.pending && server.batch && server.batch !== local?.batch) throw new BatchOwnerError(remote.name, server.batch, server.owner);
+  return local?.batch ?? server.batch;
 }
 
-/** Exit code for a set of outcomes: 0 all ok, 5 when a host could not be restored, 4 when any had expired, else 1. */
+/** Exit code for a set of outcomes: 0 all ok, 5 when a host could not be restored, 4 when any had expired, 3 when every failure was a refusal, else 1. */
 export function outcomeExitCode(outcomes: readonly HostOutcome[]): number {
   if (outcomes.every((outcome) => outcome.ok)) return EXIT.ok;
   if (outcomes.some((outcome) => outcome.restoreFailed)) return EXIT.restoreFailed;
   if (outcomes.some((outcome) => outcome.expired)) return EXIT.rolledBack;
+  if (outcomes.every((outcome) => outcome.ok || outcome.refused)) return EXIT.refused;
   return EXIT.failed;
 }
 
@@ -538,6 +591,14 @@ async function onEachBatchHost(
       remote = await options.connector.connect(target, fresh ? {fresh, freshGroup: group} : {fresh});
       const batch = await batchFor(options, remote);
       if (!batch) throw new HostError(target.name, `${nothingTo}: no batch was applied here`);
+      if (options.onlyHostsInBatch && options.batch) {
+        const current = (await hostStatus(remote)).batch;
+        if (current !== options.batch) {
+          const detail = `not part of batch ${options.batch} (the server's batch is ${current ?? 'none'}): left as it is`;
+          emit({host: target.name, step, status: 'skipped', detail});
+          return {host: target.name, ok: true, skipped: true, detail};
+        }
+      }
       return await act(target, remote, batch);
     } catch (error) {
       emit({host: target.name, step, status: 'failed', detail: describe(error)});
@@ -546,6 +607,7 @@ async function onEachBatchHost(
         ok: false,
         expired: error instanceof BatchExpiredError && error.serverRolledBack,
         restoreFailed: error instanceof RestoreFailedError,
+        refused: error instanceof BatchOwnerError,
         detail: describe(error),
       };
     } finally {

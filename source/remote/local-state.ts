@@ -4,7 +4,7 @@
 // (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings. Everything there
 // is the operator's alone (rules, addresses, who changed what): files 0600, directories 0700,
 // whatever the umask.
-import {chmodSync, existsSync, mkdirSync, readdirSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
+import {chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import Conf, {type Options as ConfOptions} from 'conf';
 
@@ -88,6 +88,17 @@ export class LocalState {
     }
     this.pruneSnapshots(safeHost);
     return directory;
+  }
+
+  /** The copy saveSnapshot kept of `host`'s rules before `batch`, or undefined when there is none. */
+  snapshot(batch: string, host: string): {v4: string; v6: string} | undefined {
+    const directory = path.join(this.directory, 'snapshots', batch);
+    const safeHost = snapshotFileName(host);
+    try {
+      return {v4: readFileSync(path.join(directory, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(directory, `${safeHost}.v6`), 'utf8')};
+    } catch {
+      return undefined;
+    }
   }
 
   /** Keeps the last KEEP_LOCAL_BATCHES_PER_HOST copies of this host; a batch left with no host goes. */

@@ -6,7 +6,7 @@ import {Box, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';
 import {canGoBack, initialState, reducer, type Action, type WizardState} from './state.js';
-import type {FleetDoc, KeepResult, WizardSettings} from './services.js';
+import type {ApplyOutcome, ApplyProgress, FleetDoc, KeepResult, WizardSettings} from './services.js';
 import {QuestionPanel} from './screens/question.js';
 import {HomeScreen} from './screens/home.js';
 import {AddServerScreen} from './screens/add-server.js';
@@ -27,6 +27,8 @@ export interface WizardActions {
   discover(fleet: FleetDoc, hosts: readonly string[]): Promise<void>;
   preview(draft: FleetDoc, scope: readonly string[]): Promise<void>;
   apply(draft: FleetDoc, scope: readonly string[]): Promise<void>;
+  /** Undo the last change: the rules from before `batch` back on `hosts`, with the countdown of an apply. */
+  undo(batch: string, hosts: readonly string[]): Promise<void>;
   keep(): Promise<void>;
   /** On the done screen: make the kept rules of the servers that lack it survive a reboot. */
   installPersistence(): Promise<void>;
@@ -129,14 +131,25 @@ export function App(props: AppProps) {
       }
       void refreshStatus();
     };
-    const apply = async (draft: FleetDoc, scope: readonly string[]) => {
+    const apply = (draft: FleetDoc, scope: readonly string[]) =>
+      runBatch((deadlineSeconds, onProgress) => services.apply(draft, scope, deadlineSeconds, onProgress));
+    const undo = (batch: string, hosts: readonly string[]) =>
+      runBatch((deadlineSeconds, onProgress) => services.undo(stateRef.current.fleet, batch, hosts, deadlineSeconds, onProgress), () =>
+        dispatch({type: 'start-undo', hosts}),
+      );
+    /** Apply and undo: the apply screen, then the countdown (or why it was refused or failed). */
+    const runBatch = async (
+      start: (deadlineSeconds: number, onProgress: (event: ApplyProgress) => void) => Promise<ApplyOutcome>,
+      before?: () => void,
+    ) => {
       const {settings} = stateRef.current;
       if (busy.current) return;
       busy.current = true;
       rollbackRequested.current = false;
+      before?.();
       dispatch({type: 'apply-started'});
       try {
-        const outcome = await services.apply(draft, scope, settings.deadlineSeconds, (event) => dispatch({type: 'apply-progress', event}));
+        const outcome = await start(settings.deadlineSeconds, (event) => dispatch({type: 'apply-progress', event}));
         if (outcome.kind === 'pending') {
           dispatch({type: 'apply-outcome-pending', batch: outcome.batch});
           stateRef.current = {...stateRef.current, batch: outcome.batch};
@@ -214,6 +227,7 @@ export function App(props: AppProps) {
       discover,
       preview,
       apply,
+      undo,
       keep,
       installPersistence,
       rollbackNow,

@@ -9,7 +9,7 @@ import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {InputError, RefusedError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, validateInventory} from '../core/inventory.js';
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
-import type {ResolvedSsh} from '../core/lockout.js';
+import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import type {HostFacts} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
@@ -19,8 +19,9 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
-import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
+import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState, openPrivateStore} from '../remote/local-state.js';
+import {snapshotPlans} from '../remote/rollback-to.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -28,6 +29,8 @@ import type {Connector, ExecResult, HostTarget, Prompter, RemoteHost} from '../r
 import {
   APPLY_STEPS,
   DEFAULT_SETTINGS,
+  type ApplyOutcome,
+  type ApplyProgress,
   systemClock,
   type ApplyStep,
   type Clock,
@@ -206,6 +209,46 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     problems: outcomes.filter((outcome) => !outcome.ok).map((outcome) => `${outcome.host}: ${outcome.detail}`),
   });
 
+  /**
+   * Apply and undo: the plans (made once the connector is there), then the apply protocol; the
+   * batch left pending with its countdown, or why it was refused or failed.
+   */
+  const runBatch = async (
+    fleet: FleetDoc,
+    scope: readonly string[],
+    deadlineSeconds: number,
+    onProgress: (event: ApplyProgress) => void,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck'>>,
+  ): Promise<ApplyOutcome> => {
+    appliedFleet = fleet;
+    const steps = new Set<string>(APPLY_STEPS);
+    try {
+      const activeConnector = await connectorFor(fleet);
+      const planned = await plan(activeConnector);
+      const pending = await applyFleet({
+        connector: activeConnector,
+        hosts: planned.hosts,
+        timeoutSeconds: deadlineSeconds,
+        localState,
+        onProgress: (event) => {
+          if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
+        },
+        ...(planned.preflight ? {preflight: planned.preflight} : {}),
+        ...(planned.recheck ? {recheck: planned.recheck} : {}),
+        refuseMixedBackends: true,
+      });
+      // The servers count on their own clocks; ours only shows the same number of seconds.
+      const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());
+      return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks: pending.checks.map((check) => ({label: check.label, ok: check.ok}))}};
+    } catch (error) {
+      if (error instanceof RefusedError) return {kind: 'refused', reasons: error.message.split('\n')};
+      if (error instanceof FleetApplyError) return {kind: 'failed', reasons: [...error.problems], rolledBack: error.rolledBack};
+      return {kind: 'failed', reasons: [messageOf(error)], rolledBack: false};
+    } finally {
+      for (const name of scope) discoveries.delete(name); // the current rules changed
+    }
+  };
+
   const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
     const remote = await (await connectorFor(fleet)).connect(targetFor(fleet, name));
     return work(remote);
@@ -315,13 +358,24 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         if (!status) states.set(outcome.host, {kind: 'unreachable', reason: outcome.error ?? 'unknown error'});
         else if (status.pending) {
           const deadline = now + (status.secondsLeft ?? 0) * 1000;
-          states.set(outcome.host, status.batch ? {kind: 'pending', deadline, batch: status.batch} : {kind: 'pending', deadline});
+          states.set(
+            outcome.host,
+            status.batch
+              ? {
+                  kind: 'pending',
+                  deadline,
+                  batch: status.batch,
+                  ...(status.owner === undefined ? {} : {owner: status.owner}),
+                  startedHere: localState.host(outcome.host)?.batch === status.batch,
+                }
+              : {kind: 'pending', deadline},
+          );
         }
         else if (status.managed && status.confirmedAt) {
           // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
           const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
           const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
-          states.set(outcome.host, {kind: 'locked', detail: note});
+          states.set(outcome.host, {kind: 'locked', detail: note, ...(status.phase === 'confirmed' && status.batch ? {batch: status.batch} : {})});
         } else states.set(outcome.host, {kind: 'unmanaged'});
       }
       return states;
@@ -397,42 +451,56 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       } catch (error) {
         return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
-      appliedFleet = fleet;
       const jumps = jumpHostsOf(fleet);
-      const plans: FleetHostPlan[] = scope.map((name) => {
-        const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
-        const via = jumps.get(name);
-        return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
-      });
-      const steps = new Set<string>(APPLY_STEPS);
-      try {
-        const connector = await connectorFor(fleet);
-        const pending = await applyFleet({
-          connector,
-          hosts: plans,
-          timeoutSeconds: deadlineSeconds,
-          localState,
-          onProgress: (event) => {
-            if (steps.has(event.step)) onProgress({host: event.host, step: event.step as ApplyStep, status: event.status, ...(event.detail === undefined ? {} : {detail: event.detail})});
-          },
+      return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => {
+        const hosts: FleetHostPlan[] = scope.map((name) => {
+          const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
+          const via = jumps.get(name);
+          return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
+        });
+        return {
+          hosts,
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
           // And one whose opened flows another manager's nftables table would drop.
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            const native = await readNativeRulesets(connector, plans.map((plan) => plan.target));
+            const native = await readNativeRulesets(activeConnector, hosts.map((plan) => plan.target));
             return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope))];
           },
-        });
-        // The servers count on their own clocks; ours only shows the same number of seconds.
-        const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());
-        return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks: pending.checks.map((check) => ({label: check.label, ok: check.ok}))}};
+        };
+      });
+    },
+
+    async undo(fleet, batch, scope, deadlineSeconds, onProgress) {
+      let compiled: Plan;
+      try {
+        compiled = compile(fleet, false);
       } catch (error) {
-        if (error instanceof RefusedError) return {kind: 'refused', reasons: error.message.split('\n')};
-        if (error instanceof FleetApplyError) return {kind: 'failed', reasons: [...error.problems], rolledBack: error.rolledBack};
-        return {kind: 'failed', reasons: [messageOf(error)], rolledBack: false};
-      } finally {
-        for (const name of scope) discoveries.delete(name); // the current rules changed
+        return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
+      const jumps = jumpHostsOf(fleet);
+      const paths = operatorPaths(validateInventory(fleet), resolvedSsh(fleet));
+      return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => ({
+        // The rules that come back must not cut the operator's SSH path either (checked merged, once locked).
+        recheck: (merged) => {
+          const hosts = compiled.hosts.map((host) => {
+            const rules = merged.get(host.name);
+            return rules ? {...host, compiled: {...host.compiled, v4: rules.v4, v6: rules.v6}} : host;
+          });
+          return checkLockout(hosts, paths)
+            .filter((finding) => finding.severity === 'error' && scope.includes(finding.host))
+            .map((finding) => finding.message);
+        },
+        hosts: await snapshotPlans({
+          connector: activeConnector,
+          hosts: scope.map((name) => {
+            const via = jumps.get(name);
+            return {target: targetFor(fleet, name), ...(via === undefined ? {} : {via: [via]})};
+          }),
+          batch,
+          localState,
+        }),
+      }));
     },
 
     async keep(batch) {

@@ -54,8 +54,17 @@ export const DEFAULT_SETTINGS: WizardSettings = {deadlineSeconds: 120};
 export type HostState =
   | {readonly kind: 'unknown'}
   | {readonly kind: 'unmanaged'}
-  | {readonly kind: 'locked'; readonly detail?: string}
-  | {readonly kind: 'pending'; readonly deadline: number /* epoch ms, operator clock */; readonly batch?: string}
+  /** `batch`: the confirmed batch whose rules are live (undo puts back the rules from before it). */
+  | {readonly kind: 'locked'; readonly detail?: string; readonly batch?: string}
+  | {
+      readonly kind: 'pending';
+      readonly deadline: number /* epoch ms, operator clock */;
+      readonly batch?: string;
+      /** Who began the batch ("user@machine pid=N"). */
+      readonly owner?: string;
+      /** False when this machine has no record of the batch: another operator's, or another machine's. */
+      readonly startedHere?: boolean;
+    }
   | {readonly kind: 'unreachable'; readonly reason: string};
 
 // ---------------------------------------------------------------------------
@@ -141,6 +150,8 @@ export interface PendingBatch {
   readonly deadline: number;
   /** Checks already done, e.g. "new SSH session to wordpress-1 through tunnel-1". */
   readonly checks: readonly {readonly label: string; readonly ok: boolean}[];
+  /** Who began it, when the server said (a batch resumed from the fleet home). */
+  readonly owner?: string;
 }
 
 export type ApplyOutcome =
@@ -226,6 +237,11 @@ export interface WizardServices {
   /** Compile the fleet (facts from the document), diff against the servers' current rules, access, lockout. */
   preview(fleet: FleetDoc, hosts: readonly string[]): Promise<PreviewResult>;
   apply(fleet: FleetDoc, hosts: readonly string[], deadlineSeconds: number, onProgress: (event: ApplyProgress) => void): Promise<ApplyOutcome>;
+  /**
+   * Undo: put back on `hosts` the rules they had before `batch` (a confirmed batch), through the
+   * same protocol as apply; a pending batch with its countdown follows, as after apply.
+   */
+  undo(fleet: FleetDoc, batch: string, hosts: readonly string[], deadlineSeconds: number, onProgress: (event: ApplyProgress) => void): Promise<ApplyOutcome>;
   /** Keep: confirm over fresh connections, then persist. */
   keep(batch: PendingBatch): Promise<KeepResult>;
   /**

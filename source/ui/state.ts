@@ -41,6 +41,13 @@ export type Outcome =
 
 export type StepStatus = ApplyProgress['status'] | 'waiting';
 
+/** A question on the fleet home before something acts on servers. */
+export type Confirming =
+  /** A pending batch this machine did not begin: keep or roll back someone else's change? */
+  | {readonly kind: 'others-batch'; readonly batch: PendingBatch; readonly owner: string}
+  /** Undo the last change: put back the rules from before `batch` on `hosts`. */
+  | {readonly kind: 'undo'; readonly batch: string; readonly hosts: readonly string[]};
+
 export interface WizardState {
   readonly screen: Screen;
   /** Screens to return to with Esc. */
@@ -64,6 +71,8 @@ export interface WizardState {
   readonly outcome: Outcome | undefined;
   /** One line for the operator (an error or what just happened). */
   readonly message: string | undefined;
+  /** A yes/no question waiting on the fleet home. */
+  readonly confirming: Confirming | undefined;
 }
 
 export type Action =
@@ -88,7 +97,11 @@ export type Action =
   | {type: 'apply-started'}
   | {type: 'apply-progress'; event: ApplyProgress}
   | {type: 'apply-outcome-pending'; batch: PendingBatch}
-  | {type: 'resume-batch'; batch: PendingBatch}
+  /** startedHere false: someone else's batch, asked about first (the owner shown). */
+  | {type: 'resume-batch'; batch: PendingBatch; startedHere?: boolean}
+  | {type: 'ask-undo'; batch: string; hosts: readonly string[]}
+  | {type: 'confirm-answer'; yes: boolean}
+  | {type: 'start-undo'; hosts: readonly string[]}
   | {type: 'finished'; outcome: Outcome}
   | {type: 'outcome-updated'; outcome: Outcome};
 
@@ -110,6 +123,7 @@ export function initialState(): WizardState {
     batch: undefined,
     outcome: undefined,
     message: undefined,
+    confirming: undefined,
   };
 }
 
@@ -152,6 +166,11 @@ export function hostsWithoutFacts(fleet: FleetDoc): string[] {
 export function preselectedRoles(host: FleetHost, result: DiscoveredHost | undefined): readonly string[] {
   if (host.roles.length > 0) return host.roles;
   return result?.ok ? result.suggestedRoles : [];
+}
+
+/** A batch left pending (e.g. by a run that died): back to its countdown; keeping saves the fleet as it is. */
+function resume(state: WizardState, batch: PendingBatch): WizardState {
+  return {...push(state, 'countdown'), batch, scope: batch.hosts, draft: state.fleet, outcome: undefined};
 }
 
 export function reducer(state: WizardState, action: Action): WizardState {
@@ -271,8 +290,20 @@ export function reducer(state: WizardState, action: Action): WizardState {
     case 'apply-outcome-pending':
       return {...push(state, 'countdown'), batch: action.batch};
     case 'resume-batch':
-      // A batch left pending (e.g. by a run that died): back to its countdown; keeping saves the fleet as it is.
-      return {...push(state, 'countdown'), batch: action.batch, scope: action.batch.hosts, draft: state.fleet, outcome: undefined};
+      if (action.startedHere === false) return {...state, confirming: {kind: 'others-batch', batch: action.batch, owner: action.batch.owner ?? 'an unknown owner'}};
+      return resume(state, action.batch);
+    case 'ask-undo':
+      return {...state, confirming: {kind: 'undo', batch: action.batch, hosts: action.hosts}};
+    case 'confirm-answer': {
+      const asked = state.confirming;
+      const cleared = {...state, confirming: undefined};
+      if (!action.yes || !asked) return cleared;
+      // Undo goes on in the App (start-undo, then the apply screen); a batch of someone else's opens its countdown.
+      return asked.kind === 'others-batch' ? resume(cleared, asked.batch) : cleared;
+    }
+    case 'start-undo':
+      // The saved fleet stays as it is; the servers go back to earlier rules.
+      return {...state, draft: state.fleet, scope: action.hosts, applySteps: {}, batch: undefined, outcome: undefined};
     case 'outcome-updated':
       return {...state, outcome: action.outcome, message: undefined};
     case 'finished': {

@@ -110,6 +110,7 @@ export interface FakeCalls {
   discover: string[][];
   preview: {fleet: FleetDoc; hosts: readonly string[]}[];
   apply: {fleet: FleetDoc; hosts: readonly string[]; deadlineSeconds: number}[];
+  undo: {batch: string; hosts: readonly string[]; deadlineSeconds: number}[];
   keep: PendingBatch[];
   installPersistence: string[][];
   rollback: PendingBatch[];
@@ -166,7 +167,7 @@ export function defaultPreview(fleet: FleetDoc, hosts: readonly string[]): Previ
 export function createFakeServices(options: FakeOptions = {}) {
   const clock = new FakeClock();
   const prompter = new PromptQueue();
-  const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], keep: [], installPersistence: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
+  const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], undo: [], keep: [], installPersistence: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
   let stored = {fleet: options.fleet ?? {hosts: []}, settings: options.settings ?? {deadlineSeconds: 60}};
   let countersCall = 0;
 
@@ -232,6 +233,11 @@ export function createFakeServices(options: FakeOptions = {}) {
         kind: 'pending',
         batch: {id: 'b-1', hosts, deadline: clock.now() + deadlineSeconds * 1000, checks: hosts.map((host) => ({label: `new SSH session to ${host} through tunnel-1`, ok: true}))},
       };
+    },
+    async undo(_fleet, batch, hosts, deadlineSeconds, onProgress) {
+      calls.undo.push({batch, hosts, deadlineSeconds});
+      for (const host of hosts) for (const step of ['lock', 'snapshot', 'validate', 'watchdog', 'load', 'verify'] as const) onProgress({host, step, status: 'done'});
+      return {kind: 'pending', batch: {id: 'b-undo', hosts, deadline: clock.now() + deadlineSeconds * 1000, checks: []}};
     },
     async keep(batch) {
       calls.keep.push(batch);

@@ -43,6 +43,50 @@ describe('fleet home', () => {
     expect(wizard.calls.keep.map((batch) => [batch.id, batch.hosts])).toEqual([['b-old', ['haproxy-www', 'mysql-1']]]);
   });
 
+  it("asks before acting on someone else's pending batch, showing its owner; n changes nothing", async () => {
+    const deadline = 1_000_000 + 50_000;
+    const pending = {kind: 'pending' as const, deadline, batch: 'b-alice', owner: 'alice@laptop pid=42', startedHere: false};
+    const wizard = await renderWizard({fleet: MANAGED_FLEET, states: {'tunnel-1': {kind: 'locked'}, 'haproxy-www': pending, 'mysql-1': pending}});
+    await wizard.waitFor('pending, 0:50 left');
+    await wizard.press(KEY.down, 'p');
+    const asked = wizard.frame();
+    expect(asked).toContain('alice@laptop pid=42 began batch b-alice (2 hosts), not this machine: act on it? y/N');
+    expect(asked).not.toContain('keep the new rules?');
+    await wizard.press('n');
+    expect(wizard.frame()).not.toContain('alice@laptop');
+    expect(wizard.frame()).not.toContain('keep the new rules?');
+    await wizard.press('p', 'y');
+    await wizard.waitFor('keep the new rules?');
+    await wizard.press('R');
+    await wizard.waitFor('isolate-wizard · rolled back');
+    expect(wizard.calls.rollback.map((batch) => [batch.id, batch.hosts])).toEqual([['b-alice', ['haproxy-www', 'mysql-1']]]);
+    expect(wizard.calls.keep).toEqual([]);
+  });
+
+  it('undoes the last change after y: the rules from before the newest confirmed batch, through the apply screens and a countdown', async () => {
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states: {
+        'tunnel-1': {kind: 'locked', batch: '20261203-090000-aaaaaa'},
+        'haproxy-www': {kind: 'locked', batch: '20261203-100000-bbbbbb'},
+        'mysql-1': {kind: 'locked', batch: '20261203-100000-bbbbbb'},
+      },
+    });
+    await wizard.waitFor('u undo last change');
+    await wizard.press('u');
+    expect(wizard.frame()).toContain('undo batch 20261203-100000-bbbbbb (2 hosts: earlier rules back, countdown follows)? y/N');
+    await wizard.press('x');
+    expect(wizard.calls.undo).toEqual([]);
+    await wizard.press('u', 'y');
+    await wizard.waitFor('keep the new rules?');
+    expect(wizard.calls.undo).toEqual([{batch: '20261203-100000-bbbbbb', hosts: ['haproxy-www', 'mysql-1'], deadlineSeconds: 60}]);
+    await wizard.press('K');
+    await wizard.waitFor('isolate-wizard · kept');
+    expect(wizard.calls.keep.map((batch) => batch.id)).toEqual(['b-undo']);
+    // The saved fleet is unchanged by an undo.
+    expect(wizard.stored().fleet).toEqual(MANAGED_FLEET);
+  });
+
   it('says how to start when the fleet is empty, and keeps key hints visible', async () => {
     const wizard = await renderWizard();
     const frame = wizard.frame();

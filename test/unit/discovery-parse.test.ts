@@ -9,6 +9,7 @@ import {
   formatSections,
   interpretDiscovery,
   isPrivateAddress,
+  mixedBackendsRefusal,
   parseIpAddr,
   parseIpRoute,
   parseIptablesVersion,
@@ -258,5 +259,23 @@ describe('small parsers', () => {
       serverPort: 22,
     });
     expect(parseSshConnection('\n')).toBeUndefined();
+  });
+});
+
+describe('both iptables backends (recorded in a network namespace with iptables 1.8.9)', () => {
+  const probe = (name: string) => readFileSync(path.join(FIXTURES, 'mixed-backends', name), 'utf8');
+
+  it('refuses a host where iptables-legacy holds rules next to iptables-nft, saying why', () => {
+    expect(mixedBackendsRefusal(probe('backends.txt'))).toBe('both iptables-legacy and nftables rules are loaded: packets pass both; remove one first');
+  });
+
+  it('lets a host through whose legacy table is only listed (flushed: it lets everything through)', () => {
+    expect(mixedBackendsRefusal(probe('legacy-flushed.txt'))).toBeUndefined();
+  });
+
+  it('discovery warns for the same host (the probe is part of its script)', () => {
+    for (const line of probe('backends.txt').split('\n').filter((line) => line.startsWith('@@iw-begin '))) {
+      expect(DISCOVERY_SCRIPT).toMatch(new RegExp(`section ${line.slice('@@iw-begin '.length, -2)} `));
+    }
   });
 });

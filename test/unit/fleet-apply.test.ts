@@ -7,6 +7,11 @@ import {EXIT, RefusedError} from '../../source/core/errors.js';
 import type {Ruleset} from '../../source/core/model.js';
 import {AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {applyFleet, confirmFleet, FleetApplyError, loadWaves, outcomeExitCode, rollbackFleet, type FleetHostPlan} from '../../source/remote/fleet-apply.js';
+import {LocalState} from '../../source/remote/local-state.js';
+import {snapshotPlans} from '../../source/remote/rollback-to.js';
+import {mkdtempSync, readFileSync} from 'node:fs';
+import {tmpdir} from 'node:os';
+import path from 'node:path';
 import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from '../../source/remote/types.js';
 
 const CANDIDATE: Ruleset = {
@@ -48,6 +53,13 @@ interface FakeServer {
   failOn?: 'stage' | 'load' | 'begin' | 'load-and-restore' | 'rollback-restore' | 'confirm-rebooted';
   /** What `show` prints instead of the loaded rules (a server that changed them). */
   tamper?: string;
+  /** The batch the server's state names, and who began it (status). */
+  batch?: string;
+  owner?: string;
+  /** What the backend check prints (default: iptables-nft alone). */
+  backends?: string;
+  /** backups/<batch>.v4/.v6 on the server (rollback --to). */
+  backups?: Record<string, {v4: string; v6: string}>;
 }
 
 class FakeFleet implements Connector {
@@ -84,6 +96,21 @@ class FakeFleet implements Connector {
         const stdin = String(execOptions?.stdin ?? '');
         const ok = (stdout = ''): ExecResult => ({code: 0, stdout, stderr: ''});
         if (op === undefined && command.startsWith('umask')) return ok();
+        if (command === 'sh -s' && stdin.startsWith('# isolate-wizard backend check')) {
+          fleet.events.push(`${target.name}:backends`);
+          return ok(server.backends ?? '@@iw-begin iptables-version@@\niptables v1.8.9 (nf_tables)\n\n@@iw-end iptables-version rc=0@@\n');
+        }
+        if (command.includes('agent.sh status')) {
+          fleet.events.push(`${target.name}:status`);
+          const pending = ['locked', 'staged', 'loaded'].includes(server.phase);
+          return ok(`managed=yes\nbatch=${server.batch ?? ''}\nphase=${server.phase}\nowner=${server.owner ?? ''}\nlocked=${pending ? 'yes' : 'no'}\nbackups=1\npersistence=none\n`);
+        }
+        if (command.startsWith('b=/var/lib/isolate-wizard/backups/')) {
+          const batch = /backups\/([a-z0-9-]+);/.exec(command)?.[1] ?? '';
+          fleet.events.push(`${target.name}:read-backup ${batch}`);
+          const backup = server.backups?.[batch];
+          return ok(backup ? `${SECTION_V4}\n${backup.v4}\n${SECTION_V6}\n${backup.v6}` : 'missing\n');
+        }
         fleet.events.push(`${target.name}:${op}`);
         switch (op) {
           case 'begin':
@@ -133,11 +160,16 @@ class FakeFleet implements Connector {
             return ok(`${shown}confirmed\npersisted=none\n`);
           }
           case 'arm':
-            return ok('deadline=1700000100\nnow=1700000000\n');
+            return ok('deadline=1700000100\nnow=1700000000\nwatchdog=detached\n');
+          case 'confirm':
+            if (server.batch !== undefined && !command.endsWith(` ${server.batch}`)) return {code: 4, stdout: '', stderr: `agent: batch is not the current one (current: ${server.batch} ${server.phase})`};
+            server.phase = 'confirmed';
+            return ok('confirmed\npersisted=none\n');
           case 'unlock':
             server.phase = 'released';
             return ok('released\n');
           case 'rollback':
+            if (server.batch !== undefined && !command.endsWith(` ${server.batch}`)) return {code: 4, stdout: '', stderr: `agent: batch is not the current one (current: ${server.batch} ${server.phase})`};
             if (server.failOn === 'rollback-restore' || server.phase === 'restoring') {
               server.phase = 'restoring';
               return {code: 7, stdout: 'restore=failed\n', stderr: 'agent: could not restore: act now: rollback of b-1, then putting the previous rules back failed: IPv4: the live rules differ from the snapshot; the batch stays pending and the server retries every 12 s'};
@@ -199,7 +231,8 @@ describe('applyFleet', () => {
     expect(batch.confirmed?.map((outcome) => [outcome.host, outcome.ok])).toEqual(SEED.map((name) => [name, true]));
     // One new connection per host (the check and the confirmation), no separate confirm command.
     expect(fleet.freshConnects).toBe(4);
-    expect(fleet.events.some((event) => event.endsWith(':confirm') || event.endsWith(':arm'))).toBe(false);
+    // (each host's deadline is re-armed after its load: see the test below)
+    expect(fleet.events.some((event) => event.endsWith(':confirm'))).toBe(false);
     const lastVerify = Math.max(...SEED.map((name) => fleet.events.indexOf(`${name}:verify`)));
     const firstAnswer = fleet.events.findIndex((event) => event.includes(':answer'));
     expect(firstAnswer).toBeGreaterThan(lastVerify);
@@ -336,5 +369,140 @@ describe('confirmFleet / rollbackFleet over new connections', () => {
     expect(confirmGroup).toBeDefined();
     expect(rollbackGroup).not.toBe(confirmGroup);
     expect(fleet.freshGroups).toEqual([...SEED.map(() => rollbackGroup), ...SEED.map(() => confirmGroup)]);
+  });
+});
+
+describe('apply --yes re-arms each host after its own load', () => {
+  it('arms the whole timeout on a host right after its load, before any check, and confirms without another arm', async () => {
+    const fleet = new FakeFleet(SEED);
+    await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', armCountdown: false, confirmAfterVerify: true});
+    for (const name of SEED) {
+      const load = fleet.events.indexOf(`${name}:load`);
+      const arm = fleet.events.indexOf(`${name}:arm`);
+      expect(arm, name).toBeGreaterThan(load);
+      // before the next wave's loads and before any check
+      expect(arm, name).toBeLessThan(fleet.events.findIndex((event) => event.endsWith(':verify')));
+      expect(fleet.events.filter((event) => event === `${name}:arm`)).toHaveLength(1);
+    }
+    const armCommand = fleet.commands.find((command) => /agent\.sh arm /.test(command));
+    expect(armCommand).toMatch(/ arm b-1 30$/);
+    // the bastion's arm follows its own load, not the others'
+    expect(fleet.events.indexOf('tunnel-1:arm')).toBeGreaterThan(fleet.events.indexOf('tunnel-1:load'));
+    expect(fleet.events.indexOf('mysql-1:arm')).toBeLessThan(fleet.events.indexOf('tunnel-1:load'));
+  });
+});
+
+describe('a batch has an owner', () => {
+  const targets = SEED.map((name) => ({name, ssh: name}));
+  const localState = () => new LocalState({directory: mkdtempSync(path.join(tmpdir(), 'iw-owner-'))});
+
+  function othersBatch(fleet: FakeFleet): void {
+    for (const server of fleet.servers.values()) Object.assign(server, {phase: 'loaded', batch: 'b-alice', owner: 'alice@laptop pid=42'});
+  }
+
+  it('confirm without a record of the pending batch refuses it (exit 3), naming batch and owner; nothing is confirmed', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    const outcomes = await confirmFleet({connector: fleet, hosts: targets, localState: localState()});
+    expect(outcomes.every((outcome) => outcome.refused)).toBe(true);
+    expect(outcomes[3]?.detail).toBe('mysql-1: pending batch b-alice by alice@laptop pid=42; this machine has no record of it: pass --batch b-alice to act on it');
+    expect(outcomeExitCode(outcomes)).toBe(EXIT.refused);
+    expect(fleet.events.some((event) => event.endsWith(':confirm'))).toBe(false);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('loaded');
+  });
+
+  it('rollback without a record refuses too; with --batch it acts', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    const refused = await rollbackFleet({connector: fleet, hosts: targets, localState: localState()});
+    expect(refused.every((outcome) => outcome.refused && !outcome.ok)).toBe(true);
+    expect(fleet.events.some((event) => event.endsWith(':rollback'))).toBe(false);
+    const done = await rollbackFleet({connector: fleet, hosts: targets, localState: localState(), batch: 'b-alice'});
+    expect(done.every((outcome) => outcome.ok)).toBe(true);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('rolledback');
+  });
+
+  it('the machine that began the batch confirms it from its record, without asking the server whose it is', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    const state = localState();
+    for (const name of SEED) state.setHost(name, {batch: 'b-alice', phase: 'pending', changedAt: Date.now()});
+    const outcomes = await confirmFleet({connector: fleet, hosts: targets, localState: state});
+    expect(outcomes.every((outcome) => outcome.ok)).toBe(true);
+    expect(fleet.events.some((event) => event.endsWith(':status'))).toBe(false);
+  });
+
+  it('--batch without --host leaves the hosts of other batches as they are', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    Object.assign(fleet.servers.get('tunnel-1') as FakeServer, {phase: 'confirmed', batch: 'b-older'});
+    const outcomes = await confirmFleet({connector: fleet, hosts: targets, localState: localState(), batch: 'b-alice', onlyHostsInBatch: true});
+    expect(outcomes.map((outcome) => [outcome.host, outcome.ok, outcome.skipped ?? false])).toEqual([
+      ['tunnel-1', true, true],
+      ['haproxy-www', true, false],
+      ['wordpress-1', true, false],
+      ['mysql-1', true, false],
+    ]);
+    expect(fleet.events).not.toContain('tunnel-1:confirm');
+    expect(fleet.servers.get('tunnel-1')?.phase).toBe('confirmed');
+    expect(fleet.servers.get('mysql-1')?.phase).toBe('confirmed');
+  });
+
+  it('a record of an older batch is no record of the pending one', async () => {
+    const fleet = new FakeFleet(SEED);
+    othersBatch(fleet);
+    const state = localState();
+    state.setHost('mysql-1', {batch: 'b-mine-earlier', phase: 'confirmed', changedAt: Date.now()});
+    const [outcome] = await confirmFleet({connector: fleet, hosts: [{name: 'mysql-1', ssh: 'mysql-1'}], localState: state});
+    expect(outcome?.refused).toBe(true);
+    expect(fleet.servers.get('mysql-1')?.phase).toBe('loaded');
+  });
+});
+
+describe('mixed iptables backends', () => {
+  const mixed = readFileSync(new URL('../../fixtures/discovery/mixed-backends/backends.txt', import.meta.url), 'utf8');
+
+  it('refuses the apply (exit 3) before any host is locked, naming the host and why', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('wordpress-1') as FakeServer).backends = mixed;
+    const error = await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', refuseMixedBackends: true}).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RefusedError);
+    expect((error as Error).message).toBe('wordpress-1: both iptables-legacy and nftables rules are loaded: packets pass both; remove one first');
+    expect(fleet.events.filter((event) => !event.endsWith(':backends'))).toEqual([]);
+  });
+
+  it('lets a fleet with one backend through', async () => {
+    const fleet = new FakeFleet(SEED);
+    (fleet.servers.get('wordpress-1') as FakeServer).backends = readFileSync(new URL('../../fixtures/discovery/mixed-backends/legacy-flushed.txt', import.meta.url), 'utf8');
+    await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', refuseMixedBackends: true});
+    expect(fleet.servers.get('wordpress-1')?.phase).toBe('loaded');
+  });
+});
+
+describe('rollback --to: the candidates are the snapshot the batch took', () => {
+  const A_RULES = `*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n:f2b-sshd - [0:0]\n-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd\n-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT\n-A f2b-sshd -j RETURN\nCOMMIT\n`;
+
+  it("uses this machine's copy, else the server's, without changing anything; ours only", async () => {
+    const fleet = new FakeFleet(['tunnel-1', 'mysql-1']);
+    const state = new LocalState({directory: mkdtempSync(path.join(tmpdir(), 'iw-to-'))});
+    state.saveSnapshot('b-2', 'tunnel-1', {v4: A_RULES, v6: ''});
+    (fleet.servers.get('mysql-1') as FakeServer).backups = {'b-2': {v4: A_RULES, v6: ''}};
+    const result = await snapshotPlans({connector: fleet, hosts: [{target: {name: 'tunnel-1', ssh: 'tunnel-1'}}, {target: {name: 'mysql-1', ssh: 'mysql-1'}, via: ['tunnel-1']}], batch: 'b-2', localState: state});
+    expect(fleet.events).toEqual(['mysql-1:read-backup b-2']);
+    for (const plan of result) {
+      const filter = plan.candidate.v4.tables[0];
+      expect(filter?.chains.map((chain) => chain.name)).toEqual(['INPUT', 'FORWARD', 'OUTPUT']);
+      expect(filter?.rules).toEqual([{chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '22', '-j', 'ACCEPT']}]);
+      expect(plan.candidate.v6.tables[0]?.chains.every((chain) => chain.policy === 'ACCEPT')).toBe(true);
+    }
+    expect(result[1]?.via).toEqual(['tunnel-1']);
+  });
+
+  it('refuses, one line per host, when a host has no snapshot of that batch', async () => {
+    const fleet = new FakeFleet(['tunnel-1', 'mysql-1']);
+    (fleet.servers.get('mysql-1') as FakeServer).backups = {'b-2': {v4: A_RULES, v6: ''}};
+    const error = await snapshotPlans({connector: fleet, hosts: [{target: {name: 'tunnel-1', ssh: 'tunnel-1'}}, {target: {name: 'mysql-1', ssh: 'mysql-1'}}], batch: 'b-2'}).catch((caught: unknown) => caught);
+    expect(error).toBeInstanceOf(RefusedError);
+    expect((error as Error).message).toBe('tunnel-1: no snapshot of batch b-2 (neither on this machine nor on the server): unknown batch for this host, or pruned');
   });
 });

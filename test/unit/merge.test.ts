@@ -1,6 +1,6 @@
 import {describe, expect, it} from 'vitest';
 import {parseIptablesSave, diffRulesets, formatRule} from '../../source/core/iptables-save.js';
-import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed, ownPart} from '../../source/core/merge.js';
+import {canonicalFilter, canonicalSpec, isOpenFilter, mergeForeign, mergeForeignDetailed, ownPart, restorablePart} from '../../source/core/merge.js';
 import {liveDifferences} from '../../source/remote/apply-protocol.js';
 import type {Ruleset} from '../../source/core/model.js';
 
@@ -177,5 +177,29 @@ describe('what this tool owns (ownPart) and the verification that compares only 
     const withBan = DOCKER_AND_FAIL2BAN.replace(':f2b-sshd - [0:0]', ':f2b-sshd - [0:0]\n:f2b-nginx - [0:0]').replace(/(\*filter[\s\S]*?)COMMIT/, '$1-A INPUT -p tcp -m multiport --dports 80 -j f2b-nginx\n-A f2b-nginx -s 203.0.113.9/32 -j REJECT\n-A f2b-nginx -j RETURN\nCOMMIT');
     expect(liveDifferences({v4: withBan, v6: ''}, {v4: loaded, v6})).toEqual([]);
     expect(liveDifferences(shown('-A INPUT -i lo -j ACCEPT\n-A INPUT -p tcp -m tcp --dport 9999 -j ACCEPT'), {v4: loaded, v6}).join('\n')).toContain('9999');
+  });
+});
+
+describe('restorablePart (rollback --to: what of a snapshot is ours to put back)', () => {
+  it('drops other software\'s chains, their rules and the jumps into them; keeps ours and the nat table out', () => {
+    const part = restorablePart(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4));
+    expect(part.tables.map((table) => table.name)).toEqual(['filter']);
+    const filter = part.tables[0]!;
+    expect(filter.chains.map((chain) => chain.name)).toEqual(['INPUT', 'FORWARD', 'OUTPUT']);
+    expect(rulesOf(part, 'INPUT')).toEqual(['-A INPUT -i lo -j ACCEPT']);
+    expect(filter.rules.some((rule) => /DOCKER|f2b/.test(formatRule(rule)))).toBe(false);
+    // Merged with what is live, the ban and Docker's chains come from the live side.
+    const merged = mergeForeignDetailed(part, parseIptablesSave(DOCKER_AND_FAIL2BAN, 4));
+    expect(merged.keptChains).toContain('f2b-sshd');
+  });
+
+  it('a snapshot of a fresh host (no filter table) gives the open table with every built-in declared', () => {
+    const part = restorablePart(parseIptablesSave('', 6));
+    expect(isOpenFilter(part)).toBe(true);
+    expect(part.tables[0]?.chains).toEqual([
+      {name: 'INPUT', policy: 'ACCEPT'},
+      {name: 'FORWARD', policy: 'ACCEPT'},
+      {name: 'OUTPUT', policy: 'ACCEPT'},
+    ]);
   });
 });

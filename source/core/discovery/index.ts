@@ -6,7 +6,7 @@ import {firewallFacts, osFacts, parseSshConnection, persistenceFacts} from './sy
 import type {HostDiscovery} from './types.js';
 
 export * from './types.js';
-export {DISCOVERY_SCRIPT, formatSections, parseSections} from './script.js';
+export {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, formatSections, parseSections} from './script.js';
 export {classifyInterfaces, DiscoveryParseError, parseIpAddr, parseIpRoute} from './interfaces.js';
 export {isPrivateAddress} from '../addresses.js';
 export {parseSs, suggestRoles, isLoopbackOnly} from './services.js';
@@ -50,6 +50,7 @@ export function interpretDiscovery(input: DiscoveryInput): HostDiscovery {
     iptablesSave: saveOk('iptables-save'),
     ip6tablesSave: saveOk('ip6tables-save'),
     legacyTables: text('legacy-tables'),
+    ...(sections.has('legacy-save') ? {legacySave: text('legacy-save')} : {}),
     ...(sections.has('nft-iptables-tables') ? {nftIptablesTables: text('nft-iptables-tables')} : {}),
     ...(sections.has('nft-tables') ? {nftTables: text('nft-tables')} : {}),
     ...(sections.has('ufw') ? {ufwStatus: text('ufw')} : {}),
@@ -83,4 +84,25 @@ export function interpretDiscovery(input: DiscoveryInput): HostDiscovery {
     ranAsRoot,
     warnings,
   };
+}
+
+/**
+ * Why a host must not be applied to because of its iptables backends (undefined: it may), from the
+ * output of BACKENDS_SCRIPT. Both backends holding tables means every packet passes both rule
+ * sets: our rules in one would not be the whole story, and a rollback would not be either.
+ */
+export function mixedBackendsRefusal(probeOutput: string): string | undefined {
+  const sections = parseSections(probeOutput);
+  const text = (name: string): string => sections.get(name)?.text ?? '';
+  const {facts} = firewallFacts({
+    iptablesVersion: text('iptables-version'),
+    iptablesSave: '',
+    ip6tablesSave: '',
+    legacyTables: text('legacy-tables'),
+    ...(sections.has('legacy-save') ? {legacySave: text('legacy-save')} : {}),
+    ...(sections.has('nft-iptables-tables') ? {nftIptablesTables: text('nft-iptables-tables')} : {}),
+    interfaceNames: [],
+    commands: '',
+  });
+  return facts.mixedBackends ? 'both iptables-legacy and nftables rules are loaded: packets pass both; remove one first' : undefined;
 }

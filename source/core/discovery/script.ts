@@ -4,9 +4,8 @@
 export const SECTION_BEGIN = '@@iw-begin ';
 export const SECTION_END = '@@iw-end ';
 
-/** Sent on stdin to `sh -s`; a constant: nothing from an inventory or a server is ever pasted in. */
-export const DISCOVERY_SCRIPT = String.raw`# isolate-wizard discovery (read-only)
-LC_ALL=C
+// The script's preamble: a clean environment and the section() framing.
+const PREAMBLE = String.raw`LC_ALL=C
 export LC_ALL
 PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export PATH
@@ -19,21 +18,40 @@ section() {
   printf '\n@@iw-end %s rc=%s@@\n' "$iw_name" "$iw_rc"
 }
 have() { command -v "$1" >/dev/null 2>&1; }
-section uid id -u
+`;
+
+// Which iptables backends hold tables: `iptables -V`, the legacy backend's tables (and their
+// rules, only where it has tables: listing them creates none), and the tables iptables-nft holds
+// (read by firewallFacts).
+const BACKEND_SECTIONS = String.raw`section iptables-version iptables -V
+section legacy-tables cat /proc/net/ip_tables_names /proc/net/ip6_tables_names
+if have iptables-legacy-save && { grep -q . /proc/net/ip_tables_names || grep -q . /proc/net/ip6_tables_names; } 2>/dev/null; then
+  section legacy-save sh -c 'iptables-legacy-save 2>/dev/null; ip6tables-legacy-save 2>/dev/null; true'
+fi
+if have iptables-nft-save; then
+  section nft-iptables-tables sh -c 'iptables-nft-save 2>/dev/null | grep "^\*"; ip6tables-nft-save 2>/dev/null | grep "^\*"; true'
+fi
+`;
+
+/**
+ * Run before an apply on every host (`sh -s`, as root; read-only): just enough to tell whether
+ * both iptables backends hold tables, where packets would pass both rule sets.
+ */
+export const BACKENDS_SCRIPT = `# isolate-wizard backend check (read-only)
+${PREAMBLE}${BACKEND_SECTIONS}`;
+
+/** Sent on stdin to `sh -s`; a constant: nothing from an inventory or a server is ever pasted in. */
+export const DISCOVERY_SCRIPT = `# isolate-wizard discovery (read-only)
+${PREAMBLE}section uid id -u
 section os-release cat /etc/os-release
 section pid1 cat /proc/1/comm
 section ip-addr ip -j addr show
 section ip-route4 ip -j -4 route show
 section ip-route6 ip -j -6 route show
 section ss ss -Htulnp
-section iptables-version iptables -V
 section iptables-save iptables-save
 section ip6tables-save ip6tables-save
-section legacy-tables cat /proc/net/ip_tables_names /proc/net/ip6_tables_names
-if have iptables-nft-save; then
-  section nft-iptables-tables sh -c 'iptables-nft-save 2>/dev/null | grep "^\*"; ip6tables-nft-save 2>/dev/null | grep "^\*"; true'
-fi
-if have nft; then section nft-tables nft list tables; fi
+${BACKEND_SECTIONS}if have nft; then section nft-tables nft list tables; fi
 if have ufw; then section ufw ufw status; fi
 if have firewall-cmd; then section firewalld firewall-cmd --state; fi
 section commands sh -c 'for c in iptables-restore ip6tables-restore iptables-legacy iptables-nft nft ufw firewall-cmd docker dockerd fail2ban-client netfilter-persistent systemctl kubelet; do p=$(command -v "$c" 2>/dev/null) && printf "%s %s\n" "$c" "$p"; done; true'

@@ -43,6 +43,11 @@ export interface FirewallInputs {
   readonly ip6tablesSave: string;
   /** /proc/net/ip_tables_names + ip6_tables_names: tables the legacy backend holds. */
   readonly legacyTables: string;
+  /**
+   * iptables-legacy-save + ip6tables-legacy-save, when the legacy backend has tables: whether they
+   * hold anything (a table stays listed after its rules are flushed, letting everything through).
+   */
+  readonly legacySave?: string;
   /** `*table` lines from iptables-nft-save / ip6tables-nft-save, when those exist. */
   readonly nftIptablesTables?: string;
   /** `nft list tables`, when nft exists. */
@@ -55,10 +60,16 @@ export interface FirewallInputs {
   readonly commands: string;
 }
 
+/** An iptables-save text with a rule or a built-in policy other than ACCEPT: it filters something. */
+function holdsRules(save: string): boolean {
+  return /^-A /m.test(save) || /^:\S+ (?!ACCEPT\b|-)\S+/m.test(save);
+}
+
 export function firewallFacts(input: FirewallInputs): {facts: FirewallFacts; warnings: string[]} {
   const warnings: string[] = [];
   const {version, backend} = parseIptablesVersion(input.iptablesVersion);
-  const legacyHasTables = input.legacyTables.trim() !== '';
+  const legacyHasTables =
+    input.legacySave === undefined ? input.legacyTables.trim() !== '' : holdsRules(input.legacySave);
   const nftHasIptablesTables =
     backend === 'nf_tables' ? /^\*/m.test(input.iptablesSave) || /^\*/m.test(input.ip6tablesSave) : /^\*/m.test(input.nftIptablesTables ?? '');
   // iptables-nft-save itself warns when legacy tables exist next to its own.

@@ -6,6 +6,7 @@ import {Frame, formatClock, useInputActive} from '../components.js';
 import {useColor, useNow} from '../context.js';
 import {useWizard} from '../app.js';
 import type {HostState} from '../services.js';
+import type {Confirming, WizardState} from '../state.js';
 
 export function describeState(state: HostState | undefined, now: number): string {
   switch (state?.kind) {
@@ -30,6 +31,26 @@ function stateColor(state: HostState | undefined): string | undefined {
   return undefined;
 }
 
+/** The last change kept on the fleet: the newest confirmed batch (ids sort by time) and its hosts. */
+export function lastChange(state: WizardState): {batch: string; hosts: string[]} | undefined {
+  const confirmed = state.fleet.hosts.flatMap((host) => {
+    const hostState = state.hostStates.get(host.name);
+    return hostState?.kind === 'locked' && hostState.batch !== undefined ? [{host: host.name, batch: hostState.batch}] : [];
+  });
+  const batch = confirmed.map((entry) => entry.batch).sort().at(-1);
+  return batch === undefined ? undefined : {batch, hosts: confirmed.filter((entry) => entry.batch === batch).map((entry) => entry.host)};
+}
+
+const count = (hosts: readonly string[]): string => `${hosts.length} host${hosts.length === 1 ? '' : 's'}`;
+
+function question(confirming: Confirming): string {
+  if (confirming.kind === 'undo') {
+    return `undo batch ${confirming.batch} (${count(confirming.hosts)}: earlier rules back, countdown follows)? y/N`;
+  }
+  // The owner first: the line is cut at the terminal's width.
+  return `${confirming.owner} began batch ${confirming.batch.id} (${count(confirming.batch.hosts)}), not this machine: act on it? y/N`;
+}
+
 export function HomeScreen() {
   const {state, dispatch, actions} = useWizard();
   const active = useInputActive();
@@ -40,8 +61,17 @@ export function HomeScreen() {
   const selected = hosts[index];
   const [confirmRemove, setConfirmRemove] = useState<string | undefined>(undefined);
 
+  const undoable = lastChange(state);
+
   useInput(
     (input, key) => {
+      if (state.confirming) {
+        const asked = state.confirming;
+        const yes = input === 'y';
+        dispatch({type: 'confirm-answer', yes});
+        if (yes && asked.kind === 'undo') void actions.undo(asked.batch, asked.hosts);
+        return;
+      }
       if (confirmRemove) {
         if (input === 'y') {
           const fleet = {...state.fleet, hosts: hosts.filter((host) => host.name !== confirmRemove)};
@@ -74,14 +104,20 @@ export function HomeScreen() {
           const other = state.hostStates.get(host.name);
           return other?.kind === 'pending' && other.batch === batchId;
         });
-        dispatch({type: 'resume-batch', batch: {id: batchId, hosts: hostsInBatch.map((host) => host.name), deadline: hostState.deadline, checks: []}});
-      }
+        dispatch({
+          type: 'resume-batch',
+          batch: {id: batchId, hosts: hostsInBatch.map((host) => host.name), deadline: hostState.deadline, checks: [], ...(hostState.owner === undefined ? {} : {owner: hostState.owner})},
+          ...(hostState.startedHere === undefined ? {} : {startedHere: hostState.startedHere}),
+        });
+      } else if (input === 'u' && undoable) dispatch({type: 'ask-undo', batch: undoable.batch, hosts: undoable.hosts});
       else if (input === 'q') actions.exit();
     },
     {isActive: active},
   );
 
-  const hints = confirmRemove
+  const hints = state.confirming
+    ? [{key: 'y', label: 'yes'}, {key: 'any other key', label: 'no, change nothing'}]
+    : confirmRemove
     ? [{key: 'y', label: `remove ${confirmRemove} from the fleet`}, {key: 'any other key', label: 'keep it'}]
     : [
         {key: '↑↓', label: 'select'},
@@ -94,11 +130,12 @@ export function HomeScreen() {
         {key: 'i/x', label: 'import/export'},
         {key: 'r', label: 'refresh'},
         ...(state.hostStates.get(selected?.name ?? '')?.kind === 'pending' ? [{key: 'p', label: 'pending change: keep or roll back'}] : []),
+        ...(undoable ? [{key: 'u', label: 'undo last change'}] : []),
         {key: 'q', label: 'quit'},
       ];
 
   return (
-    <Frame title="fleet" hints={hints} message={state.message}>
+    <Frame title="fleet" hints={hints} message={state.confirming ? question(state.confirming) : state.message}>
       {hosts.length === 0 ? (
         <Text>No servers yet. Press a to add one (ssh destination), or i to import an inventory file.</Text>
       ) : (
