@@ -154,3 +154,37 @@ export function describeFlow(flow: Flow): string {
   const address = flow.family === 6 ? `[${flow.address}]` : flow.address;
   return `${flow.planSource} → ${flow.to} ${address}:${flow.port}`;
 }
+
+/** A flow as tried: what the plan says and what the network did. */
+export interface FlowResult {
+  readonly flow: Flow;
+  readonly live: 'open' | 'dropped' | 'untested';
+  /** Why, in a few words ("handshake completed", "no answer within 2 s", the reason it was not tried). */
+  readonly detail: string;
+  /** Where it was tried from: "wordpress-1's sshd", "wordpress-1 (fixed command)", "this machine". */
+  readonly triedFrom: string;
+}
+
+/** Tried, and the network did what the plan says (a closed flow must be dropped, an open one answer). */
+export function asPlanned(result: FlowResult): boolean {
+  return result.live === (result.flow.expect === 'open' ? 'open' : 'dropped');
+}
+
+/** Tried, and the network did otherwise: a planned flow dropped, or a closed port answering. */
+export function differsFromPlan(result: FlowResult): boolean {
+  return result.live !== 'untested' && !asPlanned(result);
+}
+
+/** "✗ haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped (no answer within 2 s) — from haproxy-www's sshd" */
+export function formatResult(result: FlowResult): string {
+  const mark = result.live === 'untested' ? '?' : asPlanned(result) ? '✓' : result.flow.expect === 'open' ? '✗' : '!';
+  return `${mark} ${describeFlow(result.flow)}  planned ${result.flow.expect}, live ${result.live} (${result.detail}) — from ${result.triedFrom}`;
+}
+
+/** The closing line: how many flows matched, differed, were not tried. */
+export function summarizeResults(results: readonly FlowResult[]): string {
+  const differ = results.filter(differsFromPlan).length;
+  const untested = results.filter((result) => result.live === 'untested').length;
+  const matched = results.length - differ - untested;
+  return `${results.length} flows tried: ${matched} as planned, ${differ} differ from the plan, ${untested} untested`;
+}
