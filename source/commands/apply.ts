@@ -14,8 +14,10 @@ import {
 } from '../remote/fleet-apply.js';
 import {stringOption, type CliIo, type Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
-import {buildPlan} from '../core/plan.js';
+import {buildPlan, type Plan} from '../core/plan.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {probePlan} from '../remote/probe.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
@@ -42,6 +44,11 @@ export interface ApplyRequest {
   readonly confirmAtOnce?: boolean;
   /** With confirmAtOnce: install the boot-time loader where none is (--install-persistence). */
   readonly installPersistence?: boolean;
+  /**
+   * Live probes once every host is verified, before the countdown or the confirm: called with
+   * the results; what it returns stops the batch (every host rolled back, exit 4). Absent: no probes.
+   */
+  readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
 }
 
 /**
@@ -53,7 +60,8 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
   const {context} = request;
   const warn = request.onWarning ?? (() => undefined);
   const {facts, resolved} = await gatherFacts(context, warn);
-  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: false});
+  // The access summary only when it is tried live (it is the slow part of a plan).
+  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: request.onProbes !== undefined});
   const selectedNames = new Set(context.selected.map((target) => target.name));
   const findings = plan.lockout.filter((finding) => selectedNames.has(finding.host));
   for (const line of formatLockout(findings.filter((finding) => finding.severity === 'warning'))) warn(`${line}\n`);
@@ -88,7 +96,34 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     // --yes: each host is confirmed over the new connection that proved it, once all are proven.
     confirmAfterVerify: request.confirmAtOnce === true,
     ...(request.installPersistence === undefined ? {} : {installPersistence: request.installPersistence}),
+    ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames)}),
   });
+}
+
+/** The live probes of the selected hosts' flows, judged by the caller. */
+function probesBeforeConfirm(
+  judge: (results: readonly FlowResult[]) => readonly string[],
+  plan: Plan,
+  context: FleetContext,
+  selected: ReadonlySet<string>,
+): () => Promise<readonly string[]> {
+  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected));
+}
+
+/**
+ * apply's judge of the probes: every flow that differs from the plan is printed; with --yes (and
+ * without --ignore-probes) they stop the confirm, otherwise the operator decides on the countdown.
+ */
+export function judgeProbes(io: CliIo, stopOnDifference: boolean): (results: readonly FlowResult[]) => readonly string[] {
+  return (results) => {
+    const differing = results.filter(differsFromPlan);
+    for (const result of results.filter((candidate) => candidate.live === 'untested' || differsFromPlan(candidate))) {
+      io.stderr.write(`probe ${formatResult(result)}\n`);
+    }
+    io.stderr.write(`probes: ${summarizeResults(results)}\n`);
+    if (!stopOnDifference) return [];
+    return differing.map((result) => `live check: ${formatResult(result)}`);
+  };
 }
 
 // ---------------------------------------------------------------------------
@@ -151,11 +186,12 @@ function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch
 export const applyCommand: Command = {
   name: 'apply',
   summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--accept-new] [--install-persistence]',
+  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
     timeout: {type: 'string'},
     yes: {type: 'boolean', short: 'y'},
+    'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
@@ -173,6 +209,7 @@ export const applyCommand: Command = {
           onWarning: (line) => io.stderr.write(line),
           confirmAtOnce: values['yes'] === true,
           installPersistence,
+          onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true),
         });
       } catch (error) {
         if (error instanceof FleetApplyError) {

@@ -94,6 +94,8 @@ interface Link {
   ended: boolean;
   /** How root is reached on this server: probed once per connection, shared by its handles. */
   privilege?: Promise<Privilege>;
+  /** openTcp tries waiting for an answer, told when the link closes (one listener for them all). */
+  tcpTries?: Set<() => void>;
 }
 
 interface Hop {
@@ -728,12 +730,18 @@ function openTcpOnLink(link: Link, address: string, port: number, timeoutMs: num
       if (settled) return;
       settled = true;
       clearTimeout(timer);
-      link.client.removeListener('close', onClose);
+      link.tcpTries?.delete(onClose);
       resolvePromise(result);
     };
     const timer = setTimeout(() => finish({outcome: 'dropped', detail: `no answer within ${timeoutMs / 1000} s`}), timeoutMs);
     const onClose = (): void => finish({outcome: 'untested', detail: `the connection was lost (${link.dead ?? 'closed'})`});
-    link.client.once('close', onClose);
+    if (!link.tcpTries) {
+      const tries = (link.tcpTries = new Set());
+      link.client.once('close', () => {
+        for (const tell of [...tries]) tell();
+      });
+    }
+    link.tcpTries.add(onClose);
     try {
       link.client.forwardOut('127.0.0.1', 0, address, port, (error, channel) => {
         if (!error) {

@@ -97,6 +97,11 @@ export interface ApplyFleetOptions {
   readonly confirmAfterVerify?: boolean;
   /** With confirmAfterVerify: install the boot-time loader where none is (--install-persistence). */
   readonly installPersistence?: boolean;
+  /**
+   * Runs once every host is loaded and verified, before the countdown is armed or the batch
+   * confirmed (apply's live probes); non-empty = every host is rolled back (exit 4), these named.
+   */
+  readonly beforeConfirm?: () => Promise<readonly string[]>;
 }
 
 export interface PendingFleetBatch {
@@ -328,6 +333,16 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     await Promise.all([...held.values()].map((holding) => holding.release()));
     await releaseAll(options, runs, batch, emit);
     throw new FleetApplyError([...verifyFailures.map(describe), 'every host was rolled back'], EXIT.rolledBack, true);
+  }
+
+  // The caller's last look at the live fleet (apply's probes), before any countdown or confirm.
+  const objections = options.beforeConfirm
+    ? await options.beforeConfirm().catch((error: unknown) => [`the live check could not run: ${describe(error)}`])
+    : [];
+  if (objections.length > 0) {
+    await Promise.all([...held.values()].map((holding) => holding.release()));
+    await releaseAll(options, runs, batch, emit);
+    throw new FleetApplyError([...objections, 'every host was rolled back'], EXIT.rolledBack, true);
   }
 
   // 6. The operator's countdown: the same seconds on every server, from now.

@@ -4,7 +4,8 @@
 // A completed handshake or a refusal proves the packet passed every firewall; silence, a drop.
 import net from 'node:net';
 import {canonicalAddress} from '../core/addresses.js';
-import {OPERATOR, type Flow, type FlowResult} from '../core/flows.js';
+import {flowsToTry, OPERATOR, type Flow, type FlowResult} from '../core/flows.js';
+import type {Plan} from '../core/plan.js';
 import {mapLimit} from './fleet-apply.js';
 import type {Connector, HostTarget, RemoteHost, TcpTry} from './types.js';
 
@@ -98,6 +99,13 @@ export async function probeFlows(options: ProbeOptions): Promise<FlowResult[]> {
     }),
   );
   return results.map(({prohibited: _prohibited, ...result}) => result);
+}
+
+/** Every flow of the plan that concerns `selected`, tried from its real source. */
+export async function probePlan(plan: Plan, connector: Connector, targets: readonly HostTarget[], selected: ReadonlySet<string>): Promise<FlowResult[]> {
+  const all = selected.size === plan.hosts.length;
+  const flows = flowsToTry(plan.hosts, plan.access, all ? {} : {hosts: selected});
+  return probeFlows({connector, targets: new Map(targets.map((target) => [target.name, target])), flows});
 }
 
 /** The operator's own try (it plays the internet): a plain TCP connect. */
