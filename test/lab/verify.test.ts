@@ -2,7 +2,7 @@
 // server's own sshd opens the connection) and a sample of the closed ones, IPv4 and IPv6; and
 // `apply --yes` rolls back when the network does not do what the plan says, e.g. because of a
 // firewall that is not ours (a firewalld-like nftables table inside one server's namespace).
-import {readFileSync} from 'node:fs';
+import {appendFileSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import type {FlowResult} from '../../source/core/flows.js';
@@ -43,6 +43,17 @@ async function verifyJson(): Promise<{code: number; flows: FlowResult[]; stdout:
   expect(result.stderr).toBe('');
   const parsed = JSON.parse(result.stdout) as {flows: FlowResult[]};
   return {code: result.code, flows: parsed.flows, stdout: result.stdout};
+}
+
+/** SIGHUP: sshd re-executes itself with its config re-read (same process); waits until it listens again. */
+async function restartSshd(server: LabHost): Promise<void> {
+  const listening = (): number => readFileSync(server.sshdLogPath, 'utf8').split('Server listening on :: port').length;
+  const before = listening();
+  process.kill(server.pids.sshd, 'SIGHUP');
+  for (let waited = 0; listening() === before; waited += 20) {
+    if (waited > 10_000) throw new Error(`${server.name}: sshd did not come back after SIGHUP`);
+    await new Promise((resolve) => setTimeout(resolve, 20));
+  }
 }
 
 const name = (result: FlowResult): string => `${result.flow.planSource} → ${result.flow.to} ${result.flow.address}:${result.flow.port} ${result.flow.expect} ${result.live}`;
@@ -123,5 +134,27 @@ describe('verify', () => {
       'haproxy-www → wordpress-1 10.132.0.12:80 open dropped',
       'haproxy-www → wordpress-1 fd00:132::12:80 open dropped',
     ]);
+  });
+
+  it('where sshd forbids forwarding, the fixed fallback command tries the flows from that server', async () => {
+    const mysql2 = host('mysql-2');
+    const config = path.join(path.dirname(mysql2.sshdLogPath), 'sshd_config');
+    const original = readFileSync(config, 'utf8');
+    const applied = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
+    expect(applied.code, applied.stderr).toBe(0);
+    try {
+      appendFileSync(config, 'AllowTcpForwarding no\n');
+      await restartSshd(mysql2);
+      const {code, flows} = await verifyJson();
+      const fromMysql2 = flows.filter((result) => result.flow.from === 'mysql-2');
+      expect(fromMysql2.length).toBeGreaterThan(0);
+      expect(fromMysql2.every((result) => result.triedFrom === 'mysql-2 (fixed command)'), fromMysql2.map((result) => `${name(result)} ${result.triedFrom} ${result.detail}`).join('\n')).toBe(true);
+      expect(new Set(fromMysql2.map((result) => result.live))).toEqual(new Set(['open', 'dropped']));
+      expect(flows.filter((result) => result.live !== (result.flow.expect === 'open' ? 'open' : 'dropped')).map(name)).toEqual([]);
+      expect(code).toBe(0);
+    } finally {
+      writeFileSync(config, original);
+      await restartSshd(mysql2);
+    }
   });
 });
