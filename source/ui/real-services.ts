@@ -21,6 +21,8 @@ import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
+import {probePlan} from '../remote/probe.js';
+import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -390,7 +392,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     async apply(fleet, scope, deadlineSeconds, onProgress) {
       let compiled: Plan;
       try {
-        compiled = compile(fleet, false);
+        compiled = compile(fleet, true); // with the access summary: its flows are tried live
       } catch (error) {
         return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
@@ -402,6 +404,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
       });
       const steps = new Set<string>(APPLY_STEPS);
+      let liveCheck: PendingBatch['liveCheck'];
       try {
         const connector = await connectorFor(fleet);
         const pending = await applyFleet({
@@ -419,10 +422,17 @@ export function createRealServices(options: RealServicesOptions): WizardServices
             const native = await readNativeRulesets(connector, plans.map((plan) => plan.target));
             return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope))];
           },
+          // The flows tried live before the countdown; the operator judges them there.
+          beforeConfirm: async () => {
+            const results = await probePlan(compiled, connector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope));
+            liveCheck = {summary: summarizeResults(results), differing: results.filter(differsFromPlan).map(formatResult)};
+            return [];
+          },
         });
         // The servers count on their own clocks; ours only shows the same number of seconds.
         const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());
-        return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks: pending.checks.map((check) => ({label: check.label, ok: check.ok}))}};
+        const checks = pending.checks.map((check) => ({label: check.label, ok: check.ok}));
+        return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks, ...(liveCheck === undefined ? {} : {liveCheck})}};
       } catch (error) {
         if (error instanceof RefusedError) return {kind: 'refused', reasons: error.message.split('\n')};
         if (error instanceof FleetApplyError) return {kind: 'failed', reasons: [...error.problems], rolledBack: error.rolledBack};

@@ -141,6 +141,8 @@ export interface PendingBatch {
   readonly deadline: number;
   /** Checks already done, e.g. "new SSH session to wordpress-1 through tunnel-1". */
   readonly checks: readonly {readonly label: string; readonly ok: boolean}[];
+  /** The flows tried live before the countdown: a summary line, and each flow that differs from the plan. */
+  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]};
 }
 
 export type ApplyOutcome =
