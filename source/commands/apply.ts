@@ -107,7 +107,7 @@ function probesBeforeConfirm(
   context: FleetContext,
   selected: ReadonlySet<string>,
 ): () => Promise<readonly string[]> {
-  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected));
+  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected, {destinationsOnly: true}));
 }
 
 /**

@@ -34,6 +34,8 @@ const CLOSED_SAMPLES = 3;
 export interface FlowOptions {
   /** Only flows whose source or destination is one of these hosts (default: all). */
   readonly hosts?: ReadonlySet<string>;
+  /** With `hosts`: only flows whose destination is one of them. */
+  readonly destinationsOnly?: boolean;
 }
 
 /** Open TCP ranges per destination → source → family, from the summary. */
@@ -86,7 +88,7 @@ function publicAddresses(destination: FleetHost, family: Family): string[] {
 export function flowsToTry(hosts: readonly FleetHost[], access: readonly AccessEntry[], options: FlowOptions = {}): Flow[] {
   const byName = new Map(hosts.map((host) => [host.name, host]));
   const openings = openingsOf(access);
-  const wanted = (from: string, to: string): boolean => !options.hosts || options.hosts.has(to) || options.hosts.has(from);
+  const wanted = (from: string, to: string): boolean => !options.hosts || options.hosts.has(to) || (!options.destinationsOnly && options.hosts.has(from));
   const open: Flow[] = [];
   const closed: Flow[] = [];
 

@@ -101,10 +101,19 @@ export async function probeFlows(options: ProbeOptions): Promise<FlowResult[]> {
   return results.map(({prohibited: _prohibited, ...result}) => result);
 }
 
-/** Every flow of the plan that concerns `selected`, tried from its real source. */
-export async function probePlan(plan: Plan, connector: Connector, targets: readonly HostTarget[], selected: ReadonlySet<string>): Promise<FlowResult[]> {
+/**
+ * Every flow of the plan that concerns `selected`, tried from its real source. `destinationsOnly`:
+ * the flows to them only (an apply to some hosts judges what it loaded, not other hosts' rules).
+ */
+export async function probePlan(
+  plan: Plan,
+  connector: Connector,
+  targets: readonly HostTarget[],
+  selected: ReadonlySet<string>,
+  options: {readonly destinationsOnly?: boolean} = {},
+): Promise<FlowResult[]> {
   const all = selected.size === plan.hosts.length;
-  const flows = flowsToTry(plan.hosts, plan.access, all ? {} : {hosts: selected});
+  const flows = flowsToTry(plan.hosts, plan.access, all ? {} : {hosts: selected, ...(options.destinationsOnly ? {destinationsOnly: true} : {})});
   return probeFlows({connector, targets: new Map(targets.map((target) => [target.name, target])), flows});
 }
 

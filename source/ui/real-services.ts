@@ -424,7 +424,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           },
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
-            const results = await probePlan(compiled, connector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope));
+            const results = await probePlan(compiled, connector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
             liveCheck = {summary: summarizeResults(results), differing: results.filter(differsFromPlan).map(formatResult)};
             return [];
           },

@@ -74,6 +74,10 @@ describe('flowsToTry on the seed fleet', () => {
     const some = flowsToTry(fleet, summarizeFleetAccess(fleet), {hosts: new Set(['mysql-2'])});
     expect(some.length).toBeGreaterThan(0);
     expect(some.every((flow) => flow.to === 'mysql-2' || flow.from === 'mysql-2')).toBe(true);
+    expect(some.some((flow) => flow.from === 'mysql-2')).toBe(true);
+    const into = flowsToTry(fleet, summarizeFleetAccess(fleet), {hosts: new Set(['mysql-2']), destinationsOnly: true});
+    expect(into.length).toBeGreaterThan(0);
+    expect(into.every((flow) => flow.to === 'mysql-2')).toBe(true);
   });
 });
 
