@@ -68,13 +68,16 @@ function markOf(results: readonly FlowResult[]): {live?: LiveMark; differences?:
   return {live: results.some(asPlanned) ? '✓' : '?'};
 }
 
-/** "80,443", "24007-24008", "all", "u53" (udp), "-" (nothing); "(4)" when one family only. */
+/** "80,443", "24007-24008", "all", "u53" (udp), "all+u" (the same in udp), "-" (nothing); "(4)" when one family only. */
 export function cellPorts(cell: Pick<MatrixCell, 'tcp' | 'udp' | 'only'>): string {
   const spell = (ranges: readonly PortRange[]): string =>
     ranges.length === 1 && ranges[0]?.first === 1 && ranges[0].last === 65535
       ? 'all'
       : ranges.map((range) => (range.first === range.last ? `${range.first}` : `${range.first}-${range.last}`)).join(',');
-  const parts = [...(cell.tcp.length > 0 ? [spell(cell.tcp)] : []), ...(cell.udp.length > 0 ? [`u${spell(cell.udp)}`] : [])];
+  const tcp = spell(cell.tcp);
+  const udp = spell(cell.udp);
+  // The same ports in both protocols (trustPrivate: everything) once, marked "+u".
+  const parts = tcp !== '' && tcp === udp ? [`${tcp}+u`] : [...(tcp === '' ? [] : [tcp]), ...(udp === '' ? [] : [`u${udp}`])];
   if (parts.length === 0) return '-';
   return `${parts.join(' ')}${cell.only === undefined ? '' : `(${cell.only})`}`;
 }
@@ -175,7 +178,7 @@ export function renderMatrix(matrix: AccessMatrix, options: RenderOptions = {}):
   const marks = matrix.cells.some((cell) => cell.live !== undefined)
     ? ['✓ tried, as planned', '✗ planned open, dropped', '! planned closed, answers', '? not tried']
     : [];
-  const words = [...marks, 'tcp ports a new connection gets', 'u udp', '(4) IPv4 only', '- nothing', 'blank: itself'];
+  const words = [...marks, 'tcp ports a new connection gets', 'u udp', '+u udp too', '(4) IPv4 only', '- nothing', 'blank: itself'];
   lines.push('', ...wrap(words, ' · ', columns), ...wrap(legend, '   ', columns));
   return lines;
 }

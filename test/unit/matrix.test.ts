@@ -78,6 +78,17 @@ describe('larger fleets', () => {
     for (const name of names) expect(headers.split(/ +/)).toContain(abbreviate(name, 10));
   });
 
+  it('spells udp, the same ports in both protocols, one family only', () => {
+    expect(cellPorts({tcp: [{first: 1, last: 65535}], udp: [{first: 1, last: 65535}]})).toBe('all+u');
+    expect(cellPorts({tcp: [{first: 80, last: 80}], udp: [{first: 53, last: 53}]})).toBe('80 u53');
+    expect(cellPorts({tcp: [], udp: [{first: 53, last: 53}]})).toBe('u53');
+    expect(cellPorts({tcp: [{first: 22, last: 22}], udp: [], only: 4})).toBe('22(4)');
+    const fleet = goldenFleet('trust-private');
+    const lines = renderMatrix(matrixOf(fleet));
+    for (const line of lines) expect(columnsOf(line)).toBeLessThanOrEqual(80);
+    expect(lines.join('\n')).toMatch(/^tunnel-1 +all\+u /m);
+  });
+
   it('abbreviates names keeping what tells them apart', () => {
     expect(abbreviate('wordpress-1', 10)).toBe('wordpress1');
     expect(abbreviate('mysql-1', 10)).toBe('mysql-1');
