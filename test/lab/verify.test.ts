@@ -1,12 +1,16 @@
 // Live reachability in the lab: `verify` tries every planned flow from its real source (each
 // server's own sshd opens the connection) and a sample of the closed ones, IPv4 and IPv6; and
-// `apply --yes` rolls back when the network does not do what the plan says, e.g. because of a
-// firewall that is not ours (a firewalld-like nftables table inside one server's namespace).
+// `apply --yes` rolls back when the network does not do what the plan says. Drops planted outside
+// our rules: a firewalld-like nftables table inside one server's namespace (which apply's own
+// preflight reads and refuses, so only verify meets it after the fact), and a drop on the lab's
+// bridges (a "cloud firewall" no server can see: only the live probes find it).
 import {appendFileSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import type {FlowResult} from '../../source/core/flows.js';
 import {createLab, type Lab, type LabHost} from './lab.js';
+import {namespaceFor} from './support/namespaces.js';
+import {runChecked} from './support/process.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as object;
@@ -17,6 +21,15 @@ const FOREIGN_DROP = [
   'add table inet firewalld',
   'add chain inet firewalld filter_INPUT { type filter hook input priority filter + 10 ; policy accept ; }',
   'add rule inet firewalld filter_INPUT tcp dport 80 drop',
+  '',
+].join('\n');
+
+/** On the lab's bridges (the switch namespace, never the machine's own): tcp/80 to wordpress-1 dropped in both families. */
+const BRIDGE_DROP = [
+  'add table bridge iw_cloud',
+  'add chain bridge iw_cloud forward { type filter hook forward priority 0 ; policy accept ; }',
+  'add rule bridge iw_cloud forward ip daddr 10.132.0.12 tcp dport 80 drop',
+  'add rule bridge iw_cloud forward ip6 daddr fd00:132::12 tcp dport 80 drop',
   '',
 ].join('\n');
 
@@ -108,25 +121,10 @@ describe('verify', () => {
     expect(matrix.stdout).toMatch(/^haproxy-www .*✓80,443 +✓80,443/m);
   });
 
-  it('a drop by a firewall that is not ours is reported; apply --yes rolls back and names the flows; --ignore-probes keeps', async () => {
-    await host('wordpress-1').exec(['nft', '-f', '-'], {input: FOREIGN_DROP});
+  it('a drop by a firewall that is not ours, planted after the lockdown, is reported by verify, those flows only', async () => {
     const applied = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
-    expect(applied.code).toBe(4);
-    expect(applied.stderr).toContain('haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped');
-    expect(applied.stderr).toContain('haproxy-www → wordpress-1 [fd00:132::12]:80  planned open, live dropped');
-    expect(applied.stderr).toContain('every host was rolled back');
-    expect(applied.stdout).not.toContain('kept');
-    // Back to no firewall of ours: the database answers the internet again (as before the apply).
-    expect(await lab.canConnect('operator', '203.0.113.14', 3306)).toBe(true);
-    expect((await host('wordpress-1').exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state'])).stdout).toContain('phase=rolledback');
-    // The other manager's table is untouched.
-    expect((await host('wordpress-1').exec(['nft', 'list', 'table', 'inet', 'firewalld'])).stdout).toContain('tcp dport 80 drop');
-
-    const kept = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--ignore-probes', '--timeout', '60']);
-    expect(kept.code, kept.stderr).toBe(0);
-    expect(kept.stderr).toContain('haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped');
-    for (const server of FLEET) expect(kept.stdout).toContain(`${server}: kept`);
-
+    expect(applied.code, applied.stderr).toBe(0);
+    await host('wordpress-1').exec(['nft', '-f', '-'], {input: FOREIGN_DROP});
     const {code, flows} = await verifyJson();
     expect(code).toBe(5);
     // Exactly the flows to wordpress-1's port 80 differ, in both families; nothing else.
@@ -134,6 +132,34 @@ describe('verify', () => {
       'haproxy-www → wordpress-1 10.132.0.12:80 open dropped',
       'haproxy-www → wordpress-1 fd00:132::12:80 open dropped',
     ]);
+    const text = await lab.runCli(['verify', '--inventory', inventory]);
+    expect(text.code).toBe(5);
+    expect(text.stdout).toContain('✗ haproxy-www → wordpress-1 [fd00:132::12]:80  planned open, live dropped (no answer within 2 s)');
+    expect(text.stdout).toMatch(/96 flows tried: 94 as planned, 2 differ from the plan, 0 untested/);
+  });
+
+  it('a drop no server can see (on the bridges): apply --yes rolls back and names the flows; --ignore-probes keeps', async () => {
+    const switchNetns = namespaceFor(lab.id, 'switch');
+    await runChecked('ip', ['netns', 'exec', switchNetns, 'nft', '-f', '-'], {input: BRIDGE_DROP});
+    try {
+      const applied = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
+      expect(applied.code, applied.stderr).toBe(4);
+      expect(applied.stderr).toContain('haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped');
+      expect(applied.stderr).toContain('haproxy-www → wordpress-1 [fd00:132::12]:80  planned open, live dropped');
+      expect(applied.stderr).toContain('every host was rolled back');
+      expect(applied.stdout).not.toContain('kept');
+      // Back to no firewall of ours: the database answers the internet again (as before the apply).
+      expect(await lab.canConnect('operator', '203.0.113.14', 3306)).toBe(true);
+      expect((await host('wordpress-1').exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state'])).stdout).toContain('phase=rolledback');
+
+      const kept = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--ignore-probes', '--timeout', '60']);
+      expect(kept.code, kept.stderr).toBe(0);
+      expect(kept.stderr).toContain('haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped');
+      for (const server of FLEET) expect(kept.stdout).toContain(`${server}: kept`);
+      expect((await verifyJson()).code).toBe(5);
+    } finally {
+      await runChecked('ip', ['netns', 'exec', switchNetns, 'nft', 'delete', 'table', 'bridge', 'iw_cloud']);
+    }
   });
 
   it('where sshd forbids forwarding, the fixed fallback command tries the flows from that server', async () => {
