@@ -18,6 +18,7 @@ import {buildPlan, type Plan} from '../core/plan.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
 import {probePlan} from '../remote/probe.js';
+import {operatorAddresses} from './verify.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
@@ -96,7 +97,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     // --yes: each host is confirmed over the new connection that proved it, once all are proven.
     confirmAfterVerify: request.confirmAtOnce === true,
     ...(request.installPersistence === undefined ? {} : {installPersistence: request.installPersistence}),
-    ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames)}),
+    ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames, operatorAddresses(resolved))}),
   });
 }
 
@@ -106,8 +107,9 @@ function probesBeforeConfirm(
   plan: Plan,
   context: FleetContext,
   selected: ReadonlySet<string>,
+  operator: readonly string[],
 ): () => Promise<readonly string[]> {
-  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected, {destinationsOnly: true}));
+  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected, {destinationsOnly: true, operatorAddresses: operator}));
 }
 
 /**

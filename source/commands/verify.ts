@@ -3,6 +3,7 @@ import {performance} from 'node:perf_hooks';
 import {InputError} from '../core/errors.js';
 import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
 import {buildMatrix, matrixJson, renderMatrix} from '../core/matrix.js';
+import type {ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {probePlan} from '../remote/probe.js';
 import {stringOption, type Command} from './command.js';
@@ -34,6 +35,11 @@ export function renderResults(format: Format, plan: Plan, results: readonly Flow
   return `${lines.join('\n')}\n`;
 }
 
+/** Where the servers see this machine from ($SSH_CONNECTION of the hosts reached directly). */
+export function operatorAddresses(resolved: ReadonlyMap<string, ResolvedSsh>): string[] {
+  return [...new Set([...resolved.values()].flatMap((entry) => (entry.source === undefined ? [] : [entry.source])))];
+}
+
 export const verifyCommand: Command = {
   name: 'verify',
   summary: 'try every flow the plan opens, and a sample of those it closes, for real from their real sources (changes nothing)',
@@ -46,7 +52,9 @@ export const verifyCommand: Command = {
       const {facts, resolved} = await gatherFacts(context, (line) => io.stderr.write(line));
       const plan = buildPlan(context.inventory, facts, resolved);
       const started = performance.now();
-      const results = await probePlan(plan, context.connector, context.allTargets, new Set(context.selected.map((target) => target.name)));
+      const results = await probePlan(plan, context.connector, context.allTargets, new Set(context.selected.map((target) => target.name)), {
+        operatorAddresses: operatorAddresses(resolved),
+      });
       io.stdout.write(renderResults(format, plan, results, (performance.now() - started) / 1000));
       if (results.some(differsFromPlan)) return EXIT_DIFFERS;
       return results.some((result) => result.live === 'untested') ? 1 : 0;

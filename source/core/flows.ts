@@ -4,7 +4,8 @@
 // internet). Read from the access summary (itself read from the compiled rules), never from the
 // inventory. Pure. UDP is not tried: silence proves nothing there.
 import {canonicalAddress} from './addresses.js';
-import {INTERNET, type AccessEntry, type FleetHost} from './access.js';
+import {EPHEMERAL_PORT, INTERNET, type AccessEntry, type FleetHost} from './access.js';
+import {evaluate} from './evaluator.js';
 import {familyOf} from './ip.js';
 import type {Family, PortRange} from './model.js';
 import {fleetPath} from './topology.js';
@@ -36,6 +37,12 @@ export interface FlowOptions {
   readonly hosts?: ReadonlySet<string>;
   /** With `hosts`: only flows whose destination is one of them. */
   readonly destinationsOnly?: boolean;
+  /**
+   * Where the operator's machine is seen from (a directly reached host's $SSH_CONNECTION): a port
+   * closed to the internet but open to these (an `allow` for your own address) is not sampled as
+   * closed from here.
+   */
+  readonly operatorAddresses?: readonly string[];
 }
 
 /** Open TCP ranges per destination → source → family, from the summary. */
@@ -143,8 +150,16 @@ export function flowsToTry(hosts: readonly FleetHost[], access: readonly AccessE
       const address = publicAddresses(destination, family)[0];
       if (address === undefined) continue;
       const internet = bySource.get(INTERNET)?.[family];
-      const ports = plannedPorts.filter((port) => !inRanges(internet, port)).slice(0, CLOSED_SAMPLES);
-      if (ports.length === 0 && spare !== undefined) ports.push(spare);
+      const operator = addressesOf(options.operatorAddresses ?? [], family);
+      const ruleset = family === 4 ? destination.compiled.v4 : destination.compiled.v6;
+      const iface = destination.facts.interfaces.public;
+      const closedHere = (port: number): boolean =>
+        !operator.some(
+          (source) =>
+            evaluate(ruleset, {chain: 'INPUT', ...(iface === undefined ? {} : {inInterface: iface}), source, destination: address, protocol: 'tcp', sourcePort: EPHEMERAL_PORT, destinationPort: port, state: 'NEW'}).verdict === 'ACCEPT',
+        );
+      const ports = plannedPorts.filter((port) => !inRanges(internet, port) && closedHere(port)).slice(0, CLOSED_SAMPLES);
+      if (ports.length === 0 && spare !== undefined && closedHere(spare)) ports.push(spare);
       for (const port of ports) closed.push({from: OPERATOR, planSource: INTERNET, to: destination.name, address, family, port, expect: 'closed'});
     }
   }

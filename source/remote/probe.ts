@@ -4,7 +4,7 @@
 // A completed handshake or a refusal proves the packet passed every firewall; silence, a drop.
 import net from 'node:net';
 import {canonicalAddress} from '../core/addresses.js';
-import {flowsToTry, OPERATOR, type Flow, type FlowResult} from '../core/flows.js';
+import {flowsToTry, OPERATOR, type Flow, type FlowOptions, type FlowResult} from '../core/flows.js';
 import type {Plan} from '../core/plan.js';
 import {mapLimit} from './fleet-apply.js';
 import type {Connector, HostTarget, RemoteHost, TcpTry} from './types.js';
@@ -110,10 +110,10 @@ export async function probePlan(
   connector: Connector,
   targets: readonly HostTarget[],
   selected: ReadonlySet<string>,
-  options: {readonly destinationsOnly?: boolean} = {},
+  options: Pick<FlowOptions, 'destinationsOnly' | 'operatorAddresses'> = {},
 ): Promise<FlowResult[]> {
   const all = selected.size === plan.hosts.length;
-  const flows = flowsToTry(plan.hosts, plan.access, all ? {} : {hosts: selected, ...(options.destinationsOnly ? {destinationsOnly: true} : {})});
+  const flows = flowsToTry(plan.hosts, plan.access, {...options, ...(all ? {} : {hosts: selected})});
   return probeFlows({connector, targets: new Map(targets.map((target) => [target.name, target])), flows});
 }
 

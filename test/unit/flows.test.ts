@@ -2,7 +2,9 @@ import {describe, expect, it} from 'vitest';
 import {accessMatrix, INTERNET, summarizeFleetAccess, type AccessCell, type FleetHost} from '../../source/core/access.js';
 import {flowsToTry, OPERATOR, type Flow} from '../../source/core/flows.js';
 import type {Family} from '../../source/core/model.js';
-import {goldenFleet} from './support/fixtures.js';
+import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
+import {buildPlan} from '../../source/core/plan.js';
+import {goldenFleet, readFixture} from './support/fixtures.js';
 
 /** Is `port` open from source to destination in that family, by the plain matrix (the reference)? */
 function openInMatrix(cells: readonly AccessCell[], source: string, destination: string, family: Family, port: number): boolean {
@@ -96,3 +98,22 @@ describe('flowsToTry on other shapes', () => {
     for (const flow of flows) expect(openInMatrix(cells, flow.planSource, flow.to, flow.family, flow.port)).toBe(flow.expect === 'open');
   });
 });
+
+describe('flowsToTry and the operator\'s own address', () => {
+  it('does not sample as closed from here a port the plan opens to the operator\'s address (an allow for it)', () => {
+    const json = JSON.parse(readFixture('inventories/seed-with-addresses.json')) as {hosts: {name: string; allow?: object[]}[]};
+    for (const entry of json.hosts) if (entry.name === 'mysql-1') entry.allow = [{port: 22, proto: 'tcp', from: '198.51.100.7'}];
+    const inventory = parseInventoryText(JSON.stringify(json), 'allow.json');
+    const plan = buildPlan(inventory, new Map(inventory.hosts.map((entry) => [entry.name, factsFromInventory(entry)!])));
+    const fromHere = (operatorAddresses?: string[]) =>
+      flowsToTry(plan.hosts, plan.access, operatorAddresses ? {operatorAddresses} : {})
+        .filter((flow) => flow.from === OPERATOR && flow.to === 'mysql-1' && flow.expect === 'closed')
+        .map((flow) => `${flow.address}:${flow.port}`);
+    expect(fromHere()).toContain('203.0.113.14:22');
+    const known = fromHere(['198.51.100.7']);
+    expect(known).not.toContain('203.0.113.14:22');
+    expect(known).toContain('203.0.113.14:3306');
+    expect(known).toContain('2001:db8:100::14:22'); // the allow is IPv4 only
+  });
+});
+
