@@ -1,5 +1,5 @@
 // `npm run bench`: wall times of the things an operator waits for. Not a test: it prints figures.
-//   1. `apply --yes` on one host and on the six-host seed fleet, in the lab (real sshd, iptables,
+//   1. `apply --yes` on one host and on the six-host seed fleet, then `verify` on the fleet, in the lab (real sshd, iptables,
 //      the bastion hop), and their ratio (target: fleet <= 1.5 x one host);
 //   2. `plan` on a generated 10,000-host inventory of small clusters with addresses given:
 //      parse, buildPlan without and with the access summary (target: under 2 s), each run cold in
@@ -117,6 +117,20 @@ async function timeApplyPairs(lab: Lab, accounting: Accounting, inventory: strin
     runs.fleet.push(await timeApplyOnce(lab, accounting, inventory, [], last));
   }
   return runs;
+}
+
+/** `verify` on the fleet as the last apply left it: the command's wall time and the tries' own (its summary line). */
+async function timeVerify(lab: Lab, inventory: string): Promise<{wall: number[]; tries: number[]}> {
+  const times = {wall: [] as number[], tries: [] as number[]};
+  for (let run = 0; run < APPLY_RUNS; run += 1) {
+    const start = performance.now();
+    const result = await lab.execOperator([process.execPath, CLI_ENTRY, 'verify', '--inventory', inventory], {timeoutMs: 100_000});
+    times.wall.push(performance.now() - start);
+    const tries = /\(in (\d+\.\d) s\)\s*$/.exec(result.stdout);
+    if (result.code !== 0 || !tries) throw new Error(`verify failed (${result.code}): ${result.stdout.trim().split('\n').slice(-3).join(' | ')}`);
+    times.tries.push(Number(tries[1]) * 1000);
+  }
+  return times;
 }
 
 /** Public IPv4 in 198.19.0.0/16 (benchmark space, not private; 198.18.0.1 is the internet representative). */
@@ -272,6 +286,8 @@ async function main(): Promise<void> {
     console.log(`apply --yes, one host (wordpress-1, through the bastion): median ${seconds(median(one))} of ${one.map(seconds).join(', ')}${cpuLine(runs.one)}`);
     console.log(`apply --yes, six-host seed fleet: median ${seconds(median(fleet))} of ${fleet.map(seconds).join(', ')}${cpuLine(runs.fleet)}`);
     console.log(`fleet / one host: ${ratio.toFixed(2)} (target <= 1.5; per pair: ${one.map((time, index) => ((fleet[index] ?? Number.NaN) / time).toFixed(2)).join(', ')})`);
+    const verify = await timeVerify(lab, seed);
+    console.log(`verify, six-host seed fleet (locked down): median ${seconds(median(verify.wall))} of ${verify.wall.map(seconds).join(', ')}; the tries alone ${seconds(median(verify.tries))} (target < 5 s)`);
   } finally {
     await lab.teardown();
     accounting?.remove();

@@ -20,6 +20,9 @@ import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import type {HostTarget} from '../remote/types.js';
+import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {probePlan} from '../remote/probe.js';
+import {operatorAddresses} from './verify.js';
 
 
 /** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
@@ -50,6 +53,11 @@ export interface ApplyRequest {
   readonly confirmAtOnce?: boolean;
   /** With confirmAtOnce: install the boot-time loader where none is (--install-persistence). */
   readonly installPersistence?: boolean;
+  /**
+   * Live probes once every host is verified, before the countdown or the confirm: called with
+   * the results; what it returns stops the batch (every host rolled back, exit 4). Absent: no probes.
+   */
+  readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
 }
 
 /**
@@ -61,7 +69,8 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
   const {context} = request;
   const warn = request.onWarning ?? (() => undefined);
   const {facts, resolved} = await gatherFacts(context, warn);
-  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: false});
+  // The access summary only when it is tried live (it is the slow part of a plan).
+  const plan = buildPlan(context.inventory, facts, resolved, {withAccess: request.onProbes !== undefined});
   const selectedNames = new Set(context.selected.map((target) => target.name));
   const findings = plan.lockout.filter((finding) => selectedNames.has(finding.host));
   for (const line of formatLockout(findings.filter((finding) => finding.severity === 'warning'))) warn(`${line}\n`);
@@ -79,10 +88,11 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     preflight: async () => {
       const native = await readNativeRulesets(context.connector, context.selected);
       for (const line of native.unread) warn(`${line}\n`);
-      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames)];
+      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access)];
     },
     recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
+    ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames, operatorAddresses(resolved))}),
   });
 }
 
@@ -146,6 +156,33 @@ export async function rollbackToInventory(request: ApplyRequest & {readonly toBa
   });
 }
 
+/** The live probes of the selected hosts' flows, judged by the caller. */
+function probesBeforeConfirm(
+  judge: (results: readonly FlowResult[]) => readonly string[],
+  plan: Plan,
+  context: FleetContext,
+  selected: ReadonlySet<string>,
+  operator: readonly string[],
+): () => Promise<readonly string[]> {
+  return async () => judge(await probePlan(plan, context.connector, context.allTargets, selected, {destinationsOnly: true, operatorAddresses: operator}));
+}
+
+/**
+ * apply's judge of the probes: every flow that differs from the plan is printed; with --yes (and
+ * without --ignore-probes) they stop the confirm, otherwise the operator decides on the countdown.
+ */
+export function judgeProbes(io: CliIo, stopOnDifference: boolean): (results: readonly FlowResult[]) => readonly string[] {
+  return (results) => {
+    const differing = results.filter(differsFromPlan);
+    for (const result of results.filter((candidate) => candidate.live === 'untested' || differsFromPlan(candidate))) {
+      io.stderr.write(`probe ${formatResult(result)}\n`);
+    }
+    io.stderr.write(`probes: ${summarizeResults(results)}\n`);
+    if (!stopOnDifference) return [];
+    return differing.map((result) => `live check: ${formatResult(result)}`);
+  };
+}
+
 // ---------------------------------------------------------------------------
 // The command
 
@@ -206,17 +243,20 @@ function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch
 export const applyCommand: Command = {
   name: 'apply',
   summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--accept-new] [--install-persistence]',
+  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
     timeout: {type: 'string'},
     yes: {type: 'boolean', short: 'y'},
+    'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const context = fleetContext(values, io);
-    return runBatch(io, context, values, 'applied', (request) => applyInventory({...request, timeoutSeconds, onWarning: (line) => io.stderr.write(line)}));
+    return runBatch(io, context, values, 'applied', (request) =>
+      applyInventory({...request, timeoutSeconds, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+    );
   },
 };
 

@@ -5,6 +5,7 @@ import {discoverCommand} from './discover.js';
 import {planCommand} from './plan.js';
 import {rollbackCommand} from './rollback.js';
 import {statusCommand} from './status.js';
+import {verifyCommand} from './verify.js';
 
 export const COMMANDS: readonly Command[] = [
   planCommand,
@@ -13,4 +14,5 @@ export const COMMANDS: readonly Command[] = [
   confirmCommand,
   rollbackCommand,
   statusCommand,
+  verifyCommand,
 ];

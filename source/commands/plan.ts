@@ -4,12 +4,13 @@ import {InputError} from '../core/errors.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
+import {buildMatrix, renderMatrix} from '../core/matrix.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 
-const FORMATS = ['text', 'iptables', 'json'] as const;
+const FORMATS = ['text', 'iptables', 'json', 'matrix'] as const;
 type Format = (typeof FORMATS)[number];
 
 
@@ -111,7 +112,7 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
 export const planCommand: Command = {
   name: 'plan',
   summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json] [--accept-new]',
+  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json|matrix] [--accept-new]',
   options: {
     inventory: {type: 'string', short: 'i'},
     host: {type: 'string'},
@@ -134,6 +135,8 @@ export const planCommand: Command = {
     if (format === 'iptables') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
       io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
+    } else if (format === 'matrix') {
+      io.stdout.write(`${renderMatrix(buildMatrix(plan.hosts.map((host) => host.name), plan.access), {columns: 80}).join('\n')}\n`);
     } else if (format === 'json') {
       io.stdout.write(renderJson(plan, hostNames, families));
     } else {

@@ -21,7 +21,7 @@ import {
   usesHashedNames,
 } from './known-hosts.js';
 import {defaultIdentityFiles, resolveSshTarget, SshConfigError, type SshTarget} from './ssh-config.js';
-import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost} from './types.js';
+import type {ConnectOptions, Connector, ExecOptions, ExecResult, HostTarget, Prompter, RemoteHost, TcpTry} from './types.js';
 
 export interface ConnectorOptions {
   /** The operator's home: ~/.ssh/config, known_hosts and default keys live under it. */
@@ -113,6 +113,8 @@ interface Link {
   ended: boolean;
   /** How root is reached on this server: probed once per connection, shared by its handles. */
   privilege?: Promise<Privilege>;
+  /** openTcp tries waiting for an answer, told when the link closes (one listener for them all). */
+  tcpTries?: Set<() => void>;
 }
 
 interface Hop {
@@ -637,6 +639,10 @@ export function createConnector(options: ConnectorOptions): Connector {
         const wrapped = rootCommand(command, mode, execOptions.stdin);
         return raw(wrapped.command, wrapped.stdin, execOptions.timeoutMs, execOptions.reply, wrapped.sudoPassword);
       },
+      openTcp(address: string, port: number, timeoutMs: number): Promise<TcpTry> {
+        if (closed || link.dead || link.ended) return Promise.resolve({outcome: 'untested', detail: `the connection is gone (${link.dead ?? 'closed'})`});
+        return openTcpOnLink(link, address, port, timeoutMs);
+      },
       async close(): Promise<void> {
         if (closed) return;
         closed = true;
@@ -782,6 +788,56 @@ function execOnLink(
       finish(() => reject(new HostError(name, `could not run a command: ${messageOf(error)}`)));
     }
   });
+}
+
+/**
+ * A direct-tcpip channel asked of the link's sshd: sshd connects from its host to address:port and
+ * answers once the handshake completes (open) or fails (refused: the destination answered too).
+ */
+function openTcpOnLink(link: Link, address: string, port: number, timeoutMs: number): Promise<TcpTry> {
+  return new Promise((resolvePromise) => {
+    let settled = false;
+    const finish = (result: TcpTry): void => {
+      if (settled) return;
+      settled = true;
+      clearTimeout(timer);
+      link.tcpTries?.delete(onClose);
+      resolvePromise(result);
+    };
+    const timer = setTimeout(() => finish({outcome: 'dropped', detail: `no answer within ${timeoutMs / 1000} s`}), timeoutMs);
+    const onClose = (): void => finish({outcome: 'untested', detail: `the connection was lost (${link.dead ?? 'closed'})`});
+    if (!link.tcpTries) {
+      const tries = (link.tcpTries = new Set());
+      link.client.once('close', () => {
+        for (const tell of [...tries]) tell();
+      });
+    }
+    link.tcpTries.add(onClose);
+    try {
+      link.client.forwardOut('127.0.0.1', 0, address, port, (error, channel) => {
+        if (!error) {
+          channel.close(); // a late answer too: nothing is sent on it
+          finish({outcome: 'open', detail: 'handshake completed'});
+          return;
+        }
+        finish(judgeOpenFailure(error as Error & {reason?: number | string}));
+      });
+    } catch (error) {
+      finish({outcome: 'untested', detail: messageOf(error)});
+    }
+  });
+}
+
+/** sshd's reasons for not opening a channel (RFC 4254 5.1: 1 prohibited, 2 connect failed). */
+export function judgeOpenFailure(error: Error & {reason?: number | string}): TcpTry {
+  const description = error.message.replace(/^\(SSH\) Channel open failure: /, '');
+  if (error.reason === 2 || /refused|unreachable|no route|timed out/i.test(description)) {
+    if (/refused/i.test(description)) return {outcome: 'open', detail: 'refused (no listener; the firewalls let it through)'};
+    if (/no route to host|host is unreachable|prohibited/i.test(description)) return {outcome: 'dropped', detail: `rejected (${description})`};
+    if (/timed out/i.test(description)) return {outcome: 'dropped', detail: `no answer (${description})`};
+  }
+  if (error.reason === 1) return {outcome: 'untested', detail: `sshd refuses to open connections (${description}: AllowTcpForwarding?)`};
+  return {outcome: 'untested', detail: description};
 }
 
 /** An agent that offers only the keys named by IdentityFile (IdentitiesOnly yes), like OpenSSH. */

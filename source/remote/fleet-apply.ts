@@ -105,6 +105,11 @@ export interface ApplyFleetOptions {
    * nothing touched) a host where both do: packets pass both rule sets there.
    */
   readonly refuseMixedBackends?: boolean;
+  /**
+   * Runs once every host is loaded and verified, before the countdown is armed or the batch
+   * confirmed (apply's live probes); non-empty = every host is rolled back (exit 4), these named.
+   */
+  readonly beforeConfirm?: () => Promise<readonly string[]>;
 }
 
 export interface PendingFleetBatch {
@@ -353,6 +358,16 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   if (verifyFailures.length > 0) {
     await Promise.all([...held.values()].map((holding) => holding.release()));
     throw rolledBackError(verifyFailures, await releaseAll(options, runs, batch, emit));
+  }
+
+  // The caller's last look at the live fleet (apply's probes), before any countdown or confirm.
+  const objections = options.beforeConfirm
+    ? await options.beforeConfirm().catch((error: unknown) => [`the live check could not run: ${describe(error)}`])
+    : [];
+  if (objections.length > 0) {
+    await Promise.all([...held.values()].map((holding) => holding.release()));
+    await releaseAll(options, runs, batch, emit);
+    throw new FleetApplyError([...objections, 'every host was rolled back'], EXIT.rolledBack, true);
   }
 
   // 6. The operator's countdown: the same seconds on every server, from now.

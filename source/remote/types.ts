@@ -33,7 +33,23 @@ export interface RemoteHost {
    * a host name or a server's output: pass such data on stdin.
    */
   exec(command: string, options?: ExecOptions): Promise<ExecResult>;
+  /**
+   * Asks this server's sshd to open a TCP connection from itself to address:port (a direct-tcpip
+   * channel): no command runs. Absent on connections that cannot (tests' fakes).
+   */
+  openTcp?(address: string, port: number, timeoutMs: number): Promise<TcpTry>;
   close(): Promise<void>;
+}
+
+/**
+ * One TCP connection attempt, judged as a firewall sees it: a completed handshake or a refusal
+ * (the destination's kernel answered) proves the packet passed every firewall (`open`); silence
+ * or an ICMP rejection proves it was stopped (`dropped`); anything else leaves it `untested`.
+ */
+export interface TcpTry {
+  readonly outcome: 'open' | 'dropped' | 'untested';
+  /** Why, in a few words: "handshake completed", "refused (no listener)", "no answer within 2 s". */
+  readonly detail: string;
 }
 
 /** Where a host is, as the inventory says it. */

@@ -22,6 +22,8 @@ import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
+import {probePlan} from '../remote/probe.js';
+import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -218,7 +220,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     scope: readonly string[],
     deadlineSeconds: number,
     onProgress: (event: ApplyProgress) => void,
-    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck'>>,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
   ): Promise<ApplyOutcome> => {
     appliedFleet = fleet;
     const steps = new Set<string>(APPLY_STEPS);
@@ -235,11 +237,14 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         },
         ...(planned.preflight ? {preflight: planned.preflight} : {}),
         ...(planned.recheck ? {recheck: planned.recheck} : {}),
+        ...(planned.beforeConfirm ? {beforeConfirm: planned.beforeConfirm} : {}),
         refuseMixedBackends: true,
       });
+      const liveCheck = planned.liveCheck?.();
       // The servers count on their own clocks; ours only shows the same number of seconds.
       const deadline = clock.now() + Math.max(0, pending.deadline - Date.now());
-      return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks: pending.checks.map((check) => ({label: check.label, ok: check.ok}))}};
+      const checks = pending.checks.map((check) => ({label: check.label, ok: check.ok}));
+      return {kind: 'pending', batch: {id: pending.batch, hosts: pending.hosts, deadline, checks, ...(liveCheck === undefined ? {} : {liveCheck})}};
     } catch (error) {
       if (error instanceof RefusedError) return {kind: 'refused', reasons: error.message.split('\n')};
       if (error instanceof FleetApplyError) return {kind: 'failed', reasons: [...error.problems], rolledBack: error.rolledBack};
@@ -447,11 +452,12 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     async apply(fleet, scope, deadlineSeconds, onProgress) {
       let compiled: Plan;
       try {
-        compiled = compile(fleet, false);
+        compiled = compile(fleet, true); // with the access summary: its flows are tried live
       } catch (error) {
         return {kind: 'refused', reasons: error instanceof InputError ? error.problems : [messageOf(error)]};
       }
       const jumps = jumpHostsOf(fleet);
+      let liveCheck: PendingBatch['liveCheck'];
       return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => {
         const hosts: FleetHostPlan[] = scope.map((name) => {
           const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
@@ -465,8 +471,15 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
             const native = await readNativeRulesets(activeConnector, hosts.map((plan) => plan.target));
-            return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope))];
+            return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
           },
+          // The flows tried live before the countdown; the operator judges them there.
+          beforeConfirm: async () => {
+            const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
+            liveCheck = {summary: summarizeResults(results), differing: results.filter(differsFromPlan).map(formatResult)};
+            return [];
+          },
+          liveCheck: () => liveCheck,
         };
       });
     },

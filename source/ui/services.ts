@@ -152,6 +152,8 @@ export interface PendingBatch {
   readonly checks: readonly {readonly label: string; readonly ok: boolean}[];
   /** Who began it, when the server said (a batch resumed from the fleet home). */
   readonly owner?: string;
+  /** The flows tried live before the countdown: a summary line, and each flow that differs from the plan. */
+  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]};
 }
 
 export type ApplyOutcome =

@@ -286,6 +286,20 @@ describe('apply and countdown', () => {
     expect(wizard.calls.rollback.map((batch) => batch.id)).toEqual(['b-2']);
   });
 
+  it('shows the live check on the countdown, each flow that differs from the plan listed', async () => {
+    const differing = ['✗ haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped (no answer within 2 s) — from haproxy-www\'s sshd'];
+    const wizard = await toPreview({
+      apply: async (hosts) => ({
+        kind: 'pending',
+        batch: {id: 'b-3', hosts, deadline: 1_060_000, checks: [], liveCheck: {summary: '96 flows tried: 95 as planned, 1 differ from the plan, 0 untested', differing}},
+      }),
+    });
+    await wizard.press('a');
+    const frame = await wizard.waitFor('keep the new rules?');
+    expect(frame).toContain('live check: 96 flows tried: 95 as planned, 1 differ');
+    expect(frame).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
+  });
+
   it('Esc does not leave the countdown', async () => {
     const wizard = await toPreview();
     await wizard.press('a');

@@ -249,6 +249,41 @@ describe('applyFleet', () => {
     for (const server of fleet.servers.values()) expect(server.phase).toBe('rolledback');
   });
 
+  it('with --yes, a live check that objects (beforeConfirm) stops the confirm: every host rolled back, exit 4, the objection named', async () => {
+    const fleet = new FakeFleet(SEED);
+    const seen: string[] = [];
+    const error = await failure(
+      applyFleet({
+        connector: fleet,
+        hosts: plans(SEED),
+        timeoutSeconds: 30,
+        batch: 'b-1',
+        armCountdown: false,
+        confirmAfterVerify: true,
+        beforeConfirm: async () => {
+          seen.push(...[...fleet.servers.values()].map((server) => server.phase));
+          return ['live check: haproxy-www → wordpress-1 10.132.0.12:80 planned open, live dropped'];
+        },
+      }),
+    );
+    // It ran once every host was loaded and verified, before anyone was confirmed.
+    expect(seen).toEqual(SEED.map(() => 'loaded'));
+    expect(error.exitCode).toBe(EXIT.rolledBack);
+    expect(error.problems).toContain('live check: haproxy-www → wordpress-1 10.132.0.12:80 planned open, live dropped');
+    expect(fleet.events.some((event) => event.includes(':answer confirm'))).toBe(false);
+    for (const server of fleet.servers.values()) expect(server.phase).toBe('rolledback');
+  });
+
+  it('without --yes, an objection rolls back before the countdown is armed; no objection arms it', async () => {
+    const objecting = new FakeFleet(SEED);
+    const error = await failure(applyFleet({connector: objecting, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', beforeConfirm: async () => ['no']}));
+    expect(error.exitCode).toBe(EXIT.rolledBack);
+    expect(objecting.events.some((event) => event.endsWith(':arm'))).toBe(false);
+    const quiet = new FakeFleet(SEED);
+    await applyFleet({connector: quiet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1', beforeConfirm: async () => []});
+    expect(quiet.events.filter((event) => event.endsWith(':arm'))).toHaveLength(SEED.length);
+  });
+
   it('sends only the fixed command templates, never a host name', async () => {
     const fleet = new FakeFleet(SEED);
     await applyFleet({connector: fleet, hosts: plans(SEED), timeoutSeconds: 30, batch: 'b-1'});

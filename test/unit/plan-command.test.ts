@@ -131,7 +131,7 @@ describe('isolate-wizard plan', () => {
   it.each([
     [['--host', 'nope'], /^isolate-wizard: --host: no host "nope" in fixtures\/inventories\/seed-with-addresses\.json \(hosts: tunnel-1, /],
     [['--family', '5'], /^isolate-wizard: --family: "5" is not 4 or 6\n$/],
-    [['--format', 'yaml'], /^isolate-wizard: --format: "yaml" is not one of text, iptables, json\n$/],
+    [['--format', 'yaml'], /^isolate-wizard: --format: "yaml" is not one of text, iptables, json, matrix\n$/],
     [['--format', 'iptables', '--host', 'tunnel-1'], /^isolate-wizard: --format iptables prints one ruleset: give --host NAME and --family 4 or 6\n$/],
   ])('refuses bad flags with one line and exit 2: %j', async (flags, message) => {
     const result = await run(['plan', '--inventory', SEED, ...flags]);
@@ -139,6 +139,15 @@ describe('isolate-wizard plan', () => {
     expect(result.stderr).toMatch(message);
     expect(result.stderr.trimEnd().split('\n')).toHaveLength(1);
     expect(result.stdout).toBe('');
+  });
+
+  it('--format matrix prints the access matrix in 80 columns, nothing else on stdout', async () => {
+    const result = await run(['plan', '--inventory', SEED, '--format', 'matrix']);
+    expect(result.code).toBe(0);
+    const lines = result.stdout.trimEnd().split('\n');
+    expect(lines[0]).toMatch(/^from \\ to +tunnel-1 +haproxywww /);
+    expect(result.stdout).toMatch(/^internet +22 +80,443 /m);
+    for (const line of lines) expect([...line].length).toBeLessThanOrEqual(80);
   });
 
   it('reports a missing inventory file and a missing --inventory', async () => {

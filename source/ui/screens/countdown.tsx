@@ -8,6 +8,28 @@ import {BigTimer, Frame, useInputActive} from '../components.js';
 import {useColor, useNow} from '../context.js';
 import {useWizard} from '../app.js';
 
+/** The flows tried live before the countdown: the summary, and in red each one that differs from the plan. */
+function LiveCheck({check}: {readonly check: {readonly summary: string; readonly differing: readonly string[]}}) {
+  const color = useColor();
+  const shown = check.differing.slice(0, LIVE_LINES);
+  return (
+    <Box flexDirection="column" marginTop={1}>
+      <Text color={color(check.differing.length === 0 ? 'green' : 'red')} wrap="truncate-end">
+        live check: {check.summary}
+      </Text>
+      {shown.map((line) => (
+        <Text key={line} color={color('red')} wrap="truncate-end">
+          {line}
+        </Text>
+      ))}
+      {check.differing.length > shown.length ? <Text color={color('red')}>… and {check.differing.length - shown.length} more</Text> : null}
+    </Box>
+  );
+}
+
+/** Differing flows listed on the countdown screen (the rest are counted). */
+const LIVE_LINES = 6;
+
 export function CountdownScreen() {
   const {state, actions} = useWizard();
   const active = useInputActive();
@@ -58,6 +80,7 @@ export function CountdownScreen() {
           </Text>
         ))}
       </Box>
+      {batch?.liveCheck ? <LiveCheck check={batch.liveCheck} /> : null}
       {working ? (
         <Text>
           <Text color={color('cyan')}>

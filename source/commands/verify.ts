@@ -1,0 +1,65 @@
+// `verify`: the network tried for real, flow by flow, against the plan (nothing is changed).
+import {performance} from 'node:perf_hooks';
+import {InputError} from '../core/errors.js';
+import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {buildMatrix, matrixJson, renderMatrix} from '../core/matrix.js';
+import type {ResolvedSsh} from '../core/lockout.js';
+import {buildPlan, type Plan} from '../core/plan.js';
+import {probePlan} from '../remote/probe.js';
+import {stringOption, type Command} from './command.js';
+import {FLEET_OPTIONS, fleetContext, gatherFacts} from './fleet-context.js';
+
+const FORMATS = ['text', 'matrix', 'json'] as const;
+type Format = (typeof FORMATS)[number];
+
+/** Exit code of verify when a flow differs from the plan. */
+export const EXIT_DIFFERS = 6;
+
+export function parseVerifyFormat(value: string | undefined): Format {
+  if (value === undefined) return 'text';
+  if ((FORMATS as readonly string[]).includes(value)) return value as Format;
+  throw new InputError([`--format: "${value}" is not one of ${FORMATS.join(', ')}`]);
+}
+
+/** The results as the chosen format prints them. */
+export function renderResults(format: Format, plan: Plan, results: readonly FlowResult[], seconds: number): string {
+  const names = plan.hosts.map((host) => host.name);
+  const summary = `${summarizeResults(results)} (in ${seconds.toFixed(1)} s)`;
+  if (format === 'json') {
+    return `${JSON.stringify({flows: results, matrix: matrixJson(buildMatrix(names, plan.access, results)), summary}, null, 2)}\n`;
+  }
+  const lines = format === 'matrix' ? renderMatrix(buildMatrix(names, plan.access, results), {columns: 80}) : results.map(formatResult);
+  const differing = results.filter(differsFromPlan);
+  if (format === 'matrix' && differing.length > 0) lines.push('', 'differ from the plan:', ...differing.map(formatResult));
+  lines.push('', summary);
+  return `${lines.join('\n')}\n`;
+}
+
+/** Where the servers see this machine from ($SSH_CONNECTION of the hosts reached directly). */
+export function operatorAddresses(resolved: ReadonlyMap<string, ResolvedSsh>): string[] {
+  return [...new Set([...resolved.values()].flatMap((entry) => (entry.source === undefined ? [] : [entry.source])))];
+}
+
+export const verifyCommand: Command = {
+  name: 'verify',
+  summary: 'try every flow the plan opens, and a sample of those it closes, for real from their real sources (changes nothing)',
+  usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--accept-new]',
+  options: {...FLEET_OPTIONS, format: {type: 'string'}},
+  async run(values, _positionals, io) {
+    const format = parseVerifyFormat(stringOption(values, 'format'));
+    const context = fleetContext(values, io);
+    try {
+      const {facts, resolved} = await gatherFacts(context, (line) => io.stderr.write(line));
+      const plan = buildPlan(context.inventory, facts, resolved);
+      const started = performance.now();
+      const results = await probePlan(plan, context.connector, context.allTargets, new Set(context.selected.map((target) => target.name)), {
+        operatorAddresses: operatorAddresses(resolved),
+      });
+      io.stdout.write(renderResults(format, plan, results, (performance.now() - started) / 1000));
+      if (results.some(differsFromPlan)) return EXIT_DIFFERS;
+      return results.some((result) => result.live === 'untested') ? 1 : 0;
+    } finally {
+      await context.connector.closeAll().catch(() => undefined);
+    }
+  },
+};
