@@ -2,7 +2,7 @@
 // apply, keep, roll back) runs here, not in screens, so leaving a screen never drops it.
 
 import {createContext, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
-import {Box, useApp, useInput} from 'ink';
+import {Box, Static, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';
 import {canGoBack, initialState, reducer, type Action, type WizardState} from './state.js';
@@ -15,7 +15,7 @@ import {FileScreen} from './screens/file.js';
 import {DiscoverScreen} from './screens/discover.js';
 import {RolesScreen} from './screens/roles.js';
 import {PreviewScreen} from './screens/preview.js';
-import {ApplyScreen} from './screens/apply.js';
+import {ApplyScreen, HostSteps} from './screens/apply.js';
 import {CountdownScreen} from './screens/countdown.js';
 import {DoneScreen} from './screens/done.js';
 import {QuickEditScreen} from './screens/quick-edit.js';
@@ -77,7 +77,9 @@ export function App(props: AppProps) {
   const actions = useMemo<WizardActions>(() => {
     const refreshStatus = async () => {
       try {
-        dispatch({type: 'host-states', states: await services.status(stateRef.current.fleet)});
+        // Each host shows as soon as it answers; the screen stays live while hundreds are checked.
+        const states = await services.status(stateRef.current.fleet, (host, hostState) => dispatch({type: 'host-state', host, state: hostState}));
+        dispatch({type: 'host-states', states});
       } catch (error) {
         dispatch({type: 'message', text: `status: ${messageOf(error)}`});
       }
@@ -269,6 +271,9 @@ export function App(props: AppProps) {
       <WizardContext.Provider value={value}>
         <InputActiveContext.Provider value={inputActive}>
           <EscapeClaimContext.Provider value={escapeClaims}>
+          {/* Finished hosts of an apply, printed once. One Static for the whole session: Ink keeps
+              drawing a Static that was unmounted, so no screen owns one. */}
+          <Static items={[...state.printed]}>{(entry) => <HostSteps key={entry.id} host={entry.host} steps={entry.steps} live={false} />}</Static>
           <Box flexDirection="column">
             {/* A question replaces the screen for a moment (the work lives here, not in screens). */}
             {question ? <QuestionPanel question={question} /> : <CurrentScreen screen={state.screen} />}

@@ -47,10 +47,14 @@ export function useTerminalSize(): {columns: number; rows: number} {
   return size;
 }
 
-/** Re-renders on every clock tick; returns the clock's now(). */
-export function useNow(): number {
+/** Re-renders on every clock tick while `active`; returns the clock's now(). */
+export function useNow(active = true): number {
   const {services} = useUi();
   const [now, setNow] = useState(() => services.clock.now());
-  useEffect(() => services.clock.subscribe(() => setNow(services.clock.now())), [services.clock]);
+  useEffect(() => {
+    if (!active) return;
+    setNow(services.clock.now());
+    return services.clock.subscribe(() => setNow(services.clock.now()));
+  }, [services.clock, active]);
   return now;
 }
