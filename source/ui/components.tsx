@@ -121,7 +121,7 @@ export function scrollWindow(offset: number, total: number, height: number, firs
 
 /** "12–31 of 40", with ▲ / ▼ when there is more above / below. */
 export function positionLabel(start: number, shown: number, total: number): string {
-  return `${start > 0 ? '▲' : ' '} ${start + 1}–${start + shown} of ${total} ${start + shown < total ? '▼' : ' '}`;
+  return `${start > 0 ? '▲' : ' '} ${start + 1}–${start + shown} of ${total}${start + shown < total ? ' ▼' : ''}`;
 }
 
 /** The selected row, or a block of rows to keep in view around the selected row `at`. */

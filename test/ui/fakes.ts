@@ -167,7 +167,7 @@ export function defaultPreview(fleet: FleetDoc, hosts: readonly string[]): Previ
 
 /** A fleet of `count` servers named host-000, host-001, … with roles and facts, like a real lockdown's. */
 export function generatedFleet(count: number): FleetDoc {
-  const roles = [['bastion'], ['lb'], ['app'], ['app'], ['db']];
+  const roles = [['app'], ['lb'], ['app'], ['app'], ['db']];
   return {
     hosts: Array.from({length: count}, (_, index) => {
       const name = `host-${String(index).padStart(3, '0')}`;
@@ -176,7 +176,7 @@ export function generatedFleet(count: number): FleetDoc {
         name,
         ssh: index === 0 ? `root@203.0.113.${octet}` : name,
         ...(index === 0 ? {} : {jump: 'host-000'}),
-        roles: index === 0 ? ['bastion'] : [...(roles[index % roles.length] ?? ['app']), ...(index % 7 === 0 ? ['lb'] : [])],
+        roles: index === 0 ? ['bastion'] : index % 11 === 0 ? ['app', 'db', 'lb'] : (roles[index % roles.length] ?? ['app']),
         interfaces: {public: 'eth0', private: 'eth1'},
         addresses: {public: [`203.0.113.${octet}`], private: [`10.132.${Math.floor(index / 250)}.${octet}`]},
       };

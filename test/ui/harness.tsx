@@ -110,8 +110,8 @@ export async function renderWizard(options: FakeOptions = {}, noColor = true, si
   };
   /** Everything written: what Static printed once, then the live frame. */
   const frame = () => instance.lastFrame() ?? '';
-  /** What the terminal shows: its last `rows` lines. */
-  const screen = () => frame().split('\n').slice(-stdout.rows).join('\n');
+  /** A full-height screen without what Static printed above it: the last `rows - 1` lines. */
+  const screen = () => frame().split('\n').slice(-(stdout.rows - 1)).join('\n');
   const resize = async (columns: number, rows: number) => {
     stdout.resize(columns, rows);
     await tick();
