@@ -15,7 +15,7 @@ export const rollbackCommand: Command = {
     const context = fleetContext(values, io);
     try {
       const hosts = pendingTargets(context, values['host'] !== undefined);
-      const outcomes = await rollbackFleet({connector: context.connector, hosts, onProgress: stderrProgress(io), localState: context.localState});
+      const outcomes = await rollbackFleet({connector: context.connector, hosts, onProgress: stderrProgress(io, hosts.length), localState: context.localState});
       return printOutcomes(io, 'rolled back', outcomes);
     } finally {
       await context.connector.closeAll().catch(() => undefined);
