@@ -1,7 +1,7 @@
 // The wizard: one reducer above the screens; the long-running work (discover, preview,
 // apply, keep, roll back) runs here, not in screens, so leaving a screen never drops it.
 
-import {createContext, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
+import {createContext, memo, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
 import {Box, Static, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';
@@ -271,9 +271,7 @@ export function App(props: AppProps) {
       <WizardContext.Provider value={value}>
         <InputActiveContext.Provider value={inputActive}>
           <EscapeClaimContext.Provider value={escapeClaims}>
-          {/* Finished hosts of an apply, printed once. One Static for the whole session: Ink keeps
-              drawing a Static that was unmounted, so no screen owns one. */}
-          <Static items={[...state.printed]}>{(entry) => <HostSteps key={entry.id} host={entry.host} steps={entry.steps} live={false} />}</Static>
+          <PrintedHosts printed={state.printed} />
           <Box flexDirection="column">
             {/* A question replaces the screen for a moment (the work lives here, not in screens). */}
             {question ? <QuestionPanel question={question} /> : <CurrentScreen screen={state.screen} />}
@@ -284,6 +282,15 @@ export function App(props: AppProps) {
     </UiProvider>
   );
 }
+
+/**
+ * Finished hosts of an apply, printed once above the screens. One Static for the whole session (Ink
+ * keeps drawing a Static that was unmounted, so no screen owns one), redrawn only when a host is
+ * added: Ink renders at once, unthrottled, whenever a Static re-renders.
+ */
+const PrintedHosts = memo(function PrintedHosts({printed}: {printed: WizardState['printed']}) {
+  return <Static items={[...printed]}>{(entry) => <HostSteps key={entry.id} host={entry.host} steps={entry.steps} live={false} />}</Static>;
+});
 
 function CurrentScreen({screen}: {screen: WizardState['screen']}) {
   switch (screen) {
