@@ -23,18 +23,27 @@ import type {HostTarget} from '../remote/types.js';
 import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
 import {probePlan} from '../remote/probe.js';
 import {operatorAddresses} from './verify.js';
+import {alignedRows, compactOutcomes, isLargeFleet, summaryLine} from './fleet-output.js';
 
 
-/** Progress lines on stderr: "wordpress-1  load       done  (detail)". */
-export function stderrProgress(io: CliIo): OnProgress {
+/**
+ * Progress lines on stderr: "wordpress-1  load       done  (detail)". For a large fleet only the
+ * failures: the outcome lines and their summary say the rest.
+ */
+export function stderrProgress(io: CliIo, hosts = 0): OnProgress {
+  const large = isLargeFleet(hosts);
   return (event) => {
-    if (event.status === 'running') return;
+    if (event.status === 'running' || (large && event.status !== 'failed')) return;
     const detail = event.detail ? `  ${event.detail}` : '';
     io.stderr.write(`${event.host.padEnd(14)} ${event.step.padEnd(9)} ${event.status}${detail}\n`);
   };
 }
 
 export function printOutcomes(io: CliIo, verb: string, outcomes: readonly HostOutcome[]): number {
+  if (isLargeFleet(outcomes.length)) {
+    io.stdout.write(`${compactOutcomes(verb, outcomes).join('\n')}\n`);
+    return outcomeExitCode(outcomes);
+  }
   for (const outcome of outcomes) {
     // A refusal is one line that names its host already.
     if (outcome.refused) io.stdout.write(`${outcome.detail}\n`);
@@ -233,8 +242,13 @@ async function askKeep(io: CliIo, deadline: number): Promise<boolean> {
 
 function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch, what: string): void {
   const hostArgs = context.selected.length === context.allTargets.length ? '' : context.selected.map((target) => ` --host ${target.name}`).join('');
+  const large = isLargeFleet(batch.hosts.length);
+  if (large) {
+    const rows = batch.hosts.map((host) => [host, 'pending', batch.checks.filter((check) => check.host === host).map((check) => `${check.ok ? '✓' : '✗'} ${check.label}`).join('; ')]);
+    io.stdout.write(`${[...alignedRows(rows), summaryLine(batch.hosts.map(() => 'pending'))].join('\n')}\n`);
+  }
   io.stdout.write(
-    `${what} batch ${batch.batch} to ${batch.hosts.join(', ')}; every host passed its check over a new SSH connection.\n` +
+    `${what} batch ${batch.batch} to ${large ? `${batch.hosts.length} hosts` : batch.hosts.join(', ')}; every host passed its check over a new SSH connection.\n` +
       `Each server rolls back by itself at ${new Date(batch.deadline).toISOString()} (in ${batch.timeoutSeconds} s) unless you run:\n` +
       `  isolate-wizard confirm --inventory ${context.file}${hostArgs}\n`,
   );
@@ -271,7 +285,7 @@ export async function runBatch(
   what: string,
   start: (request: Omit<ApplyRequest, 'timeoutSeconds'>) => Promise<PendingFleetBatch>,
 ): Promise<number> {
-  const onProgress = stderrProgress(io);
+  const onProgress = stderrProgress(io, context.selected.length);
   try {
     const installPersistence = values['install-persistence'] === true;
     let batch: PendingFleetBatch;

@@ -40,7 +40,7 @@ export const confirmCommand: Command = {
       const outcomes = await confirmFleet({
         connector: context.connector,
         hosts,
-        onProgress: stderrProgress(io),
+        onProgress: stderrProgress(io, hosts.length),
         localState: context.localState,
         installPersistence: values['install-persistence'] === true,
         ...(batch === undefined ? {} : {batch, onlyHostsInBatch: values['host'] === undefined}),

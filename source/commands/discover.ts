@@ -4,6 +4,7 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {discoverFleet, type FleetDiscoveryResult} from '../remote/discovery.js';
 import type {Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
+import {compactDiscovery, isLargeFleet} from './fleet-output.js';
 
 export const discoverCommand: Command = {
   name: 'discover',
@@ -26,7 +27,8 @@ export const discoverCommand: Command = {
     if (values['json'] === true) {
       io.stdout.write(`${JSON.stringify({hosts: results}, null, 2)}\n`);
     } else {
-      io.stdout.write(results.filter((result) => result.ok).map((result) => formatHost(result.discovery)).join('\n'));
+      if (isLargeFleet(results.length)) io.stdout.write(`${compactDiscovery(results).join('\n')}\n`);
+      else io.stdout.write(results.filter((result) => result.ok).map((result) => formatHost(result.discovery)).join('\n'));
     }
     for (const result of results) {
       if (!result.ok) io.stderr.write(`isolate-wizard: ${result.error}\n`);

@@ -34,7 +34,7 @@ export const rollbackCommand: Command = {
         const outcomes = await rollbackFleet({
           connector: context.connector,
           hosts,
-          onProgress: stderrProgress(io),
+          onProgress: stderrProgress(io, hosts.length),
           localState: context.localState,
           ...(batch === undefined ? {} : {batch, onlyHostsInBatch: values['host'] === undefined}),
         });

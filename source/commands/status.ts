@@ -3,6 +3,7 @@ import {NO_PERSISTENCE_NOTE} from '../remote/apply-protocol.js';
 import {persistenceFiles, statusFleet, type HostStatusOutcome} from '../remote/fleet-apply.js';
 import type {Command} from './command.js';
 import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
+import {compactStatus, isLargeFleet} from './fleet-output.js';
 
 function describeHost(outcome: HostStatusOutcome, startedHere: boolean): string {
   const status = outcome.status;
@@ -55,7 +56,8 @@ export const statusCommand: Command = {
         }));
         io.stdout.write(`${JSON.stringify({hosts}, null, 2)}\n`);
       } else {
-        for (const outcome of outcomes) io.stdout.write(`${describeHost(outcome, startedHere(outcome))}\n`);
+        const lines = isLargeFleet(outcomes.length) ? compactStatus(outcomes) : outcomes.map((outcome) => describeHost(outcome, startedHere(outcome)));
+        io.stdout.write(`${lines.join('\n')}\n`);
       }
       return outcomes.every((outcome) => outcome.status) ? EXIT.ok : EXIT.failed;
     } finally {

@@ -1,8 +1,8 @@
 // The wizard: one reducer above the screens; the long-running work (discover, preview,
 // apply, keep, roll back) runs here, not in screens, so leaving a screen never drops it.
 
-import {createContext, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
-import {Box, useApp, useInput} from 'ink';
+import {createContext, memo, useContext, useEffect, useMemo, useReducer, useRef, useSyncExternalStore} from 'react';
+import {Box, Static, useApp, useInput} from 'ink';
 import {EscapeClaimContext, InputActiveContext} from './components.js';
 import {UiProvider, type UiEnvironment} from './context.js';
 import {canGoBack, initialState, reducer, type Action, type WizardState} from './state.js';
@@ -15,7 +15,7 @@ import {FileScreen} from './screens/file.js';
 import {DiscoverScreen} from './screens/discover.js';
 import {RolesScreen} from './screens/roles.js';
 import {PreviewScreen} from './screens/preview.js';
-import {ApplyScreen} from './screens/apply.js';
+import {ApplyScreen, HostSteps} from './screens/apply.js';
 import {CountdownScreen} from './screens/countdown.js';
 import {DoneScreen} from './screens/done.js';
 import {QuickEditScreen} from './screens/quick-edit.js';
@@ -79,7 +79,9 @@ export function App(props: AppProps) {
   const actions = useMemo<WizardActions>(() => {
     const refreshStatus = async () => {
       try {
-        dispatch({type: 'host-states', states: await services.status(stateRef.current.fleet)});
+        // Each host shows as soon as it answers; the screen stays live while hundreds are checked.
+        const states = await services.status(stateRef.current.fleet, (host, hostState) => dispatch({type: 'host-state', host, state: hostState}));
+        dispatch({type: 'host-states', states});
       } catch (error) {
         dispatch({type: 'message', text: `status: ${messageOf(error)}`});
       }
@@ -283,6 +285,7 @@ export function App(props: AppProps) {
       <WizardContext.Provider value={value}>
         <InputActiveContext.Provider value={inputActive}>
           <EscapeClaimContext.Provider value={escapeClaims}>
+          <PrintedHosts printed={state.printed} />
           <Box flexDirection="column">
             {/* A question replaces the screen for a moment (the work lives here, not in screens). */}
             {question ? <QuestionPanel question={question} /> : <CurrentScreen screen={state.screen} />}
@@ -293,6 +296,15 @@ export function App(props: AppProps) {
     </UiProvider>
   );
 }
+
+/**
+ * Finished hosts of an apply, printed once above the screens. One Static for the whole session (Ink
+ * keeps drawing a Static that was unmounted, so no screen owns one), redrawn only when a host is
+ * added: Ink renders at once, unthrottled, whenever a Static re-renders.
+ */
+const PrintedHosts = memo(function PrintedHosts({printed}: {printed: WizardState['printed']}) {
+  return <Static items={[...printed]}>{(entry) => <HostSteps key={entry.id} host={entry.host} steps={entry.steps} live={false} />}</Static>;
+});
 
 function CurrentScreen({screen}: {screen: WizardState['screen']}) {
   switch (screen) {

@@ -14,9 +14,14 @@ export interface UiEnvironment {
 }
 
 const UiContext = createContext<UiEnvironment | undefined>(undefined);
+const TerminalSizeContext = createContext<{columns: number; rows: number} | undefined>(undefined);
 
 export function UiProvider({value, children}: {value: UiEnvironment; children: ReactNode}) {
-  return <UiContext.Provider value={value}>{children}</UiContext.Provider>;
+  return (
+    <UiContext.Provider value={value}>
+      <TerminalSizeContext.Provider value={useStdoutSize()}>{children}</TerminalSizeContext.Provider>
+    </UiContext.Provider>
+  );
 }
 
 export function useUi(): UiEnvironment {
@@ -31,8 +36,14 @@ export function useColor(): (color: string | undefined) => string | undefined {
   return (color) => (noColor ? undefined : color);
 }
 
-/** The terminal size, following resizes (80x24 when the stream does not say). */
+/** The terminal size, following resizes (80x24 when the stream does not say): one listener for every screen. */
 export function useTerminalSize(): {columns: number; rows: number} {
+  const size = useContext(TerminalSizeContext);
+  if (!size) throw new Error('useTerminalSize outside UiProvider');
+  return size;
+}
+
+function useStdoutSize(): {columns: number; rows: number} {
   const {stdout} = useStdout();
   const read = () => ({columns: stdout.columns || 80, rows: stdout.rows || 24});
   const [size, setSize] = useState(read);
@@ -47,10 +58,14 @@ export function useTerminalSize(): {columns: number; rows: number} {
   return size;
 }
 
-/** Re-renders on every clock tick; returns the clock's now(). */
-export function useNow(): number {
+/** Re-renders on every clock tick while `active`; returns the clock's now(). */
+export function useNow(active = true): number {
   const {services} = useUi();
   const [now, setNow] = useState(() => services.clock.now());
-  useEffect(() => services.clock.subscribe(() => setNow(services.clock.now())), [services.clock]);
+  useEffect(() => {
+    if (!active) return;
+    setNow(services.clock.now());
+    return services.clock.subscribe(() => setNow(services.clock.now()));
+  }, [services.clock, active]);
   return now;
 }

@@ -19,7 +19,7 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
-import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
+import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome, type HostStatusOutcome} from '../remote/fleet-apply.js';
 import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import {probePlan} from '../remote/probe.js';
@@ -123,6 +123,28 @@ export function sshConfigAliases(configText: string): string[] {
   };
   visit(SSHConfig.parse(configText));
   return [...aliases];
+}
+
+/** Status checks at once from the fleet home. */
+export const STATUS_CONCURRENCY = 16;
+
+/** What the fleet home shows for a host, from what its agent says. */
+function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string | undefined): HostState {
+  const status = outcome.status;
+  if (!status) return {kind: 'unreachable', reason: outcome.error ?? 'unknown error'};
+  if (status.pending) {
+    const deadline = now + (status.secondsLeft ?? 0) * 1000;
+    return status.batch
+      ? {kind: 'pending', deadline, batch: status.batch, ...(status.owner === undefined ? {} : {owner: status.owner}), startedHere: localBatch === status.batch}
+      : {kind: 'pending', deadline};
+  }
+  if (status.managed && status.confirmedAt) {
+    // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
+    const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+    const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
+    return {kind: 'locked', detail: note, ...(status.phase === 'confirmed' && status.batch ? {batch: status.batch} : {})};
+  }
+  return {kind: 'unmanaged'};
 }
 
 export function createRealServices(options: RealServicesOptions): WizardServices {
@@ -352,37 +374,18 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       return [...new Set([...Object.keys(BUILTIN_ROLES), ...Object.keys(fleet.roles ?? {})])].sort();
     },
 
-    async status(fleet) {
+    async status(fleet, onHost) {
       const states = new Map<string, HostState>();
       if (fleet.hosts.length === 0) return states;
       statusFleetDoc = fleet;
-      const outcomes = await statusFleet({connector: await connectorFor(fleet), hosts: targetsOf(fleet)});
-      const now = clock.now();
-      for (const outcome of outcomes) {
-        const status = outcome.status;
-        if (!status) states.set(outcome.host, {kind: 'unreachable', reason: outcome.error ?? 'unknown error'});
-        else if (status.pending) {
-          const deadline = now + (status.secondsLeft ?? 0) * 1000;
-          states.set(
-            outcome.host,
-            status.batch
-              ? {
-                  kind: 'pending',
-                  deadline,
-                  batch: status.batch,
-                  ...(status.owner === undefined ? {} : {owner: status.owner}),
-                  startedHere: localState.host(outcome.host)?.batch === status.batch,
-                }
-              : {kind: 'pending', deadline},
-          );
-        }
-        else if (status.managed && status.confirmedAt) {
-          // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
-          const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
-          const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
-          states.set(outcome.host, {kind: 'locked', detail: note, ...(status.phase === 'confirmed' && status.batch ? {batch: status.batch} : {})});
-        } else states.set(outcome.host, {kind: 'unmanaged'});
-      }
+      const activeConnector = await connectorFor(fleet);
+      // A few hosts at a time, each reported as it answers: 500 servers never open 500 sessions at once.
+      await mapLimit(targetsOf(fleet), STATUS_CONCURRENCY, async (target) => {
+        const [outcome] = await statusFleet({connector: activeConnector, hosts: [target]});
+        const state = outcome ? hostStateOf(outcome, clock.now(), localState.host(target.name)?.batch) : {kind: 'unreachable' as const, reason: 'no answer'};
+        states.set(target.name, state);
+        onHost?.(target.name, state);
+      });
       return states;
     },
 

@@ -234,7 +234,8 @@ export interface WizardServices {
   /** The role templates the operator can pick (built-ins plus the fleet's own). */
   roleNames(fleet: FleetDoc): readonly string[];
 
-  status(fleet: FleetDoc): Promise<ReadonlyMap<string, HostState>>;
+  /** Every host's state, at most a few hosts checked at once; `onHost` hears each as it is known. */
+  status(fleet: FleetDoc, onHost?: (host: string, state: HostState) => void): Promise<ReadonlyMap<string, HostState>>;
   discover(fleet: FleetDoc, hosts: readonly string[], onProgress: (event: DiscoverProgress) => void): Promise<readonly DiscoveredHost[]>;
   /** Compile the fleet (facts from the document), diff against the servers' current rules, access, lockout. */
   preview(fleet: FleetDoc, hosts: readonly string[]): Promise<PreviewResult>;

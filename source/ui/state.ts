@@ -48,6 +48,12 @@ export type Confirming =
   /** Undo the last change: put back the rules from before `batch` on `hosts`. */
   | {readonly kind: 'undo'; readonly batch: string; readonly hosts: readonly string[]};
 
+export interface PrintedHost {
+  readonly id: string;
+  readonly host: string;
+  readonly steps: Readonly<Partial<Record<ApplyStep, {status: StepStatus; detail?: string}>>>;
+}
+
 export interface WizardState {
   readonly screen: Screen;
   /** Screens to return to with Esc. */
@@ -67,6 +73,10 @@ export interface WizardState {
   readonly roleChoices: Readonly<Record<string, readonly string[]>>;
   readonly preview: PreviewResult | undefined;
   readonly applySteps: Readonly<Record<string, Readonly<Partial<Record<ApplyStep, {status: StepStatus; detail?: string}>>>>>;
+  /** Hosts of this apply that finished (verified, or a step failed), in the order they finished. */
+  readonly applyFinished: readonly string[];
+  /** Every finished host of every apply of this session, append-only: printed once above the screens. */
+  readonly printed: readonly PrintedHost[];
   readonly batch: PendingBatch | undefined;
   readonly outcome: Outcome | undefined;
   /** One line for the operator (an error or what just happened). */
@@ -84,6 +94,7 @@ export type Action =
   | {type: 'select-move'; delta: number}
   | {type: 'message'; text: string | undefined}
   | {type: 'host-states'; states: ReadonlyMap<string, HostState>}
+  | {type: 'host-state'; host: string; state: HostState}
   | {type: 'fleet-changed'; fleet: FleetDoc; settings?: WizardSettings}
   | {type: 'start-lockdown'}
   | {type: 'start-quick-edit'; host: string; draft: FleetDoc}
@@ -120,11 +131,22 @@ export function initialState(): WizardState {
     roleChoices: {},
     preview: undefined,
     applySteps: {},
+    applyFinished: [],
+    printed: [],
     batch: undefined,
     outcome: undefined,
     message: undefined,
     confirming: undefined,
   };
+}
+
+type HostSteps = WizardState['applySteps'][string];
+
+/** A host's apply is over when a step failed or the last step (verify) is no longer running or waiting. */
+export function applyFinished(steps: HostSteps | undefined): boolean {
+  if (!steps) return false;
+  const verify = steps.verify?.status;
+  return Object.values(steps).some((entry) => entry?.status === 'failed') || verify === 'done' || verify === 'skipped';
 }
 
 /** Screens Esc cannot leave: the servers are changing or counting down; only K / R decide. */
@@ -194,12 +216,16 @@ export function reducer(state: WizardState, action: Action): WizardState {
       const hosts = state.fleet.hosts;
       if (hosts.length === 0) return state;
       const index = Math.max(0, hosts.findIndex((host) => host.name === state.selected));
-      return {...state, selected: hosts[(index + action.delta + hosts.length) % hosts.length]?.name};
+      // One step wraps around the ends; a page (or Home/End) stops at them.
+      const next = Math.abs(action.delta) === 1 ? (index + action.delta + hosts.length) % hosts.length : Math.max(0, Math.min(hosts.length - 1, index + action.delta));
+      return {...state, selected: hosts[next]?.name};
     }
     case 'message':
       return {...state, message: action.text};
     case 'host-states':
       return {...state, hostStates: action.states};
+    case 'host-state':
+      return {...state, hostStates: new Map(state.hostStates).set(action.host, action.state)};
     case 'fleet-changed':
       return {...state, fleet: action.fleet, draft: action.fleet, settings: action.settings ?? state.settings};
     case 'start-lockdown': {
@@ -214,6 +240,7 @@ export function reducer(state: WizardState, action: Action): WizardState {
         roleChoices: {},
         preview: undefined,
         applySteps: {},
+        applyFinished: [],
         batch: undefined,
         outcome: undefined,
       };
@@ -231,6 +258,7 @@ export function reducer(state: WizardState, action: Action): WizardState {
         outcome: undefined,
         batch: undefined,
         applySteps: {},
+        applyFinished: [],
       };
     }
     case 'discover-progress':
@@ -280,12 +308,15 @@ export function reducer(state: WizardState, action: Action): WizardState {
       return {...state, preview: action.preview};
     case 'apply-started': {
       const applySteps = Object.fromEntries(state.scope.map((name) => [name, {}]));
-      return {...push(state, 'apply'), applySteps, batch: undefined, outcome: undefined};
+      return {...push(state, 'apply'), applySteps, applyFinished: [], batch: undefined, outcome: undefined};
     }
     case 'apply-progress': {
       const {host, step, status, detail} = action.event;
       const steps = {...(state.applySteps[host] ?? {}), [step]: detail === undefined ? {status} : {status, detail}};
-      return {...state, applySteps: {...state.applySteps, [host]: steps}};
+      const applySteps = {...state.applySteps, [host]: steps};
+      if (state.applyFinished.includes(host) || !applyFinished(steps)) return {...state, applySteps};
+      const printed = {id: `${state.printed.length}/${host}`, host, steps};
+      return {...state, applySteps, applyFinished: [...state.applyFinished, host], printed: [...state.printed, printed]};
     }
     case 'apply-outcome-pending':
       return {...push(state, 'countdown'), batch: action.batch};

@@ -1,6 +1,5 @@
 import {afterEach, describe, expect, it} from 'vitest';
-import {cleanup} from 'ink-testing-library';
-import {KEY, renderWizard} from './harness.js';
+import {cleanup, KEY, renderWizard} from './harness.js';
 import {MANAGED_FLEET, SEED_FLEET} from './fakes.js';
 
 afterEach(() => cleanup());
@@ -141,17 +140,13 @@ describe('settings and terminal', () => {
 
   it('fits 80x24 and follows a resize', async () => {
     const wizard = await renderWizard({fleet: MANAGED_FLEET});
-    const stdout = wizard.instance.stdout as unknown as {columns: number; rows?: number; emit(event: string): void};
-    Object.defineProperty(stdout, 'columns', {value: 80, configurable: true});
-    Object.defineProperty(stdout, 'rows', {value: 24, configurable: true, writable: true});
-    stdout.emit('resize');
+    await wizard.resize(80, 24);
     await wizard.press('r');
     let frame = wizard.frame();
     expect(frame.split('\n').length).toBeLessThanOrEqual(23);
     for (const line of frame.split('\n')) expect(line.length).toBeLessThanOrEqual(80);
     expect(frame).toContain('q quit'); // hints stay visible
-    Object.defineProperty(stdout, 'rows', {value: 12, configurable: true, writable: true});
-    stdout.emit('resize');
+    await wizard.resize(80, 12);
     await wizard.press('r');
     frame = wizard.frame();
     expect(frame.split('\n').length).toBeLessThanOrEqual(11);

@@ -126,6 +126,8 @@ export interface FakeOptions {
   fleet?: FleetDoc;
   settings?: WizardSettings;
   states?: Record<string, HostState>;
+  /** Per host, when it answers (default: at once, from `states`). */
+  status?: (host: string) => Promise<HostState>;
   suggestions?: string[];
   /** Per host; default: a seed-like result. */
   discover?: (host: string, prompter: PromptQueue) => Promise<DiscoveredHost>;
@@ -161,6 +163,25 @@ export function defaultPreview(fleet: FleetDoc, hosts: readonly string[]): Previ
     access: ['internet → haproxy-www tcp/80,443', 'haproxy-www → mysql-1 tcp/3306'],
     lockout: [],
     problems: [],
+  };
+}
+
+/** A fleet of `count` servers named host-000, host-001, … with roles and facts, like a real lockdown's. */
+export function generatedFleet(count: number): FleetDoc {
+  const roles = [['app'], ['lb'], ['app'], ['app'], ['db']];
+  return {
+    hosts: Array.from({length: count}, (_, index) => {
+      const name = `host-${String(index).padStart(3, '0')}`;
+      const octet = index % 250;
+      return {
+        name,
+        ssh: index === 0 ? `root@203.0.113.${octet}` : name,
+        ...(index === 0 ? {} : {jump: 'host-000'}),
+        roles: index === 0 ? ['bastion'] : index % 11 === 0 ? ['app', 'db', 'lb'] : (roles[index % roles.length] ?? ['app']),
+        interfaces: {public: 'eth0', private: 'eth1'},
+        addresses: {public: [`203.0.113.${octet}`], private: [`10.132.${Math.floor(index / 250)}.${octet}`]},
+      };
+    }),
   };
 }
 
@@ -204,8 +225,13 @@ export function createFakeServices(options: FakeOptions = {}) {
     roleNames(fleet) {
       return [...new Set(['app', 'bastion', 'db', 'lb', ...Object.keys(fleet.roles ?? {})])].sort();
     },
-    async status(fleet) {
-      return new Map(fleet.hosts.map((host) => [host.name, options.states?.[host.name] ?? {kind: 'unmanaged' as const}]));
+    async status(fleet, onHost) {
+      const answer = async (name: string): Promise<[string, HostState]> => {
+        const state = options.status ? await options.status(name) : (options.states?.[name] ?? {kind: 'unmanaged' as const});
+        onHost?.(name, state);
+        return [name, state];
+      };
+      return new Map(await Promise.all(fleet.hosts.map((host) => answer(host.name))));
     },
     async discover(_fleet, hosts, onProgress: (event: DiscoverProgress) => void) {
       calls.discover.push([...hosts]);

@@ -1,6 +1,5 @@
 import {afterEach, describe, expect, it} from 'vitest';
-import {cleanup} from 'ink-testing-library';
-import {KEY, renderWizard} from './harness.js';
+import {cleanup, KEY, renderWizard} from './harness.js';
 import {MANAGED_FLEET, SEED_FLEET} from './fakes.js';
 
 afterEach(() => cleanup());

@@ -1,6 +1,5 @@
 import {afterEach, describe, expect, it} from 'vitest';
-import {cleanup} from 'ink-testing-library';
-import {KEY, renderWizard} from './harness.js';
+import {cleanup, KEY, renderWizard} from './harness.js';
 import {deferred, discovered, SEED_FLEET, type Deferred} from './fakes.js';
 import type {ApplyOutcome, ApplyProgress, DiscoveredHost} from '../../source/ui/services.js';
 
@@ -203,7 +202,7 @@ describe('preview', () => {
     await wizard.press('\u001B[6~'); // PgDn
     frame = wizard.frame();
     expect(frame).not.toContain('rule-0\n');
-    expect(frame).toMatch(/lines \d+-\d+ of 60/);
+    expect(frame).toMatch(/▲ \d+–\d+ of 60 ▼/);
   });
 });
 

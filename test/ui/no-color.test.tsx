@@ -3,8 +3,7 @@ import {afterEach, describe, expect, it} from 'vitest';
 // Force chalk to colour (vitest's stdout is not a terminal) before Ink is loaded, so the
 // difference NO_COLOR makes is visible. Dynamic imports: static ones would load Ink first.
 process.env['FORCE_COLOR'] = '1';
-const {cleanup} = await import('ink-testing-library');
-const {renderWizard} = await import('./harness.js');
+const {cleanup, renderWizard} = await import('./harness.js');
 const {MANAGED_FLEET} = await import('./fakes.js');
 
 afterEach(() => cleanup());

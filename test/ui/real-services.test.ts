@@ -119,6 +119,22 @@ describe('preview (facts given, servers unreachable)', () => {
   });
 });
 
+describe('status of the fleet home', () => {
+  it('reports each host as it answers (here: every connection refused), the whole map at the end', async () => {
+    const real = services();
+    const fleet: FleetDoc = {hosts: Array.from({length: 40}, (_, index) => ({name: `h-${index}`, ssh: `root@127.0.0.1:1`, roles: []}))};
+    const heard: string[] = [];
+    const states = await real.status(fleet, (host, state) => {
+      expect(state.kind).toBe('unreachable');
+      heard.push(host);
+    });
+    expect(heard.sort()).toEqual(fleet.hosts.map((host) => host.name).sort());
+    expect([...states.values()].every((state) => state.kind === 'unreachable')).toBe(true);
+    expect(states.size).toBe(40);
+    await real.close();
+  });
+});
+
 describe('troubleshoot commands', () => {
   it('are constants; the drop log is read by a fixed script on stdin', () => {
     expect(TROUBLESHOOT_COMMANDS).toEqual({countersV4: 'iptables -w -vnL --line-numbers -x', countersV6: 'ip6tables -w -vnL --line-numbers -x', dropLog: 'sh -s'});

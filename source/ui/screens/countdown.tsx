@@ -2,9 +2,9 @@
 // rolls back now. At zero the servers have rolled back by themselves; we reconnect and show it.
 
 import {useEffect, useRef, useState} from 'react';
-import {Box, Text, useInput} from 'ink';
+import {Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
-import {BigTimer, Frame, useInputActive} from '../components.js';
+import {BigTimer, Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
 import {useColor, useNow} from '../context.js';
 import {useWizard} from '../app.js';
 
@@ -62,27 +62,40 @@ export function CountdownScreen() {
     {isActive: active},
   );
 
+  const hints = working ? [] : [{key: 'K', label: 'keep'}, {key: 'R', label: 'roll back now'}, {key: 'Ctrl+C', label: 'roll back now'}, {key: '↑↓', label: 'scroll'}];
+  // Failed checks first: they are what the operator must see before keeping.
+  const checks = [...(batch?.checks ?? [])].sort((left, right) => Number(left.ok) - Number(right.ok));
+  const passed = checks.filter((check) => check.ok).length;
+  // The timer (4 rows), the two lines under it, the summary and the working line take the rest.
+  const liveRows = batch?.liveCheck ? 2 + Math.min(LIVE_LINES + 1, batch.liveCheck.differing.length) : 0; // margin, summary, lines
+  const height = useBodyRows(hints) - 7 - (working ? 1 : 0) - liveRows;
+
   return (
-    <Frame
-      title="keep the new rules?"
-      message={state.message}
-      hints={working ? [] : [{key: 'K', label: 'keep'}, {key: 'R', label: 'roll back now'}, {key: 'Ctrl+C', label: 'roll back now'}]}
-    >
+    <Frame title="keep the new rules?" message={state.message} hints={hints}>
       <BigTimer seconds={secondsLeft} />
-      <Text>
-        Without K, every server goes back to its previous rules by itself at the deadline — even if this program or your
-        link dies.
-      </Text>
-      <Box flexDirection="column" marginTop={1}>
-        {(batch?.checks ?? []).map((check) => (
-          <Text key={check.label} color={color(check.ok ? 'green' : 'red')} wrap="truncate-end">
+      <Text wrap="truncate-end">Without K, each server restores its previous rules by itself at the deadline,</Text>
+      <Text wrap="truncate-end">even if this program or your link dies.</Text>
+      {checks.length > 0 ? (
+        <Text color={color(passed === checks.length ? 'green' : 'red')} wrap="truncate-end">
+          {passed === checks.length ? '✓' : '✗'} {passed} of {checks.length} checks passed
+          {passed === checks.length ? '' : `, ${checks.length - passed} failed`}
+        </Text>
+      ) : (
+        <Text> </Text>
+      )}
+      <WindowedList
+        items={checks}
+        height={Math.max(1, height)}
+        scroll={active && !working}
+        renderItem={(check, index) => (
+          <Text key={index} color={color(check.ok ? 'green' : 'red')} wrap="truncate-end">
             {check.ok ? '✓' : '✗'} {check.label}
           </Text>
-        ))}
-      </Box>
+        )}
+      />
       {batch?.liveCheck ? <LiveCheck check={batch.liveCheck} /> : null}
       {working ? (
-        <Text>
+        <Text wrap="truncate-end">
           <Text color={color('cyan')}>
             <Spinner type="dots" />
           </Text>{' '}

@@ -4,8 +4,8 @@
 import {useState, type ReactElement} from 'react';
 import {Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
-import {FRAME_CHROME_ROWS, Frame, useInputActive} from '../components.js';
-import {useColor, useTerminalSize} from '../context.js';
+import {Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
+import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
 import {reducer} from '../state.js';
 import type {InterfaceSide} from '../services.js';
@@ -16,24 +16,25 @@ export function DiscoverScreen() {
   const {state, dispatch, actions} = useWizard();
   const active = useInputActive();
   const color = useColor();
-  const {rows: terminalRows} = useTerminalSize();
   const [cursor, setCursor] = useState(0);
 
   // The hosts being discovered: the whole fleet for a lockdown, those without facts for a quick edit.
   const entries = state.draft.hosts.filter((host) => state.discovery[host.name] !== undefined).map((host) => ({host: host.name, entry: state.discovery[host.name]}));
   const finished = entries.every(({entry}) => entry?.phase === 'finished');
   const failed = entries.filter(({entry}) => entry?.phase === 'finished' && !entry.result.ok).map(({host}) => host);
-  const choosable = entries.flatMap(({host, entry}) =>
-    entry?.phase === 'finished' && entry.result.ok ? entry.result.interfaces.map((iface) => ({host, iface: iface.name, side: iface.side})) : [],
-  );
+  // Where ↑↓ stop: each interface (Space changes its side) and each failed host (so every one can be seen).
+  const choosable = entries.flatMap(({host, entry}): {host: string; iface?: string; side?: InterfaceSide}[] => {
+    if (entry?.phase !== 'finished') return [];
+    return entry.result.ok ? entry.result.interfaces.map((iface) => ({host, iface: iface.name, side: iface.side})) : [{host}];
+  });
   const at = Math.min(cursor, Math.max(0, choosable.length - 1));
 
   useInput(
     (input, key) => {
       if (key.upArrow) setCursor((value) => Math.max(0, Math.min(value, choosable.length - 1) - 1));
       else if (key.downArrow) setCursor((value) => Math.min(choosable.length - 1, value + 1));
-      else if (input === ' ' && choosable[at]) {
-        const {host, iface, side} = choosable[at];
+      else if (input === ' ' && choosable[at]?.iface !== undefined) {
+        const {host, iface, side = 'ignore'} = choosable[at];
         dispatch({type: 'set-side', host, iface, side: NEXT_SIDE[side]});
       } else if (input === 'r' && finished && failed.length > 0) void actions.discover(state.draft, failed);
       else if (key.return) {
@@ -53,7 +54,10 @@ export function DiscoverScreen() {
 
   const lines: {element: ReactElement; isCursor: boolean}[] = [];
   let choiceIndex = 0;
+  // The rows of the host under the cursor, kept in view with it.
+  let cursorBlock = {first: 0, last: 0};
   for (const {host, entry} of entries) {
+    const blockStart = lines.length;
     if (!entry || entry.phase !== 'finished') {
       lines.push({
         isCursor: false,
@@ -70,16 +74,20 @@ export function DiscoverScreen() {
     }
     const result = entry.result;
     if (!result.ok) {
+      const isCursor = choiceIndex === at;
+      choiceIndex += 1;
+      if (isCursor) cursorBlock = {first: lines.length, last: lines.length};
       lines.push({
-        isCursor: false,
+        isCursor,
         element: (
           <Text key={host} wrap="truncate-end">
-            <Text color={color('red')}>✗</Text> <Text bold>{host}</Text> {result.error}
+            <Text color={color(isCursor ? 'cyan' : 'red')}>{isCursor ? '❯' : '✗'}</Text> <Text bold>{host}</Text> {result.error}
           </Text>
         ),
       });
       continue;
     }
+    let hasCursor = false;
     lines.push({
       isCursor: false,
       element: (
@@ -91,6 +99,7 @@ export function DiscoverScreen() {
     for (const iface of result.interfaces) {
       const isCursor = choiceIndex === at;
       choiceIndex += 1;
+      hasCursor ||= isCursor;
       lines.push({
         isCursor,
         element: (
@@ -129,26 +138,22 @@ export function DiscoverScreen() {
         ),
       });
     }
+    if (hasCursor) cursorBlock = {first: blockStart, last: lines.length - 1};
   }
-
-  // Keep the cursor's line inside the window sized to the terminal.
-  const height = Math.max(3, terminalRows - 1 - FRAME_CHROME_ROWS);
   const cursorLine = Math.max(0, lines.findIndex((line) => line.isCursor));
-  const offset = Math.max(0, Math.min(cursorLine - Math.floor(height / 2), lines.length - height));
+  const hints = [
+    {key: '↑↓', label: 'interface'},
+    {key: 'Space', label: 'public/private/ignore'},
+    ...(failed.length > 0 ? [{key: 'r', label: 'retry failed'}] : []),
+    {key: 'Enter', label: state.afterDiscover === 'roles' ? 'choose roles' : 'preview'},
+    {key: 'Esc', label: 'back'},
+  ];
+  const height = useBodyRows(hints);
 
+  const done = entries.filter(({entry}) => entry?.phase === 'finished').length;
   return (
-    <Frame
-      title={`discover (${entries.filter(({entry}) => entry?.phase === 'finished').length}/${entries.length})`}
-      message={state.message}
-      hints={[
-        {key: '↑↓', label: 'interface'},
-        {key: 'Space', label: 'public/private/ignore'},
-        ...(failed.length > 0 ? [{key: 'r', label: 'retry failed'}] : []),
-        {key: 'Enter', label: state.afterDiscover === 'roles' ? 'choose roles' : 'preview'},
-        {key: 'Esc', label: 'back'},
-      ]}
-    >
-      {lines.slice(offset, offset + height).map((line) => line.element)}
+    <Frame title={`discover (${done}/${entries.length})${failed.length > 0 ? ` · ${failed.length} failed` : ''}`} message={state.message} hints={hints}>
+      <WindowedList items={lines} height={height} focus={{...cursorBlock, at: cursorLine}} renderItem={(line) => line.element} />
     </Frame>
   );
 }

@@ -1,7 +1,8 @@
 // Done: what was kept (backups, reboot survival), or what was rolled back and verified.
 
-import {Box, Text, useInput} from 'ink';
-import {Frame, useInputActive} from '../components.js';
+import type {ReactElement} from 'react';
+import {Text, useInput} from 'ink';
+import {Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
 import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
 
@@ -29,60 +30,65 @@ export function DoneScreen() {
     {key: 'Enter', label: 'fleet home'},
     {key: 'q', label: 'quit'},
   ];
+  const height = useBodyRows(hints) - 1;
+  const problem = (text: string, index: number) => (
+    <Text key={`problem/${index}`} color={color('red')} wrap="truncate-end">
+      ✗ {text}
+    </Text>
+  );
   if (!outcome) return <Frame title="done" hints={hints}>{null}</Frame>;
 
+  let title: string;
+  let summary: string;
+  let lines: ReactElement[];
   if (outcome.kind === 'kept') {
-    return (
-      <Frame title="kept" message={state.message} hints={hints}>
-        {outcome.result.kept.map((host) => (
-          <Box key={host.host} flexDirection="column">
-            <Text>
-              <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
-              {host.backup ? `; previous rules in ${host.backup}` : ''}
-            </Text>
-            <Text color={color(host.persistent ? undefined : 'yellow')}>
-              {'    '}
-              {host.persistent ? 'survives a reboot' : 'live only: will NOT survive a reboot'}
-              {host.note ? ` (${host.note})` : ''}
-            </Text>
-          </Box>
-        ))}
-        {outcome.result.problems.map((problem) => (
-          <Text key={problem} color={color('red')}>
-            ✗ {problem}
-          </Text>
-        ))}
-      </Frame>
-    );
-  }
-
-  if (outcome.kind === 'refused') {
-    return (
-      <Frame title="refused — nothing was changed" message={state.message} hints={hints}>
-        {outcome.reasons.map((reason) => (
-          <Text key={reason} color={color('red')}>
-            ✗ {reason}
-          </Text>
-        ))}
-      </Frame>
-    );
-  }
-
-  const title =
-    outcome.why === 'expired' ? 'deadline passed — rolled back' : outcome.why === 'operator' ? 'rolled back' : 'apply failed — rolled back';
-  return (
-    <Frame title={title} message={state.message} hints={hints}>
-      {(outcome.reasons ?? []).map((reason) => (
-        <Text key={reason} color={color('red')}>
-          ✗ {reason}
-        </Text>
-      ))}
-      {outcome.hosts.map((host) => (
-        <Text key={host.host}>
+    const kept = outcome.result.kept;
+    const live = kept.filter((host) => !host.persistent).length;
+    title = 'kept';
+    summary = `${kept.length} server${kept.length === 1 ? '' : 's'} kept the new rules · ${kept.length - live} survive a reboot · ${live} live only${outcome.result.problems.length > 0 ? ` · ${outcome.result.problems.length} problem${outcome.result.problems.length === 1 ? '' : 's'}` : ''}`;
+    lines = [
+      ...outcome.result.problems.map(problem),
+      ...kept.flatMap((host) => [
+        <Text key={host.host} wrap="truncate-end">
+          <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
+          {host.backup ? `; previous rules in ${host.backup}` : ''}
+        </Text>,
+        <Text key={`${host.host}/boot`} color={color(host.persistent ? undefined : 'yellow')} wrap="truncate-end">
+          {'    '}
+          {host.persistent ? 'survives a reboot' : 'live only: will NOT survive a reboot'}
+          {host.note ? ` (${host.note})` : ''}
+        </Text>,
+      ]),
+    ];
+  } else if (outcome.kind === 'refused') {
+    title = 'refused — nothing was changed';
+    summary = `${outcome.reasons.length} reason${outcome.reasons.length === 1 ? '' : 's'}`;
+    lines = outcome.reasons.map(problem);
+  } else {
+    title = outcome.why === 'expired' ? 'deadline passed — rolled back' : outcome.why === 'operator' ? 'rolled back' : 'apply failed — rolled back';
+    const restored = outcome.hosts.filter((host) => host.restored).length;
+    summary =
+      outcome.hosts.length > 0
+        ? `${restored} of ${outcome.hosts.length} servers verified back on their previous rules${restored === outcome.hosts.length ? '' : `, ${outcome.hosts.length - restored} NOT verified`}`
+        : ' ';
+    // Servers not verified first: they need the operator.
+    const hosts = [...outcome.hosts].sort((left, right) => Number(left.restored) - Number(right.restored));
+    lines = [
+      ...(outcome.reasons ?? []).map(problem),
+      ...hosts.map((host) => (
+        <Text key={host.host} wrap="truncate-end">
           <Text color={color(host.restored ? 'green' : 'red')}>{host.restored ? '✓' : '✗'}</Text> <Text bold>{host.host}</Text>{' '}
           {host.restored ? 'back on its previous rules' : 'NOT verified'}: {host.detail}
         </Text>
-      ))}
+      )),
+    ];
+  }
+  return (
+    <Frame title={title} message={state.message} hints={hints}>
+      <Text bold wrap="truncate-end">
+        {summary}
+      </Text>
+      <WindowedList items={lines} height={Math.max(1, height)} scroll={active} renderItem={(line) => line} />
     </Frame>
   );
 }

@@ -1,11 +1,11 @@
 // Fleet home: the saved servers with their state, and every action from here.
 
 import {useState} from 'react';
-import {Box, Text, useInput} from 'ink';
-import {Frame, formatClock, useInputActive} from '../components.js';
-import {useColor, useNow} from '../context.js';
+import {Text, useInput} from 'ink';
+import {Frame, WindowedList, fit, formatClock, useBodyRows, useInputActive} from '../components.js';
+import {useColor, useNow, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
-import type {HostState} from '../services.js';
+import type {FleetHost, HostState} from '../services.js';
 import type {Confirming, WizardState} from '../state.js';
 
 export function describeState(state: HostState | undefined, now: number): string {
@@ -51,12 +51,31 @@ function question(confirming: Confirming): string {
   return `${confirming.owner} began batch ${confirming.batch.id} (${count(confirming.batch.hosts)}), not this machine: act on it? y/N`;
 }
 
+const widest = (texts: readonly string[], floor: number) => texts.reduce((width, text) => Math.max(width, text.length), floor);
+const sshText = (host: FleetHost) => `${host.ssh}${host.jump ? ` via ${host.jump}` : ''}`;
+const rolesText = (host: FleetHost) => (host.roles.length > 0 ? host.roles.join(',') : '-');
+
+/**
+ * Column widths of the host rows for a terminal `columns` wide: name and roles as wide as their
+ * widest entry up to a share of the width, the ssh destination in what is left (none when too
+ * narrow), the state in the rest. Cells are cut with …, never wrapped.
+ */
+export function hostColumns(hosts: readonly FleetHost[], columns: number): {name: number; ssh: number; roles: number} {
+  const name = Math.min(widest(hosts.map((host) => host.name), 4), Math.max(8, Math.floor(columns * 0.3)));
+  const roles = Math.min(widest(hosts.map(rolesText), 5), Math.max(5, Math.floor(columns * 0.2)));
+  const left = columns - 2 - name - 1 - roles - 1 - 16;
+  const ssh = left >= 9 ? Math.min(widest(hosts.map(sshText), 3), 32, left - 1) : 0;
+  return {name, ssh, roles};
+}
+
 export function HomeScreen() {
   const {state, dispatch, actions} = useWizard();
   const active = useInputActive();
   const color = useColor();
-  const now = useNow();
+  const {columns} = useTerminalSize();
   const hosts = state.fleet.hosts;
+  // The clock redraws the home only while a countdown is showing (and then only the visible rows).
+  const now = useNow([...state.hostStates.values()].some((hostState) => hostState.kind === 'pending'));
   const index = Math.max(0, hosts.findIndex((host) => host.name === state.selected));
   const selected = hosts[index];
   const [confirmRemove, setConfirmRemove] = useState<string | undefined>(undefined);
@@ -82,6 +101,10 @@ export function HomeScreen() {
       }
       if (key.upArrow) dispatch({type: 'select-move', delta: -1});
       else if (key.downArrow) dispatch({type: 'select-move', delta: 1});
+      else if (key.pageUp) dispatch({type: 'select-move', delta: -Math.max(1, listRows - 2)});
+      else if (key.pageDown) dispatch({type: 'select-move', delta: Math.max(1, listRows - 2)});
+      else if (key.home) dispatch({type: 'select-move', delta: -hosts.length});
+      else if (key.end) dispatch({type: 'select-move', delta: hosts.length});
       else if (input === 'a') dispatch({type: 'go', screen: 'add-server'});
       else if (input === 'd' && selected) setConfirmRemove(selected.name);
       else if (input === 'l') {
@@ -133,40 +156,32 @@ export function HomeScreen() {
         ...(undoable ? [{key: 'u', label: 'undo last change'}] : []),
         {key: 'q', label: 'quit'},
       ];
+  const listRows = useBodyRows(hints);
 
+  const widths = hostColumns(hosts, columns);
   return (
-    <Frame title="fleet" hints={hints} message={state.confirming ? question(state.confirming) : state.message}>
+    <Frame title={`fleet (${hosts.length} server${hosts.length === 1 ? '' : 's'})`} hints={hints} message={state.confirming ? question(state.confirming) : state.message}>
       {hosts.length === 0 ? (
         <Text>No servers yet. Press a to add one (ssh destination), or i to import an inventory file.</Text>
       ) : (
-        hosts.map((host) => {
-          const hostState = state.hostStates.get(host.name);
-          const isSelected = host.name === selected?.name;
-          return (
-            <Box key={host.name}>
-              <Box width={2} flexShrink={0}>
-                <Text color={isSelected ? color('cyan') : undefined}>{isSelected ? '❯' : ' '}</Text>
-              </Box>
-              <Box width={16} flexShrink={0}>
-                <Text bold={isSelected}>{host.name}</Text>
-              </Box>
-              <Box width={24} flexShrink={0}>
-                <Text wrap="truncate-end">
-                  {host.ssh}
-                  {host.jump ? ` via ${host.jump}` : ''}
-                </Text>
-              </Box>
-              <Box width={14} flexShrink={0}>
-                <Text dimColor wrap="truncate-end">
-                  {host.roles.length > 0 ? host.roles.join(',') : '-'}
-                </Text>
-              </Box>
-              <Text color={color(stateColor(hostState))} wrap="truncate-end">
-                {describeState(hostState, now)}
+        <WindowedList
+          items={hosts}
+          height={listRows}
+          focus={index}
+          renderItem={(host) => {
+            const hostState = state.hostStates.get(host.name);
+            const isSelected = host.name === selected?.name;
+            return (
+              <Text key={host.name} wrap="truncate-end">
+                <Text color={isSelected ? color('cyan') : undefined}>{isSelected ? '❯ ' : '  '}</Text>
+                <Text bold={isSelected}>{fit(host.name, widths.name, true)}</Text>{' '}
+                {widths.ssh > 0 ? `${fit(sshText(host), widths.ssh, true)} ` : ''}
+                <Text dimColor>{fit(rolesText(host), widths.roles, true)}</Text>{' '}
+                <Text color={color(stateColor(hostState))}>{describeState(hostState, now)}</Text>
               </Text>
-            </Box>
-          );
-        })
+            );
+          }}
+        />
       )}
     </Frame>
   );

@@ -1,22 +1,46 @@
 // Preview: per server the ruleset (v4/v6), the diff against what it has now, the access
 // in plain words, and the lockout check. A lockout finding or a problem blocks the apply.
 
-import {useState} from 'react';
-import {Box, Text, useInput} from 'ink';
+import {useRef, useState} from 'react';
+import {Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
-import {FRAME_CHROME_ROWS, Frame, ScrollText, useInputActive, useScroll} from '../components.js';
+import {Frame, WindowedList, fit, scrollWindow, useBodyRows, useInputActive} from '../components.js';
 import {useColor, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
+import type {HostPreview} from '../services.js';
 
 type View = 'diff' | 'v4' | 'v6' | 'access';
 const VIEWS: readonly View[] = ['diff', 'v4', 'v6', 'access'];
 const VIEW_LABELS: Record<View, string> = {diff: 'diff', v4: 'IPv4 rules', v6: 'IPv6 rules', access: 'access'};
 
+/** One row of server tabs: as many as fit the width, the current one in view, and where it is. */
+function ServerTabs({hosts, current}: {hosts: readonly HostPreview[]; current: number}) {
+  const color = useColor();
+  const {columns} = useTerminalSize();
+  const followed = useRef(0);
+  const tabWidth = Math.min(24, hosts.reduce((width, host) => Math.max(width, host.host.length + 3), 4));
+  const position = `◀ ${current + 1} of ${hosts.length} ▶`;
+  const fitting = Math.max(1, Math.floor(columns / tabWidth));
+  const count = fitting >= hosts.length ? hosts.length : Math.max(1, Math.floor((columns - position.length - 1) / tabWidth));
+  const start = scrollWindow(followed.current, hosts.length, count, current);
+  followed.current = start;
+  return (
+    <Text wrap="truncate-end">
+      {hosts.slice(start, start + count).map((host, index) => (
+        <Text key={host.host} inverse={start + index === current} color={host.diff.length > 0 ? undefined : color('gray')}>
+          {' '}
+          {fit(`${host.host}${host.diff.length > 0 ? '*' : ''}`, tabWidth - 2, true)}{' '}
+        </Text>
+      ))}
+      {count < hosts.length ? <Text dimColor> {position}</Text> : null}
+    </Text>
+  );
+}
+
 export function PreviewScreen() {
   const {state, dispatch, actions} = useWizard();
   const active = useInputActive();
   const color = useColor();
-  const {rows} = useTerminalSize();
   const [view, setView] = useState<View>('diff');
   const [hostIndex, setHostIndex] = useState(0);
   const preview = state.preview;
@@ -32,10 +56,18 @@ export function PreviewScreen() {
     else lines = preview.access;
   } else if (preview && view === 'access') lines = preview.access;
 
-  // Lockout / problems / warnings above the window; the window takes the rest of the terminal.
-  const headerLines = preview ? 2 + Math.min(4, preview.lockout.length + preview.problems.length) + Math.min(2, current?.warnings.length ?? 0) : 1;
-  const height = Math.max(3, rows - 1 - FRAME_CHROME_ROWS - headerLines - 1);
-  const offset = useScroll(lines.length, height, active);
+  const hints = [
+    {key: '←→', label: 'server'},
+    {key: '1-4/Tab', label: 'diff·v4·v6·access'},
+    {key: '↑↓', label: 'scroll'},
+    ...(blocked ? [] : [{key: 'a', label: `apply (${state.settings.deadlineSeconds} s to keep)`}]),
+    {key: 'Esc', label: 'back'},
+  ];
+  // Problems, the lockout check, warnings and the server tabs above the window; it takes the rest.
+  const problemLines = Math.min(4, preview?.problems.length ?? 0);
+  const lockoutLines = preview && preview.lockout.length > 0 ? 1 + Math.min(3, preview.lockout.length) : preview?.problems.length === 0 ? 1 : 0;
+  const headerLines = problemLines + lockoutLines + Math.min(2, current?.warnings.length ?? 0) + 1;
+  const height = useBodyRows(hints) - headerLines;
 
   useInput(
     (input, key) => {
@@ -69,13 +101,7 @@ export function PreviewScreen() {
     <Frame
       title={`preview · ${current?.host ?? 'fleet'} · ${VIEW_LABELS[view]}`}
       message={state.message}
-      hints={[
-        {key: '←→', label: 'server'},
-        {key: '1-4/Tab', label: 'diff·v4·v6·access'},
-        {key: '↑↓', label: 'scroll'},
-        ...(blocked ? [] : [{key: 'a', label: `apply (${state.settings.deadlineSeconds} s to keep)`}]),
-        {key: 'Esc', label: 'back'},
-      ]}
+      hints={hints}
     >
       {preview.problems.slice(0, 4).map((problem) => (
         <Text key={`p/${problem}`} color={color('red')} wrap="truncate-end">
@@ -84,7 +110,7 @@ export function PreviewScreen() {
       ))}
       {preview.lockout.length > 0 ? (
         <>
-          <Text color={color('red')} bold>
+          <Text color={color('red')} bold wrap="truncate-end">
             ✗ Lockout check: this plan would cut your SSH path — apply is blocked
           </Text>
           {preview.lockout.slice(0, 3).map((finding) => (
@@ -95,27 +121,25 @@ export function PreviewScreen() {
           ))}
         </>
       ) : preview.problems.length === 0 ? (
-        <Text color={color('green')}>✓ Lockout check: your SSH path to every server survives</Text>
+        <Text color={color('green')} wrap="truncate-end">
+          ✓ Lockout check: your SSH path to every server survives
+        </Text>
       ) : null}
       {(current?.warnings ?? []).slice(0, 2).map((warning) => (
         <Text key={`w/${warning}`} color={color('yellow')} wrap="truncate-end">
           ⚠ {warning}
         </Text>
       ))}
-      <Box>
-        {hosts.map((host, index) => (
-          <Text key={host.host} inverse={index === hostIndex} color={host.diff.length > 0 ? undefined : color('gray')}>
-            {' '}
-            {host.host}
-            {host.diff.length > 0 ? '*' : ''}{' '}
-          </Text>
-        ))}
-      </Box>
-      <ScrollText
-        lines={lines}
+      {hosts.length > 0 ? <ServerTabs hosts={hosts} current={Math.min(hostIndex, hosts.length - 1)} /> : <Text> </Text>}
+      <WindowedList
+        items={lines}
         height={height}
-        offset={offset}
-        colorFor={(line) => (view === 'diff' ? color(line.startsWith('+') ? 'green' : line.startsWith('-') ? 'red' : undefined) : undefined)}
+        scroll={active}
+        renderItem={(line, index) => (
+          <Text key={index} wrap="truncate-end" color={view === 'diff' ? color(line.startsWith('+') ? 'green' : line.startsWith('-') ? 'red' : undefined) : undefined}>
+            {line === '' ? ' ' : line}
+          </Text>
+        )}
       />
     </Frame>
   );

@@ -135,7 +135,7 @@ export function QuickEditScreen() {
           />
         )
       ) : null}
-      {mode === 'roles' ? <RolesGrid hosts={[hostName]} onDone={() => toPreview(state)} /> : null}
+      {mode === 'roles' ? <RolesGrid hosts={[hostName]} height={4} onDone={() => toPreview(state)} /> : null}
     </Frame>
   );
 }

@@ -3,8 +3,8 @@
 
 import {useEffect, useRef, useState} from 'react';
 import {Text, useInput} from 'ink';
-import {FRAME_CHROME_ROWS, Frame, ScrollText, useInputActive, useScroll} from '../components.js';
-import {useColor, useNow, useTerminalSize, useUi} from '../context.js';
+import {Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
+import {useColor, useNow, useUi} from '../context.js';
 import {useWizard} from '../app.js';
 import type {CountersView, DropLogView} from '../services.js';
 
@@ -36,7 +36,6 @@ export function TroubleshootScreen() {
   const {state} = useWizard();
   const active = useInputActive();
   const color = useColor();
-  const {rows} = useTerminalSize();
   const now = useNow();
   const host = state.selected ?? state.fleet.hosts[0]?.name ?? '';
   const [view, setView] = useState<View>('v4');
@@ -78,8 +77,16 @@ export function TroubleshootScreen() {
     const text = counters?.[view];
     lines = text === undefined ? ['reading…'] : text.replace(/\n$/, '').split('\n');
   }
-  const height = Math.max(3, rows - 1 - FRAME_CHROME_ROWS - 1);
-  const offset = useScroll(lines.length, height, active);
+  const hints = [
+    {key: '1', label: 'IPv4'},
+    {key: '2', label: 'IPv6'},
+    {key: '3', label: 'dropped packets'},
+    {key: 'r', label: 'refresh'},
+    {key: 'p', label: paused ? 'resume' : 'pause'},
+    {key: '↑↓', label: 'scroll'},
+    {key: 'Esc', label: 'back'},
+  ];
+  const height = useBodyRows(hints) - (error ? 1 : 0);
 
   useInput(
     (input) => {
@@ -97,18 +104,23 @@ export function TroubleshootScreen() {
     <Frame
       title={title}
       message={error ?? state.message}
-      hints={[
-        {key: '1', label: 'IPv4'},
-        {key: '2', label: 'IPv6'},
-        {key: '3', label: 'dropped packets'},
-        {key: 'r', label: 'refresh'},
-        {key: 'p', label: paused ? 'resume' : 'pause'},
-        {key: '↑↓', label: 'scroll'},
-        {key: 'Esc', label: 'back'},
-      ]}
+      hints={hints}
     >
-      {error ? <Text color={color('red')}>{error}</Text> : null}
-      <ScrollText lines={lines} height={height} offset={offset} colorFor={(line) => (view === 'drops' && line === drops?.note ? color('yellow') : undefined)} />
+      {error ? (
+        <Text color={color('red')} wrap="truncate-end">
+          {error}
+        </Text>
+      ) : null}
+      <WindowedList
+        items={lines}
+        height={height}
+        scroll={active}
+        renderItem={(line, index) => (
+          <Text key={index} wrap="truncate-end" color={view === 'drops' && line === drops?.note ? color('yellow') : undefined}>
+            {line === '' ? ' ' : line}
+          </Text>
+        )}
+      />
     </Frame>
   );
 }
