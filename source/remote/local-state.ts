@@ -1,10 +1,11 @@
 // The operator-side record of batches: which batch each host is in, its deadline, and a copy of
 // every snapshot (the server keeps its own; this copy survives a server disk being wiped and lets
 // `status` / `confirm` on this machine find the batch). Stored in the `conf` package's directory
-// (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings.
+// (~/.config/isolate-wizard on Linux), next to the wizard's own settings.
 import {mkdirSync, readdirSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import Conf from 'conf';
+import {storeOptions} from './settings-directory.js';
 
 export interface HostRecord {
   readonly batch: string;
@@ -30,12 +31,7 @@ export class LocalState {
   private readonly store: Conf<StoreShape>;
 
   constructor(options: LocalStateOptions = {}) {
-    this.store = new Conf<StoreShape>({
-      projectName: 'isolate-wizard',
-      configName: 'batches',
-      defaults: {hosts: {}},
-      ...(options.directory ? {cwd: options.directory} : {}),
-    });
+    this.store = new Conf<StoreShape>({...storeOptions<StoreShape>('batches', options.directory), defaults: {hosts: {}}});
   }
 
   /** The directory holding the store and the snapshot copies. */

@@ -21,6 +21,7 @@ import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome} from '../remote/fleet-apply.js';
 import {LocalState} from '../remote/local-state.js';
+import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
@@ -121,9 +122,8 @@ export function sshConfigAliases(configText: string): string[] {
 
 export function createRealServices(options: RealServicesOptions): WizardServices {
   const clock = options.clock ?? systemClock;
-  const cwd = options.configDirectory ? {cwd: options.configDirectory} : {};
-  const fleetStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
-  const settingsStore = new Conf<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
+  const fleetStore = new Conf<Record<string, unknown>>(storeOptions('fleet', options.configDirectory));
+  const settingsStore = new Conf<Record<string, unknown>>(storeOptions('wizard-settings', options.configDirectory));
   const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
   const discoveries = new Map<string, HostDiscovery>();
   let appliedFleet: FleetDoc | undefined;
