@@ -15,9 +15,6 @@ export function pendingTargets(context: FleetContext, explicit: boolean): readon
 }
 
 export const confirmCommand: Command = {
-  name: 'confirm',
-  summary: 'keep the rules of a pending apply: cancel each server\'s rollback timer and save the rules for boot',
-  usage: '--inventory FILE [--host NAME ...] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
     'install-persistence': {type: 'boolean'},

@@ -5,9 +5,6 @@ import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 import {pendingTargets} from './confirm.js';
 
 export const rollbackCommand: Command = {
-  name: 'rollback',
-  summary: 'put back the rules each server had before the pending apply, now, and check they are back',
-  usage: '--inventory FILE [--host NAME ...] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
   },

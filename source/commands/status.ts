@@ -19,9 +19,6 @@ function describeHost(outcome: HostStatusOutcome): string {
 }
 
 export const statusCommand: Command = {
-  name: 'status',
-  summary: 'per host: managed or not, a pending batch and its seconds left, the last change, backups kept',
-  usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
     json: {type: 'boolean'},

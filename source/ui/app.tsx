@@ -83,7 +83,7 @@ export function App(props: AppProps) {
       }
     };
     const saveFleet = async (fleet: FleetDoc, settings?: WizardSettings) => {
-      const problems = services.validateFleet(fleet);
+      const problems = await services.validateFleet(fleet);
       if (problems.length > 0) {
         dispatch({type: 'message', text: problems.join('; ')});
         return false;

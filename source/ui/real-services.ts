@@ -283,7 +283,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     async exportFleet(fleet, file) {
       writeFileSync(path.resolve(file), `${JSON.stringify(fleet, null, 2)}\n`);
     },
-    validateFleet(fleet) {
+    async validateFleet(fleet) {
       if (fleet.hosts.length === 0) return []; // an empty fleet is fine while building it
       try {
         validateInventory(fleet);

@@ -215,7 +215,7 @@ export interface WizardServices {
   importFleet(path: string): Promise<FleetDoc>;
   exportFleet(fleet: FleetDoc, path: string): Promise<void>;
   /** Problems of the fleet document (one line each, naming the field); empty = valid. */
-  validateFleet(fleet: FleetDoc): readonly string[];
+  validateFleet(fleet: FleetDoc): Promise<readonly string[]>;
   /** Host aliases from ~/.ssh/config (no wildcards). */
   sshHostSuggestions(): Promise<readonly string[]>;
   /** The role templates the operator can pick (built-ins plus the fleet's own). */

@@ -188,7 +188,7 @@ export function createFakeServices(options: FakeOptions = {}) {
     async exportFleet(fleet, path) {
       calls.exported.push({fleet, path});
     },
-    validateFleet(fleet) {
+    async validateFleet(fleet) {
       if (options.validate) return options.validate(fleet);
       const problems: string[] = [];
       fleet.hosts.forEach((host, index) => {

@@ -58,10 +58,10 @@ describe('the saved fleet', () => {
     await expect(services().importFleet(path.join(home, 'missing.json'))).rejects.toThrow(/missing\.json: cannot read the inventory \(ENOENT\)/);
   });
 
-  it('validates an edited fleet (an empty one is allowed while building it)', () => {
+  it('validates an edited fleet (an empty one is allowed while building it)', async () => {
     const real = services();
-    expect(real.validateFleet({hosts: []})).toEqual([]);
-    const problems = real.validateFleet({hosts: [{name: 'bad name', ssh: 'x', roles: []}, {name: 'b', ssh: 'x', roles: []}]});
+    expect(await real.validateFleet({hosts: []})).toEqual([]);
+    const problems = await real.validateFleet({hosts: [{name: 'bad name', ssh: 'x', roles: []}, {name: 'b', ssh: 'x', roles: []}]});
     expect(problems).toContainEqual(expect.stringMatching(/^hosts\[0\]\.name: "bad name"/));
     expect(problems).toContainEqual(expect.stringMatching(/^hosts\[1\]\.ssh: "x" is the same destination as hosts\[0\]/));
   });
