@@ -10,6 +10,7 @@ import type {FleetDoc, KeepResult, WizardSettings} from './services.js';
 import {QuestionPanel} from './screens/question.js';
 import {HomeScreen} from './screens/home.js';
 import {AddServerScreen} from './screens/add-server.js';
+import {AddFromConfigScreen} from './screens/add-from-config.js';
 import {SettingsScreen} from './screens/settings.js';
 import {FileScreen} from './screens/file.js';
 import {DiscoverScreen} from './screens/discover.js';
@@ -286,6 +287,8 @@ function CurrentScreen({screen}: {screen: WizardState['screen']}) {
       return <HomeScreen />;
     case 'add-server':
       return <AddServerScreen />;
+    case 'add-from-config':
+      return <AddFromConfigScreen />;
     case 'settings':
       return <SettingsScreen />;
     case 'import':

@@ -20,6 +20,7 @@ import type {
 export type Screen =
   | 'home'
   | 'add-server'
+  | 'add-from-config'
   | 'settings'
   | 'import'
   | 'export'
@@ -302,4 +303,30 @@ export function parseOpeningText(text: string, defaultFrom = 'internet'): FleetA
 
 export function describeAllow(allow: FleetAllow): string {
   return `${allow.proto ?? 'tcp'}/${allow.port} from ${allow.from}`;
+}
+
+/** A fleet name from a destination: the alias itself, or the host part made safe. */
+export function nameFromDestination(destination: string): string {
+  const withoutUser = destination.includes('@') ? destination.slice(destination.lastIndexOf('@') + 1) : destination;
+  const withoutPort = withoutUser.startsWith('[') ? withoutUser.slice(1, withoutUser.indexOf(']')) : withoutUser.replace(/:\d+$/, '');
+  return withoutPort.replace(/[^A-Za-z0-9._-]/g, '-');
+}
+
+/** ~/.ssh/config aliases the fleet does not have yet (by destination), in the config's order. */
+export function aliasesNotInFleet(fleet: FleetDoc, aliases: readonly string[]): string[] {
+  const taken = new Set(fleet.hosts.map((host) => host.ssh));
+  return aliases.filter((alias, index) => !taken.has(alias) && aliases.indexOf(alias) === index);
+}
+
+/** The fleet with one host per alias (named after it; its ProxyJump, if any, comes from the ssh config). */
+export function withHostsFromAliases(fleet: FleetDoc, aliases: readonly string[]): FleetDoc {
+  const added = aliases.map((alias): FleetHost => ({name: nameFromDestination(alias), ssh: alias, roles: []}));
+  return {...fleet, hosts: [...fleet.hosts, ...added]};
+}
+
+/** The kept servers whose rules a reboot would lose, said once for all of them (undefined: none). */
+export function rebootWarning(result: KeepResult): string | undefined {
+  const hosts = result.kept.filter((host) => !host.persistent).map((host) => host.host);
+  if (hosts.length === 0) return undefined;
+  return `live only, will NOT survive a reboot: ${hosts.join(', ')} (no iptables-persistent / iptables-services there)`;
 }

@@ -1,9 +1,10 @@
 // Done: what was kept (backups, reboot survival), or what was rolled back and verified.
 
-import {Box, Text, useInput} from 'ink';
+import {Text, useInput} from 'ink';
 import {Frame, useInputActive} from '../components.js';
 import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
+import {rebootWarning} from '../state.js';
 
 export function DoneScreen() {
   const {state, dispatch, actions} = useWizard();
@@ -32,21 +33,17 @@ export function DoneScreen() {
   if (!outcome) return <Frame title="done" hints={hints}>{null}</Frame>;
 
   if (outcome.kind === 'kept') {
+    const warning = rebootWarning(outcome.result);
     return (
       <Frame title="kept" message={state.message} hints={hints}>
         {outcome.result.kept.map((host) => (
-          <Box key={host.host} flexDirection="column">
-            <Text>
-              <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
-              {host.backup ? `; previous rules in ${host.backup}` : ''}
-            </Text>
-            <Text color={color(host.persistent ? undefined : 'yellow')}>
-              {'    '}
-              {host.persistent ? 'survives a reboot' : 'live only: will NOT survive a reboot'}
-              {host.note ? ` (${host.note})` : ''}
-            </Text>
-          </Box>
+          <Text key={host.host}>
+            <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
+            {host.backup ? `; previous rules in ${host.backup}` : ''}
+            {host.persistent ? `; survives a reboot${host.note ? ` (${host.note})` : ''}` : ''}
+          </Text>
         ))}
+        {warning ? <Text color={color('yellow')}>⚠ {warning}</Text> : null}
         {outcome.result.problems.map((problem) => (
           <Text key={problem} color={color('red')}>
             ✗ {problem}

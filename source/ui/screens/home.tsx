@@ -53,6 +53,7 @@ export function HomeScreen() {
       if (key.upArrow) dispatch({type: 'select-move', delta: -1});
       else if (key.downArrow) dispatch({type: 'select-move', delta: 1});
       else if (input === 'a') dispatch({type: 'go', screen: 'add-server'});
+      else if (input === 'A') dispatch({type: 'go', screen: 'add-from-config'});
       else if (input === 'd' && selected) setConfirmRemove(selected.name);
       else if (input === 'l') {
         if (hosts.length === 0) return dispatch({type: 'message', text: 'add a server first (a), or import an inventory (i)'});
@@ -86,6 +87,7 @@ export function HomeScreen() {
     : [
         {key: '↑↓', label: 'select'},
         {key: 'a', label: 'add'},
+        {key: 'A', label: 'add from ~/.ssh/config'},
         {key: 'd', label: 'remove'},
         {key: 'l', label: 'lock down the fleet'},
         {key: 'e', label: 'quick edit'},
@@ -100,7 +102,7 @@ export function HomeScreen() {
   return (
     <Frame title="fleet" hints={hints} message={state.message}>
       {hosts.length === 0 ? (
-        <Text>No servers yet. Press a to add one (ssh destination), or i to import an inventory file.</Text>
+        <Text>No servers yet. Press a to add one (ssh destination), A to add several from ~/.ssh/config, or i to import an inventory file.</Text>
       ) : (
         hosts.map((host) => {
           const hostState = state.hostStates.get(host.name);

@@ -1,0 +1,78 @@
+import {afterEach, describe, expect, it} from 'vitest';
+import {cleanup} from 'ink-testing-library';
+import {KEY, renderWizard} from './harness.js';
+import {MANAGED_FLEET} from './fakes.js';
+import type {HostState} from '../../source/ui/services.js';
+
+afterEach(() => cleanup());
+
+describe('the fleet home after a quick edit is kept', () => {
+  it('shows the servers\' new "locked down (since …)" read back from them', async () => {
+    const states: Record<string, HostState> = {
+      'tunnel-1': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
+      'haproxy-www': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
+      'mysql-1': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
+    };
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states,
+      keep: async (batch) => {
+        // The server now says it was confirmed at 10:07.
+        for (const host of batch.hosts) states[host] = {kind: 'locked', detail: 'since 2026-12-03 10:07 UTC'};
+        return {kept: batch.hosts.map((host) => ({host, persistent: true})), problems: []};
+      },
+    });
+    await wizard.waitFor('mysql-1');
+    await wizard.press(KEY.down, KEY.down, 'e', 'o');
+    await wizard.type('3307');
+    await wizard.press(KEY.enter);
+    await wizard.waitFor('preview · mysql-1 · diff');
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    await wizard.press('k');
+    await wizard.waitFor('kept');
+    await wizard.press(KEY.enter);
+    const frame = await wizard.waitFor('isolate-wizard · fleet');
+    expect(frame).toMatch(/mysql-1.*locked down \(since 2026-12-03 10:07 UTC\)/);
+    expect(frame).toMatch(/tunnel-1.*locked down \(since 2026-12-03 10:00 UTC\)/);
+  });
+});
+
+describe('adding servers', () => {
+  it('reads a newly added server\'s state at once (not "checking…" until r)', async () => {
+    const wizard = await renderWizard({states: {'mysql-2': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'}}});
+    await wizard.press('a');
+    await wizard.type('mysql-2');
+    await wizard.press(KEY.enter, KEY.enter, KEY.enter);
+    const frame = await wizard.waitFor('mysql-2 added');
+    await wizard.waitFor('locked down');
+    expect(wizard.frame()).toMatch(/mysql-2.*locked down \(since 2026-12-03 10:00 UTC\)/);
+    expect(frame).not.toContain('checking…');
+  });
+
+  it('adds several hosts of ~/.ssh/config at once, or all of them, and reads their state', async () => {
+    const wizard = await renderWizard({
+      fleet: {hosts: [{name: 'tunnel-1', ssh: 'tunnel-1', roles: []}]},
+      suggestions: ['tunnel-1', 'haproxy-www', 'wordpress-1', 'mysql-1'],
+    });
+    await wizard.press('A');
+    let frame = await wizard.waitFor('add servers from ~/.ssh/config');
+    expect(frame).not.toContain('[ ] tunnel-1'); // in the fleet already
+    await wizard.press(KEY.space, KEY.down, KEY.down, KEY.space); // haproxy-www, mysql-1
+    expect(wizard.frame()).toMatch(/\[x\] haproxy-www[\s\S]*\[ \] wordpress-1[\s\S]*\[x\] mysql-1/);
+    await wizard.press(KEY.enter);
+    frame = await wizard.waitFor('haproxy-www, mysql-1 added');
+    await wizard.waitFor(/mysql-1.*unmanaged/);
+    expect(wizard.stored().fleet.hosts).toEqual([
+      {name: 'tunnel-1', ssh: 'tunnel-1', roles: []},
+      {name: 'haproxy-www', ssh: 'haproxy-www', roles: []},
+      {name: 'mysql-1', ssh: 'mysql-1', roles: []},
+    ]);
+    // a: all that are left.
+    await wizard.press('A');
+    await wizard.waitFor('[ ] wordpress-1');
+    await wizard.press('a', KEY.enter);
+    await wizard.waitFor('wordpress-1 added');
+    expect(wizard.stored().fleet.hosts.map((host) => host.name)).toEqual(['tunnel-1', 'haproxy-www', 'mysql-1', 'wordpress-1']);
+  });
+});
