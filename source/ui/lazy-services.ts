@@ -6,8 +6,8 @@ import type {Prompter} from '../remote/types.js';
 type Methods = Omit<WizardServices, 'clock' | 'prompter'>;
 
 /**
- * Services whose methods wait for `load`. The one synchronous method, roleNames, is used by the
- * roles screen, reached only after a discover has waited for the load.
+ * Services whose methods wait for `load`. The synchronous ones, roleNames and peerPortSuggestions,
+ * are used by the roles screen, reached only after a discover has waited for the load.
  */
 export function lazyServices(prompter: Prompter, load: () => Promise<WizardServices>): WizardServices {
   let loaded: WizardServices | undefined;
@@ -32,6 +32,10 @@ export function lazyServices(prompter: Prompter, load: () => Promise<WizardServi
     roleNames(fleet) {
       if (!loaded) throw new Error('the wizard is still loading');
       return loaded.roleNames(fleet);
+    },
+    peerPortSuggestions(fleet, hosts) {
+      if (!loaded) throw new Error('the wizard is still loading');
+      return loaded.peerPortSuggestions(fleet, hosts);
     },
     status: later('status'),
     discover: later('discover'),

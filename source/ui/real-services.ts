@@ -12,9 +12,10 @@ import {factsFromInventory, parseInventoryText, validateInventory} from '../core
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import type {HostFacts} from '../core/model.js';
+import type {HostFacts, RoleTemplate} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
-import {BUILTIN_ROLES} from '../core/roles.js';
+import {BUILTIN_ROLES, resolveRoles} from '../core/roles.js';
+import {suggestPeerPorts} from '../core/peer-ports.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
@@ -298,6 +299,16 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
     roleNames(fleet) {
       return [...new Set([...Object.keys(BUILTIN_ROLES), ...Object.keys(fleet.roles ?? {})])].sort();
+    },
+
+    peerPortSuggestions(fleet, hosts) {
+      let templates: ReadonlyMap<string, RoleTemplate>;
+      try {
+        templates = resolveRoles(validateInventory(fleet));
+      } catch {
+        templates = new Map(Object.entries(BUILTIN_ROLES)); // a fleet being written: the built-in roles
+      }
+      return suggestPeerPorts(hosts, templates);
     },
 
     async status(fleet) {

@@ -2,7 +2,10 @@
 // `real-services.ts` implements it with the engine (core + remote), tests with fakes.
 // Pure types plus one small clock helper: no React, no I/O.
 
+import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
+
+export type {ListeningHost, PeerPortSuggestion};
 
 // ---------------------------------------------------------------------------
 // The fleet document: the same JSON shape as an inventory file (hosts, roles, options).
@@ -220,6 +223,8 @@ export interface WizardServices {
   sshHostSuggestions(): Promise<readonly string[]>;
   /** The role templates the operator can pick (built-ins plus the fleet's own). */
   roleNames(fleet: FleetDoc): readonly string[];
+  /** Peer ports for roles whose servers (with the roles chosen for them) listen on the same ports. */
+  peerPortSuggestions(fleet: FleetDoc, hosts: readonly ListeningHost[]): readonly PeerPortSuggestion[];
 
   status(fleet: FleetDoc): Promise<ReadonlyMap<string, HostState>>;
   discover(fleet: FleetDoc, hosts: readonly string[], onProgress: (event: DiscoverProgress) => void): Promise<readonly DiscoveredHost[]>;

@@ -11,6 +11,7 @@ import type {
   HostState,
   InterfaceSide,
   KeepResult,
+  ListeningHost,
   PendingBatch,
   PreviewResult,
   RestoredHost,
@@ -84,6 +85,7 @@ export type Action =
   | {type: 'set-side'; host: string; iface: string; side: InterfaceSide}
   | {type: 'toggle-role'; host: string; role: string}
   | {type: 'set-allow'; host: string; allow: readonly FleetAllow[]}
+  | {type: 'set-role-peers'; role: string; peers: readonly string[]}
   | {type: 'roles-done'}
   | {type: 'preview-ready'; preview: PreviewResult}
   | {type: 'apply-started'}
@@ -245,6 +247,12 @@ export function reducer(state: WizardState, action: Action): WizardState {
     }
     case 'set-allow':
       return {...state, draft: updateHost(state.draft, action.host, (host) => ({...host, allow: action.allow}))};
+    case 'set-role-peers': {
+      // The role's other fields stay as the fleet gives them; `peers` replaces the built-in's.
+      const current = state.draft.roles?.[action.role];
+      const role = {...(typeof current === 'object' && current !== null ? current : {}), peers: [...action.peers]};
+      return {...state, draft: {...state.draft, roles: {...state.draft.roles, [action.role]: role}}};
+    }
     case 'roles-done': {
       // Write the chosen roles and the (corrected) facts into the draft; the saved fleet changes only when kept.
       let draft = state.draft;
@@ -329,4 +337,14 @@ export function rebootWarning(result: KeepResult): string | undefined {
   const hosts = result.kept.filter((host) => !host.persistent).map((host) => host.host);
   if (hosts.length === 0) return undefined;
   return `live only, will NOT survive a reboot: ${hosts.join(', ')} (no iptables-persistent / iptables-services there)`;
+}
+
+/** The servers of this run with the roles chosen for them and what discovery saw listening. */
+export function listeningHosts(state: WizardState): ListeningHost[] {
+  return state.scope.flatMap((name) => {
+    const entry = state.discovery[name];
+    if (entry?.phase !== 'finished' || !entry.result.ok) return [];
+    const roles = state.roleChoices[name] ?? state.draft.hosts.find((host) => host.name === name)?.roles ?? [];
+    return [{name, roles, listening: entry.result.listening}];
+  });
 }

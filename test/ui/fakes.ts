@@ -1,6 +1,8 @@
 // Fake services for screen tests: in-memory fleet, scripted discovery/apply results,
 // a manual clock, and deferred promises so a test decides when remote work finishes.
 
+import {suggestPeerPorts} from '../../source/core/peer-ports.js';
+import {BUILTIN_ROLES} from '../../source/core/roles.js';
 import {PromptQueue} from '../../source/ui/prompts.js';
 import type {
   ApplyOutcome,
@@ -202,6 +204,16 @@ export function createFakeServices(options: FakeOptions = {}) {
     },
     roleNames(fleet) {
       return [...new Set(['app', 'bastion', 'db', 'lb', ...Object.keys(fleet.roles ?? {})])].sort();
+    },
+    peerPortSuggestions(fleet, hosts) {
+      const overrides = (fleet.roles ?? {}) as Record<string, {peers?: string[]}>;
+      const templates = new Map(
+        Object.entries(BUILTIN_ROLES).map(([name, template]) => {
+          const peers = overrides[name]?.peers?.map((port) => ({first: Number(port), last: Number(port)}));
+          return [name, peers ? {...template, peers} : template] as const;
+        }),
+      );
+      return suggestPeerPorts(hosts, templates);
     },
     async status(fleet) {
       return new Map(fleet.hosts.map((host) => [host.name, options.states?.[host.name] ?? {kind: 'unmanaged' as const}]));

@@ -1,7 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest';
 import {cleanup} from 'ink-testing-library';
 import {KEY, renderWizard} from './harness.js';
-import {MANAGED_FLEET} from './fakes.js';
+import {discovered, MANAGED_FLEET} from './fakes.js';
 import type {HostState} from '../../source/ui/services.js';
 
 afterEach(() => cleanup());
@@ -74,5 +74,26 @@ describe('adding servers', () => {
     await wizard.press('a', KEY.enter);
     await wizard.waitFor('wordpress-1 added');
     expect(wizard.stored().fleet.hosts.map((host) => host.name)).toEqual(['tunnel-1', 'haproxy-www', 'mysql-1', 'wordpress-1']);
+  });
+});
+
+describe('roles', () => {
+  it('suggests the app role\'s peer port both app servers listen on, and p writes it into the fleet', async () => {
+    const fleet = {hosts: [{name: 'wordpress-1', ssh: 'wordpress-1', roles: []}, {name: 'wordpress-2', ssh: 'wordpress-2', roles: []}]};
+    const wizard = await renderWizard({
+      fleet,
+      discover: async (name) => discovered(name, name === 'wordpress-1' ? 12 : 13, [22, 80, 443, 24007], ['app']),
+    });
+    await wizard.press('l');
+    await wizard.waitFor('discover (2/2)');
+    await wizard.press(KEY.enter);
+    let frame = await wizard.waitFor('suggested:');
+    expect(frame).toMatch(/wordpress-1, wordpress-2 \(app\) listen on tcp\/24007: p opens it between app servers/);
+    await wizard.press('p');
+    frame = await wizard.waitFor('app peers: tcp/24007 added');
+    expect(frame).not.toContain('suggested:');
+    await wizard.press(KEY.enter);
+    await wizard.waitFor('preview');
+    expect(wizard.calls.preview[0]!.fleet.roles).toEqual({app: {peers: ['24007']}});
   });
 });

@@ -67,6 +67,16 @@ describe('the saved fleet', () => {
   });
 });
 
+describe('peer port suggestions', () => {
+  it('read the fleet\'s own role peers: a port already opened between app servers is not suggested again', () => {
+    const listening = [{proto: 'tcp' as const, port: 24007}];
+    const hosts = [{name: 'wordpress-1', roles: ['app'], listening}, {name: 'wordpress-2', roles: ['app'], listening}];
+    const fleet: FleetDoc = {hosts: [{name: 'wordpress-1', ssh: 'wordpress-1', roles: []}, {name: 'wordpress-2', ssh: 'wordpress-2', roles: []}]};
+    expect(services().peerPortSuggestions(fleet, hosts).map((suggestion) => suggestion.peers)).toEqual([['24007']]);
+    expect(services().peerPortSuggestions({...fleet, roles: {app: {peers: ['24000-24010']}}}, hosts)).toEqual([]);
+  });
+});
+
 describe('ssh config suggestions', () => {
   it('offers Host aliases without patterns', async () => {
     expect(await services().sshHostSuggestions()).toEqual(['tunnel-1', 'haproxy-www']);

@@ -7,7 +7,7 @@ import TextInput from 'ink-text-input';
 import {Frame, useClaimEscape, useInputActive} from '../components.js';
 import {useColor, useUi} from '../context.js';
 import {useWizard} from '../app.js';
-import {describeAllow, parseOpeningText, reducer} from '../state.js';
+import {describeAllow, listeningHosts, parseOpeningText, reducer} from '../state.js';
 
 export function RolesGrid({hosts, onDone}: {hosts: readonly string[]; onDone: () => void}) {
   const {services} = useUi();
@@ -20,6 +20,7 @@ export function RolesGrid({hosts, onDone}: {hosts: readonly string[]; onDone: ()
   const [custom, setCustom] = useState<string | undefined>(undefined);
   const host = hosts[Math.min(row, hosts.length - 1)];
   const hostEntry = state.draft.hosts.find((candidate) => candidate.name === host);
+  const suggestion = services.peerPortSuggestions(state.draft, listeningHosts(state))[0];
 
   useInput(
     (input, key) => {
@@ -30,7 +31,10 @@ export function RolesGrid({hosts, onDone}: {hosts: readonly string[]; onDone: ()
       else if (input === ' ' && host && roles[column]) dispatch({type: 'toggle-role', host, role: roles[column]});
       else if (input === 'c' && host) setCustom('');
       else if (input === 'x' && hostEntry && (hostEntry.allow?.length ?? 0) > 0) dispatch({type: 'set-allow', host: hostEntry.name, allow: (hostEntry.allow ?? []).slice(0, -1)});
-      else if (key.return) onDone();
+      else if (input === 'p' && suggestion) {
+        dispatch({type: 'set-role-peers', role: suggestion.role, peers: suggestion.peers});
+        dispatch({type: 'message', text: `${suggestion.role} peers: ${suggestion.proto}/${suggestion.ports.join(',')} added, open between ${suggestion.hosts.join(', ')}`});
+      } else if (key.return) onDone();
     },
     {isActive: active && custom === undefined},
   );
@@ -71,6 +75,12 @@ export function RolesGrid({hosts, onDone}: {hosts: readonly string[]; onDone: ()
           </Box>
         );
       })}
+      {suggestion ? (
+        <Text color={color('yellow')}>
+          suggested: {suggestion.hosts.join(', ')} ({suggestion.role}) listen on {suggestion.proto}/{suggestion.ports.join(',')}: p opens{' '}
+          {suggestion.ports.length > 1 ? 'them' : 'it'} between {suggestion.role} servers
+        </Text>
+      ) : null}
       {custom !== undefined && host ? (
         <Box marginTop={1}>
           <Text>custom opening on {host}: </Text>
