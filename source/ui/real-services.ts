@@ -12,10 +12,11 @@ import {factsFromInventory, parseInventoryText, validateInventory} from '../core
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import type {HostFacts, RoleTemplate} from '../core/model.js';
+import type {HostFacts, RoleTemplate, Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {BUILTIN_ROLES, resolveRoles} from '../core/roles.js';
 import {suggestPeerPorts} from '../core/peer-ports.js';
+import {describeLiveRules, droppedPacketInWords} from '../core/rule-words.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
@@ -46,8 +47,8 @@ import {
 
 /** Fixed remote commands of the troubleshoot screen (never built from input). */
 export const TROUBLESHOOT_COMMANDS = {
-  countersV4: 'iptables -w -vnL --line-numbers -x',
-  countersV6: 'ip6tables -w -vnL --line-numbers -x',
+  countersV4: 'iptables-save -c -t filter',
+  countersV6: 'ip6tables-save -c -t filter',
   dropLog: 'sh -s',
 } as const;
 
@@ -205,6 +206,18 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       }),
     problems: outcomes.filter((outcome) => !outcome.ok).map((outcome) => `${outcome.host}: ${outcome.detail}`),
   });
+
+  /** What names a host's rules in words: the fleet's addresses, and its compiled rules (ours). */
+  const ruleWordsContext = (fleet: FleetDoc, name: string): {names: Map<string, string>; v4?: Ruleset; v6?: Ruleset} => {
+    const names = new Map<string, string>();
+    for (const host of fleet.hosts) for (const address of [...(host.addresses?.public ?? []), ...(host.addresses?.private ?? [])]) names.set(address, host.name);
+    try {
+      const compiled = compile(fleet, false).hosts.find((candidate) => candidate.name === name)?.compiled;
+      return compiled ? {names, v4: compiled.v4, v6: compiled.v6} : {names};
+    } catch {
+      return {names}; // facts unknown: no rule can be shown as ours
+    }
+  };
 
   const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
     const remote = await (await connectorFor(fleet)).connect(targetFor(fleet, name));
@@ -466,19 +479,24 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
 
     async counters(fleet, host) {
+      const context = ruleWordsContext(fleet, host);
       return withRemote(fleet, host, async (remote) => {
         const [v4, v6] = await Promise.all([
           remote.exec(TROUBLESHOOT_COMMANDS.countersV4, {root: true}),
           remote.exec(TROUBLESHOOT_COMMANDS.countersV6, {root: true}),
         ]);
-        return {v4: v4.code === 0 ? v4.stdout : `iptables failed: ${v4.stderr.trim()}`, v6: v6.code === 0 ? v6.stdout : `ip6tables failed: ${v6.stderr.trim()}`};
+        const words = (result: {code: number | null; stdout: string; stderr: string}, ours: Ruleset | undefined, tool: string): string =>
+          result.code === 0 ? describeLiveRules(result.stdout, {ours, names: context.names}).join('\n') : `${tool} failed: ${result.stderr.trim()}`;
+        return {v4: words(v4, context.v4, 'iptables-save'), v6: words(v6, context.v6, 'ip6tables-save')};
       });
     },
 
     async dropLog(fleet, host) {
+      const {names} = ruleWordsContext(fleet, host);
       return withRemote(fleet, host, async (remote) => {
         const result = await remote.exec(TROUBLESHOOT_COMMANDS.dropLog, {root: true, stdin: DROP_LOG_SCRIPT});
-        return parseDropLog(result.stdout);
+        const view = parseDropLog(result.stdout);
+        return {...view, lines: view.lines.map((line) => droppedPacketInWords(line, names))};
       });
     },
 

@@ -177,7 +177,7 @@ export interface RestoredHost {
 // Troubleshoot.
 
 export interface CountersView {
-  /** `iptables -vnL --line-numbers -x` and the ip6tables equivalent, as printed by the server. */
+  /** The filter table in words with packet counters (`iptables-save -c`), ours and others' rules told apart. */
   readonly v4: string;
   readonly v6: string;
 }
@@ -185,6 +185,7 @@ export interface CountersView {
 export interface DropLogView {
   /** Where the lines came from; 'none' when no log could be read. */
   readonly source: 'journalctl' | 'dmesg' | 'syslog' | 'none';
+  /** Each dropped packet in words, fleet hosts by name. */
   readonly lines: readonly string[];
   /** A plain statement when logging is off or the log cannot be read there. */
   readonly note?: string;

@@ -131,7 +131,7 @@ describe('preview (facts given, servers unreachable)', () => {
 
 describe('troubleshoot commands', () => {
   it('are constants; the drop log is read by a fixed script on stdin', () => {
-    expect(TROUBLESHOOT_COMMANDS).toEqual({countersV4: 'iptables -w -vnL --line-numbers -x', countersV6: 'ip6tables -w -vnL --line-numbers -x', dropLog: 'sh -s'});
+    expect(TROUBLESHOOT_COMMANDS).toEqual({countersV4: 'iptables-save -c -t filter', countersV6: 'ip6tables-save -c -t filter', dropLog: 'sh -s'});
     expect(DROP_LOG_SCRIPT).toContain("grep 'isolate-wizard DROP '");
   });
 
