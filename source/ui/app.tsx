@@ -69,6 +69,7 @@ export function App(props: AppProps) {
   const rollbackRequested = useRef(false);
   const busy = useRef(false);
   const escapeClaims = useRef(0);
+  const statusReads = useRef(0);
 
   const question = useSyncExternalStore(
     (listener) => prompts.subscribe(listener),
@@ -77,10 +78,14 @@ export function App(props: AppProps) {
 
   const actions = useMemo<WizardActions>(() => {
     const refreshStatus = async () => {
+      // Only the newest read is shown: an older one finishing later (a slow or unreachable host)
+      // would put back states from before a change that was kept since.
+      const read = ++statusReads.current;
       try {
-        dispatch({type: 'host-states', states: await services.status(stateRef.current.fleet)});
+        const states = await services.status(stateRef.current.fleet);
+        if (read === statusReads.current) dispatch({type: 'host-states', states});
       } catch (error) {
-        dispatch({type: 'message', text: `status: ${messageOf(error)}`});
+        if (read === statusReads.current) dispatch({type: 'message', text: `status: ${messageOf(error)}`});
       }
     };
     const saveFleet = async (fleet: FleetDoc, settings?: WizardSettings) => {

@@ -339,7 +339,8 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         }
         else if (status.managed && status.confirmedAt) {
           // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
-          const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+          // To the second: a quick edit kept a minute after the lockdown shows as a change.
+          const since = `since ${status.confirmedAt.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
           const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
           states.set(outcome.host, {kind: 'locked', detail: note});
         } else states.set(outcome.host, {kind: 'unmanaged'});

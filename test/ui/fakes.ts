@@ -127,6 +127,8 @@ export interface FakeOptions {
   fleet?: FleetDoc;
   settings?: WizardSettings;
   states?: Record<string, HostState>;
+  /** Replaces `states`: each status read, in order (call counts from 1). */
+  status?: (fleet: FleetDoc, call: number) => Promise<ReadonlyMap<string, HostState>>;
   suggestions?: string[];
   /** Per host; default: a seed-like result. */
   discover?: (host: string, prompter: PromptQueue) => Promise<DiscoveredHost>;
@@ -168,6 +170,7 @@ export function defaultPreview(fleet: FleetDoc, hosts: readonly string[]): Previ
 export function createFakeServices(options: FakeOptions = {}) {
   const clock = new FakeClock();
   const prompter = new PromptQueue();
+  let statusCall = 0;
   const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], keep: [], installPersistence: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
   let stored = {fleet: options.fleet ?? {hosts: []}, settings: options.settings ?? {deadlineSeconds: 60}};
   let countersCall = 0;
@@ -216,6 +219,8 @@ export function createFakeServices(options: FakeOptions = {}) {
       return suggestPeerPorts(hosts, templates);
     },
     async status(fleet) {
+      statusCall += 1;
+      if (options.status) return options.status(fleet, statusCall);
       return new Map(fleet.hosts.map((host) => [host.name, options.states?.[host.name] ?? {kind: 'unmanaged' as const}]));
     },
     async discover(_fleet, hosts, onProgress: (event: DiscoverProgress) => void) {

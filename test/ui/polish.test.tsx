@@ -1,29 +1,28 @@
 import {afterEach, describe, expect, it} from 'vitest';
 import {cleanup} from 'ink-testing-library';
 import {KEY, renderWizard} from './harness.js';
-import {discovered, MANAGED_FLEET} from './fakes.js';
+import {deferred, discovered, MANAGED_FLEET} from './fakes.js';
 import type {HostState} from '../../source/ui/services.js';
 
 afterEach(() => cleanup());
 
 describe('the fleet home after a quick edit is kept', () => {
-  it('shows the servers\' new "locked down (since …)" read back from them', async () => {
-    const states: Record<string, HostState> = {
-      'tunnel-1': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
-      'haproxy-www': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
-      'mysql-1': {kind: 'locked', detail: 'since 2026-12-03 10:00 UTC'},
-    };
+  it('shows the servers\' new "locked down (since …)", and an older status read finishing late does not put the old one back', async () => {
+    const before = new Map<string, HostState>(MANAGED_FLEET.hosts.map((host) => [host.name, {kind: 'locked', detail: 'since 2026-12-03 10:00:05 UTC'}]));
+    const after = new Map<string, HostState>([...before, ['mysql-1', {kind: 'locked', detail: 'since 2026-12-03 10:07:42 UTC'}]]);
+    const slowRead = deferred<ReadonlyMap<string, HostState>>();
+    let kept = false;
     const wizard = await renderWizard({
       fleet: MANAGED_FLEET,
-      states,
+      // Read 2 (the r below) answers late, with what the servers said before the edit.
+      status: async (_fleet, call) => (call === 2 ? slowRead.promise : kept ? after : before),
       keep: async (batch) => {
-        // The server now says it was confirmed at 10:07.
-        for (const host of batch.hosts) states[host] = {kind: 'locked', detail: 'since 2026-12-03 10:07 UTC'};
+        kept = true;
         return {kept: batch.hosts.map((host) => ({host, persistent: true})), problems: []};
       },
     });
-    await wizard.waitFor('mysql-1');
-    await wizard.press(KEY.down, KEY.down, 'e', 'o');
+    await wizard.waitFor('10:00:05');
+    await wizard.press('r', KEY.down, KEY.down, 'e', 'o');
     await wizard.type('3307');
     await wizard.press(KEY.enter);
     await wizard.waitFor('preview · mysql-1 · diff');
@@ -32,9 +31,12 @@ describe('the fleet home after a quick edit is kept', () => {
     await wizard.press('k');
     await wizard.waitFor('kept');
     await wizard.press(KEY.enter);
-    const frame = await wizard.waitFor('isolate-wizard · fleet');
-    expect(frame).toMatch(/mysql-1.*locked down \(since 2026-12-03 10:07 UTC\)/);
-    expect(frame).toMatch(/tunnel-1.*locked down \(since 2026-12-03 10:00 UTC\)/);
+    await wizard.waitFor(/mysql-1.*locked down \(since 2026-12-03 10:07:42 UTC\)/);
+    slowRead.resolve(before);
+    await wizard.press(KEY.down); // a few turns for the late answer to land
+    const frame = wizard.frame();
+    expect(frame).toMatch(/mysql-1.*locked down \(since 2026-12-03 10:07:42 UTC\)/);
+    expect(frame).toMatch(/tunnel-1.*locked down \(since 2026-12-03 10:00:05 UTC\)/);
   });
 });
 
