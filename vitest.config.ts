@@ -19,6 +19,8 @@ export default defineConfig({
         test: {
           name: 'lab',
           include: ['test/lab/**/*.test.ts'],
+          // Checks (and as root installs) the programs the lab needs before any lab is built.
+          globalSetup: ['test/lab/support/global-setup.ts'],
           fileParallelism: false,
           testTimeout: 120_000,
           hookTimeout: 180_000,

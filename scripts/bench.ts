@@ -8,12 +8,17 @@
 // The lab part needs root. Each figure is run RUNS (apply: APPLY_RUNS) times; the median is printed.
 // Where the machine has cgroup v1's cpuacct, the apply figures also say how much CPU each side
 // used (the client, the bastion, the other servers): load elsewhere on the machine does not count.
-// BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone.
+//   3. start-up: `--version` against `node -e 0` (target <= 2.5 x), and the wizard's first frame
+//      under a pseudo-terminal against a bare Ink app rendering one line (target <= 1.3 x); runs
+//      alternate, STARTUP_RUNS of each, medians compared.
+// BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone; BENCH_ONLY=startup
+// part 3 alone (no lab).
 import {spawnSync} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
+import pty from '@lydell/node-pty';
 import {createLab, type Lab} from '../test/lab/lab.js';
 
 const RUNS = 3;
@@ -269,10 +274,93 @@ const ALL_TO_ALL: readonly (readonly [number, boolean])[] = [
   [200, true],
 ];
 
+const STARTUP_RUNS = 15;
+const REPO = path.join(import.meta.dirname, '..');
+/** One line from Ink, as small as an Ink app gets: what the wizard's first frame is compared with. */
+const BARE_INK = "import {createElement} from 'react'; import {render, Text} from 'ink'; render(createElement(Text, null, 'first frame'));";
+
+/** Wall time of a process run to its end, in ms. */
+function timeRun(argv: readonly string[]): number {
+  const started = performance.now();
+  const result = spawnSync(argv[0]!, argv.slice(1), {cwd: REPO, stdio: 'ignore'});
+  if (result.status !== 0) throw new Error(`${argv.join(' ')} exited ${result.status}`);
+  return performance.now() - started;
+}
+
+/** CPU time (user + system) a live process has used so far, in ms, from /proc (clock ticks of 10 ms). */
+function cpuSoFar(pid: number): number {
+  const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+  const fields = stat.slice(stat.lastIndexOf(')') + 2).split(' ');
+  return (Number(fields[11]) + Number(fields[12])) * 10;
+}
+
+/**
+ * Wall and CPU time until `text` is on a 100x30 pseudo-terminal, in ms; then the program is killed.
+ * CPU time is the steadier figure on a shared machine: other load adds to the wall time only.
+ */
+function timeFirstFrame(argv: readonly string[], text: string, env: Record<string, string>): Promise<{wall: number; cpu: number}> {
+  return new Promise((resolve, reject) => {
+    const started = performance.now();
+    const child = pty.spawn(argv[0]!, argv.slice(1), {name: 'xterm-256color', cols: 100, rows: 30, cwd: REPO, env});
+    let output = '';
+    const timer = setTimeout(() => {
+      child.kill('SIGKILL');
+      reject(new Error(`${argv.join(' ')}: no "${text}" in 20 s:\n${output}`));
+    }, 20_000);
+    child.onData((data) => {
+      output += data;
+      if (!output.includes(text)) return;
+      const wall = performance.now() - started;
+      const cpu = cpuSoFar(child.pid);
+      clearTimeout(timer);
+      child.onExit(() => resolve({wall, cpu}));
+      child.kill('SIGKILL');
+    });
+  });
+}
+
+async function startupBench(): Promise<void> {
+  const home = mkdtempSync(path.join(tmpdir(), 'iw-bench-home-'));
+  const env: Record<string, string> = {PATH: process.env['PATH'] ?? '', HOME: home, TERM: 'xterm-256color', CI: 'false'};
+  const times = {bare: [] as number[], version: [] as number[], ink: [] as {wall: number; cpu: number}[], wizard: [] as {wall: number; cpu: number}[]};
+  try {
+    for (let run = 0; run < STARTUP_RUNS; run += 1) {
+      times.bare.push(timeRun([process.execPath, '-e', '0']));
+      times.version.push(timeRun([process.execPath, CLI_ENTRY, '--version']));
+      times.ink.push(await timeFirstFrame([process.execPath, '--input-type=module', '-e', BARE_INK], 'first frame', env));
+      times.wizard.push(await timeFirstFrame([process.execPath, CLI_ENTRY], 'isolate-wizard · fleet', env));
+    }
+  } finally {
+    rmSync(home, {recursive: true, force: true});
+  }
+  const ms = (values: number[]): string => `${median(values).toFixed(0)} ms (${Math.min(...values).toFixed(0)}–${Math.max(...values).toFixed(0)})`;
+  const ratio = (a: number[], b: number[]): string => (median(a) / median(b)).toFixed(2);
+  const lowest = (a: number[], b: number[]): string => (Math.min(...a) / Math.min(...b)).toFixed(2);
+  const wall = (runs: {wall: number}[]): number[] => runs.map((run) => run.wall);
+  const cpu = (runs: {cpu: number}[]): number[] => runs.map((run) => run.cpu);
+  console.log(`start-up, medians (lowest–highest) of ${STARTUP_RUNS} alternating runs:`);
+  console.log(
+    `  node -e 0: ${ms(times.bare)}; isolate-wizard --version: ${ms(times.version)}; ` +
+      `ratio ${ratio(times.version, times.bare)}, of the fastest runs ${lowest(times.version, times.bare)} (target <= 2.5)`,
+  );
+  console.log(
+    `  first frame, wall: bare Ink app ${ms(wall(times.ink))}, the wizard's fleet home ${ms(wall(times.wizard))}, ` +
+      `ratio ${ratio(wall(times.wizard), wall(times.ink))}, of the fastest runs ${lowest(wall(times.wizard), wall(times.ink))} (target <= 1.3)`,
+  );
+  console.log(
+    `  first frame, CPU: bare Ink app ${ms(cpu(times.ink))}, the wizard's fleet home ${ms(cpu(times.wizard))}, ` +
+      `ratio ${ratio(cpu(times.wizard), cpu(times.ink))}`,
+  );
+}
+
 async function main(): Promise<void> {
-  // BENCH_ONLY=plan: the plan figures only (no lab, no root needed).
+  // BENCH_ONLY=plan: the plan figures only (no lab, no root needed); BENCH_ONLY=startup likewise.
   if (process.env['BENCH_ONLY'] === 'plan') {
     planBench();
+    return;
+  }
+  if (process.env['BENCH_ONLY'] === 'startup') {
+    await startupBench();
     return;
   }
   const lab = await createLab();
@@ -296,6 +384,7 @@ async function main(): Promise<void> {
   // BENCH_ONLY=apply: the lab figures only.
   if (process.env['BENCH_ONLY'] === 'apply') return;
   planBench();
+  await startupBench();
 }
 
 main().catch((error: unknown) => {

@@ -1,7 +1,7 @@
 import {createRequire} from 'node:module';
 import {parseArgs} from 'node:util';
-import {COMMANDS} from './commands/index.js';
-import type {CliIo, Command} from './commands/command.js';
+import {COMMANDS, type CommandEntry} from './commands/index.js';
+import type {CliIo} from './commands/command.js';
 import {exitCodeFor, InputError, UsageError} from './core/errors.js';
 
 const require = createRequire(import.meta.url);
@@ -23,7 +23,7 @@ function usage(): string {
   return lines.join('\n') + '\n';
 }
 
-function commandUsage(command: Command): string {
+function commandUsage(command: CommandEntry): string {
   return `Usage: isolate-wizard ${command.name} ${command.usage}\n\n${command.summary}\n`;
 }
 
@@ -56,13 +56,14 @@ export async function main(argv: readonly string[], io: CliIo = defaultIo()): Pr
       io.stdout.write(commandUsage(command));
       return 0;
     }
+    const code = await command.load();
     let parsed;
     try {
-      parsed = parseArgs({args: [...rest], options: command.options, allowPositionals: false, strict: true});
+      parsed = parseArgs({args: [...rest], options: code.options, allowPositionals: false, strict: true});
     } catch (error) {
       throw new UsageError(error instanceof Error ? error.message : String(error));
     }
-    return await command.run(parsed.values, parsed.positionals, io);
+    return await code.run(parsed.values, parsed.positionals, io);
   } catch (error) {
     return report(error, io, first);
   }

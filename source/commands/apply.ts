@@ -255,9 +255,6 @@ function printPending(io: CliIo, context: FleetContext, batch: PendingFleetBatch
 }
 
 export const applyCommand: Command = {
-  name: 'apply',
-  summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-  usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
     timeout: {type: 'string'},

@@ -11,11 +11,8 @@ export interface CliIo {
 
 export type OptionValues = Record<string, string | boolean | (string | boolean)[] | undefined>;
 
+/** A command's code (its name, summary and usage are in ./index.ts, read without loading it). */
 export interface Command {
-  readonly name: string;
-  readonly summary: string;
-  /** Usage lines after `isolate-wizard NAME`. */
-  readonly usage: string;
   readonly options: NonNullable<ParseArgsConfig['options']>;
   run(values: OptionValues, positionals: string[], io: CliIo): Promise<number>;
 }

@@ -24,9 +24,6 @@ export function batchOption(values: OptionValues): string | undefined {
 }
 
 export const confirmCommand: Command = {
-  name: 'confirm',
-  summary: 'keep the rules of a pending apply: cancel each server\'s rollback timer and save the rules for boot',
-  usage: '--inventory FILE [--host NAME ...] [--batch BATCH] [--accept-new] [--install-persistence]',
   options: {
     ...FLEET_OPTIONS,
     batch: {type: 'string'},

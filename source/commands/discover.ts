@@ -7,9 +7,6 @@ import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 import {compactDiscovery, isLargeFleet} from './fleet-output.js';
 
 export const discoverCommand: Command = {
-  name: 'discover',
-  summary: "connect to every host and report its interfaces, listening services, firewall and suggested roles",
-  usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
     json: {type: 'boolean'},

@@ -110,9 +110,6 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
 }
 
 export const planCommand: Command = {
-  name: 'plan',
-  summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-  usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json|matrix] [--accept-new]',
   options: {
     inventory: {type: 'string', short: 'i'},
     host: {type: 'string'},

@@ -7,13 +7,6 @@ import {batchOption, pendingTargets} from './confirm.js';
 import {FLEET_OPTIONS, fleetContext} from './fleet-context.js';
 
 export const rollbackCommand: Command = {
-  name: 'rollback',
-  summary:
-    'put back the rules each server had before the pending apply, now, and check they are back; ' +
-    'with --to BATCH, go back to the rules from before an earlier batch, with a countdown as for apply',
-  usage:
-    '--inventory FILE [--host NAME ...] [--batch BATCH] [--accept-new]\n' +
-    '       isolate-wizard rollback --to BATCH --inventory FILE [--host NAME ...] [--timeout SECONDS] [--yes] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
     batch: {type: 'string'},

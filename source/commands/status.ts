@@ -25,9 +25,6 @@ function describeHost(outcome: HostStatusOutcome, startedHere: boolean): string 
 }
 
 export const statusCommand: Command = {
-  name: 'status',
-  summary: 'per host: managed or not, its batch and who began it, a pending batch\'s seconds left, the last change, backups kept',
-  usage: '--inventory FILE [--host NAME ...] [--json] [--accept-new]',
   options: {
     ...FLEET_OPTIONS,
     json: {type: 'boolean'},

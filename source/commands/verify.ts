@@ -41,9 +41,6 @@ export function operatorAddresses(resolved: ReadonlyMap<string, ResolvedSsh>): s
 }
 
 export const verifyCommand: Command = {
-  name: 'verify',
-  summary: 'try every flow the plan opens, and a sample of those it closes, for real from their real sources (changes nothing)',
-  usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--accept-new]',
   options: {...FLEET_OPTIONS, format: {type: 'string'}},
   async run(values, _positionals, io) {
     const format = parseVerifyFormat(stringOption(values, 'format'));

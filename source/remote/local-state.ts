@@ -1,12 +1,13 @@
 // The operator-side record of batches: which batch each host is in, its deadline, and a copy of
 // every snapshot (the server keeps its own; this copy survives a server disk being wiped and lets
 // `status` / `confirm` on this machine find the batch). Stored in the `conf` package's directory
-// (~/.config/isolate-wizard-nodejs on Linux), next to the wizard's own settings. Everything there
+// (~/.config/isolate-wizard on Linux), next to the wizard's own settings. Everything there
 // is the operator's alone (rules, addresses, who changed what): files 0600, directories 0700,
 // whatever the umask.
 import {chmodSync, existsSync, mkdirSync, readdirSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import Conf, {type Options as ConfOptions} from 'conf';
+import {storeOptions} from './settings-directory.js';
 
 export interface HostRecord {
   readonly batch: string;
@@ -53,12 +54,7 @@ export class LocalState {
   private readonly store: Conf<StoreShape>;
 
   constructor(options: LocalStateOptions = {}) {
-    this.store = openPrivateStore<StoreShape>({
-      projectName: 'isolate-wizard',
-      configName: 'batches',
-      defaults: {hosts: {}},
-      ...(options.directory ? {cwd: options.directory} : {}),
-    });
+    this.store = openPrivateStore<StoreShape>({...storeOptions<StoreShape>('batches', options.directory), defaults: {hosts: {}}});
   }
 
   /** The directory holding the store and the snapshot copies. */

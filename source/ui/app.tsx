@@ -10,6 +10,7 @@ import type {ApplyOutcome, ApplyProgress, FleetDoc, KeepResult, WizardSettings} 
 import {QuestionPanel} from './screens/question.js';
 import {HomeScreen} from './screens/home.js';
 import {AddServerScreen} from './screens/add-server.js';
+import {AddFromConfigScreen} from './screens/add-from-config.js';
 import {SettingsScreen} from './screens/settings.js';
 import {FileScreen} from './screens/file.js';
 import {DiscoverScreen} from './screens/discover.js';
@@ -70,6 +71,7 @@ export function App(props: AppProps) {
   const rollbackRequested = useRef(false);
   const busy = useRef(false);
   const escapeClaims = useRef(0);
+  const statusReads = useRef(0);
 
   const question = useSyncExternalStore(
     (listener) => prompts.subscribe(listener),
@@ -78,16 +80,22 @@ export function App(props: AppProps) {
 
   const actions = useMemo<WizardActions>(() => {
     const refreshStatus = async () => {
+      // Only the newest read is shown: an older one finishing later (a slow or unreachable host)
+      // would put back states from before a change that was kept since.
+      const read = ++statusReads.current;
       try {
         // Each host shows as soon as it answers; the screen stays live while hundreds are checked.
-        const states = await services.status(stateRef.current.fleet, (host, hostState) => dispatch({type: 'host-state', host, state: hostState}));
-        dispatch({type: 'host-states', states});
+        // Only the newest read is shown: an older one finishing late must not overwrite it.
+        const states = await services.status(stateRef.current.fleet, (host, hostState) => {
+          if (read === statusReads.current) dispatch({type: 'host-state', host, state: hostState});
+        });
+        if (read === statusReads.current) dispatch({type: 'host-states', states});
       } catch (error) {
-        dispatch({type: 'message', text: `status: ${messageOf(error)}`});
+        if (read === statusReads.current) dispatch({type: 'message', text: `status: ${messageOf(error)}`});
       }
     };
     const saveFleet = async (fleet: FleetDoc, settings?: WizardSettings) => {
-      const problems = services.validateFleet(fleet);
+      const problems = await services.validateFleet(fleet);
       if (problems.length > 0) {
         dispatch({type: 'message', text: problems.join('; ')});
         return false;
@@ -312,6 +320,8 @@ function CurrentScreen({screen}: {screen: WizardState['screen']}) {
       return <HomeScreen />;
     case 'add-server':
       return <AddServerScreen />;
+    case 'add-from-config':
+      return <AddFromConfigScreen />;
     case 'settings':
       return <SettingsScreen />;
     case 'import':

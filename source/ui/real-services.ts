@@ -11,10 +11,12 @@ import {factsFromInventory, parseInventoryText, validateInventory} from '../core
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
 import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import type {HostFacts} from '../core/model.js';
+import type {HostFacts, RoleTemplate, Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
-import {BUILTIN_ROLES} from '../core/roles.js';
+import {BUILTIN_ROLES, resolveRoles} from '../core/roles.js';
 import {stripControl, stripControlLines} from '../core/terminal-text.js';
+import {suggestPeerPorts} from '../core/peer-ports.js';
+import {describeLiveRules, droppedPacketInWords} from '../core/rule-words.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
@@ -24,10 +26,11 @@ import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import {probePlan} from '../remote/probe.js';
 import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
+import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
-import type {Connector, ExecResult, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
+import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
   APPLY_STEPS,
   DEFAULT_SETTINGS,
@@ -50,8 +53,8 @@ import {
 
 /** Fixed remote commands of the troubleshoot screen (never built from input). */
 export const TROUBLESHOOT_COMMANDS = {
-  countersV4: 'iptables -w -vnL --line-numbers -x',
-  countersV6: 'ip6tables -w -vnL --line-numbers -x',
+  countersV4: 'iptables-save -c -t filter',
+  countersV6: 'ip6tables-save -c -t filter',
   dropLog: 'sh -s',
 } as const;
 
@@ -140,7 +143,8 @@ function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string
   }
   if (status.managed && status.confirmedAt) {
     // A later batch that rolled back (or was released) leaves the last confirmed rules in place.
-    const since = `since ${status.confirmedAt.toISOString().slice(0, 16).replace('T', ' ')} UTC`;
+    // To the second: a quick edit kept a minute after the lockdown shows as a change.
+    const since = `since ${status.confirmedAt.toISOString().slice(0, 19).replace('T', ' ')} UTC`;
     const note = status.phase === 'confirmed' ? since : `${since}; last change ${status.phase === 'released' ? 'released' : 'rolled back'}`;
     return {kind: 'locked', detail: note, ...(status.phase === 'confirmed' && status.batch ? {batch: status.batch} : {})};
   }
@@ -149,9 +153,8 @@ function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string
 
 export function createRealServices(options: RealServicesOptions): WizardServices {
   const clock = options.clock ?? systemClock;
-  const cwd = options.configDirectory ? {cwd: options.configDirectory} : {};
-  const fleetStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'fleet', ...cwd});
-  const settingsStore = openPrivateStore<Record<string, unknown>>({projectName: 'isolate-wizard', configName: 'wizard-settings', ...cwd});
+  const fleetStore = openPrivateStore<Record<string, unknown>>(storeOptions('fleet', options.configDirectory));
+  const settingsStore = openPrivateStore<Record<string, unknown>>(storeOptions('wizard-settings', options.configDirectory));
   const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
   const discoveries = new Map<string, HostDiscovery>();
   let appliedFleet: FleetDoc | undefined;
@@ -276,6 +279,18 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     }
   };
 
+  /** What names a host's rules in words: the fleet's addresses, and its compiled rules (ours). */
+  const ruleWordsContext = (fleet: FleetDoc, name: string): {names: Map<string, string>; v4?: Ruleset; v6?: Ruleset} => {
+    const names = new Map<string, string>();
+    for (const host of fleet.hosts) for (const address of [...(host.addresses?.public ?? []), ...(host.addresses?.private ?? [])]) names.set(address, host.name);
+    try {
+      const compiled = compile(fleet, false).hosts.find((candidate) => candidate.name === name)?.compiled;
+      return compiled ? {names, v4: compiled.v4, v6: compiled.v6} : {names};
+    } catch {
+      return {names}; // facts unknown: no rule can be shown as ours
+    }
+  };
+
   const withRemote = async <T>(fleet: FleetDoc, name: string, work: (remote: RemoteHost) => Promise<T>): Promise<T> => {
     const remote = await (await connectorFor(fleet)).connect(targetFor(fleet, name));
     return work(remote);
@@ -357,7 +372,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     async exportFleet(fleet, file) {
       writeFileSync(path.resolve(file), `${JSON.stringify(fleet, null, 2)}\n`);
     },
-    validateFleet(fleet) {
+    async validateFleet(fleet) {
       if (fleet.hosts.length === 0) return []; // an empty fleet is fine while building it
       try {
         validateInventory(fleet);
@@ -372,6 +387,16 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
     roleNames(fleet) {
       return [...new Set([...Object.keys(BUILTIN_ROLES), ...Object.keys(fleet.roles ?? {})])].sort();
+    },
+
+    peerPortSuggestions(fleet, hosts) {
+      let templates: ReadonlyMap<string, RoleTemplate>;
+      try {
+        templates = resolveRoles(validateInventory(fleet));
+      } catch {
+        templates = new Map(Object.entries(BUILTIN_ROLES)); // a fleet being written: the built-in roles
+      }
+      return suggestPeerPorts(hosts, templates);
     },
 
     async status(fleet, onHost) {
@@ -546,21 +571,24 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     },
 
     async counters(fleet, host) {
+      const context = ruleWordsContext(fleet, host);
       return withRemote(fleet, host, async (remote) => {
         const [v4, v6] = await Promise.all([
           remote.exec(TROUBLESHOOT_COMMANDS.countersV4, {root: true}),
           remote.exec(TROUBLESHOOT_COMMANDS.countersV6, {root: true}),
         ]);
-        const shown = (result: ExecResult, program: string) =>
-          stripControlLines(result.code === 0 ? result.stdout : `${program} failed: ${result.stderr.trim()}`);
-        return {v4: shown(v4, 'iptables'), v6: shown(v6, 'ip6tables')};
+        const words = (result: {code: number | null; stdout: string; stderr: string}, ours: Ruleset | undefined, tool: string): string =>
+          stripControlLines(result.code === 0 ? describeLiveRules(result.stdout, {ours, names: context.names}).join('\n') : `${tool} failed: ${result.stderr.trim()}`);
+        return {v4: words(v4, context.v4, 'iptables-save'), v6: words(v6, context.v6, 'ip6tables-save')};
       });
     },
 
     async dropLog(fleet, host) {
+      const {names} = ruleWordsContext(fleet, host);
       return withRemote(fleet, host, async (remote) => {
         const result = await remote.exec(TROUBLESHOOT_COMMANDS.dropLog, {root: true, stdin: DROP_LOG_SCRIPT});
-        return parseDropLog(result.stdout);
+        const view = parseDropLog(result.stdout);
+        return {...view, lines: view.lines.map((line) => droppedPacketInWords(line, names))};
       });
     },
 

@@ -2,7 +2,10 @@
 // `real-services.ts` implements it with the engine (core + remote), tests with fakes.
 // Pure types plus one small clock helper: no React, no I/O.
 
+import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
+
+export type {ListeningHost, PeerPortSuggestion};
 
 // ---------------------------------------------------------------------------
 // The fleet document: the same JSON shape as an inventory file (hosts, roles, options).
@@ -187,7 +190,7 @@ export interface RestoredHost {
 // Troubleshoot.
 
 export interface CountersView {
-  /** `iptables -vnL --line-numbers -x` and the ip6tables equivalent, as printed by the server. */
+  /** The filter table in words with packet counters (`iptables-save -c`), ours and others' rules told apart. */
   readonly v4: string;
   readonly v6: string;
 }
@@ -195,6 +198,7 @@ export interface CountersView {
 export interface DropLogView {
   /** Where the lines came from; 'none' when no log could be read. */
   readonly source: 'journalctl' | 'dmesg' | 'syslog' | 'none';
+  /** Each dropped packet in words, fleet hosts by name. */
   readonly lines: readonly string[];
   /** A plain statement when logging is off or the log cannot be read there. */
   readonly note?: string;
@@ -228,11 +232,13 @@ export interface WizardServices {
   importFleet(path: string): Promise<FleetDoc>;
   exportFleet(fleet: FleetDoc, path: string): Promise<void>;
   /** Problems of the fleet document (one line each, naming the field); empty = valid. */
-  validateFleet(fleet: FleetDoc): readonly string[];
+  validateFleet(fleet: FleetDoc): Promise<readonly string[]>;
   /** Host aliases from ~/.ssh/config (no wildcards). */
   sshHostSuggestions(): Promise<readonly string[]>;
   /** The role templates the operator can pick (built-ins plus the fleet's own). */
   roleNames(fleet: FleetDoc): readonly string[];
+  /** Peer ports for roles whose servers (with the roles chosen for them) listen on the same ports. */
+  peerPortSuggestions(fleet: FleetDoc, hosts: readonly ListeningHost[]): readonly PeerPortSuggestion[];
 
   /** Every host's state, at most a few hosts checked at once; `onHost` hears each as it is known. */
   status(fleet: FleetDoc, onHost?: (host: string, state: HostState) => void): Promise<ReadonlyMap<string, HostState>>;

@@ -4,12 +4,15 @@ import {homedir} from 'node:os';
 import {render} from 'ink';
 import type {CliIo} from '../commands/command.js';
 import {App} from './app.js';
+import {lazyServices} from './lazy-services.js';
 import {PromptQueue} from './prompts.js';
-import {createRealServices} from './real-services.js';
 
 export async function startWizard(io: CliIo): Promise<number> {
   const prompts = new PromptQueue();
-  const services = createRealServices({home: io.env['HOME'] || homedir(), env: io.env, prompter: prompts});
+  // Loaded once the first frame is drawn (below): start-up shows the fleet home first.
+  const services = lazyServices(prompts, async () =>
+    (await import('./real-services.js')).createRealServices({home: io.env['HOME'] || homedir(), env: io.env, prompter: prompts}),
+  );
   const noColor = io.env['NO_COLOR'] !== undefined && io.env['NO_COLOR'] !== '';
   let exitCode = 0;
   // Ctrl+C is ours: during apply and countdown it means "roll back now", never "leave it half done".

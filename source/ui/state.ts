@@ -11,6 +11,7 @@ import type {
   HostState,
   InterfaceSide,
   KeepResult,
+  ListeningHost,
   PendingBatch,
   PreviewResult,
   RestoredHost,
@@ -20,6 +21,7 @@ import type {
 export type Screen =
   | 'home'
   | 'add-server'
+  | 'add-from-config'
   | 'settings'
   | 'import'
   | 'export'
@@ -103,6 +105,7 @@ export type Action =
   | {type: 'set-side'; host: string; iface: string; side: InterfaceSide}
   | {type: 'toggle-role'; host: string; role: string}
   | {type: 'set-allow'; host: string; allow: readonly FleetAllow[]}
+  | {type: 'set-role-peers'; role: string; peers: readonly string[]}
   | {type: 'roles-done'}
   | {type: 'preview-ready'; preview: PreviewResult}
   | {type: 'apply-started'}
@@ -291,6 +294,12 @@ export function reducer(state: WizardState, action: Action): WizardState {
     }
     case 'set-allow':
       return {...state, draft: updateHost(state.draft, action.host, (host) => ({...host, allow: action.allow}))};
+    case 'set-role-peers': {
+      // The role's other fields stay as the fleet gives them; `peers` replaces the built-in's.
+      const current = state.draft.roles?.[action.role];
+      const role = {...(typeof current === 'object' && current !== null ? current : {}), peers: [...action.peers]};
+      return {...state, draft: {...state.draft, roles: {...state.draft.roles, [action.role]: role}}};
+    }
     case 'roles-done': {
       // Write the chosen roles and the (corrected) facts into the draft; the saved fleet changes only when kept.
       let draft = state.draft;
@@ -364,4 +373,40 @@ export function parseOpeningText(text: string, defaultFrom = 'internet'): FleetA
 
 export function describeAllow(allow: FleetAllow): string {
   return `${allow.proto ?? 'tcp'}/${allow.port} from ${allow.from}`;
+}
+
+/** A fleet name from a destination: the alias itself, or the host part made safe. */
+export function nameFromDestination(destination: string): string {
+  const withoutUser = destination.includes('@') ? destination.slice(destination.lastIndexOf('@') + 1) : destination;
+  const withoutPort = withoutUser.startsWith('[') ? withoutUser.slice(1, withoutUser.indexOf(']')) : withoutUser.replace(/:\d+$/, '');
+  return withoutPort.replace(/[^A-Za-z0-9._-]/g, '-');
+}
+
+/** ~/.ssh/config aliases the fleet does not have yet (by destination), in the config's order. */
+export function aliasesNotInFleet(fleet: FleetDoc, aliases: readonly string[]): string[] {
+  const taken = new Set(fleet.hosts.map((host) => host.ssh));
+  return aliases.filter((alias, index) => !taken.has(alias) && aliases.indexOf(alias) === index);
+}
+
+/** The fleet with one host per alias (named after it; its ProxyJump, if any, comes from the ssh config). */
+export function withHostsFromAliases(fleet: FleetDoc, aliases: readonly string[]): FleetDoc {
+  const added = aliases.map((alias): FleetHost => ({name: nameFromDestination(alias), ssh: alias, roles: []}));
+  return {...fleet, hosts: [...fleet.hosts, ...added]};
+}
+
+/** The kept servers whose rules a reboot would lose, said once for all of them (undefined: none). */
+export function rebootWarning(result: KeepResult): string | undefined {
+  const hosts = result.kept.filter((host) => !host.persistent).map((host) => host.host);
+  if (hosts.length === 0) return undefined;
+  return `live only, will NOT survive a reboot: ${hosts.join(', ')} (no iptables-persistent / iptables-services there)`;
+}
+
+/** The servers of this run with the roles chosen for them and what discovery saw listening. */
+export function listeningHosts(state: WizardState): ListeningHost[] {
+  return state.scope.flatMap((name) => {
+    const entry = state.discovery[name];
+    if (entry?.phase !== 'finished' || !entry.result.ok) return [];
+    const roles = state.roleChoices[name] ?? state.draft.hosts.find((host) => host.name === name)?.roles ?? [];
+    return [{name, roles, listening: entry.result.listening}];
+  });
 }

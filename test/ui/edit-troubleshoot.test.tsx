@@ -98,12 +98,12 @@ describe('troubleshoot', () => {
       fleet: MANAGED_FLEET,
       dropLog: async () => ({
         source: 'journalctl',
-        lines: ['2026-11-24T01:02:03+0000 db kernel: isolate-wizard DROP IN=eth0 OUT= MAC=aa:bb SRC=198.51.100.7 DST=203.0.113.14 LEN=60 TOS=0x00 PROTO=TCP SPT=40000 DPT=3306 WINDOW=64240 SYN'],
+        // In words by the services (core/rule-words.ts, unit-tested there).
+        lines: ['2026-11-24T01:02:03+0000 dropped tcp/3306 from 198.51.100.7 to mysql-1 in eth0'],
       }),
     });
     await wizard.press(KEY.down, KEY.down, 't', '3');
-    // Condensed to fit the terminal: when, interface, source → destination, protocol/port.
-    const frame = await wizard.waitFor('2026-11-24T01:02:03+0000 db kernel: eth0 198.51.100.7 → 203.0.113.14 TCP/3306');
+    const frame = await wizard.waitFor('2026-11-24T01:02:03+0000 dropped tcp/3306 from 198.51.100.7 to mysql-1 in eth0');
     expect(frame).toContain('troubleshoot · mysql-1 · dropped packets (journalctl)');
   });
 

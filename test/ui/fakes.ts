@@ -1,6 +1,8 @@
 // Fake services for screen tests: in-memory fleet, scripted discovery/apply results,
 // a manual clock, and deferred promises so a test decides when remote work finishes.
 
+import {suggestPeerPorts} from '../../source/core/peer-ports.js';
+import {BUILTIN_ROLES} from '../../source/core/roles.js';
 import {PromptQueue} from '../../source/ui/prompts.js';
 import type {
   ApplyOutcome,
@@ -128,6 +130,8 @@ export interface FakeOptions {
   states?: Record<string, HostState>;
   /** Per host, when it answers (default: at once, from `states`). */
   status?: (host: string) => Promise<HostState>;
+  /** Replaces `states` and `status`: each status read, in order (call counts from 1). */
+  statusReads?: (fleet: FleetDoc, call: number) => Promise<ReadonlyMap<string, HostState>>;
   suggestions?: string[];
   /** Per host; default: a seed-like result. */
   discover?: (host: string, prompter: PromptQueue) => Promise<DiscoveredHost>;
@@ -188,6 +192,7 @@ export function generatedFleet(count: number): FleetDoc {
 export function createFakeServices(options: FakeOptions = {}) {
   const clock = new FakeClock();
   const prompter = new PromptQueue();
+  let statusCall = 0;
   const calls: FakeCalls = {saved: [], discover: [], preview: [], apply: [], undo: [], keep: [], installPersistence: [], rollback: [], verifyExpired: [], counters: [], dropLog: [], imported: [], exported: [], closed: 0};
   let stored = {fleet: options.fleet ?? {hosts: []}, settings: options.settings ?? {deadlineSeconds: 60}};
   let countersCall = 0;
@@ -210,7 +215,7 @@ export function createFakeServices(options: FakeOptions = {}) {
     async exportFleet(fleet, path) {
       calls.exported.push({fleet, path});
     },
-    validateFleet(fleet) {
+    async validateFleet(fleet) {
       if (options.validate) return options.validate(fleet);
       const problems: string[] = [];
       fleet.hosts.forEach((host, index) => {
@@ -225,7 +230,19 @@ export function createFakeServices(options: FakeOptions = {}) {
     roleNames(fleet) {
       return [...new Set(['app', 'bastion', 'db', 'lb', ...Object.keys(fleet.roles ?? {})])].sort();
     },
+    peerPortSuggestions(fleet, hosts) {
+      const overrides = (fleet.roles ?? {}) as Record<string, {peers?: string[]}>;
+      const templates = new Map(
+        Object.entries(BUILTIN_ROLES).map(([name, template]) => {
+          const peers = overrides[name]?.peers?.map((port) => ({first: Number(port), last: Number(port)}));
+          return [name, peers ? {...template, peers} : template] as const;
+        }),
+      );
+      return suggestPeerPorts(hosts, templates);
+    },
     async status(fleet, onHost) {
+      statusCall += 1;
+      if (options.statusReads) return options.statusReads(fleet, statusCall);
       const answer = async (name: string): Promise<[string, HostState]> => {
         const state = options.status ? await options.status(name) : (options.states?.[name] ?? {kind: 'unmanaged' as const});
         onHost?.(name, state);

@@ -231,13 +231,15 @@ describe('apply and countdown', () => {
     expect(await wizard.waitFor('0:45 left')).toContain('0:45 left');
     await wizard.press('K');
     frame = await wizard.waitFor('isolate-wizard · kept');
-    expect(frame).toMatch(/tunnel-1 keeps the new rules; previous rules in \/var\/lib\/isolate-wizard\/backups\/b-9\.v4/);
-    expect(frame).toMatch(/live only: will NOT survive a reboot \(install iptables-persistent\)/);
+    expect(frame).toMatch(/tunnel-1 keeps the new rules; survives a reboot; previous rules in \/var\/lib\/isolate-wizard\/backup/);
+    // Said once for the fleet, not per server.
+    expect(frame.match(/will NOT survive a reboot/g)).toHaveLength(1);
+    expect(frame).toMatch(/live only, will NOT survive a reboot: mysql-1 \(no iptables-persistent/);
     expect(wizard.calls.keep).toHaveLength(1);
     // The rules of mysql-1 would not survive a reboot: p installs the loader there, only there.
     expect(frame).toContain('make them survive a reboot');
     await wizard.press('p');
-    frame = await wizard.waitFor('saved for boot');
+    frame = await wizard.waitFor('3 survive a reboot');
     expect(wizard.calls.installPersistence).toEqual([['mysql-1']]);
     expect(frame).not.toContain('will NOT survive a reboot');
     expect(frame).not.toContain('make them survive a reboot');

@@ -58,12 +58,22 @@ describe('the saved fleet', () => {
     await expect(services().importFleet(path.join(home, 'missing.json'))).rejects.toThrow(/missing\.json: cannot read the inventory \(ENOENT\)/);
   });
 
-  it('validates an edited fleet (an empty one is allowed while building it)', () => {
+  it('validates an edited fleet (an empty one is allowed while building it)', async () => {
     const real = services();
-    expect(real.validateFleet({hosts: []})).toEqual([]);
-    const problems = real.validateFleet({hosts: [{name: 'bad name', ssh: 'x', roles: []}, {name: 'b', ssh: 'x', roles: []}]});
+    expect(await real.validateFleet({hosts: []})).toEqual([]);
+    const problems = await real.validateFleet({hosts: [{name: 'bad name', ssh: 'x', roles: []}, {name: 'b', ssh: 'x', roles: []}]});
     expect(problems).toContainEqual(expect.stringMatching(/^hosts\[0\]\.name: "bad name"/));
     expect(problems).toContainEqual(expect.stringMatching(/^hosts\[1\]\.ssh: "x" is the same destination as hosts\[0\]/));
+  });
+});
+
+describe('peer port suggestions', () => {
+  it('read the fleet\'s own role peers: a port already opened between app servers is not suggested again', () => {
+    const listening = [{proto: 'tcp' as const, port: 24007}];
+    const hosts = [{name: 'wordpress-1', roles: ['app'], listening}, {name: 'wordpress-2', roles: ['app'], listening}];
+    const fleet: FleetDoc = {hosts: [{name: 'wordpress-1', ssh: 'wordpress-1', roles: []}, {name: 'wordpress-2', ssh: 'wordpress-2', roles: []}]};
+    expect(services().peerPortSuggestions(fleet, hosts).map((suggestion) => suggestion.peers)).toEqual([['24007']]);
+    expect(services().peerPortSuggestions({...fleet, roles: {app: {peers: ['24000-24010']}}}, hosts)).toEqual([]);
   });
 });
 
@@ -137,7 +147,7 @@ describe('status of the fleet home', () => {
 
 describe('troubleshoot commands', () => {
   it('are constants; the drop log is read by a fixed script on stdin', () => {
-    expect(TROUBLESHOOT_COMMANDS).toEqual({countersV4: 'iptables -w -vnL --line-numbers -x', countersV6: 'ip6tables -w -vnL --line-numbers -x', dropLog: 'sh -s'});
+    expect(TROUBLESHOOT_COMMANDS).toEqual({countersV4: 'iptables-save -c -t filter', countersV6: 'ip6tables-save -c -t filter', dropLog: 'sh -s'});
     expect(DROP_LOG_SCRIPT).toContain("grep 'isolate-wizard DROP '");
   });
 

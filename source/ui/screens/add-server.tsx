@@ -7,15 +7,9 @@ import TextInput from 'ink-text-input';
 import {Frame, useInputActive} from '../components.js';
 import {useColor, useUi} from '../context.js';
 import {useWizard} from '../app.js';
+import {nameFromDestination} from '../state.js';
 
 type Field = 'ssh' | 'jump' | 'name';
-
-/** A fleet name from a destination: the alias itself, or the host part made safe. */
-export function nameFromDestination(destination: string): string {
-  const withoutUser = destination.includes('@') ? destination.slice(destination.lastIndexOf('@') + 1) : destination;
-  const withoutPort = withoutUser.startsWith('[') ? withoutUser.slice(1, withoutUser.indexOf(']')) : withoutUser.replace(/:\d+$/, '');
-  return withoutPort.replace(/[^A-Za-z0-9._-]/g, '-');
-}
 
 export function AddServerScreen() {
   const {services} = useUi();
@@ -68,6 +62,8 @@ export function AddServerScreen() {
       dispatch({type: 'select', host: host.name});
       dispatch({type: 'back'});
       dispatch({type: 'message', text: `${host.name} added; press l to lock down the fleet`});
+      // Its state is read at once, not left "checking…" until r.
+      void actions.refreshStatus();
     }
   };
 

@@ -2,7 +2,7 @@
 // rolls back now. At zero the servers have rolled back by themselves; we reconnect and show it.
 
 import {useEffect, useRef, useState} from 'react';
-import {Text, useInput} from 'ink';
+import {Box, Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {BigTimer, Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
 import {useColor, useNow} from '../context.js';

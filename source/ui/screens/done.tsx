@@ -5,6 +5,7 @@ import {Text, useInput} from 'ink';
 import {Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
 import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
+import {rebootWarning} from '../state.js';
 
 export function DoneScreen() {
   const {state, dispatch, actions} = useWizard();
@@ -48,17 +49,15 @@ export function DoneScreen() {
     summary = `${kept.length} server${kept.length === 1 ? '' : 's'} kept the new rules · ${kept.length - live} survive a reboot · ${live} live only${outcome.result.problems.length > 0 ? ` · ${outcome.result.problems.length} problem${outcome.result.problems.length === 1 ? '' : 's'}` : ''}`;
     lines = [
       ...outcome.result.problems.map(problem),
-      ...kept.flatMap((host) => [
+      // The reboot warning once for all servers (rebootWarning), not on every line.
+      ...(rebootWarning(outcome.result) ? [<Text key="/boot" color={color('yellow')} wrap="truncate-end">⚠ {rebootWarning(outcome.result)}</Text>] : []),
+      ...kept.map((host) => (
         <Text key={host.host} wrap="truncate-end">
           <Text color={color('green')}>✓</Text> <Text bold>{host.host}</Text> keeps the new rules
+          {host.persistent ? `; survives a reboot${host.note ? ` (${host.note})` : ''}` : ''}
           {host.backup ? `; previous rules in ${host.backup}` : ''}
-        </Text>,
-        <Text key={`${host.host}/boot`} color={color(host.persistent ? undefined : 'yellow')} wrap="truncate-end">
-          {'    '}
-          {host.persistent ? 'survives a reboot' : 'live only: will NOT survive a reboot'}
-          {host.note ? ` (${host.note})` : ''}
-        </Text>,
-      ]),
+        </Text>
+      )),
     ];
   } else if (outcome.kind === 'refused') {
     title = 'refused — nothing was changed';

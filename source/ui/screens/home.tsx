@@ -106,6 +106,7 @@ export function HomeScreen() {
       else if (key.home) dispatch({type: 'select-move', delta: -hosts.length});
       else if (key.end) dispatch({type: 'select-move', delta: hosts.length});
       else if (input === 'a') dispatch({type: 'go', screen: 'add-server'});
+      else if (input === 'A') dispatch({type: 'go', screen: 'add-from-config'});
       else if (input === 'd' && selected) setConfirmRemove(selected.name);
       else if (input === 'l') {
         if (hosts.length === 0) return dispatch({type: 'message', text: 'add a server first (a), or import an inventory (i)'});
@@ -145,6 +146,7 @@ export function HomeScreen() {
     : [
         {key: '↑↓', label: 'select'},
         {key: 'a', label: 'add'},
+        {key: 'A', label: 'add from ~/.ssh/config'},
         {key: 'd', label: 'remove'},
         {key: 'l', label: 'lock down the fleet'},
         {key: 'e', label: 'quick edit'},
@@ -162,7 +164,7 @@ export function HomeScreen() {
   return (
     <Frame title={`fleet (${hosts.length} server${hosts.length === 1 ? '' : 's'})`} hints={hints} message={state.confirming ? question(state.confirming) : state.message}>
       {hosts.length === 0 ? (
-        <Text>No servers yet. Press a to add one (ssh destination), or i to import an inventory file.</Text>
+        <Text>No servers yet. Press a to add one (ssh destination), A to add several from ~/.ssh/config, or i to import an inventory file.</Text>
       ) : (
         <WindowedList
           items={hosts}

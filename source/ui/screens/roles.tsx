@@ -7,7 +7,7 @@ import TextInput from 'ink-text-input';
 import {Frame, WindowedList, fit, useBodyRows, useClaimEscape, useInputActive} from '../components.js';
 import {useColor, useTerminalSize, useUi} from '../context.js';
 import {useWizard} from '../app.js';
-import {describeAllow, parseOpeningText, reducer} from '../state.js';
+import {describeAllow, listeningHosts, parseOpeningText, reducer} from '../state.js';
 
 /** One row per server (and one for its custom openings), in a window of `height` rows. */
 export function RolesGrid({hosts, height, onDone}: {hosts: readonly string[]; height: number; onDone: () => void}) {
@@ -22,6 +22,7 @@ export function RolesGrid({hosts, height, onDone}: {hosts: readonly string[]; he
   const [custom, setCustom] = useState<string | undefined>(undefined);
   const host = hosts[Math.min(row, hosts.length - 1)];
   const hostEntry = state.draft.hosts.find((candidate) => candidate.name === host);
+  const suggestion = services.peerPortSuggestions(state.draft, listeningHosts(state))[0];
 
   useInput(
     (input, key) => {
@@ -34,7 +35,10 @@ export function RolesGrid({hosts, height, onDone}: {hosts: readonly string[]; he
       else if (input === ' ' && host && roles[column]) dispatch({type: 'toggle-role', host, role: roles[column]});
       else if (input === 'c' && host) setCustom('');
       else if (input === 'x' && hostEntry && (hostEntry.allow?.length ?? 0) > 0) dispatch({type: 'set-allow', host: hostEntry.name, allow: (hostEntry.allow ?? []).slice(0, -1)});
-      else if (key.return) onDone();
+      else if (input === 'p' && suggestion) {
+        dispatch({type: 'set-role-peers', role: suggestion.role, peers: suggestion.peers});
+        dispatch({type: 'message', text: `${suggestion.role} peers: ${suggestion.proto}/${suggestion.ports.join(',')} added, open between ${suggestion.hosts.join(', ')}`});
+      } else if (key.return) onDone();
     },
     {isActive: active && custom === undefined},
   );
@@ -79,7 +83,13 @@ export function RolesGrid({hosts, height, onDone}: {hosts: readonly string[]; he
 
   return (
     <Box flexDirection="column">
-      <WindowedList items={lines} height={Math.max(1, height - (custom !== undefined ? 2 : 0))} focus={focus} renderItem={(line) => line} />
+      <WindowedList items={lines} height={Math.max(1, height - (custom !== undefined ? 2 : 0) - (suggestion ? 1 : 0))} focus={focus} renderItem={(line) => line} />
+      {suggestion ? (
+        <Text color={color('yellow')} wrap="truncate-end">
+          suggested: {suggestion.hosts.join(', ')} ({suggestion.role}) listen on {suggestion.proto}/{suggestion.ports.join(',')}: p opens{' '}
+          {suggestion.ports.length > 1 ? 'them' : 'it'} between {suggestion.role} servers
+        </Text>
+      ) : null}
       {custom !== undefined && host ? (
         <Box marginTop={1}>
           <Text>custom opening on {host}: </Text>

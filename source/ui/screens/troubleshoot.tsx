@@ -1,5 +1,5 @@
-// Troubleshoot one server: its rules with packet/byte counters (refreshed live) and the
-// recent dropped packets from the rate-limited drop log.
+// Troubleshoot one server: its rules in words with their packet counters (refreshed live) and
+// the recent dropped packets from the rate-limited drop log.
 
 import {useEffect, useRef, useState} from 'react';
 import {Text, useInput} from 'ink';
@@ -10,21 +10,6 @@ import type {CountersView, DropLogView} from '../services.js';
 
 type View = 'v4' | 'v6' | 'drops';
 
-/**
- * A kernel LOG line is far wider than a terminal; keep what answers "what was dropped":
- * when, on which interface, from where to where, protocol and port.
- * "[ 12.5] isolate-wizard DROP IN=eth0 OUT= MAC=… SRC=a DST=b … PROTO=TCP SPT=1 DPT=3306 …"
- * becomes "[ 12.5] eth0 a → b TCP/3306".
- */
-export function summarizeDropLine(line: string): string {
-  const field = (name: string) => new RegExp(`(?:^|\\s)${name}=(\\S*)`).exec(line)?.[1];
-  const source = field('SRC');
-  if (source === undefined) return line;
-  const when = line.slice(0, line.indexOf('isolate-wizard DROP')).trim();
-  const port = field('DPT');
-  const proto = field('PROTO') ?? '?';
-  return `${when ? `${when} ` : ''}${field('IN') || '-'} ${source} → ${field('DST') ?? '?'} ${proto}${port ? `/${port}` : ''}`;
-}
 const REFRESH_MS = 2000;
 
 function messageOf(error: unknown): string {
@@ -71,7 +56,7 @@ export function TroubleshootScreen() {
 
   let lines: readonly string[];
   if (view === 'drops') {
-    const entries = drops?.lines.map(summarizeDropLine) ?? [];
+    const entries = drops?.lines ?? [];
     lines = drops ? [...(drops.note ? [drops.note] : []), ...(entries.length > 0 ? entries : drops.note ? [] : ['no dropped packets logged recently'])] : ['reading…'];
   } else {
     const text = counters?.[view];
