@@ -2,6 +2,7 @@ import type {Command} from './command.js';
 import {applyCommand} from './apply.js';
 import {confirmCommand} from './confirm.js';
 import {discoverCommand} from './discover.js';
+import {exportCommand} from './export.js';
 import {planCommand} from './plan.js';
 import {rollbackCommand} from './rollback.js';
 import {statusCommand} from './status.js';
@@ -13,4 +14,5 @@ export const COMMANDS: readonly Command[] = [
   confirmCommand,
   rollbackCommand,
   statusCommand,
+  exportCommand,
 ];
