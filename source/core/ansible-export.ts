@@ -195,21 +195,22 @@ const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 an
 const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load (see site.yml).
 - name: Load
   block:
-    - name: Make the agent's directory
-      ansible.builtin.file:
-        path: /var/lib/isolate-wizard/backups
-        state: directory
-        mode: "0700"
-
-    - name: Send the agent (a new copy takes the agent's place under the host's lock)
-      ansible.builtin.copy:
-        src: "{{ playbook_dir }}/files/agent.sh"
-        dest: "/var/lib/isolate-wizard/agent.sh.{{ iw_batch }}"
-        mode: "0600"
-
+    # One round trip: the agent's text travels as an argument (data, never part of the command),
+    # its new copy begins the batch and takes the agent's place under the host's lock only when
+    # no other batch is pending, as \`apply\` does; the rules follow on stdin.
     - name: Lock, snapshot, arm the rollback, validate the rules (iptables-restore --test)
       ansible.builtin.command:
-        argv: [sh, "/var/lib/isolate-wizard/agent.sh.{{ iw_batch }}", begin, "{{ iw_batch }}", "{{ iw_timeout }}", stage]
+        argv:
+          - sh
+          - -c
+          - >-
+            umask 077 && mkdir -p /var/lib/isolate-wizard/backups &&
+            printf '%s\\n' "$3" > /var/lib/isolate-wizard/agent.sh.$$ &&
+            exec sh /var/lib/isolate-wizard/agent.sh.$$ begin "$1" "$2" stage
+          - sh
+          - "{{ iw_batch }}"
+          - "{{ iw_timeout }}"
+          - "{{ lookup('file', playbook_dir ~ '/files/agent.sh') }}"
         stdin: "#iw:v4\\n{{ lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v4') }}\\n#iw:v6\\n{{ lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v6') }}"
       environment:
         IW_OWNER: "ansible-playbook {{ lookup('env', 'USER') }}"

@@ -54,6 +54,11 @@ async function phaseOf(name: string): Promise<string> {
   return phases[phases.length - 1] ?? '';
 }
 
+/** How many ssh logins a server's sshd accepted so far. */
+async function logins(name: string): Promise<number> {
+  return readFileSync(host(name).sshdLogPath, 'utf8').split('\n').filter((line) => line.includes('Accepted publickey')).length;
+}
+
 async function resetFleet(): Promise<void> {
   await Promise.all(
     FLEET.map((name) =>
@@ -144,9 +149,14 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
 
     await resetFleet();
     expect(await accessMatrix()).not.toEqual(applyAccess);
+    const loginsBefore = await Promise.all(FLEET.map(logins));
     const run = await playbook();
     console.log(`ansible-playbook site.yml on the six-host fleet: ${run.seconds.toFixed(1)} s`);
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
+    // Each server was logged in to again after its load (the check's new connection), not only
+    // through the one connection (ControlPersist) that loaded its rules.
+    const loginsAfter = await Promise.all(FLEET.map(logins));
+    expect(FLEET.filter((_, index) => (loginsAfter[index] as number) - (loginsBefore[index] as number) < 2)).toEqual([]);
     expect(run.stdout).toMatch(/kept batch \d{8}-\d{6}-[0-9a-f]{6}/);
     expect(run.stdout).toContain('will not survive a reboot'); // no iptables-persistent in the lab
 
