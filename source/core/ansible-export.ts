@@ -135,11 +135,18 @@ function ansibleCfg(sshConfigPath: string): string {
     'interpreter_python = auto_silent',
     'gathering = explicit',
     'retry_files_enabled = False',
-    'forks = 50',
+    // Each host's connection through a bastion is a new login there: sshd's MaxStartups (10
+    // unauthenticated at once, by default) drops more; so at most 8 at once, as apply does.
+    'forks = 8',
+    // A handshake slower than ssh's default on a busy bastion is not a dead host.
+    'timeout = 20',
     '',
     '[ssh_connection]',
     `ssh_args = -F ${shellWord(sshConfigPath)} -o StrictHostKeyChecking=yes -o ControlMaster=auto -o ControlPersist=60s`,
     'pipelining = True',
+    // A connection refused at the handshake is tried again (a command cut mid-way that runs twice
+    // finds the lock taken by its own batch and fails: the batch is rolled back).
+    'retries = 2',
     '',
   ].join('\n');
 }
@@ -149,11 +156,14 @@ const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 an
 # \`isolate-wizard apply\`, through the same server-side agent (files/agent.sh):
 #   1. every server but the bastions: lock, snapshot, arm the rollback (iw_timeout seconds, on the
 #      server: a systemd timer, else a detached process), iptables-restore --test, load;
-#   2. the bastions and jump hosts (group iw_last), last, one at a time: the same;
+#   2. the bastions and jump hosts (group iw_last), last: the same;
 #   3. every server, over a NEW ssh connection: login works and its rules are the ones loaded;
 #      only when every server passed, the rollback is cancelled and the rules saved for boot.
-# Any failure stops the run and rolls the whole batch back now; a server that cannot be reached
-# rolls back by itself at the deadline, as does every server if this run dies before step 3.
+# Each step is judged for every server of the play at once (tasks/*.yml: no server fails alone,
+# a gate after each step fails them all), so a failure anywhere stops the run and rolls the whole
+# batch back now (not any_errors_fatal: it lets the other servers of a block with a rescue go on
+# to the next step, and aborts without any rescue when a server is unreachable). A server that
+# cannot be reached rolls back by itself at the deadline, as does every server if this run dies.
 # -e iw_confirm=false stops before step 3's confirm (the batch then rolls back at the deadline
 # unless confirmed: isolate-wizard confirm, or see README.md).
 
@@ -170,16 +180,13 @@ const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 an
   hosts: "all:!${LAST_GROUP}"
   gather_facts: false
   become: true
-  any_errors_fatal: true
   tasks:
     - ansible.builtin.import_tasks: tasks/load.yml
 
-- name: Load the rules on the bastions, last, one at a time
+- name: Load the rules on the bastions and jump hosts, last
   hosts: ${LAST_GROUP}
   gather_facts: false
   become: true
-  any_errors_fatal: true
-  serial: 1
   tasks:
     - ansible.builtin.import_tasks: tasks/load.yml
 
@@ -187,11 +194,15 @@ const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 an
   hosts: all
   gather_facts: false
   become: true
-  any_errors_fatal: true
   tasks:
     - ansible.builtin.import_tasks: tasks/confirm.yml
 `;
 
+// A step never fails on one server alone: its answer is registered, then a gate that every server
+// of the play evaluates alike stops them all at once, so all go to the rescue together and the run
+// ends there (no host left). any_errors_fatal does not do this: the other servers of a block with a
+// rescue go on to the next step, load or confirm, while the failed one rolls back; and an
+// unreachable server aborts the play with no rescue at all.
 const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load (see site.yml).
 - name: Load
   block:
@@ -216,19 +227,42 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
         IW_OWNER: "ansible-playbook {{ lookup('env', 'USER') }}"
       register: iw_begin
       changed_when: true
+      failed_when: false
+      ignore_unreachable: true
 
-    - name: Refuse a server whose rules hold chains of other software (Docker, fail2ban, Kubernetes)
-      ansible.builtin.fail:
-        msg: >-
-          {{ inventory_hostname }}: its rules hold chains that other software owns
-          ({{ iw_begin.stdout | regex_findall(iw_foreign_chains, multiline=true) | unique | join(', ') }});
-          this playbook does not merge them: use isolate-wizard apply on this server
-      when: iw_begin.stdout is search(iw_foreign_chains, multiline=true)
+    - name: Go on only when every server is locked, its rules validated, and no other software's chains are in them
+      ansible.builtin.assert:
+        that: iw_problems | trim == ''
+        fail_msg: "{{ iw_problems | trim }}"
+        quiet: true
+      vars:
+        iw_problems: >-
+          {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_begin | default({}) %}
+          {% if answer.unreachable | default(false) %}{{ host }}: unreachable ({{ answer.msg | default('') | trim }});
+          {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
+          {% elif answer.stdout is search(iw_foreign_chains, multiline=true) %}{{ host }}: its rules hold chains that other software owns
+          ({{ answer.stdout | regex_findall(iw_foreign_chains, multiline=true) | unique | join(', ') }}): this playbook does not
+          merge them, use isolate-wizard apply for this server;
+          {% endif %}{% endfor %}
 
     - name: Load the rules (a failure puts the snapshot back at once)
       ansible.builtin.command:
         argv: [sh, /var/lib/isolate-wizard/agent.sh, load, "{{ iw_batch }}"]
       register: iw_load
+      failed_when: false
+      ignore_unreachable: true
+
+    - name: Go on only when every server loaded its rules
+      ansible.builtin.assert:
+        that: iw_problems | trim == ''
+        fail_msg: "{{ iw_problems | trim }}"
+        quiet: true
+      vars:
+        iw_problems: >-
+          {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_load | default({}) %}
+          {% if answer.unreachable | default(false) %}{{ host }}: unreachable during the load ({{ answer.msg | default('') | trim }});
+          {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
+          {% endif %}{% endfor %}
 
   rescue:
     - ansible.builtin.import_tasks: rollback-batch.yml
@@ -245,30 +279,50 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
         argv: [sh, /var/lib/isolate-wizard/agent.sh, show]
       register: iw_live
       changed_when: false
+      failed_when: false
+      ignore_unreachable: true
 
-    - name: Check this batch is loaded and the live rules are as many as were sent
+    - name: Go on only when every server shows this batch loaded, with as many live rules as were sent
       ansible.builtin.assert:
-        that:
-          - "('batch=' ~ iw_batch) in iw_live.stdout_lines"
-          - "'phase=loaded' in iw_live.stdout_lines"
-          - "(iw_live.stdout.split('#iw:v6')[0] | regex_findall('(?m)^-A ') | length) == (lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v4') | regex_findall('(?m)^-A ') | length)"
-          - "(iw_live.stdout.split('#iw:v6')[1] | regex_findall('(?m)^-A ') | length) == (lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v6') | regex_findall('(?m)^-A ') | length)"
-        fail_msg: "{{ inventory_hostname }}: the live rules are not the ones this batch loaded"
+        that: iw_problems | trim == ''
+        fail_msg: "{{ iw_problems | trim }}"
         quiet: true
+      vars:
+        iw_problems: >-
+          {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_live | default({}) %}
+          {% set lines = answer.stdout_lines | default([]) %}{% set live = (answer.stdout | default('')).split('#iw:v6') %}
+          {% if answer.unreachable | default(false) %}{{ host }}: no new login ({{ answer.msg | default('') | trim }});
+          {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
+          {% elif ('batch=' ~ iw_batch) not in lines or 'phase=loaded' not in lines %}{{ host }}: batch {{ iw_batch }} is not
+          loaded there ({{ lines | select('match', '^(phase|batch)=') | join(', ') }});
+          {% elif (live[0] | regex_findall('(?m)^-A ') | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v4') | regex_findall('(?m)^-A ') | length)
+              or (live[1] | default('') | regex_findall('(?m)^-A ') | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v6') | regex_findall('(?m)^-A ') | length) %}{{ host }}:
+          the live rules are not the ones this batch loaded;
+          {% endif %}{% endfor %}
 
     - name: Keep the rules (cancel the rollback, save them for boot)
       ansible.builtin.command:
         argv: [sh, /var/lib/isolate-wizard/agent.sh, confirm, "{{ iw_batch }}"]
       register: iw_confirmed
       when: iw_confirm | bool
+      failed_when: false
+      ignore_unreachable: true
 
     - name: Say what was kept
-      ansible.builtin.debug:
-        msg: >-
+      ansible.builtin.assert:
+        that: iw_problems | trim == ''
+        fail_msg: "{{ iw_problems | trim }}"
+        success_msg: >-
           {% if iw_confirm | bool %}kept batch {{ iw_batch }}{% if 'persisted=none' in iw_confirmed.stdout_lines %};
           rules are live but will not survive a reboot (install iptables-persistent){% endif %}{% else %}batch
-          {{ iw_batch }} left pending: it rolls back by itself in {{ iw_timeout }} s from its load unless
+          {{ iw_batch }} left pending: it rolls back by itself {{ iw_timeout }} s after its lock unless
           confirmed{% endif %}
+      vars:
+        iw_problems: >-
+          {% for host in ansible_play_batch if iw_confirm | bool %}{% set answer = hostvars[host].iw_confirmed | default({}) %}
+          {% if answer.unreachable | default(false) or answer.rc | default(-1) != 0 %}{{ host }}: not kept
+          ({{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }});
+          {% endif %}{% endfor %}
 
   rescue:
     - ansible.builtin.import_tasks: rollback-batch.yml
@@ -290,11 +344,11 @@ const ROLLBACK_BATCH_YML = `# A step failed: put every server of the batch back 
 - name: Stop here
   ansible.builtin.fail:
     msg: >-
-      batch {{ iw_batch }} failed on {{ inventory_hostname }}
-      ({{ ansible_failed_task.name | default('?') }}: {{ ansible_failed_result.msg | default(ansible_failed_result.stderr | default('')) }});
-      rolled back now: {{ iw_rollback.results | selectattr('rc', 'defined') | selectattr('rc', 'equalto', 0) | map(attribute='item') | join(', ') or 'none' }};
-      not reached (they roll back by themselves at the deadline):
-      {{ iw_rollback.results | selectattr('unreachable', 'defined') | selectattr('unreachable') | map(attribute='item') | join(', ') or 'none' }}
+      batch {{ iw_batch }} stopped: {{ ansible_failed_result.msg | default('?') }}
+      Rolled back now: {{ iw_rollback.results | selectattr('rc', 'defined') | selectattr('rc', 'equalto', 0) | map(attribute='item') | join(', ') or 'none' }}.
+      Not reached (they roll back by themselves at the deadline):
+      {{ iw_rollback.results | selectattr('unreachable', 'defined') | selectattr('unreachable') | map(attribute='item') | join(', ') or 'none' }}.
+      The others never began, were already back, or were kept (isolate-wizard status shows which).
 `;
 
 const PROJECT_README = `# Firewall rules for this fleet (written by isolate-wizard export)

@@ -133,13 +133,17 @@ describe('isolate-wizard export --format ansible', () => {
   it('writes a playbook that loads the bastions last and confirms only after every host passed a new login', async () => {
     const {dir} = await exportSeed();
     const site = read(dir, 'site.yml');
-    expect(site.match(/^  any_errors_fatal: true$/gm)).toHaveLength(3);
+    // Stopping the batch is the gates' work (see the playbook's header), not any_errors_fatal's.
+    expect(site).not.toMatch(/^\s+any_errors_fatal:/m);
     const load = read(dir, 'tasks/load.yml');
     const confirm = read(dir, 'tasks/confirm.yml');
     // Validation and the rollback's arming (begin … stage) come before the load, the new login before the confirm.
     expect(load.indexOf('begin "$1" "$2" stage')).toBeGreaterThan(0);
     expect(load.indexOf('begin "$1" "$2" stage')).toBeLessThan(load.indexOf('load, "{{ iw_batch }}"'));
     expect(load.indexOf('is search(iw_foreign_chains')).toBeLessThan(load.indexOf('load, "{{ iw_batch }}"'));
+    // A step's failure is judged for the whole batch at once (a gate after each), never by one host alone.
+    expect(load.match(/failed_when: false/g)).toHaveLength(2);
+    expect(confirm.match(/failed_when: false/g)).toHaveLength(2);
     expect(confirm.indexOf('meta: reset_connection')).toBeLessThan(confirm.indexOf('agent.sh, show]'));
     expect(confirm.indexOf('agent.sh, show]')).toBeLessThan(confirm.indexOf('agent.sh, confirm,'));
     for (const tasks of [load, confirm]) expect(tasks).toContain('rescue:\n    - ansible.builtin.import_tasks: rollback-batch.yml');
@@ -150,13 +154,13 @@ describe('isolate-wizard export --format ansible', () => {
     expect(plays).toEqual([
       "all: Name this run's batch",
       'all:!iw_last: Load the rules on every server but the bastions',
-      'iw_last: Load the rules on the bastions, last, one at a time',
+      'iw_last: Load the rules on the bastions and jump hosts, last',
       'all: Over new connections, check every server, then keep the rules',
     ]);
     expect(hosts).toMatch(/pattern: \['iw_last'\]\n\s+hosts \(1\):\n\s+tunnel-1\n/);
     const tasks = execFileSync('ansible-playbook', ['--list-tasks', 'site.yml'], {cwd: dir, encoding: 'utf8'});
     const last = tasks.slice(tasks.indexOf('play #4'));
-    const order = ['Close the connection', 'Over a new ssh connection', 'Check this batch is loaded', 'Keep the rules'].map((name) => last.indexOf(name));
+    const order = ['Close the connection', 'Over a new ssh connection', 'Go on only when every server shows this batch loaded', 'Keep the rules'].map((name) => last.indexOf(name));
     expect(order.every((at, index) => at > 0 && (index === 0 || at > (order[index - 1] as number)))).toBe(true);
   }, 60_000);
 
