@@ -90,6 +90,8 @@ function inventoryYaml(input: AnsibleExportInput, last: ReadonlySet<string>): st
     '  vars:',
     `    iw_timeout: ${input.timeoutSeconds ?? DEFAULT_ANSIBLE_TIMEOUT}`,
     '    iw_confirm: true',
+    '    # Why the batch stopped, from every server that noted it (tasks/load.yml).',
+    `    iw_stopped: "{{ groups['all'] | map('extract', hostvars) | selectattr('iw_stop', 'defined') | map(attribute='iw_stop') | list }}"`,
     `    iw_foreign_chains: ${yaml(input.foreignChainLine)}`,
     '  hosts:',
   ];
@@ -265,12 +267,24 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
           {% endif %}{% endfor %}
 
   rescue:
-    - ansible.builtin.import_tasks: rollback-batch.yml
+    - ansible.builtin.import_tasks: rollback-this-server.yml
+    # Noted, not failed: the run goes on to the last play, which stops every server of the batch.
+    - name: Note why the batch stops
+      ansible.builtin.set_fact:
+        iw_stop: "{{ ansible_failed_result.msg | default('?') }}"
+
+  when: iw_stopped | length == 0
 `;
 
 const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live rules checked, then keep them.
 - name: Check and keep
   block:
+    - name: Stop here when an earlier step stopped the batch
+      ansible.builtin.assert:
+        that: iw_stopped | length == 0
+        fail_msg: "{{ iw_stopped | first | default('') }}"
+        quiet: true
+
     - name: Close the connection, so the next task logs in anew through the new rules
       ansible.builtin.meta: reset_connection
 
@@ -325,30 +339,37 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
           {% endif %}{% endfor %}
 
   rescue:
-    - ansible.builtin.import_tasks: rollback-batch.yml
+    - ansible.builtin.import_tasks: rollback-this-server.yml
+
+    - name: Say what happened
+      ansible.builtin.fail:
+        msg: >-
+          batch {{ iw_batch }} stopped: {{ ansible_failed_result.msg | default('?') }}
+          Rolled back now: {{ ansible_play_hosts_all | map('extract', hostvars) | selectattr('iw_rollback', 'defined')
+          | selectattr('iw_rollback.rc', 'defined') | selectattr('iw_rollback.rc', 'equalto', 0) | map(attribute='inventory_hostname') | join(', ') or 'none' }}.
+          Not reached (they roll back by themselves at the deadline): {{ ansible_play_hosts_all | map('extract', hostvars)
+          | selectattr('iw_rollback', 'defined') | selectattr('iw_rollback.unreachable', 'defined') | map(attribute='inventory_hostname') | join(', ') or 'none' }}.
+          The others never began, were already back, or were kept (isolate-wizard status shows which).
 `;
 
-const ROLLBACK_BATCH_YML = `# A step failed: put every server of the batch back now. Servers that never began answer that the
-# batch is not theirs; a server that cannot be reached rolls back by itself at its deadline.
-- name: Roll the whole batch back now
+// Each server rolls itself back (no delegation: an unreachable server in a delegated loop ends
+// the whole play in ansible-core 2.14, ignore_unreachable or not); once per batch.
+const ROLLBACK_THIS_SERVER_YML = `# A step failed: put this server back now. A server whose batch never began answers that the batch
+# is not its own; a server that cannot be reached rolls back by itself at its deadline.
+- name: Roll this server back now
   ansible.builtin.command:
     argv: [sh, /var/lib/isolate-wizard/agent.sh, rollback, "{{ iw_batch }}"]
-  delegate_to: "{{ item }}"
-  loop: "{{ groups['all'] }}"
-  run_once: true
   ignore_unreachable: true
   failed_when: false
-  changed_when: iw_rollback.rc | default(1) == 0
-  register: iw_rollback
+  changed_when: iw_rollback_now.rc | default(1) == 0
+  register: iw_rollback_now
+  when: iw_rollback is not defined
 
-- name: Stop here
-  ansible.builtin.fail:
-    msg: >-
-      batch {{ iw_batch }} stopped: {{ ansible_failed_result.msg | default('?') }}
-      Rolled back now: {{ iw_rollback.results | selectattr('rc', 'defined') | selectattr('rc', 'equalto', 0) | map(attribute='item') | join(', ') or 'none' }}.
-      Not reached (they roll back by themselves at the deadline):
-      {{ iw_rollback.results | selectattr('unreachable', 'defined') | selectattr('unreachable') | map(attribute='item') | join(', ') or 'none' }}.
-      The others never began, were already back, or were kept (isolate-wizard status shows which).
+# Kept apart from the register (which a skipped run would overwrite) for the last play's report.
+- name: Keep what it answered
+  ansible.builtin.set_fact:
+    iw_rollback: "{{ iw_rollback_now }}"
+  when: iw_rollback is not defined
 `;
 
 const PROJECT_README = `# Firewall rules for this fleet (written by isolate-wizard export)
@@ -378,7 +399,7 @@ export function ansibleProject(input: AnsibleExportInput): Map<string, string> {
     ['site.yml', SITE_YML],
     ['tasks/load.yml', LOAD_YML],
     ['tasks/confirm.yml', CONFIRM_YML],
-    ['tasks/rollback-batch.yml', ROLLBACK_BATCH_YML],
+    ['tasks/rollback-this-server.yml', ROLLBACK_THIS_SERVER_YML],
     ['README.md', PROJECT_README],
   ]);
   for (const host of input.plan.hosts) {

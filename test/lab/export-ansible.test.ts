@@ -207,7 +207,7 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     const run = await playbook(['-e', 'iw_timeout=240']);
     expect(run.code).not.toBe(0);
     expect(run.stdout, run.stdout.slice(-4000)).toMatch(/stopped: wordpress-1: no new login/);
-    expect(run.stdout).toMatch(/not reached \(they roll back by themselves at the deadline\):\s+wordpress-1/);
+    expect(run.stdout).toMatch(/Not reached \(they roll back by themselves at the deadline\): wordpress-1\./);
     const others = FLEET.filter((name) => name !== 'wordpress-1');
     for (const name of others) {
       expect(await phaseOf(name)).toBe('rolledback');

@@ -146,7 +146,7 @@ describe('isolate-wizard export --format ansible', () => {
     expect(confirm.match(/failed_when: false/g)).toHaveLength(2);
     expect(confirm.indexOf('meta: reset_connection')).toBeLessThan(confirm.indexOf('agent.sh, show]'));
     expect(confirm.indexOf('agent.sh, show]')).toBeLessThan(confirm.indexOf('agent.sh, confirm,'));
-    for (const tasks of [load, confirm]) expect(tasks).toContain('rescue:\n    - ansible.builtin.import_tasks: rollback-batch.yml');
+    for (const tasks of [load, confirm]) expect(tasks).toContain('rescue:\n    - ansible.builtin.import_tasks: rollback-this-server.yml');
     if (!HAVE_ANSIBLE) return;
     // Ansible's own reading: plays in order, with their hosts.
     const hosts = execFileSync('ansible-playbook', ['--list-hosts', 'site.yml'], {cwd: dir, encoding: 'utf8'});
