@@ -93,6 +93,8 @@ function inventoryYaml(input: AnsibleExportInput, last: ReadonlySet<string>): st
     '    # Why the batch stopped, from every server that noted it (tasks/load.yml).',
     `    iw_stopped: "{{ groups['all'] | map('extract', hostvars) | selectattr('iw_stop', 'defined') | map(attribute='iw_stop') | list }}"`,
     `    iw_foreign_chains: ${yaml(input.foreignChainLine)}`,
+    // The tables iptables-nft (and ebtables-nft / arptables-nft) keep: the rest belong to others.
+    `    iw_iptables_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute))$')}`,
     '  hosts:',
   ];
   for (const host of inventory.hosts) {
@@ -208,6 +210,17 @@ const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 an
 const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load (see site.yml).
 - name: Load
   block:
+    # Tables of nftables-native managers (firewalld, Docker 29, kube-proxy…) filter on their own
+    # hooks: their drops would win over these rules, which \`isolate-wizard apply\` checks and this
+    # playbook does not; such servers are refused (iptables' own tables are not theirs).
+    - name: Read the server's nftables tables
+      ansible.builtin.command:
+        argv: [sh, -c, "command -v nft >/dev/null 2>&1 || exit 0; exec nft list tables"]
+      register: iw_tables
+      changed_when: false
+      failed_when: false
+      ignore_unreachable: true
+
     # One round trip: the agent's text travels as an argument (data, never part of the command),
     # its new copy begins the batch and takes the agent's place under the host's lock only when
     # no other batch is pending, as \`apply\` does; the rules follow on stdin.
@@ -232,7 +245,7 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
       failed_when: false
       ignore_unreachable: true
 
-    - name: Go on only when every server is locked, its rules validated, and no other software's chains are in them
+    - name: Go on only when every server is locked, its rules validated, and no other software's chains or tables are there
       ansible.builtin.assert:
         that: iw_problems | trim == ''
         fail_msg: "{{ iw_problems | trim }}"
@@ -242,6 +255,9 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
           {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_begin | default({}) %}
           {% if answer.unreachable | default(false) %}{{ host }}: unreachable ({{ answer.msg | default('') | trim }});
           {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
+          {% elif hostvars[host].iw_tables.stdout_lines | default([]) | reject('match', iw_iptables_tables) | list %}{{ host }}: its
+          nftables ruleset holds tables another manager owns ({{ hostvars[host].iw_tables.stdout_lines | reject('match', iw_iptables_tables)
+          | map('regex_replace', '^table ', '') | join(', ') }}), whose drops this playbook does not check: use isolate-wizard apply for this server;
           {% elif answer.stdout is search(iw_foreign_chains, multiline=true) %}{{ host }}: its rules hold chains that other software owns
           ({{ answer.stdout | regex_findall(iw_foreign_chains, multiline=true) | unique | join(', ') }}): this playbook does not
           merge them, use isolate-wizard apply for this server;

@@ -230,6 +230,18 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     // Nothing was loaded anywhere in between (the agent logs every load).
     for (const name of FLEET) expect((await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/log 2>/dev/null || true'])).stdout).not.toMatch(/ loaded /);
   }, 400_000);
+
+  it('refuses a server where another manager keeps an nftables table of its own, before anything loads', async () => {
+    await host('mysql-1').exec(['nft', '-f', '-'], {input: 'table inet firewalld {\n  chain filter_INPUT {\n    type filter hook input priority filter + 10; policy accept;\n  }\n}\n'});
+    const run = await playbook();
+    expect(run.code).not.toBe(0);
+    expect(run.stdout).toMatch(/mysql-1: its nftables ruleset holds tables another manager owns \(inet firewalld\)/);
+    for (const name of FLEET) {
+      expect(await filterOf(name, 4)).toBe('');
+      expect((await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/log 2>/dev/null || true'])).stdout).not.toMatch(/ loaded /);
+    }
+    await host('mysql-1').exec(['nft', 'delete', 'table', 'inet', 'firewalld']);
+  }, 400_000);
 });
 
 describe.skipIf(HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook', () => {
