@@ -142,7 +142,7 @@ describe('isolate-wizard export --format ansible', () => {
     expect(load.indexOf('begin "$1" "$2" stage')).toBeLessThan(load.indexOf('load, "{{ iw_batch }}"'));
     expect(load.indexOf('is search(iw_foreign_chains')).toBeLessThan(load.indexOf('load, "{{ iw_batch }}"'));
     // A step's failure is judged for the whole batch at once (a gate after each), never by one host alone.
-    expect(load.match(/failed_when: false/g)).toHaveLength(2);
+    expect(load.match(/failed_when: false/g)).toHaveLength(3);
     expect(confirm.match(/failed_when: false/g)).toHaveLength(2);
     expect(confirm.indexOf('meta: reset_connection')).toBeLessThan(confirm.indexOf('agent.sh, show]'));
     expect(confirm.indexOf('agent.sh, show]')).toBeLessThan(confirm.indexOf('agent.sh, confirm,'));
