@@ -13,13 +13,16 @@
 //      alternate, STARTUP_RUNS of each, medians compared.
 // BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone; BENCH_ONLY=startup
 // part 3 alone (no lab).
+// BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
+// servers through the bastion against the six-host fleet in the same lab (target: within 3x), and,
+// where ansible-playbook is installed, the exported playbook on both.
 import {spawnSync} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
-import {createLab, type Lab} from '../test/lab/lab.js';
+import {createLab, DEFAULT_HOSTS, type Lab} from '../test/lab/lab.js';
 
 const RUNS = 3;
 /** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */
@@ -35,9 +38,9 @@ function median(values: number[]): number {
 
 const seconds = (ms: number): string => `${(ms / 1000).toFixed(2)} s`;
 
-async function resetFleet(lab: Lab): Promise<void> {
+async function resetFleet(lab: Lab, names: readonly string[] = FLEET): Promise<void> {
   await Promise.all(
-    FLEET.map((name) =>
+    names.map((name) =>
       lab.hosts.get(name)?.exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; nft delete table ip filter; nft delete table ip6 filter; true']),
     ),
   );
@@ -85,8 +88,8 @@ interface ApplyRun {
 }
 
 /** One timed `apply --yes` on freshly reset servers. */
-async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean): Promise<ApplyRun> {
-  await resetFleet(lab);
+async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean, reset: readonly string[] = FLEET): Promise<ApplyRun> {
+  await resetFleet(lab, reset);
   const argv = [process.execPath, CLI_ENTRY, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
   const before = accounting?.read();
   const start = performance.now();
@@ -96,7 +99,7 @@ async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string
   const after = accounting?.read();
   if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   // IW_TIMING=1 reaches the CLI through the environment: show where the last run's time went.
-  if (showTiming) console.log(`--- ${hosts.join(',') || 'fleet'}: ${seconds(wall)}\n${result.stderr.trim()}`);
+  if (showTiming) console.log(`--- ${hosts.join(',') || path.basename(inventory)}: ${seconds(wall)}\n${result.stderr.trim()}`);
   if (!before || !after) return {wall};
   return {wall, cpu: Object.fromEntries(CPU_SIDES.map((side) => [side, after[side] - before[side]])) as Record<CpuSide, number>};
 }
@@ -353,6 +356,73 @@ async function startupBench(): Promise<void> {
   );
 }
 
+/** The forty-server lab: the seed fleet and 34 more servers behind the bastion (no role listeners: apply does not need them). */
+const FORTY = [...FLEET, ...Array.from({length: 34}, (_, index) => `${index % 2 === 0 ? 'app' : 'db'}-${String(index + 1).padStart(2, '0')}`)];
+
+/** The seed inventory and 34 more hosts, every address given (as in the seed fixture). */
+function fortyInventory(lab: Lab): object {
+  const seed = JSON.parse(readFileSync(seedPath, 'utf8')) as {roles: object; hosts: object[]};
+  const extra = FORTY.slice(FLEET.length).map((name) => {
+    const host = lab.hosts.get(name);
+    if (!host?.publicV4 || !host.publicV6 || !host.privateV4 || !host.privateV6) throw new Error(`lab host ${name} lacks an address`);
+    return {
+      name,
+      ssh: name,
+      roles: [name.startsWith('app') ? 'app' : 'db'],
+      interfaces: {public: 'eth0', private: 'eth1'},
+      addresses: {public: [host.publicV4, host.publicV6], private: [host.privateV4, host.privateV6]},
+    };
+  });
+  return {...seed, hosts: [...seed.hosts, ...extra]};
+}
+
+/** One `ansible-playbook site.yml` of an exported project, on freshly reset servers. */
+async function timePlaybookOnce(lab: Lab, project: string, reset: readonly string[]): Promise<number> {
+  await resetFleet(lab, reset);
+  const start = performance.now();
+  const result = await lab.execOperator(['sh', '-c', 'cd "$1" && exec ansible-playbook site.yml', 'sh', project], {timeoutMs: 900_000, env: {ANSIBLE_NOCOLOR: '1'}});
+  const wall = performance.now() - start;
+  if (result.code !== 0) throw new Error(`ansible-playbook in ${project} failed (${result.code}): ${result.stdout.trim().split('\n').slice(-12).join(' | ')}`);
+  return wall;
+}
+
+/** apply --yes on 40 servers against the six-host fleet, alternately, in one lab; then the exported playbook on both. */
+async function apply40Bench(): Promise<void> {
+  const lab = await createLab({hosts: [...DEFAULT_HOSTS, ...FORTY.slice(FLEET.length).map((name) => ({name}))]});
+  const accounting = cpuAccounting(lab);
+  try {
+    const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
+    const forty = lab.writeInventory(fortyInventory(lab), 'forty.json');
+    const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
+    for (let run = 0; run < APPLY_RUNS; run += 1) {
+      const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
+      runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY));
+      runs.forty.push(await timeApplyOnce(lab, accounting, forty, [], last, FORTY));
+    }
+    const six = runs.six.map((run) => run.wall);
+    const fortyWalls = runs.forty.map((run) => run.wall);
+    console.log(`apply --yes, six-host seed fleet (in the 40-server lab): median ${seconds(median(six))} of ${six.map(seconds).join(', ')}${cpuLine(runs.six)}`);
+    console.log(`apply --yes, 40 servers through the bastion: median ${seconds(median(fortyWalls))} of ${fortyWalls.map(seconds).join(', ')}${cpuLine(runs.forty)}`);
+    console.log(
+      `40 servers / six: ${(median(fortyWalls) / median(six)).toFixed(2)} (target <= 3; per pair: ${six.map((time, index) => ((fortyWalls[index] ?? Number.NaN) / time).toFixed(2)).join(', ')})`,
+    );
+    if (spawnSync('ansible-playbook', ['--version']).status !== 0) {
+      console.log('ansible-playbook: not installed, the exported playbook is not timed');
+      return;
+    }
+    for (const [label, inventory] of [['six-host seed fleet', seed], ['40 servers', forty]] as const) {
+      const project = path.join(lab.dir, `ansible-${path.basename(inventory, '.json')}`);
+      const exported = await lab.execOperator([process.execPath, CLI_ENTRY, 'export', '--format', 'ansible', '--out', project, '--inventory', inventory]);
+      if (exported.code !== 0) throw new Error(`export failed: ${exported.stderr.trim()}`);
+      // Once each: tens of seconds to minutes per run.
+      console.log(`ansible-playbook site.yml (export --format ansible), ${label}: ${seconds(await timePlaybookOnce(lab, project, FORTY))}`);
+    }
+  } finally {
+    await lab.teardown();
+    accounting?.remove();
+  }
+}
+
 async function main(): Promise<void> {
   // BENCH_ONLY=plan: the plan figures only (no lab, no root needed); BENCH_ONLY=startup likewise.
   if (process.env['BENCH_ONLY'] === 'plan') {
@@ -361,6 +431,10 @@ async function main(): Promise<void> {
   }
   if (process.env['BENCH_ONLY'] === 'startup') {
     await startupBench();
+    return;
+  }
+  if (process.env['BENCH_ONLY'] === 'apply40') {
+    await apply40Bench();
     return;
   }
   const lab = await createLab();

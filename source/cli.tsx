@@ -86,7 +86,7 @@ async function runWizard(io: CliIo): Promise<number> {
   if (!io.isTTY) {
     io.stderr.write(
       'isolate-wizard: the wizard needs an interactive terminal. For scripts use the headless commands: ' +
-        'plan, discover, apply, confirm, rollback, status (isolate-wizard --help).\n',
+        'plan, discover, apply, confirm, rollback, status, export (isolate-wizard --help).\n',
     );
     return 2;
   }

@@ -4,7 +4,7 @@
 import {readFileSync} from 'node:fs';
 import {homedir} from 'node:os';
 import path from 'node:path';
-import {parseSshConnection} from '../core/discovery/index.js';
+import {parseSshConnection, type HostDiscovery} from '../core/discovery/index.js';
 import {InputError, UsageError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, type Inventory} from '../core/inventory.js';
 import type {ResolvedSsh} from '../core/lockout.js';
@@ -67,8 +67,12 @@ export function fleetContext(values: OptionValues, io: CliIo): FleetContext {
  * inventory when it gives them, else discovered over SSH. Also the operator's address as each
  * directly reached host sees it ($SSH_CONNECTION), for the lockout check.
  */
-export async function gatherFacts(context: FleetContext, emit: (line: string) => void): Promise<{facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
+export async function gatherFacts(
+  context: FleetContext,
+  emit: (line: string) => void,
+): Promise<{facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: Map<string, HostDiscovery>}> {
   const facts = new Map<string, HostFacts>();
+  const discovered = new Map<string, HostDiscovery>();
   const resolved = resolveOperatorSsh(context.inventory, context.home);
   const sources = new Map<string, string>();
   // Open every selected host's connection now, alongside the fact gathering: the apply reuses
@@ -94,9 +98,10 @@ export async function gatherFacts(context: FleetContext, emit: (line: string) =>
       emit(`${host.name.padEnd(14)} discover  (no addresses in the inventory)\n`);
       const discovery = await discoverHost(await context.connector.connect(target));
       facts.set(host.name, discovery.facts);
+      discovered.set(host.name, discovery);
       if (discovery.sshConnection) sources.set(host.name, discovery.sshConnection.clientAddress);
     }),
   );
   for (const [name, source] of sources) resolved.set(name, {...resolved.get(name), source});
-  return {facts, resolved};
+  return {facts, resolved, discovered};
 }

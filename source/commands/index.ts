@@ -57,4 +57,10 @@ export const COMMANDS: readonly CommandEntry[] = [
     usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--accept-new]',
     load: async () => (await import('./verify.js')).verifyCommand,
   },
+  {
+    name: 'export',
+    summary: 'write the fleet as an Ansible project (rules per host, inventory, a playbook with the same safety as apply)',
+    usage: '--format ansible --out DIR --inventory FILE [--timeout SECONDS (rollback deadline, default 300)] [--accept-new]',
+    load: async () => (await import('./export.js')).exportCommand,
+  },
 ];

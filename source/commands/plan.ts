@@ -1,4 +1,5 @@
 import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js';
+import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
@@ -29,13 +30,13 @@ function writtenFacts(inv: Inventory): Map<string, HostFacts> | undefined {
  * Facts for every host and what the operator's ssh does: offline when the inventory has them all,
  * else discovered over SSH (the compiler needs the whole fleet to write each host's peers).
  */
-async function planInputs(
+export async function planInputs(
   values: OptionValues,
   io: CliIo,
-): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>}> {
+): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: ReadonlyMap<string, HostDiscovery>}> {
   const context = fleetContext(values, io);
   const facts = writtenFacts(context.inventory);
-  if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home)};
+  if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home), discovered: new Map()};
   try {
     const gathered = await gatherFacts(context, (line) => io.stderr.write(line));
     return {inventory: context.inventory, ...gathered};

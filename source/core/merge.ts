@@ -32,6 +32,12 @@ export function isForeignChain(name: string): boolean {
   return FOREIGN_CHAIN_PATTERNS.some((prefix) => name.startsWith(prefix));
 }
 
+/** A regular expression (Python's and JavaScript's alike) for the `:CHAIN …` line of an
+ * iptables-save text declaring a chain isForeignChain names, the chain's name as its group. */
+export function foreignChainLinePattern(): string {
+  return `^:((?:${FOREIGN_CHAIN_PATTERNS.map((pattern) => pattern.source.replace(/^\^/, '')).join('|')})\\S*)`;
+}
+
 /** The chain a rule jumps or goes to (-j / -g), if any. */
 export function ruleTarget(rule: Rule): string | undefined {
   for (let index = 0; index < rule.spec.length - 1; index += 1) {
