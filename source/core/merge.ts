@@ -35,7 +35,7 @@ export function isForeignChain(name: string): boolean {
 /** A regular expression (Python's and JavaScript's alike) for the `:CHAIN …` line of an
  * iptables-save text declaring a chain isForeignChain names, the chain's name as its group. */
 export function foreignChainLinePattern(): string {
-  return `^:((?:${FOREIGN_CHAIN_PATTERNS.map((pattern) => pattern.source.replace(/^\^/, '')).join('|')})\\S*)`;
+  return `^:((?:${FOREIGN_CHAIN_PATTERNS.join('|')})\\S*)`;
 }
 
 /** The chain a rule jumps or goes to (-j / -g), if any. */

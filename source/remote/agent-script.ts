@@ -462,9 +462,22 @@ load_file() {
 # $load_err on failure.
 load_merged() {
   if [ "$4" != yes ] && ! has_foreign "$3"; then load_file "$1" "$2"; return; fi
-  printf '%s\n' "$3" | awk -v mode=merge "$tables_awk" k=1 "$2" k=2 - > "$WORK.v$1" 2>/dev/null ||
-    { load_err="cannot write $WORK.v$1 (disk full?)"; return 1; }
-  load_file "$1" "$WORK.v$1"
+  restore_cmd "$1"
+  have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
+  # Merged on the way in, nothing written: the way back must not need free space. A merge cut
+  # short leaves iptables-restore a text without COMMIT, which it refuses whole.
+  load_err=$(printf '%s\n' "$3" | awk -v mode=merge "$tables_awk" k=1 "$2" k=2 - | "$rcmd" --wait="$XT_WAIT" 2>&1) && return 0
+  [ -n "$load_err" ] || load_err="$rcmd failed"
+  return 1
+}
+
+# load_text FAMILY TEXT: as load_file, the rules given as text (nothing written to disk).
+load_text() {
+  restore_cmd "$1"
+  have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
+  load_err=$(printf '%s\n' "$2" | "$rcmd" --wait="$XT_WAIT" 2>&1) && return 0
+  [ -n "$load_err" ] || load_err="$rcmd failed"
+  return 1
 }
 
 # restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
@@ -489,9 +502,12 @@ restore_verified() {
       remove_filter "$fam" || rv_error="cannot empty the filter table"
     else
       # Only the filter table: nat, mangle, raw (Docker's, Kubernetes') stay as they are now.
-      has_foreign "$rv_filter" && rv_merge=yes || rv_merge=
-      if ! write_checked "$WORK.s$fam" "$rv_filter"; then rv_error="cannot write $WORK.s$fam (disk full?)"
-      elif ! load_merged "$fam" "$WORK.s$fam" "$rv_live" "$rv_merge"; then rv_error=$load_err
+      # Nothing written on the way back: it must work on a full disk. awk reads only the
+      # snapshot's filter section.
+      if has_foreign "$rv_filter" || has_foreign "$rv_live"; then
+        load_merged "$fam" "$snap" "$rv_live" yes || rv_error=$load_err
+      else
+        load_text "$fam" "$rv_filter" || rv_error=$load_err
       fi
     fi
     live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore ($rv_error);"; continue; }

@@ -557,8 +557,15 @@ async function afterConfirm(
   emit({host: target.name, step: 'confirm', status: 'done', detail: confirmed.alreadyConfirmed ? 'already confirmed' : 'watchdog cancelled'});
   if (confirmed.persistence === 'none' && options.installPersistence) {
     emit({host: target.name, step: 'persist', status: 'running', detail: 'installing the boot-time loader'});
-    await installPersistence(remote);
-    confirmed = await confirmBatch(remote, batch); // already confirmed: writes the boot-time files
+    try {
+      await installPersistence(remote);
+      confirmed = await confirmBatch(remote, batch); // already confirmed: writes the boot-time files
+    } catch (error) {
+      // The batch is confirmed and its rules are live: say so, and that they are not saved for boot.
+      const why = `confirmed (the new rules are live), NOT saved for boot: ${describe(error)}`;
+      emit({host: target.name, step: 'persist', status: 'failed', detail: why});
+      return {host: target.name, ok: false, persistence: 'none', detail: why};
+    }
   }
   const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
   emit({host: target.name, step: 'persist', status: confirmed.persistence === 'none' ? 'skipped' : 'done', detail});
