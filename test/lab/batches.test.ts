@@ -133,7 +133,7 @@ describe('rollback --to', () => {
     const before = await currentBatch('tunnel-1');
     // A copy on this machine of a snapshot whose rules let nobody in by ssh (this machine's copy is
     // read first): the bastion would cut every path.
-    const copy = path.join(lab.home, '.config', 'isolate-wizard-nodejs', 'snapshots', '20200101-000000-cut000');
+    const copy = path.join(lab.home, '.config', 'isolate-wizard', 'snapshots', '20200101-000000-cut000');
     mkdirSync(copy, {recursive: true});
     writeFileSync(path.join(copy, 'tunnel-1.v4'), '*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n');
     writeFileSync(path.join(copy, 'tunnel-1.v6'), '');
