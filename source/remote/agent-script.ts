@@ -578,7 +578,9 @@ arm_watchdog() {
   # SIGHUP (OpenSSH already runs each command in a new session without a terminal); it needs
   # no clock read before its first sleep: it knows the second the deadline was computed from.
   if have setsid; then
-    setsid sh "$AGENT" fire "$1" "$s_token" </dev/null >/dev/null 2>&1 9>&- &
+    # HUP ignored from the fork on: a login session that ends (its terminal hung up) before
+    # setsid ran must not take the watchdog with it; an ignored signal stays ignored in sh.
+    ( trap '' HUP; exec setsid sh "$AGENT" fire "$1" "$s_token" ) </dev/null >/dev/null 2>&1 9>&- &
   else
     ( trap - EXIT; trap '' HUP; watch_deadline "$1" "$s_token" "$op_now" ) </dev/null >/dev/null 2>&1 9>&- &
   fi
@@ -607,11 +609,10 @@ watch_deadline() {
   w_batch=$1; w_token=$2; w_now=$3
   while :; do
     while :; do
-      # No state at all: nothing left to guard (renames never remove it).
-      [ -f "$STATE" ] || exit 0
       read_state
       if ! watch_ok "$w_token"; then
-        # Seen without the mutex: make sure under it before standing down.
+        # Seen without the mutex: make sure under it before standing down. A state not written
+        # yet (a first batch: begin arms us before it writes) is read again once begin is done.
         take_mutex; read_state
         watch_ok "$w_token" || exit 0
         release_mutex

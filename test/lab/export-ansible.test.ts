@@ -179,7 +179,9 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     // Loaded and left to the servers' watchdogs: the playbook is gone, nobody will confirm.
     for (const name of FLEET) expect(await phaseOf(name)).toBe('loaded');
     expect(await filterOf('mysql-1', 6)).not.toBe('');
-    expect(await waitFor(async () => (await Promise.all(FLEET.map(phaseOf))).every((phase) => phase === 'expired'), 90_000)).toBe(true);
+    const expired = await waitFor(async () => (await Promise.all(FLEET.map(phaseOf))).every((phase) => phase === 'expired'), 90_000);
+    const states = await Promise.all(FLEET.map(async (name) => `${name}:\n${await agentState(name)}${(await host(name).exec(['sh', '-c', 'tail -5 /var/lib/isolate-wizard/log 2>/dev/null || true; ps -eo pid,ppid,stat,args | grep -e fire -e agent | grep -v grep; ls -la /var/lib/isolate-wizard; cat /proc/locks'])).stdout}`));
+    expect(expired, states.join('\n')).toBe(true);
     expect(await fleetFilters()).toEqual(before);
   }, 400_000);
 

@@ -310,6 +310,16 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(4)).toEqual(beforeV4);
   });
 
+  it('a watchdog started on a host with no state yet waits for the state its begin writes, and acts at the deadline', async () => {
+    // The first batch on a host: the watchdog starts before begin writes the state. A slow mv
+    // (the state's rename) holds that window open; a watchdog reading "no state" in it must not
+    // quit, or the batch is left without its way back.
+    expect(existsSync(path.join(dir, 'state'))).toBe(false);
+    const sbin = wrappers({mv: 'sleep 1.5; exec /bin/mv "$@"'});
+    expect(agent(['begin', 'w1', '3'], 'alice@laptop pid=1\n', {sbin}).code).toBe(0);
+    expect(await waitForPhase(['expired'], 20_000)).toBe('expired');
+  });
+
   it('restores a host that had no tables at all to no tables', () => {
     expect(inNetns(['iptables-save']).trim()).toBe('');
     expect(agent(['begin', 'b3', '60'], 'x@y pid=2\n').code).toBe(0);
