@@ -70,6 +70,7 @@ export const RESTORE_RETRY_SECONDS = 12;
 /** Separates the IPv4 and IPv6 parts of a stdin/stdout payload; iptables-save never prints it. */
 export const SECTION_V4 = '#iw:v4';
 export const SECTION_V6 = '#iw:v6';
+export const SECTION_NFT = '#iw:nft';
 
 for (const prefix of [...FOREIGN_CHAIN_PATTERNS, ...FORWARD_OWNER_PATTERNS]) {
   // Interpolated into sh and awk patterns below.

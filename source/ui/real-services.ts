@@ -18,7 +18,7 @@ import {stripControl, stripControlLines} from '../core/terminal-text.js';
 import {suggestPeerPorts} from '../core/peer-ports.js';
 import {describeLiveRules, droppedPacketInWords} from '../core/rule-words.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
-import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
+import {hostStatus, snapshotDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome, type HostStatusOutcome} from '../remote/fleet-apply.js';
@@ -326,16 +326,12 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       }
       if (status.batch === batch.id && status.pending) return {host, restored: false, detail: `still pending on the server (${status.secondsLeft ?? '?'} s left)`};
       if (status.phase === 'confirmed') return {host, restored: false, detail: 'the server says it was confirmed'};
-      const snapshotDir = path.join(localState.directory, 'snapshots', batch.id);
-      const safeHost = host.replace(/[^A-Za-z0-9._-]/g, '_');
-      let snapshot: {v4: string; v6: string};
-      try {
-        snapshot = {v4: readFileSync(path.join(snapshotDir, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(snapshotDir, `${safeHost}.v6`), 'utf8')};
-      } catch {
+      const snapshot = localState.snapshot(batch.id, host);
+      if (!snapshot) {
         return {host, restored: status.phase === 'expired' || status.phase === 'rolledback', detail: `server phase ${status.phase ?? 'unknown'} (no local snapshot copy to compare)`};
       }
       const live = await readLive(remote);
-      const differences = liveDifferences(live, {v4: parseIptablesSave(snapshot.v4, 4), v6: parseIptablesSave(snapshot.v6, 6)});
+      const differences = snapshotDifferences(live, snapshot);
       if (differences.length > 0) return {host, restored: false, detail: `live rules differ from the snapshot: ${differences.slice(0, 3).join('; ')}`};
       return {host, restored: true, detail: `rolled back by the server (${status.phase ?? 'expired'}); live rules equal the snapshot`};
     } finally {

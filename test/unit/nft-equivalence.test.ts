@@ -4,7 +4,7 @@
 import {execFileSync, spawnSync} from 'node:child_process';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {parseIptablesSave} from '../../source/core/iptables-save.js';
-import {nftAccessDifferences, samplePackets} from '../../source/core/nft-equivalence.js';
+import {nftAccessDifferences} from '../../source/core/nft-equivalence.js';
 import {parseNftJson, type NftRuleset} from '../../source/core/nft-ruleset.js';
 
 const NETNS = `iw-nfteq-${process.pid}`;
