@@ -29,6 +29,7 @@ import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js'
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {chooseBackends, hostCandidate} from '../core/backend.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
@@ -483,10 +484,13 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       const jumps = jumpHostsOf(fleet);
       let liveCheck: PendingBatch['liveCheck'];
       return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => {
+        // Read first: options.backend auto chooses by whether nft is there; the preflight reuses it.
+        const native = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
+        const chosen = chooseBackends(scope, fleet.options?.backend, native.withoutNft, new Set(native.rulesets.keys()));
         const hosts: FleetHostPlan[] = scope.map((name) => {
           const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
           const via = jumps.get(name);
-          return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
+          return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, chosen.backends.get(name) ?? 'iptables'), ...(via === undefined ? {} : {via: [via]})};
         });
         return {
           hosts,
@@ -494,8 +498,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           // And one whose opened flows another manager's nftables table would drop.
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            const native = await readNativeRulesets(activeConnector, hosts.map((plan) => plan.target));
-            return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
+            return [...lockout, ...chosen.refusals, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
           },
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {

@@ -2,6 +2,7 @@
 // `real-services.ts` implements it with the engine (core + remote), tests with fakes.
 // Pure types plus one small clock helper: no React, no I/O.
 
+import type {BackendChoice} from '../core/model.js';
 import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
 
@@ -34,6 +35,8 @@ export interface FleetOptionsDoc {
   readonly strictOutbound?: boolean;
   readonly trustPrivate?: boolean;
   readonly logDrops?: boolean;
+  /** Where our rules live (see the inventory's options.backend). */
+  readonly backend?: BackendChoice;
 }
 
 /** Exactly what an inventory file holds; saved with `conf` and imported/exported as a file. */
