@@ -884,9 +884,11 @@ WantedBy=multi-user.target" &&
   umask 077
   [ "$pn_status" = 0 ] || return 1
   # Where systemd runs, it must know the unit and hold it active: a restart of nftables.service
-  # restarts only the active units that are part of it. Starting it loads the same table again.
+  # restarts only the active units that are part of it. Starting it loads the same table again,
+  # which must leave it as it was.
   if pid1_is_systemd; then
-    systemctl daemon-reload >/dev/null 2>&1 && systemctl start "$NFT_UNIT_NAME" >/dev/null 2>&1 || return 1
+    systemctl daemon-reload >/dev/null 2>&1 && systemctl start "$NFT_UNIT_NAME" >/dev/null 2>&1 &&
+      nft_live && same_nft "$nft_text" "$live_nft" || return 1
   fi
   pn=unit
 }

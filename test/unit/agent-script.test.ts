@@ -159,6 +159,32 @@ const DOCKER_LIKE = [
   '',
 ].join('\n');
 
+
+/** A table of ours, as the nftables backend's compiler writes one (a named interval set, a base chain). */
+const OUR_TABLE = [
+  'table inet isolate_wizard {',
+  '\tset admins_v4 {',
+  '\t\ttype ipv4_addr',
+  '\t\tflags interval',
+  '\t\telements = { 192.0.2.10, 198.51.100.0/24 }',
+  '\t}',
+  '',
+  '\tchain input {',
+  '\t\ttype filter hook input priority filter; policy drop;',
+  '\t\tiif "lo" accept',
+  '\t\tip saddr @admins_v4 tcp dport 22 accept',
+  '\t}',
+  '}',
+].join('\n');
+const OTHER_TABLE = OUR_TABLE.replace('tcp dport 22', 'tcp dport { 22, 443 }').replace('192.0.2.10', '192.0.2.11');
+const withNft = (v4: string, v6: string, nft: string): string => `${payload(v4, v6)}${SECTION_NFT}\n${nft}${nft === '' ? '' : '\n'}`;
+
+/** Our table as nft lists it ('' when absent). */
+function ourTable(): string {
+  const listed = spawnSync('ip', ['netns', 'exec', NETNS, 'nft', '-s', 'list', 'table', 'inet', 'isolate_wizard'], {encoding: 'utf8'});
+  return listed.status === 0 ? listed.stdout : '';
+}
+
 /** Waits (bounded) for the watchdog to act; the agent polls once a second. */
 async function waitForPhase(phases: string[], limitMs = 15_000): Promise<string> {
   const start = Date.now();
@@ -506,6 +532,11 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const snapshots = readdirSync(path.join(dir, 'backups')).filter((name) => /^[a-z0-9-]+\.v4$/.test(name));
     expect(snapshots).toHaveLength(10);
     expect(snapshots).not.toContain('20260101-000000-aa.v4');
+    // Every file of a pruned batch goes, its nftables snapshot and candidate too.
+    expect(readdirSync(path.join(dir, 'backups')).filter((name) => name.startsWith('20260101-000000-aa.'))).toEqual([]);
+    expect(readdirSync(path.join(dir, 'backups')).filter((name) => name.startsWith('20260101-000011-aa.')).sort()).toEqual(
+      ['cand.nft', 'cand.v4', 'cand.v6', 'loaded.nft', 'loaded.v4', 'loaded.v6', 'nft', 'v4', 'v6'].map((suffix) => `20260101-000011-aa.${suffix}`),
+    );
   }, 120_000);
 
   it('hands back the snapshot exactly as iptables-save prints it, and show prints the live filter table without counters', () => {
@@ -596,7 +627,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['status']).stdout).toContain('batch=\n');
   });
 
-  it('under systemd, arms a transient timer unit (systemd-run), stops it on confirm, and its run rolls back', async () => {
+  it('under systemd, arms a transient timer unit (systemd-run), stops it on confirm, and its run rolls back; our table\'s unit is made known and active, then stopped', async () => {
     // A booted-by-systemd look in namespaces of this test: PID 1 is a script named "systemd",
     // /run/systemd/system exists, and stand-ins for systemd-run and systemctl (in
     // /usr/local/sbin, first on the agent's PATH) log what they are asked and run the unit's
@@ -620,16 +651,24 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     script(path.join(fakes, 'systemctl'), [
       'printf "systemctl %s\\n" "$*" >> /run/fake-units/calls',
       '[ "$1" = stop ] && [ -f "/run/fake-units/$2" ] && kill "$(cat "/run/fake-units/$2")"',
+      // A unit of /etc/systemd/system is started by running its command, as systemd would.
+      '[ "$1" = start ] && [ -f "/etc/systemd/system/$2" ] && exec $(sed -n "s/^ExecStart=//p" "/etc/systemd/system/$2")',
       'exit 0',
     ]);
     const ready = path.join(dir, 'init', 'ready');
     script(path.join(dir, 'init', 'systemd'), [
       'mount -t tmpfs iw-test /run && mkdir -p /run/systemd/system /run/fake-units && mount --bind "$1" /usr/local/sbin || exit 1',
+      // Its own /etc (an overlay writing into the test's directory): our unit lands there.
+      'mount -t overlay iw-etc -o lowerdir=/etc,upperdir="$3",workdir="$4" /etc || exit 1',
       'echo ready > "$2"',
       "trap 'exit 0' TERM",
       'while :; do sleep 60 & wait $!; done',
     ]);
-    const holder = spawn('ip', ['netns', 'exec', NETNS, 'unshare', '--pid', '--fork', '--mount', '--mount-proc', path.join(dir, 'init', 'systemd'), fakes, ready], {stdio: 'ignore'});
+    const etc = path.join(dir, 'etc-upper');
+    execFileSync('mkdir', ['-p', etc, path.join(dir, 'etc-work')]);
+    const holder = spawn('ip', ['netns', 'exec', NETNS, 'unshare', '--pid', '--fork', '--mount', '--mount-proc', path.join(dir, 'init', 'systemd'), fakes, ready, etc, path.join(dir, 'etc-work')], {
+      stdio: 'ignore',
+    });
     try {
       for (let waited = 0; !existsSync(ready) && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
       const pid1 = execFileSync('pgrep', ['-P', String(holder.pid)], {encoding: 'utf8'}).trim();
@@ -661,6 +700,28 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(liveFilter(4)).toContain('--dport 2200');
       expect(await waitForPhase(['expired'])).toBe('expired');
       expect(liveFilter(4)).toEqual(before);
+
+      // Our table persisted: systemd is told of our unit and starts it (only an active unit is
+      // restarted with nftables.service), which loads our file; an empty part stops it.
+      expect(inSystemd(['begin', 'u4', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(inSystemd(['stage', 'u4'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
+      expect(inSystemd(['load', 'u4']).code).toBe(0);
+      const loaded = ourTable();
+      const kept = inSystemd(['confirm', 'u4']);
+      expect(kept.code).toBe(0);
+      expect(kept.stdout).toContain('persisted_nft=unit');
+      expect(calls()).toContain('systemctl daemon-reload\nsystemctl start isolate-wizard.service\n');
+      expect(ourTable()).toBe(loaded);
+      expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'))).toBe(true);
+      expect(inSystemd(['begin', 'u5', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(inSystemd(['stage', 'u5'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(inSystemd(['load', 'u5']).code).toBe(0);
+      const emptied = inSystemd(['confirm', 'u5']);
+      expect(emptied.code).toBe(0);
+      expect(emptied.stdout).toContain('persisted_nft=none');
+      expect(calls()).toContain('systemctl stop isolate-wizard.service\nsystemctl daemon-reload\n');
+      expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'))).toBe(false);
+      expect(ourTable()).toBe('');
 
       // systemd-run failing: no setsid fallback on a systemd host; begin fails, nothing locked.
       execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'touch', '/run/fake-units/fail']);
@@ -924,22 +985,6 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
   });
 
   describe('the nftables part: our table inet isolate_wizard, and no other', () => {
-    const OUR_TABLE = [
-      'table inet isolate_wizard {',
-      '\tset admins_v4 {',
-      '\t\ttype ipv4_addr',
-      '\t\tflags interval',
-      '\t\telements = { 192.0.2.10, 198.51.100.0/24 }',
-      '\t}',
-      '',
-      '\tchain input {',
-      '\t\ttype filter hook input priority filter; policy drop;',
-      '\t\tiif "lo" accept',
-      '\t\tip saddr @admins_v4 tcp dport 22 accept',
-      '\t}',
-      '}',
-    ].join('\n');
-    const OTHER_TABLE = OUR_TABLE.replace('tcp dport 22', 'tcp dport { 22, 443 }').replace('192.0.2.10', '192.0.2.11');
     /** fail2ban's nftables action: its own table, a set of banned addresses, a reject rule. */
     const F2B_TABLE =
       'table inet f2b-table {\n\tset addr-set-sshd {\n\t\ttype ipv4_addr\n\t\telements = { 198.51.100.7 }\n\t}\n\n' +
@@ -956,13 +1001,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     });
     /** The start of an nft wrapper: every call but a real load (nft -f without -c) goes to nft as it is. */
     const PASS_BUT_LOADS = 'case " $* " in *" -c "*) exec /usr/sbin/nft "$@" ;; *" -f "*) ;; *) exec /usr/sbin/nft "$@" ;; esac';
-    const withNft = (v4: string, v6: string, nft: string): string => `${payload(v4, v6)}${SECTION_NFT}\n${nft}${nft === '' ? '' : '\n'}`;
 
-    /** Our table as nft lists it ('' when absent). */
-    const ourTable = (): string => {
-      const listed = spawnSync('ip', ['netns', 'exec', NETNS, 'nft', '-s', 'list', 'table', 'inet', 'isolate_wizard'], {encoding: 'utf8'});
-      return listed.status === 0 ? listed.stdout : '';
-    };
     const table = (name: string): string => inNetns(['nft', '-s', 'list', 'table', 'inet', name]);
     const tables = (): string[] => inNetns(['nft', 'list', 'tables']).trim().split('\n').filter(Boolean).sort();
     /** What the agent printed after its #iw:nft line. */
