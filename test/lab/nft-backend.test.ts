@@ -101,11 +101,14 @@ describe('the nftables backend on the seed fleet', () => {
 
   it('refuses --backend nftables where a server has no nft, before anything changes; auto gives that server iptables', async () => {
     const mysql = labHost(lab, 'mysql-2');
-    // nft hidden in mysql-2's own mount namespace: a file that is not executable is not found.
-    expect((await mysql.exec(['mount', '--bind', '/dev/null', '/usr/sbin/nft'])).code).toBe(0);
+    // nft removed from mysql-2's /usr/sbin, in its own mount namespace: the directory shown there
+    // holds links to every other program of the real one.
+    const hide = 'mkdir -p /run/iw-real /run/iw-shown && mount --bind /usr/sbin /run/iw-real && for f in /run/iw-real/*; do [ "${f##*/}" = nft ] || ln -s "$f" /run/iw-shown/"${f##*/}"; done && mount --bind /run/iw-shown /usr/sbin';
+    expect((await mysql.exec(['sh', '-c', hide])).code).toBe(0);
+    expect((await mysql.exec(['sh', '-c', 'command -v nft || echo none'])).stdout.trim()).toBe('none');
     try {
       const refused = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60', '--backend', 'nftables']);
-      expect(refused.code).toBe(3);
+      expect(refused.code, refused.stderr).toBe(3);
       expect(refused.stderr).toMatch(/mysql-2: the nftables backend needs nft, which is not installed there/);
       expect(refused.stderr).not.toMatch(/\n\s+at /); // no stack trace
       for (const name of SEED_FLEET) {
@@ -125,7 +128,7 @@ describe('the nftables backend on the seed fleet', () => {
       expect(await lab.canConnect('wordpress-1', 'fd00:132::14', 3306)).toBe(true);
       expect(await lab.canConnect('tenant', 'fd00:132::14', 3306)).toBe(false);
     } finally {
-      await mysql.exec(['umount', '/usr/sbin/nft']);
+      await mysql.exec(['sh', '-c', 'umount /usr/sbin; umount /run/iw-real; rm -rf /run/iw-real /run/iw-shown']);
     }
   }, 600_000);
 });
