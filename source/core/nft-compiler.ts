@@ -370,19 +370,26 @@ function groupByAddress(rules: readonly Translated[]): Entry[] {
 }
 
 /**
- * One comment for a set's rules: words where every member's comment agrees, `*` where they
- * differ ("app wordpress-1 -> db mysql", "app wordpress-2 -> db mysql" -> "app * -> db mysql").
+ * One comment for a set's rules: comments that differ in one word are folded, `*` for that word
+ * ("app wordpress-1 -> db mysql", "app wordpress-2 -> db mysql" -> "app * -> db mysql"); the
+ * folded comments that still differ are joined with "; ".
  */
 function sharedComment(comments: readonly (string | undefined)[]): string | undefined {
-  const distinct = [...new Set(comments.filter((text): text is string => text !== undefined))];
-  if (distinct.length <= 1) return distinct[0];
-  const split = distinct.map((text) => text.split(' '));
-  const length = (split[0] as string[]).length;
-  if (split.every((words) => words.length === length)) {
-    const words = (split[0] as string[]).map((word, index) => (split.every((other) => other[index] === word) ? word : '*'));
-    return words.join(' ').replace(/\*( \*)+/g, '*');
+  const patterns: string[][] = [];
+  for (const text of new Set(comments)) {
+    if (text === undefined) continue;
+    const words = text.split(' ');
+    const near = patterns.find((pattern) => {
+      if (pattern.length !== words.length) return false;
+      let differ = 0;
+      for (let index = 0; index < words.length && differ <= 1; index += 1) if (pattern[index] !== '*' && pattern[index] !== words[index]) differ += 1;
+      // Once a word varies, only that one may: "app * -> db" takes "app x -> db", not "lb x -> db".
+      return differ === 0 || (differ === 1 && !pattern.includes('*'));
+    });
+    if (!near) patterns.push(words);
+    else for (let index = 0; index < words.length; index += 1) if (near[index] !== words[index]) near[index] = '*';
   }
-  return `${distinct[0]} (and ${distinct.length - 1} more)`;
+  return patterns.length === 0 ? undefined : patterns.map((words) => words.join(' ')).join('; ');
 }
 
 /** Set elements: each once; with prefixes, sorted and members of a wider prefix left out (an interval set refuses overlaps). */
@@ -426,7 +433,9 @@ class SetNames {
 
   name(chain: string, comment: string | undefined, family: Family): string {
     const prefix = chain === 'input' ? 'in' : chain === 'output' ? 'out' : chain.slice(0, 8);
-    const slug = `${prefix}_${(comment ?? 'peers').toLowerCase().replace(/[^a-z0-9]+/g, '_')}`.slice(0, SET_NAME_SLUG).replace(/_+$/, '');
+    // From the first folded comment only ("app * -> db mysql; ..." -> "app_db_mysql").
+    const words = (comment ?? 'peers').split(';')[0] as string;
+    const slug = `${prefix}_${words.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+/, '')}`.slice(0, SET_NAME_SLUG).replace(/_+$/, '');
     let name = `${slug}_v${family}`;
     for (let counter = 2; this.used.has(name); counter += 1) name = `${slug}_${counter}_v${family}`;
     this.used.add(name);
