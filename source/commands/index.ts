@@ -14,7 +14,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'plan',
     summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json|matrix] [--accept-new]',
+    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend iptables|nftables] [--accept-new]',
     load: async () => (await import('./plan.js')).planCommand,
   },
   {

@@ -83,6 +83,8 @@ interface Translated {
   /** Ends with `accept` (and nothing else decides): may be moved before other accepts. */
   readonly accepts: boolean;
   readonly comment: string | undefined;
+  /** Everything but the grouped address and the comment: rules with one key may share a set (made when first needed). */
+  key?: string;
 }
 
 class Untranslatable extends Error {}
@@ -342,7 +344,7 @@ interface Entry {
 
 /** The grouping key: everything but the grouped address and the comment. */
 function groupKey(rule: Translated): string {
-  return `${rule.address?.field}\u0000${rule.head.join('\u0000')}\u0001${rule.tail.join('\u0000')}`;
+  return (rule.key ??= `${rule.address?.field}\u0000${rule.head.join('\u0000')}\u0001${rule.tail.join('\u0000')}`);
 }
 
 /** A chain's translated rules of one family, with runs of accepts grouped by address. */
@@ -368,23 +370,34 @@ function groupByAddress(rules: readonly Translated[]): Entry[] {
 }
 
 /**
- * One comment for a set's rules: words where every member's comment agrees, `*` where they
- * differ ("app wordpress-1 -> db mysql", "app wordpress-2 -> db mysql" -> "app * -> db mysql").
+ * One comment for a set's rules: comments that differ in one word are folded, `*` for that word
+ * ("app wordpress-1 -> db mysql", "app wordpress-2 -> db mysql" -> "app * -> db mysql"); the
+ * folded comments that still differ are joined with "; ".
  */
 function sharedComment(comments: readonly (string | undefined)[]): string | undefined {
-  const distinct = [...new Set(comments.filter((text): text is string => text !== undefined))];
-  if (distinct.length <= 1) return distinct[0];
-  const split = distinct.map((text) => text.split(' '));
-  const length = (split[0] as string[]).length;
-  if (split.every((words) => words.length === length)) {
-    const words = (split[0] as string[]).map((word, index) => (split.every((other) => other[index] === word) ? word : '*'));
-    return words.join(' ').replace(/\*( \*)+/g, '*');
+  const patterns: string[][] = [];
+  for (const text of new Set(comments)) {
+    if (text === undefined) continue;
+    const words = text.split(' ');
+    const near = patterns.find((pattern) => {
+      if (pattern.length !== words.length) return false;
+      let differ = 0;
+      for (let index = 0; index < words.length && differ <= 1; index += 1) if (pattern[index] !== '*' && pattern[index] !== words[index]) differ += 1;
+      // Once a word varies, only that one may: "app * -> db" takes "app x -> db", not "lb x -> db".
+      return differ === 0 || (differ === 1 && !pattern.includes('*'));
+    });
+    if (!near) patterns.push(words);
+    else for (let index = 0; index < words.length; index += 1) if (near[index] !== words[index]) near[index] = '*';
   }
-  return `${distinct[0]} (and ${distinct.length - 1} more)`;
+  return patterns.length === 0 ? undefined : patterns.map((words) => words.join(' ')).join('; ');
 }
 
-/** Set elements: sorted, duplicates and members of a wider prefix left out (an interval set refuses overlaps). */
+/** Set elements: each once; with prefixes, sorted and members of a wider prefix left out (an interval set refuses overlaps). */
 function setElements(members: readonly Translated[]): {elements: string[]; interval: boolean} {
+  if (members.every((member) => isHostNetwork((member.address as GroupAddress).network))) {
+    // Single addresses (most sets): in rule order, each once; nothing to fold.
+    return {elements: [...new Set(members.map((member) => (member.address as GroupAddress).element))], interval: false};
+  }
   const networks = members
     .map((member) => (member.address as GroupAddress).network)
     .sort((a, b) => (a.value < b.value ? -1 : a.value > b.value ? 1 : a.mask < b.mask ? -1 : a.mask > b.mask ? 1 : 0));
@@ -420,7 +433,9 @@ class SetNames {
 
   name(chain: string, comment: string | undefined, family: Family): string {
     const prefix = chain === 'input' ? 'in' : chain === 'output' ? 'out' : chain.slice(0, 8);
-    const slug = `${prefix}_${(comment ?? 'peers').toLowerCase().replace(/[^a-z0-9]+/g, '_')}`.slice(0, SET_NAME_SLUG).replace(/_+$/, '');
+    // From the first folded comment only ("app * -> db mysql; ..." -> "app_db_mysql").
+    const words = (comment ?? 'peers').split(';')[0] as string;
+    const slug = `${prefix}_${words.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+/, '')}`.slice(0, SET_NAME_SLUG).replace(/_+$/, '');
     let name = `${slug}_v${family}`;
     for (let counter = 2; this.used.has(name); counter += 1) name = `${slug}_${counter}_v${family}`;
     this.used.add(name);
@@ -517,6 +532,24 @@ function userChainName(name: string): string {
  * cannot be translated.
  */
 export function compileNftTable(host: CompiledHost): string {
+  // Hosts whose rules come from the same grants share their rulesets (compileFleet): one table for them.
+  let byV6 = tablesWritten.get(host.v4);
+  const written = byV6?.get(host.v6);
+  if (written !== undefined) return written;
+  const text = writeTable(host);
+  if (!byV6) tablesWritten.set(host.v4, (byV6 = new WeakMap()));
+  byV6.set(host.v6, text);
+  return text;
+}
+
+const tablesWritten = new WeakMap<Ruleset, WeakMap<Ruleset, string>>();
+/**
+ * Translations by rule spec: the compiler shares one spec between every ruleset with that rule
+ * (loopback, ICMP, a peer's grant...), so each is read once per fleet.
+ */
+const translations = new WeakMap<readonly string[], {4?: Translated; 6?: Translated}>();
+
+function writeTable(host: CompiledHost): string {
   const tables = {4: undefined as Table | undefined, 6: undefined as Table | undefined};
   try {
     tables[4] = filterTable(host.v4);
@@ -554,12 +587,23 @@ export function compileNftTable(host: CompiledHost): string {
 
   const translate = (table: Table, family: Family, chain: string): Translated[] =>
     rulesOf(table, chain).map((rule) => {
+      const cached = translations.get(rule.spec)?.[family];
+      if (cached) return cached;
       try {
-        return translateRule(rule, family, (target) => {
+        let jumps = false;
+        const translated = translateRule(rule, family, (target) => {
+          jumps = true;
           const name = userChains.get(target)?.[family];
           if (name === undefined) throw new Untranslatable(`jump to undeclared chain ${target}`);
           return name;
         });
+        // A jump's text depends on the host's chains: only the others are kept.
+        if (!jumps) {
+          const byFamily = translations.get(rule.spec);
+          if (byFamily) byFamily[family] = translated;
+          else translations.set(rule.spec, {[family]: translated});
+        }
+        return translated;
       } catch (error) {
         if (!(error instanceof Untranslatable)) throw error;
         throw new InputError([`${host.host}: cannot write IPv${family} rule "-A ${rule.chain} ${rule.spec.join(' ')}" in nftables: ${error.message}`]);
