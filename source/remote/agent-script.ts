@@ -531,14 +531,14 @@ nft_transaction() {
 }
 
 # load_nft TEXT: our table replaced by TEXT in one transaction, through a pipe (nothing written:
-# the way back must work on a full disk). Without nft, only "absent" can be loaded (a no-op).
-# Sets $load_err on failure.
+# the way back must work on a full disk; /dev/stdin rather than "-", which older nft versions
+# may not take). Without nft, only "absent" can be loaded (a no-op). Sets $load_err on failure.
 load_nft() {
   if ! have nft; then
     nft_empty "$1" && return 0
     load_err="nft is not installed"; return 1
   fi
-  load_err=$(nft_transaction "$1" | nft -f - 2>&1) && return 0
+  load_err=$(nft_transaction "$1" | nft -f /dev/stdin 2>&1) && return 0
   [ -n "$load_err" ] || load_err="nft -f failed"
   return 1
 }
@@ -986,7 +986,7 @@ stage_payload() {
     fi
   done
   if ! nft_empty "$cand_nft"; then
-    if ! err=$(nft_transaction "$cand_nft" | nft -c -f - 2>&1); then
+    if ! err=$(nft_transaction "$cand_nft" | nft -c -f /dev/stdin 2>&1); then
       printf 'nftables candidate rejected by nft -c: %s\n' "$err" >&2
       failed=1
     fi

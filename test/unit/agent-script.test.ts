@@ -262,11 +262,13 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
   afterAll(() => {
     spawnSync('ip', ['netns', 'del', NETNS]);
     // The detached watchdogs poll their token: with the state dir gone they exit within a second.
-    if (dir) rmSync(dir, {recursive: true, force: true});
+    if (dir) rmSync(dir, {recursive: true, force: true, maxRetries: 10, retryDelay: 150});
   });
   beforeEach(() => {
     freshNamespace();
-    if (dir) rmSync(dir, {recursive: true, force: true});
+    // An earlier test's detached watchdogs may still open their mutex file in there as they
+    // stand down (each polls at most 5 s apart): retried for as long (ENOTEMPTY).
+    if (dir) rmSync(dir, {recursive: true, force: true, maxRetries: 10, retryDelay: 150});
     dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
     writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
   });
