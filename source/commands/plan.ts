@@ -2,6 +2,7 @@ import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js'
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
+import {parseBackendChoice, type Backend} from '../core/backend.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
@@ -14,8 +15,6 @@ import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 
 const FORMATS = ['text', 'iptables', 'nft', 'json', 'matrix'] as const;
 type Format = (typeof FORMATS)[number];
-const BACKENDS = ['iptables', 'nftables'] as const;
-type Backend = (typeof BACKENDS)[number];
 
 
 /** Facts written in the inventory, when it gives them for every host (then plan needs no network). */
@@ -60,11 +59,13 @@ function parseFormat(value: string | undefined): Format {
   throw new InputError([`--format: "${value}" is not one of ${FORMATS.join(', ')}`]);
 }
 
-/** Which rules plan prints: the iptables rulesets (default) or the nftables table (`--backend nftables`). */
-function parseBackend(value: string | undefined): Backend {
-  if (value === undefined) return 'iptables';
-  if ((BACKENDS as readonly string[]).includes(value)) return value as Backend;
-  throw new InputError([`--backend: "${value}" is not one of ${BACKENDS.join(', ')}`]);
+/**
+ * Which rules plan prints: the nftables table when `--backend` (else the inventory's
+ * options.backend) says nftables; the iptables rulesets otherwise (auto decides per server at
+ * apply time, from whether nft is there).
+ */
+function printedBackend(flag: string | undefined, inventory: Inventory): Backend {
+  return (parseBackendChoice(flag) ?? inventory.options.backend) === 'nftables' ? 'nftables' : 'iptables';
 }
 
 const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
@@ -138,12 +139,13 @@ export const planCommand: Command = {
     const family = parseFamily(stringOption(values, 'family'));
     const format = parseFormat(stringOption(values, 'format'));
     const hostName = stringOption(values, 'host');
-    const backend = parseBackend(stringOption(values, 'backend'));
+    parseBackendChoice(stringOption(values, 'backend')); // bad input fails before anything is read
     if (format === 'iptables' && (hostName === undefined || family === undefined)) {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
     if (format === 'nft' && hostName === undefined) throw new InputError(['--format nft prints one table: give --host NAME']);
     const {inventory, facts, resolved} = await planInputs(values, io);
+    const backend = printedBackend(stringOption(values, 'backend'), inventory);
     const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables' && format !== 'nft'});
     const hostNames = new Set(hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName]);
     const families: Family[] = family === undefined ? [4, 6] : [family];

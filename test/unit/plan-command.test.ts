@@ -98,6 +98,22 @@ describe('isolate-wizard plan', () => {
     expect(wrong.stderr).toContain('--backend: "pf" is not one of iptables, nftables');
   });
 
+  it("follows the inventory's options.backend without the flag; the flag wins over it", async () => {
+    const seed = JSON.parse(readFileSync(SEED, 'utf8')) as {options?: object};
+    const file = path.join(emptyHome, 'seed-nftables.json');
+    writeFileSync(file, JSON.stringify({...seed, options: {...seed.options, backend: 'nftables'}}));
+    const byOption = await run(['plan', '--inventory', file, '--host', 'mysql-1']);
+    expect(byOption.code, byOption.stderr).toBe(0);
+    expect(byOption.stdout).toContain('== mysql-1 · nftables (nft -f) ==\ntable inet isolate_wizard {\n');
+    const byFlag = await run(['plan', '--inventory', file, '--host', 'mysql-1', '--backend', 'iptables']);
+    expect(byFlag.stdout).toContain('== mysql-1 · IPv4 (iptables-restore) ==');
+    expect(byFlag.stdout).not.toContain('table inet isolate_wizard');
+    writeFileSync(file, JSON.stringify({...seed, options: {backend: 'pf'}}));
+    const bad = await run(['plan', '--inventory', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/options\.backend/);
+  });
+
   it('prints every host\'s rulesets, the access summary and the SSH check as text', async () => {
     const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
     expect(result.code).toBe(0);
