@@ -1,7 +1,8 @@
-// What lab tests read of the seed fleet's servers: their filter tables, our nftables table, the
-// agent's phase, and who reaches what by real TCP connections. Shared, so each test states only
+// What lab tests read of the seed fleet's servers (their filter tables: faults.ts' liveFilter),
+// our nftables table, the agent's phase, and who reaches what by real TCP connections. Shared, so each test states only
 // what it does to the fleet.
 import type {Lab, LabHost} from '../lab.js';
+import {liveFilter} from './faults.js';
 
 export const SEED_FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'] as const;
 
@@ -11,23 +12,9 @@ export function labHost(lab: Lab, name: string): LabHost {
   return found;
 }
 
-/** `iptables-save` (filter table, no comments/counters) inside a server; '' when it has no filter table. */
-export async function filterOf(host: LabHost, family: 4 | 6): Promise<string> {
-  const output = await host.exec([family === 4 ? 'iptables-save' : 'ip6tables-save']);
-  const lines: string[] = [];
-  let inFilter = false;
-  for (const line of output.stdout.split('\n')) {
-    if (line.startsWith('#')) continue;
-    if (line.startsWith('*')) inFilter = line === '*filter';
-    if (inFilter) lines.push(line.replace(/ \[\d+:\d+\]$/, ''));
-    if (line === 'COMMIT') inFilter = false;
-  }
-  return lines.join('\n');
-}
-
 /** Rules of ours in a server's iptables filter tables (-A lines): none once the nftables backend holds them. */
 export async function iptablesRuleCount(host: LabHost): Promise<number> {
-  const both = `${await filterOf(host, 4)}\n${await filterOf(host, 6)}`;
+  const both = `${await liveFilter(host, 4)}\n${await liveFilter(host, 6)}`;
   return both.split('\n').filter((line) => line.startsWith('-A ')).length;
 }
 
@@ -37,9 +24,14 @@ export async function ourNftTable(host: LabHost): Promise<string> {
   return listed.stdout.trim();
 }
 
+/** The agent's state file on a server ('' when it never ran). */
+export async function agentState(host: LabHost): Promise<string> {
+  return (await host.exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
+}
+
 /** The phase the agent's state ends on ('' when the host never ran it). */
 export async function phaseOf(host: LabHost): Promise<string> {
-  const state = (await host.exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
+  const state = await agentState(host);
   const phases = [...state.matchAll(/^phase=(\w*)$/gm)].map((match) => match[1]);
   return phases[phases.length - 1] ?? '';
 }
