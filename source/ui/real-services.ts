@@ -30,6 +30,7 @@ import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
 import {chooseBackends, hostCandidate} from '../core/backend.js';
+import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
@@ -469,6 +470,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       return {
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
         access: formatAccess(compiled.access),
+        matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access),
         lockout: findings.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
         problems: [],
       };

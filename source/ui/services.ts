@@ -2,6 +2,7 @@
 // `real-services.ts` implements it with the engine (core + remote), tests with fakes.
 // Pure types plus one small clock helper: no React, no I/O.
 
+import type {AccessMatrix} from '../core/matrix.js';
 import type {BackendChoice} from '../core/model.js';
 import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
@@ -134,6 +135,8 @@ export interface PreviewResult {
   readonly lockout: readonly string[];
   /** Things that stop the preview (compile errors); the apply is blocked while non-empty. */
   readonly problems: readonly string[];
+  /** Who reaches what, as a picture (sources down, destinations across); absent when nothing compiled. */
+  readonly matrix?: AccessMatrix;
 }
 
 // ---------------------------------------------------------------------------
