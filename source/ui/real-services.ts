@@ -505,7 +505,11 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
             const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
-            liveCheck = {summary: summarizeResults(results), differing: results.filter(differsFromPlan).map(formatResult)};
+            liveCheck = {
+              summary: summarizeResults(results),
+              differing: results.filter(differsFromPlan).map(formatResult),
+              matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access, results),
+            };
             return [];
           },
           liveCheck: () => liveCheck,

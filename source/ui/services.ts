@@ -162,7 +162,7 @@ export interface PendingBatch {
   /** Who began it, when the server said (a batch resumed from the fleet home). */
   readonly owner?: string;
   /** The flows tried live before the countdown: a summary line, and each flow that differs from the plan. */
-  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]};
+  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]; readonly matrix?: AccessMatrix};
 }
 
 export type ApplyOutcome =

@@ -325,6 +325,29 @@ describe('apply and countdown', () => {
     expect(frame).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
   });
 
+  it('M on the countdown shows the access matrix marked by the live results, and back', async () => {
+    const names = ['haproxy-www', 'wordpress-1'];
+    const access = [{destination: 'wordpress-1', sources: ['haproxy-www'], tcp: [{first: 80, last: 80}], udp: [], uncertain: []}];
+    const flow = {from: 'haproxy-www', planSource: 'haproxy-www', to: 'wordpress-1', address: '10.132.0.12', family: 4 as const, port: 80, expect: 'open' as const};
+    const matrix = buildMatrix(names, access, [{flow, live: 'dropped', detail: 'no answer within 2 s', triedFrom: "haproxy-www's sshd"}]);
+    const wizard = await toPreview({
+      apply: async (hosts) => ({
+        kind: 'pending',
+        batch: {id: 'b-4', hosts, deadline: 1_060_000, checks: [{host: 'haproxy-www', label: 'new SSH session; live rules match', ok: true}], liveCheck: {summary: '1 flow tried: 1 differs', differing: [], matrix}},
+      }),
+    });
+    await wizard.press('a');
+    let frame = await wizard.waitFor('keep the new rules?');
+    expect(frame).toContain('M matrix');
+    expect(frame).toContain('live rules match');
+    await wizard.press('m');
+    frame = wizard.frame();
+    expect(frame).not.toContain('live rules match');
+    expect(frame).toContain('✗80');
+    await wizard.press('m');
+    expect(wizard.frame()).toContain('live rules match');
+  });
+
   it('Esc does not leave the countdown', async () => {
     const wizard = await toPreview();
     await wizard.press('a');
