@@ -5,7 +5,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {spawn as spawnPty} from '@lydell/node-pty';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]}[]};
