@@ -434,7 +434,7 @@ function operatorSshConfig(hosts: readonly PlannedHost[], identityFile: string, 
 }
 
 /** The operator's environment: lab HOME, no agent, no XDG dirs pointing elsewhere, Ink not in CI mode. */
-function operatorEnvironment(home: string, extra: Record<string, string> = {}): Record<string, string> {
+export function operatorEnvironment(home: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue;
