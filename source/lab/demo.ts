@@ -92,10 +92,19 @@ export function startDemoLab(): Promise<DemoLab> {
       holder.kill('SIGTERM');
       finish(new Error('the demo lab did not start in time'));
     }, START_LIMIT_MS);
+    // Interrupted while building: the lab goes too (the holder's signal handler tears it down).
+    const signals = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+    const abandon = (signal: NodeJS.Signals): void => {
+      holder.kill('SIGTERM');
+      for (const name of signals) process.removeListener(name, abandon);
+      process.kill(process.pid, signal);
+    };
+    for (const name of signals) process.on(name, abandon);
     const finish = (result: DemoLab | Error): void => {
+      for (const name of signals) process.removeListener(name, abandon);
       clearTimeout(timer);
       holder.stdout.removeAllListeners('data');
-      holder.removeAllListeners('exit');
+      holder.removeAllListeners('close');
       holder.stdout.destroy();
       holder.unref();
       if (result instanceof Error) reject(result);
@@ -103,13 +112,19 @@ export function startDemoLab(): Promise<DemoLab> {
     };
     holder.stdout.on('data', (chunk: Buffer) => {
       output += chunk.toString();
-      const line = output.split('\n', 2);
-      if (line.length < 2) return;
-      const report = JSON.parse(line[0] ?? '{}') as {lab?: DemoLab; error?: string};
+      const end = output.indexOf('\n');
+      if (end < 0) return;
+      let report: {lab?: DemoLab; error?: string};
+      try {
+        report = JSON.parse(output.slice(0, end)) as typeof report;
+      } catch {
+        report = {error: output.slice(0, end)};
+      }
       finish(report.lab ?? new Error(`the demo lab could not be built: ${report.error ?? 'no reason given'}`));
     });
     holder.once('error', (error) => finish(error));
-    holder.once('exit', (code, signal) => finish(new Error(`the demo lab's process ended (${code ?? signal}) before the lab was up`)));
+    // 'close', not 'exit': a report written just before the holder exits is read first.
+    holder.once('close', (code, signal) => finish(new Error(`the demo lab's process ended (${code ?? signal}) before the lab was up`)));
   });
 }
 
