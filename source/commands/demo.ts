@@ -23,9 +23,9 @@ function describe(lab: DemoLab): string {
 }
 
 function tearDown(io: CliIo): number {
-  const {lab, left} = removeDemoLab();
+  const {lab, left, stoppedBuild} = removeDemoLab();
   if (!lab) {
-    io.stdout.write('no demo lab is up\n');
+    io.stdout.write(stoppedBuild ? 'stopped the demo lab being built (its process removes what it had made)\n' : 'no demo lab is up\n');
     return EXIT.ok;
   }
   if (left.length > 0) {

@@ -3,10 +3,10 @@
 // file in /run (gone at reboot, like the namespaces). Only the lab's own namespaces, processes and
 // directory are ever made or removed: the machine's network is not touched.
 import {spawn} from 'node:child_process';
-import {existsSync, readFileSync, rmSync} from 'node:fs';
+import {existsSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 import {CLI_ENTRY, DEFAULT_HOSTS, operatorEnvironment, type LabHostSpec, type OperatorCommand} from './lab.js';
-import {killAndWait, labNamespaces, namespaceFor, processStartTime, removeNamespaces, sleepSync, type Owner} from './namespaces.js';
+import {currentOwner, killAndWait, labNamespaces, namespaceFor, processStartTime, removeNamespaces, sleepSync, type Owner} from './namespaces.js';
 import {installCommand} from './requirements.js';
 
 /** One demo lab per machine; root's, in a directory only root can write. */
@@ -61,22 +61,50 @@ export function demoRefusal(machine: {platform: string; isRoot: boolean; missing
   return needs.length === 0 ? undefined : `demo needs ${needs.join('; and ')}`;
 }
 
-function holderAlive(lab: DemoLab): boolean {
+function holderAlive(lab: {holder: Owner}): boolean {
   return processStartTime(lab.holder.pid) === lab.holder.startTime;
 }
 
-function readState(): DemoLab | undefined {
+/** The state file: the whole lab once it is up; only its holder while it is being built. */
+type DemoState = DemoLab | {holder: Owner; id?: undefined};
+
+function readState(): DemoState | undefined {
   try {
-    return JSON.parse(readFileSync(DEMO_STATE_PATH, 'utf8')) as DemoLab;
+    return JSON.parse(readFileSync(DEMO_STATE_PATH, 'utf8')) as DemoState;
   } catch {
     return undefined;
   }
 }
 
-/** The demo lab that is up (its holder alive), if any. */
+/** The demo lab that is up (its holder alive, the lab built), if any. */
 export function runningDemoLab(): DemoLab | undefined {
-  const lab = readState();
-  return lab && holderAlive(lab) ? lab : undefined;
+  const state = readState();
+  return state?.id !== undefined && holderAlive(state) ? state : undefined;
+}
+
+/**
+ * Takes the machine's one demo slot for this process (the holder), before it builds anything: a
+ * second `demo` started meanwhile must not build a lab that no state file would then name. A slot
+ * whose holder is gone is taken over (its lab went with it, or the next lab's sweep removes it).
+ */
+export function claimDemoSlot(): string | undefined {
+  for (let attempt = 0; attempt < 2; attempt++) {
+    try {
+      writeFileSync(DEMO_STATE_PATH, `${JSON.stringify({holder: currentOwner()})}\n`, {mode: 0o600, flag: 'wx'});
+      return undefined;
+    } catch (error) {
+      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+    }
+    const state = readState();
+    if (state && holderAlive(state)) return 'another demo lab is up or being built (isolate-wizard demo --down removes it)';
+    rmSync(DEMO_STATE_PATH, {force: true});
+  }
+  return 'could not take the demo slot';
+}
+
+/** Writes the built lab into the slot this process claimed. */
+export function recordDemoLab(lab: DemoLab): void {
+  writeFileSync(DEMO_STATE_PATH, `${JSON.stringify(lab)}\n`, {mode: 0o600});
 }
 
 const HOLDER_ENTRY = fileURLToPath(new URL('./demo-holder.js', import.meta.url));
@@ -132,6 +160,8 @@ export function startDemoLab(): Promise<DemoLab> {
 export interface Removal {
   lab: DemoLab | undefined;
   left: string[];
+  /** A holder was stopped while building (its signal handler removes what it had made). */
+  stoppedBuild?: boolean;
 }
 
 /**
@@ -139,14 +169,20 @@ export interface Removal {
  * holder left is removed here the same way. The result is read back from the machine, not assumed.
  */
 export function removeDemoLab(): Removal {
-  const lab = readState();
-  if (!lab) return {lab: undefined, left: []};
-  if (holderAlive(lab)) {
-    process.kill(lab.holder.pid, 'SIGTERM');
+  const state = readState();
+  if (!state) return {lab: undefined, left: []};
+  if (holderAlive(state)) {
+    process.kill(state.holder.pid, 'SIGTERM');
     const deadline = Date.now() + 30_000;
-    while (holderAlive(lab) && Date.now() < deadline) sleepSync(50);
-    if (holderAlive(lab)) killAndWait([lab.holder.pid]);
+    while (holderAlive(state) && Date.now() < deadline) sleepSync(50);
+    if (holderAlive(state)) killAndWait([state.holder.pid]);
   }
+  // A lab still being built when its holder got SIGTERM was torn down by the holder's signal handler.
+  if (state.id === undefined) {
+    rmSync(DEMO_STATE_PATH, {force: true});
+    return {lab: undefined, left: [], stoppedBuild: true};
+  }
+  const lab = state;
   removeNamespaces(labNamespaces(lab.id), namespaceFor(lab.id, 'switch'));
   rmSync(lab.dir, {recursive: true, force: true});
   const left = [...labNamespaces(lab.id).map((name) => `namespace ${name}`), ...(existsSync(lab.dir) ? [lab.dir] : [])];

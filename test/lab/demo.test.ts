@@ -3,7 +3,7 @@
 // with the HOME and inventory it printed, --down removes every namespace, process and file of it;
 // the wizard started by `demo` takes the lab with it when it exits; and the refusals are one line.
 // Run: npm run build && npx vitest run --project lab test/lab/demo.test.ts
-import {existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import pty from '@lydell/node-pty';
@@ -50,6 +50,20 @@ async function connects(netns: string, address: string, port: number): Promise<b
   return output.code === 0;
 }
 
+/** The processes holding a demo lab on this machine. */
+function demoHolders(): number[] {
+  return readdirSync('/proc')
+    .filter((entry) => /^\d+$/.test(entry))
+    .filter((pid) => {
+      try {
+        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes('demo-holder.js');
+      } catch {
+        return false;
+      }
+    })
+    .map(Number);
+}
+
 /** Every process living in the lab's namespaces now (the servers' sshd, listeners, sessions). */
 function labPids(id: string): number[] {
   return labNamespaces(id).flatMap((name) => namespacePids(name));
@@ -76,10 +90,16 @@ describe('demo --up, the commands against it, demo --down', () => {
   let holderPid: number;
 
   it('builds the fleet and prints its HOME and inventory, then exits leaving it up', async () => {
-    const result = await demo(['--up']);
+    // Two at once build one lab: the other is refused, or finds it up.
+    const both = await Promise.all([demo(['--up']), demo(['--up'])]);
+    const result = both.find((run) => run.code === 0 && !run.stdout.startsWith('already up')) ?? both[0]!;
+    const other = both.find((run) => run !== result)!;
     expect(result.stderr).toBe('');
     expect(result.code).toBe(0);
     up = parseUp(result.stdout);
+    if (other.code === 0) expect(parseUp(other.stdout).id).toBe(up.id);
+    else expect(other.stderr).toBe('isolate-wizard: the demo lab could not be built: another demo lab is up or being built (isolate-wizard demo --down removes it)\n');
+    expect(demoHolders()).toHaveLength(1);
     for (const name of FLEET) expect(result.stdout).toContain(name);
     // Up after the command is gone: every server and the tenant in a namespace, the holder alive.
     const namespaces = labNamespaces(up.id);
@@ -130,51 +150,92 @@ describe('demo --up, the commands against it, demo --down', () => {
   });
 });
 
-describe('demo with the wizard', () => {
-  it('starts the wizard with the prepared HOME, and removes the lab when the wizard exits', async () => {
-    const wizard = pty.spawn(process.execPath, [CLI_ENTRY, 'demo'], {
+/** `demo ARGS` in a terminal (100x30): its output so far, and quitting the wizard with `q`. */
+class DemoTerminal {
+  output = '';
+  exitCode: number | undefined;
+  private readonly terminal: pty.IPty;
+
+  constructor(args: string[]) {
+    this.terminal = pty.spawn(process.execPath, [CLI_ENTRY, 'demo', ...args], {
       name: 'xterm-256color',
       cols: 100,
       rows: 30,
       cwd: '/',
       env: {...process.env, CI: 'false', TERM: 'xterm-256color'} as Record<string, string>,
     });
-    let output = '';
-    let exitCode: number | undefined;
-    wizard.onData((data) => {
-      output += data;
+    this.terminal.onData((data) => {
+      this.output += data;
     });
-    wizard.onExit((event) => {
-      exitCode = event.exitCode;
+    this.terminal.onExit((event) => {
+      this.exitCode = event.exitCode;
     });
-    const waitFor = async (pattern: RegExp, limitMs = 150_000): Promise<void> => {
-      const until = Date.now() + limitMs;
-      while (!pattern.test(output)) {
-        if (exitCode !== undefined || Date.now() > until) throw new Error(`never saw ${String(pattern)}:\n${output}`);
-        await new Promise((resolve) => setTimeout(resolve, 100));
-      }
-    };
+  }
+
+  /** Waits for the wizard's empty fleet home; returns the lab the banner above it names. */
+  async wizardShown(): Promise<UpReport> {
+    const until = Date.now() + 150_000;
+    while (!this.output.includes('No servers yet')) {
+      if (this.exitCode !== undefined || Date.now() > until) throw new Error(`the wizard never showed its home:\n${this.output}`);
+      await new Promise((resolve) => setTimeout(resolve, 100));
+    }
+    return parseUp(this.output.replaceAll('\r', ''));
+  }
+
+  async quit(): Promise<number | undefined> {
+    await new Promise((resolve) => setTimeout(resolve, 1000)); // Ink turns on raw mode after its first frame
+    this.terminal.write('q');
+    const until = Date.now() + 60_000;
+    while (this.exitCode === undefined && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));
+    return this.exitCode;
+  }
+
+  async close(): Promise<void> {
+    if (this.exitCode !== undefined) return;
+    this.terminal.kill();
+    await demo(['--down']);
+  }
+}
+
+describe('demo with the wizard', () => {
+  it('starts the wizard with the prepared HOME, and removes the lab when the wizard exits', async () => {
+    const wizard = new DemoTerminal([]);
     try {
-      await waitFor(/No servers yet/);
-      const up = parseUp(output.replaceAll('\r', ''));
+      const up = await wizard.wizardShown();
       // The wizard runs with the lab's HOME: its settings directory is made there (once its services load).
       const settings = path.join(up.home, '.config', 'isolate-wizard');
       for (let tries = 0; tries < 100 && !existsSync(settings); tries++) await new Promise((resolve) => setTimeout(resolve, 100));
       expect(existsSync(settings)).toBe(true);
       const pids = labPids(up.id);
       expect(pids.length).toBeGreaterThan(FLEET.length);
-      await new Promise((resolve) => setTimeout(resolve, 1000)); // Ink turns on raw mode after its first frame
-      wizard.write('q');
-      const until = Date.now() + 60_000;
-      while (exitCode === undefined && Date.now() < until) await new Promise((resolve) => setTimeout(resolve, 100));
-      expect(exitCode).toBe(0);
-      expect(output).toContain(`demo lab ${up.id} removed`);
+      expect(await wizard.quit()).toBe(0);
+      expect(wizard.output).toContain(`demo lab ${up.id} removed`);
       expectGone(up.id, path.dirname(up.home), pids);
     } finally {
-      if (exitCode === undefined) {
-        wizard.kill();
-        await demo(['--down']);
-      }
+      await wizard.close();
+    }
+  });
+
+  it('--keep leaves the lab up after the wizard; demo then uses that lab and leaves it up too', async () => {
+    const first = new DemoTerminal(['--keep']);
+    let second: DemoTerminal | undefined;
+    try {
+      const up = await first.wizardShown();
+      expect(await first.quit()).toBe(0);
+      expect(first.output).toContain(`demo lab ${up.id} is still up: isolate-wizard demo --down removes it`);
+      expect(labNamespaces(up.id)).toContain(`iwlab-${up.id}-mysql-1`);
+      expect(labPids(up.id).length).toBeGreaterThan(FLEET.length);
+
+      second = new DemoTerminal([]);
+      expect((await second.wizardShown()).id).toBe(up.id);
+      expect(await second.quit()).toBe(0);
+      expect(second.output).toContain(`demo lab ${up.id} is still up`);
+      expect(labNamespaces(up.id)).toContain(`iwlab-${up.id}-mysql-1`);
+      expect((await demo(['--down'])).code).toBe(0);
+      expect(labNamespaces(up.id)).toEqual([]);
+    } finally {
+      await first.close();
+      await second?.close();
     }
   });
 });
