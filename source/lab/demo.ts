@@ -3,7 +3,7 @@
 // file in /run (gone at reboot, like the namespaces). Only the lab's own namespaces, processes and
 // directory are ever made or removed: the machine's network is not touched.
 import {spawn} from 'node:child_process';
-import {existsSync, readFileSync, rmSync, writeFileSync} from 'node:fs';
+import {existsSync, linkSync, readFileSync, renameSync, rmSync, writeFileSync} from 'node:fs';
 import {fileURLToPath} from 'node:url';
 import {CLI_ENTRY, DEFAULT_HOSTS, operatorEnvironment, type LabHostSpec, type OperatorCommand} from './lab.js';
 import {currentOwner, killAndWait, labNamespaces, namespaceFor, processStartTime, removeNamespaces, sleepSync, type Owner} from './namespaces.js';
@@ -88,23 +88,32 @@ export function runningDemoLab(): DemoLab | undefined {
  * whose holder is gone is taken over (its lab went with it, or the next lab's sweep removes it).
  */
 export function claimDemoSlot(): string | undefined {
-  for (let attempt = 0; attempt < 2; attempt++) {
-    try {
-      writeFileSync(DEMO_STATE_PATH, `${JSON.stringify({holder: currentOwner()})}\n`, {mode: 0o600, flag: 'wx'});
-      return undefined;
-    } catch (error) {
-      if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+  // Written whole under another name, then linked: the slot is never seen empty or half-written.
+  const draft = `${DEMO_STATE_PATH}.${process.pid}`;
+  writeFileSync(draft, `${JSON.stringify({holder: currentOwner()})}\n`, {mode: 0o600});
+  try {
+    for (let attempt = 0; attempt < 2; attempt++) {
+      try {
+        linkSync(draft, DEMO_STATE_PATH);
+        return undefined;
+      } catch (error) {
+        if ((error as NodeJS.ErrnoException).code !== 'EEXIST') throw error;
+      }
+      const state = readState();
+      if (state && holderAlive(state)) return 'another demo lab is up or being built (isolate-wizard demo --down removes it)';
+      rmSync(DEMO_STATE_PATH, {force: true});
     }
-    const state = readState();
-    if (state && holderAlive(state)) return 'another demo lab is up or being built (isolate-wizard demo --down removes it)';
-    rmSync(DEMO_STATE_PATH, {force: true});
+    return 'could not take the demo slot';
+  } finally {
+    rmSync(draft, {force: true});
   }
-  return 'could not take the demo slot';
 }
 
-/** Writes the built lab into the slot this process claimed. */
+/** Writes the built lab into the slot this process claimed (replaced whole, as it was taken). */
 export function recordDemoLab(lab: DemoLab): void {
-  writeFileSync(DEMO_STATE_PATH, `${JSON.stringify(lab)}\n`, {mode: 0o600});
+  const draft = `${DEMO_STATE_PATH}.${process.pid}`;
+  writeFileSync(draft, `${JSON.stringify(lab)}\n`, {mode: 0o600});
+  renameSync(draft, DEMO_STATE_PATH);
 }
 
 const HOLDER_ENTRY = fileURLToPath(new URL('./demo-holder.js', import.meta.url));
