@@ -24,7 +24,7 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
-import {createLab, DEFAULT_HOSTS, type Lab} from '../test/lab/lab.js';
+import {createLab, DEFAULT_HOSTS, type Lab} from '../source/lab/lab.js';
 
 const RUNS = 3;
 /** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */

@@ -8,7 +8,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 import {liveFilter} from './support/faults.js';
 import {accessMatrix, agentState as agentStateOf, labHost, phaseOf as phaseOfHost, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 

@@ -6,7 +6,7 @@
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab} from './lab.js';
+import {createLab, type Lab} from '../../source/lab/lab.js';
 import {accessMatrix, iptablesRuleCount, labHost, ourNftTable, phaseOf, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');

@@ -11,7 +11,7 @@ import {compileFleet} from '../../source/core/compiler.js';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import {compileNftTable, nftTableFamily, nftTableName} from '../../source/core/nft-compiler.js';
 import {renderRuleset} from '../../source/core/render.js';
-import {createLab, DEFAULT_HOSTS, type Lab, type LabHost} from './lab.js';
+import {createLab, DEFAULT_HOSTS, type Lab, type LabHost} from '../../source/lab/lab.js';
 
 const FILE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const FLEET = DEFAULT_HOSTS.map((spec) => spec.name);

@@ -8,7 +8,7 @@ import path from 'node:path';
 import pty from '@lydell/node-pty';
 import xterm from '@xterm/headless';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 
 const {Terminal} = xterm;
 const COLUMNS = 80;

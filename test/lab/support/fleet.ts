@@ -1,7 +1,7 @@
 // What lab tests read of the seed fleet's servers (their filter tables: faults.ts' liveFilter),
 // our nftables table, the agent's phase, and who reaches what by real TCP connections. Shared, so each test states only
 // what it does to the fleet.
-import type {Lab, LabHost} from '../lab.js';
+import type {Lab, LabHost} from '../../../source/lab/lab.js';
 import {liveFilter} from './faults.js';
 
 export const SEED_FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'] as const;
