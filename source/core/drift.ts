@@ -1,0 +1,143 @@
+// Drift: a host's live rules against what was last confirmed there, told in plain words with the
+// effect on who can reach it. Ours are compared rule for rule (others' chains change on their
+// own: a fail2ban ban is not drift); whatever changes access — a rule added by hand, our rules
+// flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
+import {summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
+import {diffRulesets} from './iptables-save.js';
+import {canonicalFilter, isForeignChain, isOpenFilter, ruleTarget} from './merge.js';
+import type {PortRange, Protocol, Ruleset} from './model.js';
+import {formatNativeDrops, nativeDrops} from './native-drops.js';
+import type {NftRuleset} from './nft-ruleset.js';
+
+export interface LiveView {
+  readonly host: string;
+  /** The rules loaded by the last confirmed batch (as the server keeps them). */
+  readonly confirmed: {readonly v4: Ruleset; readonly v6: Ruleset};
+  readonly live: {readonly v4: Ruleset; readonly v6: Ruleset};
+  /** `nft -j list ruleset`, where it was read. */
+  readonly native?: NftRuleset;
+}
+
+export interface HostDrift {
+  readonly host: string;
+  readonly drifted: boolean;
+  /** What differs, rule by rule (ours), or another table that drops planned flows. */
+  readonly changes: readonly string[];
+  /** What that does to access: "now accepts tcp/3306 from internet (not confirmed)". */
+  readonly effects: readonly string[];
+}
+
+/** The runtimes whose chains make FORWARD theirs (merge.ts keeps it as they have it). */
+const RUNTIME_FORWARD = /^(DOCKER|KUBE-|cali-|CILIUM)/;
+
+/** The filter table without what others own: their chains, their rules, the jumps into them, and FORWARD when a runtime owns it. */
+export function ourPart(ruleset: Ruleset): Ruleset {
+  const filter = canonicalFilter(ruleset).tables[0];
+  if (!filter) return {family: ruleset.family, tables: []};
+  const runtimeForward = filter.rules.some((rule) => rule.chain === 'FORWARD' && RUNTIME_FORWARD.test(ruleTarget(rule) ?? ''));
+  const theirs = (chain: string): boolean => isForeignChain(chain) || (runtimeForward && chain === 'FORWARD');
+  return {
+    family: ruleset.family,
+    tables: [
+      {
+        name: 'filter',
+        chains: filter.chains.filter((chain) => !theirs(chain.name)),
+        rules: filter.rules.filter((rule) => !theirs(rule.chain) && !isForeignChain(ruleTarget(rule) ?? '')),
+      },
+    ],
+  };
+}
+
+function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
+  const before = ourPart(confirmed);
+  const after = ourPart(live);
+  if (isOpenFilter(before) && isOpenFilter(after)) return [];
+  if (isOpenFilter(after)) return [`IPv${live.family}: our rules are gone (the table was flushed, or the server rebooted without loading them)`];
+  return diffRulesets(before, after).map((line) => `IPv${live.family} ${line.replace(/^filter: /, '')}`);
+}
+
+function withRules(hosts: readonly FleetHost[], rules: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>): FleetHost[] {
+  return hosts.map((host) => {
+    const replaced = rules.get(host.name);
+    return replaced ? {...host, compiled: {...host.compiled, v4: replaced.v4, v6: replaced.v6}} : host;
+  });
+}
+
+function subtract(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+  let remaining = [...a];
+  for (const cut of b) {
+    remaining = remaining.flatMap((range) => {
+      if (cut.last < range.first || cut.first > range.last) return [range];
+      const pieces: PortRange[] = [];
+      if (range.first < cut.first) pieces.push({first: range.first, last: cut.first - 1});
+      if (range.last > cut.last) pieces.push({first: cut.last + 1, last: range.last});
+      return pieces;
+    });
+  }
+  return remaining;
+}
+
+/** Per source and family, the ports open to `destination` in a summary. */
+function portsBySource(entries: readonly AccessEntry[], destination: string): Map<string, Record<Protocol, PortRange[]>> {
+  const bySource = new Map<string, Record<Protocol, PortRange[]>>();
+  for (const entry of entries) {
+    if (entry.destination !== destination) continue;
+    for (const source of entry.sources) {
+      for (const family of entry.only === undefined ? [4, 6] : [entry.only]) {
+        const key = `${source}\0${family}`;
+        const ports = bySource.get(key) ?? {tcp: [], udp: []};
+        ports.tcp.push(...entry.tcp);
+        ports.udp.push(...entry.udp);
+        bySource.set(key, ports);
+      }
+    }
+  }
+  return bySource;
+}
+
+function accessEffects(before: readonly AccessEntry[], after: readonly AccessEntry[], destination: string): string[] {
+  const was = portsBySource(before, destination);
+  const now = portsBySource(after, destination);
+  // "verb ports from source" -> the families it holds for
+  const found = new Map<string, Set<string>>();
+  for (const key of new Set([...was.keys(), ...now.keys()])) {
+    const [source = '', family = ''] = key.split('\0');
+    for (const protocol of ['tcp', 'udp'] as const) {
+      const gained = subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
+      const lost = subtract(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
+      const note = (line: string): void => void found.set(line, (found.get(line) ?? new Set()).add(family));
+      if (gained.length > 0) note(`${destination} now accepts ${formatPorts(protocol, gained)} from ${source}`);
+      if (lost.length > 0) note(`${destination} no longer accepts ${formatPorts(protocol, lost)} from ${source}`);
+    }
+  }
+  return [...found].map(([line, families]) => {
+    const notes = [...(families.size === 1 ? [`IPv${[...families][0]} only`] : []), ...(line.includes(' now accepts ') ? ['not confirmed'] : [])];
+    return notes.length > 0 ? `${line} (${notes.join(', ')})` : line;
+  });
+}
+
+/**
+ * Drift of each viewed host. `hosts`: the fleet as compiled from the inventory (for addresses and
+ * the other hosts' rules); each viewed host is judged with its confirmed rules, then its live ones.
+ */
+export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView[]): HostDrift[] {
+  const changes = new Map(views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6)]]));
+  const confirmedFleet = withRules(hosts, new Map(views.map((view) => [view.host, view.confirmed])));
+  const natives = new Map(views.filter((view) => view.native && view.native.tables.length > 0).map((view) => [view.host, view.native as NftRuleset]));
+  const anyChange = [...changes.values()].some((lines) => lines.length > 0);
+  if (!anyChange && natives.size === 0) return views.map((view) => ({host: view.host, drifted: false, changes: [], effects: []}));
+
+  const before = summarizeFleetAccess(confirmedFleet);
+  const after = anyChange ? summarizeFleetAccess(withRules(hosts, new Map(views.map((view) => [view.host, view.live])))) : before;
+  const dropsByHost = new Map<string, string[]>();
+  for (const line of formatNativeDrops(nativeDrops(confirmedFleet, before, natives))) {
+    const host = line.slice(0, line.indexOf(':'));
+    dropsByHost.set(host, [...(dropsByHost.get(host) ?? []), line.slice(host.length + 2)]);
+  }
+  return views.map((view) => {
+    const own = changes.get(view.host) ?? [];
+    const drops = dropsByHost.get(view.host) ?? [];
+    const effects = own.length > 0 ? accessEffects(before, after, view.host) : [];
+    return {host: view.host, drifted: own.length > 0 || drops.length > 0, changes: [...own, ...drops], effects};
+  });
+}
