@@ -2,12 +2,12 @@
 // effect on who can reach it. Ours are compared rule for rule (others' chains change on their
 // own: a fail2ban ban is not drift); whatever changes access — a rule added by hand, our rules
 // flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
-import {summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
+import {INTERNET, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
 import {diffRulesets} from './iptables-save.js';
 import {canonicalFilter, isForeignChain, isOpenFilter, ruleTarget} from './merge.js';
 import type {PortRange, Protocol, Ruleset} from './model.js';
 import {formatNativeDrops, nativeDrops} from './native-drops.js';
-import type {NftRuleset} from './nft-ruleset.js';
+import {isIptablesNftTable, type NftRuleset} from './nft-ruleset.js';
 
 export interface LiveView {
   readonly host: string;
@@ -25,6 +25,24 @@ export interface HostDrift {
   readonly changes: readonly string[];
   /** What that does to access: "now accepts tcp/3306 from internet (not confirmed)". */
   readonly effects: readonly string[];
+}
+
+/** Per host: what status and the wizard's home say of it. */
+export type SyncState = 'in sync' | 'drifted' | 'pending' | 'unmanaged';
+
+/** Our own nftables table (the nftables backend): compared as ours, never as another manager's. */
+const OUR_NFT_TABLE = {family: 'inet', name: 'isolate_wizard'};
+
+/** Other software's tables that filter on their own (iptables-nft's tables are read through iptables-save). */
+function othersFilterTables(ruleset: NftRuleset): NftRuleset {
+  return {
+    tables: ruleset.tables.filter(
+      (table) =>
+        !isIptablesNftTable(table) &&
+        !(table.family === OUR_NFT_TABLE.family && table.name === OUR_NFT_TABLE.name) &&
+        [...table.chains.values()].some((chain) => chain.base?.type === 'filter'),
+    ),
+  };
 }
 
 /** The runtimes whose chains make FORWARD theirs (merge.ts keeps it as they have it). */
@@ -53,7 +71,11 @@ function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
   const after = ourPart(live);
   if (isOpenFilter(before) && isOpenFilter(after)) return [];
   if (isOpenFilter(after)) return [`IPv${live.family}: our rules are gone (the table was flushed, or the server rebooted without loading them)`];
-  return diffRulesets(before, after).map((line) => `IPv${live.family} ${line.replace(/^filter: /, '')}`);
+  return diffRulesets(before, after).map((line) => {
+    const rule = line.replace(/^filter: /, '');
+    const added = rule.startsWith('+ ');
+    return added || rule.startsWith('- ') ? `IPv${live.family} rule ${added ? 'added' : 'removed'}: ${rule.slice(2)}` : `IPv${live.family} ${rule}`;
+  });
 }
 
 function withRules(hosts: readonly FleetHost[], rules: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>): FleetHost[] {
@@ -100,18 +122,20 @@ function accessEffects(before: readonly AccessEntry[], after: readonly AccessEnt
   const now = portsBySource(after, destination);
   // "verb ports from source" -> the families it holds for
   const found = new Map<string, Set<string>>();
+  const gainedFrom = (key: string, protocol: Protocol): PortRange[] => subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
   for (const key of new Set([...was.keys(), ...now.keys()])) {
     const [source = '', family = ''] = key.split('\0');
     for (const protocol of ['tcp', 'udp'] as const) {
-      const gained = subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
+      // What is opened to the internet is opened to every other source too: said once.
+      const gained = source === INTERNET ? gainedFrom(key, protocol) : subtract(gainedFrom(key, protocol), gainedFrom(`${INTERNET}\0${family}`, protocol));
       const lost = subtract(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
       const note = (line: string): void => void found.set(line, (found.get(line) ?? new Set()).add(family));
-      if (gained.length > 0) note(`${destination} now accepts ${formatPorts(protocol, gained)} from ${source}`);
+      if (gained.length > 0) note(source === INTERNET ? `opens ${destination} to the internet: ${formatPorts(protocol, gained)}` : `${destination} now accepts ${formatPorts(protocol, gained)} from ${source}`);
       if (lost.length > 0) note(`${destination} no longer accepts ${formatPorts(protocol, lost)} from ${source}`);
     }
   }
   return [...found].map(([line, families]) => {
-    const notes = [...(families.size === 1 ? [`IPv${[...families][0]} only`] : []), ...(line.includes(' now accepts ') ? ['not confirmed'] : [])];
+    const notes = [...(families.size === 1 ? [`IPv${[...families][0]} only`] : []), ...(line.includes(' now accepts ') || line.startsWith('opens ') ? ['not confirmed'] : [])];
     return notes.length > 0 ? `${line} (${notes.join(', ')})` : line;
   });
 }
@@ -123,7 +147,12 @@ function accessEffects(before: readonly AccessEntry[], after: readonly AccessEnt
 export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView[]): HostDrift[] {
   const changes = new Map(views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6)]]));
   const confirmedFleet = withRules(hosts, new Map(views.map((view) => [view.host, view.confirmed])));
-  const natives = new Map(views.filter((view) => view.native && view.native.tables.length > 0).map((view) => [view.host, view.native as NftRuleset]));
+  const natives = new Map(
+    views.flatMap((view) => {
+      const others = view.native ? othersFilterTables(view.native) : undefined;
+      return others && others.tables.length > 0 ? [[view.host, others] as const] : [];
+    }),
+  );
   const anyChange = [...changes.values()].some((lines) => lines.length > 0);
   if (!anyChange && natives.size === 0) return views.map((view) => ({host: view.host, drifted: false, changes: [], effects: []}));
 
@@ -140,4 +169,44 @@ export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView
     const effects = own.length > 0 ? accessEffects(before, after, view.host) : [];
     return {host: view.host, drifted: own.length > 0 || drops.length > 0, changes: [...own, ...drops], effects};
   });
+}
+
+/** What status knows of a host, for `fleetSync`. */
+export interface SyncInput {
+  readonly host: string;
+  readonly managed: boolean;
+  readonly pending: boolean;
+  /** The confirmed and live rules; absent when nothing was ever confirmed there. */
+  readonly view?: LiveView;
+  /** Why the view could not be read: the host's sync is then unknown, never "in sync". */
+  readonly viewError?: string;
+}
+
+export interface HostSync {
+  readonly host: string;
+  /** undefined: not known (the rules could not be read). */
+  readonly state?: SyncState;
+  readonly changes: readonly string[];
+  readonly effects: readonly string[];
+  readonly reason?: string;
+}
+
+/** Per host: pending (a batch in flight), unmanaged (nothing confirmed there), else in sync or drifted. */
+export function fleetSync(hosts: readonly FleetHost[], inputs: readonly SyncInput[]): HostSync[] {
+  const judged = inputs.filter((input) => input.managed && !input.pending && input.view && input.viewError === undefined);
+  const drift = new Map(fleetDrift(hosts, judged.map((input) => input.view as LiveView)).map((entry) => [entry.host, entry]));
+  return inputs.map((input): HostSync => {
+    const none = {host: input.host, changes: [], effects: []};
+    if (input.pending) return {...none, state: 'pending'};
+    if (!input.managed) return {...none, state: 'unmanaged'};
+    if (input.viewError !== undefined) return {...none, reason: input.viewError};
+    const found = drift.get(input.host);
+    if (!found) return {...none, state: 'unmanaged', reason: 'no batch was confirmed here'};
+    return {host: input.host, state: found.drifted ? 'drifted' : 'in sync', changes: found.changes, effects: found.effects};
+  });
+}
+
+/** One line of words: "drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT …". */
+export function describeDrift(sync: HostSync): string {
+  return `drift: ${[...sync.effects, ...sync.changes].join('; ')}`;
 }

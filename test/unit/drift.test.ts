@@ -1,7 +1,7 @@
 // Drift of the seed fleet's hosts: live rules against the confirmed ones, in plain words.
 import {readFileSync} from 'node:fs';
 import {describe, expect, it} from 'vitest';
-import {fleetDrift, type LiveView} from '../../source/core/drift.js';
+import {describeDrift, fleetDrift, fleetSync, type LiveView} from '../../source/core/drift.js';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import type {HostFacts, Ruleset} from '../../source/core/model.js';
 import {parseNftJson} from '../../source/core/nft-ruleset.js';
@@ -46,8 +46,8 @@ describe('drift', () => {
     const opened = withInserted(mysql.v4, [{chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '3306', '-j', 'ACCEPT']}]);
     const [drift] = fleetDrift(plan.hosts, [view('mysql-1', {v4: opened, v6: mysql.v6})]);
     expect(drift?.drifted).toBe(true);
-    expect(drift?.changes).toContain('IPv4 + -A INPUT -p tcp --dport 3306 -j ACCEPT');
-    expect(drift?.effects).toContain('mysql-1 now accepts tcp/3306 from internet (IPv4 only, not confirmed)');
+    expect(drift?.changes).toContain('IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT');
+    expect(drift?.effects).toContain('opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)');
     expect(drift?.effects.some((line) => line.includes('no longer'))).toBe(false);
   });
 
@@ -56,13 +56,13 @@ describe('drift', () => {
     const flushed: Ruleset = {family: 4, tables: []};
     const [gone] = fleetDrift(plan.hosts, [view('wordpress-1', {v4: flushed, v6: web.v6})]);
     expect(gone?.changes).toEqual(['IPv4: our rules are gone (the table was flushed, or the server rebooted without loading them)']);
-    expect(gone?.effects).toContain('wordpress-1 now accepts tcp/all from internet (IPv4 only, not confirmed)');
+    expect(gone?.effects).toContain('opens wordpress-1 to the internet: tcp/all (IPv4 only, not confirmed)');
 
     const filter = web.v4.tables[0];
     if (!filter) throw new Error('no filter');
     const withoutLb: Ruleset = {family: 4, tables: [{...filter, rules: filter.rules.filter((rule) => !rule.spec.includes('10.132.0.11/32'))}]};
     const [lost] = fleetDrift(plan.hosts, [view('wordpress-1', {v4: withoutLb, v6: web.v6})]);
-    expect(lost?.changes.every((line) => line.startsWith('IPv4 - -A INPUT'))).toBe(true);
+    expect(lost?.changes.every((line) => line.startsWith('IPv4 rule removed: -A INPUT'))).toBe(true);
     expect(lost?.effects).toContain('wordpress-1 no longer accepts tcp/80,443 from haproxy-www (IPv4 only)');
   });
 
@@ -71,5 +71,30 @@ describe('drift', () => {
     const [drift] = fleetDrift(plan.hosts, [view('wordpress-2', compiled('wordpress-2'), {native: firewalld})]);
     expect(drift?.drifted).toBe(true);
     expect(drift?.changes[0]).toMatch(/^firewalld \(table inet firewalld\) drops what the plan opens: tcp\/80,443 from haproxy-www/);
+  });
+
+  it('status per host: pending, unmanaged, unknown when the rules could not be read (never in sync), in sync, drifted in words', () => {
+    const mysql = compiled('mysql-1');
+    const opened = withInserted(mysql.v4, [{chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'tcp', '--dport', '3306', '-j', 'ACCEPT']}]);
+    const sync = fleetSync(plan.hosts, [
+      {host: 'tunnel-1', managed: true, pending: true},
+      {host: 'haproxy-www', managed: false, pending: false},
+      {host: 'wordpress-1', managed: true, pending: false},
+      {host: 'wordpress-2', managed: true, pending: false, viewError: 'cannot read the live rules'},
+      {host: 'mysql-1', managed: true, pending: false, view: view('mysql-1', {v4: opened, v6: mysql.v6})},
+      {host: 'mysql-2', managed: true, pending: false, view: view('mysql-2', compiled('mysql-2'))},
+    ]);
+    expect(sync.map((entry) => [entry.host, entry.state])).toEqual([
+      ['tunnel-1', 'pending'],
+      ['haproxy-www', 'unmanaged'],
+      ['wordpress-1', 'unmanaged'],
+      ['wordpress-2', undefined],
+      ['mysql-1', 'drifted'],
+      ['mysql-2', 'in sync'],
+    ]);
+    expect(sync[3]?.reason).toBe('cannot read the live rules');
+    expect(describeDrift(sync[4] as (typeof sync)[number])).toBe(
+      'drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT',
+    );
   });
 });
