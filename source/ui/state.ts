@@ -100,6 +100,8 @@ export type Action =
   | {type: 'fleet-changed'; fleet: FleetDoc; settings?: WizardSettings}
   | {type: 'start-lockdown'}
   | {type: 'start-quick-edit'; host: string; draft: FleetDoc}
+  /** Re-apply the saved plan to a host that drifted: its preview (the diff against the live rules), then the apply and countdown. */
+  | {type: 'start-reapply'; host: string}
   | {type: 'discover-progress'; host: string; phase: 'connecting' | 'reading'}
   | {type: 'discovered'; result: DiscoveredHost}
   | {type: 'set-side'; host: string; iface: string; side: InterfaceSide}
@@ -247,6 +249,24 @@ export function reducer(state: WizardState, action: Action): WizardState {
         batch: undefined,
         outcome: undefined,
       };
+    }
+    case 'start-reapply': {
+      // Compiling needs every server's interfaces: the ones the fleet does not know are discovered first.
+      const missing = hostsWithoutFacts(state.fleet);
+      const base: WizardState = {
+        ...state,
+        draft: state.fleet,
+        scope: [action.host],
+        afterDiscover: 'preview',
+        discovery: Object.fromEntries(missing.map((name) => [name, {phase: 'connecting'} as DiscoverEntry])),
+        roleChoices: {},
+        preview: undefined,
+        outcome: undefined,
+        batch: undefined,
+        applySteps: {},
+        applyFinished: [],
+      };
+      return push(base, missing.length > 0 ? 'discover' : 'preview');
     }
     case 'start-quick-edit': {
       const roles = action.draft.hosts.find((host) => host.name === action.host)?.roles ?? [];

@@ -6,7 +6,7 @@ import {Frame, WindowedList, fit, formatClock, useBodyRows, useInputActive} from
 import {useColor, useNow, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
 import type {FleetHost, HostState} from '../services.js';
-import type {Confirming, WizardState} from '../state.js';
+import {reducer, type Confirming, type WizardState} from '../state.js';
 
 export function describeState(state: HostState | undefined, now: number): string {
   switch (state?.kind) {
@@ -17,6 +17,10 @@ export function describeState(state: HostState | undefined, now: number): string
       return 'unmanaged';
     case 'locked':
       return state.detail ? `locked down (${state.detail})` : 'locked down';
+    case 'drifted':
+      return `DRIFTED — ${state.drift}`;
+    case 'unchecked':
+      return `confirmed; live rules not checked: ${state.reason}`;
     case 'pending':
       return `pending, ${formatClock((state.deadline - now) / 1000)} left`;
     case 'unreachable':
@@ -27,7 +31,8 @@ export function describeState(state: HostState | undefined, now: number): string
 function stateColor(state: HostState | undefined): string | undefined {
   if (state?.kind === 'locked') return 'green';
   if (state?.kind === 'pending') return 'yellow';
-  if (state?.kind === 'unreachable') return 'red';
+  if (state?.kind === 'unreachable' || state?.kind === 'drifted') return 'red';
+  if (state?.kind === 'unchecked') return 'yellow';
   return undefined;
 }
 
@@ -133,6 +138,12 @@ export function HomeScreen() {
           batch: {id: batchId, hosts: hostsInBatch.map((host) => host.name), deadline: hostState.deadline, checks: [], ...(hostState.owner === undefined ? {} : {owner: hostState.owner})},
           ...(hostState.startedHere === undefined ? {} : {startedHere: hostState.startedHere}),
         });
+      } else if (input === 'f' && selected) {
+        if (state.hostStates.get(selected.name)?.kind !== 'drifted') return dispatch({type: 'message', text: `${selected.name} has not drifted`});
+        const started = reducer(state, {type: 'start-reapply', host: selected.name});
+        dispatch({type: 'start-reapply', host: selected.name});
+        if (started.screen === 'discover') void actions.discover(started.draft, Object.keys(started.discovery));
+        else void actions.preview(started.draft, started.scope);
       } else if (input === 'u' && undoable) dispatch({type: 'ask-undo', batch: undoable.batch, hosts: undoable.hosts});
       else if (input === 'q') actions.exit();
     },
@@ -155,6 +166,7 @@ export function HomeScreen() {
         {key: 'i/x', label: 'import/export'},
         {key: 'r', label: 'refresh'},
         ...(state.hostStates.get(selected?.name ?? '')?.kind === 'pending' ? [{key: 'p', label: 'pending change: keep or roll back'}] : []),
+        ...(state.hostStates.get(selected?.name ?? '')?.kind === 'drifted' ? [{key: 'f', label: 'drifted: re-apply the plan (countdown follows)'}] : []),
         ...(undoable ? [{key: 'u', label: 'undo last change'}] : []),
         {key: 'q', label: 'quit'},
       ];
