@@ -235,6 +235,33 @@ describe('the wizard in a terminal', () => {
     await wizard.press('q');
     expect(await wizard.waitForExit()).toBe(0);
   });
+  it('a rule added by hand on mysql-1: the home shows it drifted, never locked down; f re-applies the plan with the countdown, K keeps it: locked down again', async () => {
+    const before = await filterRules(lab, 'mysql-1', 4);
+    const added = await host(lab, 'mysql-1').exec(['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    expect(added.code, added.stderr).toBe(0);
+    const wizard = new WizardTerminal(lab);
+    terminals.push(wizard);
+    let screen = await wizard.waitFor(/mysql-1 .*DRIFTED — drift/, 60_000);
+    expect(screen).not.toMatch(/mysql-1 .*locked down/);
+    await wizard.waitFor(/mysql-2.*locked down/, 60_000);
+    await wizard.settle();
+    await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
+    await wizard.waitFor(/❯ mysql-1/);
+    await wizard.press('f');
+    screen = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
+    expect(screen).toMatch(/- -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT/);
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?', 90_000);
+    await wizard.press('K');
+    await wizard.waitFor('kept', 60_000);
+    expect(await filterRules(lab, 'mysql-1', 4)).toBe(before);
+    await wizard.press(KEYS.enter);
+    await wizard.waitFor(/mysql-1 .*locked down/, 60_000);
+    expect(wizard.screen()).not.toContain('DRIFTED');
+    await wizard.press('q');
+    expect(await wizard.waitForExit()).toBe(0);
+  });
+
   it('troubleshoot: live counters, and the dropped packets from the kernel log once drop logging is on', async () => {
     // The kernel writes LOG lines from a non-initial namespace only with this set in the initial one.
     const sysctl = '/proc/sys/net/netfilter/nf_log_all_netns';
