@@ -23,8 +23,20 @@ export interface HostDrift {
   readonly drifted: boolean;
   /** What differs, rule by rule (ours), or another table that drops planned flows. */
   readonly changes: readonly string[];
-  /** What that does to access: "now accepts tcp/3306 from internet (not confirmed)". */
+  /** What that does to access: "opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)". */
   readonly effects: readonly string[];
+  /**
+   * When the drift only adds rules that open ports (nothing lost, no other table in the way), the
+   * openings that would make the plan give the same access: each an inventory `allow`, both families.
+   */
+  readonly adoptable?: readonly Opening[];
+}
+
+/** Ports opened to a source: the internet or a fleet host. */
+export interface Opening {
+  readonly from: string;
+  readonly protocol: Protocol;
+  readonly ports: readonly PortRange[];
 }
 
 /** Per host: what status and the wizard's home say of it. */
@@ -117,11 +129,13 @@ function portsBySource(entries: readonly AccessEntry[], destination: string): Ma
   return bySource;
 }
 
-function accessEffects(before: readonly AccessEntry[], after: readonly AccessEntry[], destination: string): string[] {
+function accessEffects(before: readonly AccessEntry[], after: readonly AccessEntry[], destination: string): {lines: string[]; gains: Opening[]; losses: number} {
   const was = portsBySource(before, destination);
   const now = portsBySource(after, destination);
   // "verb ports from source" -> the families it holds for
   const found = new Map<string, Set<string>>();
+  const gains: Opening[] = [];
+  let losses = 0;
   const gainedFrom = (key: string, protocol: Protocol): PortRange[] => subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
   for (const key of new Set([...was.keys(), ...now.keys()])) {
     const [source = '', family = ''] = key.split('\0');
@@ -130,14 +144,34 @@ function accessEffects(before: readonly AccessEntry[], after: readonly AccessEnt
       const gained = source === INTERNET ? gainedFrom(key, protocol) : subtract(gainedFrom(key, protocol), gainedFrom(`${INTERNET}\0${family}`, protocol));
       const lost = subtract(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
       const note = (line: string): void => void found.set(line, (found.get(line) ?? new Set()).add(family));
+      if (gained.length > 0) gains.push({from: source, protocol, ports: gained});
+      if (lost.length > 0) losses += 1;
       if (gained.length > 0) note(source === INTERNET ? `opens ${destination} to the internet: ${formatPorts(protocol, gained)}` : `${destination} now accepts ${formatPorts(protocol, gained)} from ${source}`);
       if (lost.length > 0) note(`${destination} no longer accepts ${formatPorts(protocol, lost)} from ${source}`);
     }
   }
-  return [...found].map(([line, families]) => {
+  const lines = [...found].map(([line, families]) => {
     const notes = [...(families.size === 1 ? [`IPv${[...families][0]} only`] : []), ...(line.includes(' now accepts ') || line.startsWith('opens ') ? ['not confirmed'] : [])];
     return notes.length > 0 ? `${line} (${notes.join(', ')})` : line;
   });
+  return {lines, gains, losses};
+}
+
+/** The gains per source and protocol, both families together (an `allow` opens both), ports merged. */
+function mergedOpenings(gains: readonly Opening[]): Opening[] {
+  const merged = new Map<string, Opening>();
+  for (const gain of gains) {
+    const key = `${gain.from}\0${gain.protocol}`;
+    const ports = [...(merged.get(key)?.ports ?? []), ...gain.ports].sort((a, b) => a.first - b.first);
+    const joined: PortRange[] = [];
+    for (const range of ports) {
+      const last = joined.at(-1);
+      if (last && range.first <= last.last + 1) joined[joined.length - 1] = {first: last.first, last: Math.max(last.last, range.last)};
+      else joined.push(range);
+    }
+    merged.set(key, {from: gain.from, protocol: gain.protocol, ports: joined});
+  }
+  return [...merged.values()];
 }
 
 /**
@@ -166,8 +200,20 @@ export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView
   return views.map((view) => {
     const own = changes.get(view.host) ?? [];
     const drops = dropsByHost.get(view.host) ?? [];
-    const effects = own.length > 0 ? accessEffects(before, after, view.host) : [];
-    return {host: view.host, drifted: own.length > 0 || drops.length > 0, changes: [...own, ...drops], effects};
+    const effects = own.length > 0 ? accessEffects(before, after, view.host) : {lines: [], gains: [], losses: 0};
+    const fleetNames = new Set(hosts.map((host) => host.name));
+    // Adoptable: rules only added, access only gained, from sources an allow can name.
+    const adoptable =
+      own.length > 0 && drops.length === 0 && effects.losses === 0 && effects.gains.length > 0 &&
+      own.every((line) => /^IPv[46] rule added: /.test(line)) &&
+      effects.gains.every((gain) => gain.from === INTERNET || fleetNames.has(gain.from));
+    return {
+      host: view.host,
+      drifted: own.length > 0 || drops.length > 0,
+      changes: [...own, ...drops],
+      effects: effects.lines,
+      ...(adoptable ? {adoptable: mergedOpenings(effects.gains)} : {}),
+    };
   });
 }
 
@@ -188,6 +234,7 @@ export interface HostSync {
   readonly state?: SyncState;
   readonly changes: readonly string[];
   readonly effects: readonly string[];
+  readonly adoptable?: readonly Opening[];
   readonly reason?: string;
 }
 
@@ -202,7 +249,7 @@ export function fleetSync(hosts: readonly FleetHost[], inputs: readonly SyncInpu
     if (input.viewError !== undefined) return {...none, reason: input.viewError};
     const found = drift.get(input.host);
     if (!found) return {...none, state: 'unmanaged', reason: 'no batch was confirmed here'};
-    return {host: input.host, state: found.drifted ? 'drifted' : 'in sync', changes: found.changes, effects: found.effects};
+    return {host: input.host, state: found.drifted ? 'drifted' : 'in sync', changes: found.changes, effects: found.effects, ...(found.adoptable ? {adoptable: found.adoptable} : {})};
   });
 }
 

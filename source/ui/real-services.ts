@@ -42,6 +42,7 @@ import {
   type Clock,
   type DiscoveredHost,
   type DropLogView,
+  type FleetAllow,
   type FleetDoc,
   type HostPreview,
   type HostState,
@@ -137,7 +138,17 @@ function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string
   const status = outcome.status;
   if (!status) return {kind: 'unreachable', reason: outcome.error ?? 'unknown error'};
   if (!status.pending && status.managed && sync) {
-    if (sync.state === 'drifted') return {kind: 'drifted', drift: describeDrift(sync), ...(outcome.confirmedBatch === undefined ? {} : {batch: outcome.confirmedBatch})};
+    if (sync.state === 'drifted') {
+      const adopt = sync.adoptable?.flatMap((opening) =>
+        opening.ports.map((range): FleetAllow => ({port: range.first === range.last ? range.first : `${range.first}-${range.last}`, proto: opening.protocol, from: opening.from})),
+      );
+      return {
+        kind: 'drifted',
+        drift: describeDrift(sync),
+        ...(outcome.confirmedBatch === undefined ? {} : {batch: outcome.confirmedBatch}),
+        ...(adopt === undefined ? {} : {adopt}),
+      };
+    }
     if (sync.state === undefined) return {kind: 'unchecked', reason: sync.reason ?? 'unknown'};
     if (sync.state === 'unmanaged') return {kind: 'unmanaged'};
   }

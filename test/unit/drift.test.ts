@@ -49,6 +49,8 @@ describe('drift', () => {
     expect(drift?.changes).toContain('IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT');
     expect(drift?.effects).toContain('opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)');
     expect(drift?.effects.some((line) => line.includes('no longer'))).toBe(false);
+    // Only added, only gained: the plan can adopt it as an allow.
+    expect(drift?.adoptable).toEqual([{from: 'internet', protocol: 'tcp', ports: [{first: 3306, last: 3306}]}]);
   });
 
   it('a flushed table and a deleted rule: what is gone, and who lost or gained access', () => {
@@ -57,6 +59,7 @@ describe('drift', () => {
     const [gone] = fleetDrift(plan.hosts, [view('wordpress-1', {v4: flushed, v6: web.v6})]);
     expect(gone?.changes).toEqual(['IPv4: our rules are gone (the table was flushed, or the server rebooted without loading them)']);
     expect(gone?.effects).toContain('opens wordpress-1 to the internet: tcp/all (IPv4 only, not confirmed)');
+    expect(gone?.adoptable).toBeUndefined(); // a flush is not an opening to adopt
 
     const filter = web.v4.tables[0];
     if (!filter) throw new Error('no filter');
@@ -64,6 +67,7 @@ describe('drift', () => {
     const [lost] = fleetDrift(plan.hosts, [view('wordpress-1', {v4: withoutLb, v6: web.v6})]);
     expect(lost?.changes.every((line) => line.startsWith('IPv4 rule removed: -A INPUT'))).toBe(true);
     expect(lost?.effects).toContain('wordpress-1 no longer accepts tcp/80,443 from haproxy-www (IPv4 only)');
+    expect(lost?.adoptable).toBeUndefined();
   });
 
   it("another manager's table that drops planned flows is drift, named with the flows", () => {
