@@ -105,6 +105,25 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
     expect((await status()).code).toBe(0);
   });
 
+  it('a rule deleted by hand (the load balancer to wordpress-2, IPv4): drifted, who lost access', async () => {
+    const saved = await host('wordpress-2').exec(['iptables-save', '-t', 'filter']);
+    // `iptables -S INPUT` starts with the policy line: rule N is line N + 1.
+    await run('wordpress-2', ['sh', '-c', 'n=$(iptables -S INPUT | grep -n -- "-s 10.132.0.11/32" | head -n 1 | cut -d: -f1) && [ -n "$n" ] && iptables -D INPUT $((n - 1))']);
+    try {
+      expect(await lab.canConnect('haproxy-www', '10.132.0.13', 80)).toBe(false);
+      expect(await lab.canConnect('haproxy-www', 'fd00:132::13', 80)).toBe(true);
+      const result = await status();
+      expect(result.code, result.stdout + result.stderr).toBe(6);
+      const line = result.lines.get('wordpress-2') ?? '';
+      expect(line).toMatch(/DRIFTED — drift: wordpress-2 no longer accepts tcp\/80,443 from haproxy-www \(IPv4 only\); IPv4 rule removed: -A INPUT -s 10\.132\.0\.11\/32 /);
+      expect(result.json.hosts.find((entry) => entry.host === 'wordpress-2')?.drift?.effects).toEqual(['wordpress-2 no longer accepts tcp/80,443 from haproxy-www (IPv4 only)']);
+      expect(syncOf(result.json, 'wordpress-1')).toBe('in sync');
+    } finally {
+      await run('wordpress-2', ['iptables-restore'], saved.stdout);
+    }
+    expect((await status()).code).toBe(0);
+  });
+
   it("another manager's table dropping planned flows (a firewalld-like inet table on wordpress-1): drifted, naming the flows", async () => {
     await run('wordpress-1', ['nft', '-f', '-'], FIREWALLD_LIKE);
     try {
