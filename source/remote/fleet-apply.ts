@@ -694,7 +694,11 @@ async function readHostStatus(host: string, remote: RemoteHost, readDrift: boole
   if (!readDrift || !status.managed || status.pending) return {status};
   try {
     const confirmed = await readConfirmed(remote);
-    if (!confirmed) return {status};
+    if (!confirmed) {
+      // Confirmed once, by an agent that kept no record of which batch (version 3 or older).
+      if (status.confirmedAt) return {status, viewError: 'its last confirm was made by an older agent, which kept no record of the rules confirmed: apply again to compare'};
+      return {status};
+    }
     const live = await readLive(remote);
     const nft = await remote.exec(READ_NFT_RULESET, {root: true, stdin: ''});
     if (nft.code !== 0) throw new Error(`its nftables ruleset could not be read (${nft.stderr.trim().split('\n')[0] || `exit ${nft.code}`})`);
