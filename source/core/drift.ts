@@ -4,7 +4,7 @@
 // flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
 import {INTERNET, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
 import {diffRulesets} from './iptables-save.js';
-import {canonicalFilter, isForeignChain, isOpenFilter, ruleTarget} from './merge.js';
+import {canonicalFilter, forwardIsRuntimes, isOpenFilter, ownPart} from './merge.js';
 import type {PortRange, Protocol, Ruleset} from './model.js';
 import {formatNativeDrops, nativeDrops} from './native-drops.js';
 import {isIptablesNftTable, type NftRuleset} from './nft-ruleset.js';
@@ -57,30 +57,11 @@ function othersFilterTables(ruleset: NftRuleset): NftRuleset {
   };
 }
 
-/** The runtimes whose chains make FORWARD theirs (merge.ts keeps it as they have it). */
-const RUNTIME_FORWARD = /^(DOCKER|KUBE-|cali-|CILIUM)/;
-
-/** The filter table without what others own: their chains, their rules, the jumps into them, and FORWARD when a runtime owns it. */
-export function ourPart(ruleset: Ruleset): Ruleset {
-  const filter = canonicalFilter(ruleset).tables[0];
-  if (!filter) return {family: ruleset.family, tables: []};
-  const runtimeForward = filter.rules.some((rule) => rule.chain === 'FORWARD' && RUNTIME_FORWARD.test(ruleTarget(rule) ?? ''));
-  const theirs = (chain: string): boolean => isForeignChain(chain) || (runtimeForward && chain === 'FORWARD');
-  return {
-    family: ruleset.family,
-    tables: [
-      {
-        name: 'filter',
-        chains: filter.chains.filter((chain) => !theirs(chain.name)),
-        rules: filter.rules.filter((rule) => !theirs(rule.chain) && !isForeignChain(ruleTarget(rule) ?? '')),
-      },
-    ],
-  };
-}
-
+/** Ours of both, others' chains and the jumps into them left out, and FORWARD when a container runtime owns it on either side (as confirm compares). */
 function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
-  const before = ourPart(confirmed);
-  const after = ourPart(live);
+  const withoutForward = forwardIsRuntimes(confirmed) || forwardIsRuntimes(live);
+  const before = canonicalFilter(ownPart(confirmed, withoutForward));
+  const after = canonicalFilter(ownPart(live, withoutForward));
   if (isOpenFilter(before) && isOpenFilter(after)) return [];
   if (isOpenFilter(after)) return [`IPv${live.family}: our rules are gone (the table was flushed, or the server rebooted without loading them)`];
   return diffRulesets(before, after).map((line) => {

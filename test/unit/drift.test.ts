@@ -39,6 +39,18 @@ describe('drift', () => {
       {host: 'mysql-1', drifted: false, changes: [], effects: []},
       {host: 'mysql-2', drifted: false, changes: [], effects: []},
     ]);
+    // Docker started after the load: FORWARD is the runtime's now (its jumps and rules), as confirm sees it.
+    const docker = withInserted(
+      mysql.v4,
+      [
+        {chain: 'FORWARD', spec: ['-j', 'DOCKER-USER']},
+        {chain: 'FORWARD', spec: ['-o', 'docker0', '-m', 'conntrack', '--ctstate', 'RELATED,ESTABLISHED', '-j', 'ACCEPT']},
+        {chain: 'FORWARD', spec: ['-o', 'docker0', '-j', 'DOCKER']},
+        {chain: 'DOCKER-USER', spec: ['-j', 'RETURN']},
+      ],
+      ['DOCKER', 'DOCKER-USER'],
+    );
+    expect(fleetDrift(plan.hosts, [view('mysql-1', {v4: docker, v6: mysql.v6})])[0]?.drifted).toBe(false);
   });
 
   it('a rule added by hand is named with its effect: the database opened to the internet', () => {
