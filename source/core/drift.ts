@@ -16,6 +16,8 @@ export interface LiveView {
   readonly live: {readonly v4: Ruleset; readonly v6: Ruleset};
   /** `nft -j list ruleset`, where it was read. */
   readonly native?: NftRuleset;
+  /** Our nftables table as listed at the confirmed load and now ('' = absent); absent when the agent kept no listing. */
+  readonly ourTable?: {readonly confirmed: string; readonly live: string};
 }
 
 export interface HostDrift {
@@ -69,6 +71,22 @@ function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
     const added = rule.startsWith('+ ');
     return added || rule.startsWith('- ') ? `IPv${live.family} rule ${added ? 'added' : 'removed'}: ${rule.slice(2)}` : `IPv${live.family} ${rule}`;
   });
+}
+
+const listingLines = (text: string): string[] => text.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+
+/** Our nftables table against its listing at the confirmed load, line by line (nft prints it the same way each time). */
+function tableChanges(ourTable: LiveView['ourTable']): string[] {
+  if (!ourTable) return [];
+  const before = listingLines(ourTable.confirmed);
+  const after = listingLines(ourTable.live);
+  if (before.join('\n') === after.join('\n')) return [];
+  if (after.length === 0) return ['nftables: our table inet isolate_wizard is gone (deleted, or the server rebooted without loading it)'];
+  if (before.length === 0) return ['nftables: a table inet isolate_wizard is there that the confirmed batch did not load'];
+  const kept = new Set(after);
+  const was = new Set(before);
+  const lines = [...before.filter((line) => !kept.has(line)).map((line) => `nftables rule removed: ${line}`), ...after.filter((line) => !was.has(line)).map((line) => `nftables rule added: ${line}`)];
+  return lines.length > 0 ? lines.slice(0, 8) : ['nftables: our table inet isolate_wizard has its rules in another order'];
 }
 
 function withRules(hosts: readonly FleetHost[], rules: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>): FleetHost[] {
@@ -160,7 +178,9 @@ function mergedOpenings(gains: readonly Opening[]): Opening[] {
  * the other hosts' rules); each viewed host is judged with its confirmed rules, then its live ones.
  */
 export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView[]): HostDrift[] {
-  const changes = new Map(views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6)]]));
+  const changes = new Map(
+    views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6), ...tableChanges(view.ourTable)]]),
+  );
   const confirmedFleet = withRules(hosts, new Map(views.map((view) => [view.host, view.confirmed])));
   const natives = new Map(
     views.flatMap((view) => {

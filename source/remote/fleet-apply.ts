@@ -705,11 +705,14 @@ async function readHostStatus(host: string, remote: RemoteHost, readDrift: boole
     const nft = await remote.exec(READ_NFT_RULESET, {root: true, stdin: ''});
     if (nft.code !== 0) throw new Error(`its nftables ruleset could not be read (${nft.stderr.trim().split('\n')[0] || `exit ${nft.code}`})`);
     const rules = (text: {v4: string; v6: string}): {v4: Ruleset; v6: Ruleset} => ({v4: parseIptablesSave(text.v4, 4), v6: parseIptablesSave(text.v6, 6)});
+    const nativeText = nft.stdout.trim();
+    const confirmedTable = confirmed.others.get('nft');
     const view: LiveView = {
       host,
       confirmed: rules(confirmed),
       live: rules(live),
-      ...(nft.stdout.trim() === '' ? {} : {native: parseNftJson(nft.stdout)}),
+      ...(nativeText === '' || nativeText === 'no-nft' ? {} : {native: parseNftJson(nft.stdout)}),
+      ...(confirmedTable === undefined ? {} : {ourTable: {confirmed: confirmedTable, live: live.nft}}),
     };
     return {status, view, confirmedBatch: confirmed.batch};
   } catch (error) {

@@ -96,6 +96,14 @@ describe('the nftables backend on the seed fleet', () => {
     expect(await ourNftTable(wordpress)).not.toBe('');
     const bans = await f2bBans();
     for (const address of ['192.0.2.7', '192.0.2.99', '192.0.2.100']) expect(bans).toContain(address);
+    // status holds our table to its listing at the confirmed load: the ban is not drift, the table gone is.
+    const inSync = await lab.runCli(['status', '--inventory', inventory]);
+    expect(inSync.code, `${inSync.stdout}\n${inSync.stderr}`).toBe(0);
+    expect(await labHost(lab, 'mysql-2').exec(['nft', 'delete', 'table', 'inet', 'isolate_wizard'])).toMatchObject({code: 0});
+    const drifted = await lab.runCli(['status', '--inventory', inventory]);
+    expect(drifted.code, `${drifted.stdout}\n${drifted.stderr}`).toBe(6);
+    expect(drifted.stdout).toMatch(/mysql-2: DRIFTED — drift: .*nftables: our table inet isolate_wizard is gone/);
+    expect(drifted.stdout).not.toMatch(/wordpress-1: DRIFTED/);
     await wordpress.exec(['nft', 'delete', 'table', 'inet', 'f2b-table']);
   }, 600_000);
 

@@ -31,6 +31,19 @@ function view(host: string, live: {v4: Ruleset; v6: Ruleset}, extra: Partial<Liv
 }
 
 describe('drift', () => {
+  it('our nftables table (the nftables backend) against its listing at the confirmed load: a rule removed, the table gone, a table nobody confirmed', () => {
+    const table = 'table inet isolate_wizard {\n\tchain input {\n\t\ttype filter hook input priority filter; policy drop;\n\t\ttcp dport 22 accept\n\t\ttcp dport 3306 accept\n\t}\n}\n';
+    const same = fleetDrift(plan.hosts, [view('mysql-1', compiled('mysql-1'), {ourTable: {confirmed: table, live: table.replace(/\t/g, '  ')}})]);
+    expect(same[0]).toMatchObject({drifted: false, changes: []});
+    const removed = fleetDrift(plan.hosts, [view('mysql-1', compiled('mysql-1'), {ourTable: {confirmed: table, live: table.replace('\t\ttcp dport 3306 accept\n', '')}})]);
+    expect(removed[0]).toMatchObject({drifted: true, changes: ['nftables rule removed: tcp dport 3306 accept']});
+    expect(removed[0]?.adoptable).toBeUndefined();
+    const gone = fleetDrift(plan.hosts, [view('mysql-1', compiled('mysql-1'), {ourTable: {confirmed: table, live: ''}})]);
+    expect(gone[0]?.changes[0]).toMatch(/^nftables: our table inet isolate_wizard is gone/);
+    const appeared = fleetDrift(plan.hosts, [view('mysql-1', compiled('mysql-1'), {ourTable: {confirmed: '', live: table}})]);
+    expect(appeared[0]).toMatchObject({drifted: true});
+  });
+
   it('a clean fleet is in sync, and others changing their own chains (a fail2ban ban) is not drift', () => {
     const mysql = compiled('mysql-1');
     const banned = withInserted(mysql.v4, [{chain: 'INPUT', spec: ['-p', 'tcp', '-m', 'multiport', '--dports', '22', '-j', 'f2b-sshd']}, {chain: 'f2b-sshd', spec: ['-s', '203.0.113.99/32', '-j', 'REJECT']}], ['f2b-sshd']);
