@@ -1032,6 +1032,19 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(agent(['unlock', 'n2']).code).toBe(0);
     });
 
+    it('begin fails when our table cannot be listed: exit 9, no snapshot, nothing locked', () => {
+      inNetns(['nft', '-f', '-'], `${OUR_TABLE}\n`);
+      const sbin = wrappers({nft: 'case " $* " in *" list "*) echo "wrapper: cannot list" >&2; exit 1 ;; esac\nexec /usr/sbin/nft "$@"'});
+      const begun = agent(['begin', 'n0', '60'], 'x@y pid=2\n', {sbin});
+      expect(begun.code).toBe(AGENT_EXIT.writeFailed);
+      expect(begun.stderr).toContain('cannot list the nftables table inet isolate_wizard: no snapshot, nothing changed');
+      expect(begun.stdout).toBe('');
+      expect(existsSync(path.join(dir, 'state'))).toBe(false);
+      expect(readdirSync(path.join(dir, 'backups'))).toEqual([]);
+      expect(agent(['begin', 'n0', '60'], 'x@y pid=2\n').code).toBe(0); // nothing was locked
+      expect(agent(['unlock', 'n0']).code).toBe(0);
+    });
+
     it('stage rejects a broken nft part with nft -c (exit 5, nothing changed) and any table but ours; load loads ours after the iptables parts', () => {
       inNetns(['nft', '-f', '-'], F2B_TABLE);
       inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
