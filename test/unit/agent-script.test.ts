@@ -242,6 +242,27 @@ describe('agent script (static)', () => {
     rmSync(work, {recursive: true});
   });
 
+  it('lets an nftables part define our table and nothing else, in awk and busybox awk alike', () => {
+    const program = /^nft_ours_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
+    expect(program).toContain('table inet isolate_wizard');
+    const awks = [['awk'], ...(spawnSync('busybox', ['awk', 'BEGIN { exit 0 }']).status === 0 ? [['busybox', 'awk']] : [])];
+    const ours = (text: string): boolean[] => awks.map(([command = 'awk', ...rest]) => spawnSync(command, [...rest, program], {input: `${text}\n`}).status === 0);
+    for (const text of ['table inet isolate_wizard {\n\tchain input { iif "lo" accept comment "a } brace" # { and one\n\t}\n}', 'table inet isolate_wizard', '']) {
+      expect(ours(text), text).toEqual(awks.map(() => true));
+    }
+    for (const text of [
+      'table inet isolate_wizard { }\ntable inet firewalld { }',
+      'flush ruleset',
+      'table inet isolate_wizard { chain c { } } ; delete table ip filter',
+      'table inet isolate_wizard { } }',
+      'table inet isolate_wizard { chain c {',
+      'table ip isolate_wizard { }',
+      'define x = 1',
+    ]) {
+      expect(ours(text), text).toEqual(awks.map(() => false));
+    }
+  });
+
   it('rejects arguments that are not a batch id or a number of seconds', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
     writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
