@@ -559,7 +559,6 @@ function top(w) { gsub(/[ \t]+/, " ", w); sub(/^ /, "", w); sub(/ $/, "", w); re
     if (c == "#") break
     if (depth) { if (c == "{") depth++; else if (c == "}") depth--; continue }
     if (c == "{") { if (top(word) != "table inet isolate_wizard") { bad = 1; exit } word = ""; depth = 1; continue }
-    if (c == "}") { bad = 1; exit }
     if (c == ";") { if (top(word) != "" && top(word) != "table inet isolate_wizard") { bad = 1; exit } word = ""; continue }
     word = word c
   }

@@ -242,6 +242,27 @@ describe('agent script (static)', () => {
     rmSync(work, {recursive: true});
   });
 
+  it('lets an nftables part define our table and nothing else, in awk and busybox awk alike', () => {
+    const program = /^nft_ours_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
+    expect(program).toContain('table inet isolate_wizard');
+    const awks = [['awk'], ...(spawnSync('busybox', ['awk', 'BEGIN { exit 0 }']).status === 0 ? [['busybox', 'awk']] : [])];
+    const ours = (text: string): boolean[] => awks.map(([command = 'awk', ...rest]) => spawnSync(command, [...rest, program], {input: `${text}\n`}).status === 0);
+    for (const text of ['table inet isolate_wizard {\n\tchain input { iif "lo" accept comment "a } brace" # { and one\n\t}\n}', 'table inet isolate_wizard', '']) {
+      expect(ours(text), text).toEqual(awks.map(() => true));
+    }
+    for (const text of [
+      'table inet isolate_wizard { }\ntable inet firewalld { }',
+      'flush ruleset',
+      'table inet isolate_wizard { chain c { } } ; delete table ip filter',
+      'table inet isolate_wizard { } }',
+      'table inet isolate_wizard { chain c {',
+      'table ip isolate_wizard { }',
+      'define x = 1',
+    ]) {
+      expect(ours(text), text).toEqual(awks.map(() => false));
+    }
+  });
+
   it('rejects arguments that are not a batch id or a number of seconds', () => {
     dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
     writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
@@ -1058,6 +1079,19 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(nftSection(agent(['show']).stdout)).toBe(ourTable());
       expect(state()['nftpart']).toBe('yes');
       expect(agent(['unlock', 'n2']).code).toBe(0);
+    });
+
+    it('begin fails when our table cannot be listed: exit 9, no snapshot, nothing locked', () => {
+      inNetns(['nft', '-f', '-'], `${OUR_TABLE}\n`);
+      const sbin = wrappers({nft: 'case " $* " in *" list "*) echo "wrapper: cannot list" >&2; exit 1 ;; esac\nexec /usr/sbin/nft "$@"'});
+      const begun = agent(['begin', 'n0', '60'], 'x@y pid=2\n', {sbin});
+      expect(begun.code).toBe(AGENT_EXIT.writeFailed);
+      expect(begun.stderr).toContain('cannot list the nftables table inet isolate_wizard: no snapshot, nothing changed');
+      expect(begun.stdout).toBe('');
+      expect(existsSync(path.join(dir, 'state'))).toBe(false);
+      expect(readdirSync(path.join(dir, 'backups'))).toEqual([]);
+      expect(agent(['begin', 'n0', '60'], 'x@y pid=2\n').code).toBe(0); // nothing was locked
+      expect(agent(['unlock', 'n0']).code).toBe(0);
     });
 
     it('stage rejects a broken nft part with nft -c (exit 5, nothing changed) and any table but ours; load loads ours after the iptables parts', () => {
