@@ -639,12 +639,20 @@ export async function verifyLoaded(
 // ---------------------------------------------------------------------------
 // 8. Confirm
 
-export type Persistence = 'debian' | 'rhel' | 'none';
+/**
+ * How the confirmed rules come back at boot: the distribution's iptables loader (debian, rhel),
+ * our own unit loading our nftables table (nftables), our table's file with nothing to load it
+ * (nftables-file: no systemd), or nothing.
+ */
+export type Persistence = 'debian' | 'rhel' | 'nftables' | 'nftables-file' | 'none';
 
 export interface Confirmed {
   readonly alreadyConfirmed: boolean;
   readonly persistence: Persistence;
 }
+
+export const NFT_FILE_ONLY_NOTE =
+  'rules are live and our table is saved in /etc/isolate-wizard/isolate-wizard.nft, but nothing loads it at boot here (no systemd): load it with nft -f from the boot scripts';
 
 export const NO_PERSISTENCE_NOTE =
   'rules are live but will not survive a reboot; install iptables-persistent or rerun with --install-persistence';
@@ -674,9 +682,11 @@ function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   if (result.code !== 0) throw new AgentError(remote.name, `confirm failed: ${firstLine(result)}`);
   const values = keyValues(result.stdout);
   const persisted = values.get('persisted');
+  // With our table, our unit is what brings the rules back (the iptables part holds nothing of ours).
+  const nft = values.get('persisted_nft');
   return {
     alreadyConfirmed: result.stdout.startsWith('already-confirmed'),
-    persistence: persisted === 'debian' || persisted === 'rhel' ? persisted : 'none',
+    persistence: nft === 'unit' ? 'nftables' : nft === 'file' ? 'nftables-file' : persisted === 'debian' || persisted === 'rhel' ? persisted : 'none',
   };
 }
 

@@ -24,6 +24,7 @@ import {
   type HeldVerification,
   LockHeldError,
   newBatchId,
+  NFT_FILE_ONLY_NOTE,
   NO_PERSISTENCE_NOTE,
   prepareRules,
   readConfirmed,
@@ -575,8 +576,9 @@ async function afterConfirm(
       return {host: target.name, ok: false, persistence: 'none', detail: why};
     }
   }
-  const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
-  emit({host: target.name, step: 'persist', status: confirmed.persistence === 'none' ? 'skipped' : 'done', detail});
+  const unsaved = confirmed.persistence === 'none' || confirmed.persistence === 'nftables-file';
+  const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : confirmed.persistence === 'nftables-file' ? NFT_FILE_ONLY_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
+  emit({host: target.name, step: 'persist', status: unsaved ? 'skipped' : 'done', detail});
   return {host: target.name, ok: true, persistence: confirmed.persistence, detail: `confirmed; ${detail}`};
 }
 
@@ -655,6 +657,7 @@ function outcomesOf(results: readonly ({ok: true; value: HostOutcome} | {ok: fal
 export function persistenceFiles(kind: Persistence): string {
   if (kind === 'debian') return '/etc/iptables/rules.v4, rules.v6';
   if (kind === 'rhel') return '/etc/sysconfig/iptables, ip6tables';
+  if (kind === 'nftables' || kind === 'nftables-file') return '/etc/isolate-wizard/isolate-wizard.nft, loaded by isolate-wizard.service';
   return 'none';
 }
 
