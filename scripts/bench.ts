@@ -13,6 +13,8 @@
 //      alternate, STARTUP_RUNS of each, medians compared.
 // BENCH_ONLY=plan runs part 2 alone (no lab); BENCH_ONLY=apply runs part 1 alone; BENCH_ONLY=startup
 // part 3 alone (no lab).
+// BENCH_ONLY=nft (no lab): compileNftTable for every host of the clustered 10,000-host inventory and
+// of the 1,000-host all-to-all one (time, bytes and rule lines, against the iptables texts').
 // BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
 // servers through the bastion against the six-host fleet in the same lab (target: within 3x), and,
 // where ansible-playbook is installed, the exported playbook on both.
@@ -22,7 +24,7 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
-import {createLab, type Lab} from '../test/lab/lab.js';
+import {createLab, type Lab} from '../source/lab/lab.js';
 import {FORTY_LAB, FORTY_NAMES, fortyInventory} from '../test/lab/support/forty-servers.js';
 
 const RUNS = 3;
@@ -271,6 +273,44 @@ function planBench(): void {
   }
 }
 
+interface NftFigures {
+  hosts: number;
+  /** compileNftTable over every host, ms. */
+  nft: number;
+  nftBytes: number;
+  nftRules: number;
+  iptablesBytes: number;
+  iptablesRules: number;
+}
+
+/** The nftables tables of the clustered 10,000-host fleet and of the 1,000-host all-to-all one, each run cold in a fresh process. */
+function nftBench(): void {
+  const dir = mkdtempSync(path.join(tmpdir(), 'iw-bench-'));
+  try {
+    for (const [label, text] of [
+      [`${CLUSTERED_HOSTS.toLocaleString('en')}-host clustered`, clusteredInventory(CLUSTERED_HOSTS)],
+      ['1,000-host all-to-all', allToAllInventory(1000)],
+    ] as const) {
+      const file = path.join(dir, 'inventory.json');
+      writeFileSync(file, text);
+      const runs = Array.from({length: RUNS}, () => {
+        const child = spawnSync(process.execPath, [path.join(import.meta.dirname, 'nft-figures.mjs'), file], {encoding: 'utf8', maxBuffer: 1 << 20});
+        if (child.status !== 0) throw new Error(`nft-figures failed: ${child.stderr.trim()}`);
+        return JSON.parse(child.stdout) as NftFigures;
+      });
+      const first = runs[0] as NftFigures;
+      const megabytes = (bytes: number): string => `${(bytes / 1e6).toFixed(1)} MB`;
+      console.log(
+        `${label} inventory, compileNftTable for all ${first.hosts.toLocaleString('en')} hosts (cold, median of ${RUNS}): ${seconds(median(runs.map((run) => run.nft)))} ` +
+          `(runs ${runs.map((run) => seconds(run.nft)).join(', ')}); nft tables ${megabytes(first.nftBytes)}, ${first.nftRules.toLocaleString('en')} rule lines; ` +
+          `iptables texts (v4 + v6) ${megabytes(first.iptablesBytes)}, ${first.iptablesRules.toLocaleString('en')} rules`,
+      );
+    }
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
+}
+
 const CLUSTERED_HOSTS = 10_000;
 /** All-to-all sizes, and whether to time the access summary there too. */
 const ALL_TO_ALL: readonly (readonly [number, boolean])[] = [
@@ -408,6 +448,10 @@ async function main(): Promise<void> {
   // BENCH_ONLY=plan: the plan figures only (no lab, no root needed); BENCH_ONLY=startup likewise.
   if (process.env['BENCH_ONLY'] === 'plan') {
     planBench();
+    return;
+  }
+  if (process.env['BENCH_ONLY'] === 'nft') {
+    nftBench();
     return;
   }
   if (process.env['BENCH_ONLY'] === 'startup') {

@@ -1,6 +1,8 @@
 import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError} from '../core/errors.js';
 import {checkLockout, formatLockout, operatorPaths} from '../core/lockout.js';
+import {chooseBackends, hostCandidate, parseBackendChoice} from '../core/backend.js';
+import type {BackendChoice} from '../core/model.js';
 import {
   applyFleet,
   confirmFleet,
@@ -67,6 +69,8 @@ export interface ApplyRequest {
    * the results; what it returns stops the batch (every host rolled back, exit 4). Absent: no probes.
    */
   readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
+  /** `--backend`: overrides the inventory's options.backend. */
+  readonly backend?: BackendChoice;
 }
 
 /**
@@ -83,10 +87,18 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
   const selectedNames = new Set(context.selected.map((target) => target.name));
   const findings = plan.lockout.filter((finding) => selectedNames.has(finding.host));
   for (const line of formatLockout(findings.filter((finding) => finding.severity === 'warning'))) warn(`${line}\n`);
+  // Read before the plans: `auto` chooses by whether nft is there; the preflight reuses it.
+  const native = await readNativeRulesets(context.connector, context.selected);
+  const chosen = chooseBackends(
+    context.selected.map((target) => target.name),
+    request.backend ?? context.inventory.options.backend,
+    native.withoutNft,
+    new Set(native.rulesets.keys()),
+  );
   const plans: FleetHostPlan[] = context.selected.map((target) => {
     const host = plan.hosts.find((candidate) => candidate.name === target.name);
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
-    return {target, candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, via: viaOf(context, resolved, target)};
+    return {target, candidate: hostCandidate(host.compiled, chosen.backends.get(target.name) ?? 'iptables'), via: viaOf(context, resolved, target)};
   });
   return applyFleet({
     connector: context.connector,
@@ -94,10 +106,13 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     timeoutSeconds: request.timeoutSeconds,
     onProgress: request.onProgress,
     localState: context.localState,
-    preflight: async () => {
-      const native = await readNativeRulesets(context.connector, context.selected);
+    preflight: () => {
       for (const line of native.unread) warn(`${line}\n`);
-      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access)];
+      return [
+        ...formatLockout(findings.filter((finding) => finding.severity === 'error')),
+        ...chosen.refusals,
+        ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access),
+      ];
     },
     recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
@@ -261,12 +276,14 @@ export const applyCommand: Command = {
     yes: {type: 'boolean', short: 'y'},
     'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
+    backend: {type: 'string'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
+    const backend = parseBackendChoice(stringOption(values, 'backend'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, 'applied', (request) =>
-      applyInventory({...request, timeoutSeconds, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
     );
   },
 };

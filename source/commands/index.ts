@@ -12,9 +12,17 @@ export interface CommandEntry {
 
 export const COMMANDS: readonly CommandEntry[] = [
   {
+    name: 'demo',
+    summary:
+      'rehearse on this machine (Linux, root): the tutorial\'s fleet in network namespaces, the wizard against it, ' +
+      'all removed when it exits; --up leaves the lab up for the commands, --down removes it',
+    usage: '[--up | --down | --keep]',
+    load: async () => (await import('./demo.js')).demoCommand,
+  },
+  {
     name: 'plan',
     summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|json|matrix] [--accept-new]',
+    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend iptables|nftables] [--accept-new]',
     load: async () => (await import('./plan.js')).planCommand,
   },
   {

@@ -2,16 +2,18 @@ import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js'
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
+import {parseBackendChoice, type Backend} from '../core/backend.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
+import {compileNftTable} from '../core/nft-compiler.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 
-const FORMATS = ['text', 'iptables', 'json', 'matrix'] as const;
+const FORMATS = ['text', 'iptables', 'nft', 'json', 'matrix'] as const;
 type Format = (typeof FORMATS)[number];
 
 
@@ -57,6 +59,15 @@ function parseFormat(value: string | undefined): Format {
   throw new InputError([`--format: "${value}" is not one of ${FORMATS.join(', ')}`]);
 }
 
+/**
+ * Which rules plan prints: the nftables table when `--backend` (else the inventory's
+ * options.backend) says nftables; the iptables rulesets otherwise (auto decides per server at
+ * apply time, from whether nft is there).
+ */
+function printedBackend(flag: string | undefined, inventory: Inventory): Backend {
+  return (parseBackendChoice(flag) ?? inventory.options.backend) === 'nftables' ? 'nftables' : 'iptables';
+}
+
 const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
 
 /** Does the entry concern one of these hosts (as destination or source)? A set: plans can hold 10,000 hosts. */
@@ -64,10 +75,14 @@ function touchesAny(entry: AccessEntry, hosts: ReadonlySet<string>): boolean {
   return hosts.has(entry.destination) || entry.sources.some((source) => hosts.has(source));
 }
 
-function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[]): string {
+function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend): string {
   const out: string[] = [];
   for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
-    for (const family of families) {
+    if (backend === 'nftables') {
+      // One table holds both families.
+      out.push(`== ${host.name} · nftables (nft -f) ==`, compileNftTable(host.compiled).trimEnd(), '');
+    }
+    for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
       out.push(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6).trimEnd());
       out.push('');
@@ -90,7 +105,7 @@ function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readon
   return out.join('\n') + '\n';
 }
 
-function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[]): string {
+function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend): string {
   const hosts = plan.hosts
     .filter((host) => hostNames.has(host.name))
     .map((host) => ({
@@ -98,6 +113,7 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
       warnings: host.compiled.warnings,
       ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
       ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
+      ...(backend === 'nftables' ? {nft: compileNftTable(host.compiled)} : {}),
       rules: {
         ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
         ...(families.includes(6) ? {v6: host.compiled.v6} : {}),
@@ -116,29 +132,36 @@ export const planCommand: Command = {
     host: {type: 'string'},
     family: {type: 'string'},
     format: {type: 'string'},
+    backend: {type: 'string'},
     'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
     const family = parseFamily(stringOption(values, 'family'));
     const format = parseFormat(stringOption(values, 'format'));
     const hostName = stringOption(values, 'host');
+    parseBackendChoice(stringOption(values, 'backend')); // bad input fails before anything is read
     if (format === 'iptables' && (hostName === undefined || family === undefined)) {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
+    if (format === 'nft' && hostName === undefined) throw new InputError(['--format nft prints one table: give --host NAME']);
     const {inventory, facts, resolved} = await planInputs(values, io);
-    const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables'});
+    const backend = printedBackend(stringOption(values, 'backend'), inventory);
+    const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables' && format !== 'nft'});
     const hostNames = new Set(hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName]);
     const families: Family[] = family === undefined ? [4, 6] : [family];
 
     if (format === 'iptables') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
       io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
+    } else if (format === 'nft') {
+      const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
+      io.stdout.write(compileNftTable(host.compiled));
     } else if (format === 'matrix') {
       io.stdout.write(`${renderMatrix(buildMatrix(plan.hosts.map((host) => host.name), plan.access), {columns: 80}).join('\n')}\n`);
     } else if (format === 'json') {
-      io.stdout.write(renderJson(plan, hostNames, families));
+      io.stdout.write(renderJson(plan, hostNames, families, backend));
     } else {
-      io.stdout.write(renderText(plan, hostNames, families));
+      io.stdout.write(renderText(plan, hostNames, families, backend));
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
     for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {

@@ -93,8 +93,9 @@ function inventoryYaml(input: AnsibleExportInput, last: ReadonlySet<string>): st
     '    # Why the batch stopped, from every server that noted it (tasks/load.yml).',
     `    iw_stopped: "{{ groups['all'] | map('extract', hostvars) | selectattr('iw_stop', 'defined') | map(attribute='iw_stop') | list }}"`,
     `    iw_foreign_chains: ${yaml(input.foreignChainLine)}`,
-    // The tables iptables-nft (and ebtables-nft / arptables-nft) keep: the rest belong to others.
-    `    iw_iptables_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute))$')}`,
+    // The tables iptables-nft (and ebtables-nft / arptables-nft) keep, and ours (the nftables
+    // backend's, which this playbook's iptables batch removes): the rest belong to others.
+    `    iw_iptables_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute)|inet isolate_wizard)$')}`,
     '  hosts:',
   ];
   for (const host of inventory.hosts) {

@@ -6,7 +6,7 @@ import {z} from 'zod';
 import {canonicalAddress, parseAddress, parseCidrDetailed} from './addresses.js';
 import {InputError} from './errors.js';
 import {rememberedPerKey} from './remembered.js';
-import {DEFAULT_OPTIONS} from './model.js';
+import {BACKEND_CHOICES, DEFAULT_OPTIONS} from './model.js';
 import type {FleetOptions, HostFacts, Opening, PortRange, Protocol} from './model.js';
 import {BUILTIN_ROLES} from './roles.js';
 
@@ -85,6 +85,7 @@ const inventorySchema = z.strictObject({
       strictOutbound: z.boolean().optional(),
       trustPrivate: z.boolean().optional(),
       logDrops: z.boolean().optional(),
+      backend: z.enum(BACKEND_CHOICES).optional(),
     })
     .optional(),
   roles: z.record(z.string(), roleSchema).optional(),
@@ -99,7 +100,7 @@ type RawInventory = z.infer<typeof inventorySchema>;
 // false, and zod decides.
 
 const INVENTORY_KEYS = new Set(['options', 'roles', 'hosts']);
-const OPTION_KEYS = new Set(['strictOutbound', 'trustPrivate', 'logDrops']);
+const OPTION_KEYS = new Set(['strictOutbound', 'trustPrivate', 'logDrops', 'backend']);
 const ROLE_KEYS = new Set(['description', 'accept', 'peers', 'peersProto']);
 const OPENING_KEYS = new Set(['ports', 'proto', 'from']);
 const HOST_KEYS = new Set(['name', 'ssh', 'roles', 'jump', 'allow', 'interfaces', 'addresses']);
@@ -185,7 +186,10 @@ function hasInventoryShape(json: unknown): json is RawInventory {
   const {options, roles} = json;
   if (options !== undefined) {
     if (!isRecordOf(options, OPTION_KEYS)) return false;
-    for (const key in options) if (typeof options[key] !== 'boolean') return false;
+    for (const key in options) {
+      const value = options[key];
+      if (key === 'backend' ? !(BACKEND_CHOICES as readonly unknown[]).includes(value) : typeof value !== 'boolean') return false;
+    }
   }
   if (roles !== undefined) {
     if (!isRecordOf(roles, undefined)) return false;

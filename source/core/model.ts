@@ -52,7 +52,16 @@ export interface FleetOptions {
   readonly trustPrivate: boolean;
   /** Rate-limited logging of dropped packets (prefix "isolate-wizard DROP "). */
   readonly logDrops: boolean;
+  /** Where our rules live on each host (default iptables); `--backend` overrides it. */
+  readonly backend?: BackendChoice;
 }
+
+/**
+ * iptables: our rules in the iptables filter tables. nftables: in our own table, inet
+ * isolate_wizard. auto: nftables where the host has nft, else iptables.
+ */
+export type BackendChoice = 'iptables' | 'nftables' | 'auto';
+export const BACKEND_CHOICES: readonly BackendChoice[] = ['iptables', 'nftables', 'auto'];
 
 export const DEFAULT_OPTIONS: FleetOptions = {strictOutbound: false, trustPrivate: false, logDrops: false};
 

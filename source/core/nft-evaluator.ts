@@ -238,7 +238,22 @@ function mapElements(table: NftTable, name: string): unknown[] | undefined {
 // ---------------------------------------------------------------------------
 // Values of the packet that a match's left side names.
 
-type Value = {readonly address: IpAddress} | {readonly number: number} | {readonly name: string} | {readonly names: readonly string[]; readonly decides?: readonly string[]} | {readonly absent: true} | {readonly unknown: string};
+/** The names `nft -j` prints for ICMP types. */
+const ICMP_TYPE_NUMBERS: Readonly<Record<string, number>> = {
+  'echo-reply': 0, 'destination-unreachable': 3, 'source-quench': 4, redirect: 5, 'echo-request': 8,
+  'router-advertisement': 9, 'router-solicitation': 10, 'time-exceeded': 11, 'parameter-problem': 12,
+  'timestamp-request': 13, 'timestamp-reply': 14, 'info-request': 15, 'info-reply': 16,
+  'address-mask-request': 17, 'address-mask-reply': 18,
+};
+const ICMPV6_TYPE_NUMBERS: Readonly<Record<string, number>> = {
+  'destination-unreachable': 1, 'packet-too-big': 2, 'time-exceeded': 3, 'parameter-problem': 4,
+  'echo-request': 128, 'echo-reply': 129, 'mld-listener-query': 130, 'mld-listener-report': 131,
+  'mld-listener-done': 132, 'mld-listener-reduction': 132, 'nd-router-solicit': 133, 'nd-router-advert': 134,
+  'nd-neighbor-solicit': 135, 'nd-neighbor-advert': 136, 'nd-redirect': 137, 'router-renumbering': 138,
+  'ind-neighbor-solicit': 141, 'ind-neighbor-advert': 142, 'mld2-listener-report': 143,
+};
+
+type Value = {readonly address: IpAddress} | {readonly number: number; readonly symbols?: Readonly<Record<string, number>>} | {readonly name: string} | {readonly names: readonly string[]; readonly decides?: readonly string[]} | {readonly absent: true} | {readonly unknown: string};
 
 const L4_NAMES: Readonly<Record<Packet['protocol'], string>> = {tcp: 'tcp', udp: 'udp', icmp: 'icmp', 'ipv6-icmp': 'ipv6-icmp'};
 const L4_NUMBERS: Readonly<Record<string, number>> = {tcp: 6, udp: 17, icmp: 1, 'ipv6-icmp': 58};
@@ -254,6 +269,7 @@ function valueOf(context: Context, left: unknown): Value {
       if (field === 'saddr') return {address: context.source};
       if (field === 'daddr') return {address: context.destination};
       if (field === 'protocol' || field === 'nexthdr') return {name: L4_NAMES[packet.protocol]};
+      if (field === (protocol === 'ip' ? 'ttl' : 'hoplimit')) return packet.hopLimit === undefined ? {unknown: `${protocol} ${field}`} : {number: packet.hopLimit};
       return {unknown: `${protocol} ${field}`};
     }
     if (protocol === 'tcp' || protocol === 'udp' || protocol === 'th') {
@@ -263,8 +279,9 @@ function valueOf(context: Context, left: unknown): Value {
       return {unknown: `${protocol} ${field}`};
     }
     if (protocol === 'icmp' || protocol === 'icmpv6') {
-      if (packet.protocol !== (protocol === 'icmp' ? 'icmp' : 'ipv6-icmp')) return {absent: true};
-      if (field === 'type' && packet.icmpType !== undefined) return {number: packet.icmpType};
+      // In an inet table, nft makes `icmp` depend on IPv4 and `icmpv6` on IPv6 (`meta nfproto`).
+      if (packet.protocol !== (protocol === 'icmp' ? 'icmp' : 'ipv6-icmp') || (protocol === 'icmp') !== (family === 4)) return {absent: true};
+      if (field === 'type' && packet.icmpType !== undefined) return {number: packet.icmpType, symbols: protocol === 'icmp' ? ICMP_TYPE_NUMBERS : ICMPV6_TYPE_NUMBERS};
       return {unknown: `${protocol} ${field}`};
     }
     return {unknown: `${protocol} ${field}`};
@@ -358,6 +375,7 @@ function single(value: Value, literal: unknown): Tri {
       const [low, high] = literal['range'] as unknown[];
       if (typeof low === 'number' && typeof high === 'number') return value.number >= low && value.number <= high;
     }
+    if (typeof literal === 'string' && 'symbols' in value && value.symbols?.[literal] !== undefined) return value.number === value.symbols[literal];
     if (typeof literal === 'string') return {unknown: `a port named ${literal}`};
     return {unknown: 'a number value'};
   }

@@ -27,6 +27,12 @@
 // chains, the live jumps into them, and FORWARD as live when a container runtime owns it. So a
 // ban added during the countdown survives the rollback. Comparisons look at our part only.
 //
+// nftables: ours is one table, inet isolate_wizard (the payload's #iw:nft part; empty = the table
+// must be absent). It is replaced in one nft transaction (declare, delete, define: atomic, and no
+// other table is named), so others' tables (firewalld, fail2ban, Docker) are never read or
+// written, whatever they do during the countdown. It loads after the iptables parts and is
+// restored and compared with them (the listing of our table against the snapshot's).
+//
 // Cheap in processes (a fleet apply runs it on every server at once, each fork+exec costs
 // 10-25 ms of CPU on small machines): state and payloads are read and written with shell
 // builtins, and awk runs only when others' chains are present.
@@ -40,7 +46,7 @@ export const AGENT_DIR = '/var/lib/isolate-wizard';
 export const AGENT_PATH = `${AGENT_DIR}/agent.sh`;
 
 /** Bumped whenever the state format or an op's contract changes. */
-export const AGENT_VERSION = '3';
+export const AGENT_VERSION = '4';
 
 /** Exit codes of the agent (see README "Exit codes" and the ops below). */
 export const AGENT_EXIT = {
@@ -70,6 +76,8 @@ export const RESTORE_RETRY_SECONDS = 12;
 /** Separates the IPv4 and IPv6 parts of a stdin/stdout payload; iptables-save never prints it. */
 export const SECTION_V4 = '#iw:v4';
 export const SECTION_V6 = '#iw:v6';
+/** The nftables part (our table), last; optional in a candidate (missing = our table absent). */
+export const SECTION_NFT = '#iw:nft';
 
 for (const prefix of [...FOREIGN_CHAIN_PATTERNS, ...FORWARD_OWNER_PATTERNS]) {
   // Interpolated into sh and awk patterns below.
@@ -177,7 +185,7 @@ write_checked() {
 # last line without its newline is not read.)
 read_state() {
   s_version= s_batch= s_phase= s_owner= s_since= s_changed= s_confirmed= s_token= s_deadline= s_watchdog=
-  s_boot= s_candforeign=
+  s_boot= s_candforeign= s_nftpart=
   [ -f "$STATE" ] || return 0
   while IFS='=' read -r rs_key rs_value; do
     case $rs_key in
@@ -193,6 +201,7 @@ read_state() {
       watchdog) s_watchdog=$rs_value ;;
       boot) s_boot=$rs_value ;;
       candforeign) s_candforeign=$rs_value ;;
+      nftpart) s_nftpart=$rs_value ;;
     esac
   done < "$STATE"
   case $s_batch in *[!a-z0-9-]*) s_batch= ;; esac
@@ -205,14 +214,17 @@ read_state() {
   case $s_deadline in *[!0-9]*) s_deadline= ;; esac
   case $s_boot in *[!a-f0-9-]*) s_boot= ;; esac
   case $s_candforeign in yes) ;; *) s_candforeign= ;; esac
+  case $s_nftpart in yes) ;; *) s_nftpart= ;; esac
   return 0
 }
 
 # write_state: the whole state from the s_ variables; fails (the old state kept) on any error.
+# nftpart=yes: the batch snapshotted our nftables table at begin and owns that part (a batch
+# begun by agent version 3 or older has no such key: its nftables part is left alone).
 write_state() {
-  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\n' \
+  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\nnftpart=%s\n' \
     "$AGENT_VERSION_PLACEHOLDER" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" \
-    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" > "$STATE.new" 2>/dev/null &&
+    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" "$s_nftpart" > "$STATE.new" 2>/dev/null &&
     mv -f "$STATE.new" "$STATE" && return 0
   rm -f "$STATE.new" 2>/dev/null
   return 1
@@ -480,6 +492,106 @@ load_text() {
   return 1
 }
 
+# ---- nftables: our table only ---------------------------------------------------------------
+NFT_TABLE='inet isolate_wizard'
+blanks=" 	$nl"
+
+# nft_empty TEXT: true when TEXT holds nothing but blanks (our table absent).
+nft_empty() { case $1 in *[!"$blanks"]*) return 1 ;; esac; return 0; }
+
+# same_nft A B: two listings of our table are the same (blank lines aside; both empty = absent).
+same_nft() {
+  [ "$1" = "$2" ] && return 0
+  [ "$(nft_norm "$1")" = "$(nft_norm "$2")" ]
+}
+nft_norm() { # TEXT: prints it without its blank lines
+  IFS=$nl
+  for nn_line in $1; do case $nn_line in *[!"$blanks"]*) printf '%s\n' "$nn_line" ;; esac; done
+  IFS=$ifs0
+}
+
+# nft_live: sets $nft_text to our table as nft lists it (without stateful values: counters),
+# empty when the table does not exist or nft is not installed. Fails when it cannot be read: a
+# failed listing counts as "absent" only when the list of tables says so.
+nft_live() {
+  nft_text=
+  have nft || return 0
+  nft_text=$(nft -s list table $NFT_TABLE 2>/dev/null) && return 0
+  nft_text=
+  nl_tables=$(nft list tables inet 2>/dev/null) || return 1
+  case "$nl$nl_tables$nl" in *"$nl"'table inet isolate_wizard'"$nl"*) return 1 ;; esac
+  return 0
+}
+
+# nft_transaction TEXT: prints the one transaction that replaces our table by TEXT (declared
+# first so the delete cannot fail; TEXT empty: the table ends absent). Names no other table.
+nft_transaction() {
+  printf 'table %s\ndelete table %s\n' "$NFT_TABLE" "$NFT_TABLE"
+  nft_empty "$1" || printf '%s\n' "$1"
+}
+
+# load_nft TEXT: our table replaced by TEXT in one transaction, through a pipe (nothing written:
+# the way back must work on a full disk; /dev/stdin rather than "-", which older nft versions
+# may not take). Without nft, only "absent" can be loaded (a no-op). Sets $load_err on failure.
+load_nft() {
+  if ! have nft; then
+    nft_empty "$1" && return 0
+    load_err="nft is not installed"; return 1
+  fi
+  load_err=$(nft_transaction "$1" | nft -f /dev/stdin 2>&1) && return 0
+  [ -n "$load_err" ] || load_err="nft -f failed"
+  return 1
+}
+
+# The candidate's nftables part may define our table and nothing else: at the top level only
+# "table inet isolate_wizard" (with its block), no other table, no flush, no delete, no include.
+# Braces inside quoted strings and comments do not count. Exit status 0 when it is so.
+nft_ours_awk='
+function top(w) { gsub(/[ \t]+/, " ", w); sub(/^ /, "", w); sub(/ $/, "", w); return w }
+{
+  n = length($0)
+  for (i = 1; i <= n; i++) {
+    c = substr($0, i, 1)
+    if (q) { if (c == "\"") q = 0; continue }
+    if (c == "\"") { q = 1; if (!depth) word = word c; continue }
+    if (c == "#") break
+    if (depth) { if (c == "{") depth++; else if (c == "}") depth--; continue }
+    if (c == "{") { if (top(word) != "table inet isolate_wizard") { bad = 1; exit } word = ""; depth = 1; continue }
+    if (c == "}") { bad = 1; exit }
+    if (c == ";") { if (top(word) != "" && top(word) != "table inet isolate_wizard") { bad = 1; exit } word = ""; continue }
+    word = word c
+  }
+  if (!depth) { if (top(word) != "" && top(word) != "table inet isolate_wizard") { bad = 1; exit } word = "" }
+}
+END { exit bad || depth || q }'
+
+# restore_nft BATCH: our table put back as the snapshot had it (or deleted when it had none),
+# then the live listing compared with the snapshot's. Sets $nft_why and fails when they differ
+# or cannot be compared.
+restore_nft() {
+  nft_why=
+  # A batch begun by an older agent never touched our table.
+  [ "$s_nftpart" = yes ] || return 0
+  read_text "$BACKUPS/$1.nft" || { nft_why="snapshot $BACKUPS/$1.nft is missing"; return 1; }
+  rn_want=$text
+  if ! have nft; then
+    # Without nft nothing of ours can have been loaded (stage refuses a table then), unless nft
+    # went away after the load: then our table may be live and cannot be checked.
+    read_text "$BACKUPS/$1.cand.nft" || text=
+    nft_empty "$rn_want" && nft_empty "$text" && return 0
+    nft_why="nft is not installed: our table cannot be restored or checked"; return 1
+  fi
+  rn_error=
+  load_nft "$rn_want" || rn_error=$load_err
+  nft_live || { nft_why="cannot list the live table after the restore ($rn_error)"; return 1; }
+  if ! same_nft "$nft_text" "$rn_want"; then
+    [ -z "$rn_error" ] || rn_error="$rn_error, "
+    nft_why="$rn_error""the live table differs from the snapshot"; return 1
+  fi
+  [ -z "$rn_error" ] || log "restore of $1 nftables: $rn_error, but the live table equals the snapshot"
+  return 0
+}
+
 # restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
 # then compares our part of the live rules with the snapshot's: that comparison decides (a
 # restore command that failed when nothing needed undoing, e.g. after a load that changed
@@ -519,12 +631,13 @@ restore_verified() {
       log "restore of $1 IPv$fam: $rv_error, but the live rules equal the snapshot"
     fi
   done
+  restore_nft "$1" || why="$why nftables: $nft_why;"
   [ -z "$why" ]
 }
 
 # live_matches_loaded BATCH: our part of the live rules equals what was live right after the
-# load (recorded then: iptables-save's own spelling of the candidate). Keeps the live texts in
-# $live_v4 / $live_v6 for persist. Sets $why when not.
+# load (recorded then: iptables-save's own spelling of the candidate), and so does our table.
+# Keeps the live texts in $live_v4 / $live_v6 / $live_nft for persist. Sets $why when not.
 live_matches_loaded() {
   why=
   for fam in 4 6; do
@@ -535,6 +648,15 @@ live_matches_loaded() {
     our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules;"; continue; }
     same_part "$part" "$lm_want" || why="$why IPv$fam: the live rules differ from the ones loaded;"
   done
+  live_nft=
+  if [ "$s_nftpart" = yes ]; then
+    if ! read_text "$BACKUPS/$1.loaded.nft"; then why="$why nftables: the record of the loaded table is missing;"
+    elif ! nft_live; then why="$why nftables: cannot list the live table;"
+    else
+      live_nft=$nft_text
+      same_nft "$nft_text" "$text" || why="$why nftables: the live table differs from the one loaded;"
+    fi
+  fi
   [ -z "$why" ]
 }
 
@@ -707,7 +829,71 @@ persist_file() {
   return $pf_status
 }
 
-persist() { # prints persisted=KIND; exit 9 when a boot file cannot be written
+# Our table at boot: our own file (the replacing transaction: loading it again changes nothing)
+# and our own unit, ordered after nftables.service and part of it, so that
+# "systemctl restart nftables" (Debian's nftables.conf begins with "flush ruleset") loads ours
+# again after it. Nothing else is written: not nftables.conf, no other table.
+NFT_FILE=/etc/isolate-wizard/isolate-wizard.nft
+NFT_UNIT_NAME=isolate-wizard.service
+NFT_UNIT=/etc/systemd/system/$NFT_UNIT_NAME
+NFT_WANTS=/etc/systemd/system/multi-user.target.wants/$NFT_UNIT_NAME
+
+# persist_nft: our live table ($live_nft) into our boot file and unit, or (our table absent)
+# both removed. Sets $pn: unit (file and unit written), file (no systemd: the file alone),
+# none (nothing of ours to load at boot). Every step checked.
+persist_nft() {
+  pn=none
+  [ "$s_nftpart" = yes ] || return 0
+  if nft_empty "$live_nft"; then
+    [ -e "$NFT_FILE" ] || [ -e "$NFT_UNIT" ] || [ -L "$NFT_WANTS" ] || return 0
+    # A oneshot without ExecStop: stopping it changes no rule, it only stops following nftables.
+    if pid1_is_systemd; then systemctl stop "$NFT_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $NFT_UNIT_NAME failed"; fi
+    rm -f "$NFT_WANTS" "$NFT_UNIT" "$NFT_FILE" || return 1
+    rmdir /etc/isolate-wizard 2>/dev/null
+    if pid1_is_systemd; then systemctl daemon-reload >/dev/null 2>&1 || return 1; fi
+    return 0
+  fi
+  pn_nft=$(command -v nft) || return 1
+  clock; iso_time "$op_now"
+  { [ -d /etc/isolate-wizard ] || mkdir -p /etc/isolate-wizard; } &&
+    write_checked "$NFT_FILE" "$PERSIST_MARK on $iso: our table, loaded at boot by $NFT_UNIT_NAME$nl$(nft_transaction "$live_nft")" ||
+    return 1
+  pn=file
+  have systemctl || [ -d /etc/systemd/system ] || return 0
+  umask 022
+  { [ -d /etc/systemd/system/multi-user.target.wants ] || mkdir -p /etc/systemd/system/multi-user.target.wants; } &&
+    write_checked "$NFT_UNIT" "$PERSIST_MARK: table $NFT_TABLE, after (and restarted with) nftables.service
+[Unit]
+Description=isolate-wizard firewall (nftables table $NFT_TABLE)
+DefaultDependencies=no
+Wants=network-pre.target
+Before=network-pre.target shutdown.target
+After=nftables.service
+PartOf=nftables.service
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=$pn_nft -f $NFT_FILE
+
+[Install]
+WantedBy=multi-user.target" &&
+    ln -sf "$NFT_UNIT" "$NFT_WANTS"
+  pn_status=$?
+  umask 077
+  [ "$pn_status" = 0 ] || return 1
+  # Where systemd runs, it must know the unit and hold it active: a restart of nftables.service
+  # restarts only the active units that are part of it. Starting it loads the same table again,
+  # which must leave it as it was.
+  if pid1_is_systemd; then
+    systemctl daemon-reload >/dev/null 2>&1 && systemctl start "$NFT_UNIT_NAME" >/dev/null 2>&1 &&
+      nft_live && same_nft "$nft_text" "$live_nft" || return 1
+  fi
+  pn=unit
+}
+
+persist() { # prints persisted=KIND and persisted_nft=unit|file|none; exit 9 when a boot file cannot be written
   persist_kind
   case $pk in
     debian) persist_file 4 /etc/iptables/rules.v4 /etc/iptables && persist_file 6 /etc/iptables/rules.v6 /etc/iptables ;;
@@ -715,9 +901,12 @@ persist() { # prints persisted=KIND; exit 9 when a boot file cannot be written
     *) true ;;
   esac || { echo "persisted=failed"; die 9 "the rules are confirmed, but the $pk boot-time files could not be written (disk full?)"; }
   echo "persisted=$pk"
+  persist_nft || { echo "persisted_nft=failed"; die 9 "the rules are confirmed, but our nftables boot file $NFT_FILE or unit $NFT_UNIT could not be written or enabled"; }
+  echo "persisted_nft=$pn"
 }
 
-# Snapshots are named <batch>.v4 (.v6, .cand.v4, .cand.v6, .loaded.v4, .loaded.v6); batches
+# Snapshots are named <batch>.v4 (.v6, .nft, .cand.v4, .cand.v6, .cand.nft, .loaded.v4,
+# .loaded.v6, .loaded.nft); batches
 # start with a sortable timestamp and hold no dot. Sets $snapshots to their number and
 # $oldest_first to their batch names, oldest first (the shell sorts a glob's matches).
 list_snapshots() {
@@ -742,7 +931,8 @@ prune_backups() {
     [ "$pb_excess" -gt 0 ] || break
     pb_excess=$((pb_excess - 1))
     [ "$pb_old" = "$s_batch" ] && continue
-    pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.cand.v4 $pb_old.cand.v6 $pb_old.loaded.v4 $pb_old.loaded.v6"
+    pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.nft $pb_old.cand.v4 $pb_old.cand.v6 $pb_old.cand.nft"
+    pb_files="$pb_files $pb_old.loaded.v4 $pb_old.loaded.v6 $pb_old.loaded.nft"
   done
   [ -z "$pb_files" ] || rm -f $pb_files
 }
@@ -760,8 +950,9 @@ copy_until() {
 }
 
 # stage_payload BATCH: under the mutex, the batch locked: stores the candidate payload read from
-# stdin and tests it. Exit 5 when iptables-restore --test rejects it, 9 when it cannot be
-# stored (nothing changes either way).
+# stdin and tests it (the nftables part, optional and last, with nft -c of the very transaction
+# load runs). Exit 5 when iptables-restore --test or nft -c rejects it (or it holds a table on a
+# host without nft), 9 when it cannot be stored (nothing changes either way).
 stage_payload() {
   found=0
   while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
@@ -770,7 +961,21 @@ stage_payload() {
   copy_until '#iw:v6' > "$BACKUPS/$1.cand.v4" 2>/dev/null || {
     [ -z "$cu_failed" ] || die 9 "cannot store the IPv4 candidate (disk full?)"
     die 2 "candidate for IPv6 missing"; }
-  copy_until > "$BACKUPS/$1.cand.v6" 2>/dev/null || die 9 "cannot store the IPv6 candidate (disk full?)"
+  # The nftables section may be missing: then our table must end absent (an empty part).
+  if copy_until '#iw:nft' > "$BACKUPS/$1.cand.v6" 2>/dev/null; then
+    copy_until > "$BACKUPS/$1.cand.nft" 2>/dev/null || die 9 "cannot store the nftables candidate (disk full?)"
+  else
+    [ -z "$cu_failed" ] || die 9 "cannot store the IPv6 candidate (disk full?)"
+    : > "$BACKUPS/$1.cand.nft" 2>/dev/null || die 9 "cannot store the nftables candidate (disk full?)"
+  fi
+  read_text "$BACKUPS/$1.cand.nft" || die 9 "cannot read the nftables candidate back"
+  cand_nft=$text
+  if ! nft_empty "$cand_nft"; then
+    [ "$s_nftpart" = yes ] || die 5 "nftables candidate rejected: batch $1 was begun by an older agent, which leaves nftables alone"
+    have nft || die 5 "nftables candidate rejected: nft is not installed on this server"
+    printf '%s\n' "$cand_nft" | awk "$nft_ours_awk" ||
+      die 5 "nftables candidate rejected: it may define table $NFT_TABLE and nothing else"
+  fi
   failed=0
   for fam in 4 6; do
     restore_cmd "$fam"
@@ -780,17 +985,25 @@ stage_payload() {
       failed=1
     fi
   done
+  if ! nft_empty "$cand_nft"; then
+    if ! err=$(nft_transaction "$cand_nft" | nft -c -f /dev/stdin 2>&1); then
+      printf 'nftables candidate rejected by nft -c: %s\n' "$err" >&2
+      failed=1
+    fi
+  fi
   [ $failed -eq 0 ] || exit 5
   s_phase=staged; s_candforeign=$cu_foreign
   write_state || die 9 "cannot write the state (disk full?): the candidate is not staged"
 }
 
-# show_live: the state's batch and phase, then the live filter tables, normalized.
+# show_live: the state's batch and phase, then the live filter tables, normalized, and our
+# nftables table as nft lists it (nothing when absent).
 show_live() {
   read_state
   printf 'phase=%s\nbatch=%s\n' "$s_phase" "$s_batch"
   echo "#iw:v4"; live_text 4 || die 1 "cannot read the live IPv4 rules"; filter_text "$saved"
   echo "#iw:v6"; live_text 6 || die 1 "cannot read the live IPv6 rules"; filter_text "$saved"
+  echo "#iw:nft"; nft_live || die 1 "cannot list the live nftables table $NFT_TABLE"; nft_empty "$nft_text" || printf '%s\n' "$nft_text"
 }
 
 # refuse_confirm REASON DETAIL: nothing persisted, the batch stays pending with its watchdog.
@@ -880,18 +1093,24 @@ case "$op" in
         { rm -f "$BACKUPS/$batch.v4"; die 9 "cannot write the IPv$fam snapshot (disk full?): nothing changed"; }
       if [ "$fam" = 4 ]; then snap_v4=$saved; else snap_v6=$saved; fi
     done
+    # Our nftables table (empty: absent, or no nft on this server).
+    nft_live || { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"; die 9 "cannot list the nftables table $NFT_TABLE: no snapshot, nothing changed"; }
+    snap_nft=$nft_text
+    write_checked "$BACKUPS/$batch.nft" "$snap_nft" ||
+      { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"; die 9 "cannot write the nftables snapshot (disk full?): nothing changed"; }
     arm_watchdog "$batch" "$seconds" ||
-      { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"; die 1 "systemd-run failed: no watchdog could be armed, nothing changed"; }
-    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now; s_boot=; s_candforeign=
+      { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6" "$BACKUPS/$batch.nft"; die 1 "systemd-run failed: no watchdog could be armed, nothing changed"; }
+    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now; s_boot=; s_candforeign=; s_nftpart=yes
     if ! write_state; then
       retire_watchdog "$s_watchdog" # a detached one finds no token and quits
-      rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"
+      rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6" "$BACKUPS/$batch.nft"
       die 9 "cannot write the state (disk full?): nothing changed"
     fi
     log "begin $batch by $owner"
     printf 'watchdog=%s\n' "$watchdog_kind"
     printf '#iw:v4\n'; [ -z "$snap_v4" ] || printf '%s\n' "$snap_v4"
     printf '#iw:v6\n'; [ -z "$snap_v6" ] || printf '%s\n' "$snap_v6"
+    printf '#iw:nft\n'; nft_empty "$snap_nft" || printf '%s\n' "$snap_nft"
     [ -z "$stage_too" ] || stage_payload "$batch"
     ;;
 
@@ -908,8 +1127,9 @@ case "$op" in
     echo "staged"
     ;;
 
-  load) # BATCH: load the staged candidate atomically (others' chains taken live); on any failure
-    # put the snapshot back and verify it (exit 6), or keep retrying (exit 7).
+  load) # BATCH: load the staged candidate atomically (others' chains taken live), then our
+    # nftables table in one transaction; on any failure put the whole snapshot back and verify
+    # it (exit 6), or keep retrying (exit 7).
     [ $# -eq 1 ] && valid_batch "$1" && batch=$1 || die 2 "usage: load BATCH"
     take_mutex
     read_state
@@ -926,12 +1146,21 @@ case "$op" in
       load_merged "$fam" "$BACKUPS/$batch.cand.v$fam" "$(filter_text "$saved")" "$s_candforeign" ||
         { failure="IPv$fam load failed ($load_err)"; break; }
     done
-    # What is live now, in iptables-save's spelling: confirm compares with it.
+    if [ -z "$failure" ] && [ "$s_nftpart" = yes ]; then
+      if ! read_text "$BACKUPS/$batch.cand.nft"; then failure="nftables load failed (the candidate is missing)"
+      elif ! load_nft "$text"; then failure="nftables load failed ($load_err)"
+      fi
+    fi
+    # What is live now, in iptables-save's and nft's spelling: confirm compares with it.
     if [ -z "$failure" ]; then
       for fam in 4 6; do
         live_text "$fam" && our_part "$saved" ours && write_checked "$BACKUPS/$batch.loaded.v$fam" "$part" ||
           { failure="cannot record the loaded IPv$fam rules (disk full?)"; break; }
       done
+    fi
+    if [ -z "$failure" ] && [ "$s_nftpart" = yes ]; then
+      nft_live && write_checked "$BACKUPS/$batch.loaded.nft" "$nft_text" ||
+        failure="cannot record the loaded nftables table (disk full?)"
     fi
     if [ -z "$failure" ]; then
       s_phase=loaded

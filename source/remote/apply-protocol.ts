@@ -26,7 +26,9 @@ import {canonicalFilter, forwardIsRuntimes, isOpenFilter, mergeForeignDetailed, 
 import type {Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {stripControl} from '../core/terminal-text.js';
-import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from './agent-script.js';
+import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from './agent-script.js';
+import {nftAccessDifferences} from '../core/nft-equivalence.js';
+import {parseNftJson} from '../core/nft-ruleset.js';
 import type {Connector, ExecOptions, ExecResult, HostTarget, RemoteHost} from './types.js';
 
 /** Single quotes for sh: the text exactly, whatever it holds. */
@@ -66,7 +68,8 @@ const COMMANDS = {
   // rollback --to: the snapshot a batch took (read-only; "missing" when the server has none).
   readBackup:
     'b=/var/lib/isolate-wizard/backups/%BATCH%; if [ -f "$b.v4" ] && [ -f "$b.v6" ]; then ' +
-    `printf '#iw:v4\\n' && cat "$b.v4" && printf '\\n#iw:v6\\n' && cat "$b.v6"; else echo missing; fi`,
+    `printf '#iw:v4\\n' && cat "$b.v4" && printf '\\n#iw:v6\\n' && cat "$b.v6" && ` +
+    `{ [ ! -f "$b.nft" ] || { printf '\\n#iw:nft\\n' && cat "$b.nft"; }; }; else echo missing; fi`,
 } as const;
 
 export const BATCH_PATTERN = /^[a-z0-9-]{1,64}$/;
@@ -96,16 +99,22 @@ export function ownerLine(): string {
   return `${user}@${hostname()} pid=${process.pid}`;
 }
 
-export function splitPayload(text: string): {v4: string; v6: string} {
+/**
+ * The agent's sections: #iw:v4, #iw:v6 and, last and optional, #iw:nft (our nftables table, as
+ * `nft list table` prints it; empty = the table is absent).
+ */
+export function splitPayload(text: string): {v4: string; v6: string; nft: string} {
   const lines = text.split('\n');
   const v4Start = lines.indexOf(SECTION_V4);
   const v6Start = lines.indexOf(SECTION_V6);
   if (v4Start < 0 || v6Start < v4Start) throw new Error('the agent answered without its #iw:v4 / #iw:v6 sections');
+  const found = lines.indexOf(SECTION_NFT, v6Start);
+  const nftStart = found < 0 ? lines.length : found;
   const section = (from: number, to: number): string => {
     const body = lines.slice(from + 1, to).join('\n');
     return body.trim() === '' ? '' : `${body.replace(/\n*$/, '')}\n`;
   };
-  return {v4: section(v4Start, v6Start), v6: section(v6Start, lines.length)};
+  return {v4: section(v4Start, v6Start), v6: section(v6Start, nftStart), nft: found < 0 ? '' : section(nftStart, lines.length)};
 }
 
 function keyValues(text: string): Map<string, string> {
@@ -227,6 +236,18 @@ function commonFailure(remote: RemoteHost, result: ExecResult): Error | undefine
 export interface Snapshot {
   readonly v4: string;
   readonly v6: string;
+  /** Our nftables table as listed, '' when absent (and in copies kept before the nftables backend). */
+  readonly nft?: string;
+}
+
+/**
+ * Our nftables table for a host (the nftables backend): its text, and the iptables rules it was
+ * compiled from, which the live table is held to after a load. Without them (a snapshot put back
+ * by rollback --to) the live listing must equal the text.
+ */
+export interface NftCandidate {
+  readonly text: string;
+  readonly planned?: {readonly v4: Ruleset; readonly v6: Ruleset};
 }
 
 function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
@@ -258,6 +279,9 @@ export interface PreparedRules {
   readonly v6Text: string;
   readonly keptChains: readonly string[];
   readonly keptForward: boolean;
+  /** Our nftables table, '' = it must be absent after the load (the iptables backend). */
+  readonly nftText: string;
+  readonly nftPlanned?: {readonly v4: Ruleset; readonly v6: Ruleset};
 }
 
 /** Renders a merged ruleset and checks the text reads back as the same rules (a renderer bug must not reach a server). */
@@ -276,7 +300,7 @@ function renderChecked(host: string, ruleset: Ruleset): string {
   return text;
 }
 
-export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset}, snapshot: Snapshot): PreparedRules {
+export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset; nft?: NftCandidate}, snapshot: Snapshot): PreparedRules {
   const parse = (text: string, family: 4 | 6): Ruleset => {
     try {
       return parseIptablesSave(text, family);
@@ -293,6 +317,8 @@ export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset}
     v6Text: renderChecked(host, v6.ruleset),
     keptChains: [...new Set([...v4.keptChains, ...v6.keptChains])],
     keptForward: v4.keptForward || v6.keptForward,
+    nftText: candidate.nft ? candidate.nft.text.replace(/\n*$/, '\n') : '',
+    ...(candidate.nft?.planned ? {nftPlanned: candidate.nft.planned} : {}),
   };
 }
 
@@ -307,12 +333,21 @@ export interface BeganAndStaged {
   /** The texts that were staged. */
   readonly v4Text: string;
   readonly v6Text: string;
+  readonly nftText: string;
   /** The watchdog the server armed (undefined: an agent that does not say). */
   readonly watchdog?: WatchdogKind;
 }
 
-function candidatePayload(v4Text: string, v6Text: string): string {
-  return `${SECTION_V4}\n${v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${v6Text.replace(/\n*$/, '\n')}`;
+/** The #iw:nft section only when there is a table to load: without it the agent removes ours. */
+function candidatePayload(texts: StagedTexts): string {
+  const nft = texts.nftText.trim() === '' ? '' : `${SECTION_NFT}\n${texts.nftText.replace(/\n*$/, '\n')}`;
+  return `${SECTION_V4}\n${texts.v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${texts.v6Text.replace(/\n*$/, '\n')}${nft}`;
+}
+
+export interface StagedTexts {
+  readonly v4Text: string;
+  readonly v6Text: string;
+  readonly nftText: string;
 }
 
 /**
@@ -325,25 +360,25 @@ export async function installBeginStage(
   remote: RemoteHost,
   batch: string,
   leaseSeconds: number,
-  planned: {readonly v4Text: string; readonly v6Text: string},
+  planned: StagedTexts,
   owner = ownerLine(),
 ): Promise<BeganAndStaged> {
   const ownerText = owner.replace(/[\r\n]+/g, ' ');
   const result = await run(remote, COMMANDS.installBeginStage, {
     batch,
     seconds: leaseSeconds,
-    stdin: `${ownerText}\n${candidatePayload(planned.v4Text, planned.v6Text)}`,
+    stdin: `${ownerText}\n${candidatePayload(planned)}`,
   });
   const watchdog = watchdogKind(result.stdout);
   const kind = watchdog === undefined ? {} : {watchdog};
   if (result.code === AGENT_EXIT.candidateRejected) {
-    return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text, ...kind};
+    return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text, nftText: planned.nftText, ...kind};
   }
-  return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text, ...kind};
+  return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text, nftText: planned.nftText, ...kind};
 }
 
-export async function stageCandidate(remote: RemoteHost, batch: string, v4Text: string, v6Text: string): Promise<void> {
-  const result = await run(remote, COMMANDS.stage, {batch, stdin: candidatePayload(v4Text, v6Text)});
+export async function stageCandidate(remote: RemoteHost, batch: string, texts: StagedTexts): Promise<void> {
+  const result = await run(remote, COMMANDS.stage, {batch, stdin: candidatePayload(texts)});
   if (result.code === AGENT_EXIT.candidateRejected) {
     throw new CandidateRejectedError(remote.name, `rules rejected by the server, nothing changed: ${firstLine(result)}`);
   }
@@ -393,6 +428,7 @@ export interface LiveRules {
   readonly batch: string;
   readonly v4: string;
   readonly v6: string;
+  readonly nft: string;
 }
 
 export async function readLive(remote: RemoteHost): Promise<LiveRules> {
@@ -412,15 +448,63 @@ function connectFresh(connector: Connector, target: HostTarget, freshGroup: stri
   return connector.connect(target, {fresh: true, ...(freshGroup === undefined ? {} : {freshGroup})});
 }
 
+/** What a loaded host is checked against: the merged iptables rules, and our nftables table. */
+export interface ExpectedLive {
+  readonly v4: Ruleset;
+  readonly v6: Ruleset;
+  /** '' or absent: our table must not exist. */
+  readonly nftText?: string;
+  readonly nftPlanned?: {readonly v4: Ruleset; readonly v6: Ruleset};
+}
+
 /** Throws unless the host shows this batch loaded with exactly the rules sent. */
-function checkLive(target: HostTarget, batch: string, live: LiveRules, expected: {v4: Ruleset; v6: Ruleset}): void {
+function checkLive(target: HostTarget, batch: string, live: LiveRules, expected: ExpectedLive): void {
   if (live.batch !== batch || live.phase !== 'loaded') {
     throw new HostError(target.name, `expected batch ${batch} loaded, the server says ${live.batch || 'none'} ${live.phase || ''}`.trim());
   }
-  const differences = liveDifferences(live, expected);
+  const differences = [...liveDifferences(live, expected), ...nftListingDifferences(live.nft, expected)];
   if (differences.length > 0) {
     throw new HostError(target.name, `the live rules differ from the ones sent: ${differences.slice(0, 3).join('; ')}`);
   }
+}
+
+const listingLines = (text: string): string[] => text.split('\n').map((line) => line.trim()).filter((line) => line !== '');
+
+/**
+ * Our table's presence, and, for a table given as a listing (a snapshot put back), the listing
+ * itself. A compiled table is held to its plan by nftPlanDifferences instead: nft prints it in
+ * its own words.
+ */
+function nftListingDifferences(liveNft: string, expected: ExpectedLive): string[] {
+  const wanted = expected.nftText ?? '';
+  if (wanted.trim() === '') return liveNft.trim() === '' ? [] : ['nftables: our table inet isolate_wizard is still there'];
+  if (liveNft.trim() === '') return ['nftables: our table inet isolate_wizard is not there'];
+  if (expected.nftPlanned) return [];
+  const want = listingLines(wanted);
+  const got = listingLines(liveNft);
+  const at = want.findIndex((line, index) => got[index] !== line);
+  if (at < 0 && got.length === want.length) return [];
+  return [`nftables: our table differs at line ${(at < 0 ? want.length : at) + 1} (${got[at < 0 ? want.length : at] ?? 'missing'})`];
+}
+
+/** The fixed command that prints our table as JSON ('' when nft or the table is missing). */
+const READ_OUR_NFT_TABLE = 'command -v nft >/dev/null 2>&1 || exit 0; nft -j list table inet isolate_wizard 2>/dev/null || true';
+
+/**
+ * For a compiled table: reads our live table as JSON over `remote` and holds it to the plan,
+ * packet class by packet class (nft-equivalence). Throws naming the first differences.
+ */
+async function checkNftPlan(remote: RemoteHost, target: HostTarget, expected: ExpectedLive): Promise<void> {
+  if (!expected.nftPlanned) return;
+  const result = await remote.exec(READ_OUR_NFT_TABLE, {root: true, stdin: ''});
+  if (result.code !== 0) throw new AgentError(target.name, `cannot read our nftables table: ${firstLine(result)}`);
+  let differences: string[];
+  try {
+    differences = nftAccessDifferences(expected.nftPlanned, parseNftJson(result.stdout.trim() === '' ? '{"nftables": []}' : result.stdout));
+  } catch (error) {
+    throw new HostError(target.name, `our nftables table does not read: ${error instanceof Error ? error.message : String(error)}`);
+  }
+  if (differences.length > 0) throw new HostError(target.name, `our live nftables table differs from the plan: ${differences.slice(0, 3).join('; ')}`);
 }
 
 /** The line the agent's verify op prints once the live rules are out, before it waits for an answer. */
@@ -446,7 +530,7 @@ export async function verifyAndHold(
   connector: Connector,
   target: HostTarget,
   batch: string,
-  expected: {v4: Ruleset; v6: Ruleset},
+  expected: ExpectedLive,
   options: {readonly freshGroup?: string} = {},
 ): Promise<HeldVerification> {
   const fresh = await connectFresh(connector, target, options.freshGroup);
@@ -478,6 +562,7 @@ export async function verifyAndHold(
     if ('error' in first) throw first.error;
     if ('result' in first) throw new AgentError(target.name, `cannot read the live rules: ${firstLine(first.result)}`);
     checkLive(target, batch, parseLive(first.text), expected);
+    await checkNftPlan(fresh, target, expected);
   } catch (error) {
     await release();
     throw error;
@@ -519,6 +604,16 @@ export function liveDifferences(live: {v4: string; v6: string}, expected: {v4: R
 }
 
 /**
+ * Differences between what is live and a snapshot (is the host back?): the iptables parts, and
+ * our nftables table's listing when the snapshot recorded it.
+ */
+export function snapshotDifferences(live: LiveRules, snapshot: Snapshot): string[] {
+  const iptables = liveDifferences(live, {v4: parseIptablesSave(snapshot.v4, 4), v6: parseIptablesSave(snapshot.v6, 6)});
+  if (snapshot.nft === undefined) return iptables;
+  return [...iptables, ...nftListingDifferences(live.nft, {v4: parseIptablesSave(snapshot.v4, 4), v6: parseIptablesSave(snapshot.v6, 6), nftText: snapshot.nft})];
+}
+
+/**
  * Opens a NEW connection on the operator's path (through the bastion where there is one): proves
  * that login still works with the new rules, then compares the live rules with the merged candidate.
  */
@@ -526,12 +621,13 @@ export async function verifyLoaded(
   connector: Connector,
   target: HostTarget,
   batch: string,
-  expected: {v4: Ruleset; v6: Ruleset},
+  expected: ExpectedLive,
   options: {readonly freshGroup?: string} = {},
 ): Promise<string> {
   const fresh = await connectFresh(connector, target, options.freshGroup);
   try {
     checkLive(target, batch, await readLive(fresh), expected);
+    await checkNftPlan(fresh, target, expected);
     return `new SSH session ${fresh.route}; live rules match`;
   } finally {
     await fresh.close().catch(() => undefined);

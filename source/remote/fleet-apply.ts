@@ -16,6 +16,7 @@ import {
   installBeginStage,
   installPersistence,
   verifyAndHold,
+  type NftCandidate,
   type Confirmed,
   type HeldVerification,
   LockHeldError,
@@ -60,7 +61,8 @@ export type OnProgress = (event: ProgressEvent) => void;
 
 export interface FleetHostPlan {
   readonly target: HostTarget;
-  readonly candidate: {readonly v4: Ruleset; readonly v6: Ruleset};
+  /** The iptables rules, and with the nftables backend our table (the iptables part then holds nothing of ours). */
+  readonly candidate: {readonly v4: Ruleset; readonly v6: Ruleset; readonly nft?: NftCandidate};
   /** Inventory names of the hosts this one is reached through (ProxyJump / inventory jump). */
   readonly via?: readonly string[];
 }
@@ -223,7 +225,7 @@ async function withHost<T>(connector: Connector, target: HostTarget, existing: R
  * is rolled back, the others are unlocked, and FleetApplyError says what happened.
  */
 /** An empty server: what the candidate is merged with to get the rules as planned. */
-const NO_SNAPSHOT = {v4: '', v6: ''} as const;
+const NO_SNAPSHOT = {v4: '', v6: '', nft: ''} as const;
 
 export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFleetBatch> {
   const {connector, timeoutSeconds} = options;
@@ -271,11 +273,11 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server: ${kind} (${leaseSeconds} s until load and verify finish)`});
       emit({host: name, step: 'validate', status: 'running'});
       run.prepared = prepareRules(name, run.plan.candidate, began.snapshot);
-      const sameAsPlanned = run.prepared.v4Text === began.v4Text && run.prepared.v6Text === began.v6Text;
+      const sameAsPlanned = run.prepared.v4Text === began.v4Text && run.prepared.v6Text === began.v6Text && run.prepared.nftText === began.nftText;
       if (sameAsPlanned && began.rejected !== undefined) {
         throw new CandidateRejectedError(name, `rules rejected by the server, nothing changed: ${began.rejected}`);
       }
-      if (!sameAsPlanned) await stageCandidate(run.remote, batch, run.prepared.v4Text, run.prepared.v6Text);
+      if (!sameAsPlanned) await stageCandidate(run.remote, batch, run.prepared);
       const kept = run.prepared.keptChains.length > 0 ? `; keeping ${run.prepared.keptChains.join(', ')}` : '';
       emit({host: name, step: 'validate', status: 'done', detail: `iptables-restore --test passed${kept}`});
     } catch (error) {

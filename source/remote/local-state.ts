@@ -70,16 +70,16 @@ export class LocalState {
     this.store.set('hosts', {...this.store.get('hosts'), [name]: record});
   }
 
-  /** Keeps the server's snapshot of `host` for `batch` as <dir>/snapshots/<batch>/<host>.v4|v6. */
-  saveSnapshot(batch: string, host: string, snapshot: {v4: string; v6: string}): string {
+  /** Keeps the server's snapshot of `host` for `batch` as <dir>/snapshots/<batch>/<host>.v4|v6|nft. */
+  saveSnapshot(batch: string, host: string, snapshot: {v4: string; v6: string; nft?: string}): string {
     const root = path.join(this.directory, 'snapshots');
     const directory = path.join(root, batch);
     makePrivateDirectory(root);
     makePrivateDirectory(directory);
     const safeHost = snapshotFileName(host);
-    for (const family of ['v4', 'v6'] as const) {
-      const file = path.join(directory, `${safeHost}.${family}`);
-      writeFileSync(file, snapshot[family], {mode: PRIVATE_FILE});
+    for (const part of ['v4', 'v6', 'nft'] as const) {
+      const file = path.join(directory, `${safeHost}.${part}`);
+      writeFileSync(file, snapshot[part] ?? '', {mode: PRIVATE_FILE});
       chmodSync(file, PRIVATE_FILE); // an existing file keeps its mode through writeFileSync
     }
     this.pruneSnapshots(safeHost);
@@ -87,13 +87,20 @@ export class LocalState {
   }
 
   /** The copy saveSnapshot kept of `host`'s rules before `batch`, or undefined when there is none. */
-  snapshot(batch: string, host: string): {v4: string; v6: string} | undefined {
+  snapshot(batch: string, host: string): {v4: string; v6: string; nft?: string} | undefined {
     const directory = path.join(this.directory, 'snapshots', batch);
     const safeHost = snapshotFileName(host);
+    let families: {v4: string; v6: string};
     try {
-      return {v4: readFileSync(path.join(directory, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(directory, `${safeHost}.v6`), 'utf8')};
+      families = {v4: readFileSync(path.join(directory, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(directory, `${safeHost}.v6`), 'utf8')};
     } catch {
       return undefined;
+    }
+    // Copies kept before the nftables backend have no .nft: what our table was is not known then.
+    try {
+      return {...families, nft: readFileSync(path.join(directory, `${safeHost}.nft`), 'utf8')};
+    } catch {
+      return families;
     }
   }
 
@@ -105,7 +112,7 @@ export class LocalState {
       .sort(); // batch ids start with a UTC timestamp
     for (const old of batches.slice(0, Math.max(0, batches.length - KEEP_LOCAL_BATCHES_PER_HOST))) {
       const directory = path.join(root, old);
-      for (const family of ['v4', 'v6']) rmSync(path.join(directory, `${safeHost}.${family}`), {force: true});
+      for (const part of ['v4', 'v6', 'nft']) rmSync(path.join(directory, `${safeHost}.${part}`), {force: true});
       if (readdirSync(directory).length === 0) rmdirSync(directory);
     }
   }

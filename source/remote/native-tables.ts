@@ -4,20 +4,25 @@
 // intended access is broken.
 import {summarizeFleetAccess, type AccessEntry, type FleetHost} from '../core/access.js';
 import {formatNativeDrops, nativeDrops} from '../core/native-drops.js';
+import {OUR_NFT_TABLE} from '../core/nft-equivalence.js';
 import {isIptablesNftTable, parseNftJson, type NftRuleset} from '../core/nft-ruleset.js';
 import type {Connector, HostTarget} from './types.js';
 
-/** Fixed and read-only; prints nothing where nft is not installed. */
-export const READ_NFT_RULESET = 'command -v nft >/dev/null 2>&1 || exit 0; nft -j list ruleset';
+/** Fixed and read-only; prints "no-nft" where nft is not installed. */
+export const READ_NFT_RULESET = 'command -v nft >/dev/null 2>&1 || { echo no-nft; exit 0; }; nft -j list ruleset';
 
 /**
  * The live ruleset of each target (an empty one where nft is missing or nothing is loaded). A host
  * that cannot be reached is left out (the batch's lock step reports it); one whose ruleset cannot
  * be read is named in `unread`, so the caller can say that it was not checked.
  */
-export async function readNativeRulesets(connector: Connector, targets: readonly HostTarget[]): Promise<{rulesets: Map<string, NftRuleset>; unread: string[]}> {
+export async function readNativeRulesets(
+  connector: Connector,
+  targets: readonly HostTarget[],
+): Promise<{rulesets: Map<string, NftRuleset>; unread: string[]; withoutNft: Set<string>}> {
   const rulesets = new Map<string, NftRuleset>();
   const unread: string[] = [];
+  const withoutNft = new Set<string>();
   await Promise.all(
     targets.map(async (target) => {
       let result;
@@ -28,13 +33,20 @@ export async function readNativeRulesets(connector: Connector, targets: readonly
       }
       try {
         if (result.code !== 0) throw new Error(result.stderr.trim().split('\n')[0] || `exit ${result.code}`);
-        rulesets.set(target.name, result.stdout.trim() === '' ? {tables: []} : parseNftJson(result.stdout));
+        if (result.stdout.trim() === 'no-nft') {
+          withoutNft.add(target.name);
+          rulesets.set(target.name, {tables: []});
+          return;
+        }
+        // Our own table (the nftables backend) is not another manager's: the plan reads it exactly.
+        const read = parseNftJson(result.stdout);
+        rulesets.set(target.name, {tables: read.tables.filter((table) => !(table.family === OUR_NFT_TABLE.family && table.name === OUR_NFT_TABLE.name))});
       } catch (error) {
         unread.push(`${target.name}: its nftables ruleset could not be read (${error instanceof Error ? error.message : String(error)}): other tables there were not checked against the plan`);
       }
     }),
   );
-  return {rulesets, unread};
+  return {rulesets, unread, withoutNft};
 }
 
 /** Whether a ruleset holds any table that filters on its own (iptables-nft's tables are read through iptables-save). */

@@ -7,7 +7,7 @@ import {EXIT, RefusedError} from '../core/errors.js';
 import {parseIptablesSave} from '../core/iptables-save.js';
 import {restorablePart} from '../core/merge.js';
 import type {Ruleset} from '../core/model.js';
-import {BATCH_PATTERN, readBackup, type Snapshot} from './apply-protocol.js';
+import {BATCH_PATTERN, readBackup, type NftCandidate, type Snapshot} from './apply-protocol.js';
 import {FleetApplyError, mapLimit, type FleetHostPlan} from './fleet-apply.js';
 import type {LocalState} from './local-state.js';
 import type {Connector, HostTarget} from './types.js';
@@ -27,7 +27,7 @@ export interface SnapshotPlansOptions {
 }
 
 /** The candidate texts of a snapshot: our part of each family's saved rules. */
-export function snapshotCandidate(host: string, batch: string, snapshot: Snapshot): {v4: Ruleset; v6: Ruleset} {
+export function snapshotCandidate(host: string, batch: string, snapshot: Snapshot): {v4: Ruleset; v6: Ruleset; nft?: NftCandidate} {
   const read = (text: string, family: 4 | 6): Ruleset => {
     try {
       return restorablePart(parseIptablesSave(text, family));
@@ -35,7 +35,9 @@ export function snapshotCandidate(host: string, batch: string, snapshot: Snapsho
       throw new RefusedError(`${host}: the IPv${family} snapshot of batch ${batch} cannot be read: ${error instanceof Error ? error.message : String(error)}`);
     }
   };
-  return {v4: read(snapshot.v4, 4), v6: read(snapshot.v6, 6)};
+  // Our nftables table as it was (absent when the snapshot has none: before the nftables backend, none was ours).
+  const nft = snapshot.nft?.trim() ? {nft: {text: snapshot.nft}} : {};
+  return {v4: read(snapshot.v4, 4), v6: read(snapshot.v6, 6), ...nft};
 }
 
 /**

@@ -18,7 +18,7 @@ import {stripControl, stripControlLines} from '../core/terminal-text.js';
 import {suggestPeerPorts} from '../core/peer-ports.js';
 import {describeLiveRules, droppedPacketInWords} from '../core/rule-words.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
-import {hostStatus, liveDifferences, readLive} from '../remote/apply-protocol.js';
+import {hostStatus, snapshotDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
 import {discoverHost} from '../remote/discovery.js';
 import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome, type HostStatusOutcome} from '../remote/fleet-apply.js';
@@ -29,6 +29,8 @@ import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js'
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {chooseBackends, hostCandidate} from '../core/backend.js';
+import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
 import {
@@ -326,16 +328,12 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       }
       if (status.batch === batch.id && status.pending) return {host, restored: false, detail: `still pending on the server (${status.secondsLeft ?? '?'} s left)`};
       if (status.phase === 'confirmed') return {host, restored: false, detail: 'the server says it was confirmed'};
-      const snapshotDir = path.join(localState.directory, 'snapshots', batch.id);
-      const safeHost = host.replace(/[^A-Za-z0-9._-]/g, '_');
-      let snapshot: {v4: string; v6: string};
-      try {
-        snapshot = {v4: readFileSync(path.join(snapshotDir, `${safeHost}.v4`), 'utf8'), v6: readFileSync(path.join(snapshotDir, `${safeHost}.v6`), 'utf8')};
-      } catch {
+      const snapshot = localState.snapshot(batch.id, host);
+      if (!snapshot) {
         return {host, restored: status.phase === 'expired' || status.phase === 'rolledback', detail: `server phase ${status.phase ?? 'unknown'} (no local snapshot copy to compare)`};
       }
       const live = await readLive(remote);
-      const differences = liveDifferences(live, {v4: parseIptablesSave(snapshot.v4, 4), v6: parseIptablesSave(snapshot.v6, 6)});
+      const differences = snapshotDifferences(live, snapshot);
       if (differences.length > 0) return {host, restored: false, detail: `live rules differ from the snapshot: ${differences.slice(0, 3).join('; ')}`};
       return {host, restored: true, detail: `rolled back by the server (${status.phase ?? 'expired'}); live rules equal the snapshot`};
     } finally {
@@ -472,6 +470,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       return {
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
         access: formatAccess(compiled.access),
+        matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access),
         lockout: findings.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
         problems: [],
       };
@@ -487,10 +486,13 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       const jumps = jumpHostsOf(fleet);
       let liveCheck: PendingBatch['liveCheck'];
       return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => {
+        // Read first: options.backend auto chooses by whether nft is there; the preflight reuses it.
+        const native = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
+        const chosen = chooseBackends(scope, fleet.options?.backend, native.withoutNft, new Set(native.rulesets.keys()));
         const hosts: FleetHostPlan[] = scope.map((name) => {
           const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
           const via = jumps.get(name);
-          return {target: targetFor(fleet, name), candidate: {v4: host.compiled.v4, v6: host.compiled.v6}, ...(via === undefined ? {} : {via: [via]})};
+          return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, chosen.backends.get(name) ?? 'iptables'), ...(via === undefined ? {} : {via: [via]})};
         });
         return {
           hosts,
@@ -498,13 +500,16 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           // And one whose opened flows another manager's nftables table would drop.
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            const native = await readNativeRulesets(activeConnector, hosts.map((plan) => plan.target));
-            return [...lockout, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
+            return [...lockout, ...chosen.refusals, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
           },
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
             const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
-            liveCheck = {summary: summarizeResults(results), differing: results.filter(differsFromPlan).map(formatResult)};
+            liveCheck = {
+              summary: summarizeResults(results),
+              differing: results.filter(differsFromPlan).map(formatResult),
+              matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access, results),
+            };
             return [];
           },
           liveCheck: () => liveCheck,

@@ -2,6 +2,8 @@
 // `real-services.ts` implements it with the engine (core + remote), tests with fakes.
 // Pure types plus one small clock helper: no React, no I/O.
 
+import type {AccessMatrix} from '../core/matrix.js';
+import type {BackendChoice} from '../core/model.js';
 import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
 
@@ -34,6 +36,8 @@ export interface FleetOptionsDoc {
   readonly strictOutbound?: boolean;
   readonly trustPrivate?: boolean;
   readonly logDrops?: boolean;
+  /** Where our rules live (see the inventory's options.backend). */
+  readonly backend?: BackendChoice;
 }
 
 /** Exactly what an inventory file holds; saved with `conf` and imported/exported as a file. */
@@ -131,6 +135,8 @@ export interface PreviewResult {
   readonly lockout: readonly string[];
   /** Things that stop the preview (compile errors); the apply is blocked while non-empty. */
   readonly problems: readonly string[];
+  /** Who reaches what, as a picture (sources down, destinations across); absent when nothing compiled. */
+  readonly matrix?: AccessMatrix;
 }
 
 // ---------------------------------------------------------------------------
@@ -156,7 +162,7 @@ export interface PendingBatch {
   /** Who began it, when the server said (a batch resumed from the fleet home). */
   readonly owner?: string;
   /** The flows tried live before the countdown: a summary line, and each flow that differs from the plan. */
-  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]};
+  readonly liveCheck?: {readonly summary: string; readonly differing: readonly string[]; readonly matrix?: AccessMatrix};
 }
 
 export type ApplyOutcome =

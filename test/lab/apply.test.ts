@@ -5,55 +5,21 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {spawn as spawnPty} from '@lydell/node-pty';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {liveFilter} from './support/faults.js';
+import {agentState as agentStateOf, labHost, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]}[]};
-const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
+const FLEET = SEED_FLEET;
 
 let lab: Lab;
 
-function host(name: string): LabHost {
-  const found = lab.hosts.get(name);
-  if (!found) throw new Error(`no lab host ${name}`);
-  return found;
-}
+const host = (name: string): LabHost => labHost(lab, name);
 
-/** `iptables-save` (filter table, no comments/counters) inside a server; '' when it has no filter table. */
-async function filterOf(name: string, family: 4 | 6 = 4): Promise<string> {
-  const output = await host(name).exec([family === 4 ? 'iptables-save' : 'ip6tables-save']);
-  const lines: string[] = [];
-  let inFilter = false;
-  for (const line of output.stdout.split('\n')) {
-    if (line.startsWith('#')) continue;
-    if (line.startsWith('*')) inFilter = line === '*filter';
-    if (inFilter) lines.push(line.replace(/ \[\d+:\d+\]$/, ''));
-    if (line === 'COMMIT') inFilter = false;
-  }
-  return lines.join('\n');
-}
+const filterOf = (name: string, family: 4 | 6 = 4): Promise<string> => liveFilter(host(name), family);
 
-async function agentState(name: string): Promise<string> {
-  return (await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
-}
-
-/** Back to a server with no firewall at all and no agent state (watchdogs see their token gone and quit). */
-async function resetFleet(): Promise<void> {
-  await Promise.all(
-    FLEET.map((name) =>
-      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; true']),
-    ),
-  );
-}
-
-async function waitFor(check: () => Promise<boolean>, limitMs: number): Promise<boolean> {
-  const start = Date.now();
-  while (Date.now() - start < limitMs) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  return check();
-}
+const agentState = (name: string): Promise<string> => agentStateOf(host(name));
 
 const expired = async (name: string): Promise<boolean> => (await agentState(name)).includes('phase=expired');
 
@@ -66,7 +32,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await resetFleet();
+  await resetFleet(lab);
 });
 
 describe('apply on the seed fleet', () => {

@@ -5,25 +5,20 @@
 import {existsSync, mkdirSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {agentState as agentStateOf, labHost, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]; allow?: object[]}[]};
-const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
+const FLEET = SEED_FLEET;
 /** Batch B: A (the seed) plus ssh from the internet to the load balancer. */
 const WITH_LB_SSH = {...SEED, hosts: SEED.hosts.map((entry) => (entry.name === 'haproxy-www' ? {...entry, allow: [{port: 22, from: 'internet'}]} : entry))};
 
 let lab: Lab;
 
-function host(name: string): LabHost {
-  const found = lab.hosts.get(name);
-  if (!found) throw new Error(`no lab host ${name}`);
-  return found;
-}
+const host = (name: string): LabHost => labHost(lab, name);
 
-async function agentState(name: string): Promise<string> {
-  return (await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
-}
+const agentState = (name: string): Promise<string> => agentStateOf(host(name));
 
 const stateValue = async (name: string, key: string): Promise<string | undefined> =>
   (await agentState(name))
@@ -31,23 +26,6 @@ const stateValue = async (name: string, key: string): Promise<string | undefined
     .filter((line) => line.startsWith(`${key}=`))
     .at(-1)
     ?.slice(key.length + 1);
-
-async function resetFleet(): Promise<void> {
-  await Promise.all(
-    FLEET.map((name) =>
-      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; true']),
-    ),
-  );
-}
-
-async function waitFor(check: () => Promise<boolean>, limitMs: number): Promise<boolean> {
-  const start = Date.now();
-  while (Date.now() - start < limitMs) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  return check();
-}
 
 /** The access that tells batch A from batch B apart, and what both keep, from the internet, v4 and v6. */
 async function lbAccess(): Promise<{ssh: boolean[]; web: boolean[]}> {
@@ -76,7 +54,7 @@ afterAll(async () => {
 });
 
 beforeEach(async () => {
-  await resetFleet();
+  await resetFleet(lab);
 });
 
 describe('rollback --to', () => {

@@ -6,7 +6,7 @@ import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import type {HostDiscovery} from '../../source/core/discovery/index.js';
 import {createConnector, HEADLESS_PROMPTER} from '../../source/remote/connection.js';
 import {discoverFleet, type FleetDiscoveryResult} from '../../source/remote/discovery.js';
-import {createLab, DEFAULT_HOSTS, type Lab} from './lab.js';
+import {createLab, DEFAULT_HOSTS, type Lab} from '../../source/lab/lab.js';
 
 const seedInventory = JSON.parse(
   readFileSync(path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed.json'), 'utf8'),

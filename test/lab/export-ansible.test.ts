@@ -8,72 +8,32 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {liveFilter} from './support/faults.js';
+import {accessMatrix, agentState as agentStateOf, labHost, phaseOf as phaseOfHost, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as object;
-const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
+const FLEET = SEED_FLEET;
 const ANSIBLE = spawnSync('ansible-playbook', ['--version'], {encoding: 'utf8'});
 const HAVE_ANSIBLE = ANSIBLE.status === 0;
 
 let lab: Lab;
 let project: string;
 
-function host(name: string): LabHost {
-  const found = lab.hosts.get(name);
-  if (!found) throw new Error(`no lab host ${name}`);
-  return found;
-}
-
-/** `iptables-save` (filter table, no comments/counters) inside a server; '' when it has no filter table. */
-async function filterOf(name: string, family: 4 | 6): Promise<string> {
-  const output = await host(name).exec([family === 4 ? 'iptables-save' : 'ip6tables-save']);
-  const lines: string[] = [];
-  let inFilter = false;
-  for (const line of output.stdout.split('\n')) {
-    if (line.startsWith('#')) continue;
-    if (line.startsWith('*')) inFilter = line === '*filter';
-    if (inFilter) lines.push(line.replace(/ \[\d+:\d+\]$/, ''));
-    if (line === 'COMMIT') inFilter = false;
-  }
-  return lines.join('\n');
-}
+const host = (name: string): LabHost => labHost(lab, name);
+const filterOf = (name: string, family: 4 | 6): Promise<string> => liveFilter(host(name), family);
+const phaseOf = (name: string): Promise<string> => phaseOfHost(host(name));
+const agentState = (name: string): Promise<string> => agentStateOf(host(name));
 
 async function fleetFilters(): Promise<Record<string, string>> {
   const entries = await Promise.all(FLEET.flatMap((name) => ([4, 6] as const).map(async (family) => [`${name} v${family}`, await filterOf(name, family)] as const)));
   return Object.fromEntries(entries);
 }
 
-async function agentState(name: string): Promise<string> {
-  return (await host(name).exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
-}
-
-/** The phase the agent's state ends on (the last phase= line wins). */
-async function phaseOf(name: string): Promise<string> {
-  const phases = [...(await agentState(name)).matchAll(/^phase=(\w*)$/gm)].map((match) => match[1]);
-  return phases[phases.length - 1] ?? '';
-}
-
 /** How many ssh logins a server's sshd accepted so far. */
 async function logins(name: string): Promise<number> {
   return readFileSync(host(name).sshdLogPath, 'utf8').split('\n').filter((line) => line.includes('Accepted publickey')).length;
-}
-
-async function resetFleet(): Promise<void> {
-  await Promise.all(
-    FLEET.map((name) =>
-      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; true']),
-    ),
-  );
-}
-
-async function waitFor(check: () => Promise<boolean>, limitMs: number): Promise<boolean> {
-  const start = Date.now();
-  while (Date.now() - start < limitMs) {
-    if (await check()) return true;
-    await new Promise((resolve) => setTimeout(resolve, 500));
-  }
-  return check();
 }
 
 /** `cd DIR && ansible-playbook site.yml ARGS` in the operator's namespace, with the operator's HOME. */
@@ -84,36 +44,6 @@ async function playbook(args: string[] = []): Promise<{code: number; stdout: str
     env: {ANSIBLE_NOCOLOR: '1', ANSIBLE_FORCE_COLOR: '0'},
   });
   return {...result, seconds: (performance.now() - start) / 1000};
-}
-
-/**
- * Who reaches what, by real TCP connections: the internet (operator) to every server's public
- * addresses, and the tenant and three servers to every server's private addresses, IPv4 and IPv6,
- * on ssh, web and database ports.
- */
-async function accessMatrix(): Promise<string[]> {
-  const probes: [string, string, number][] = [];
-  const ports = [22, 80, 3306];
-  for (const name of FLEET) {
-    const target = host(name);
-    for (const port of ports) {
-      for (const address of [target.publicV4, target.publicV6]) if (address) probes.push(['operator', address, port]);
-      for (const from of ['tenant', 'tunnel-1', 'haproxy-www', 'wordpress-1']) {
-        if (from === name) continue;
-        for (const address of [target.privateV4, target.privateV6]) if (address) probes.push([from, address, port]);
-      }
-    }
-  }
-  const open: string[] = [];
-  // A few at a time: a dropped probe waits for its time limit.
-  for (let index = 0; index < probes.length; index += 32) {
-    const batch = probes.slice(index, index + 32);
-    const outcomes = await Promise.all(batch.map(([from, address, port]) => lab.canConnect(from, address, port)));
-    batch.forEach(([from, address, port], at) => {
-      if (outcomes[at]) open.push(`${from} -> ${address}:${port}`);
-    });
-  }
-  return open.sort();
 }
 
 describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook', () => {
@@ -130,7 +60,7 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
   });
 
   beforeEach(async () => {
-    await resetFleet();
+    await resetFleet(lab);
   }, 400_000);
 
   it('leaves the same rules and the same access as apply --yes, IPv4 and IPv6, and keeps them', async () => {
@@ -138,7 +68,7 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     const applied = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60']);
     expect(applied.code, applied.stderr).toBe(0);
     const applyRules = await fleetFilters();
-    const applyAccess = await accessMatrix();
+    const applyAccess = await accessMatrix(lab);
     // The matrix can fail: apply's access is the locked-down one, not everything open.
     expect(applyAccess).toContain('operator -> 203.0.113.11:80');
     expect(applyAccess).toContain('operator -> 2001:db8:100::11:80');
@@ -147,8 +77,8 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     expect(applyAccess).not.toContain('tenant -> 10.132.0.14:3306');
     expect(applyAccess).not.toContain('tenant -> fd00:132::14:3306');
 
-    await resetFleet();
-    expect(await accessMatrix()).not.toEqual(applyAccess);
+    await resetFleet(lab);
+    expect(await accessMatrix(lab)).not.toEqual(applyAccess);
     const loginsBefore = await Promise.all(FLEET.map(logins));
     const run = await playbook();
     console.log(`ansible-playbook site.yml on the six-host fleet: ${run.seconds.toFixed(1)} s`);
@@ -161,7 +91,7 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
     expect(run.stdout).toContain('will not survive a reboot'); // no iptables-persistent in the lab
 
     expect(await fleetFilters()).toEqual(applyRules);
-    expect(await accessMatrix()).toEqual(applyAccess);
+    expect(await accessMatrix(lab)).toEqual(applyAccess);
     for (const name of FLEET) expect(await phaseOf(name)).toBe('confirmed');
     // The operator still gets in, through the bastion, with a brand-new ssh; the tool reads the state.
     expect((await lab.execOperator(['ssh', '-F', lab.sshConfigPath, 'mysql-2', 'true'])).code).toBe(0);

@@ -13,7 +13,7 @@ import {existsSync, readFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_SCRIPT} from '../../source/remote/agent-script.js';
-import {createLab, DEFAULT_HOSTS, type ExecOutput, type Lab, type LabHost} from './lab.js';
+import {createLab, DEFAULT_HOSTS, type ExecOutput, type Lab, type LabHost} from '../../source/lab/lab.js';
 import {
   addForeignChains,
   agentPids,
@@ -41,7 +41,7 @@ import {
   unmountTmpfs,
   useLegacyIptables,
 } from './support/faults.js';
-import {namespacePids} from './support/namespaces.js';
+import {namespacePids} from '../../source/lab/namespaces.js';
 
 const FLEET = ['tunnel-1', 'wordpress-1', 'mysql-1'] as const;
 type HostName = (typeof FLEET)[number];

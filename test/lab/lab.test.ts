@@ -6,8 +6,8 @@ import {spawn, spawnSync, type ChildProcess} from 'node:child_process';
 import {connect} from 'node:net';
 import {Client} from 'ssh2';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {createLab, DEFAULT_HOSTS, DEPLOY_SUDO_PASSWORD, LOCKED_KEY_PASSPHRASE, type Lab, type LabHost} from './lab.js';
-import {currentOwner, labDirFor, listNamespaces, namespaceFor, sweepAbandonedLabs} from './support/namespaces.js';
+import {createLab, DEFAULT_HOSTS, DEPLOY_SUDO_PASSWORD, LOCKED_KEY_PASSPHRASE, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {currentOwner, labDirFor, listNamespaces, namespaceFor, sweepAbandonedLabs} from '../../source/lab/namespaces.js';
 
 const packageVersion = (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as {version: string})
   .version;

@@ -4,7 +4,7 @@
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 
 const FIXTURES = path.join(import.meta.dirname, '..', '..', 'fixtures');
 const SEED = JSON.parse(readFileSync(path.join(FIXTURES, 'inventories', 'seed-with-addresses.json'), 'utf8')) as object;

@@ -13,7 +13,7 @@ import {parseNftJson} from '../../source/core/nft-ruleset.js';
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0 && spawnSync('nft', ['--version']).status === 0;
 const SERVER = `iw-nftk-${process.pid}-srv`;
 const CLIENT = `iw-nftk-${process.pid}-cli`;
-const LISTENER = fileURLToPath(new URL('./support/listener.mjs', import.meta.url));
+const LISTENER = fileURLToPath(new URL('../../source/lab/listener.mjs', import.meta.url));
 const PORTS = [22, 25, 80, 443, 3306, 8050, 8101, 9090];
 const SERVER_ADDRESSES = ['10.132.0.10/24', '203.0.113.10/24', 'fd00:132::10/64', '2001:db8:100::10/64'];
 const CLIENT_ADDRESSES = ['10.132.0.5/24', '203.0.113.5/24', '203.0.113.99/24', '203.0.113.98/24', 'fd00:132::5/64', '2001:db8:100::99/64', '2001:db8:100::98/64', '2001:db8:dead:1::7/48'];

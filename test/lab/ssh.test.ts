@@ -9,7 +9,7 @@ import {createConnector, HEADLESS_PROMPTER, type ConnectorOptions} from '../../s
 import {discoverHost} from '../../source/remote/discovery.js';
 import {fingerprintSha256} from '../../source/remote/known-hosts.js';
 import type {Prompter} from '../../source/remote/types.js';
-import {createLab, DEPLOY_SUDO_PASSWORD, LOCKED_KEY_PASSPHRASE, type Lab} from './lab.js';
+import {createLab, DEPLOY_SUDO_PASSWORD, LOCKED_KEY_PASSPHRASE, type Lab} from '../../source/lab/lab.js';
 
 const SEED = {
   hosts: ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'].map((name) => ({

@@ -8,9 +8,9 @@ import {appendFileSync, readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import type {FlowResult} from '../../source/core/flows.js';
-import {createLab, type Lab, type LabHost} from './lab.js';
-import {namespaceFor} from './support/namespaces.js';
-import {runChecked} from './support/process.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {namespaceFor} from '../../source/lab/namespaces.js';
+import {runChecked} from '../../source/lab/process.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as object;

@@ -9,7 +9,7 @@
 
 import {performance} from 'node:perf_hooks';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 import {FORTY_LAB, FORTY_NAMES, fortyInventory} from './support/forty-servers.js';
 import {KEYS, WizardTerminal} from './support/wizard-terminal.js';
 

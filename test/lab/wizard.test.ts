@@ -6,8 +6,9 @@
 import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
-import {createLab, type Lab, type LabHost} from './lab.js';
+import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 import {KEYS, WizardTerminal} from './support/wizard-terminal.js';
+
 
 /** From settings: back home (waiting for it before the next keys), select mysql-1, open its quick edit. */
 async function quickEditMysql1(wizard: WizardTerminal): Promise<void> {

@@ -122,13 +122,14 @@ describe('troubleshoot', () => {
 describe('settings and terminal', () => {
   it('toggles options and the deadline, saved at once and used by the apply', async () => {
     const wizard = await renderWizard({fleet: MANAGED_FLEET});
-    await wizard.press('s', KEY.right, KEY.right, KEY.down, KEY.space, KEY.down, KEY.space);
+    await wizard.press('s', KEY.right, KEY.right, KEY.down, KEY.space, KEY.down, KEY.space, KEY.down, KEY.space);
     const frame = wizard.frame();
     expect(frame).toMatch(/default deadline\s+90 s/);
+    expect(frame).toMatch(/where the rules live\s+own nftables table/);
     expect(frame).toMatch(/strict outbound \(public hosts\)\s+on/);
     expect(frame).toMatch(/log dropped packets \(rate-limited\)\s+on/);
     expect(frame).toMatch(/IPv6\s+isolated the same way as IPv4/);
-    expect(wizard.stored().fleet.options).toEqual({strictOutbound: true, logDrops: true});
+    expect(wizard.stored().fleet.options).toEqual({backend: 'nftables', strictOutbound: true, logDrops: true});
     expect(wizard.stored().settings.deadlineSeconds).toBe(90);
     await wizard.press(KEY.escape, 'e', 'c', KEY.enter);
     await wizard.waitFor('preview');

@@ -1,6 +1,7 @@
 import {afterEach, describe, expect, it} from 'vitest';
 import {cleanup, KEY, renderWizard} from './harness.js';
-import {deferred, discovered, SEED_FLEET, type Deferred} from './fakes.js';
+import {defaultPreview, deferred, discovered, SEED_FLEET, type Deferred} from './fakes.js';
+import {buildMatrix, renderMatrix} from '../../source/core/matrix.js';
 import type {ApplyOutcome, ApplyProgress, DiscoveredHost} from '../../source/ui/services.js';
 
 afterEach(() => cleanup());
@@ -143,8 +144,8 @@ describe('lock down the fleet', () => {
   });
 });
 
-async function toPreview(options: Parameters<typeof renderWizard>[0] = {}) {
-  const wizard = await renderWizard({fleet: SEED_FLEET, ...options});
+async function toPreview(options: Parameters<typeof renderWizard>[0] = {}, size?: Parameters<typeof renderWizard>[2]) {
+  const wizard = await renderWizard({fleet: SEED_FLEET, ...options}, true, size);
   await wizard.press('l');
   await wizard.waitFor('discover (3/3)');
   await wizard.press(KEY.enter);
@@ -169,6 +170,29 @@ describe('preview', () => {
     await wizard.press('4');
     frame = wizard.frame();
     expect(frame).toContain('internet → haproxy-www tcp/80,443');
+  });
+
+  it('5 shows the access matrix, fitted to an 80-column terminal, and scrolls', async () => {
+    const names = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
+    const web = {first: 80, last: 80};
+    const mysql = {first: 3306, last: 3306};
+    const access = [
+      {destination: 'haproxy-www', sources: ['internet'], tcp: [web, {first: 443, last: 443}], udp: [], uncertain: []},
+      ...['wordpress-1', 'wordpress-2'].map((destination) => ({destination, sources: ['haproxy-www'], tcp: [web], udp: [], uncertain: []})),
+      ...['mysql-1', 'mysql-2'].map((destination) => ({destination, sources: ['wordpress-1', 'wordpress-2'], tcp: [mysql], udp: [], uncertain: []})),
+    ];
+    const wizard = await toPreview(
+      {preview: async (fleet, hosts) => ({...defaultPreview(fleet, hosts), matrix: buildMatrix(names, access)})},
+      {columns: 80, rows: 24},
+    );
+    await wizard.press('5');
+    const frame = wizard.frame();
+    expect(frame).toContain('access matrix');
+    expect(frame).toMatch(/3306/);
+    for (const line of frame.split('\n')) expect([...line].length).toBeLessThanOrEqual(80);
+    const expected = renderMatrix(buildMatrix(names, access), {columns: 80});
+    // What is drawn is the matrix rendered for this width, from its first line.
+    expect(frame).toContain(expected[0]?.trimEnd() ?? '');
   });
 
   it('a lockout finding blocks the apply', async () => {
@@ -299,6 +323,29 @@ describe('apply and countdown', () => {
     const frame = await wizard.waitFor('keep the new rules?');
     expect(frame).toContain('live check: 96 flows tried: 95 as planned, 1 differ');
     expect(frame).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
+  });
+
+  it('M on the countdown shows the access matrix marked by the live results, and back', async () => {
+    const names = ['haproxy-www', 'wordpress-1'];
+    const access = [{destination: 'wordpress-1', sources: ['haproxy-www'], tcp: [{first: 80, last: 80}], udp: [], uncertain: []}];
+    const flow = {from: 'haproxy-www', planSource: 'haproxy-www', to: 'wordpress-1', address: '10.132.0.12', family: 4 as const, port: 80, expect: 'open' as const};
+    const matrix = buildMatrix(names, access, [{flow, live: 'dropped', detail: 'no answer within 2 s', triedFrom: "haproxy-www's sshd"}]);
+    const wizard = await toPreview({
+      apply: async (hosts) => ({
+        kind: 'pending',
+        batch: {id: 'b-4', hosts, deadline: 1_060_000, checks: [{host: 'haproxy-www', label: 'new SSH session; live rules match', ok: true}], liveCheck: {summary: '1 flow tried: 1 differs', differing: [], matrix}},
+      }),
+    });
+    await wizard.press('a');
+    let frame = await wizard.waitFor('keep the new rules?');
+    expect(frame).toContain('M matrix');
+    expect(frame).toContain('live rules match');
+    await wizard.press('m');
+    frame = wizard.frame();
+    expect(frame).not.toContain('live rules match');
+    expect(frame).toContain('✗80');
+    await wizard.press('m');
+    expect(wizard.frame()).toContain('live rules match');
   });
 
   it('Esc does not leave the countdown', async () => {

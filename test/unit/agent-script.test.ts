@@ -6,7 +6,7 @@ import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync,
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
-import {AGENT_EXIT, AGENT_SCRIPT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
+import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {diffRulesets, parseIptablesSave} from '../../source/core/iptables-save.js';
 import {canonicalFilter, mergeForeignDetailed} from '../../source/core/merge.js';
 
@@ -159,6 +159,32 @@ const DOCKER_LIKE = [
   '',
 ].join('\n');
 
+
+/** A table of ours, as the nftables backend's compiler writes one (a named interval set, a base chain). */
+const OUR_TABLE = [
+  'table inet isolate_wizard {',
+  '\tset admins_v4 {',
+  '\t\ttype ipv4_addr',
+  '\t\tflags interval',
+  '\t\telements = { 192.0.2.10, 198.51.100.0/24 }',
+  '\t}',
+  '',
+  '\tchain input {',
+  '\t\ttype filter hook input priority filter; policy drop;',
+  '\t\tiif "lo" accept',
+  '\t\tip saddr @admins_v4 tcp dport 22 accept',
+  '\t}',
+  '}',
+].join('\n');
+const OTHER_TABLE = OUR_TABLE.replace('tcp dport 22', 'tcp dport { 22, 443 }').replace('192.0.2.10', '192.0.2.11');
+const withNft = (v4: string, v6: string, nft: string): string => `${payload(v4, v6)}${SECTION_NFT}\n${nft}${nft === '' ? '' : '\n'}`;
+
+/** Our table as nft lists it ('' when absent). */
+function ourTable(): string {
+  const listed = spawnSync('ip', ['netns', 'exec', NETNS, 'nft', '-s', 'list', 'table', 'inet', 'isolate_wizard'], {encoding: 'utf8'});
+  return listed.status === 0 ? listed.stdout : '';
+}
+
 /** Waits (bounded) for the watchdog to act; the agent polls once a second. */
 async function waitForPhase(phases: string[], limitMs = 15_000): Promise<string> {
   const start = Date.now();
@@ -236,11 +262,13 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
   afterAll(() => {
     spawnSync('ip', ['netns', 'del', NETNS]);
     // The detached watchdogs poll their token: with the state dir gone they exit within a second.
-    if (dir) rmSync(dir, {recursive: true, force: true});
+    if (dir) rmSync(dir, {recursive: true, force: true, maxRetries: 10, retryDelay: 150});
   });
   beforeEach(() => {
     freshNamespace();
-    if (dir) rmSync(dir, {recursive: true, force: true});
+    // An earlier test's detached watchdogs may still open their mutex file in there as they
+    // stand down (each polls at most 5 s apart): retried for as long (ENOTEMPTY).
+    if (dir) rmSync(dir, {recursive: true, force: true, maxRetries: 10, retryDelay: 150});
     dir = mkdtempSync(path.join(tmpdir(), 'iw-h5-agent-'));
     writeFileSync(path.join(dir, 'agent.sh'), AGENT_SCRIPT);
   });
@@ -506,6 +534,11 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const snapshots = readdirSync(path.join(dir, 'backups')).filter((name) => /^[a-z0-9-]+\.v4$/.test(name));
     expect(snapshots).toHaveLength(10);
     expect(snapshots).not.toContain('20260101-000000-aa.v4');
+    // Every file of a pruned batch goes, its nftables snapshot and candidate too.
+    expect(readdirSync(path.join(dir, 'backups')).filter((name) => name.startsWith('20260101-000000-aa.'))).toEqual([]);
+    expect(readdirSync(path.join(dir, 'backups')).filter((name) => name.startsWith('20260101-000011-aa.')).sort()).toEqual(
+      ['cand.nft', 'cand.v4', 'cand.v6', 'loaded.nft', 'loaded.v4', 'loaded.v6', 'nft', 'v4', 'v6'].map((suffix) => `20260101-000011-aa.${suffix}`),
+    );
   }, 120_000);
 
   it('hands back the snapshot exactly as iptables-save prints it, and show prints the live filter table without counters', () => {
@@ -515,13 +548,15 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(begun.code).toBe(0);
     const withoutComments = (text: string): string => text.replace(/^#.*\n/gm, '');
     expect(begun.stdout.startsWith('watchdog=detached\n')).toBe(true);
-    const [v4, v6] = begun.stdout.replace('watchdog=detached\n', '').split(`${SECTION_V6}\n`) as [string, string];
+    const [v4, rest] = begun.stdout.replace('watchdog=detached\n', '').split(`${SECTION_V6}\n`) as [string, string];
+    const [v6, nft] = rest.split(`${SECTION_NFT}\n`) as [string, string];
     expect(withoutComments(v4.replace(`${SECTION_V4}\n`, ''))).toBe(withoutComments(inNetns(['iptables-save'])));
     expect(withoutComments(v6)).toBe(withoutComments(inNetns(['ip6tables-save'])));
+    expect(nft).toBe(''); // no table of ours
     expect(readFileSync(path.join(dir, 'backups', 'd1.v4'), 'utf8')).toContain(':DOCKER-USER - [0:0]');
     const shown = agent(['show']);
     expect(shown.code).toBe(0);
-    expect(shown.stdout).toBe(`phase=locked\nbatch=d1\n${SECTION_V4}\n${liveFilter(4)}\n${SECTION_V6}\n${liveFilter(6)}\n`);
+    expect(shown.stdout).toBe(`phase=locked\nbatch=d1\n${SECTION_V4}\n${liveFilter(4)}\n${SECTION_V6}\n${liveFilter(6)}\n${SECTION_NFT}\n`);
     expect(shown.stdout).not.toMatch(/\[\d+:\d+\]/);
     expect(agent(['unlock', 'd1']).stdout).toContain('released');
   });
@@ -594,7 +629,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['status']).stdout).toContain('batch=\n');
   });
 
-  it('under systemd, arms a transient timer unit (systemd-run), stops it on confirm, and its run rolls back', async () => {
+  it('under systemd, arms a transient timer unit (systemd-run), stops it on confirm, and its run rolls back; our table\'s unit is made known and active, then stopped', async () => {
     // A booted-by-systemd look in namespaces of this test: PID 1 is a script named "systemd",
     // /run/systemd/system exists, and stand-ins for systemd-run and systemctl (in
     // /usr/local/sbin, first on the agent's PATH) log what they are asked and run the unit's
@@ -618,16 +653,24 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     script(path.join(fakes, 'systemctl'), [
       'printf "systemctl %s\\n" "$*" >> /run/fake-units/calls',
       '[ "$1" = stop ] && [ -f "/run/fake-units/$2" ] && kill "$(cat "/run/fake-units/$2")"',
+      // A unit of /etc/systemd/system is started by running its command, as systemd would.
+      '[ "$1" = start ] && [ -f "/etc/systemd/system/$2" ] && exec $(sed -n "s/^ExecStart=//p" "/etc/systemd/system/$2")',
       'exit 0',
     ]);
     const ready = path.join(dir, 'init', 'ready');
     script(path.join(dir, 'init', 'systemd'), [
       'mount -t tmpfs iw-test /run && mkdir -p /run/systemd/system /run/fake-units && mount --bind "$1" /usr/local/sbin || exit 1',
+      // Its own /etc (an overlay writing into the test's directory): our unit lands there.
+      'mount -t overlay iw-etc -o lowerdir=/etc,upperdir="$3",workdir="$4" /etc || exit 1',
       'echo ready > "$2"',
       "trap 'exit 0' TERM",
       'while :; do sleep 60 & wait $!; done',
     ]);
-    const holder = spawn('ip', ['netns', 'exec', NETNS, 'unshare', '--pid', '--fork', '--mount', '--mount-proc', path.join(dir, 'init', 'systemd'), fakes, ready], {stdio: 'ignore'});
+    const etc = path.join(dir, 'etc-upper');
+    execFileSync('mkdir', ['-p', etc, path.join(dir, 'etc-work')]);
+    const holder = spawn('ip', ['netns', 'exec', NETNS, 'unshare', '--pid', '--fork', '--mount', '--mount-proc', path.join(dir, 'init', 'systemd'), fakes, ready, etc, path.join(dir, 'etc-work')], {
+      stdio: 'ignore',
+    });
     try {
       for (let waited = 0; !existsSync(ready) && waited < 5000; waited += 50) await new Promise((resolve) => setTimeout(resolve, 50));
       const pid1 = execFileSync('pgrep', ['-P', String(holder.pid)], {encoding: 'utf8'}).trim();
@@ -659,6 +702,28 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(liveFilter(4)).toContain('--dport 2200');
       expect(await waitForPhase(['expired'])).toBe('expired');
       expect(liveFilter(4)).toEqual(before);
+
+      // Our table persisted: systemd is told of our unit and starts it (only an active unit is
+      // restarted with nftables.service), which loads our file; an empty part stops it.
+      expect(inSystemd(['begin', 'u4', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(inSystemd(['stage', 'u4'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
+      expect(inSystemd(['load', 'u4']).code).toBe(0);
+      const loaded = ourTable();
+      const kept = inSystemd(['confirm', 'u4']);
+      expect(kept.code).toBe(0);
+      expect(kept.stdout).toContain('persisted_nft=unit');
+      expect(calls()).toContain('systemctl daemon-reload\nsystemctl start isolate-wizard.service\n');
+      expect(ourTable()).toBe(loaded);
+      expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'))).toBe(true);
+      expect(inSystemd(['begin', 'u5', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(inSystemd(['stage', 'u5'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(inSystemd(['load', 'u5']).code).toBe(0);
+      const emptied = inSystemd(['confirm', 'u5']);
+      expect(emptied.code).toBe(0);
+      expect(emptied.stdout).toContain('persisted_nft=none');
+      expect(calls()).toContain('systemctl stop isolate-wizard.service\nsystemctl daemon-reload\n');
+      expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'))).toBe(false);
+      expect(ourTable()).toBe('');
 
       // systemd-run failing: no setsid fallback on a systemd host; begin fails, nothing locked.
       execFileSync('nsenter', ['-t', pid1, '--mount', '--', 'touch', '/run/fake-units/fail']);
@@ -921,4 +986,317 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(existsSync(calls)).toBe(false);
   });
 
+  describe('the nftables part: our table inet isolate_wizard, and no other', () => {
+    /** fail2ban's nftables action: its own table, a set of banned addresses, a reject rule. */
+    const F2B_TABLE =
+      'table inet f2b-table {\n\tset addr-set-sshd {\n\t\ttype ipv4_addr\n\t\telements = { 198.51.100.7 }\n\t}\n\n' +
+      '\tchain f2b-chain {\n\t\ttype filter hook input priority filter - 1; policy accept;\n' +
+      '\t\tmeta l4proto tcp tcp dport 22 ip saddr @addr-set-sshd reject\n\t}\n}\n';
+    const FIREWALLD_TABLE =
+      'table inet firewalld {\n\tchain filter_INPUT {\n\t\ttype filter hook input priority filter + 10; policy accept;\n' +
+      '\t\tct state established,related accept\n\t\ttcp dport 22 accept\n\t\treject with icmpx admin-prohibited\n\t}\n}\n';
+    // Every confirm here that may persist runs with /etc as an overlay: the machine's own /etc
+    // must never receive our file or unit.
+    afterEach(() => {
+      expect(existsSync('/etc/isolate-wizard')).toBe(false);
+      expect(existsSync('/etc/systemd/system/isolate-wizard.service')).toBe(false);
+    });
+    /** The start of an nft wrapper: every call but a real load (nft -f without -c) goes to nft as it is. */
+    const PASS_BUT_LOADS = 'case " $* " in *" -c "*) exec /usr/sbin/nft "$@" ;; *" -f "*) ;; *) exec /usr/sbin/nft "$@" ;; esac';
+
+    const table = (name: string): string => inNetns(['nft', '-s', 'list', 'table', 'inet', name]);
+    const tables = (): string[] => inNetns(['nft', 'list', 'tables']).trim().split('\n').filter(Boolean).sort();
+    /** What the agent printed after its #iw:nft line. */
+    const nftSection = (stdout: string): string => stdout.split(`${SECTION_NFT}\n`)[1] ?? 'no #iw:nft section';
+    const loadOurs = (batch: string, nft = OUR_TABLE, server: Server = {}): void => {
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n', server).code).toBe(0);
+      expect(agent(['stage', batch], withNft(CANDIDATE_V4, CANDIDATE_V6, nft), server).code).toBe(0);
+      expect(agent(['load', batch], '', server).code).toBe(0);
+    };
+
+    it('begin snapshots our table (an empty section when it is absent) and show lists it', () => {
+      const absent = agent(['begin', 'n1', '60'], 'x@y pid=2\n');
+      expect(absent.code).toBe(0);
+      expect(absent.stdout.endsWith(`${SECTION_V6}\n${SECTION_NFT}\n`)).toBe(true);
+      expect(readFileSync(path.join(dir, 'backups', 'n1.nft'), 'utf8')).toBe('');
+      expect(agent(['unlock', 'n1']).code).toBe(0);
+
+      inNetns(['nft', '-f', '-'], `${OUR_TABLE}\n`);
+      const present = agent(['begin', 'n2', '60'], 'x@y pid=2\n');
+      expect(present.code).toBe(0);
+      expect(nftSection(present.stdout)).toBe(ourTable());
+      expect(ourTable()).toContain('ip saddr @admins_v4 tcp dport 22 accept');
+      expect(readFileSync(path.join(dir, 'backups', 'n2.nft'), 'utf8')).toBe(ourTable());
+      expect(nftSection(agent(['show']).stdout)).toBe(ourTable());
+      expect(state()['nftpart']).toBe('yes');
+      expect(agent(['unlock', 'n2']).code).toBe(0);
+    });
+
+    it('stage rejects a broken nft part with nft -c (exit 5, nothing changed) and any table but ours; load loads ours after the iptables parts', () => {
+      inNetns(['nft', '-f', '-'], F2B_TABLE);
+      inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+      const before = {v4: liveFilter(4), f2b: table('f2b-table')};
+      expect(agent(['begin', 'n3', '60'], 'x@y pid=2\n').code).toBe(0);
+      const broken = agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE.replace('tcp dport 22 accept', 'tcp dport 22 jump nowhere')));
+      expect(broken.code).toBe(AGENT_EXIT.candidateRejected);
+      expect(broken.stderr).toContain('nftables candidate rejected by nft -c');
+      expect(agent(['load', 'n3']).code).toBe(AGENT_EXIT.notPending);
+      // Not ours to write: another table, a flush of everything, a delete, an include.
+      for (const foreign of [
+        `${OUR_TABLE}\n${FIREWALLD_TABLE}`,
+        `flush ruleset\n${OUR_TABLE}`,
+        `${OUR_TABLE}; delete table inet f2b-table`,
+        'include "/etc/nftables.conf"',
+        OUR_TABLE.replace('table inet isolate_wizard', 'table inet f2b-table'),
+      ]) {
+        const refused = agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, foreign));
+        expect(refused.code, foreign).toBe(AGENT_EXIT.candidateRejected);
+        expect(refused.stderr).toContain(`it may define table inet isolate_wizard and nothing else`);
+      }
+      expect(agent(['load', 'n3']).code).toBe(AGENT_EXIT.notPending);
+      expect(ourTable()).toBe('');
+      expect(liveFilter(4)).toBe(before.v4);
+      expect(table('f2b-table')).toBe(before.f2b);
+
+      // A comment or a quoted brace is not a table.
+      const commented = OUR_TABLE.replace('iif "lo" accept', 'iif "lo" accept comment "a } brace" # and { one here');
+      expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, commented)).code).toBe(0);
+      expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
+      expect(agent(['load', 'n3']).code).toBe(0);
+      expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(liveFilter(6)).toContain('--dport 2222');
+      expect(ourTable()).toContain('ip saddr @admins_v4 tcp dport 22 accept');
+      expect(readFileSync(path.join(dir, 'backups', 'n3.loaded.nft'), 'utf8')).toBe(ourTable());
+      expect(nftSection(agent(['show']).stdout)).toBe(ourTable());
+      expect(table('f2b-table')).toBe(before.f2b);
+      expect(agent(['rollback', 'n3']).code).toBe(0);
+      expect(ourTable()).toBe('');
+      expect(liveFilter(4)).toBe(before.v4);
+    });
+
+    it('a failing nft load restores the iptables parts and our table, and says so only once verified (exit 6)', () => {
+      inNetns(['nft', '-f', '-'], `${OTHER_TABLE}\n`);
+      inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+      const before = {v4: liveFilter(4), v6: liveFilter(6), nft: ourTable()};
+      // nft -c passes, the real load fails (nothing changed: the comparison proves the table is back).
+      const refusing = wrappers({nft: `${PASS_BUT_LOADS}\necho "wrapper: nft load refused" >&2; exit 1`});
+      expect(agent(['begin', 'n4', '60'], 'x@y pid=2\n', {sbin: refusing}).code).toBe(0);
+      expect(agent(['stage', 'n4'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE), {sbin: refusing}).code).toBe(0);
+      const refused = agent(['load', 'n4'], '', {sbin: refusing});
+      expect(refused.code).toBe(AGENT_EXIT.loadFailed);
+      expect(refused.stderr).toContain('nftables load failed (wrapper: nft load refused)');
+      expect(refused.stderr).toContain('the previous rules were restored and verified');
+      expect({v4: liveFilter(4), v6: liveFilter(6), nft: ourTable()}).toEqual(before);
+      expect(state()).toMatchObject({phase: 'failed', token: ''});
+
+      // The load goes through and then fails: our table must really be put back.
+      const calls = path.join(dir, 'nft-calls');
+      const lying = wrappers({
+        nft: `${PASS_BUT_LOADS}\necho x >> ${calls}\nif [ "$(wc -l < ${calls})" = 1 ]; then /usr/sbin/nft "$@"; echo "wrapper: loaded, then failed" >&2; exit 1; fi\nexec /usr/sbin/nft "$@"`,
+      });
+      expect(agent(['begin', 'n5', '60'], 'x@y pid=2\n', {sbin: lying}).code).toBe(0);
+      expect(agent(['stage', 'n5'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE), {sbin: lying}).code).toBe(0);
+      const failed = agent(['load', 'n5'], '', {sbin: lying});
+      expect(failed.code).toBe(AGENT_EXIT.loadFailed);
+      expect(failed.stderr).toContain('the previous rules were restored and verified');
+      expect(readFileSync(calls, 'utf8')).toBe('x\nx\n'); // the load, then the restore
+      expect({v4: liveFilter(4), v6: liveFilter(6), nft: ourTable()}).toEqual(before);
+    });
+
+    it('expiry and rollback put back the exact previous table, or delete it when there was none; a candidate without an nft section removes ours', async () => {
+      // None before: the rollback deletes the table the load made.
+      loadOurs('n6');
+      expect(ourTable()).not.toBe('');
+      expect(agent(['rollback', 'n6']).code).toBe(0);
+      expect(ourTable()).toBe('');
+      expect(tables()).toEqual([]);
+
+      // Another table of ours before: the expiry puts it back exactly.
+      inNetns(['nft', '-f', '-'], `${OTHER_TABLE}\n`);
+      const before = ourTable();
+      loadOurs('n7');
+      expect(ourTable()).toContain('tcp dport 22 accept');
+      expect(ourTable()).not.toBe(before);
+      expect(agent(['arm', 'n7', '1']).code).toBe(0);
+      expect(await waitForPhase(['expired'])).toBe('expired');
+      expect(ourTable()).toBe(before);
+
+      // A payload of the iptables parts alone (as from the iptables backend): our table must go,
+      // and comes back with the rollback.
+      expect(agent(['begin', 'n8', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', 'n8'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', 'n8']).code).toBe(0);
+      expect(ourTable()).toBe('');
+      expect(agent(['rollback', 'n8']).code).toBe(0);
+      expect(ourTable()).toBe(before);
+    });
+
+    describe('others\' tables (fail2ban with a ban added mid-countdown, firewalld added mid-countdown) survive', () => {
+      let firewalld = '';
+      const neighboursThenLoad = (batch: string): void => {
+        inNetns(['nft', '-f', '-'], F2B_TABLE);
+        loadOurs(batch);
+        inNetns(['nft', 'add', 'element', 'inet', 'f2b-table', 'addr-set-sshd', '{ 203.0.113.9 }']);
+        inNetns(['nft', '-f', '-'], FIREWALLD_TABLE);
+        firewalld = table('firewalld');
+        expect(firewalld).toContain('reject with icmpx admin-prohibited');
+      };
+      const expectNeighbours = (): void => {
+        expect(table('f2b-table')).toContain('elements = { 198.51.100.7, 203.0.113.9 }');
+        expect(table('f2b-table')).toContain('tcp dport 22 ip saddr @addr-set-sshd reject');
+        expect(table('firewalld')).toBe(firewalld);
+      };
+
+      it('the server\'s own expiry', async () => {
+        neighboursThenLoad('n9');
+        expect(agent(['arm', 'n9', '1']).code).toBe(0);
+        expect(await waitForPhase(['expired'])).toBe('expired');
+        expect(ourTable()).toBe('');
+        expectNeighbours();
+      });
+
+      it('a manual rollback', () => {
+        neighboursThenLoad('n10');
+        expect(agent(['rollback', 'n10']).code).toBe(0);
+        expect(ourTable()).toBe('');
+        expectNeighbours();
+        expect(tables()).toEqual(['table inet f2b-table', 'table inet firewalld']);
+      });
+
+      it('confirm', () => {
+        neighboursThenLoad('n11');
+        const loaded = ourTable();
+        const confirmed = agent(['confirm', 'n11'], '', {etc: path.join(dir, 'etc-upper')});
+        expect(confirmed.code).toBe(0);
+        expect(confirmed.stdout).toContain('confirmed');
+        expect(ourTable()).toBe(loaded);
+        expectNeighbours();
+      });
+    });
+
+    it('confirm refuses when our table changed after the load (exit 8 reason=changed), nothing persisted', () => {
+      loadOurs('n12');
+      inNetns(['nft', 'add', 'rule', 'inet', 'isolate_wizard', 'input', 'accept']);
+      const etc = path.join(dir, 'etc-upper');
+      const refused = agent(['confirm', 'n12'], '', {etc});
+      expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
+      expect(refused.stdout).toContain('reason=changed');
+      expect(refused.stderr).toContain('nftables: the live table differs from the one loaded');
+      expect(refused.stdout).not.toContain('persisted');
+      expect(existsSync(path.join(etc, 'isolate-wizard'))).toBe(false);
+      expect(state()['phase']).toBe('loaded');
+      expect(state()['token']).not.toBe('');
+      expect(agent(['rollback', 'n12']).code).toBe(0);
+      expect(ourTable()).toBe('');
+    });
+
+    it('a restore whose nft part fails answers 7 and keeps the watchdog, whose retry restores the table', async () => {
+      inNetns(['nft', '-f', '-'], `${OTHER_TABLE}\n`);
+      const before = {v4: liveFilter(4), nft: ourTable()};
+      loadOurs('n13');
+      const calls = path.join(dir, 'nft-calls');
+      const failingOnce = wrappers({
+        nft: `${PASS_BUT_LOADS}\necho x >> ${calls}\n[ "$(wc -l < ${calls})" = 1 ] && { echo "wrapper: fails once" >&2; exit 1; }\nexec /usr/sbin/nft "$@"`,
+      });
+      const rolled = agent(['rollback', 'n13'], '', {sbin: failingOnce});
+      expect(rolled.code).toBe(AGENT_EXIT.restoreFailed);
+      expect(rolled.stderr).toContain('could not restore: act now');
+      expect(rolled.stderr).toContain('nftables: wrapper: fails once, the live table differs from the snapshot');
+      expect(rolled.stdout).not.toContain('rolledback');
+      expect(ourTable()).toContain('tcp dport 22 accept'); // the candidate is still live
+      expect(state()).toMatchObject({phase: 'restoring', watchdog: 'detached'});
+      expect(state()['token']).not.toBe('');
+      expect(agent(['confirm', 'n13']).code).toBe(AGENT_EXIT.restoreFailed);
+      expect(await waitForPhase(['expired'], 30_000)).toBe('expired');
+      expect({v4: liveFilter(4), nft: ourTable()}).toEqual(before);
+      expect(readFileSync(calls, 'utf8')).toBe('x\nx\n');
+    });
+
+    it('confirm persists our table in our own file and unit, and nothing else; the file loads over our table and after a flush; an empty part removes them', () => {
+      inNetns(['nft', '-f', '-'], F2B_TABLE);
+      const etc = path.join(dir, 'etc-upper');
+      loadOurs('n14');
+      const loaded = ourTable();
+      const confirmed = agent(['confirm', 'n14'], '', {etc});
+      expect(confirmed.code).toBe(0);
+      expect(confirmed.stdout).toContain('persisted=none\npersisted_nft=unit\n');
+      const written = (): string[] =>
+        execFileSync('find', [etc, '!', '-type', 'd'], {encoding: 'utf8'}).trim().split('\n').filter(Boolean).map((file) => path.relative(etc, file)).sort();
+      expect(written()).toEqual([
+        'isolate-wizard/isolate-wizard.nft',
+        'systemd/system/isolate-wizard.service',
+        'systemd/system/multi-user.target.wants/isolate-wizard.service',
+      ]);
+      const file = path.join(etc, 'isolate-wizard', 'isolate-wizard.nft');
+      const text = readFileSync(file, 'utf8');
+      expect(text).toContain('table inet isolate_wizard\ndelete table inet isolate_wizard\ntable inet isolate_wizard {');
+      expect(text).not.toMatch(/flush|f2b/);
+      const unit = readFileSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'), 'utf8');
+      for (const line of ['After=nftables.service', 'PartOf=nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'WantedBy=multi-user.target', 'ExecStart=/usr/sbin/nft -f /etc/isolate-wizard/isolate-wizard.nft']) {
+        expect(unit.split('\n')).toContain(line);
+      }
+      expect(execFileSync('readlink', [path.join(etc, 'systemd', 'system', 'multi-user.target.wants', 'isolate-wizard.service')], {encoding: 'utf8'}).trim()).toBe(
+        '/etc/systemd/system/isolate-wizard.service',
+      );
+
+      // Loaded at boot over a table of ours (idempotent), and after Debian's nftables.service
+      // restart has flushed the whole ruleset (inside this test's namespace only).
+      inNetns(['nft', '-f', file]);
+      expect(ourTable()).toBe(loaded);
+      expect(table('f2b-table')).toContain('addr-set-sshd');
+      inNetns(['nft', 'flush', 'ruleset']);
+      expect(ourTable()).toBe('');
+      inNetns(['nft', '-f', file]);
+      expect(ourTable()).toBe(loaded);
+      expect(tables()).toEqual(['table inet isolate_wizard']);
+
+      // The next batch has no table of ours: the file and the unit go.
+      expect(agent(['begin', 'n15', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', 'n15'], withNft(CANDIDATE_V4, CANDIDATE_V6, '')).code).toBe(0);
+      expect(agent(['load', 'n15']).code).toBe(0);
+      expect(ourTable()).toBe('');
+      const removed = agent(['confirm', 'n15'], '', {etc});
+      expect(removed.code).toBe(0);
+      expect(removed.stdout).toContain('persisted_nft=none\n');
+      expect(written()).toEqual([]);
+    });
+
+    it('without nft on the server: an empty nft part works as before, a table is rejected at stage', () => {
+      const server = {withoutNft: true};
+      inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '80', '-j', 'ACCEPT']);
+      const before = liveFilter(4);
+      const begun = agent(['begin', 'n16', '60'], 'x@y pid=2\n', server);
+      expect(begun.code).toBe(0);
+      expect(begun.stdout.endsWith(`${SECTION_NFT}\n`)).toBe(true);
+      const refused = agent(['stage', 'n16'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE), server);
+      expect(refused.code).toBe(AGENT_EXIT.candidateRejected);
+      expect(refused.stderr).toContain('nft is not installed');
+      expect(agent(['load', 'n16'], '', server).code).toBe(AGENT_EXIT.notPending);
+      expect(liveFilter(4)).toBe(before);
+      expect(ourTable()).toBe('');
+      expect(agent(['stage', 'n16'], withNft(CANDIDATE_V4, CANDIDATE_V6, ''), server).code).toBe(0);
+      expect(agent(['load', 'n16'], '', server).code).toBe(0);
+      expect(liveFilter(4)).toContain('--dport 22 -j ACCEPT');
+      expect(nftSection(agent(['show'], '', server).stdout)).toBe('');
+      const confirmed = agent(['confirm', 'n16'], '', {...server, etc: path.join(dir, 'etc-upper')});
+      expect(confirmed.code).toBe(0);
+      expect(confirmed.stdout).toContain('persisted_nft=none');
+      expect(existsSync(path.join(dir, 'etc-upper', 'isolate-wizard'))).toBe(false);
+    });
+
+    it('a confirmed batch of agent version 3 (no nftpart in its state, no nft files) is confirmed again without an nft part', () => {
+      inNetns(['nft', '-f', '-'], `${OTHER_TABLE}\n`);
+      loadOurs('n17', '');
+      expect(agent(['confirm', 'n17'], '', {etc: path.join(dir, 'etc-upper')}).code).toBe(0);
+      // As agent version 3 left it: its state has no nftpart key, its batch no nft files.
+      const file = path.join(dir, 'state');
+      writeFileSync(file, readFileSync(file, 'utf8').replace(/^version=.*$/m, 'version=3').replace(/^nftpart=.*\n/m, ''));
+      for (const suffix of ['nft', 'cand.nft', 'loaded.nft']) rmSync(path.join(dir, 'backups', `n17.${suffix}`));
+      inNetns(['nft', '-f', '-'], `${OTHER_TABLE}\n`); // whatever nft holds, that batch does not own it
+      const again = agent(['confirm', 'n17'], '', {etc: path.join(dir, 'etc-upper')});
+      expect(again.code).toBe(0);
+      expect(again.stdout).toContain('already-confirmed');
+      expect(again.stdout).toContain('persisted_nft=none');
+    });
+  });
 });

@@ -80,6 +80,14 @@ describe('recorded servers', () => {
     expect(host.os.prettyName).toBe('Rocky Linux 9.4 (Blue Onyx)');
   });
 
+  it('our own nftables table (the nftables backend) is not flagged as another manager\'s', () => {
+    const dir = path.join(FIXTURES, 'rocky-9');
+    const output = readFileSync(path.join(dir, 'output.txt'), 'utf8').replace('table inet firewalld', 'table inet isolate_wizard\ntable inet firewalld');
+    expect(output).toContain('table inet isolate_wizard');
+    const host = interpretDiscovery({host: 'rocky-9', route: 'root@test:22', scriptOutput: output, sshConnection: readFileSync(path.join(dir, 'ssh-connection.txt'), 'utf8'), sshPort: 22});
+    expect(host.firewall.nativeNftTables).toEqual(['inet firewalld']);
+  });
+
   it('DigitalOcean droplet: the anchor 10.17.x on eth0 does not make eth0 private; haproxy suggests lb', () => {
     const host = discover('do-droplet');
     expect(host.facts.interfaces).toEqual({public: 'eth0', private: 'eth1'});

@@ -2,7 +2,7 @@ import {chmodSync, mkdtempSync, rmSync, writeFileSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import {delimiter, join} from 'node:path';
 import {afterEach, describe, expect, it} from 'vitest';
-import {LAB_PACKAGES, missingLabPackages, requirementsLine} from '../lab/support/requirements.js';
+import {LAB_PACKAGES, missingLabPackages, requirementsLine} from '../../source/lab/requirements.js';
 
 const dirs: string[] = [];
 afterEach(() => {

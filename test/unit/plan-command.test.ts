@@ -82,6 +82,38 @@ describe('isolate-wizard plan', () => {
     expect(result.stdout).toContain('-A INPUT -i eth0 -p tcp -m multiport --dports 80,443');
   });
 
+  it('--backend nftables prints each host\'s nftables table; --format nft prints one table alone', async () => {
+    const text = await run(['plan', '--inventory', SEED, '--backend', 'nftables'], homeWithProxyJump());
+    expect(text.code).toBe(0);
+    for (const host of SEED_HOSTS) expect(text.stdout).toContain(`== ${host} · nftables (nft -f) ==\ntable inet isolate_wizard {\n`);
+    expect(text.stdout).not.toContain('iptables-restore) ==');
+    for (const line of SEED_ACCESS) expect(text.stdout).toContain(`${line}\n`);
+    const one = await run(['plan', '--inventory', SEED, '--host', 'mysql-1', '--format', 'nft']);
+    expect(one.code).toBe(0);
+    expect(one.stdout.startsWith('table inet isolate_wizard {\n')).toBe(true);
+    expect(one.stdout).toContain('ip saddr @in_app_db_mysql_v4 tcp dport 3306 ct state new accept comment "app * -> db mysql; db peer mysql-2 -> mysql"');
+    expect(one.stdout).not.toContain('==');
+    const wrong = await run(['plan', '--inventory', SEED, '--backend', 'pf']);
+    expect(wrong.code).toBe(2);
+    expect(wrong.stderr).toContain('--backend: "pf" is not one of iptables, nftables');
+  });
+
+  it("follows the inventory's options.backend without the flag; the flag wins over it", async () => {
+    const seed = JSON.parse(readFileSync(SEED, 'utf8')) as {options?: object};
+    const file = path.join(emptyHome, 'seed-nftables.json');
+    writeFileSync(file, JSON.stringify({...seed, options: {...seed.options, backend: 'nftables'}}));
+    const byOption = await run(['plan', '--inventory', file, '--host', 'mysql-1']);
+    expect(byOption.code, byOption.stderr).toBe(0);
+    expect(byOption.stdout).toContain('== mysql-1 · nftables (nft -f) ==\ntable inet isolate_wizard {\n');
+    const byFlag = await run(['plan', '--inventory', file, '--host', 'mysql-1', '--backend', 'iptables']);
+    expect(byFlag.stdout).toContain('== mysql-1 · IPv4 (iptables-restore) ==');
+    expect(byFlag.stdout).not.toContain('table inet isolate_wizard');
+    writeFileSync(file, JSON.stringify({...seed, options: {backend: 'pf'}}));
+    const bad = await run(['plan', '--inventory', file]);
+    expect(bad.code).toBe(2);
+    expect(bad.stderr).toMatch(/options\.backend/);
+  });
+
   it('prints every host\'s rulesets, the access summary and the SSH check as text', async () => {
     const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
     expect(result.code).toBe(0);
@@ -131,7 +163,7 @@ describe('isolate-wizard plan', () => {
   it.each([
     [['--host', 'nope'], /^isolate-wizard: --host: no host "nope" in fixtures\/inventories\/seed-with-addresses\.json \(hosts: tunnel-1, /],
     [['--family', '5'], /^isolate-wizard: --family: "5" is not 4 or 6\n$/],
-    [['--format', 'yaml'], /^isolate-wizard: --format: "yaml" is not one of text, iptables, json, matrix\n$/],
+    [['--format', 'yaml'], /^isolate-wizard: --format: "yaml" is not one of text, iptables, nft, json, matrix\n$/],
     [['--format', 'iptables', '--host', 'tunnel-1'], /^isolate-wizard: --format iptables prints one ruleset: give --host NAME and --family 4 or 6\n$/],
   ])('refuses bad flags with one line and exit 2: %j', async (flags, message) => {
     const result = await run(['plan', '--inventory', SEED, ...flags]);

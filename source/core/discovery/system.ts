@@ -81,7 +81,8 @@ export function firewallFacts(input: FirewallInputs): {facts: FirewallFacts; war
   const nativeNftTables = (input.nftTables ?? '')
     .split('\n')
     .map((line) => line.trim())
-    .filter((line) => line.startsWith('table ') && !(backend === 'nf_tables' && iptablesNftTable.test(line)))
+    // Our own table (the nftables backend) is not another manager's.
+    .filter((line) => line.startsWith('table ') && line !== 'table inet isolate_wizard' && !(backend === 'nf_tables' && iptablesNftTable.test(line)))
     .map((line) => line.slice('table '.length));
   const chains = [...chainNames(input.iptablesSave), ...chainNames(input.ip6tablesSave)];
   const commands = new Set(input.commands.split('\n').map((line) => line.split(' ')[0] ?? '').filter(Boolean));

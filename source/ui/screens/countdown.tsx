@@ -1,11 +1,12 @@
-// Countdown: a large timer to the deadline, the checks already done, K keeps, R (or Ctrl+C)
-// rolls back now. At zero the servers have rolled back by themselves; we reconnect and show it.
+// Countdown: a large timer to the deadline, the checks already done (M: the access matrix,
+// each cell marked by its live result), K keeps, R (or Ctrl+C) rolls back now. At zero the servers have rolled back by themselves; we reconnect and show it.
 
-import {useEffect, useRef, useState} from 'react';
+import {useEffect, useMemo, useRef, useState} from 'react';
 import {Box, Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {BigTimer, Frame, WindowedList, useBodyRows, useInputActive} from '../components.js';
-import {useColor, useNow} from '../context.js';
+import {useColor, useNow, useTerminalSize} from '../context.js';
+import {renderMatrix} from '../../core/matrix.js';
 import {useWizard} from '../app.js';
 
 /** The flows tried live before the countdown: the summary, and in red each one that differs from the plan. */
@@ -40,6 +41,10 @@ export function CountdownScreen() {
   const batch = state.batch;
   const secondsLeft = batch ? (batch.deadline - now) / 1000 : 0;
   const expired = batch !== undefined && secondsLeft <= 0;
+  const [showMatrix, setShowMatrix] = useState(false);
+  const {columns} = useTerminalSize();
+  const liveMatrix = batch?.liveCheck?.matrix;
+  const matrixLines = useMemo(() => (liveMatrix ? renderMatrix(liveMatrix, {columns}) : []), [liveMatrix, columns]);
 
   useEffect(() => {
     if (!expired || expiredHandled.current || working) return;
@@ -57,12 +62,20 @@ export function CountdownScreen() {
       } else if (input === 'r' || input === 'R') {
         setWorking('rolling back now…');
         void actions.rollbackNow();
-      }
+      } else if ((input === 'm' || input === 'M') && liveMatrix) setShowMatrix((value) => !value);
     },
     {isActive: active},
   );
 
-  const hints = working ? [] : [{key: 'K', label: 'keep'}, {key: 'R', label: 'roll back now'}, {key: 'Ctrl+C', label: 'roll back now'}, {key: '↑↓', label: 'scroll'}];
+  const hints = working
+    ? []
+    : [
+        {key: 'K', label: 'keep'},
+        {key: 'R', label: 'roll back now'},
+        {key: 'Ctrl+C', label: 'roll back now'},
+        ...(liveMatrix ? [{key: 'M', label: showMatrix ? 'checks' : 'matrix'}] : []),
+        {key: '↑↓', label: 'scroll'},
+      ];
   // Failed checks first: they are what the operator must see before keeping.
   const checks = [...(batch?.checks ?? [])].sort((left, right) => Number(left.ok) - Number(right.ok));
   const passed = checks.filter((check) => check.ok).length;
@@ -83,16 +96,29 @@ export function CountdownScreen() {
       ) : (
         <Text> </Text>
       )}
-      <WindowedList
-        items={checks}
-        height={Math.max(1, height)}
-        scroll={active && !working}
-        renderItem={(check, index) => (
-          <Text key={index} color={color(check.ok ? 'green' : 'red')} wrap="truncate-end">
-            {check.ok ? '✓' : '✗'} {check.label}
-          </Text>
-        )}
-      />
+      {showMatrix ? (
+        <WindowedList
+          items={matrixLines}
+          height={Math.max(1, height)}
+          scroll={active && !working}
+          renderItem={(line, index) => (
+            <Text key={index} wrap="truncate-end">
+              {line === '' ? ' ' : line}
+            </Text>
+          )}
+        />
+      ) : (
+        <WindowedList
+          items={checks}
+          height={Math.max(1, height)}
+          scroll={active && !working}
+          renderItem={(check, index) => (
+            <Text key={index} color={color(check.ok ? 'green' : 'red')} wrap="truncate-end">
+              {check.ok ? '✓' : '✗'} {check.label}
+            </Text>
+          )}
+        />
+      )}
       {batch?.liveCheck ? <LiveCheck check={batch.liveCheck} /> : null}
       {working ? (
         <Text wrap="truncate-end">

@@ -1,17 +1,18 @@
 // Preview: per server the ruleset (v4/v6), the diff against what it has now, the access
-// in plain words, and the lockout check. A lockout finding or a problem blocks the apply.
+// in plain words and as a matrix, and the lockout check. A lockout finding or a problem blocks the apply.
 
-import {useRef, useState} from 'react';
+import {useMemo, useRef, useState} from 'react';
 import {Text, useInput} from 'ink';
 import Spinner from 'ink-spinner';
 import {Frame, WindowedList, fit, scrollWindow, useBodyRows, useInputActive} from '../components.js';
 import {useColor, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
+import {renderMatrix} from '../../core/matrix.js';
 import type {HostPreview} from '../services.js';
 
-type View = 'diff' | 'v4' | 'v6' | 'access';
-const VIEWS: readonly View[] = ['diff', 'v4', 'v6', 'access'];
-const VIEW_LABELS: Record<View, string> = {diff: 'diff', v4: 'IPv4 rules', v6: 'IPv6 rules', access: 'access'};
+type View = 'diff' | 'v4' | 'v6' | 'access' | 'matrix';
+const VIEWS: readonly View[] = ['diff', 'v4', 'v6', 'access', 'matrix'];
+const VIEW_LABELS: Record<View, string> = {diff: 'diff', v4: 'IPv4 rules', v6: 'IPv6 rules', access: 'access', matrix: 'access matrix'};
 
 /** One row of server tabs: as many as fit the width, the current one in view, and where it is. */
 function ServerTabs({hosts, current}: {hosts: readonly HostPreview[]; current: number}) {
@@ -47,18 +48,23 @@ export function PreviewScreen() {
   const hosts = preview?.hosts ?? [];
   const current = hosts[Math.min(hostIndex, Math.max(0, hosts.length - 1))];
   const blocked = preview !== undefined && (preview.lockout.length > 0 || preview.problems.length > 0);
+  const {columns} = useTerminalSize();
+  // Fitted to the terminal's width: blocks of destinations one under the other, then the legend.
+  const matrixLines = useMemo(() => (preview?.matrix ? renderMatrix(preview.matrix, {columns}) : ['(no access to show)']), [preview?.matrix, columns]);
 
   let lines: readonly string[] = [];
   if (preview && current) {
     if (view === 'diff') lines = current.diff.length > 0 ? current.diff : ['(no change: the server already has exactly these rules)'];
     else if (view === 'v4') lines = current.rulesV4.replace(/\n$/, '').split('\n');
     else if (view === 'v6') lines = current.rulesV6.replace(/\n$/, '').split('\n');
+    else if (view === 'matrix') lines = matrixLines;
     else lines = preview.access;
   } else if (preview && view === 'access') lines = preview.access;
+  else if (preview && view === 'matrix') lines = matrixLines;
 
   const hints = [
     {key: '←→', label: 'server'},
-    {key: '1-4/Tab', label: 'diff·v4·v6·access'},
+    {key: '1-5/Tab', label: 'diff·v4·v6·access·matrix'},
     {key: '↑↓', label: 'scroll'},
     ...(blocked ? [] : [{key: 'a', label: `apply (${state.settings.deadlineSeconds} s to keep)`}]),
     {key: 'Esc', label: 'back'},
@@ -73,7 +79,7 @@ export function PreviewScreen() {
     (input, key) => {
       if (key.leftArrow || key.rightArrow) {
         if (hosts.length > 0) setHostIndex((value) => (value + (key.rightArrow ? 1 : hosts.length - 1)) % hosts.length);
-      } else if (input === '1' || input === '2' || input === '3' || input === '4') setView(VIEWS[Number(input) - 1] ?? 'diff');
+      } else if (['1', '2', '3', '4', '5'].includes(input)) setView(VIEWS[Number(input) - 1] ?? 'diff');
       else if (key.tab) setView(VIEWS[(VIEWS.indexOf(view) + 1) % VIEWS.length] ?? 'diff');
       else if (input === 'a') {
         if (!preview) return dispatch({type: 'message', text: 'the preview is not ready yet'});

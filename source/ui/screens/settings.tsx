@@ -1,4 +1,5 @@
-// Settings: default deadline and the fleet options (strict outbound, drop logging, trust private).
+// Settings: default deadline, where the rules live (backend) and the fleet options (strict
+// outbound, drop logging, trust private).
 // Each change is saved at once; IPv6 is always isolated like IPv4 (shown, not switchable).
 
 import {useRef, useState} from 'react';
@@ -6,17 +7,26 @@ import {Box, Text, useInput} from 'ink';
 import {Frame, useInputActive} from '../components.js';
 import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
+import type {BackendChoice} from '../../core/model.js';
 import type {FleetOptionsDoc} from '../services.js';
 
 type Item = 'deadline' | keyof FleetOptionsDoc | 'ipv6';
-const ITEMS: readonly Item[] = ['deadline', 'strictOutbound', 'logDrops', 'trustPrivate', 'ipv6'];
+const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'ipv6'];
+const BACKENDS: readonly BackendChoice[] = ['iptables', 'nftables', 'auto'];
 
 const LABELS: Record<Item, string> = {
   deadline: 'default deadline',
+  backend: 'where the rules live',
   strictOutbound: 'strict outbound (public hosts)',
   logDrops: 'log dropped packets (rate-limited)',
   trustPrivate: 'trust the whole fleet on every port',
   ipv6: 'IPv6',
+};
+
+const BACKEND_WORDS: Record<BackendChoice, string> = {
+  iptables: 'iptables filter tables',
+  nftables: 'own nftables table',
+  auto: 'auto (nftables where nft is)',
 };
 
 export function SettingsScreen() {
@@ -41,7 +51,8 @@ export function SettingsScreen() {
         void actions.saveFleet(latest.current.fleet, settings);
       } else if ((input === ' ' || key.return) && item !== 'deadline' && item !== 'ipv6') {
         const current = latest.current.fleet.options ?? {};
-        const fleet = {...latest.current.fleet, options: {...current, [item]: !(current[item] ?? false)}};
+        const next = item === 'backend' ? BACKENDS[(BACKENDS.indexOf(current.backend ?? 'iptables') + 1) % BACKENDS.length] : !(current[item] ?? false);
+        const fleet = {...latest.current.fleet, options: {...current, [item]: next}};
         latest.current = {...latest.current, fleet};
         void actions.saveFleet(fleet);
       }
@@ -52,6 +63,7 @@ export function SettingsScreen() {
   const valueOf = (which: Item): string => {
     if (which === 'deadline') return `${state.settings.deadlineSeconds} s  (←→ by 15 s)`;
     if (which === 'ipv6') return 'isolated the same way as IPv4 (always)';
+    if (which === 'backend') return BACKEND_WORDS[options.backend ?? 'iptables'];
     return options[which] ? 'on' : 'off';
   };
 

@@ -5,9 +5,9 @@
 // server's namespaces die with the lab, so whatever is left there goes at teardown.
 import {randomUUID} from 'node:crypto';
 import {readFileSync} from 'node:fs';
-import type {LabHost} from '../lab.js';
-import {killAndWait, namespacePids} from './namespaces.js';
-import {run} from './process.js';
+import type {LabHost} from '../../../source/lab/lab.js';
+import {killAndWait, namespacePids} from '../../../source/lab/namespaces.js';
+import {run} from '../../../source/lab/process.js';
 
 /** First on the agent's PATH (/usr/local is overlaid per server: a wrapper there is this server's only). */
 export const WRAPPER_DIR = '/usr/local/sbin';

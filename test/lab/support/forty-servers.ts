@@ -3,7 +3,7 @@
 // listener. Roles in all: 1 bastion, 2 lb, 25 app, 12 db.
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
-import {DEFAULT_HOSTS, type Lab, type LabHostSpec, type LabOptions} from '../lab.js';
+import {DEFAULT_HOSTS, type Lab, type LabHostSpec, type LabOptions} from '../../../source/lab/lab.js';
 
 const SEED_WITH_ADDRESSES = path.resolve(import.meta.dirname, '../../../fixtures/inventories/seed-with-addresses.json');
 

@@ -1,6 +1,6 @@
 // vitest globalSetup of the lab project: the machine is checked (and completed, as root) before
 // any lab is built.
-import {ensureLabRequirements} from './requirements.js';
+import {ensureLabRequirements} from '../../../source/lab/requirements.js';
 
 export default function setup(): void {
   const stop = ensureLabRequirements();

@@ -3,7 +3,7 @@
 import path from 'node:path';
 import pty from '@lydell/node-pty';
 import xterm from '@xterm/headless';
-import type {Lab} from '../lab.js';
+import type {Lab} from '../../../source/lab/lab.js';
 
 const {Terminal} = xterm;
 

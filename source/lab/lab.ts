@@ -1,4 +1,5 @@
-// The network-namespace lab for end-to-end tests: the tutorial's fleet as real (tiny) servers.
+// The network-namespace lab: the tutorial's fleet as real (tiny) servers, for the end-to-end tests and
+// for `isolate-wizard demo`.
 //
 // Layout, all in namespaces of the lab's own (the root namespace's firewall, routes and addresses are
 // never touched):
@@ -12,7 +13,8 @@
 //             test can also look at what the tool wrote); a listener process serves the role ports.
 //   tenant    another customer's server, private net only.
 //
-// Usage (in test/lab/*.test.ts; run one file at a time: npx vitest run --project lab FILE):
+// Usage (in test/lab/*.test.ts, run one file at a time: npx vitest run --project lab FILE; and
+// source/commands/demo.ts):
 //   const lab = await createLab();                        // ~2 s on an idle machine
 //   afterAll(() => lab.teardown());                       // also done on exit / SIGINT / SIGTERM
 //   await lab.runCli(['apply', '--inventory', lab.writeInventory(inventory)]);
@@ -38,10 +40,10 @@ import {
   namespaceFor,
   removeNamespaces,
   sweepAbandonedLabs,
-} from './support/namespaces.js';
-import {run, runChecked, type ExecOutput} from './support/process.js';
+} from './namespaces.js';
+import {run, runChecked, type ExecOutput} from './process.js';
 
-export type {ExecOutput} from './support/process.js';
+export type {ExecOutput} from './process.js';
 
 export interface LabHostSpec {
   name: string;
@@ -188,9 +190,12 @@ const TENANT_SPEC: LabHostSpec = {name: 'tenant', public: false, private: true, 
 const RESERVED_NAMES = new Set(['switch', 'operator', 'tenant']);
 const HOST_NAME_PATTERN = /^[a-z][a-z0-9-]{0,30}$/;
 
-const SUPPORT_DIR = join(dirname(fileURLToPath(import.meta.url)), 'support');
-const REPO_ROOT = resolve(dirname(fileURLToPath(import.meta.url)), '..', '..');
-const CLI_ENTRY = join(REPO_ROOT, 'bin', 'isolate-wizard.js');
+/** server-init.sh, listener.mjs, relay.mjs: next to this module (the build copies them into dist/lab). */
+const ASSET_DIR = dirname(fileURLToPath(import.meta.url));
+// source/lab or dist/lab: the package root is two levels up either way.
+const PACKAGE_ROOT = resolve(ASSET_DIR, '..', '..');
+/** The CLI the lab's operator runs (the built one: `npm run build` first when running from source). */
+export const CLI_ENTRY = join(PACKAGE_ROOT, 'bin', 'isolate-wizard.js');
 const SERVER_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 const STARTUP_TIMEOUT_MS = 60_000;
 const DEFAULT_EXEC_TIMEOUT_MS = 60_000;
@@ -380,7 +385,7 @@ const OVERLAID_DIRS = ['/etc', '/var/lib', '/var/log', '/usr/local', '/usr/libex
 
 /**
  * The mounts that make a server's filesystem its own, in order, for one `mount --all` in
- * support/server-init.sh (one process instead of dozens: several servers start at once).
+ * server-init.sh (one process instead of dozens: several servers start at once).
  */
 function serverFstab(labDir: string, hostDir: string, deployId: number): string {
   const entries = [
@@ -437,7 +442,7 @@ function operatorSshConfig(hosts: readonly PlannedHost[], identityFile: string, 
 }
 
 /** The operator's environment: lab HOME, no agent, no XDG dirs pointing elsewhere, Ink not in CI mode. */
-function operatorEnvironment(home: string, extra: Record<string, string> = {}): Record<string, string> {
+export function operatorEnvironment(home: string, extra: Record<string, string> = {}): Record<string, string> {
   const env: Record<string, string> = {};
   for (const [key, value] of Object.entries(process.env)) {
     if (value === undefined) continue;
@@ -545,8 +550,8 @@ class LabImplementation implements Lab {
     const deployHash = hashed.stdout.trim();
     this.writeOperatorFiles(this.fleet, keys, options.hashKnownHosts ?? false);
     // Copied next to the lab, so servers reach them whatever their private mounts hide.
-    copyFileSync(join(SUPPORT_DIR, 'server-init.sh'), join(this.dir, 'server-init.sh'));
-    copyFileSync(join(SUPPORT_DIR, 'listener.mjs'), join(this.dir, 'listener.mjs'));
+    copyFileSync(join(ASSET_DIR, 'server-init.sh'), join(this.dir, 'server-init.sh'));
+    copyFileSync(join(ASSET_DIR, 'listener.mjs'), join(this.dir, 'listener.mjs'));
     trace('files');
     const started = await Promise.all(
       this.planned.map((host) => this.startServer(host, keys.hostKeys.get(host.name) ?? '', deployId, deployHash)),
@@ -875,7 +880,7 @@ class LabImplementation implements Lab {
   }
 
   async dial(address: string, port: number): Promise<Duplex> {
-    const command = this.operatorCommand([process.execPath, join(SUPPORT_DIR, 'relay.mjs'), address, String(port)]);
+    const command = this.operatorCommand([process.execPath, join(ASSET_DIR, 'relay.mjs'), address, String(port)]);
     const relay = spawn(command.file, command.args, {env: command.env, cwd: command.cwd, stdio: ['pipe', 'pipe', 'pipe']});
     // Tracked for teardown, but its output is the stream's data: not drained here.
     this.children.push(relay);

@@ -1,7 +1,8 @@
 // What the lab needs from the machine, checked once before any lab test starts (vitest's globalSetup
-// for the lab project): a missing program would otherwise fail deep inside a server's start-up.
-// As root with apt-get, the missing Debian packages are installed (as .ci/run used to); otherwise
-// the run stops with one line naming them and the command that installs them.
+// for the lab project) and before `isolate-wizard demo` builds one: a missing program would otherwise
+// fail deep inside a server's start-up. For the tests, as root with apt-get, the missing Debian
+// packages are installed (as .ci/run used to); otherwise the run stops with one line naming them and
+// the command that installs them.
 import {spawnSync} from 'node:child_process';
 import {accessSync, constants} from 'node:fs';
 import {delimiter, join} from 'node:path';
@@ -20,7 +21,7 @@ export const LAB_PACKAGES: Readonly<Record<string, readonly string[]>> = {
 };
 
 /** Where the lab's servers find their programs (sshd is in sbin, which a user's PATH may lack). */
-const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
+export const SYSTEM_PATH = '/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin';
 
 function isExecutable(file: string): boolean {
   try {

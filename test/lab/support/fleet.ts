@@ -1,0 +1,88 @@
+// What lab tests read of the seed fleet's servers (their filter tables: faults.ts' liveFilter),
+// our nftables table, the agent's phase, and who reaches what by real TCP connections. Shared, so each test states only
+// what it does to the fleet.
+import type {Lab, LabHost} from '../../../source/lab/lab.js';
+import {liveFilter} from './faults.js';
+
+export const SEED_FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'] as const;
+
+export function labHost(lab: Lab, name: string): LabHost {
+  const found = lab.hosts.get(name);
+  if (!found) throw new Error(`no lab host ${name}`);
+  return found;
+}
+
+/** Rules of ours in a server's iptables filter tables (-A lines): none once the nftables backend holds them. */
+export async function iptablesRuleCount(host: LabHost): Promise<number> {
+  const both = `${await liveFilter(host, 4)}\n${await liveFilter(host, 6)}`;
+  return both.split('\n').filter((line) => line.startsWith('-A ')).length;
+}
+
+/** `nft list table inet isolate_wizard` inside a server; '' when the table is absent. */
+export async function ourNftTable(host: LabHost): Promise<string> {
+  const listed = await host.exec(['sh', '-c', 'nft list table inet isolate_wizard 2>/dev/null || true']);
+  return listed.stdout.trim();
+}
+
+/** The agent's state file on a server ('' when it never ran). */
+export async function agentState(host: LabHost): Promise<string> {
+  return (await host.exec(['sh', '-c', 'cat /var/lib/isolate-wizard/state 2>/dev/null || true'])).stdout;
+}
+
+/** The phase the agent's state ends on ('' when the host never ran it). */
+export async function phaseOf(host: LabHost): Promise<string> {
+  const state = await agentState(host);
+  const phases = [...state.matchAll(/^phase=(\w*)$/gm)].map((match) => match[1]);
+  return phases[phases.length - 1] ?? '';
+}
+
+/** Every server as new: no agent state, no wrappers, no filter tables and no table of ours. */
+export async function resetFleet(lab: Lab): Promise<void> {
+  await Promise.all(
+    SEED_FLEET.map((name) =>
+      labHost(lab, name).exec([
+        'sh',
+        '-c',
+        'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; nft delete table inet isolate_wizard; true',
+      ]),
+    ),
+  );
+}
+
+export async function waitFor(check: () => Promise<boolean>, limitMs: number): Promise<boolean> {
+  const start = Date.now();
+  while (Date.now() - start < limitMs) {
+    if (await check()) return true;
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  return check();
+}
+
+/**
+ * Who reaches what, by real TCP connections: the internet (operator) to every server's public
+ * addresses, and the tenant and three servers to every server's private addresses, IPv4 and IPv6,
+ * on ssh, web and database ports. Sorted "from -> address:port" lines of the open ones.
+ */
+export async function accessMatrix(lab: Lab): Promise<string[]> {
+  const probes: [string, string, number][] = [];
+  for (const name of SEED_FLEET) {
+    const target = labHost(lab, name);
+    for (const port of [22, 80, 3306]) {
+      for (const address of [target.publicV4, target.publicV6]) if (address) probes.push(['operator', address, port]);
+      for (const from of ['tenant', 'tunnel-1', 'haproxy-www', 'wordpress-1']) {
+        if (from === name) continue;
+        for (const address of [target.privateV4, target.privateV6]) if (address) probes.push([from, address, port]);
+      }
+    }
+  }
+  const open: string[] = [];
+  // A few at a time: a dropped probe waits for its time limit.
+  for (let index = 0; index < probes.length; index += 32) {
+    const batch = probes.slice(index, index + 32);
+    const outcomes = await Promise.all(batch.map(([from, address, port]) => lab.canConnect(from, address, port)));
+    batch.forEach(([from, address, port], at) => {
+      if (outcomes[at]) open.push(`${from} -> ${address}:${port}`);
+    });
+  }
+  return open.sort();
+}
