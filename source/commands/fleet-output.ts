@@ -3,6 +3,7 @@
 // fuller per-host output. Pure formatting: no I/O.
 
 import type {HostDiscovery} from '../core/discovery/index.js';
+import {describeDrift, type HostSync} from '../core/drift.js';
 import type {HostOutcome, HostStatusOutcome} from '../remote/fleet-apply.js';
 import type {FleetDiscoveryResult} from '../remote/discovery.js';
 
@@ -39,18 +40,21 @@ export function compactOutcomes(verb: string, outcomes: readonly HostOutcome[]):
   return [...lines, summaryLine(outcomes.map((outcome) => outcomeOf(verb, outcome)))];
 }
 
-function statusOutcomeOf(outcome: HostStatusOutcome): {outcome: string; detail: string} {
+function statusOutcomeOf(outcome: HostStatusOutcome, sync?: HostSync): {outcome: string; detail: string} {
   const status = outcome.status;
   if (!status) return {outcome: 'unreachable', detail: outcome.error ?? 'unknown error'};
   if (!status.managed || !status.batch) return {outcome: 'not managed', detail: ''};
   if (status.pending) return {outcome: 'PENDING', detail: `batch ${status.batch} (${status.phase}), rolls back in ${status.secondsLeft ?? '?'} s unless confirmed`};
+  if (sync?.state === 'drifted') return {outcome: 'DRIFTED', detail: describeDrift(sync)};
+  if (sync && sync.state === undefined) return {outcome: 'drift unknown', detail: sync.reason ?? ''};
+  if (sync?.state === 'unmanaged') return {outcome: 'not managed', detail: `no batch confirmed here (batch ${status.batch} ${status.phase})`};
   const when = status.lastChange ? ` since ${status.lastChange.toISOString().slice(0, 16).replace('T', ' ')} UTC` : '';
-  return {outcome: status.phase ?? 'managed', detail: `batch ${status.batch}${when}${status.persistence === 'none' ? '; no boot-time loader' : ''}`};
+  return {outcome: sync?.state ?? status.phase ?? 'managed', detail: `batch ${status.batch}${sync ? ` ${status.phase}` : ''}${when}${status.persistence === 'none' ? '; no boot-time loader' : ''}`};
 }
 
 /** status: a line per host (state, then what matters of it), then the counts. */
-export function compactStatus(outcomes: readonly HostStatusOutcome[]): string[] {
-  const described = outcomes.map((outcome) => ({host: outcome.host, ...statusOutcomeOf(outcome)}));
+export function compactStatus(outcomes: readonly HostStatusOutcome[], syncs?: ReadonlyMap<string, HostSync>): string[] {
+  const described = outcomes.map((outcome) => ({host: outcome.host, ...statusOutcomeOf(outcome, syncs?.get(outcome.host))}));
   const lines = alignedRows(described.map((entry) => [entry.host, entry.outcome, entry.detail]));
   return [...lines, summaryLine(described.map((entry) => entry.outcome))];
 }

@@ -14,7 +14,7 @@
 //   both families have it at the same point, else with `meta nfproto ipv4`/`ipv6` in front.
 //   Each family's rules keep their relative order, so each family's verdicts are unchanged.
 import {InputError} from './errors.js';
-import {formatAddress, isHostNetwork, parseNetwork} from './ip.js';
+import {formatAddress, isHostNetwork, parseNetwork, valueKey} from './ip.js';
 import type {CompiledHost, Family, Rule, Ruleset, Table} from './model.js';
 
 export const nftTableName = 'isolate_wizard';
@@ -97,6 +97,8 @@ function nftString(text: string): string {
 
 /** At most NFT_COMMENT_BYTES bytes of UTF-8, cut between characters. */
 export function nftComment(text: string): string {
+  // eslint-disable-next-line no-control-regex
+  if (text.length <= NFT_COMMENT_BYTES && /^[\u0000-\u007f]*$/.test(text)) return text; // ASCII: a byte per character
   let bytes = 0;
   let end = 0;
   for (const character of text) {
@@ -111,7 +113,11 @@ export function nftComment(text: string): string {
 function networkElement(text: string, family: Family): GroupAddress['network'] & {element: string} {
   const network = parseNetwork(text);
   if (!network || network.family !== family) throw new Untranslatable(`"${text}" is not an IPv${family} address or prefix`);
-  if (isHostNetwork(network)) return {...network, element: formatAddress({family, value: network.value})};
+  if (isHostNetwork(network)) {
+    // A single address is written as the rule spells it (nft reads any spelling; sets fold by value).
+    const slash = text.indexOf('/');
+    return {...network, element: slash === -1 ? text : text.slice(0, slash)};
+  }
   const bits = family === 4 ? 32 : 128;
   const length = network.mask.toString(2).replace(/0+$/, '').length;
   // A netmask with holes (iptables-save can print one) has no prefix form.
@@ -395,8 +401,14 @@ function sharedComment(comments: readonly (string | undefined)[]): string | unde
 /** Set elements: each once; with prefixes, sorted and members of a wider prefix left out (an interval set refuses overlaps). */
 function setElements(members: readonly Translated[]): {elements: string[]; interval: boolean} {
   if (members.every((member) => isHostNetwork((member.address as GroupAddress).network))) {
-    // Single addresses (most sets): in rule order, each once; nothing to fold.
-    return {elements: [...new Set(members.map((member) => (member.address as GroupAddress).element))], interval: false};
+    // Single addresses (most sets): in rule order, each once (by value: spellings may differ); nothing to fold.
+    const byValue = new Map<number | string, string>();
+    for (const member of members) {
+      const address = member.address as GroupAddress;
+      const key = valueKey(address.network);
+      if (!byValue.has(key)) byValue.set(key, address.element);
+    }
+    return {elements: [...byValue.values()], interval: false};
   }
   const networks = members
     .map((member) => (member.address as GroupAddress).network)

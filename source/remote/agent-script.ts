@@ -185,7 +185,7 @@ write_checked() {
 # last line without its newline is not read.)
 read_state() {
   s_version= s_batch= s_phase= s_owner= s_since= s_changed= s_confirmed= s_token= s_deadline= s_watchdog=
-  s_boot= s_candforeign= s_nftpart=
+  s_boot= s_candforeign= s_nftpart= s_lastconfirmed=
   [ -f "$STATE" ] || return 0
   while IFS='=' read -r rs_key rs_value; do
     case $rs_key in
@@ -202,6 +202,7 @@ read_state() {
       boot) s_boot=$rs_value ;;
       candforeign) s_candforeign=$rs_value ;;
       nftpart) s_nftpart=$rs_value ;;
+      lastconfirmed) s_lastconfirmed=$rs_value ;;
     esac
   done < "$STATE"
   case $s_batch in *[!a-z0-9-]*) s_batch= ;; esac
@@ -215,6 +216,7 @@ read_state() {
   case $s_boot in *[!a-f0-9-]*) s_boot= ;; esac
   case $s_candforeign in yes) ;; *) s_candforeign= ;; esac
   case $s_nftpart in yes) ;; *) s_nftpart= ;; esac
+  case $s_lastconfirmed in *[!a-z0-9-]*) s_lastconfirmed= ;; esac
   return 0
 }
 
@@ -222,9 +224,9 @@ read_state() {
 # nftpart=yes: the batch snapshotted our nftables table at begin and owns that part (a batch
 # begun by agent version 3 or older has no such key: its nftables part is left alone).
 write_state() {
-  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\nnftpart=%s\n' \
+  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\nnftpart=%s\nlastconfirmed=%s\n' \
     "$AGENT_VERSION_PLACEHOLDER" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" \
-    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" "$s_nftpart" > "$STATE.new" 2>/dev/null &&
+    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" "$s_nftpart" "$s_lastconfirmed" > "$STATE.new" 2>/dev/null &&
     mv -f "$STATE.new" "$STATE" && return 0
   rm -f "$STATE.new" 2>/dev/null
   return 1
@@ -1038,7 +1040,7 @@ confirm_batch() {
   clock
   cb_watchdog=$s_watchdog
   # The token goes with the phase, in one write: a detached watchdog sees it gone and quits.
-  s_token=; s_watchdog=; s_phase=confirmed; s_changed=$op_now; s_confirmed=$op_now
+  s_token=; s_watchdog=; s_phase=confirmed; s_changed=$op_now; s_confirmed=$op_now; s_lastconfirmed=$batch
   write_state || die 9 "cannot write the state (disk full?): not confirmed, the watchdog is still armed"
   retire_watchdog "$cb_watchdog"
   log "confirmed $batch"
@@ -1275,6 +1277,25 @@ case "$op" in
     case $s_watchdog in unit:*) watchdog=unit ;; *) watchdog=$s_watchdog ;; esac
     printf 'managed=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ndeadline=%s\nnow=%s\nlocked=%s\nstale=%s\nwatchdog=%s\nbackups=%s\npersistence=%s\n' \
       "$managed" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" "$s_deadline" "$op_now" "$locked" "$stale" "$watchdog" "$snapshots" "$pk"
+    ;;
+
+  confirmed) # what the last confirmed batch loaded, as recorded at its load: batch=B, then each
+    # part recorded (#iw:v4, #iw:v6, and any other, e.g. #iw:nft); "none" when no batch was
+    # confirmed here. Read-only (status compares the live rules with it: drift).
+    read_state
+    cf_batch=$s_lastconfirmed
+    # A state written before lastconfirmed was kept: its batch, when confirmed.
+    [ -n "$cf_batch" ] || [ "$s_phase" != confirmed ] || cf_batch=$s_batch
+    [ -n "$cf_batch" ] || { echo none; exit 0; }
+    printf 'batch=%s\n' "$cf_batch"
+    for cf_part in v4 v6 nft; do
+      if [ -f "$BACKUPS/$cf_batch.loaded.$cf_part" ]; then
+        read_text "$BACKUPS/$cf_batch.loaded.$cf_part" || die 1 "cannot read the rules batch $cf_batch loaded ($cf_part)"
+        printf '#iw:%s\n' "$cf_part"; [ -z "$text" ] || printf '%s\n' "$text"
+      elif [ "$cf_part" != nft ]; then
+        die 1 "the record of the rules batch $cf_batch loaded ($cf_part) is missing"
+      fi
+    done
     ;;
 
   install-persistence) # installs the distribution's boot-time loader, non-interactively

@@ -65,6 +65,8 @@ const COMMANDS = {
   // `status` must work on a host that never ran the agent: no agent = not managed.
   status: 'if [ -f /var/lib/isolate-wizard/agent.sh ]; then sh /var/lib/isolate-wizard/agent.sh status; else echo managed=no; fi',
   installPersistence: 'sh /var/lib/isolate-wizard/agent.sh install-persistence',
+  // status: what the last confirmed batch loaded (read-only; "none" where nothing was confirmed)
+  confirmed: 'if [ -f /var/lib/isolate-wizard/agent.sh ]; then sh /var/lib/isolate-wizard/agent.sh confirmed; else echo none; fi',
   // rollback --to: the snapshot a batch took (read-only; "missing" when the server has none).
   readBackup:
     'b=/var/lib/isolate-wizard/backups/%BATCH%; if [ -f "$b.v4" ] && [ -f "$b.v6" ]; then ' +
@@ -757,6 +759,51 @@ export async function hostStatus(remote: RemoteHost): Promise<AgentStatus> {
   const result = await remote.exec(COMMANDS.status, {root: true, stdin: ''});
   if (result.code !== 0) throw new AgentError(remote.name, `status failed: ${firstLine(result)}`);
   return parseStatus(result.stdout);
+}
+
+/** What the last confirmed batch loaded on a host (our part, as iptables-save spelt it then). */
+export interface ConfirmedRules {
+  readonly batch: string;
+  readonly v4: string;
+  readonly v6: string;
+  /** Any other part the agent recorded at that load (e.g. "nft"), by section name. */
+  readonly others: ReadonlyMap<string, string>;
+}
+
+/** The sections of an agent answer: "#iw:NAME" lines start them; what comes before is under "". */
+export function payloadSections(text: string): Map<string, string> {
+  const sections = new Map<string, string>();
+  let name = '';
+  let lines: string[] = [];
+  const close = (): void => void sections.set(name, lines.length === 0 || lines.join('').trim() === '' ? '' : `${lines.join('\n').replace(/\n*$/, '')}\n`);
+  for (const line of text.split('\n')) {
+    const mark = /^#iw:([a-z0-9]+)$/.exec(line);
+    if (!mark) {
+      lines.push(line);
+      continue;
+    }
+    close();
+    name = mark[1] as string;
+    lines = [];
+  }
+  close();
+  return sections;
+}
+
+/** undefined: no batch was ever confirmed on this host. Throws when the agent cannot say (an older agent, a record missing). */
+export async function readConfirmed(remote: RemoteHost): Promise<ConfirmedRules | undefined> {
+  const result = await remote.exec(COMMANDS.confirmed, {root: true, stdin: ''});
+  if (result.code === AGENT_EXIT.badArguments) {
+    throw new AgentError(remote.name, 'its agent is older and keeps no record of the confirmed rules: apply again to compare them with the live ones');
+  }
+  if (result.code !== 0) throw new AgentError(remote.name, `cannot read the confirmed rules: ${firstLine(result)}`);
+  if (result.stdout.trim() === 'none') return undefined;
+  const sections = payloadSections(result.stdout);
+  const batch = keyValues(sections.get('') ?? '').get('batch');
+  const v4 = sections.get('v4');
+  const v6 = sections.get('v6');
+  if (batch === undefined || v4 === undefined || v6 === undefined) throw new AgentError(remote.name, 'the agent answered the confirmed rules without their batch and #iw:v4 / #iw:v6 sections');
+  return {batch, v4, v6, others: new Map([...sections].filter(([name]) => name !== '' && name !== 'v4' && name !== 'v6'))};
 }
 
 // ---------------------------------------------------------------------------

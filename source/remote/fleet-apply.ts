@@ -5,7 +5,10 @@
 // verified afterwards over new connections (which pass through the bastion's new rules).
 // One countdown for the batch: every host is armed with the same number of seconds at the end.
 import {EXIT, HostError, RefusedError} from '../core/errors.js';
+import type {LiveView} from '../core/drift.js';
+import {parseIptablesSave} from '../core/iptables-save.js';
 import type {Ruleset} from '../core/model.js';
+import {parseNftJson} from '../core/nft-ruleset.js';
 import {
   AgentError,
   armDeadline,
@@ -23,6 +26,8 @@ import {
   newBatchId,
   NO_PERSISTENCE_NOTE,
   prepareRules,
+  readConfirmed,
+  readLive,
   RestoreFailedError,
   rollbackBatch,
   stageCandidate,
@@ -35,6 +40,7 @@ import {
   type WatchdogKind,
 } from './apply-protocol.js';
 import {backendRefusal} from './discovery.js';
+import {READ_NFT_RULESET} from './native-tables.js';
 import type {LocalState} from './local-state.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
 
@@ -676,12 +682,54 @@ export interface HostStatusOutcome {
   readonly host: string;
   readonly status?: AgentStatus;
   readonly error?: string;
+  /** With `readDrift`, on a managed host with no batch pending: its last confirmed rules and its live ones. */
+  readonly view?: LiveView;
+  /** The batch `view.confirmed` comes from. */
+  readonly confirmedBatch?: string;
+  /** With `readDrift`: why the view could not be read (the host's state stays reported). */
+  readonly viewError?: string;
 }
 
-export async function statusFleet(options: Omit<FleetActionOptions, 'batch'>): Promise<HostStatusOutcome[]> {
+/** Status, and with `readDrift` what drift needs: the rules last confirmed there, the live ones, and the live nftables ruleset (others' tables). */
+async function readHostStatus(host: string, remote: RemoteHost, readDrift: boolean): Promise<Omit<HostStatusOutcome, 'host'>> {
+  const status = await hostStatus(remote);
+  if (!readDrift || !status.managed || status.pending) return {status};
+  try {
+    const confirmed = await readConfirmed(remote);
+    if (!confirmed) {
+      // Confirmed once, by an agent that kept no record of which batch (version 3 or older).
+      if (status.confirmedAt) return {status, viewError: 'its last confirm was made by an older agent, which kept no record of the rules confirmed: apply again to compare'};
+      return {status};
+    }
+    const live = await readLive(remote);
+    const nft = await remote.exec(READ_NFT_RULESET, {root: true, stdin: ''});
+    if (nft.code !== 0) throw new Error(`its nftables ruleset could not be read (${nft.stderr.trim().split('\n')[0] || `exit ${nft.code}`})`);
+    const rules = (text: {v4: string; v6: string}): {v4: Ruleset; v6: Ruleset} => ({v4: parseIptablesSave(text.v4, 4), v6: parseIptablesSave(text.v6, 6)});
+    const view: LiveView = {
+      host,
+      confirmed: rules(confirmed),
+      live: rules(live),
+      ...(nft.stdout.trim() === '' ? {} : {native: parseNftJson(nft.stdout)}),
+    };
+    return {status, view, confirmedBatch: confirmed.batch};
+  } catch (error) {
+    return {status, viewError: describe(error)};
+  }
+}
+
+export async function statusFleet(
+  options: Omit<FleetActionOptions, 'batch'> & {readonly readDrift?: boolean; readonly onHost?: (outcome: HostStatusOutcome) => void},
+): Promise<HostStatusOutcome[]> {
   const results = await mapLimit(options.hosts, options.concurrency ?? 8, async (target) => {
-    const remote = await options.connector.connect(target);
-    return {host: target.name, status: await hostStatus(remote)};
+    let outcome: HostStatusOutcome;
+    try {
+      const remote = await options.connector.connect(target);
+      outcome = {host: target.name, ...(await readHostStatus(target.name, remote, options.readDrift === true))};
+    } catch (error) {
+      outcome = {host: target.name, error: describe(error)};
+    }
+    options.onHost?.(outcome);
+    return outcome;
   });
   return results.map((result, index) =>
     result.ok ? result.value : {host: options.hosts[index]?.name ?? '?', error: describe(result.error)},

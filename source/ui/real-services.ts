@@ -6,6 +6,7 @@ import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
 import SSHConfig from 'ssh-config';
 import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
+import {describeDrift, fleetSync, type HostSync} from '../core/drift.js';
 import {InputError, RefusedError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, validateInventory} from '../core/inventory.js';
 import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
@@ -43,6 +44,7 @@ import {
   type Clock,
   type DiscoveredHost,
   type DropLogView,
+  type FleetAllow,
   type FleetDoc,
   type HostPreview,
   type HostState,
@@ -133,10 +135,25 @@ export function sshConfigAliases(configText: string): string[] {
 /** Status checks at once from the fleet home. */
 export const STATUS_CONCURRENCY = 16;
 
-/** What the fleet home shows for a host, from what its agent says. */
-function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string | undefined): HostState {
+/** What the fleet home shows for a host, from what its agent says and its drift. */
+function hostStateOf(outcome: HostStatusOutcome, now: number, localBatch: string | undefined, sync: HostSync | undefined): HostState {
   const status = outcome.status;
   if (!status) return {kind: 'unreachable', reason: outcome.error ?? 'unknown error'};
+  if (!status.pending && status.managed && sync) {
+    if (sync.state === 'drifted') {
+      const adopt = sync.adoptable?.flatMap((opening) =>
+        opening.ports.map((range): FleetAllow => ({port: range.first === range.last ? range.first : `${range.first}-${range.last}`, proto: opening.protocol, from: opening.from})),
+      );
+      return {
+        kind: 'drifted',
+        drift: describeDrift(sync),
+        ...(outcome.confirmedBatch === undefined ? {} : {batch: outcome.confirmedBatch}),
+        ...(adopt === undefined ? {} : {adopt}),
+      };
+    }
+    if (sync.state === undefined) return {kind: 'unchecked', reason: sync.reason ?? 'unknown'};
+    if (sync.state === 'unmanaged') return {kind: 'unmanaged'};
+  }
   if (status.pending) {
     const deadline = now + (status.secondsLeft ?? 0) * 1000;
     return status.batch
@@ -402,10 +419,20 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       if (fleet.hosts.length === 0) return states;
       statusFleetDoc = fleet;
       const activeConnector = await connectorFor(fleet);
+      // Drift names sources and effects with the compiled fleet; without facts, rule changes only.
+      let compiled: readonly AccessHost[] = [];
+      try {
+        compiled = compile(fleet, false).hosts;
+      } catch {
+        // facts not known yet (never locked down from here): compared rule by rule only
+      }
       // A few hosts at a time, each reported as it answers: 500 servers never open 500 sessions at once.
       await mapLimit(targetsOf(fleet), STATUS_CONCURRENCY, async (target) => {
-        const [outcome] = await statusFleet({connector: activeConnector, hosts: [target]});
-        const state = outcome ? hostStateOf(outcome, clock.now(), localState.host(target.name)?.batch) : {kind: 'unreachable' as const, reason: 'no answer'};
+        const [outcome] = await statusFleet({connector: activeConnector, hosts: [target], readDrift: true});
+        const [sync] = outcome?.status
+          ? fleetSync(compiled, [{host: outcome.host, managed: outcome.status.managed, pending: outcome.status.pending, ...(outcome.view ? {view: outcome.view} : {}), ...(outcome.viewError === undefined ? {} : {viewError: outcome.viewError})}])
+          : [];
+        const state = outcome ? hostStateOf(outcome, clock.now(), localState.host(target.name)?.batch, sync) : {kind: 'unreachable' as const, reason: 'no answer'};
         states.set(target.name, state);
         onHost?.(target.name, state);
       });

@@ -63,6 +63,16 @@ export type HostState =
   | {readonly kind: 'unmanaged'}
   /** `batch`: the confirmed batch whose rules are live (undo puts back the rules from before it). */
   | {readonly kind: 'locked'; readonly detail?: string; readonly batch?: string}
+  /** Its live rules differ from the confirmed ones (a rule added by hand, another manager's table): never "locked down". */
+  | {
+      readonly kind: 'drifted';
+      readonly drift: string;
+      readonly batch?: string;
+      /** When the drift only opened ports: the `allow` entries that would make the plan give that access. */
+      readonly adopt?: readonly FleetAllow[];
+    }
+  /** Confirmed, but its live rules could not be compared with the confirmed ones: not claimed locked down. */
+  | {readonly kind: 'unchecked'; readonly reason: string}
   | {
       readonly kind: 'pending';
       readonly deadline: number /* epoch ms, operator clock */;

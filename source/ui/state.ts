@@ -48,7 +48,9 @@ export type Confirming =
   /** A pending batch this machine did not begin: keep or roll back someone else's change? */
   | {readonly kind: 'others-batch'; readonly batch: PendingBatch; readonly owner: string}
   /** Undo the last change: put back the rules from before `batch` on `hosts`. */
-  | {readonly kind: 'undo'; readonly batch: string; readonly hosts: readonly string[]};
+  | {readonly kind: 'undo'; readonly batch: string; readonly hosts: readonly string[]}
+  /** Adopt a drifted host's live change into its plan as `allow` entries. */
+  | {readonly kind: 'adopt'; readonly host: string; readonly allow: readonly FleetAllow[]};
 
 export interface PrintedHost {
   readonly id: string;
@@ -100,6 +102,12 @@ export type Action =
   | {type: 'fleet-changed'; fleet: FleetDoc; settings?: WizardSettings}
   | {type: 'start-lockdown'}
   | {type: 'start-quick-edit'; host: string; draft: FleetDoc}
+  /**
+   * Re-apply the saved plan to a host that drifted (or `draft`, the plan with its live change
+   * adopted): its preview (the diff against the live rules), then the apply and countdown.
+   */
+  | {type: 'start-reapply'; host: string; draft?: FleetDoc}
+  | {type: 'ask-adopt'; host: string; allow: readonly FleetAllow[]}
   | {type: 'discover-progress'; host: string; phase: 'connecting' | 'reading'}
   | {type: 'discovered'; result: DiscoveredHost}
   | {type: 'set-side'; host: string; iface: string; side: InterfaceSide}
@@ -248,6 +256,25 @@ export function reducer(state: WizardState, action: Action): WizardState {
         outcome: undefined,
       };
     }
+    case 'start-reapply': {
+      // Compiling needs every server's interfaces: the ones the fleet does not know are discovered first.
+      const draft = action.draft ?? state.fleet;
+      const missing = hostsWithoutFacts(draft);
+      const base: WizardState = {
+        ...state,
+        draft,
+        scope: [action.host],
+        afterDiscover: 'preview',
+        discovery: Object.fromEntries(missing.map((name) => [name, {phase: 'connecting'} as DiscoverEntry])),
+        roleChoices: {},
+        preview: undefined,
+        outcome: undefined,
+        batch: undefined,
+        applySteps: {},
+        applyFinished: [],
+      };
+      return push(base, missing.length > 0 ? 'discover' : 'preview');
+    }
     case 'start-quick-edit': {
       const roles = action.draft.hosts.find((host) => host.name === action.host)?.roles ?? [];
       return {
@@ -341,6 +368,8 @@ export function reducer(state: WizardState, action: Action): WizardState {
       // Undo goes on in the App (start-undo, then the apply screen); a batch of someone else's opens its countdown.
       return asked.kind === 'others-batch' ? resume(cleared, asked.batch) : cleared;
     }
+    case 'ask-adopt':
+      return {...state, confirming: {kind: 'adopt', host: action.host, allow: action.allow}};
     case 'start-undo':
       // The saved fleet stays as it is; the servers go back to earlier rules.
       return {...state, draft: state.fleet, scope: action.hosts, applySteps: {}, batch: undefined, outcome: undefined};

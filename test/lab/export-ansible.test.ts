@@ -103,13 +103,13 @@ describe.skipIf(!HAVE_ANSIBLE)('export --format ansible, run by ansible-playbook
   it('rolls back by itself on every server when the confirm never comes', async () => {
     await host('wordpress-1').exec(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '8080', '-j', 'ACCEPT']);
     const before = await fleetFilters();
-    const run = await playbook(['-e', 'iw_confirm=false', '-e', 'iw_timeout=30']);
+    const run = await playbook(['-e', 'iw_confirm=false', '-e', 'iw_timeout=60']);
     expect(run.code, `${run.stdout}\n${run.stderr}`).toBe(0);
     expect(run.stdout).toMatch(/left pending/);
     // Loaded and left to the servers' watchdogs: the playbook is gone, nobody will confirm.
     for (const name of FLEET) expect(await phaseOf(name)).toBe('loaded');
     expect(await filterOf('mysql-1', 6)).not.toBe('');
-    const expired = await waitFor(async () => (await Promise.all(FLEET.map(phaseOf))).every((phase) => phase === 'expired'), 90_000);
+    const expired = await waitFor(async () => (await Promise.all(FLEET.map(phaseOf))).every((phase) => phase === 'expired'), 150_000);
     const states = await Promise.all(FLEET.map(async (name) => `${name}:\n${await agentState(name)}${(await host(name).exec(['sh', '-c', 'tail -5 /var/lib/isolate-wizard/log 2>/dev/null || true; ps -eo pid,ppid,stat,args | grep -e fire -e agent | grep -v grep; ls -la /var/lib/isolate-wizard; cat /proc/locks'])).stdout}`));
     expect(expired, states.join('\n')).toBe(true);
     expect(await fleetFilters()).toEqual(before);

@@ -161,6 +161,33 @@ describe('the wizard in a terminal', () => {
     await wizard.press('q');
     expect(await wizard.waitForExit()).toBe(0);
   });
+  it('a rule added by hand on mysql-1: the home shows it drifted, never locked down; f re-applies the plan with the countdown, K keeps it: locked down again', async () => {
+    const before = await filterRules(lab, 'mysql-1', 4);
+    const added = await host(lab, 'mysql-1').exec(['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    expect(added.code, added.stderr).toBe(0);
+    const wizard = new WizardTerminal(lab);
+    terminals.push(wizard);
+    let screen = await wizard.waitFor(/mysql-1 .*DRIFTED — drift/, 60_000);
+    expect(screen).not.toMatch(/mysql-1 .*locked down/);
+    await wizard.waitFor(/mysql-2.*locked down/, 60_000);
+    await wizard.settle();
+    await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
+    await wizard.waitFor(/❯ mysql-1/);
+    await wizard.press('f');
+    screen = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
+    expect(screen).toMatch(/- -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT/);
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?', 90_000);
+    await wizard.press('K');
+    await wizard.waitFor('kept', 60_000);
+    expect(await filterRules(lab, 'mysql-1', 4)).toBe(before);
+    await wizard.press(KEYS.enter);
+    await wizard.waitFor(/mysql-1 .*locked down/, 60_000);
+    expect(wizard.screen()).not.toContain('DRIFTED');
+    await wizard.press('q');
+    expect(await wizard.waitForExit()).toBe(0);
+  });
+
   it('troubleshoot: live counters, and the dropped packets from the kernel log once drop logging is on', async () => {
     // The kernel writes LOG lines from a non-initial namespace only with this set in the initial one.
     const sysctl = '/proc/sys/net/netfilter/nf_log_all_netns';
@@ -200,5 +227,37 @@ describe('the wizard in a terminal', () => {
     } finally {
       writeFileSync(sysctl, previous);
     }
+  });
+
+  it('a port opened by hand on mysql-1 adopted into the plan (m): the allow asked first, then the countdown; kept, both families open and the home says locked down', async () => {
+    const db = host(lab, 'mysql-1');
+    const added = await db.exec(['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    expect(added.code, added.stderr).toBe(0);
+    expect(await lab.canConnect('operator', db.publicV6 as string, 3306)).toBe(false); // by hand: IPv4 only
+    const wizard = new WizardTerminal(lab);
+    terminals.push(wizard);
+    await wizard.waitFor(/mysql-1 .*DRIFTED — drift/, 60_000);
+    await wizard.waitFor(/mysql-2.*locked down/, 60_000);
+    await wizard.settle();
+    await wizard.press(KEYS.down, KEYS.down, KEYS.down, KEYS.down);
+    await wizard.waitFor(/❯ mysql-1/);
+    await wizard.press('m');
+    await wizard.waitFor("adopt into mysql-1's plan: + allow tcp/3306 from internet");
+    await wizard.press('y');
+    const preview = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
+    // The hand rule replaced by the plan's own opening, on both families (lines cut at 80 columns).
+    expect(preview).toMatch(/- -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT {2}\[IPv4\]/);
+    expect(preview.match(/\+ -A INPUT -i eth0 -p tcp -m tcp --dport 3306 /g)).toHaveLength(2);
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?', 90_000);
+    await wizard.press('K');
+    await wizard.waitFor('isolate-wizard · kept', 60_000);
+    expect(await lab.canConnect('operator', db.publicV4 as string, 3306)).toBe(true);
+    expect(await lab.canConnect('operator', db.publicV6 as string, 3306)).toBe(true);
+    await wizard.press(KEYS.enter);
+    await wizard.waitFor(/mysql-1 .*locked down/, 60_000);
+    expect(wizard.screen()).not.toContain('DRIFTED');
+    await wizard.press('q');
+    expect(await wizard.waitForExit()).toBe(0);
   });
 });

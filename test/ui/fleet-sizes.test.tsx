@@ -54,7 +54,12 @@ function visibleRows(lines: readonly string[], total: number): {rows: number[]; 
 describe('the fleet home', () => {
   it.each(CASES)('$servers servers at $columns×$rows: every server reachable, the frame always fits', async ({servers, columns, rows}) => {
     const size = {columns, rows};
-    const states: Record<string, HostState> = {[name(1)]: {kind: 'locked', detail: 'since 2026-12-01 10:00 UTC'}, [name(servers - 1)]: {kind: 'unreachable', reason: 'connection timed out after 10 s'}};
+    const states: Record<string, HostState> = {
+      [name(1)]: {kind: 'locked', detail: 'since 2026-12-01 10:00 UTC'},
+      // Selected on the walk: its long drift and its two extra key hints must fit too.
+      [name(2)]: {kind: 'drifted', drift: 'drift: opens host-002 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT', adopt: [{port: 3306, proto: 'tcp', from: 'internet'}]},
+      [name(servers - 1)]: {kind: 'unreachable', reason: 'connection timed out after 10 s'},
+    };
     const wizard = await renderWizard({fleet: generatedFleet(servers), states}, true, size);
     await wizard.waitFor('locked down');
     let lines = expectFits(wizard.frame(), size, `fleet (${servers} servers)`, 'q quit');

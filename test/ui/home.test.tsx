@@ -86,6 +86,68 @@ describe('fleet home', () => {
     expect(wizard.stored().fleet).toEqual(MANAGED_FLEET);
   });
 
+  it('a drifted server is never "locked down": the drift in words on its line, and f re-applies the saved plan to it with the countdown', async () => {
+    const drift = 'drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT';
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states: {
+        'tunnel-1': {kind: 'locked', detail: 'since 2026-12-03 10:00:05 UTC'},
+        'haproxy-www': {kind: 'unchecked', reason: 'cannot read the live rules'},
+        'mysql-1': {kind: 'drifted', drift, batch: '20261203-100000-bbbbbb'},
+      },
+    }, true, {columns: 160, rows: 24});
+    const frame = await wizard.waitFor('DRIFTED');
+    const row = (name: string): string => frame.split('\n').find((line) => line.includes(` ${name} `)) ?? '';
+    expect(row('mysql-1')).toContain('DRIFTED — drift: opens mysql-1 to the internet: tcp/3306');
+    expect(row('mysql-1')).not.toContain('locked down');
+    expect(row('haproxy-www')).toContain('live rules not checked: cannot read the live rules');
+    expect(row('haproxy-www')).not.toContain('locked down');
+    expect(row('tunnel-1')).toContain('locked down');
+    // f only where a host drifted.
+    await wizard.press('f');
+    expect(wizard.frame()).toContain('tunnel-1 has not drifted');
+    expect(wizard.calls.preview).toHaveLength(0);
+    await wizard.press(KEY.down, KEY.down);
+    expect(wizard.frame()).toContain('f drifted: re-apply the plan');
+    await wizard.press('f');
+    await wizard.waitFor('preview · mysql-1');
+    expect(wizard.calls.preview).toEqual([{fleet: MANAGED_FLEET, hosts: ['mysql-1']}]);
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    expect(wizard.calls.apply.map((call) => [call.hosts, call.fleet])).toEqual([[['mysql-1'], MANAGED_FLEET]]);
+  });
+
+  it('adopts a drift that only opened ports into the plan: the allow shown as a diff and asked first, then the preview, the countdown, and kept into the saved fleet', async () => {
+    const wizard = await renderWizard({
+      fleet: MANAGED_FLEET,
+      states: {
+        'tunnel-1': {kind: 'drifted', drift: 'drift: IPv4: our rules are gone (the table was flushed, or the server rebooted without loading them)'},
+        'mysql-1': {kind: 'drifted', drift: 'drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)', adopt: [{port: 3306, proto: 'tcp', from: 'internet'}]},
+      },
+    }, true, {columns: 160, rows: 24});
+    await wizard.waitFor(/mysql-1.*DRIFTED/);
+    await wizard.press('m'); // tunnel-1: a flush is not an opening
+    expect(wizard.frame()).toContain('tunnel-1: its drift is not only ports opened; it cannot be adopted');
+    expect(wizard.frame()).not.toContain('m adopt');
+    await wizard.press(KEY.down, KEY.down);
+    expect(wizard.frame()).toContain('m adopt the live change into the plan');
+    await wizard.press('m');
+    expect(wizard.frame()).toContain("adopt into mysql-1's plan: + allow tcp/3306 from internet (IPv4 and IPv6; preview and countdown follow)? y/N");
+    await wizard.press('n');
+    expect(wizard.calls.preview).toEqual([]);
+    await wizard.press('m', 'y');
+    await wizard.waitFor('preview · mysql-1');
+    const adopted = wizard.calls.preview[0]!;
+    expect(adopted.hosts).toEqual(['mysql-1']);
+    expect(adopted.fleet.hosts.find((host) => host.name === 'mysql-1')?.allow).toEqual([{port: 3306, proto: 'tcp', from: 'internet'}]);
+    expect(wizard.stored().fleet).toEqual(MANAGED_FLEET); // nothing saved before it is kept
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    await wizard.press('K');
+    await wizard.waitFor('kept');
+    expect(wizard.stored().fleet.hosts.find((host) => host.name === 'mysql-1')?.allow).toEqual([{port: 3306, proto: 'tcp', from: 'internet'}]);
+  });
+
   it('says how to start when the fleet is empty, and keeps key hints visible', async () => {
     const wizard = await renderWizard();
     const frame = wizard.frame();

@@ -523,6 +523,34 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(Number(values['deadline']) - Number(values['now'])).toBeGreaterThan(80);
   });
 
+  it('confirmed hands back what the last confirmed batch loaded, through later batches rolled back', () => {
+    expect(agent(['confirmed']).stdout).toBe('none\n');
+    expect(agent(['begin', 'k1', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'k1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'k1']).code).toBe(0);
+    expect(agent(['confirmed']).stdout).toBe('none\n'); // loaded, not confirmed
+    expect(agent(['confirm', 'k1']).code).toBe(0);
+    const first = agent(['confirmed']);
+    expect(first.code).toBe(0);
+    expect(first.stdout.startsWith(`batch=k1\n${SECTION_V4}\n*filter\n`)).toBe(true);
+    expect(first.stdout).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(first.stdout.split(`${SECTION_V6}\n`)[1]).toContain('--dport 2222');
+    // Later batches that roll back leave k1 as the confirmed one.
+    for (let index = 0; index < 2; index += 1) {
+      const batch = `k2-${String(index).padStart(2, '0')}`;
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', batch], payload(CANDIDATE_V4.replace('--dport 22', '--dport 23'), CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', batch]).code).toBe(0);
+      expect(agent(['rollback', batch]).code).toBe(0);
+    }
+    expect(agent(['confirmed']).stdout).toBe(first.stdout);
+    // A record that cannot be read is an error, never an empty confirmed rule set.
+    rmSync(path.join(dir, 'backups', 'k1.loaded.v6'));
+    const missing = agent(['confirmed']);
+    expect(missing.code).toBe(1);
+    expect(missing.stderr).toContain('k1');
+  });
+
   it('keeps only the last 10 backups', () => {
     for (let index = 0; index < 12; index += 1) {
       const batch = `20260101-0000${String(index).padStart(2, '0')}-aa`;

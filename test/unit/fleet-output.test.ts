@@ -2,6 +2,7 @@ import {Writable} from 'node:stream';
 import {describe, expect, it} from 'vitest';
 import {printOutcomes, stderrProgress} from '../../source/commands/apply.js';
 import type {CliIo} from '../../source/commands/command.js';
+import type {HostSync} from '../../source/core/drift.js';
 import {alignedRows, COMPACT_ABOVE, compactDiscovery, compactOutcomes, compactStatus, summaryLine} from '../../source/commands/fleet-output.js';
 import type {HostDiscovery} from '../../source/core/discovery/index.js';
 import type {AgentStatus} from '../../source/remote/apply-protocol.js';
@@ -92,6 +93,22 @@ describe('status of a large fleet', () => {
       'app-2  unreachable  connection timed out',
       'db-2   confirmed    batch b-1; no boot-time loader',
       '5 hosts: 2 confirmed, 1 PENDING, 1 not managed, 1 unreachable',
+    ]);
+  });
+
+  it('with drift: in sync, DRIFTED with its words, drift unknown with why, counted', () => {
+    const confirmed = status({batch: 'b-1', phase: 'confirmed'});
+    const syncs = new Map<string, HostSync>([
+      ['db-1', {host: 'db-1', state: 'in sync', changes: [], effects: []}],
+      ['db-2', {host: 'db-2', state: 'drifted', changes: ['IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT'], effects: ['opens db-2 to the internet: tcp/3306 (IPv4 only, not confirmed)']}],
+      ['db-3', {host: 'db-3', changes: [], effects: [], reason: 'cannot read the live rules'}],
+    ]);
+    const lines = compactStatus([{host: 'db-1', status: confirmed}, {host: 'db-2', status: confirmed}, {host: 'db-3', status: confirmed}], syncs);
+    expect(lines).toEqual([
+      'db-1  in sync        batch b-1 confirmed',
+      'db-2  DRIFTED        drift: opens db-2 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT',
+      'db-3  drift unknown  cannot read the live rules',
+      '3 hosts: 1 in sync, 1 DRIFTED, 1 drift unknown',
     ]);
   });
 });

@@ -33,6 +33,7 @@ describe('LocalState files', () => {
     expect(modeOf(saved)).toBe(0o700);
     expect(modeOf(path.join(saved, 'mysql-1.v4'))).toBe(0o600);
     expect(modeOf(path.join(saved, 'mysql-1.v6'))).toBe(0o600);
+    expect(modeOf(path.join(saved, 'mysql-1.nft'))).toBe(0o600);
     // still 0600 after conf rewrites the file
     state.setHost('mysql-1', {batch: batchId(1), phase: 'confirmed', changedAt: 2});
     expect(modeOf(path.join(directory, 'batches.json'))).toBe(0o600);
@@ -62,6 +63,6 @@ describe('LocalState snapshot copies', () => {
     expect(holding('db-1')).toEqual([batchId(1), batchId(2)]);
     // batches 3 and 4 held web-1 only: gone with it
     expect(readdirSync(root).sort()).toEqual([batchId(1), batchId(2), ...holding('web-1')]);
-    expect(readdirSync(path.join(root, batchId(1)))).toEqual(['db-1.v4', 'db-1.v6']);
+    expect(readdirSync(path.join(root, batchId(1)))).toEqual(['db-1.nft', 'db-1.v4', 'db-1.v6']);
   });
 });

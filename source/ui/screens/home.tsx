@@ -5,8 +5,8 @@ import {Text, useInput} from 'ink';
 import {Frame, WindowedList, fit, formatClock, useBodyRows, useInputActive} from '../components.js';
 import {useColor, useNow, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
-import type {FleetHost, HostState} from '../services.js';
-import type {Confirming, WizardState} from '../state.js';
+import type {FleetAllow, FleetDoc, FleetHost, HostState} from '../services.js';
+import {describeAllow, reducer, type Confirming, type WizardState} from '../state.js';
 
 export function describeState(state: HostState | undefined, now: number): string {
   switch (state?.kind) {
@@ -17,6 +17,10 @@ export function describeState(state: HostState | undefined, now: number): string
       return 'unmanaged';
     case 'locked':
       return state.detail ? `locked down (${state.detail})` : 'locked down';
+    case 'drifted':
+      return `DRIFTED — ${state.drift}`;
+    case 'unchecked':
+      return `confirmed; live rules not checked: ${state.reason}`;
     case 'pending':
       return `pending, ${formatClock((state.deadline - now) / 1000)} left`;
     case 'unreachable':
@@ -27,7 +31,8 @@ export function describeState(state: HostState | undefined, now: number): string
 function stateColor(state: HostState | undefined): string | undefined {
   if (state?.kind === 'locked') return 'green';
   if (state?.kind === 'pending') return 'yellow';
-  if (state?.kind === 'unreachable') return 'red';
+  if (state?.kind === 'unreachable' || state?.kind === 'drifted') return 'red';
+  if (state?.kind === 'unchecked') return 'yellow';
   return undefined;
 }
 
@@ -41,9 +46,18 @@ export function lastChange(state: WizardState): {batch: string; hosts: string[]}
   return batch === undefined ? undefined : {batch, hosts: confirmed.filter((entry) => entry.batch === batch).map((entry) => entry.host)};
 }
 
+/** The fleet with `allow` added to one host's openings. */
+function withAllow(fleet: FleetDoc, host: string, allow: readonly FleetAllow[]): FleetDoc {
+  return {...fleet, hosts: fleet.hosts.map((entry) => (entry.name === host ? {...entry, allow: [...(entry.allow ?? []), ...allow]} : entry))};
+}
+
 const count = (hosts: readonly string[]): string => `${hosts.length} host${hosts.length === 1 ? '' : 's'}`;
 
 function question(confirming: Confirming): string {
+  if (confirming.kind === 'adopt') {
+    const lines = confirming.allow.map((allow) => `+ allow ${describeAllow(allow)}`).join(', ');
+    return `adopt into ${confirming.host}'s plan: ${lines} (IPv4 and IPv6; preview and countdown follow)? y/N`;
+  }
   if (confirming.kind === 'undo') {
     return `undo batch ${confirming.batch} (${count(confirming.hosts)}: earlier rules back, countdown follows)? y/N`;
   }
@@ -82,6 +96,15 @@ export function HomeScreen() {
 
   const undoable = lastChange(state);
 
+  /** The preview of `draft` (default: the saved plan) on one host, then the apply and countdown. */
+  const reapply = (host: string, draft?: FleetDoc): void => {
+    const action = {type: 'start-reapply', host, ...(draft === undefined ? {} : {draft})} as const;
+    const started = reducer(state, action);
+    dispatch(action);
+    if (started.screen === 'discover') void actions.discover(started.draft, Object.keys(started.discovery));
+    else void actions.preview(started.draft, started.scope);
+  };
+
   useInput(
     (input, key) => {
       if (state.confirming) {
@@ -89,6 +112,7 @@ export function HomeScreen() {
         const yes = input === 'y';
         dispatch({type: 'confirm-answer', yes});
         if (yes && asked.kind === 'undo') void actions.undo(asked.batch, asked.hosts);
+        if (yes && asked.kind === 'adopt') reapply(asked.host, withAllow(state.fleet, asked.host, asked.allow));
         return;
       }
       if (confirmRemove) {
@@ -133,12 +157,21 @@ export function HomeScreen() {
           batch: {id: batchId, hosts: hostsInBatch.map((host) => host.name), deadline: hostState.deadline, checks: [], ...(hostState.owner === undefined ? {} : {owner: hostState.owner})},
           ...(hostState.startedHere === undefined ? {} : {startedHere: hostState.startedHere}),
         });
+      } else if (input === 'f' && selected) {
+        if (state.hostStates.get(selected.name)?.kind !== 'drifted') return dispatch({type: 'message', text: `${selected.name} has not drifted`});
+        reapply(selected.name);
+      } else if (input === 'm' && selected) {
+        const hostState = state.hostStates.get(selected.name);
+        if (hostState?.kind !== 'drifted') return dispatch({type: 'message', text: `${selected.name} has not drifted`});
+        if (!hostState.adopt) return dispatch({type: 'message', text: `${selected.name}: its drift is not only ports opened; it cannot be adopted as an allow (f re-applies the plan)`});
+        dispatch({type: 'ask-adopt', host: selected.name, allow: hostState.adopt});
       } else if (input === 'u' && undoable) dispatch({type: 'ask-undo', batch: undoable.batch, hosts: undoable.hosts});
       else if (input === 'q') actions.exit();
     },
     {isActive: active},
   );
 
+  const selectedState = state.hostStates.get(selected?.name ?? '');
   const hints = state.confirming
     ? [{key: 'y', label: 'yes'}, {key: 'any other key', label: 'no, change nothing'}]
     : confirmRemove
@@ -155,6 +188,8 @@ export function HomeScreen() {
         {key: 'i/x', label: 'import/export'},
         {key: 'r', label: 'refresh'},
         ...(state.hostStates.get(selected?.name ?? '')?.kind === 'pending' ? [{key: 'p', label: 'pending change: keep or roll back'}] : []),
+        ...(state.hostStates.get(selected?.name ?? '')?.kind === 'drifted' ? [{key: 'f', label: 'drifted: re-apply the plan (countdown follows)'}] : []),
+        ...(selectedState?.kind === 'drifted' && selectedState.adopt ? [{key: 'm', label: 'adopt the live change into the plan'}] : []),
         ...(undoable ? [{key: 'u', label: 'undo last change'}] : []),
         {key: 'q', label: 'quit'},
       ];

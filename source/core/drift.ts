@@ -1,0 +1,240 @@
+// Drift: a host's live rules against what was last confirmed there, told in plain words with the
+// effect on who can reach it. Ours are compared rule for rule (others' chains change on their
+// own: a fail2ban ban is not drift); whatever changes access — a rule added by hand, our rules
+// flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
+import {INTERNET, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
+import {diffRulesets} from './iptables-save.js';
+import {canonicalFilter, forwardIsRuntimes, isOpenFilter, ownPart} from './merge.js';
+import type {PortRange, Protocol, Ruleset} from './model.js';
+import {formatNativeDrops, nativeDrops} from './native-drops.js';
+import {isIptablesNftTable, type NftRuleset} from './nft-ruleset.js';
+
+export interface LiveView {
+  readonly host: string;
+  /** The rules loaded by the last confirmed batch (as the server keeps them). */
+  readonly confirmed: {readonly v4: Ruleset; readonly v6: Ruleset};
+  readonly live: {readonly v4: Ruleset; readonly v6: Ruleset};
+  /** `nft -j list ruleset`, where it was read. */
+  readonly native?: NftRuleset;
+}
+
+export interface HostDrift {
+  readonly host: string;
+  readonly drifted: boolean;
+  /** What differs, rule by rule (ours), or another table that drops planned flows. */
+  readonly changes: readonly string[];
+  /** What that does to access: "opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)". */
+  readonly effects: readonly string[];
+  /**
+   * When the drift only adds rules that open ports (nothing lost, no other table in the way), the
+   * openings that would make the plan give the same access: each an inventory `allow`, both families.
+   */
+  readonly adoptable?: readonly Opening[];
+}
+
+/** Ports opened to a source: the internet or a fleet host. */
+export interface Opening {
+  readonly from: string;
+  readonly protocol: Protocol;
+  readonly ports: readonly PortRange[];
+}
+
+/** Per host: what status and the wizard's home say of it. */
+export type SyncState = 'in sync' | 'drifted' | 'pending' | 'unmanaged';
+
+/** Our own nftables table (the nftables backend): compared as ours, never as another manager's. */
+const OUR_NFT_TABLE = {family: 'inet', name: 'isolate_wizard'};
+
+/** Other software's tables that filter on their own (iptables-nft's tables are read through iptables-save). */
+function othersFilterTables(ruleset: NftRuleset): NftRuleset {
+  return {
+    tables: ruleset.tables.filter(
+      (table) =>
+        !isIptablesNftTable(table) &&
+        !(table.family === OUR_NFT_TABLE.family && table.name === OUR_NFT_TABLE.name) &&
+        [...table.chains.values()].some((chain) => chain.base?.type === 'filter'),
+    ),
+  };
+}
+
+/** Ours of both, others' chains and the jumps into them left out, and FORWARD when a container runtime owns it on either side (as confirm compares). */
+function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
+  const withoutForward = forwardIsRuntimes(confirmed) || forwardIsRuntimes(live);
+  const before = canonicalFilter(ownPart(confirmed, withoutForward));
+  const after = canonicalFilter(ownPart(live, withoutForward));
+  if (isOpenFilter(before) && isOpenFilter(after)) return [];
+  if (isOpenFilter(after)) return [`IPv${live.family}: our rules are gone (the table was flushed, or the server rebooted without loading them)`];
+  return diffRulesets(before, after).map((line) => {
+    const rule = line.replace(/^filter: /, '');
+    const added = rule.startsWith('+ ');
+    return added || rule.startsWith('- ') ? `IPv${live.family} rule ${added ? 'added' : 'removed'}: ${rule.slice(2)}` : `IPv${live.family} ${rule}`;
+  });
+}
+
+function withRules(hosts: readonly FleetHost[], rules: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>): FleetHost[] {
+  return hosts.map((host) => {
+    const replaced = rules.get(host.name);
+    return replaced ? {...host, compiled: {...host.compiled, v4: replaced.v4, v6: replaced.v6}} : host;
+  });
+}
+
+function subtract(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+  let remaining = [...a];
+  for (const cut of b) {
+    remaining = remaining.flatMap((range) => {
+      if (cut.last < range.first || cut.first > range.last) return [range];
+      const pieces: PortRange[] = [];
+      if (range.first < cut.first) pieces.push({first: range.first, last: cut.first - 1});
+      if (range.last > cut.last) pieces.push({first: cut.last + 1, last: range.last});
+      return pieces;
+    });
+  }
+  return remaining;
+}
+
+/** Per source and family, the ports open to `destination` in a summary. */
+function portsBySource(entries: readonly AccessEntry[], destination: string): Map<string, Record<Protocol, PortRange[]>> {
+  const bySource = new Map<string, Record<Protocol, PortRange[]>>();
+  for (const entry of entries) {
+    if (entry.destination !== destination) continue;
+    for (const source of entry.sources) {
+      for (const family of entry.only === undefined ? [4, 6] : [entry.only]) {
+        const key = `${source}\0${family}`;
+        const ports = bySource.get(key) ?? {tcp: [], udp: []};
+        ports.tcp.push(...entry.tcp);
+        ports.udp.push(...entry.udp);
+        bySource.set(key, ports);
+      }
+    }
+  }
+  return bySource;
+}
+
+function accessEffects(before: readonly AccessEntry[], after: readonly AccessEntry[], destination: string): {lines: string[]; gains: Opening[]; losses: number} {
+  const was = portsBySource(before, destination);
+  const now = portsBySource(after, destination);
+  // "verb ports from source" -> the families it holds for
+  const found = new Map<string, Set<string>>();
+  const gains: Opening[] = [];
+  let losses = 0;
+  const gainedFrom = (key: string, protocol: Protocol): PortRange[] => subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
+  for (const key of new Set([...was.keys(), ...now.keys()])) {
+    const [source = '', family = ''] = key.split('\0');
+    for (const protocol of ['tcp', 'udp'] as const) {
+      // What is opened to the internet is opened to every other source too: said once.
+      const gained = source === INTERNET ? gainedFrom(key, protocol) : subtract(gainedFrom(key, protocol), gainedFrom(`${INTERNET}\0${family}`, protocol));
+      const lost = subtract(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
+      const note = (line: string): void => void found.set(line, (found.get(line) ?? new Set()).add(family));
+      if (gained.length > 0) gains.push({from: source, protocol, ports: gained});
+      if (lost.length > 0) losses += 1;
+      if (gained.length > 0) note(source === INTERNET ? `opens ${destination} to the internet: ${formatPorts(protocol, gained)}` : `${destination} now accepts ${formatPorts(protocol, gained)} from ${source}`);
+      if (lost.length > 0) note(`${destination} no longer accepts ${formatPorts(protocol, lost)} from ${source}`);
+    }
+  }
+  const lines = [...found].map(([line, families]) => {
+    const notes = [...(families.size === 1 ? [`IPv${[...families][0]} only`] : []), ...(line.includes(' now accepts ') || line.startsWith('opens ') ? ['not confirmed'] : [])];
+    return notes.length > 0 ? `${line} (${notes.join(', ')})` : line;
+  });
+  return {lines, gains, losses};
+}
+
+/** The gains per source and protocol, both families together (an `allow` opens both), ports merged. */
+function mergedOpenings(gains: readonly Opening[]): Opening[] {
+  const merged = new Map<string, Opening>();
+  for (const gain of gains) {
+    const key = `${gain.from}\0${gain.protocol}`;
+    const ports = [...(merged.get(key)?.ports ?? []), ...gain.ports].sort((a, b) => a.first - b.first);
+    const joined: PortRange[] = [];
+    for (const range of ports) {
+      const last = joined.at(-1);
+      if (last && range.first <= last.last + 1) joined[joined.length - 1] = {first: last.first, last: Math.max(last.last, range.last)};
+      else joined.push(range);
+    }
+    merged.set(key, {from: gain.from, protocol: gain.protocol, ports: joined});
+  }
+  return [...merged.values()];
+}
+
+/**
+ * Drift of each viewed host. `hosts`: the fleet as compiled from the inventory (for addresses and
+ * the other hosts' rules); each viewed host is judged with its confirmed rules, then its live ones.
+ */
+export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView[]): HostDrift[] {
+  const changes = new Map(views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6)]]));
+  const confirmedFleet = withRules(hosts, new Map(views.map((view) => [view.host, view.confirmed])));
+  const natives = new Map(
+    views.flatMap((view) => {
+      const others = view.native ? othersFilterTables(view.native) : undefined;
+      return others && others.tables.length > 0 ? [[view.host, others] as const] : [];
+    }),
+  );
+  const anyChange = [...changes.values()].some((lines) => lines.length > 0);
+  if (!anyChange && natives.size === 0) return views.map((view) => ({host: view.host, drifted: false, changes: [], effects: []}));
+
+  const before = summarizeFleetAccess(confirmedFleet);
+  const after = anyChange ? summarizeFleetAccess(withRules(hosts, new Map(views.map((view) => [view.host, view.live])))) : before;
+  const dropsByHost = new Map<string, string[]>();
+  for (const line of formatNativeDrops(nativeDrops(confirmedFleet, before, natives))) {
+    const host = line.slice(0, line.indexOf(':'));
+    dropsByHost.set(host, [...(dropsByHost.get(host) ?? []), line.slice(host.length + 2)]);
+  }
+  return views.map((view) => {
+    const own = changes.get(view.host) ?? [];
+    const drops = dropsByHost.get(view.host) ?? [];
+    const effects = own.length > 0 ? accessEffects(before, after, view.host) : {lines: [], gains: [], losses: 0};
+    const fleetNames = new Set(hosts.map((host) => host.name));
+    // Adoptable: rules only added, access only gained, from sources an allow can name.
+    const adoptable =
+      own.length > 0 && drops.length === 0 && effects.losses === 0 && effects.gains.length > 0 &&
+      own.every((line) => /^IPv[46] rule added: /.test(line)) &&
+      effects.gains.every((gain) => gain.from === INTERNET || fleetNames.has(gain.from));
+    return {
+      host: view.host,
+      drifted: own.length > 0 || drops.length > 0,
+      changes: [...own, ...drops],
+      effects: effects.lines,
+      ...(adoptable ? {adoptable: mergedOpenings(effects.gains)} : {}),
+    };
+  });
+}
+
+/** What status knows of a host, for `fleetSync`. */
+export interface SyncInput {
+  readonly host: string;
+  readonly managed: boolean;
+  readonly pending: boolean;
+  /** The confirmed and live rules; absent when nothing was ever confirmed there. */
+  readonly view?: LiveView;
+  /** Why the view could not be read: the host's sync is then unknown, never "in sync". */
+  readonly viewError?: string;
+}
+
+export interface HostSync {
+  readonly host: string;
+  /** undefined: not known (the rules could not be read). */
+  readonly state?: SyncState;
+  readonly changes: readonly string[];
+  readonly effects: readonly string[];
+  readonly adoptable?: readonly Opening[];
+  readonly reason?: string;
+}
+
+/** Per host: pending (a batch in flight), unmanaged (nothing confirmed there), else in sync or drifted. */
+export function fleetSync(hosts: readonly FleetHost[], inputs: readonly SyncInput[]): HostSync[] {
+  const judged = inputs.filter((input) => input.managed && !input.pending && input.view && input.viewError === undefined);
+  const drift = new Map(fleetDrift(hosts, judged.map((input) => input.view as LiveView)).map((entry) => [entry.host, entry]));
+  return inputs.map((input): HostSync => {
+    const none = {host: input.host, changes: [], effects: []};
+    if (input.pending) return {...none, state: 'pending'};
+    if (!input.managed) return {...none, state: 'unmanaged'};
+    if (input.viewError !== undefined) return {...none, reason: input.viewError};
+    const found = drift.get(input.host);
+    if (!found) return {...none, state: 'unmanaged', reason: 'no batch was confirmed here'};
+    return {host: input.host, state: found.drifted ? 'drifted' : 'in sync', changes: found.changes, effects: found.effects, ...(found.adoptable ? {adoptable: found.adoptable} : {})};
+  });
+}
+
+/** One line of words: "drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed); IPv4 rule added: -A INPUT …". */
+export function describeDrift(sync: HostSync): string {
+  return `drift: ${[...sync.effects, ...sync.changes].join('; ')}`;
+}
