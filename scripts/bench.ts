@@ -24,7 +24,8 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
-import {createLab, DEFAULT_HOSTS, type Lab} from '../source/lab/lab.js';
+import {createLab, type Lab} from '../source/lab/lab.js';
+import {FORTY_LAB, FORTY_NAMES, fortyInventory} from '../test/lab/support/forty-servers.js';
 
 const RUNS = 3;
 /** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */
@@ -396,26 +397,6 @@ async function startupBench(): Promise<void> {
   );
 }
 
-/** The forty-server lab: the seed fleet and 34 more servers behind the bastion (no role listeners: apply does not need them). */
-const FORTY = [...FLEET, ...Array.from({length: 34}, (_, index) => `${index % 2 === 0 ? 'app' : 'db'}-${String(index + 1).padStart(2, '0')}`)];
-
-/** The seed inventory and 34 more hosts, every address given (as in the seed fixture). */
-function fortyInventory(lab: Lab): object {
-  const seed = JSON.parse(readFileSync(seedPath, 'utf8')) as {roles: object; hosts: object[]};
-  const extra = FORTY.slice(FLEET.length).map((name) => {
-    const host = lab.hosts.get(name);
-    if (!host?.publicV4 || !host.publicV6 || !host.privateV4 || !host.privateV6) throw new Error(`lab host ${name} lacks an address`);
-    return {
-      name,
-      ssh: name,
-      roles: [name.startsWith('app') ? 'app' : 'db'],
-      interfaces: {public: 'eth0', private: 'eth1'},
-      addresses: {public: [host.publicV4, host.publicV6], private: [host.privateV4, host.privateV6]},
-    };
-  });
-  return {...seed, hosts: [...seed.hosts, ...extra]};
-}
-
 /** One `ansible-playbook site.yml` of an exported project, on freshly reset servers. */
 async function timePlaybookOnce(lab: Lab, project: string, reset: readonly string[]): Promise<number> {
   await resetFleet(lab, reset);
@@ -428,7 +409,7 @@ async function timePlaybookOnce(lab: Lab, project: string, reset: readonly strin
 
 /** apply --yes on 40 servers against the six-host fleet, alternately, in one lab; then the exported playbook on both. */
 async function apply40Bench(): Promise<void> {
-  const lab = await createLab({hosts: [...DEFAULT_HOSTS, ...FORTY.slice(FLEET.length).map((name) => ({name}))]});
+  const lab = await createLab(FORTY_LAB);
   const accounting = cpuAccounting(lab);
   try {
     const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
@@ -436,8 +417,8 @@ async function apply40Bench(): Promise<void> {
     const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
     for (let run = 0; run < APPLY_RUNS; run += 1) {
       const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
-      runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY));
-      runs.forty.push(await timeApplyOnce(lab, accounting, forty, [], last, FORTY));
+      runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY_NAMES));
+      runs.forty.push(await timeApplyOnce(lab, accounting, forty, [], last, FORTY_NAMES));
     }
     const six = runs.six.map((run) => run.wall);
     const fortyWalls = runs.forty.map((run) => run.wall);
@@ -455,7 +436,7 @@ async function apply40Bench(): Promise<void> {
       const exported = await lab.execOperator([process.execPath, CLI_ENTRY, 'export', '--format', 'ansible', '--out', project, '--inventory', inventory]);
       if (exported.code !== 0) throw new Error(`export failed: ${exported.stderr.trim()}`);
       // Once each: tens of seconds to minutes per run.
-      console.log(`ansible-playbook site.yml (export --format ansible), ${label}: ${seconds(await timePlaybookOnce(lab, project, FORTY))}`);
+      console.log(`ansible-playbook site.yml (export --format ansible), ${label}: ${seconds(await timePlaybookOnce(lab, project, FORTY_NAMES))}`);
     }
   } finally {
     await lab.teardown();

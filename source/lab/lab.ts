@@ -64,6 +64,14 @@ export interface LabOptions {
   tenant?: boolean;
   /** write known_hosts hashed (|1|...) */
   hashKnownHosts?: boolean;
+  /**
+   * Every address on each net known to its neighbours as a permanent entry (no ARP or neighbour
+   * discovery). The kernel's neighbour tables are shared by all namespaces, 1,024 entries per family
+   * (gc_thresh3): a mesh of 40 servers overflows them ("neighbor table overflow") and first
+   * connections then fail; permanent entries are not counted. Default false: the other labs keep
+   * neighbour discovery through the firewall under test.
+   */
+  staticNeighbours?: boolean;
 }
 
 export interface LabHost {
@@ -535,7 +543,7 @@ class LabImplementation implements Lab {
       this.makeKeys(),
       // deploy's /etc/shadow entry, so sudo (PAM) checks the password for real.
       runChecked('openssl', ['passwd', '-6', '-stdin'], {input: `${DEPLOY_SUDO_PASSWORD}\n`}),
-      this.makeNetwork(),
+      this.makeNetwork(options.staticNeighbours ?? false),
     ]);
     trace('keys and network');
     const deployId = freeDeployId();
@@ -611,7 +619,7 @@ class LabImplementation implements Lab {
   }
 
   /** Namespaces, bridges, veths, addresses and routes; a handful of `ip -batch` runs. */
-  private async makeNetwork(): Promise<void> {
+  private async makeNetwork(staticNeighbours: boolean): Promise<void> {
     const hostNamespaces = this.planned.map((host) => host.netns);
     this.namespaces.push(this.switchNetns, this.operator.netns, ...hostNamespaces);
     await runChecked('ip', ['-batch', '-'], {input: this.namespaces.map((name) => `netns add ${name}\n`).join('')});
@@ -624,18 +632,40 @@ class LabImplementation implements Lab {
       'link set br-pub up',
       'link set br-priv up',
     ];
-    const plug = (peer: string, bridge: string, netns: string, inside: string): void => {
+    // Each inside end's MAC from its address's last number (02: locally administered), so the
+    // neighbours can be written before any link is up.
+    const macOf = (v4: string, side: 'public' | 'private'): string =>
+      `02:69:77:${side === 'public' ? '00' : '01'}:00:${Number(v4.split('.').at(-1)).toString(16).padStart(2, '0')}`;
+    const plug = (peer: string, bridge: string, netns: string, inside: string, mac: string): void => {
       switchCommands.push(
-        `link add ${peer} type veth peer name ${inside} netns ${netns}`,
+        `link add ${peer} type veth peer name ${inside} address ${mac} netns ${netns}`,
         `link set ${peer} master ${bridge}`,
         `link set ${peer} up`,
       );
     };
-    plug('op0', 'br-pub', this.operator.netns, 'eth0');
+    plug('op0', 'br-pub', this.operator.netns, 'eth0', macOf(this.operator.v4, 'public'));
     for (const host of this.planned) {
-      if (host.publicPeer) plug(host.publicPeer, 'br-pub', host.netns, 'eth0');
-      if (host.privatePeer) plug(host.privatePeer, 'br-priv', host.netns, 'eth1');
+      if (host.publicPeer && host.publicV4) plug(host.publicPeer, 'br-pub', host.netns, 'eth0', macOf(host.publicV4, 'public'));
+      if (host.privatePeer && host.privateV4) plug(host.privatePeer, 'br-priv', host.netns, 'eth1', macOf(host.privateV4, 'private'));
     }
+    // Who is on each net (both families), for the permanent neighbour entries.
+    const members = {
+      public: [
+        {netns: this.operator.netns, v4: this.operator.v4, v6: this.operator.v6},
+        ...this.planned.flatMap((host) => (host.publicV4 && host.publicV6 ? [{netns: host.netns, v4: host.publicV4, v6: host.publicV6}] : [])),
+      ],
+      private: this.planned.flatMap((host) => (host.privateV4 && host.privateV6 ? [{netns: host.netns, v4: host.privateV4, v6: host.privateV6}] : [])),
+    };
+    const neighbours = (netns: string): string[] =>
+      !staticNeighbours
+        ? []
+        : (['public', 'private'] as const).flatMap((side) =>
+            members[side].some((member) => member.netns === netns)
+              ? members[side]
+                  .filter((member) => member.netns !== netns)
+                  .flatMap((member) => [member.v4, member.v6].map((address) => `neigh replace ${address} lladdr ${macOf(member.v4, side)} dev ${side === 'public' ? 'eth0' : 'eth1'} nud permanent`))
+              : [],
+          );
     await runChecked('ip', ['-n', this.switchNetns, '-batch', '-'], {input: `${switchCommands.join('\n')}\n`});
 
     const configure = (netns: string, commands: string[]): Promise<ExecOutput> =>
@@ -647,6 +677,7 @@ class LabImplementation implements Lab {
         // nodad: usable at once, no duplicate address detection delay.
         `addr add ${this.operator.v6}/64 dev eth0 nodad`,
         'link set eth0 up',
+        ...neighbours(this.operator.netns),
       ]),
     ];
     for (const host of this.planned) {
@@ -667,6 +698,7 @@ class LabImplementation implements Lab {
           'link set eth1 up',
         );
       }
+      commands.push(...neighbours(host.netns));
       jobs.push(configure(host.netns, commands));
     }
     await Promise.all(jobs);

@@ -5,84 +5,10 @@
 
 import {readFileSync, writeFileSync} from 'node:fs';
 import path from 'node:path';
-import pty from '@lydell/node-pty';
-import xterm from '@xterm/headless';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
+import {KEYS, WizardTerminal} from './support/wizard-terminal.js';
 
-const {Terminal} = xterm;
-const COLUMNS = 80;
-const ROWS = 24;
-
-const KEYS = {enter: '\r', escape: '\u001B', left: '\u001B[D', right: '\u001B[C', down: '\u001B[B'} as const;
-
-class WizardTerminal {
-  private readonly terminal = new Terminal({cols: COLUMNS, rows: ROWS, allowProposedApi: true});
-  private readonly process: pty.IPty;
-  private exited: {exitCode: number} | undefined;
-
-  constructor(lab: Lab) {
-    const command = lab.operatorCommand([process.execPath, path.resolve(import.meta.dirname, '../../bin/isolate-wizard.js')], {
-      CI: 'false',
-      TERM: 'xterm-256color',
-    });
-    this.process = pty.spawn(command.file, command.args, {name: 'xterm-256color', cols: COLUMNS, rows: ROWS, cwd: command.cwd, env: command.env});
-    this.process.onData((data) => this.terminal.write(data));
-    this.process.onExit((event) => {
-      this.exited = event;
-    });
-  }
-
-  /** The visible screen, one string per row. */
-  screen(): string {
-    const buffer = this.terminal.buffer.active;
-    const lines: string[] = [];
-    for (let row = 0; row < ROWS; row += 1) lines.push(buffer.getLine(buffer.viewportY + row)?.translateToString(true) ?? '');
-    return lines.join('\n');
-  }
-
-  async waitFor(text: string | RegExp, timeoutMs = 60_000): Promise<string> {
-    const until = Date.now() + timeoutMs;
-    for (;;) {
-      const screen = this.screen();
-      if (typeof text === 'string' ? screen.includes(text) : text.test(screen)) return screen;
-      if (this.exited) throw new Error(`the wizard exited (${this.exited.exitCode}) before showing ${String(text)}:\n${screen}`);
-      if (Date.now() > until) throw new Error(`the wizard never showed ${String(text)}; screen:\n${screen}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-  }
-
-  /** Ink turns on raw mode just after its first frame; keys typed before that are lost. */
-  async settle(): Promise<void> {
-    await new Promise((resolve) => setTimeout(resolve, 1000));
-  }
-
-  async press(...keys: string[]): Promise<void> {
-    for (const key of keys) {
-      this.process.write(key);
-      // A person types one key at a time; Ink reads each as its own event (and the machine is shared).
-      await new Promise((resolve) => setTimeout(resolve, 250));
-    }
-  }
-
-  /** Text arrives as one chunk, like a paste (ink-text-input reads it as one edit). */
-  async type(text: string): Promise<void> {
-    await this.press(text);
-  }
-
-  async waitForExit(timeoutMs = 15_000): Promise<number> {
-    const until = Date.now() + timeoutMs;
-    while (!this.exited) {
-      if (Date.now() > until) throw new Error(`the wizard did not exit; screen:\n${this.screen()}`);
-      await new Promise((resolve) => setTimeout(resolve, 100));
-    }
-    return this.exited.exitCode;
-  }
-
-  kill(): void {
-    if (!this.exited) this.process.kill();
-  }
-}
 
 /** From settings: back home (waiting for it before the next keys), select mysql-1, open its quick edit. */
 async function quickEditMysql1(wizard: WizardTerminal): Promise<void> {
