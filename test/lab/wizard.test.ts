@@ -197,7 +197,8 @@ describe('the wizard in a terminal', () => {
       const wizard = await openSettingsOfLockedFleet();
 
       // Turn on drop logging, then re-apply mysql-1 (quick edit, roles unchanged) and keep it.
-      await wizard.press(KEYS.down, KEYS.down, ' ');
+      // deadline, backend, strict outbound, then drop logging.
+      await wizard.press(KEYS.down, KEYS.down, KEYS.down, ' ');
       await wizard.waitFor(/log dropped packets \(rate-limited\)\s+on/);
       await quickEditMysql1(wizard);
       await wizard.press('r');
