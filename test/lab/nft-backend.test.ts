@@ -56,8 +56,10 @@ describe('the nftables backend on the seed fleet', () => {
 
     const nft = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60', '--backend', 'nftables']);
     expect(nft.code, nft.stderr).toBe(0);
-    // No systemd in the lab: our table is saved, and the tool says nothing loads it at boot there.
-    expect(nft.stdout).toContain('our table is saved in /etc/isolate-wizard/isolate-wizard.nft, but nothing loads it at boot here');
+    // Saved for boot by our own file and unit, said as such (not the iptables loader's note).
+    expect(nft.stdout).toContain('mysql-1: kept — confirmed; saved for boot (/etc/isolate-wizard/isolate-wizard.nft, loaded by isolate-wizard.service)');
+    const bootFiles = await labHost(lab, 'mysql-1').exec(['sh', '-c', 'nft -c -f /etc/isolate-wizard/isolate-wizard.nft && grep -x "PartOf=nftables.service" /etc/systemd/system/isolate-wizard.service']);
+    expect(bootFiles.code, bootFiles.stderr).toBe(0);
     for (const name of SEED_FLEET) {
       const host = labHost(lab, name);
       expect(await ourNftTable(host), name).toMatch(/^table inet isolate_wizard \{/);
