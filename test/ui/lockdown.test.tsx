@@ -172,7 +172,10 @@ describe('preview', () => {
     expect(frame).toContain('internet → haproxy-www tcp/80,443');
   });
 
-  it('5 shows the access matrix, fitted to an 80-column terminal, and scrolls', async () => {
+  it.each([
+    {columns: 80, rows: 24},
+    {columns: 200, rows: 60},
+  ])('5 shows the access matrix, fitted to a $columns-column terminal', async (size) => {
     const names = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
     const web = {first: 80, last: 80};
     const mysql = {first: 3306, last: 3306};
@@ -181,16 +184,13 @@ describe('preview', () => {
       ...['wordpress-1', 'wordpress-2'].map((destination) => ({destination, sources: ['haproxy-www'], tcp: [web], udp: [], uncertain: []})),
       ...['mysql-1', 'mysql-2'].map((destination) => ({destination, sources: ['wordpress-1', 'wordpress-2'], tcp: [mysql], udp: [], uncertain: []})),
     ];
-    const wizard = await toPreview(
-      {preview: async (fleet, hosts) => ({...defaultPreview(fleet, hosts), matrix: buildMatrix(names, access)})},
-      {columns: 80, rows: 24},
-    );
+    const wizard = await toPreview({preview: async (fleet, hosts) => ({...defaultPreview(fleet, hosts), matrix: buildMatrix(names, access)})}, size);
     await wizard.press('5');
     const frame = wizard.frame();
     expect(frame).toContain('access matrix');
     expect(frame).toMatch(/3306/);
-    for (const line of frame.split('\n')) expect([...line].length).toBeLessThanOrEqual(80);
-    const expected = renderMatrix(buildMatrix(names, access), {columns: 80});
+    for (const line of frame.split('\n')) expect([...line].length).toBeLessThanOrEqual(size.columns);
+    const expected = renderMatrix(buildMatrix(names, access), {columns: size.columns});
     // What is drawn is the matrix rendered for this width, from its first line.
     expect(frame).toContain(expected[0]?.trimEnd() ?? '');
   });
