@@ -837,7 +837,8 @@ function sameMergedRanges(a: readonly PortRange[], b: readonly PortRange[]): boo
   return true;
 }
 
-function subtract(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
+/** The ports of `a` that `b` does not hold. */
+export function subtractRanges(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
   let remaining = [...a];
   for (const cut of b) {
     remaining = remaining.flatMap((range) => {
@@ -1160,8 +1161,8 @@ function summarizeDestination(
       const udpSame = sameMergedRanges(udp4, udp6);
       parts.push({tcp: tcpSame ? tcp4 : intersect(tcp4, tcp6), udp: udpSame ? udp4 : intersect(udp4, udp6)});
       if (!tcpSame || !udpSame) {
-        parts.push({only: 4, tcp: tcpSame ? [] : subtract(tcp4, tcp6), udp: udpSame ? [] : subtract(udp4, udp6)});
-        parts.push({only: 6, tcp: tcpSame ? [] : subtract(tcp6, tcp4), udp: udpSame ? [] : subtract(udp6, udp4)});
+        parts.push({only: 4, tcp: tcpSame ? [] : subtractRanges(tcp4, tcp6), udp: udpSame ? [] : subtractRanges(udp4, udp6)});
+        parts.push({only: 6, tcp: tcpSame ? [] : subtractRanges(tcp6, tcp4), udp: udpSame ? [] : subtractRanges(udp6, udp4)});
       }
     } else if (has4 || has6) {
       const first = has4 ? 0 : 2;

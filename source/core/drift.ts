@@ -2,7 +2,8 @@
 // effect on who can reach it. Ours are compared rule for rule (others' chains change on their
 // own: a fail2ban ban is not drift); whatever changes access — a rule added by hand, our rules
 // flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
-import {INTERNET, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
+import {INTERNET, subtractRanges, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
+import {mergePortRanges} from './compiler.js';
 import {diffRulesets} from './iptables-save.js';
 import {canonicalFilter, forwardIsRuntimes, isOpenFilter, ownPart} from './merge.js';
 import type {PortRange, Protocol, Ruleset} from './model.js';
@@ -96,20 +97,6 @@ function withRules(hosts: readonly FleetHost[], rules: ReadonlyMap<string, {read
   });
 }
 
-function subtract(a: readonly PortRange[], b: readonly PortRange[]): PortRange[] {
-  let remaining = [...a];
-  for (const cut of b) {
-    remaining = remaining.flatMap((range) => {
-      if (cut.last < range.first || cut.first > range.last) return [range];
-      const pieces: PortRange[] = [];
-      if (range.first < cut.first) pieces.push({first: range.first, last: cut.first - 1});
-      if (range.last > cut.last) pieces.push({first: cut.last + 1, last: range.last});
-      return pieces;
-    });
-  }
-  return remaining;
-}
-
 /** Per source and family, the ports open to `destination` in a summary. */
 function portsBySource(entries: readonly AccessEntry[], destination: string): Map<string, Record<Protocol, PortRange[]>> {
   const bySource = new Map<string, Record<Protocol, PortRange[]>>();
@@ -135,13 +122,13 @@ function accessEffects(before: readonly AccessEntry[], after: readonly AccessEnt
   const found = new Map<string, Set<string>>();
   const gains: Opening[] = [];
   let losses = 0;
-  const gainedFrom = (key: string, protocol: Protocol): PortRange[] => subtract(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
+  const gainedFrom = (key: string, protocol: Protocol): PortRange[] => subtractRanges(now.get(key)?.[protocol] ?? [], was.get(key)?.[protocol] ?? []);
   for (const key of new Set([...was.keys(), ...now.keys()])) {
     const [source = '', family = ''] = key.split('\0');
     for (const protocol of ['tcp', 'udp'] as const) {
       // What is opened to the internet is opened to every other source too: said once.
-      const gained = source === INTERNET ? gainedFrom(key, protocol) : subtract(gainedFrom(key, protocol), gainedFrom(`${INTERNET}\0${family}`, protocol));
-      const lost = subtract(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
+      const gained = source === INTERNET ? gainedFrom(key, protocol) : subtractRanges(gainedFrom(key, protocol), gainedFrom(`${INTERNET}\0${family}`, protocol));
+      const lost = subtractRanges(was.get(key)?.[protocol] ?? [], now.get(key)?.[protocol] ?? []);
       const note = (line: string): void => void found.set(line, (found.get(line) ?? new Set()).add(family));
       if (gained.length > 0) gains.push({from: source, protocol, ports: gained});
       if (lost.length > 0) losses += 1;
@@ -161,13 +148,7 @@ function mergedOpenings(gains: readonly Opening[]): Opening[] {
   const merged = new Map<string, Opening>();
   for (const gain of gains) {
     const key = `${gain.from}\0${gain.protocol}`;
-    const ports = [...(merged.get(key)?.ports ?? []), ...gain.ports].sort((a, b) => a.first - b.first);
-    const joined: PortRange[] = [];
-    for (const range of ports) {
-      const last = joined.at(-1);
-      if (last && range.first <= last.last + 1) joined[joined.length - 1] = {first: last.first, last: Math.max(last.last, range.last)};
-      else joined.push(range);
-    }
+    const joined = mergePortRanges([...(merged.get(key)?.ports ?? []), ...gain.ports]);
     merged.set(key, {from: gain.from, protocol: gain.protocol, ports: joined});
   }
   return [...merged.values()];
