@@ -22,10 +22,13 @@
 // op exits 7. Token and watchdog are retired only once live equals the snapshot, or once a
 // confirm has found live equal to what was loaded on the same boot.
 //
-// What others own (FOREIGN_CHAIN_PATTERNS: Docker, fail2ban, ...) is taken LIVE at every load and
-// restore: the text loaded is our part (of the candidate or the snapshot) plus the live foreign
-// chains, the live jumps into them, and FORWARD as live when a container runtime owns it. So a
-// ban added during the countdown survives the rollback. Comparisons look at our part only.
+// iptables: ours is the chains named IW-* in each family's filter table and one jump into each
+// of IW-INPUT, IW-FORWARD and IW-OUTPUT from its built-in chain (the payload's #iw:v4 / #iw:v6
+// parts: nothing else may be named there). They are replaced with iptables-restore --noflush
+// (our chains flushed and refilled, our jumps deleted and inserted at position 1, all in one
+// transaction per family), so others' rules and chains (fail2ban, Docker, the operator's), and
+// the built-in chains' policies, are never rewritten, whatever they do during the countdown.
+// Snapshots, restores and comparisons are about our part only.
 //
 // nftables: ours is one table, inet isolate_wizard (the payload's #iw:nft part; empty = the table
 // must be absent). It is replaced in one nft transaction (declare, delete, define: atomic, and no
@@ -35,18 +38,16 @@
 //
 // Cheap in processes (a fleet apply runs it on every server at once, each fork+exec costs
 // 10-25 ms of CPU on small machines): state and payloads are read and written with shell
-// builtins, and awk runs only when others' chains are present.
+// builtins, and no awk runs on the way of a load or a restore.
 //
 // Kept free of backquotes and dollar-brace so it can live in a TS template literal unchanged
 // (the few interpolations below are the TS side's).
-import {FOREIGN_CHAIN_PATTERNS, FORWARD_OWNER_PATTERNS} from '../core/merge.js';
-
 /** Where the agent lives on every server. Fixed: commands never take paths from input. */
 export const AGENT_DIR = '/var/lib/isolate-wizard';
 export const AGENT_PATH = `${AGENT_DIR}/agent.sh`;
 
 /** Bumped whenever the state format or an op's contract changes. */
-export const AGENT_VERSION = '4';
+export const AGENT_VERSION = '5';
 
 /** Exit codes of the agent (see README "Exit codes" and the ops below). */
 export const AGENT_EXIT = {
@@ -78,16 +79,6 @@ export const SECTION_V4 = '#iw:v4';
 export const SECTION_V6 = '#iw:v6';
 /** The nftables part (our table), last; optional in a candidate (missing = our table absent). */
 export const SECTION_NFT = '#iw:nft';
-
-for (const prefix of [...FOREIGN_CHAIN_PATTERNS, ...FORWARD_OWNER_PATTERNS]) {
-  // Interpolated into sh and awk patterns below.
-  if (!/^[A-Za-z0-9_-]+$/.test(prefix)) throw new Error(`foreign chain prefix not safe for the agent: ${prefix}`);
-}
-/** sh `case` pattern: a filter text (from filter_text) that declares a chain of others. */
-const FOREIGN_IN_TEXT = FOREIGN_CHAIN_PATTERNS.map((prefix) => `*"$nl:"${prefix}*`).join('|');
-/** sh `case` pattern: one line declaring a chain of others. */
-const FOREIGN_DECLARATION = FOREIGN_CHAIN_PATTERNS.map((prefix) => `:${prefix}*`).join('|');
-const awkPrefixes = (prefixes: readonly string[]): string => `/^(${prefixes.join('|')})/`;
 
 export const AGENT_SCRIPT = String.raw`#!/bin/sh
 # isolate-wizard agent, version ${AGENT_VERSION}. Installed and called by isolate-wizard; see its README.
@@ -185,7 +176,7 @@ write_checked() {
 # last line without its newline is not read.)
 read_state() {
   s_version= s_batch= s_phase= s_owner= s_since= s_changed= s_confirmed= s_token= s_deadline= s_watchdog=
-  s_boot= s_candforeign= s_nftpart= s_lastconfirmed=
+  s_boot= s_nftpart= s_lastconfirmed=
   [ -f "$STATE" ] || return 0
   while IFS='=' read -r rs_key rs_value; do
     case $rs_key in
@@ -200,7 +191,6 @@ read_state() {
       deadline) s_deadline=$rs_value ;;
       watchdog) s_watchdog=$rs_value ;;
       boot) s_boot=$rs_value ;;
-      candforeign) s_candforeign=$rs_value ;;
       nftpart) s_nftpart=$rs_value ;;
       lastconfirmed) s_lastconfirmed=$rs_value ;;
     esac
@@ -214,7 +204,6 @@ read_state() {
   case $s_confirmed in *[!0-9]*) s_confirmed= ;; esac
   case $s_deadline in *[!0-9]*) s_deadline= ;; esac
   case $s_boot in *[!a-f0-9-]*) s_boot= ;; esac
-  case $s_candforeign in yes) ;; *) s_candforeign= ;; esac
   case $s_nftpart in yes) ;; *) s_nftpart= ;; esac
   case $s_lastconfirmed in *[!a-z0-9-]*) s_lastconfirmed= ;; esac
   return 0
@@ -224,9 +213,9 @@ read_state() {
 # nftpart=yes: the batch snapshotted our nftables table at begin and owns that part (a batch
 # begun by agent version 3 or older has no such key: its nftables part is left alone).
 write_state() {
-  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\ncandforeign=%s\nnftpart=%s\nlastconfirmed=%s\n' \
+  printf 'version=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ntoken=%s\ndeadline=%s\nwatchdog=%s\nboot=%s\nnftpart=%s\nlastconfirmed=%s\n' \
     "$AGENT_VERSION_PLACEHOLDER" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" \
-    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_candforeign" "$s_nftpart" "$s_lastconfirmed" > "$STATE.new" 2>/dev/null &&
+    "$s_token" "$s_deadline" "$s_watchdog" "$s_boot" "$s_nftpart" "$s_lastconfirmed" > "$STATE.new" 2>/dev/null &&
     mv -f "$STATE.new" "$STATE" && return 0
   rm -f "$STATE.new" 2>/dev/null
   return 1
@@ -328,170 +317,127 @@ filter_text() {
   IFS=$ifs0
 }
 
-# The one description of what others own, in awk (POSIX: mawk and busybox awk run it). Input:
-# iptables-save texts (only their first *filter section is read), the first after "k=1", the
-# second after "k=2". mode=strip prints text 1 without others' chains, their rules and the jumps
-# into them from INPUT/FORWARD/OUTPUT (what we persist); mode=ours the same, first a line
-# "#runtime-forward" when a container runtime owns FORWARD (what we compare: same_part then
-# leaves FORWARD out of the comparison); mode=merge prints our part of text 1 with others'
-# part of text 2 (the live one) put back: their chains, their jumps placed first in each
-# built-in, and FORWARD as text 2 has it when a container runtime owns it there. Output in the
-# form of filter_text: counters and comments dropped.
-tables_awk='
-function foreign(name) { return name ~ ${awkPrefixes(FOREIGN_CHAIN_PATTERNS)} }
-function runtime(name) { return name ~ ${awkPrefixes(FORWARD_OWNER_PATTERNS)} }
-function builtin(name) { return name == "INPUT" || name == "FORWARD" || name == "OUTPUT" }
-function target(line,   n, i, w) {
-  n = split(line, w, " ")
-  for (i = 3; i < n; i++) if (w[i] == "-j" || w[i] == "-g" || w[i] == "--jump" || w[i] == "--goto") return w[i + 1]
-  return ""
-}
-FNR == 1 { infilter = 0; done = 0 }
-/^#/ { next }
-/^\*/ { infilter = ($0 == "*filter" && !done); if (infilter) seen[k] = 1; next }
-!infilter { next }
-$0 == "COMMIT" { infilter = 0; done = 1; next }
-/^:/ { n = ++nd[k]; dn[k, n] = substr($1, 2); dl[k, n] = $1 " " $2; if (k == 2) live[dn[k, n]] = dl[k, n]; next }
-{ n = ++nr[k]; rc[k, n] = $2; rl[k, n] = $0; rt[k, n] = target($0); if ($2 == "FORWARD" && runtime(rt[k, n])) fwd[k] = 1 }
-function ours(i) { return !foreign(rc[1, i]) && !(builtin(rc[1, i]) && foreign(rt[1, i])) }
-END {
-  if (mode != "merge") {
-    if (!seen[1]) exit
-    if (mode == "ours" && fwd[1]) print "#runtime-forward"
-    print "*filter"
-    for (i = 1; i <= nd[1]; i++) if (!foreign(dn[1, i])) print dl[1, i]
-    for (i = 1; i <= nr[1]; i++) if (ours(i)) print rl[1, i]
-    print "COMMIT"
-    exit
-  }
-  if (!seen[1]) {
-    nd[1] = 3; dn[1, 1] = "INPUT"; dn[1, 2] = "FORWARD"; dn[1, 3] = "OUTPUT"
-    for (i = 1; i <= 3; i++) dl[1, i] = ":" dn[1, i] " ACCEPT"
-  }
-  keep = fwd[2] && ("FORWARD" in live)
-  print "*filter"
-  for (i = 1; i <= nd[1]; i++) {
-    c = dn[1, i]
-    if (foreign(c)) continue
-    if (c == "FORWARD" && keep) print live[c]; else print dl[1, i]
-  }
-  for (j = 1; j <= nd[2]; j++) if (foreign(dn[2, j])) print dl[2, j]
-  for (i = 1; i <= nd[1]; i++) {
-    c = dn[1, i]
-    if (foreign(c)) continue
-    if (c == "FORWARD" && keep) { for (j = 1; j <= nr[2]; j++) if (rc[2, j] == c) print rl[2, j]; continue }
-    if (builtin(c)) for (j = 1; j <= nr[2]; j++) if (rc[2, j] == c && foreign(rt[2, j])) print rl[2, j]
-    for (j = 1; j <= nr[1]; j++) if (rc[1, j] == c && ours(j)) print rl[1, j]
-  }
-  for (j = 1; j <= nr[2]; j++) if (foreign(rc[2, j])) print rl[2, j]
-  print "COMMIT"
-}'
+# ---- iptables: our chains only ---------------------------------------------------------------
+# Ours in each family's filter table: the chains named IW-* (IW-INPUT, IW-FORWARD, IW-OUTPUT and
+# their helpers) and one plain jump into each of the first three from its built-in chain, put at
+# position 1. The drop is the last rule of our chain; the built-in chains' policies and every
+# other rule and chain are others' (fail2ban, Docker, the operator's own), never written.
+#
+# Loaded with iptables-restore --noflush, one transaction per family (checked on iptables-nft and
+# iptables-legacy 1.8.9: a ":CHAIN -" line flushes an existing user chain or creates it, no
+# built-in's policy is named, and a -D of a rule that is not there fails the whole transaction,
+# nothing changed). The -D lines are our jumps as live just before; one that vanished in between
+# makes the load fail, and the caller's comparison then decides.
 
-# has_foreign TEXT (a filter_text output): true when it declares a chain of others.
-has_foreign() { case $1 in ${FOREIGN_IN_TEXT}) return 0 ;; esac; return 1; }
-
-# our_part TEXT MODE (ours|strip): sets $part to TEXT's filter table without what others own.
-# Without others' chains that is the filter table itself: no awk.
+# our_part TEXT: sets $part to what is ours in TEXT (an iptables-save output; only its first
+# *filter section is read): "*filter", our chains' declarations (":IW-X -"), our jumps, our
+# chains' rules and "COMMIT", in iptables-save's order; empty when nothing is ours. Builtins only.
 our_part() {
-  part=$(filter_text "$1")
-  has_foreign "$part" || return 0
-  part=$(printf '%s\n' "$part" | awk -v mode="$2" "$tables_awk" k=1 -) || return 1
+  part= op_in=0 op_done=0
+  IFS=$nl
+  for op_line in $1; do
+    case $op_line in
+      '#'*) continue ;;
+      '*'*) if [ "$op_line" = '*filter' ] && [ "$op_done" = 0 ]; then op_in=1; else op_in=0; fi; continue ;;
+      COMMIT) [ "$op_in" = 0 ] || op_done=1; op_in=0; continue ;;
+    esac
+    [ "$op_in" = 1 ] || continue
+    case $op_line in
+      ':IW-'*) IFS=' '; set -- $op_line; IFS=$nl; op_line="$1 -" ;;
+      '-A IW-'*|'-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*) ;;
+      *) continue ;;
+    esac
+    part="$part$op_line$nl"
+  done
+  IFS=$ifs0
+  [ -z "$part" ] || part="*filter$nl$part""COMMIT"
 }
 
-# is_empty_filter TEXT (a filter_text / our_part output): true when it lets everything through.
-is_empty_filter() {
+# is_ours_text TEXT: every line of TEXT (a candidate) is ours: a declaration of an IW- chain
+# (no policy), one of our jumps, a rule of an IW- chain, *filter, COMMIT, a comment or blank.
+is_ours_text() {
   IFS=$nl
-  for ie_line in $1; do
-    case $ie_line in
-      '*filter'|COMMIT|':INPUT ACCEPT'|':FORWARD ACCEPT'|':OUTPUT ACCEPT') ;;
-      *) IFS=$ifs0; return 1 ;;
+  for io_line in $1; do
+    case $io_line in
+      '*filter'|COMMIT|'#'*|':IW-'*' -'|':IW-'*' - ['*']'|'-A IW-'*) ;;
+      '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*)
+        IFS=' '; set -- $io_line; IFS=$nl
+        [ $# = 4 ] || { IFS=$ifs0; return 1; } ;;
+      *[!"$blanks"]*) IFS=$ifs0; return 1 ;;
     esac
   done
   IFS=$ifs0
   return 0
 }
 
-# same_part A B: two our_part outputs are the same rules ("no table" and "an empty table with
-# ACCEPT policies" both let everything through: restoring an empty snapshot gives one of them).
-# When a container runtime owns FORWARD on either side, FORWARD is theirs: left out.
-same_part() {
-  sp_a=$1; sp_b=$2
-  case "$sp_a$nl$sp_b" in *'#runtime-forward'*) sp_a=$(without_forward "$sp_a"); sp_b=$(without_forward "$sp_b") ;; esac
-  if is_empty_filter "$sp_a" && is_empty_filter "$sp_b"; then return 0; fi
-  [ "$sp_a" = "$sp_b" ]
-}
-
-without_forward() { # TEXT: prints it without FORWARD's policy and rules (and the runtime mark)
+# ours_transaction LIVE WANT [test]: prints the iptables-restore --noflush input that turns
+# LIVE (an our_part output: ours as live now) into WANT (one too, or a candidate): WANT's chains
+# declared (created, or flushed), LIVE's other chains of ours flushed, every live jump of ours
+# deleted, those other chains deleted, WANT's jumps inserted at position 1 (ending in WANT's
+# order) and WANT's chains' rules appended. With "test": no -D and -X lines (iptables-nft's
+# --test does not check them against the live table, iptables-legacy's does).
+ours_transaction() {
+  ot_live=$1 ot_want=$2 ot_test=
+  [ $# -lt 3 ] || ot_test=$3
+  ot_decl= ot_flush= ot_del= ot_drop= ot_insert= ot_rules=
   IFS=$nl
-  for wf_line in $1; do
-    case $wf_line in ':FORWARD '*|'-A FORWARD '*|'#runtime-forward') ;; *) printf '%s\n' "$wf_line" ;; esac
-  done
-  IFS=$ifs0
-}
-
-# Every section of FILE except *filter, verbatim (for keeping other tables of a persistence file).
-other_sections() {
-  os_keep=0
-  while IFS= read -r os_line || [ -n "$os_line" ]; do
-    case $os_line in '*'*) if [ "$os_line" = '*filter' ]; then os_keep=0; else os_keep=1; fi ;; esac
-    [ "$os_keep" = 1 ] || continue
-    printf '%s\n' "$os_line" || return 1
-    [ "$os_line" != COMMIT ] || os_keep=0
-  done < "$1" || return 1
-  return 0
-}
-
-# "Empty" = no filter table at all (what a fresh nf_tables host has), or on the legacy backend,
-# where the table always exists once loaded, no rules, no user chains and ACCEPT policies. Both
-# let everything through; restoring an empty snapshot produces exactly this. The caller verifies.
-remove_filter() {
-  fam=$1
-  if have nft && have iptables; then
-    case "$(iptables -V 2>/dev/null)" in
-      *nf_tables*)
-        if [ "$fam" = 4 ]; then nft delete table ip filter 2>/dev/null; else nft delete table ip6 filter 2>/dev/null; fi
-        return 0 ;;
+  for ot_line in $ot_want; do
+    case $ot_line in
+      ':IW-'*) IFS=' '; set -- $ot_line; IFS=$nl; ot_decl="$ot_decl$1 -$nl" ;;
+      '-A IW-'*) ot_rules="$ot_rules$ot_line$nl" ;;
+      '-A '*) IFS=' '; set -- $ot_line; IFS=$nl; ot_insert="-I $2 1 -j $4$nl$ot_insert" ;;
     esac
+  done
+  if [ "$ot_test" != test ]; then
+    for ot_line in $ot_live; do
+      case $ot_line in
+        ':IW-'*)
+          case "$nl$ot_decl" in *"$nl$ot_line$nl"*) continue ;; esac
+          IFS=': '; set -- $ot_line; IFS=$nl
+          ot_flush="$ot_flush$ot_line$nl"; ot_drop="$ot_drop-X $2$nl" ;;
+        '-A IW-'*) ;;
+        '-A '*) IFS=' '; set -- $ot_line; IFS=$nl; ot_del="$ot_del-D $2 -j $4$nl" ;;
+      esac
+    done
   fi
-  if [ "$fam" = 4 ]; then c=iptables; else c=ip6tables; fi
-  have "$c" || return 0
-  $c -w "$XT_WAIT" -t filter -P INPUT ACCEPT && $c -w "$XT_WAIT" -t filter -P FORWARD ACCEPT &&
-    $c -w "$XT_WAIT" -t filter -P OUTPUT ACCEPT && $c -w "$XT_WAIT" -t filter -F && $c -w "$XT_WAIT" -t filter -X
+  IFS=$ifs0
+  printf '*filter\n%s%s%s%s%s%sCOMMIT\n' "$ot_decl" "$ot_flush" "$ot_del" "$ot_drop" "$ot_insert" "$ot_rules"
 }
 
-# load_file FAMILY FILE: iptables-restore, waiting (at most XT_WAIT seconds: a failure is then
-# verified and retried) for the xtables lock that Docker, fail2ban or kube-proxy may hold on the
-# legacy backend (iptables-nft accepts and ignores the option). Sets $load_err on failure.
-load_file() {
+# load_ours FAMILY WANT: ours in the live filter table made WANT (an our_part output or a
+# candidate; empty: nothing of ours), in one iptables-restore --noflush transaction through a
+# pipe (nothing written: the way back must work on a full disk), waiting at most XT_WAIT seconds
+# for the xtables lock that Docker, fail2ban or kube-proxy may hold on the legacy backend. Nothing
+# of ours live and nothing wanted: nothing run. Sets $load_err on failure; the caller compares.
+load_ours() {
   restore_cmd "$1"
+  live_text "$1" || { load_err="cannot read the live rules"; return 1; }
+  our_part "$saved"
+  lo_live=$part
+  [ -n "$lo_live" ] || [ -n "$2" ] || return 0
   have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
-  load_err=$("$rcmd" --wait="$XT_WAIT" < "$2" 2>&1) && return 0
+  load_err=$(ours_transaction "$lo_live" "$2" | "$rcmd" --noflush --wait="$XT_WAIT" 2>&1) && return 0
   [ -n "$load_err" ] || load_err="$rcmd failed"
   return 1
 }
 
-# load_merged FAMILY FILE LIVE MERGE: loads our part of FILE (a filter table) with what others
-# own taken from LIVE (the live filter table, as filter_text prints it). MERGE "yes": FILE itself
-# may hold others' chains. Without others' chains on either side FILE loads as it is. Sets
-# $load_err on failure.
-load_merged() {
-  if [ "$4" != yes ] && ! has_foreign "$3"; then load_file "$1" "$2"; return; fi
-  restore_cmd "$1"
-  have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
-  # Merged on the way in, nothing written: the way back must not need free space. A merge cut
-  # short leaves iptables-restore a text without COMMIT, which it refuses whole.
-  load_err=$(printf '%s\n' "$3" | awk -v mode=merge "$tables_awk" k=1 "$2" k=2 - | "$rcmd" --wait="$XT_WAIT" 2>&1) && return 0
-  [ -n "$load_err" ] || load_err="$rcmd failed"
-  return 1
-}
-
-# load_text FAMILY TEXT: as load_file, the rules given as text (nothing written to disk).
-load_text() {
-  restore_cmd "$1"
-  have "$rcmd" || { load_err="$rcmd is not installed"; return 1; }
-  load_err=$(printf '%s\n' "$2" | "$rcmd" --wait="$XT_WAIT" 2>&1) && return 0
-  [ -n "$load_err" ] || load_err="$rcmd failed"
-  return 1
+# drop_empty_filter FAMILY: on iptables-nft, the filter table our load created on a host that had
+# none (a snapshot without *filter) is deleted again once nothing is left in it: no rule, no
+# chain but the built-ins, ACCEPT policies (iptables-legacy's table always exists).
+drop_empty_filter() {
+  have nft && have iptables || return 0
+  case "$(iptables -V 2>/dev/null)" in *nf_tables*) ;; *) return 0 ;; esac
+  live_text "$1" || return 0
+  IFS=$nl
+  for de_line in $(filter_text "$saved"); do
+    case $de_line in
+      '*filter'|COMMIT|':INPUT ACCEPT'|':FORWARD ACCEPT'|':OUTPUT ACCEPT') ;;
+      *) IFS=$ifs0; return 0 ;;
+    esac
+  done
+  IFS=$ifs0
+  if [ "$1" = 4 ]; then nft delete table ip filter 2>/dev/null; else nft delete table ip6 filter 2>/dev/null; fi
+  return 0
 }
 
 # ---- nftables: our table only ---------------------------------------------------------------
@@ -593,43 +539,34 @@ restore_nft() {
   return 0
 }
 
-# restore_verified BATCH: puts our part of the snapshot back (others' chains as they are live),
-# then compares our part of the live rules with the snapshot's: that comparison decides (a
-# restore command that failed when nothing needed undoing, e.g. after a load that changed
-# nothing, still leaves the host provably on its previous rules). Under the mutex. Sets $why and
-# fails when a family differs or cannot be checked (a missing snapshot is such a failure).
+# restore_verified BATCH: puts our part of the snapshot back (others' rules and chains as they
+# are live), then compares our part of the live rules with the snapshot's: that comparison
+# decides (a restore command that failed when nothing needed undoing, e.g. after a load that
+# changed nothing, still leaves the host provably on its previous rules). Under the mutex. Sets
+# $why and fails when a family differs or cannot be checked (a missing snapshot is such a failure).
 restore_verified() {
   why=
   for fam in 4 6; do
     snap="$BACKUPS/$1.v$fam"
     # A missing snapshot is an error: restoring "nothing" would claim rules that were never put back.
     [ -f "$snap" ] || { why="$why IPv$fam: snapshot $snap is missing;"; continue; }
-    rv_text=$(cat "$snap") || { why="$why IPv$fam: cannot read $snap;"; continue; }
-    rv_filter=$(filter_text "$rv_text")
-    our_part "$rv_text" ours || { why="$why IPv$fam: cannot read $snap;"; continue; }
+    read_text "$snap" || { why="$why IPv$fam: cannot read $snap;"; continue; }
+    rv_text=$text
+    our_part "$rv_text"
     rv_want=$part
-    live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
-    rv_live=$(filter_text "$saved")
     rv_error=
-    if is_empty_filter "$rv_want" && ! has_foreign "$rv_live"; then
-      remove_filter "$fam" || rv_error="cannot empty the filter table"
-    else
-      # Only the filter table: nat, mangle, raw (Docker's, Kubernetes') stay as they are now.
-      # Nothing written on the way back: it must work on a full disk. awk reads only the
-      # snapshot's filter section.
-      if has_foreign "$rv_filter" || has_foreign "$rv_live"; then
-        load_merged "$fam" "$snap" "$rv_live" yes || rv_error=$load_err
-      else
-        load_text "$fam" "$rv_filter" || rv_error=$load_err
-      fi
-    fi
+    load_ours "$fam" "$rv_want" || rv_error=$load_err
     live_text "$fam" || { why="$why IPv$fam: cannot read the live rules after the restore ($rv_error);"; continue; }
-    our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules after the restore;"; continue; }
-    if ! same_part "$part" "$rv_want"; then
+    our_part "$saved"
+    if [ "$part" != "$rv_want" ]; then
       [ -z "$rv_error" ] || rv_error="$rv_error, "
       why="$why IPv$fam: $rv_error""the live rules differ from the snapshot;"
-    elif [ -n "$rv_error" ]; then
-      log "restore of $1 IPv$fam: $rv_error, but the live rules equal the snapshot"
+      continue
+    fi
+    [ -z "$rv_error" ] || log "restore of $1 IPv$fam: $rv_error, but the live rules equal the snapshot"
+    # A host that had no filter table gets none back (iptables-nft made one for our chains).
+    if [ -z "$rv_want" ]; then
+      case "$nl$rv_text$nl" in *"$nl*filter$nl"*) ;; *) drop_empty_filter "$fam" ;; esac
     fi
   done
   restore_nft "$1" || why="$why nftables: $nft_why;"
@@ -638,16 +575,16 @@ restore_verified() {
 
 # live_matches_loaded BATCH: our part of the live rules equals what was live right after the
 # load (recorded then: iptables-save's own spelling of the candidate), and so does our table.
-# Keeps the live texts in $live_v4 / $live_v6 / $live_nft for persist. Sets $why when not.
+# Keeps our live parts in $live_v4 / $live_v6 / $live_nft for persist. Sets $why when not.
 live_matches_loaded() {
   why=
   for fam in 4 6; do
     read_text "$BACKUPS/$1.loaded.v$fam" || { why="$why IPv$fam: the record of the loaded rules is missing;"; continue; }
     lm_want=$text
     live_text "$fam" || { why="$why IPv$fam: cannot read the live rules;"; continue; }
-    if [ "$fam" = 4 ]; then live_v4=$saved; else live_v6=$saved; fi
-    our_part "$saved" ours || { why="$why IPv$fam: cannot read the live rules;"; continue; }
-    same_part "$part" "$lm_want" || why="$why IPv$fam: the live rules differ from the ones loaded;"
+    our_part "$saved"
+    if [ "$fam" = 4 ]; then live_v4=$part; else live_v6=$part; fi
+    [ "$part" = "$lm_want" ] || why="$why IPv$fam: the live rules differ from the ones loaded;"
   done
   live_nft=
   if [ "$s_nftpart" = yes ]; then
@@ -808,28 +745,6 @@ persist_kind() { # -> $pk
 
 PERSIST_MARK='# Written by isolate-wizard'
 
-# persist_file FAMILY FILE ITS-DIRECTORY: writes what we own of the live filter table ($live_v4 /
-# $live_v6: others' chains and the jumps into them left out, their software makes them at boot)
-# into the boot-time file, keeping the file's other tables. The operator's own file is kept once
-# as FILE.iw-orig. Every write checked.
-persist_file() {
-  [ -d "$3" ] || mkdir -p "$3" || return 1
-  if [ "$1" = 4 ]; then pf_live=$live_v4; else pf_live=$live_v6; fi
-  our_part "$pf_live" strip || return 1
-  if [ -f "$2" ] && [ ! -e "$2.iw-orig" ]; then
-    pf_first=; IFS= read -r pf_first < "$2" || :
-    case $pf_first in "$PERSIST_MARK"*) ;; *) cp -p "$2" "$2.iw-orig" || return 1 ;; esac
-  fi
-  clock; iso_time "$op_now"
-  umask 022
-  { printf '%s on %s\n' "$PERSIST_MARK" "$iso" && { [ ! -f "$2" ] || other_sections "$2"; } &&
-    { [ -z "$part" ] || printf '%s\n' "$part"; }; } > "$2.iw-new" 2>/dev/null && mv -f "$2.iw-new" "$2"
-  pf_status=$?
-  umask 077
-  [ "$pf_status" = 0 ] || rm -f "$2.iw-new" 2>/dev/null
-  return $pf_status
-}
-
 # Our table at boot: our own file (the replacing transaction: loading it again changes nothing)
 # and our own unit, ordered after nftables.service and part of it, so that
 # "systemctl restart nftables" (Debian's nftables.conf begins with "flush ruleset") loads ours
@@ -894,14 +809,93 @@ WantedBy=multi-user.target" &&
   pn=unit
 }
 
-persist() { # prints persisted=KIND and persisted_nft=unit|file|none; exit 9 when a boot file cannot be written
-  persist_kind
-  case $pk in
-    debian) persist_file 4 /etc/iptables/rules.v4 /etc/iptables && persist_file 6 /etc/iptables/rules.v6 /etc/iptables ;;
-    rhel) persist_file 4 /etc/sysconfig/iptables /etc/sysconfig && persist_file 6 /etc/sysconfig/ip6tables /etc/sysconfig ;;
-    *) true ;;
-  esac || { echo "persisted=failed"; die 9 "the rules are confirmed, but the $pk boot-time files could not be written (disk full?)"; }
-  echo "persisted=$pk"
+# Our chains at boot: our own files (our part of each family, as our_part prints it), loaded by
+# our own unit through this agent's boot op (the same --noflush transaction as a load: loading
+# again changes nothing), ordered after the distribution's loader (netfilter-persistent,
+# iptables/ip6tables.service) and part of it, so that restarting that loader, which replaces the
+# whole filter table, loads ours again after it. The operator's rules.v4 / sysconfig files are
+# never written.
+IPT_FILE=/etc/isolate-wizard/isolate-wizard
+IPT_UNIT_NAME=isolate-wizard-iptables.service
+IPT_UNIT=/etc/systemd/system/$IPT_UNIT_NAME
+IPT_WANTS=/etc/systemd/system/multi-user.target.wants/$IPT_UNIT_NAME
+
+# persist_ipt: our live chains ($live_v4 / $live_v6, our_part outputs) into our boot files and
+# unit, or (nothing of ours live) both removed. Sets $pi: unit (files and unit written), file (no
+# systemd: the files alone), none (nothing of ours to load at boot). Every step checked.
+persist_ipt() {
+  pi=none
+  if [ -z "$live_v4" ] && [ -z "$live_v6" ]; then
+    [ -e "$IPT_FILE.v4" ] || [ -e "$IPT_FILE.v6" ] || [ -e "$IPT_UNIT" ] || [ -L "$IPT_WANTS" ] || return 0
+    # A oneshot without ExecStop: stopping it changes no rule, it only stops following the loader.
+    if pid1_is_systemd; then systemctl stop "$IPT_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $IPT_UNIT_NAME failed"; fi
+    rm -f "$IPT_WANTS" "$IPT_UNIT" "$IPT_FILE.v4" "$IPT_FILE.v6" || return 1
+    rmdir /etc/isolate-wizard 2>/dev/null
+    if pid1_is_systemd; then systemctl daemon-reload >/dev/null 2>&1 || return 1; fi
+    return 0
+  fi
+  clock; iso_time "$op_now"
+  { [ -d /etc/isolate-wizard ] || mkdir -p /etc/isolate-wizard; } &&
+    write_checked "$IPT_FILE.v4" "$PERSIST_MARK on $iso: our IPv4 chains, loaded at boot by $IPT_UNIT_NAME$nl$live_v4" &&
+    write_checked "$IPT_FILE.v6" "$PERSIST_MARK on $iso: our IPv6 chains, loaded at boot by $IPT_UNIT_NAME$nl$live_v6" ||
+    return 1
+  pi=file
+  have systemctl || [ -d /etc/systemd/system ] || return 0
+  umask 022
+  { [ -d /etc/systemd/system/multi-user.target.wants ] || mkdir -p /etc/systemd/system/multi-user.target.wants; } &&
+    write_checked "$IPT_UNIT" "$PERSIST_MARK: our iptables chains (IW-*), after (and restarted with) the distribution's loader
+[Unit]
+Description=isolate-wizard firewall (iptables chains IW-*)
+DefaultDependencies=no
+Wants=network-pre.target
+Before=network-pre.target shutdown.target
+After=netfilter-persistent.service iptables.service ip6tables.service
+PartOf=netfilter-persistent.service iptables.service ip6tables.service
+Conflicts=shutdown.target
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh $AGENT boot
+
+[Install]
+WantedBy=multi-user.target" &&
+    ln -sf "$IPT_UNIT" "$IPT_WANTS"
+  pi_status=$?
+  umask 077
+  [ "$pi_status" = 0 ] || return 1
+  # Known and active where systemd runs (a restart of the loader restarts only the active units
+  # that are part of it). The boot op takes no mutex (this op holds it): it loads what is live.
+  if pid1_is_systemd; then
+    systemctl daemon-reload >/dev/null 2>&1 && systemctl start "$IPT_UNIT_NAME" >/dev/null 2>&1 || return 1
+  fi
+  pi=unit
+}
+
+# boot_load: our boot files loaded (each family whose file exists), each compared with the live
+# rules after. Exit 1 naming the family when one cannot be loaded or differs.
+boot_load() {
+  bl_why=
+  for fam in 4 6; do
+    read_text "$IPT_FILE.v$fam" || continue
+    our_part "$text"
+    bl_want=$part
+    bl_error=
+    load_ours "$fam" "$bl_want" || bl_error=$load_err
+    if live_text "$fam"; then
+      our_part "$saved"
+      [ "$part" = "$bl_want" ] || bl_why="$bl_why IPv$fam: $bl_error (the live chains differ from $IPT_FILE.v$fam);"
+    else
+      bl_why="$bl_why IPv$fam: cannot read the live rules;"
+    fi
+  done
+  [ -z "$bl_why" ] || die 1 "boot: our chains could not be loaded:$bl_why"
+  log "boot: our chains loaded"
+}
+
+persist() { # prints persisted=unit|file|none and persisted_nft=unit|file|none; exit 9 when a boot file cannot be written
+  persist_ipt || { echo "persisted=failed"; die 9 "the rules are confirmed, but our iptables boot files $IPT_FILE.v4/.v6 or unit $IPT_UNIT could not be written or enabled"; }
+  echo "persisted=$pi"
   persist_nft || { echo "persisted_nft=failed"; die 9 "the rules are confirmed, but our nftables boot file $NFT_FILE or unit $NFT_UNIT could not be written or enabled"; }
   echo "persisted_nft=$pn"
 }
@@ -939,12 +933,11 @@ prune_backups() {
 }
 
 # copy_until [MARK]: copies stdin lines to stdout up to the line MARK (true when it was seen),
-# or to the end without one. A last line without its newline is kept. Sets cu_foreign=yes when
-# a line declares a chain of others. Fails on a write error (cu_failed=1).
+# or to the end without one. A last line without its newline is kept. Fails on a write error
+# (cu_failed=1).
 copy_until() {
   while IFS= read -r cu_line || [ -n "$cu_line" ]; do
     if [ $# = 1 ] && [ "$cu_line" = "$1" ]; then return 0; fi
-    case $cu_line in ${FOREIGN_DECLARATION}) cu_foreign=yes ;; esac
     printf '%s\n' "$cu_line" || { cu_failed=1; return 1; }
   done
   [ $# = 0 ]
@@ -958,7 +951,7 @@ stage_payload() {
   found=0
   while IFS= read -r line; do [ "$line" != '#iw:v4' ] || { found=1; break; }; done
   [ "$found" = 1 ] || die 2 "candidate for IPv4 missing"
-  cu_foreign= cu_failed=
+  cu_failed=
   copy_until '#iw:v6' > "$BACKUPS/$1.cand.v4" 2>/dev/null || {
     [ -z "$cu_failed" ] || die 9 "cannot store the IPv4 candidate (disk full?)"
     die 2 "candidate for IPv6 missing"; }
@@ -981,7 +974,10 @@ stage_payload() {
   for fam in 4 6; do
     restore_cmd "$fam"
     have "$rcmd" || die 5 "$rcmd is not installed"
-    if ! err=$("$rcmd" --wait="$XT_WAIT" --test < "$BACKUPS/$1.cand.v$fam" 2>&1); then
+    read_text "$BACKUPS/$1.cand.v$fam" || die 9 "cannot read the IPv$fam candidate back"
+    is_ours_text "$text" ||
+      die 5 "IPv$fam candidate rejected: it may declare and fill our chains (IW-*) and jump into them from INPUT, FORWARD and OUTPUT, nothing else"
+    if ! err=$(ours_transaction "" "$text" test | "$rcmd" --noflush --wait="$XT_WAIT" --test 2>&1); then
       printf 'IPv%s candidate rejected by %s --test: %s\n' "$fam" "$rcmd" "$err" >&2
       failed=1
     fi
@@ -993,7 +989,7 @@ stage_payload() {
     fi
   fi
   [ $failed -eq 0 ] || exit 5
-  s_phase=staged; s_candforeign=$cu_foreign
+  s_phase=staged
   write_state || die 9 "cannot write the state (disk full?): the candidate is not staged"
 }
 
@@ -1101,7 +1097,7 @@ case "$op" in
       { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6"; die 9 "cannot write the nftables snapshot (disk full?): nothing changed"; }
     arm_watchdog "$batch" "$seconds" ||
       { rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6" "$BACKUPS/$batch.nft"; die 1 "systemd-run failed: no watchdog could be armed, nothing changed"; }
-    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now; s_boot=; s_candforeign=; s_nftpart=yes
+    s_batch=$batch; s_phase=locked; s_owner=$owner; s_since=$op_now; s_changed=$op_now; s_boot=; s_nftpart=yes
     if ! write_state; then
       retire_watchdog "$s_watchdog" # a detached one finds no token and quits
       rm -f "$BACKUPS/$batch.v4" "$BACKUPS/$batch.v6" "$BACKUPS/$batch.nft"
@@ -1143,9 +1139,9 @@ case "$op" in
     write_state || die 9 "cannot write the state (disk full?): nothing loaded"
     failure=
     for fam in 4 6; do
-      if ! live_text "$fam"; then failure="IPv$fam load failed (cannot read the live rules)"; break; fi
-      load_merged "$fam" "$BACKUPS/$batch.cand.v$fam" "$(filter_text "$saved")" "$s_candforeign" ||
-        { failure="IPv$fam load failed ($load_err)"; break; }
+      if ! read_text "$BACKUPS/$batch.cand.v$fam"; then failure="IPv$fam load failed (the candidate is missing)"; break; fi
+      our_part "$text"
+      load_ours "$fam" "$part" || { failure="IPv$fam load failed ($load_err)"; break; }
     done
     if [ -z "$failure" ] && [ "$s_nftpart" = yes ]; then
       if ! read_text "$BACKUPS/$batch.cand.nft"; then failure="nftables load failed (the candidate is missing)"
@@ -1155,7 +1151,7 @@ case "$op" in
     # What is live now, in iptables-save's and nft's spelling: confirm compares with it.
     if [ -z "$failure" ]; then
       for fam in 4 6; do
-        live_text "$fam" && our_part "$saved" ours && write_checked "$BACKUPS/$batch.loaded.v$fam" "$part" ||
+        live_text "$fam" && our_part "$saved" && write_checked "$BACKUPS/$batch.loaded.v$fam" "$part" ||
           { failure="cannot record the loaded IPv$fam rules (disk full?)"; break; }
       done
     fi
@@ -1295,6 +1291,12 @@ case "$op" in
         die 1 "the record of the rules batch $cf_batch loaded ($cf_part) is missing"
       fi
     done
+    ;;
+
+  boot) # our boot files loaded again (isolate-wizard-iptables.service, after the distribution's
+    # loader). No mutex: the confirm that starts the unit holds it.
+    [ $# -eq 0 ] || die 2 "usage: boot"
+    boot_load
     ;;
 
   install-persistence) # installs the distribution's boot-time loader, non-interactively
