@@ -7,7 +7,6 @@ import path from 'node:path';
 import {AGENT_FILE, ansibleProject, DEFAULT_ANSIBLE_TIMEOUT, EXPORT_MARKER, roleGroup} from '../core/ansible-export.js';
 import {InputError, RefusedError, UsageError} from '../core/errors.js';
 import {formatLockout} from '../core/lockout.js';
-import {foreignChainLinePattern} from '../core/merge.js';
 import {buildPlan} from '../core/plan.js';
 import {AGENT_SCRIPT} from '../remote/agent-script.js';
 import {stringOption, type Command} from './command.js';
@@ -52,22 +51,13 @@ export const exportCommand: Command = {
     const dir = path.resolve(io.cwd, out);
     checkOutDir(dir);
 
-    const {inventory, facts, resolved, discovered} = await planInputs(values, io);
+    const {inventory, facts, resolved} = await planInputs(values, io);
     const groups = new Map<string, string>();
     for (const role of new Set(inventory.hosts.flatMap((host) => host.roles))) {
       const other = groups.get(roleGroup(role));
       if (other !== undefined) throw new InputError([`roles "${other}" and "${role}" would share the Ansible group ${roleGroup(role)}: rename one`]);
       groups.set(roleGroup(role), role);
     }
-    // The playbook loads the rules as compiled; keeping other software's chains needs the live
-    // rules merged in (core/merge.ts), which only apply does. Refused here when discovery saw
-    // such software, and on the server at run time in any case.
-    const foreign = [...discovered].flatMap(([name, discovery]) => {
-      const owners = [discovery.firewall.docker && 'Docker', discovery.firewall.fail2ban && 'fail2ban', discovery.firewall.kubernetes && 'Kubernetes'].filter(Boolean);
-      return owners.length > 0 ? [`${name}: runs ${owners.join(', ')}, whose chains must be kept: use isolate-wizard apply for it (the export does not merge them)`] : [];
-    });
-    if (foreign.length > 0) throw new RefusedError(`refused, nothing written:\n${foreign.join('\n')}`);
-
     const plan = buildPlan(inventory, facts, resolved, {withAccess: false});
     const cuts = formatLockout(plan.lockout.filter((finding) => finding.severity === 'error'));
     if (cuts.length > 0) throw new RefusedError(`refused, nothing written:\n${cuts.join('\n')}`);
@@ -79,7 +69,6 @@ export const exportCommand: Command = {
       plan,
       resolved,
       sshConfigPath: existsSync(sshConfig) ? sshConfig : '/dev/null',
-      foreignChainLine: foreignChainLinePattern(),
       timeoutSeconds,
     });
     files.set(AGENT_FILE, AGENT_SCRIPT);

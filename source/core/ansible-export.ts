@@ -9,6 +9,7 @@ import type {Inventory} from './inventory.js';
 import {parseSshDestination} from './inventory.js';
 import type {ResolvedSsh} from './lockout.js';
 import type {Plan} from './plan.js';
+import {toOwnChains} from './own-chains.js';
 import {renderRuleset} from './render.js';
 
 /** Where the agent goes in the project (the command writes it: it lives in the remote layer). */
@@ -27,8 +28,6 @@ export interface AnsibleExportInput {
   readonly resolved: ReadonlyMap<string, ResolvedSsh>;
   /** The operator's ssh config file, or /dev/null when there is none. */
   readonly sshConfigPath: string;
-  /** A regular expression matching the `:CHAIN` line of a chain other software owns, the name as its group (see merge.ts). */
-  readonly foreignChainLine: string;
   readonly timeoutSeconds?: number;
 }
 
@@ -92,7 +91,8 @@ function inventoryYaml(input: AnsibleExportInput, last: ReadonlySet<string>): st
     '    iw_confirm: true',
     '    # Why the batch stopped, from every server that noted it (tasks/load.yml).',
     `    iw_stopped: "{{ groups['all'] | map('extract', hostvars) | selectattr('iw_stop', 'defined') | map(attribute='iw_stop') | list }}"`,
-    `    iw_foreign_chains: ${yaml(input.foreignChainLine)}`,
+    // Our lines in an iptables-save text (own-chains.ts): what the live check counts.
+    `    iw_our_rules: ${yaml('(?m)^-A (IW-|(INPUT|FORWARD|OUTPUT) -j IW-)')}`,
     // The tables iptables-nft (and ebtables-nft / arptables-nft) keep, and ours (the nftables
     // backend's, which this playbook's iptables batch removes): the rest belong to others.
     `    iw_iptables_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute)|inet isolate_wizard)$')}`,
@@ -259,9 +259,6 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
           {% elif hostvars[host].iw_tables.stdout_lines | default([]) | reject('match', iw_iptables_tables) | list %}{{ host }}: its
           nftables ruleset holds tables another manager owns ({{ hostvars[host].iw_tables.stdout_lines | reject('match', iw_iptables_tables)
           | map('regex_replace', '^table ', '') | join(', ') }}), whose drops this playbook does not check: use isolate-wizard apply for this server;
-          {% elif answer.stdout is search(iw_foreign_chains, multiline=true) %}{{ host }}: its rules hold chains that other software owns
-          ({{ answer.stdout | regex_findall(iw_foreign_chains, multiline=true) | unique | join(', ') }}): this playbook does not
-          merge them, use isolate-wizard apply for this server;
           {% endif %}{% endfor %}
 
     - name: Load the rules (a failure puts the snapshot back at once)
@@ -326,8 +323,8 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
           {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
           {% elif ('batch=' ~ iw_batch) not in lines or 'phase=loaded' not in lines %}{{ host }}: batch {{ iw_batch }} is not
           loaded there ({{ lines | select('match', '^(phase|batch)=') | join(', ') }});
-          {% elif (live[0] | regex_findall('(?m)^-A ') | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v4') | regex_findall('(?m)^-A ') | length)
-              or (live[1] | default('') | regex_findall('(?m)^-A ') | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v6') | regex_findall('(?m)^-A ') | length) %}{{ host }}:
+          {% elif (live[0] | regex_findall(iw_our_rules) | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v4') | regex_findall(iw_our_rules) | length)
+              or (live[1] | default('') | regex_findall(iw_our_rules) | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v6') | regex_findall(iw_our_rules) | length) %}{{ host }}:
           the live rules are not the ones this batch loaded;
           {% endif %}{% endfor %}
 
@@ -395,13 +392,11 @@ const PROJECT_README = `# Firewall rules for this fleet (written by isolate-wiza
     ansible-playbook site.yml -e iw_timeout=600 # a longer rollback deadline (seconds, default in inventory.yml)
     ansible-playbook site.yml -e iw_confirm=false  # leave the batch pending: it rolls back by itself
 
-- \`rules/<host>.v4\`, \`.v6\`: each server's filter table, exactly as \`isolate-wizard plan --host H
-  --family 4|6 --format iptables\` prints it.
+- \`rules/<host>.v4\`, \`.v6\`: each server's chains of ours (IW-INPUT, IW-FORWARD, IW-OUTPUT and the
+  jumps into them), loaded with iptables-restore --noflush: other software's rules are left as they are.
 - \`files/agent.sh\`: isolate-wizard's server-side agent (lock, snapshot, rollback watchdog,
   confirm), installed in /var/lib/isolate-wizard as \`isolate-wizard apply\` does: \`isolate-wizard
   status\`, \`confirm\` and \`rollback\` work on the batches this playbook leaves.
-- Servers whose rules hold chains of Docker, fail2ban, Kubernetes (and the like) are refused: the
-  playbook does not merge other software's chains; \`isolate-wizard apply\` does.
 - Needs ansible-core (Debian's \`ansible-core\` or \`ansible\`), python3 and sudo (or root) on the servers.
   Add \`-K\` when sudo asks for a password.
 `;
@@ -420,8 +415,8 @@ export function ansibleProject(input: AnsibleExportInput): Map<string, string> {
     ['README.md', PROJECT_README],
   ]);
   for (const host of input.plan.hosts) {
-    files.set(`rules/${host.name}.v4`, renderRuleset(host.compiled.v4));
-    files.set(`rules/${host.name}.v6`, renderRuleset(host.compiled.v6));
+    files.set(`rules/${host.name}.v4`, renderRuleset(toOwnChains(host.compiled.v4)));
+    files.set(`rules/${host.name}.v6`, renderRuleset(toOwnChains(host.compiled.v6)));
   }
   return files;
 }

@@ -16,12 +16,9 @@ export function resolveBackend(choice: BackendChoice | undefined, hasNft: boolea
   return 'iptables';
 }
 
-/** A filter table with nothing of ours: every chain accepts (the agent adds others' chains live). */
+/** A filter table with nothing of ours in it: loaded, it removes our chains (others' rules are never written). */
 export function emptyFilter(family: Family): Ruleset {
-  return {
-    family,
-    tables: [{name: 'filter', chains: [{name: 'INPUT', policy: 'ACCEPT'}, {name: 'FORWARD', policy: 'ACCEPT'}, {name: 'OUTPUT', policy: 'ACCEPT'}], rules: []}],
-  };
+  return {family, tables: [{name: 'filter', chains: [], rules: []}]};
 }
 
 export interface HostCandidate {

@@ -1,11 +1,12 @@
 // Drift: a host's live rules against what was last confirmed there, told in plain words with the
-// effect on who can reach it. Ours are compared rule for rule (others' chains change on their
-// own: a fail2ban ban is not drift); whatever changes access — a rule added by hand, our rules
-// flushed, another manager's nftables table dropping what the plan opens — is drift. Pure.
+// effect on who can reach it. Ours (our chains and jumps) are compared rule for rule (others'
+// chains change on their own: a fail2ban ban is not drift); whatever changes access — a rule
+// added by hand, our rules flushed, others' rule put before our jump that accepts or drops what
+// ours would not, another manager's nftables table dropping what the plan opens — is drift. Pure.
 import {INTERNET, subtractRanges, summarizeFleetAccess, formatPorts, type AccessEntry, type FleetHost} from './access.js';
 import {mergePortRanges} from './compiler.js';
-import {diffRulesets} from './iptables-save.js';
-import {canonicalFilter, forwardIsRuntimes, isOpenFilter, ownPart} from './merge.js';
+import {diffRulesets, formatRule} from './iptables-save.js';
+import {canonicalFilter, hasNothingOurs, ownPart, rulesBeforeOurs, withOurs} from './own-chains.js';
 import type {PortRange, Protocol, Ruleset} from './model.js';
 import {formatNativeDrops, nativeDrops} from './native-drops.js';
 import {isIptablesNftTable, type NftRuleset} from './nft-ruleset.js';
@@ -60,13 +61,12 @@ function othersFilterTables(ruleset: NftRuleset): NftRuleset {
   };
 }
 
-/** Ours of both, others' chains and the jumps into them left out, and FORWARD when a container runtime owns it on either side (as confirm compares). */
+/** Our chains and jumps in both (as confirm compares): others' rules and the policies are not ours. */
 function ruleChanges(confirmed: Ruleset, live: Ruleset): string[] {
-  const withoutForward = forwardIsRuntimes(confirmed) || forwardIsRuntimes(live);
-  const before = canonicalFilter(ownPart(confirmed, withoutForward));
-  const after = canonicalFilter(ownPart(live, withoutForward));
-  if (isOpenFilter(before) && isOpenFilter(after)) return [];
-  if (isOpenFilter(after)) return [`IPv${live.family}: our rules are gone (the table was flushed, or the server rebooted without loading them)`];
+  const before = canonicalFilter(ownPart(confirmed));
+  const after = canonicalFilter(ownPart(live));
+  if (hasNothingOurs(before) && hasNothingOurs(after)) return [];
+  if (hasNothingOurs(after)) return [`IPv${live.family}: our chains are gone (the table was flushed, or the server rebooted without loading them)`];
   return diffRulesets(before, after).map((line) => {
     const rule = line.replace(/^filter: /, '');
     const added = rule.startsWith('+ ');
@@ -162,14 +162,26 @@ export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView
   const changes = new Map(
     views.map((view) => [view.host, [...ruleChanges(view.confirmed.v4, view.live.v4), ...ruleChanges(view.confirmed.v6, view.live.v6), ...tableChanges(view.ourTable)]]),
   );
-  const confirmedFleet = withRules(hosts, new Map(views.map((view) => [view.host, view.confirmed])));
+  // Others' rules before our jump (inserted after our load) decide first: judged by their effect.
+  const ahead = new Map(
+    views.map((view) => [
+      view.host,
+      [4, 6].flatMap((family) => rulesBeforeOurs(family === 4 ? view.live.v4 : view.live.v6).map((rule) => `IPv${family} others' rule before our chain: ${formatRule(rule)}`)),
+    ]),
+  );
+  // What was confirmed, as it would be live now were ours first: others' rules after our jump and
+  // the policies count alike on both sides.
+  const confirmedFleet = withRules(
+    hosts,
+    new Map(views.map((view) => [view.host, {v4: withOurs(view.live.v4, view.confirmed.v4), v6: withOurs(view.live.v6, view.confirmed.v6)}])),
+  );
   const natives = new Map(
     views.flatMap((view) => {
       const others = view.native ? othersFilterTables(view.native) : undefined;
       return others && others.tables.length > 0 ? [[view.host, others] as const] : [];
     }),
   );
-  const anyChange = [...changes.values()].some((lines) => lines.length > 0);
+  const anyChange = [...changes.values(), ...ahead.values()].some((lines) => lines.length > 0);
   if (!anyChange && natives.size === 0) return views.map((view) => ({host: view.host, drifted: false, changes: [], effects: []}));
 
   const before = summarizeFleetAccess(confirmedFleet);
@@ -180,9 +192,11 @@ export function fleetDrift(hosts: readonly FleetHost[], views: readonly LiveView
     dropsByHost.set(host, [...(dropsByHost.get(host) ?? []), line.slice(host.length + 2)]);
   }
   return views.map((view) => {
-    const own = changes.get(view.host) ?? [];
+    const ours = changes.get(view.host) ?? [];
     const drops = dropsByHost.get(view.host) ?? [];
-    const effects = own.length > 0 ? accessEffects(before, after, view.host) : {lines: [], gains: [], losses: 0};
+    const effects = ours.length > 0 || (ahead.get(view.host) ?? []).length > 0 ? accessEffects(before, after, view.host) : {lines: [], gains: [], losses: 0};
+    // Others' rules ahead of ours are drift only when they change access (a ban of one address does not).
+    const own = [...ours, ...(effects.lines.length > 0 ? (ahead.get(view.host) ?? []) : [])];
     const fleetNames = new Set(hosts.map((host) => host.name));
     // Adoptable: rules only added, access only gained, from sources an allow can name.
     const adoptable =

@@ -3,7 +3,7 @@
 // the rules other software (or a person) wrote, and dropped packets named by fleet host. Pure: the
 // caller read `iptables-save -c` and the drop log on the server.
 import {formatRule, tokenizeRuleLine} from './iptables-save.js';
-import {canonicalSpec, isForeignChain, ruleTarget} from './merge.js';
+import {canonicalSpec, ruleTarget, toOwnChains} from './own-chains.js';
 import type {Rule, Ruleset} from './model.js';
 
 export interface RuleWordsContext {
@@ -154,7 +154,8 @@ export function describeLiveRules(saveText: string, context: RuleWordsContext): 
 
   // Compared in iptables-save's spelling (`-m tcp` after `-p tcp`, /32 on addresses, …).
   const key = (rule: Rule): string => formatRule({chain: rule.chain, spec: canonicalSpec(rule.spec)});
-  const ours = new Set((context.ours?.tables.find((table) => table.name === 'filter')?.rules ?? []).map(key));
+  // Live, the compiled rules are in our chains (own-chains.ts): compared in that form.
+  const ours = new Set((context.ours ? toOwnChains(context.ours).tables.find((table) => table.name === 'filter')?.rules ?? [] : []).map(key));
   const lines: string[] = [];
   for (const chain of chains) {
     const owner = ownerOf(chain.name);
@@ -164,7 +165,7 @@ export function describeLiveRules(saveText: string, context: RuleWordsContext): 
       if (rule.chain !== chain.name) continue;
       const words = `${ruleInWords(rule.spec, context.names)} — ${count(rule.packets)}`;
       const target = ruleTarget(rule);
-      const theirs = owner ?? (target !== undefined && isForeignChain(target) ? ownerOf(target) : undefined);
+      const theirs = owner ?? (target !== undefined ? ownerOf(target) : undefined);
       if (ours.has(key(rule))) lines.push(`  ${words}`);
       else lines.push(`  theirs${theirs ? ` (${theirs})` : ''}: ${words}`);
     }

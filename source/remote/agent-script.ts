@@ -354,12 +354,15 @@ our_part() {
 }
 
 # is_ours_text TEXT: every line of TEXT (a candidate) is ours: a declaration of an IW- chain
-# (no policy), one of our jumps, a rule of an IW- chain, *filter, COMMIT, a comment or blank.
+# (no policy), one of our jumps, a rule of an IW- chain, *filter, COMMIT, a comment or blank. A
+# built-in chain may be named without a policy (":INPUT -", which --noflush leaves as it is): it
+# is not passed on.
 is_ours_text() {
   IFS=$nl
   for io_line in $1; do
     case $io_line in
       '*filter'|COMMIT|'#'*|':IW-'*' -'|':IW-'*' - ['*']'|'-A IW-'*) ;;
+      ':INPUT -'|':FORWARD -'|':OUTPUT -'|':INPUT - ['*']'|':FORWARD - ['*']'|':OUTPUT - ['*']') ;;
       '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*)
         IFS=' '; set -- $io_line; IFS=$nl
         [ $# = 4 ] || { IFS=$ifs0; return 1; } ;;
@@ -1268,7 +1271,13 @@ case "$op" in
     if is_pending_phase "$s_phase"; then locked=yes; else locked=no; fi
     if is_stale; then stale=yes; else stale=no; fi
     list_snapshots || snapshots=0
-    persist_kind
+    # What brings ours back at boot: our unit or files (the distribution's loader when a batch
+    # confirmed by an older agent wrote its files).
+    if [ -e "$IPT_UNIT" ]; then pk=iptables
+    elif [ -e "$NFT_UNIT" ]; then pk=nftables
+    elif [ -e "$IPT_FILE.v4" ]; then pk=iptables-file
+    elif [ -e "$NFT_FILE" ]; then pk=nftables-file
+    else persist_kind; fi
     case $s_watchdog in unit:*) watchdog=unit ;; *) watchdog=$s_watchdog ;; esac
     printf 'managed=%s\nbatch=%s\nphase=%s\nowner=%s\nsince=%s\nchanged=%s\nconfirmed=%s\ndeadline=%s\nnow=%s\nlocked=%s\nstale=%s\nwatchdog=%s\nbackups=%s\npersistence=%s\n' \
       "$managed" "$s_batch" "$s_phase" "$s_owner" "$s_since" "$s_changed" "$s_confirmed" "$s_deadline" "$op_now" "$locked" "$stale" "$watchdog" "$snapshots" "$pk"

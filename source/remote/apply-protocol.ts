@@ -5,10 +5,10 @@
 //   1-4. installBeginStage  in one round trip: put the agent in place, lock (exit 3 when held),
 //                       snapshot iptables-save/ip6tables-save, arm a lease watchdog (so even a
 //                       client dying now leaves nothing locked forever), and `iptables-restore
-//                       --test` the rules as planned; nothing changes yet
-//   3. (caller)         keep the snapshot locally; merge the candidate with the foreign chains;
-//      stageCandidate   upload and test again, only when that merge changed the candidate
-//   5. loadCandidate    iptables-restore v4 then v6; any failure puts the snapshot back at once
+//                       --noflush --test` our chains as planned (prepareRules); nothing changes yet
+//   3. (caller)         keep the snapshot locally
+//   5. loadCandidate    our chains, iptables-restore --noflush v4 then v6; any failure puts the
+//                       snapshot's part of ours back at once
 //   6. armDeadline      the operator's countdown, on the server's clock
 //   7. verifyLoaded     over a NEW connection: login works, the live rules are the ones sent
 //      (verifyAndHold: the same, then waits there for the word to confirm, for apply --yes)
@@ -22,7 +22,7 @@ import {hostname, userInfo} from 'node:os';
 import {randomBytes} from 'node:crypto';
 import {HostError, RefusedError} from '../core/errors.js';
 import {diffRulesets, parseIptablesSave} from '../core/iptables-save.js';
-import {canonicalFilter, forwardIsRuntimes, isOpenFilter, mergeForeignDetailed, ownPart} from '../core/merge.js';
+import {canonicalFilter, hasNothingOurs, ownPart, toOwnChains} from '../core/own-chains.js';
 import type {Ruleset} from '../core/model.js';
 import {renderRuleset} from '../core/render.js';
 import {stripControl} from '../core/terminal-text.js';
@@ -272,21 +272,20 @@ function beginOutcome(remote: RemoteHost, result: ExecResult): Snapshot {
 }
 
 // ---------------------------------------------------------------------------
-// 3. Merge with what others own
+// 3. Our chains
 
 export interface PreparedRules {
+  /** What is loaded: our chains (IW-*) and the jumps into them, nothing else (see own-chains.ts). */
   readonly v4: Ruleset;
   readonly v6: Ruleset;
   readonly v4Text: string;
   readonly v6Text: string;
-  readonly keptChains: readonly string[];
-  readonly keptForward: boolean;
   /** Our nftables table, '' = it must be absent after the load (the iptables backend). */
   readonly nftText: string;
   readonly nftPlanned?: {readonly v4: Ruleset; readonly v6: Ruleset};
 }
 
-/** Renders a merged ruleset and checks the text reads back as the same rules (a renderer bug must not reach a server). */
+/** Renders our chains and checks the text reads back as the same rules (a renderer bug must not reach a server). */
 function renderChecked(host: string, ruleset: Ruleset): string {
   const text = renderRuleset(ruleset);
   let reread: Ruleset;
@@ -302,23 +301,15 @@ function renderChecked(host: string, ruleset: Ruleset): string {
   return text;
 }
 
-export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset; nft?: NftCandidate}, snapshot: Snapshot): PreparedRules {
-  const parse = (text: string, family: 4 | 6): Ruleset => {
-    try {
-      return parseIptablesSave(text, family);
-    } catch (error) {
-      throw new HostError(host, `cannot read its current IPv${family} rules: ${error instanceof Error ? error.message : String(error)}`);
-    }
-  };
-  const v4 = mergeForeignDetailed(candidate.v4, parse(snapshot.v4, 4));
-  const v6 = mergeForeignDetailed(candidate.v6, parse(snapshot.v6, 6));
+/** The candidate as the agent loads it: the compiled rules in our own chains (or a snapshot's part of ours, as it is). */
+export function prepareRules(host: string, candidate: {v4: Ruleset; v6: Ruleset; nft?: NftCandidate}): PreparedRules {
+  const v4 = toOwnChains(candidate.v4);
+  const v6 = toOwnChains(candidate.v6);
   return {
-    v4: v4.ruleset,
-    v6: v6.ruleset,
-    v4Text: renderChecked(host, v4.ruleset),
-    v6Text: renderChecked(host, v6.ruleset),
-    keptChains: [...new Set([...v4.keptChains, ...v6.keptChains])],
-    keptForward: v4.keptForward || v6.keptForward,
+    v4,
+    v6,
+    v4Text: renderChecked(host, v4),
+    v6Text: renderChecked(host, v6),
     nftText: candidate.nft ? candidate.nft.text.replace(/\n*$/, '\n') : '',
     ...(candidate.nft?.planned ? {nftPlanned: candidate.nft.planned} : {}),
   };
@@ -355,8 +346,7 @@ export interface StagedTexts {
 /**
  * Installs the agent, locks the host for `batch` (LockHeldError when another batch holds it),
  * snapshots its rules, arms a watchdog for `leaseSeconds`, and stages the rules as planned, in
- * one round trip. A rejected candidate is returned, not thrown: with what the snapshot shows
- * kept, the caller may stage another.
+ * one round trip. A rejected candidate is returned, not thrown: the batch stays locked.
  */
 export async function installBeginStage(
   remote: RemoteHost,
@@ -377,16 +367,6 @@ export async function installBeginStage(
     return {snapshot: splitPayload(result.stdout), rejected: firstLine(result), v4Text: planned.v4Text, v6Text: planned.v6Text, nftText: planned.nftText, ...kind};
   }
   return {snapshot: beginOutcome(remote, result), v4Text: planned.v4Text, v6Text: planned.v6Text, nftText: planned.nftText, ...kind};
-}
-
-export async function stageCandidate(remote: RemoteHost, batch: string, texts: StagedTexts): Promise<void> {
-  const result = await run(remote, COMMANDS.stage, {batch, stdin: candidatePayload(texts)});
-  if (result.code === AGENT_EXIT.candidateRejected) {
-    throw new CandidateRejectedError(remote.name, `rules rejected by the server, nothing changed: ${firstLine(result)}`);
-  }
-  const failure = commonFailure(remote, result);
-  if (failure) throw failure;
-  if (result.code !== 0) throw new AgentError(remote.name, `validation failed: ${firstLine(result)}`);
 }
 
 // ---------------------------------------------------------------------------
@@ -586,20 +566,18 @@ export async function verifyAndHold(
 }
 
 /**
- * Differences between what is live and what was sent, in what this tool owns (filter table,
- * canonical spellings): others' chains are taken live by the agent at every load and restore (a
- * fail2ban ban may arrive at any moment), so they are not compared. Empty = same.
+ * Differences between what is live and what was sent, in what this tool owns: our chains and
+ * our jumps (canonical spellings). Others' rules and chains, and the built-in chains' policies,
+ * are theirs (a fail2ban ban may arrive at any moment), so they are not compared. Empty = same.
  */
 export function liveDifferences(live: {v4: string; v6: string}, expected: {v4: Ruleset; v6: Ruleset}): string[] {
   const problems: string[] = [];
   for (const family of [4, 6] as const) {
     const text = family === 4 ? live.v4 : live.v6;
     const wanted = family === 4 ? expected.v4 : expected.v6;
-    const shown = parseIptablesSave(text, family);
-    const withoutForward = forwardIsRuntimes(wanted) || forwardIsRuntimes(shown);
-    const want = ownPart(wanted, withoutForward);
-    const got = ownPart(shown, withoutForward);
-    if (isOpenFilter(got) && isOpenFilter(want)) continue;
+    const want = ownPart(wanted);
+    const got = ownPart(parseIptablesSave(text, family));
+    if (hasNothingOurs(got) && hasNothingOurs(want)) continue;
     for (const line of diffRulesets(canonicalFilter(want), canonicalFilter(got))) problems.push(`IPv${family} ${line}`);
   }
   return problems;
@@ -640,11 +618,15 @@ export async function verifyLoaded(
 // 8. Confirm
 
 /**
- * How the confirmed rules come back at boot: the distribution's iptables loader (debian, rhel),
- * our own unit loading our nftables table (nftables), our table's file with nothing to load it
- * (nftables-file: no systemd), or nothing.
+ * How the confirmed rules come back at boot: our own unit loading our iptables chains (iptables)
+ * or our nftables table (nftables), our files with nothing to load them (iptables-file,
+ * nftables-file: no systemd), or nothing; debian and rhel (the distribution's loader) are what an
+ * older agent reported.
  */
-export type Persistence = 'debian' | 'rhel' | 'nftables' | 'nftables-file' | 'none';
+export type Persistence = 'debian' | 'rhel' | 'iptables' | 'iptables-file' | 'nftables' | 'nftables-file' | 'none';
+
+const PERSISTENCE_KINDS: ReadonlySet<string> = new Set(['debian', 'rhel', 'iptables', 'iptables-file', 'nftables', 'nftables-file']);
+const persistenceOf = (kind: string | undefined): Persistence => (kind !== undefined && PERSISTENCE_KINDS.has(kind) ? (kind as Persistence) : 'none');
 
 export interface Confirmed {
   readonly alreadyConfirmed: boolean;
@@ -653,6 +635,9 @@ export interface Confirmed {
 
 export const NFT_FILE_ONLY_NOTE =
   'rules are live and our table is saved in /etc/isolate-wizard/isolate-wizard.nft, but nothing loads it at boot here (no systemd): load it with nft -f from the boot scripts';
+
+export const IPT_FILE_ONLY_NOTE =
+  'rules are live and our chains are saved in /etc/isolate-wizard/isolate-wizard.v4 and .v6, but nothing loads them at boot here (no systemd): run sh /var/lib/isolate-wizard/agent.sh boot from the boot scripts';
 
 export const NO_PERSISTENCE_NOTE =
   'rules are live but will not survive a reboot; install iptables-persistent or rerun with --install-persistence';
@@ -681,12 +666,13 @@ function confirmedFrom(remote: RemoteHost, result: ExecResult): Confirmed {
   if (failure) throw failure;
   if (result.code !== 0) throw new AgentError(remote.name, `confirm failed: ${firstLine(result)}`);
   const values = keyValues(result.stdout);
-  const persisted = values.get('persisted');
-  // With our table, our unit is what brings the rules back (the iptables part holds nothing of ours).
+  // Our unit (or files) of the backend that holds ours: the other part holds nothing of ours.
+  const iptables = values.get('persisted');
   const nft = values.get('persisted_nft');
   return {
     alreadyConfirmed: result.stdout.startsWith('already-confirmed'),
-    persistence: nft === 'unit' ? 'nftables' : nft === 'file' ? 'nftables-file' : persisted === 'debian' || persisted === 'rhel' ? persisted : 'none',
+    persistence:
+      nft === 'unit' ? 'nftables' : nft === 'file' ? 'nftables-file' : iptables === 'unit' ? 'iptables' : iptables === 'file' ? 'iptables-file' : persistenceOf(iptables),
   };
 }
 
@@ -761,7 +747,7 @@ export function parseStatus(text: string): AgentStatus {
     lastChange: epoch('changed'),
     confirmedAt: epoch('confirmed'),
     backups: Number(values.get('backups')) || 0,
-    persistence: persistence === 'debian' || persistence === 'rhel' ? persistence : 'none',
+    persistence: persistenceOf(persistence),
   };
 }
 

@@ -24,6 +24,7 @@ import {
   type HeldVerification,
   LockHeldError,
   newBatchId,
+  IPT_FILE_ONLY_NOTE,
   NFT_FILE_ONLY_NOTE,
   NO_PERSISTENCE_NOTE,
   prepareRules,
@@ -31,7 +32,6 @@ import {
   readLive,
   RestoreFailedError,
   rollbackBatch,
-  stageCandidate,
   loadCandidate,
   unlockBatch,
   verifyLoaded,
@@ -128,8 +128,6 @@ export interface PendingFleetBatch {
   readonly deadline: number;
   readonly timeoutSeconds: number;
   readonly checks: readonly {readonly host: string; readonly label: string; readonly ok: boolean}[];
-  /** Per host, the foreign chains carried over (Docker, fail2ban, ...). */
-  readonly kept: ReadonlyMap<string, readonly string[]>;
   /** With confirmAfterVerify: how each host's confirmation went. */
   readonly confirmed?: readonly HostOutcome[];
 }
@@ -231,9 +229,6 @@ async function withHost<T>(connector: Connector, target: HostTarget, existing: R
  * pending batch (every host verified and counting down); on any failure every host that changed
  * is rolled back, the others are unlocked, and FleetApplyError says what happened.
  */
-/** An empty server: what the candidate is merged with to get the rules as planned. */
-const NO_SNAPSHOT = {v4: '', v6: '', nft: ''} as const;
-
 export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFleetBatch> {
   const {connector, timeoutSeconds} = options;
   const emit: OnProgress = options.onProgress ?? (() => undefined);
@@ -261,9 +256,9 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     emit({host: name, step: 'lock', status: 'running'});
     try {
       run.remote = await connector.connect(run.plan.target);
-      // The rules as planned travel with the lock and snapshot request and are tested there
-      // (one round trip); they are staged again only if the snapshot holds chains to keep.
-      const planned = prepareRules(name, run.plan.candidate, NO_SNAPSHOT);
+      // The rules travel with the lock and snapshot request and are tested there (one round
+      // trip): ours only, whatever the server holds.
+      const planned = prepareRules(name, run.plan.candidate);
       let began;
       try {
         began = await installBeginStage(run.remote, batch, leaseSeconds, planned);
@@ -279,14 +274,9 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       const kind = began.watchdog === undefined ? 'the server\'s watchdog' : watchdogLabel(began.watchdog);
       emit({host: name, step: 'watchdog', status: 'done', detail: `rollback armed on the server: ${kind} (${leaseSeconds} s until load and verify finish)`});
       emit({host: name, step: 'validate', status: 'running'});
-      run.prepared = prepareRules(name, run.plan.candidate, began.snapshot);
-      const sameAsPlanned = run.prepared.v4Text === began.v4Text && run.prepared.v6Text === began.v6Text && run.prepared.nftText === began.nftText;
-      if (sameAsPlanned && began.rejected !== undefined) {
-        throw new CandidateRejectedError(name, `rules rejected by the server, nothing changed: ${began.rejected}`);
-      }
-      if (!sameAsPlanned) await stageCandidate(run.remote, batch, run.prepared);
-      const kept = run.prepared.keptChains.length > 0 ? `; keeping ${run.prepared.keptChains.join(', ')}` : '';
-      emit({host: name, step: 'validate', status: 'done', detail: `iptables-restore --test passed${kept}`});
+      run.prepared = planned;
+      if (began.rejected !== undefined) throw new CandidateRejectedError(name, `rules rejected by the server, nothing changed: ${began.rejected}`);
+      emit({host: name, step: 'validate', status: 'done', detail: 'iptables-restore --noflush --test passed (our chains only)'});
     } catch (error) {
       const step = run.began ? 'validate' : 'lock';
       emit({host: name, step, status: 'failed', detail: describe(error)});
@@ -416,7 +406,6 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
     timeoutSeconds,
     checks,
     ...(confirmed ? {confirmed} : {}),
-    kept: new Map(runs.map((run) => [run.plan.target.name, run.prepared?.keptChains ?? []])),
   };
 }
 
@@ -576,8 +565,15 @@ async function afterConfirm(
       return {host: target.name, ok: false, persistence: 'none', detail: why};
     }
   }
-  const unsaved = confirmed.persistence === 'none' || confirmed.persistence === 'nftables-file';
-  const detail = confirmed.persistence === 'none' ? NO_PERSISTENCE_NOTE : confirmed.persistence === 'nftables-file' ? NFT_FILE_ONLY_NOTE : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
+  const unsaved = confirmed.persistence === 'none' || confirmed.persistence === 'nftables-file' || confirmed.persistence === 'iptables-file';
+  const detail =
+    confirmed.persistence === 'none'
+      ? NO_PERSISTENCE_NOTE
+      : confirmed.persistence === 'nftables-file'
+        ? NFT_FILE_ONLY_NOTE
+        : confirmed.persistence === 'iptables-file'
+          ? IPT_FILE_ONLY_NOTE
+          : `saved for boot (${persistenceFiles(confirmed.persistence)})`;
   emit({host: target.name, step: 'persist', status: unsaved ? 'skipped' : 'done', detail});
   return {host: target.name, ok: true, persistence: confirmed.persistence, detail: `confirmed; ${detail}`};
 }
@@ -658,6 +654,7 @@ export function persistenceFiles(kind: Persistence): string {
   if (kind === 'debian') return '/etc/iptables/rules.v4, rules.v6';
   if (kind === 'rhel') return '/etc/sysconfig/iptables, ip6tables';
   if (kind === 'nftables' || kind === 'nftables-file') return '/etc/isolate-wizard/isolate-wizard.nft, loaded by isolate-wizard.service';
+  if (kind === 'iptables' || kind === 'iptables-file') return '/etc/isolate-wizard/isolate-wizard.v4, .v6, loaded by isolate-wizard-iptables.service';
   return 'none';
 }
 

@@ -1,11 +1,11 @@
 // rollback --to BATCH: put back the rules the hosts had before an earlier batch, through the same
 // protocol as apply (lock, snapshot, --test, load, fresh-connection check, countdown, confirm or
 // the server's own rollback). The candidate of each host is the snapshot that batch took there:
-// this machine's copy, else the server's (backups/BATCH.v4/.v6), our part of it only (what other
-// software owns is taken live at load time, as for any apply).
+// this machine's copy, else the server's (backups/BATCH.v4/.v6), our part of it only (our chains
+// and jumps: what other software owns is never written, as for any apply).
 import {EXIT, RefusedError} from '../core/errors.js';
 import {parseIptablesSave} from '../core/iptables-save.js';
-import {restorablePart} from '../core/merge.js';
+import {ownPart} from '../core/own-chains.js';
 import type {Ruleset} from '../core/model.js';
 import {BATCH_PATTERN, readBackup, type NftCandidate, type Snapshot} from './apply-protocol.js';
 import {FleetApplyError, mapLimit, type FleetHostPlan} from './fleet-apply.js';
@@ -30,7 +30,7 @@ export interface SnapshotPlansOptions {
 export function snapshotCandidate(host: string, batch: string, snapshot: Snapshot): {v4: Ruleset; v6: Ruleset; nft?: NftCandidate} {
   const read = (text: string, family: 4 | 6): Ruleset => {
     try {
-      return restorablePart(parseIptablesSave(text, family));
+      return ownPart(parseIptablesSave(text, family));
     } catch (error) {
       throw new RefusedError(`${host}: the IPv${family} snapshot of batch ${batch} cannot be read: ${error instanceof Error ? error.message : String(error)}`);
     }

@@ -248,7 +248,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         return {
           host: outcome.host,
           ...(batch === undefined ? {} : {backup: `/var/lib/isolate-wizard/backups/${batch}.v4 (.v6)`}),
-          persistent: outcome.persistence !== undefined && outcome.persistence !== 'none' && outcome.persistence !== 'nftables-file',
+          persistent: outcome.persistence !== undefined && outcome.persistence !== 'none' && outcome.persistence !== 'nftables-file' && outcome.persistence !== 'iptables-file',
           note: outcome.detail,
         };
       }),
