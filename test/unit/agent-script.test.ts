@@ -8,7 +8,8 @@ import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {diffRulesets, parseIptablesSave} from '../../source/core/iptables-save.js';
-import {canonicalFilter, mergeForeignDetailed} from '../../source/core/merge.js';
+import {toOwnChains} from '../../source/core/own-chains.js';
+import {renderRuleset} from '../../source/core/render.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
 const NETNS = `iw-h5-agent-${process.pid}`;
@@ -37,7 +38,9 @@ interface Server {
  * when the server is given wrappers, another boot id or another /etc (the agent sets its own
  * PATH, so what it finds must change in the file system). A watchdog it starts stays in both.
  */
-function agent(args: string[], input = '', server: Server = {}): Run {
+function agent(args: string[], input = '', given: Server = {}): Run {
+  // Always an /etc of its own: a confirm writes our boot files, never into this machine's /etc.
+  const server = given.etc ? given : {...given, etc: path.join(dir, 'etc-default')};
   const mounts: string[] = [];
   const mountArgs: string[] = [];
   const mount = (line: string, ...values: string[]): void => {
@@ -119,7 +122,8 @@ function makeStale(): void {
   writeFileSync(file, readFileSync(file, 'utf8').replace(/^token=.*$/m, 'token=gone').replace(/^deadline=.*$/m, `deadline=${past}`));
 }
 
-const CANDIDATE_V4 = [
+/** The rules as the compiler writes them (built-in chains with policies)... */
+const COMPILED_V4 = [
   '*filter',
   ':INPUT DROP [0:0]',
   ':FORWARD DROP [0:0]',
@@ -129,7 +133,10 @@ const CANDIDATE_V4 = [
   'COMMIT',
   '',
 ].join('\n');
-const CANDIDATE_V6 = CANDIDATE_V4.replace('--dport 22', '--dport 2222');
+/** ...and as the client sends them: our chains (IW-*) and one jump into each (own-chains.ts). */
+const ownText = (compiled: string, family: 4 | 6): string => renderRuleset(toOwnChains(parseIptablesSave(compiled, family)));
+const CANDIDATE_V4 = ownText(COMPILED_V4, 4);
+const CANDIDATE_V6 = ownText(COMPILED_V4.replace('--dport 22', '--dport 2222'), 6);
 const payload = (v4: string, v6: string): string => `${SECTION_V4}\n${v4}${SECTION_V6}\n${v6}`;
 
 /** What a Docker host's tables look like: its chains in filter (FORWARD) and in nat. */
@@ -209,39 +216,6 @@ describe('agent script (static)', () => {
     rmSync(path.dirname(file), {recursive: true});
   });
 
-  it('merges with others\' chains in awk as merge.ts does (Docker, fail2ban recorded outputs), and strips them for comparing and persisting', () => {
-    const work = mkdtempSync(path.join(tmpdir(), 'iw-h5-awk-'));
-    const program = /^tables_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
-    expect(program).toContain('function foreign');
-    // The server's awk: mawk (Debian), gawk, or busybox's (tried too where it is installed).
-    const withBusybox = spawnSync('busybox', ['awk', 'BEGIN { exit 0 }']).status === 0;
-    const run = (awkCommand: string[], mode: string, files: string[]): string => {
-      const [command = 'awk', ...rest] = awkCommand;
-      return execFileSync(command, [...rest, '-v', `mode=${mode}`, program, ...files.flatMap((file, index) => [`k=${index + 1}`, file])], {encoding: 'utf8'});
-    };
-    const awk = (mode: string, ...files: string[]): string => {
-      const text = run(['awk'], mode, files);
-      if (withBusybox) expect(run(['busybox', 'awk'], mode, files)).toBe(text);
-      return text;
-    };
-    const candidateText = CANDIDATE_V4.replace(':OUTPUT ACCEPT [0:0]', ':OUTPUT ACCEPT [0:0]\n:IW-LOG-DROP - [0:0]') + '';
-    const candidateFile = path.join(work, 'candidate');
-    writeFileSync(candidateFile, candidateText.replace('COMMIT', '-A INPUT -j IW-LOG-DROP\n-A IW-LOG-DROP -j DROP\nCOMMIT'));
-    for (const fixture of ['docker.v4', 'fail2ban.v4', 'design-sample.v4']) {
-      const live = path.join('fixtures', 'iptables-save', fixture);
-      const expected = mergeForeignDetailed(parseIptablesSave(readFileSync(candidateFile, 'utf8'), 4), parseIptablesSave(readFileSync(live, 'utf8'), 4)).ruleset;
-      const merged = parseIptablesSave(awk('merge', candidateFile, live), 4);
-      expect(diffRulesets(canonicalFilter(expected), canonicalFilter(merged))).toEqual([]);
-      // Our part of the merge is the candidate again, whatever others had (FORWARD aside where Docker owns it).
-      if (fixture !== 'docker.v4') expect(awk('strip', writeTo(path.join(work, 'merged'), awk('merge', candidateFile, live)))).toBe(awk('strip', candidateFile));
-    }
-    const docker = awk('ours', path.join('fixtures', 'iptables-save', 'docker.v4'));
-    expect(docker.startsWith('#runtime-forward\n*filter\n')).toBe(true);
-    expect(docker).not.toMatch(/DOCKER/);
-    expect(awk('strip', path.join('fixtures', 'iptables-save', 'fail2ban.v4'))).not.toMatch(/f2b-/);
-    rmSync(work, {recursive: true});
-  });
-
   it('lets an nftables part define our table and nothing else, in awk and busybox awk alike', () => {
     const program = /^nft_ours_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
     expect(program).toContain('table inet isolate_wizard');
@@ -298,7 +272,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'b1', '60'], 'alice@laptop pid=1\n').code).toBe(0);
     expect(agent(['stage', 'b1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'b1']).code).toBe(0);
-    expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     expect(liveFilter(6)).toContain('--dport 2222');
     const confirmed = agent(['confirm', 'b1']);
     expect(confirmed.code).toBe(0);
@@ -308,8 +282,8 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['status']).stdout).toContain('locked=no');
     expect(agent(['confirm', 'b1']).stdout).toContain('already-confirmed');
     expect(liveFilter(4)).toContain('--dport 22');
-    // Confirmed again (after installing the boot-time loader) once the rules changed: not persisted.
-    inNetns(['iptables', '-A', 'INPUT', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
+    // Confirmed again once our rules changed: not persisted.
+    inNetns(['iptables', '-I', 'IW-INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
     const again = agent(['confirm', 'b1']);
     expect(again.code).toBe(AGENT_EXIT.confirmRefused);
     expect(again.stdout).toContain('already=confirmed');
@@ -325,7 +299,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(silent.code).toBe(0);
     const [shown, after] = silent.stdout.split('#iw:await\n') as [string, string];
     expect(shown).toContain('phase=loaded');
-    expect(shown).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(shown).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     expect(after.trim()).toBe('not-confirmed');
     expect(state()['phase']).toBe('loaded');
     expect(state()['token']).not.toBe('');
@@ -382,12 +356,13 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
   });
 
   it('without nft on the server, restores a host that had no tables to an empty filter table that lets everything through', () => {
-    // iptables alone cannot delete a table: the agent flushes it and opens its policies instead.
+    // iptables alone cannot delete a table: our chains go, the built-in chains' policies were never ours.
     const server = {withoutNft: true};
     expect(agent(['begin', 'b4', '60'], 'x@y pid=2\n', server).code).toBe(0);
     expect(agent(['stage', 'b4'], payload(CANDIDATE_V4, CANDIDATE_V6), server).code).toBe(0);
     expect(agent(['load', 'b4'], '', server).code).toBe(0);
-    expect(liveFilter(4)).toContain(':INPUT DROP');
+    expect(liveFilter(4)).toContain('-A INPUT -j IW-INPUT');
+    expect(liveFilter(4)).toContain(':INPUT ACCEPT');
     const rolled = agent(['rollback', 'b4'], '', server);
     expect(rolled.code).toBe(0);
     const open = '*filter\n:INPUT ACCEPT\n:FORWARD ACCEPT\n:OUTPUT ACCEPT\nCOMMIT';
@@ -435,7 +410,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['stage', 's3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 's3']).code).toBe(0);
     makeStale();
-    inNetns(['iptables', '-I', 'INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']); // e.g. what a boot loaded
+    inNetns(['iptables', '-I', 'IW-INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']); // e.g. what a boot loaded
     const changed = liveFilter(4);
     const refused = agent(['rollback', 's3']);
     expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
@@ -554,7 +529,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const first = agent(['confirmed']);
     expect(first.code).toBe(0);
     expect(first.stdout.startsWith(`batch=k1\n${SECTION_V4}\n*filter\n`)).toBe(true);
-    expect(first.stdout).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(first.stdout).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     expect(first.stdout.split(`${SECTION_V6}\n`)[1]).toContain('--dport 2222');
     // Later batches that roll back leave k1 as the confirmed one.
     for (let index = 0; index < 2; index += 1) {
@@ -617,10 +592,10 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'd2', '60'], 'x@y pid=2\n').code).toBe(0);
     expect(agent(['stage', 'd2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'd2']).code).toBe(0);
-    // The candidate did not name them: the load took them (and Docker's FORWARD) from the live table.
+    // The candidate did not name them: the load (--noflush) never touched them.
     expect(liveFilter(4)).toContain('-A FORWARD -o docker0 -j DOCKER');
     expect(liveFilter(4)).toContain(':DOCKER-USER -');
-    expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
     const rolled = agent(['rollback', 'd2']);
     expect(rolled.code).toBe(0);
     expect(rolled.stdout).toContain('rolledback');
@@ -942,7 +917,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
     expect(refused.stdout).toContain('reason=rebooted');
     expect(refused.stdout).not.toContain('confirmed');
-    expect(existsSync(path.join(etc, 'iptables'))).toBe(false);
+    expect(existsSync(path.join(etc, 'isolate-wizard'))).toBe(false);
     expect(state()['phase']).toBe('loaded');
     expect(state()['token']).not.toBe('');
     expect(agent(['confirm', 'c1']).code).toBe(0); // the same boot: confirmed
@@ -952,7 +927,10 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'c2', '60'], 'x@y pid=2\n').code).toBe(0);
     expect(agent(['stage', 'c2'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'c2']).code).toBe(0);
-    inNetns(['iptables', '-I', 'INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
+    // Others' rule above our jump is not ours: it does not count...
+    inNetns(['iptables', '-I', 'INPUT', '1', '-s', '203.0.113.9', '-j', 'DROP']);
+    // ...a rule changed in our chain does.
+    inNetns(['iptables', '-I', 'IW-INPUT', '1', '-p', 'tcp', '--dport', '9999', '-j', 'ACCEPT']);
     const refused = agent(['confirm', 'c2']);
     expect(refused.code).toBe(AGENT_EXIT.confirmRefused);
     expect(refused.stdout).toContain('reason=changed');
@@ -1003,25 +981,72 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT');
     });
 
-    it('confirm (a ban does not make it fail), and persist writes only what we own, keeping the operator\'s file as .iw-orig', () => {
+    it('confirm (a ban does not make it fail) persists only ours, in our own files and unit; the operator\'s rules.v4 is never written; the boot op loads ours again over whatever the loader put back', () => {
       loadThenNeighbours('o3');
       const etc = path.join(dir, 'etc-upper');
       execFileSync('mkdir', ['-p', path.join(etc, 'iptables')]);
-      const original = '# the operator\'s own rules\n*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\nCOMMIT\n';
+      const original = '# the operator\'s own rules\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\nCOMMIT\n';
       writeFileSync(path.join(etc, 'iptables', 'rules.v4'), original);
       const server = {etc, sbin: wrappers({'netfilter-persistent': 'exit 0'})};
       const confirmed = agent(['confirm', 'o3'], '', server);
       expect(confirmed.code).toBe(0);
-      expect(confirmed.stdout).toContain('persisted=debian');
+      expect(confirmed.stdout).toContain('persisted=unit\npersisted_nft=none\n');
       expectNeighbours();
-      const written = readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8');
-      expect(written).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
-      expect(written).toContain('*nat'); // the file's other tables kept
-      expect(written).not.toMatch(/f2b-|DOCKER/);
-      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'), 'utf8')).toBe(original);
-      // Again (after installing the loader): the operator's original is not overwritten by ours.
+      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8')).toBe(original);
+      expect(existsSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'))).toBe(false);
+      const ours = readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8');
+      expect(ours).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(ours).toContain('-A INPUT -j IW-INPUT');
+      expect(ours).not.toMatch(/f2b-|DOCKER|:INPUT (ACCEPT|DROP)/);
+      expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v6'), 'utf8')).toContain('--dport 2222');
+      const unit = readFileSync(path.join(etc, 'systemd', 'system', 'isolate-wizard-iptables.service'), 'utf8');
+      expect(unit).toMatch(/^After=netfilter-persistent\.service iptables\.service ip6tables\.service$/m);
+      expect(unit).toMatch(/^PartOf=netfilter-persistent\.service/m);
+      expect(unit).toContain(`ExecStart=/bin/sh ${path.join(dir, 'agent.sh')} boot`);
+      // The distribution's loader restarted (the whole filter table replaced by rules.v4): our
+      // unit's boot op puts ours back in front, the operator's rule stays behind our jump.
+      inNetns(['iptables-restore'], original);
+      expect(liveFilter(4)).not.toContain('IW-');
+      const booted = agent(['boot'], '', server);
+      expect(booted.code, booted.stderr).toBe(0);
+      const input = liveFilter(4).split('\n').filter((line) => line.startsWith('-A INPUT '));
+      expect(input).toEqual(['-A INPUT -j IW-INPUT', '-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT']);
+      // Loading again changes nothing (no second jump).
+      const live = liveFilter(4);
+      expect(agent(['boot'], '', server).code).toBe(0);
+      expect(liveFilter(4)).toBe(live);
+      // Again (already confirmed): the same files.
       expect(agent(['confirm', 'o3'], '', server).stdout).toContain('already-confirmed');
-      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'), 'utf8')).toBe(original);
+      expect(readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8')).toBe(original);
+      // A batch that leaves nothing of ours removes our files and unit.
+      expect(agent(['begin', 'o4', '60'], 'x@y pid=2\n', server).code).toBe(0);
+      expect(agent(['stage', 'o4'], payload('*filter\nCOMMIT\n', '*filter\nCOMMIT\n'), server).code).toBe(0);
+      expect(agent(['load', 'o4'], '', server).code).toBe(0);
+      expect(liveFilter(4)).not.toContain('IW-');
+      expect(liveFilter(4)).toContain('--dport 8080');
+      expect(agent(['confirm', 'o4'], '', server).stdout).toContain('persisted=none');
+      expect(existsSync(path.join(etc, 'isolate-wizard'))).toBe(false);
+      expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard-iptables.service'))).toBe(false);
+    });
+
+    it('a rule others insert at the top of INPUT during the countdown survives the rollback in place, untouched', () => {
+      inNetns(['iptables-restore'], FAIL2BAN);
+      expect(agent(['begin', 'o5', '60'], 'x@y pid=2\n').code).toBe(0);
+      expect(agent(['stage', 'o5'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+      expect(agent(['load', 'o5']).code).toBe(0);
+      inNetns(['iptables', '-I', 'INPUT', '1', '-s', '203.0.113.7', '-p', 'tcp', '--dport', '443', '-j', 'ACCEPT']);
+      inNetns(['ip6tables', '-I', 'INPUT', '1', '-s', '2001:db8::7', '-j', 'DROP']);
+      const input = (family: 4 | 6): string[] => liveFilter(family).split('\n').filter((line) => line.startsWith('-A INPUT '));
+      expect(input(4)[0]).toBe('-A INPUT -s 203.0.113.7/32 -p tcp -m tcp --dport 443 -j ACCEPT');
+      expect(input(4)[1]).toBe('-A INPUT -j IW-INPUT');
+      expect(agent(['rollback', 'o5']).code).toBe(0);
+      expect(input(4)).toEqual([
+        '-A INPUT -s 203.0.113.7/32 -p tcp -m tcp --dport 443 -j ACCEPT',
+        '-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd',
+        '-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT',
+      ]);
+      expect(input(6)).toEqual(['-A INPUT -s 2001:db8::7/128 -j DROP']);
+      expect(liveFilter(4)).not.toContain('IW-');
     });
   });
 
@@ -1125,7 +1150,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, commented)).code).toBe(0);
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
       expect(agent(['load', 'n3']).code).toBe(0);
-      expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
       expect(liveFilter(6)).toContain('--dport 2222');
       expect(ourTable()).toContain('ip saddr @admins_v4 tcp dport 22 accept');
       expect(readFileSync(path.join(dir, 'backups', 'n3.loaded.nft'), 'utf8')).toBe(ourTable());
