@@ -8,6 +8,7 @@ import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
 import {compileNftTable} from '../core/nft-compiler.js';
+import {toOwnChains} from '../core/own-chains.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
@@ -84,7 +85,7 @@ function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readon
     }
     for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
-      out.push(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6).trimEnd());
+      out.push(renderRuleset(toOwnChains(family === 4 ? host.compiled.v4 : host.compiled.v6)).trimEnd());
       out.push('');
     }
     if (host.compiled.warnings.length > 0) {
@@ -111,12 +112,12 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
     .map((host) => ({
       name: host.name,
       warnings: host.compiled.warnings,
-      ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
-      ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
+      ...(families.includes(4) ? {v4: renderRuleset(toOwnChains(host.compiled.v4))} : {}),
+      ...(families.includes(6) ? {v6: renderRuleset(toOwnChains(host.compiled.v6))} : {}),
       ...(backend === 'nftables' ? {nft: compileNftTable(host.compiled)} : {}),
       rules: {
-        ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
-        ...(families.includes(6) ? {v6: host.compiled.v6} : {}),
+        ...(families.includes(4) ? {v4: toOwnChains(host.compiled.v4)} : {}),
+        ...(families.includes(6) ? {v6: toOwnChains(host.compiled.v6)} : {}),
       },
     }));
   const access = plan.access
@@ -152,7 +153,8 @@ export const planCommand: Command = {
 
     if (format === 'iptables') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
-      io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
+      // What is loaded: our chains and the jumps into them (core/own-chains.ts).
+      io.stdout.write(renderRuleset(toOwnChains(family === 4 ? host.compiled.v4 : host.compiled.v6)));
     } else if (format === 'nft') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
       io.stdout.write(compileNftTable(host.compiled));

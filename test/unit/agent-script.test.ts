@@ -7,7 +7,7 @@ import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
-import {diffRulesets, parseIptablesSave} from '../../source/core/iptables-save.js';
+import {parseIptablesSave} from '../../source/core/iptables-save.js';
 import {toOwnChains} from '../../source/core/own-chains.js';
 import {renderRuleset} from '../../source/core/render.js';
 
@@ -108,11 +108,6 @@ function state(): Record<string, string> {
       .filter((line) => line.includes('='))
       .map((line) => [line.slice(0, line.indexOf('=')), line.slice(line.indexOf('=') + 1)]),
   );
-}
-
-function writeTo(file: string, text: string): string {
-  writeFileSync(file, text);
-  return file;
 }
 
 /** The watchdog gone (its token no longer matches: it quits) and the deadline passed long ago. */

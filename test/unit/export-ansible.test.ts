@@ -66,7 +66,7 @@ describe('isolate-wizard export --format ansible', () => {
         expect(read(dir, `rules/${name}.v${family}`)).toBe(printed.stdout);
       }
     }
-    expect(read(dir, 'rules/mysql-1.v4')).toContain('-A INPUT -s 10.132.0.12/32 -i eth1 -p tcp -m tcp --dport 3306');
+    expect(read(dir, 'rules/mysql-1.v4')).toContain('-A IW-INPUT -s 10.132.0.12/32 -i eth1 -p tcp -m tcp --dport 3306');
     expect(read(dir, 'files/agent.sh')).toBe(AGENT_SCRIPT);
   });
 
@@ -170,7 +170,7 @@ describe('isolate-wizard export --format ansible', () => {
     const quoted = /iw_our_rules: (.*)$/m.exec(site)?.[1] ?? '';
     const pattern = new RegExp((JSON.parse(quoted) as string).replace('(?m)', ''), 'gm');
     const save = ['*filter', ':INPUT DROP [0:0]', ':IW-INPUT - [0:0]', ':f2b-sshd - [0:0]', '-A INPUT -j f2b-sshd', '-A INPUT -j IW-INPUT', '-A INPUT -p tcp -j ACCEPT', '-A IW-INPUT -i lo -j ACCEPT', '-A f2b-sshd -j RETURN', 'COMMIT'].join('\n');
-    expect(save.match(pattern)).toEqual(['-A INPUT -j IW-INPUT', '-A IW-INPUT']);
+    expect(save.match(pattern)).toEqual(['-A INPUT -j IW-', '-A IW-']);
   });
 
   it('replaces an earlier export, rules of hosts gone included', async () => {

@@ -57,7 +57,12 @@ describe.skipIf(!canUseNetns)('installBeginStage', {timeout: 60_000}, () => {
     if (dir) rmSync(dir, {recursive: true, force: true});
   });
 
-  const planned = {v4Text: '*filter\n:INPUT DROP [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n', v6Text: '*filter\n:INPUT DROP [0:0]\nCOMMIT\n', nftText: ''};
+  // Our chains, as prepareRules sends them.
+  const planned = {
+    v4Text: '*filter\n:INPUT - [0:0]\n:IW-INPUT - [0:0]\n-A INPUT -j IW-INPUT\n-A IW-INPUT -i lo -j ACCEPT\n-A IW-INPUT -j DROP\nCOMMIT\n',
+    v6Text: '*filter\n:INPUT - [0:0]\n:IW-INPUT - [0:0]\n-A INPUT -j IW-INPUT\n-A IW-INPUT -j DROP\nCOMMIT\n',
+    nftText: '',
+  };
   const unlock = (batch: string): number | null =>
     spawnSync('ip', ['netns', 'exec', NETNS, 'env', `IW_STATE_DIR_OVERRIDE=${dir}`, 'dash', path.join(dir, 'agent.sh'), 'unlock', batch]).status;
 

@@ -79,7 +79,9 @@ describe('isolate-wizard plan', () => {
     expect(result.stdout).not.toContain('==');
     const ruleset = parseIptablesSave(result.stdout, 6);
     expect(ruleset.tables.map((table) => table.name)).toEqual(['filter']);
-    expect(result.stdout).toContain('-A INPUT -i eth0 -p tcp -m multiport --dports 80,443');
+    expect(result.stdout).toContain('-A IW-INPUT -i eth0 -p tcp -m multiport --dports 80,443');
+    // Our chains only: no policy of a built-in chain, no rule of theirs.
+    expect(result.stdout).not.toMatch(/^:(INPUT|FORWARD|OUTPUT) (ACCEPT|DROP)/m);
   });
 
   it('--backend nftables prints each host\'s nftables table; --format nft prints one table alone', async () => {
@@ -200,7 +202,7 @@ describe('isolate-wizard plan', () => {
       {cwd: repo, env: {...process.env, CI: 'false', HOME: emptyHome}},
     );
     const ruleset = parseIptablesSave(stdout, 4);
-    const input = ruleset.tables[0]!.rules.filter((rule) => rule.chain === 'INPUT').map((rule) => rule.spec.join(' '));
+    const input = ruleset.tables[0]!.rules.filter((rule) => rule.chain === 'IW-INPUT').map((rule) => rule.spec.join(' '));
     expect(input).toContain('-i eth0 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m comment --comment internet -> bastion ssh -j ACCEPT');
   }, 60_000);
 });

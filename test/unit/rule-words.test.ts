@@ -3,6 +3,7 @@ import path from 'node:path';
 import {describe, expect, it} from 'vitest';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import {buildPlan} from '../../source/core/plan.js';
+import {toOwnChains, withOurs} from '../../source/core/own-chains.js';
 import {renderRuleset} from '../../source/core/render.js';
 import {describeLiveRules, droppedPacketInWords, ruleInWords} from '../../source/core/rule-words.js';
 
@@ -19,10 +20,11 @@ function liveWordpress(): string {
     ['lb haproxy-www -> app http,https', 1204],
     ['ssh from bastion tunnel-1', 17],
   ]);
-  const ours = renderRuleset(compiled('wordpress-1').v4)
+  const ours = renderRuleset(withOurs({family: 4, tables: []}, toOwnChains(compiled('wordpress-1').v4)))
     .split('\n')
     .map((line) => {
-      if (!line.startsWith('-A')) return line.replace(':INPUT DROP [0:0]', ':INPUT DROP [87:5220]');
+      if (!line.startsWith('-A')) return line;
+      if (line === '-A IW-INPUT -j DROP') return `[87:5220] ${line}`;
       const comment = /--comment (?:"([^"]*)"|(\S+))/.exec(line);
       return `[${counters.get(comment?.[1] ?? comment?.[2] ?? '') ?? 0}:0] ${line}`;
     })
@@ -43,7 +45,9 @@ function liveWordpress(): string {
 describe('the live rules in words', () => {
   it('says our rules in plain words with their packets, fleet hosts by name, and marks the others as theirs', () => {
     const lines = describeLiveRules(liveWordpress(), {ours: compiled('wordpress-1').v4, names});
-    expect(lines).toContain('INPUT, everything else dropped: 87 packets');
+    // Ours is our chain, entered from INPUT, ending with its drop.
+    expect(lines).toContain('  to IW-INPUT: everything — 0 packets');
+    expect(lines.slice(lines.indexOf('IW-INPUT'))).toContain('  drop everything — 87 packets');
     expect(lines).toContain('  tcp/80,443 from haproxy-www in eth1 — 1,204 packets');
     expect(lines).toContain('  tcp/22 from tunnel-1 in eth1 — 17 packets');
     expect(lines).toContain('  tcp/24007-24008,49152-49251 from wordpress-2 in eth1 — 0 packets');
