@@ -121,8 +121,8 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
 }
 
 /**
- * The lockout check again with the rules each host will really load: the candidate merged with
- * what the server keeps of its own (fail2ban bans, Docker); only then is the path known.
+ * The lockout check again with the rules as each host will really have them: our chains first,
+ * over others' rules as the snapshot shows them (fail2ban, Docker, the operator's OUTPUT).
  */
 function sshPathRecheck(context: FleetContext, plan: Plan, resolved: ReadonlyMap<string, ResolvedSsh>): NonNullable<ApplyFleetOptions['recheck']> {
   const selectedNames = new Set(context.selected.map((target) => target.name));

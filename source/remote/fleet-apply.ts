@@ -8,6 +8,7 @@ import {EXIT, HostError, RefusedError} from '../core/errors.js';
 import type {LiveView} from '../core/drift.js';
 import {parseIptablesSave} from '../core/iptables-save.js';
 import type {Ruleset} from '../core/model.js';
+import {withOurs} from '../core/own-chains.js';
 import {parseNftJson} from '../core/nft-ruleset.js';
 import {
   AgentError,
@@ -38,6 +39,7 @@ import {
   type AgentStatus,
   type Persistence,
   type PreparedRules,
+  type Snapshot,
   type WatchdogKind,
 } from './apply-protocol.js';
 import {backendRefusal} from './discovery.js';
@@ -153,6 +155,7 @@ interface HostRun {
   began: boolean;
   loaded: boolean;
   prepared?: PreparedRules;
+  snapshot?: Snapshot;
 }
 
 function watchdogLabel(kind: WatchdogKind): string {
@@ -161,6 +164,16 @@ function watchdogLabel(kind: WatchdogKind): string {
 
 function describe(error: unknown): string {
   return error instanceof Error ? error.message : String(error);
+}
+
+/** Our rules loaded over others' as the snapshot shows them (unreadable: ours alone, as the plan). */
+function loadedOver(prepared: PreparedRules, snapshot: Snapshot | undefined): PreparedRules {
+  if (!snapshot) return prepared;
+  try {
+    return {...prepared, v4: withOurs(parseIptablesSave(snapshot.v4, 4), prepared.v4), v6: withOurs(parseIptablesSave(snapshot.v6, 6), prepared.v6)};
+  } catch {
+    return prepared;
+  }
 }
 
 /** Runs `work` over `items` with at most `limit` at once; never rejects (errors come back as values). */
@@ -269,6 +282,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       }
       run.began = true;
       emit({host: name, step: 'lock', status: 'done', detail: `batch ${batch}`});
+      run.snapshot = began.snapshot;
       const copy = options.localState?.saveSnapshot(batch, name, began.snapshot);
       emit({host: name, step: 'snapshot', status: 'done', detail: copy ? `copy in ${copy}` : undefined});
       const kind = began.watchdog === undefined ? 'the server\'s watchdog' : watchdogLabel(began.watchdog);
@@ -293,7 +307,8 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       false,
     );
   }
-  const merged = new Map(runs.map((run) => [run.plan.target.name, run.prepared as PreparedRules]));
+  // The rules as they will act once loaded: ours first, over others' rules as the snapshot shows them.
+  const merged = new Map(runs.map((run) => [run.plan.target.name, loadedOver(run.prepared as PreparedRules, run.snapshot)]));
   const rechecked = options.recheck ? options.recheck(merged) : [];
   if (rechecked.length > 0) {
     await releaseAll(options, runs, batch, emit);

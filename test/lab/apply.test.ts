@@ -143,9 +143,10 @@ describe('apply on the seed fleet', () => {
     const during = await filterOf('wordpress-1');
     expect(during).toContain(':f2b-sshd -');
     expect(during).toContain('-A f2b-sshd -s 198.51.100.7/32 -j REJECT');
-    expect(during.split('\n').find((line) => line.startsWith('-A INPUT'))).toBe('-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd');
+    // Ours first (one jump), theirs after it exactly as they were.
+    expect(during.split('\n').filter((line) => line.startsWith('-A INPUT'))).toEqual(['-A INPUT -j IW-INPUT', '-A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd']);
     expect(during).toContain('-A FORWARD -o docker0 -j DOCKER');
-    expect(during).toContain(':INPUT DROP');
+    expect(during).toContain(':INPUT ACCEPT');
     expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
 
     const rolled = await lab.runCli(['rollback', '--inventory', inventory, '--host', 'wordpress-1']);
@@ -154,28 +155,25 @@ describe('apply on the seed fleet', () => {
     expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
   });
 
-  it('refuses, before loading, a plan whose path a fail2ban ban on the server would cut', async () => {
+  it('a fail2ban ban that predates the load does not cut the plan\'s path: our jump comes first, the ban still holds for the addresses ours does not accept', async () => {
     const wp = host('wordpress-1');
-    // fail2ban has banned the bastion, but today an earlier ACCEPT lets it in. Our rules keep
-    // fail2ban's jump first in INPUT, so after the load ssh through tunnel-1 would die.
+    // fail2ban has banned the bastion and an address of the internet.
     const bastion = host('tunnel-1').privateV4 as string;
     const ban = [
       'iptables -N f2b-sshd',
       `iptables -A f2b-sshd -s ${bastion}/32 -j REJECT`,
       'iptables -A f2b-sshd -j RETURN',
-      `iptables -A INPUT -s ${bastion}/32 -p tcp -m tcp --dport 22 -j ACCEPT`,
       'iptables -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd',
     ].join(' && ');
     expect((await wp.exec(['sh', '-c', ban])).code).toBe(0);
-    const before = await filterOf('wordpress-1');
-    const result = await lab.runCli(['apply', '--inventory', lab.writeInventory(SEED, 'seed.json'), '--host', 'wordpress-1', '--yes']);
-    expect(result.code, result.stderr).toBe(3);
-    expect(result.stderr).toMatch(/wordpress-1: a new SSH connection from tunnel-1/);
-    expect(result.stderr).toContain('nothing was changed on any host');
-    expect(await filterOf('wordpress-1')).toBe(before);
-    // Unlocked: the next run is not told that someone holds the lock.
-    const again = await lab.runCli(['apply', '--inventory', lab.writeInventory(SEED, 'seed.json'), '--host', 'wordpress-1', '--yes']);
-    expect(again.stderr).not.toMatch(/holds the lock|is locked/);
+    const inventory = lab.writeInventory(SEED, 'seed.json');
+    const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'wordpress-1', '--timeout', '60']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(await lab.canConnect('tunnel-1', wp.privateV4 as string, 22)).toBe(true);
+    const during = await filterOf('wordpress-1');
+    expect(during).toContain(`-A f2b-sshd -s ${bastion}/32 -j REJECT`);
+    const rolled = await lab.runCli(['rollback', '--inventory', inventory, '--host', 'wordpress-1']);
+    expect(rolled.code).toBe(0);
   });
 
   it('refuses a second apply to a host while the first is pending, naming who holds it', async () => {
@@ -224,7 +222,7 @@ describe('apply on the seed fleet', () => {
       screen += data;
     });
     expect(await waitFor(async () => screen.includes('keep the new rules?'), 60_000)).toBe(true);
-    expect(await filterOf('wordpress-2')).toContain(':INPUT DROP');
+    expect(await filterOf('wordpress-2')).toContain('-A INPUT -j IW-INPUT');
     process.kill(pty.pid, 'SIGKILL');
     expect(await waitFor(() => expired('wordpress-2'), 30_000)).toBe(true);
     expect(await filterOf('wordpress-2')).toBe('');
@@ -234,7 +232,7 @@ describe('apply on the seed fleet', () => {
     const inventory = lab.writeInventory(SEED, 'seed.json');
     const applied = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--timeout', '5']);
     expect(applied.code).toBe(0);
-    expect(await filterOf('mysql-2')).toContain(':INPUT DROP');
+    expect(await filterOf('mysql-2')).toContain('-A INPUT -j IW-INPUT');
     await lab.setLinkDown('mysql-2', 'both', true);
     try {
       expect(await waitFor(() => expired('mysql-2'), 30_000)).toBe(true);
@@ -262,92 +260,33 @@ describe('apply on the seed fleet', () => {
 });
 
 describe('persistence on confirm', () => {
-  it('writes the boot-time files of netfilter-persistent, keeping their other tables', async () => {
+  it('writes our own boot files and unit, never the distribution\'s files; the boot op loads ours over what the loader put back', async () => {
     const lb = host('haproxy-www');
     // netfilter-persistent "installed" (its command on PATH) and a rules.v4 the admin wrote with a nat table.
-    const setup = [
-      'printf "#!/bin/sh\\nexit 0\\n" > /usr/local/sbin/netfilter-persistent && chmod 755 /usr/local/sbin/netfilter-persistent',
-      'printf "*nat\\n:PREROUTING ACCEPT [0:0]\\n:INPUT ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -o eth0 -j MASQUERADE\\nCOMMIT\\n*filter\\n:INPUT ACCEPT [0:0]\\n:FORWARD ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\nCOMMIT\\n" > /etc/iptables/rules.v4',
-    ].join(' && ');
-    expect((await lb.exec(['sh', '-c', setup])).code).toBe(0);
+    const admins = '*nat\n:PREROUTING ACCEPT [0:0]\n:INPUT ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:POSTROUTING ACCEPT [0:0]\n-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT\nCOMMIT\n';
+    const setup = 'printf "#!/bin/sh\\nexit 0\\n" > /usr/local/sbin/netfilter-persistent && chmod 755 /usr/local/sbin/netfilter-persistent && cat > /etc/iptables/rules.v4';
+    expect((await lb.exec(['sh', '-c', setup], {input: admins})).code).toBe(0);
     const inventory = lab.writeInventory(SEED, 'seed.json');
     const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'haproxy-www', '--yes', '--timeout', '60']);
-    expect(result.code).toBe(0);
-    expect(result.stdout).toContain('saved for boot (/etc/iptables/rules.v4, rules.v6)');
-    const v4 = (await lb.exec(['cat', '/etc/iptables/rules.v4'])).stdout;
-    const v6 = (await lb.exec(['cat', '/etc/iptables/rules.v6'])).stdout;
-    expect(v4).toContain('-A POSTROUTING -o eth0 -j MASQUERADE');
-    expect(v4.match(/^\*filter$/gm)).toHaveLength(1);
-    expect(v4).toContain(':INPUT DROP');
-    expect(v6).toContain(':INPUT DROP');
-    // What was saved is what is live.
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('saved for boot (/etc/isolate-wizard/isolate-wizard.v4, .v6, loaded by isolate-wizard-iptables.service)');
+    expect((await lb.exec(['cat', '/etc/iptables/rules.v4'])).stdout).toBe(admins);
+    expect((await lb.exec(['test', '-e', '/etc/iptables/rules.v4.iw-orig'])).code).not.toBe(0);
+    const v4 = (await lb.exec(['cat', '/etc/isolate-wizard/isolate-wizard.v4'])).stdout;
+    const v6 = (await lb.exec(['cat', '/etc/isolate-wizard/isolate-wizard.v6'])).stdout;
+    expect(v4).toContain('-A INPUT -j IW-INPUT');
+    expect(v6).toContain('-A INPUT -j IW-INPUT');
+    expect(v4).not.toMatch(/^:INPUT (ACCEPT|DROP)|8080/m);
+    // What was saved is ours as live.
+    const ours = (text: string): string[] => text.split('\n').filter((line) => /^(-A (IW-|(INPUT|FORWARD|OUTPUT) -j IW-)|:IW-)/.test(line)).map((line) => line.replace(/ \[\d+:\d+\]$/, ''));
     const live = await filterOf('haproxy-www');
-    const savedFilter = v4.slice(v4.indexOf('*filter'));
-    expect(savedFilter.trim()).toEqual(live.trim());
-    // And it loads: the saved file passes iptables-restore --test.
-    expect((await lb.exec(['iptables-restore', '--test', '/etc/iptables/rules.v4'])).code).toBe(0);
-    // The admin's own file is kept, once, beside it.
-    expect((await lb.exec(['cat', '/etc/iptables/rules.v4.iw-orig'])).stdout).toContain('-A POSTROUTING -o eth0 -j MASQUERADE\nCOMMIT\n*filter\n:INPUT ACCEPT [0:0]');
-  });
-
-  it('writes the RHEL boot-time files (iptables-services), keeping their other tables', async () => {
-    const lb = host('haproxy-www');
-    // iptables-services "installed" (its loader where RHEL keeps it) and an admin's /etc/sysconfig/iptables with a nat table.
-    const setup = [
-      'rm -f /etc/iptables/rules.v4 /etc/iptables/rules.v6 /etc/iptables/rules.v4.iw-orig && mkdir -p /usr/libexec/iptables /etc/sysconfig && : > /usr/libexec/iptables/iptables.init',
-      'printf "*nat\\n:PREROUTING ACCEPT [0:0]\\n:INPUT ACCEPT [0:0]\\n:OUTPUT ACCEPT [0:0]\\n:POSTROUTING ACCEPT [0:0]\\n-A POSTROUTING -o eth0 -j MASQUERADE\\nCOMMIT\\n" > /etc/sysconfig/iptables',
-    ].join(' && ');
-    expect((await lb.exec(['sh', '-c', setup])).code).toBe(0);
-    try {
-      const inventory = lab.writeInventory(SEED, 'seed.json');
-      const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'haproxy-www', '--yes', '--timeout', '60']);
-      expect(result.code).toBe(0);
-      expect(result.stdout).toContain('saved for boot (/etc/sysconfig/iptables, ip6tables)');
-      const v4 = (await lb.exec(['cat', '/etc/sysconfig/iptables'])).stdout;
-      const v6 = (await lb.exec(['cat', '/etc/sysconfig/ip6tables'])).stdout;
-      expect(v4).toContain('-A POSTROUTING -o eth0 -j MASQUERADE');
-      expect(v4.slice(v4.indexOf('*filter')).trim()).toEqual((await filterOf('haproxy-www')).trim());
-      expect(v6.slice(v6.indexOf('*filter')).trim()).toEqual((await filterOf('haproxy-www', 6)).trim());
-      expect(v6).toContain(':INPUT DROP');
-      expect((await lb.exec(['iptables-restore', '--test', '/etc/sysconfig/iptables'])).code).toBe(0);
-      expect((await lb.exec(['ip6tables-restore', '--test', '/etc/sysconfig/ip6tables'])).code).toBe(0);
-      // Nothing was written where Debian's loader looks.
-      expect((await lb.exec(['sh', '-c', 'ls /etc/iptables'])).stdout.trim()).toBe('');
-    } finally {
-      await lb.exec(['rm', '-rf', '/usr/libexec/iptables', '/etc/sysconfig/iptables', '/etc/sysconfig/ip6tables']);
-    }
-  });
-
-  it('apply --yes --install-persistence installs the loader non-interactively where none is, then saves the rules for boot', async () => {
-    const db = host('mysql-2');
-    // Stand-ins for apt-get and debconf-set-selections (the lab has no network): they record what
-    // they are asked, and "installing" iptables-persistent puts netfilter-persistent on PATH.
-    const setup = [
-      `printf '#!/bin/sh\\ncat >> /var/log/iw-fake-debconf\\n' > /usr/local/sbin/debconf-set-selections`,
-      `printf '#!/bin/sh\\nanswers=no; [ -s /var/log/iw-fake-debconf ] && answers=yes\\necho "$* (answers given first: $answers)" >> /var/log/iw-fake-apt\\ncase " $* " in *" install "*) printf "#!/bin/sh\\\\nexit 0\\\\n" > /usr/local/sbin/netfilter-persistent; chmod 755 /usr/local/sbin/netfilter-persistent ;; esac\\n' > /usr/local/sbin/apt-get`,
-      'chmod 755 /usr/local/sbin/debconf-set-selections /usr/local/sbin/apt-get',
-    ].join(' && ');
-    expect((await db.exec(['sh', '-c', setup])).code).toBe(0);
-    try {
-      const inventory = lab.writeInventory(SEED, 'seed.json');
-      // Without the flag: confirmed, and told the rules will not survive a reboot.
-      const plain = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--yes', '--timeout', '60']);
-      expect(plain.code).toBe(0);
-      expect(plain.stdout + plain.stderr).toContain('--install-persistence');
-      expect((await db.exec(['sh', '-c', 'cat /var/log/iw-fake-apt 2>/dev/null; true'])).stdout).toBe('');
-      const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'mysql-2', '--yes', '--install-persistence', '--timeout', '60']);
-      expect(result.code).toBe(0);
-      expect(result.stdout).toContain('saved for boot (/etc/iptables/rules.v4, rules.v6)');
-      const apt = (await db.exec(['cat', '/var/log/iw-fake-apt'])).stdout;
-      expect(apt).toContain('install -y -q iptables-persistent (answers given first: yes)');
-      const answers = (await db.exec(['cat', '/var/log/iw-fake-debconf'])).stdout;
-      // Otherwise the package saves the rules live DURING installation (before the confirm's own save).
-      expect(answers).toContain('iptables-persistent/autosave_v4 boolean false');
-      expect(answers).toContain('iptables-persistent/autosave_v6 boolean false');
-      const v4 = (await db.exec(['cat', '/etc/iptables/rules.v4'])).stdout;
-      expect(v4.slice(v4.indexOf('*filter')).trim()).toEqual((await filterOf('mysql-2')).trim());
-    } finally {
-      await db.exec(['rm', '-f', '/var/log/iw-fake-apt', '/var/log/iw-fake-debconf']);
-    }
+    expect(ours(v4)).toEqual(ours(live));
+    // The loader restarted (rules.v4 replaces the whole filter table): the boot op puts ours back in front.
+    expect((await lb.exec(['iptables-restore', '/etc/iptables/rules.v4'])).code).toBe(0);
+    expect(await filterOf('haproxy-www')).not.toContain('IW-');
+    expect((await lb.exec(['sh', '/var/lib/isolate-wizard/agent.sh', 'boot'])).code).toBe(0);
+    const back = await filterOf('haproxy-www');
+    expect(ours(back)).toEqual(ours(live));
+    expect(back.split('\n').filter((line) => line.startsWith('-A INPUT'))).toEqual(['-A INPUT -j IW-INPUT', '-A INPUT -p tcp -m tcp --dport 8080 -j ACCEPT']);
   });
 });

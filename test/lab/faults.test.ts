@@ -163,7 +163,7 @@ async function resetServer(name: string): Promise<void> {
   await removeWrappers(server);
   await removeUfwStandIn(server);
   await resetLegacyTables(server);
-  await server.exec(['sh', '-c', `rm -rf ${STATE_DIR}/* /etc/iptables/* /run/iw-fault /run/xtables.lock`]);
+  await server.exec(['sh', '-c', `rm -rf ${STATE_DIR}/* /etc/iptables/* /etc/isolate-wizard /etc/systemd/system/isolate-wizard-iptables.service /etc/systemd/system/multi-user.target.wants/isolate-wizard-iptables.service /run/iw-fault /run/xtables.lock`]);
   await setFilterRules(server, PREVIOUS_RULES);
 }
 
@@ -196,7 +196,7 @@ describe('the fault matrix', () => {
     const first = (await db.exec(['cat', '/run/iw-fault/first'])).stdout.trim() === 'ip6tables-restore' ? 'v6' : 'v4';
     const other = first === 'v4' ? 'v6' : 'v4';
     const during = await rulesOf('mysql-1');
-    expect(during[first]).toContain(':INPUT DROP');
+    expect(during[first]).toContain('-A INPUT -j IW-INPUT');
     expect(during[other]).toEqual(previous[other]);
     // The batch is still pending and a watchdog still guards it; status says so loudly.
     expect((await statusJson()).get('mysql-1')?.pending).toBe(true);
@@ -251,7 +251,7 @@ describe('the fault matrix', () => {
     const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '120']);
     expect(applied.code, told(applied)).toBe(0);
     const loaded = await rulesOf('mysql-1');
-    expect(loaded.v4).toContain(':INPUT DROP');
+    expect(loaded.v4).toContain('-A INPUT -j IW-INPUT');
     await fillUp(db, STATE_DIR, 0);
     const confirmed = await cli(['confirm', '--host', 'mysql-1']);
     expect(confirmed.code, told(confirmed)).toBe(1);
@@ -261,6 +261,7 @@ describe('the fault matrix', () => {
     // Nothing persisted, nothing changed: still the loaded rules, still pending.
     expect(await fileExists('mysql-1', '/etc/iptables/rules.v4')).toBe(false);
     expect(await fileExists('mysql-1', '/etc/iptables/rules.v6')).toBe(false);
+    expect(await fileExists('mysql-1', '/etc/isolate-wizard/isolate-wizard.v4')).toBe(false);
     expect(await rulesOf('mysql-1')).toEqual(loaded);
     expect((await statusJson()).get('mysql-1')?.pending).toBe(true);
 
@@ -277,7 +278,7 @@ describe('the fault matrix', () => {
     await mountSmallTmpfs(db, STATE_DIR, 1 << 20);
     const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '120']);
     expect(applied.code, told(applied)).toBe(0);
-    expect((await rulesOf('mysql-1')).v4).toContain(':INPUT DROP');
+    expect((await rulesOf('mysql-1')).v4).toContain('-A INPUT -j IW-INPUT');
     await fillUp(db, STATE_DIR, 0);
     // The disk fills up (logs, a core dump) while the new rules are live; they must go back anyway.
     const rolled = await cli(['rollback', '--host', 'mysql-1']);
@@ -300,7 +301,7 @@ describe('the fault matrix', () => {
     const applied = await cli(['apply', '--timeout', '120']);
     expect(applied.code, told(applied)).toBe(0);
     const candidate = await rulesOf('tunnel-1');
-    expect(candidate.v4).toContain(':INPUT DROP');
+    expect(candidate.v4).toContain('-A INPUT -j IW-INPUT');
     // Each comes back differently: mysql-1 with its old rules (a boot-time loader), wordpress-1
     // with none at all, tunnel-1 with the very rules loaded before the reboot (only its boot id tells).
     await fakeReboot(host('mysql-1'), PREVIOUS_RULES);
@@ -316,6 +317,7 @@ describe('the fault matrix', () => {
     for (const name of FLEET) {
       expect(await fileExists(name, '/etc/iptables/rules.v4'), `${name} rules.v4`).toBe(false);
       expect(await fileExists(name, '/etc/iptables/rules.v6'), `${name} rules.v6`).toBe(false);
+      expect(await fileExists(name, '/etc/isolate-wizard/isolate-wizard.v4'), `${name} our boot file`).toBe(false);
     }
     // Changed nothing: each host still on what the reboot left.
     await expectPreviousRules(['mysql-1']);
@@ -324,16 +326,14 @@ describe('the fault matrix', () => {
     await expectPreviousAccess('mysql-1');
   });
 
-  it('a fail2ban ban and a Docker chain added during the countdown survive the expiry, a rollback and a confirm; rules.v4 gets none of them', {timeout: 240_000}, async () => {
+  it('a fail2ban ban and a Docker chain added during the countdown survive the expiry, a rollback and a confirm; our boot file gets none of them, rules.v4 is never written', {timeout: 240_000}, async () => {
     const db = host('mysql-1');
     const wp = host('wordpress-1');
     // fail2ban bans wordpress-1 from mysql-1's ssh (v4 and v6); Docker publishes a container.
     const chains = {banV4: wp.privateV4 as string, banV6: wp.privateV6 as string};
     const added = foreignLines(chains);
-    // FORWARD's policy is left out of the IPv4 comparison: once a container runtime jumps from
-    // FORWARD into its chains, FORWARD is the runtime's (Docker sets its policy itself), and the
-    // agent keeps it as it is live (core/merge.ts FORWARD_OWNER_PATTERNS).
-    const runtimeOwnsForward = (line: string): boolean => !line.startsWith(':FORWARD ');
+    // Compared whole: the agent never writes a policy or a rule of others (--noflush, our chains only).
+    const runtimeOwnsForward = (line: string): boolean => line === line;
     const withForeign = (rules: string, lines: string[]): string[] => [...new Set([...rules.split('\n'), ...lines])].sort();
     const lines = (rules: string): string[] => rules.split('\n').sort();
     const expectBackWithForeign = async (): Promise<void> => {
@@ -353,7 +353,7 @@ describe('the fault matrix', () => {
     const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '12']);
     expect(applied.code, told(applied)).toBe(0);
     await addForeignChains(db, chains);
-    expect((await rulesOf('mysql-1')).v4, 'still the candidate when the chains were added').toContain(':INPUT DROP');
+    expect((await rulesOf('mysql-1')).v4, 'still the candidate when the chains were added').toContain('-A INPUT -j IW-INPUT');
     expect(await waitFor(async () => (await statusJson()).get('mysql-1')?.pending === false, 90_000)).toBe(true);
     await expectBackWithForeign();
 
@@ -382,41 +382,54 @@ describe('the fault matrix', () => {
     expect(lines(live.v6)).toEqual(withForeign(candidate.v6, added.v6));
     expect(await lab.canConnect('wordpress-1', db.privateV4 as string, 22)).toBe(false);
     expect(await lab.canConnect('tunnel-1', db.privateV4 as string, 22)).toBe(true);
-    const bootV4 = (await db.exec(['cat', '/etc/iptables/rules.v4'])).stdout;
-    const bootV6 = (await db.exec(['cat', '/etc/iptables/rules.v6'])).stdout;
+    const bootV4 = (await db.exec(['cat', '/etc/isolate-wizard/isolate-wizard.v4'])).stdout;
+    const bootV6 = (await db.exec(['cat', '/etc/isolate-wizard/isolate-wizard.v6'])).stdout;
     for (const [boot, family] of [[bootV4, 'v4'], [bootV6, 'v6']] as const) {
-      expect(boot, `rules.${family}`).toContain(':INPUT DROP');
-      expect(boot, `rules.${family}`).not.toMatch(/f2b-|DOCKER|docker0/);
+      expect(boot, `isolate-wizard.${family}`).toContain('-A INPUT -j IW-INPUT');
+      expect(boot, `isolate-wizard.${family}`).not.toMatch(/f2b-|DOCKER|docker0|:INPUT (ACCEPT|DROP)/);
     }
+    expect(await fileExists('mysql-1', '/etc/iptables/rules.v4')).toBe(false);
     await expectPreviousRules(['tunnel-1', 'wordpress-1']);
   });
 
-  it('ufw installed: apply --yes --install-persistence refuses, naming ufw; nothing installed, nothing persisted, and the operator told what is live', async () => {
+  it('ufw installed: apply --yes --install-persistence needs no loader (our own files and unit keep ours): nothing installed, ufw and rules.v4 untouched', async () => {
     const db = host('mysql-1');
     await installUfwStandIn(db);
     const result = await cli(['apply', '--host', 'mysql-1', '--yes', '--install-persistence', '--timeout', '30']);
-    expect(result.code, told(result)).not.toBe(0);
-    expect(result.code).not.toBe(2);
-    expect(result.stdout).toMatch(/mysql-1: .*ufw/);
+    expect(result.code, told(result)).toBe(0);
     const apt = (await db.exec(['sh', '-c', 'cat /var/log/iw-fake-apt 2>/dev/null; true'])).stdout;
     expect(apt).not.toMatch(/install/);
     expect(await fileExists('mysql-1', '/usr/local/sbin/netfilter-persistent')).toBe(false);
+    expect(await fileExists('mysql-1', '/usr/local/sbin/ufw')).toBe(true);
     expect(await fileExists('mysql-1', '/etc/iptables/rules.v4')).toBe(false);
     expect(await fileExists('mysql-1', '/etc/iptables/rules.v6')).toBe(false);
+    expect(await fileExists('mysql-1', '/etc/isolate-wizard/isolate-wizard.v4')).toBe(true);
     await expectPreviousRules(['tunnel-1', 'wordpress-1']);
-    // Refused before any change (the host as it was), or after the confirm: then the new rules are
-    // live and kept, and the operator must be told so, not only that something failed.
     const live = await rulesOf('mysql-1');
-    if (live.v4 === previous.v4 && live.v6 === previous.v6) {
-      await expectNothingPending();
-      await expectPreviousAccess('mysql-1');
-    } else {
-      expect(live.v4).toContain(':INPUT DROP');
-      expect(live.v6).toContain(':INPUT DROP');
-      expect((await statusJson()).get('mysql-1')).toMatchObject({pending: false, phase: 'confirmed'});
-      const outcome = result.stdout.split('\n').find((line) => line.startsWith('mysql-1: ')) ?? '';
-      expect(outcome, 'the outcome line says the new rules are live').toMatch(/confirmed|kept|live/i);
-    }
+    expect(live.v4).toContain('-A INPUT -j IW-INPUT');
+    expect(live.v6).toContain('-A INPUT -j IW-INPUT');
+    expect((await statusJson()).get('mysql-1')).toMatchObject({pending: false, phase: 'confirmed'});
+  });
+
+  it('a rule another tool inserts at the top of INPUT during the countdown survives the rollback untouched, in place', {timeout: 180_000}, async () => {
+    const db = host('mysql-1');
+    const pending = await cli(['apply', '--host', 'mysql-1', '--timeout', '120']);
+    expect(pending.code, told(pending)).toBe(0);
+    await db.exec(['iptables', '-I', 'INPUT', '1', '-s', '203.0.113.77', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    await db.exec(['ip6tables', '-I', 'INPUT', '1', '-s', '2001:db8::77', '-j', 'DROP']);
+    const during = await rulesOf('mysql-1');
+    expect(during.v4.split('\n').filter((line) => line.startsWith('-A INPUT ')).slice(0, 2)).toEqual([
+      '-A INPUT -s 203.0.113.77/32 -p tcp -m tcp --dport 3306 -j ACCEPT',
+      '-A INPUT -j IW-INPUT',
+    ]);
+    const rolled = await cli(['rollback', '--host', 'mysql-1']);
+    expect(rolled.code, told(rolled)).toBe(0);
+    const after = await rulesOf('mysql-1');
+    // Exactly the previous rules with the inserted one first, where the tool put it.
+    const first = (text: string, rule: string): string => text.replace(/^(-A INPUT )/m, `${rule}\n$1`);
+    expect(after.v4).toBe(first(previous.v4, '-A INPUT -s 203.0.113.77/32 -p tcp -m tcp --dport 3306 -j ACCEPT'));
+    expect(after.v6).toBe(first(previous.v6, '-A INPUT -s 2001:db8::77/128 -j DROP'));
+    await expectPreviousAccess('mysql-1');
   });
 
   it('status on a stale batch (watchdog killed, deadline passed) changes nothing and says stale; an explicit rollback restores it', {timeout: 180_000}, async () => {
@@ -424,11 +437,11 @@ describe('the fault matrix', () => {
     const applied = await cli(['apply', '--host', 'mysql-1', '--timeout', '8']);
     expect(applied.code, told(applied)).toBe(0);
     expect(killWatchdog(db).length, 'watchdog processes killed').toBeGreaterThan(0);
-    expect((await rulesOf('mysql-1')).v4, 'killed before its deadline').toContain(':INPUT DROP');
+    expect((await rulesOf('mysql-1')).v4, 'killed before its deadline').toContain('-A INPUT -j IW-INPUT');
     // Past the deadline and the grace after it, with no watchdog left to act.
     await new Promise((resolve) => setTimeout(resolve, (8 + staleGraceSeconds() + 3) * 1000));
     const before = {v4: await liveTables(db, 4), v6: await liveTables(db, 6)};
-    expect(before.v4).toContain(':INPUT DROP');
+    expect(before.v4).toContain('-A INPUT -j IW-INPUT');
 
     const status = await cli(['status']);
     expect(status.code, told(status)).toBe(0);
@@ -478,8 +491,8 @@ describe('the fault matrix', () => {
     if (result.code === 0) {
       expect(sawWaiting, 'an iptables program waited for the xtables lock').toBe(true);
       expect(result.stdout).toContain('mysql-1: kept');
-      expect(after.v4).toContain(':INPUT DROP');
-      expect(after.v6).toContain(':INPUT DROP');
+      expect(after.v4).toContain('-A INPUT -j IW-INPUT');
+      expect(after.v6).toContain('-A INPUT -j IW-INPUT');
       expect(await lab.canConnect('operator', db.publicV4 as string, 3306)).toBe(false);
       expect(await lab.canConnect('tunnel-1', db.privateV6 as string, 22)).toBe(true);
     } else {
