@@ -341,8 +341,8 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
         that: iw_problems | trim == ''
         fail_msg: "{{ iw_problems | trim }}"
         success_msg: >-
-          {% if iw_confirm | bool %}kept batch {{ iw_batch }}{% if 'persisted=none' in iw_confirmed.stdout_lines %};
-          rules are live but will not survive a reboot (install iptables-persistent){% endif %}{% else %}batch
+          {% if iw_confirm | bool %}kept batch {{ iw_batch }}{% if 'persisted=file' in iw_confirmed.stdout_lines %};
+          rules are live and saved in /etc/isolate-wizard, but nothing loads them at boot here (no systemd){% endif %}{% else %}batch
           {{ iw_batch }} left pending: it rolls back by itself {{ iw_timeout }} s after its lock unless
           confirmed{% endif %}
       vars:

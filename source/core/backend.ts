@@ -1,6 +1,6 @@
 // Which backend holds a host's rules, and what each part of its batch then carries. Every batch
 // owns both parts on a host (see the agent): with nftables our table holds the rules and the
-// iptables filter tables hold nothing of ours (others' chains are kept by the agent's merge);
+// iptables filter tables hold nothing of ours (no IW- chain, no jump: others' rules are never written);
 // with iptables our table must be absent. A host that changes backend thus loses the other's
 // rules in the same batch, with the same way back.
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';

@@ -595,7 +595,7 @@ export function snapshotDifferences(live: LiveRules, snapshot: Snapshot): string
 
 /**
  * Opens a NEW connection on the operator's path (through the bastion where there is one): proves
- * that login still works with the new rules, then compares the live rules with the merged candidate.
+ * that login still works with the new rules, then compares our part of the live rules with the candidate.
  */
 export async function verifyLoaded(
   connector: Connector,

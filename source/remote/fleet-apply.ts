@@ -89,9 +89,9 @@ export interface ApplyFleetOptions {
    */
   readonly preflight?: () => Promise<readonly string[]> | readonly string[];
   /**
-   * Runs once every host is locked and its candidate merged with what others own on it (fail2ban
-   * bans, Docker), before any load; non-empty = refused (exit 3), every host unlocked unchanged.
-   * A ban of the operator's or the bastion's address only shows in the merged rules.
+   * Runs once every host is locked, with each host's rules as they will act: our chains first over
+   * others' rules as its snapshot shows them (an OUTPUT rule of theirs still applies after our
+   * chain returns), before any load; non-empty = refused (exit 3), every host unlocked unchanged.
    */
   readonly recheck?: (merged: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>) => readonly string[];
   /** Hosts worked on at once (default 8). */
@@ -263,7 +263,7 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
   const runOf = new Map(runs.map((run) => [run.plan.target.name, run]));
   const leaseSeconds = timeoutSeconds + PREPARATION_SECONDS;
 
-  // 1-4. Lock, snapshot, merge and validate everywhere; nothing changes yet.
+  // 1-4. Lock, snapshot and validate everywhere; nothing changes yet.
   const prepared = await mapLimit(runs, limit, async (run) => {
     const name = run.plan.target.name;
     emit({host: name, step: 'lock', status: 'running'});

@@ -554,7 +554,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
       const jumps = jumpHostsOf(fleet);
       const paths = operatorPaths(validateInventory(fleet), resolvedSsh(fleet));
       return runBatch(fleet, scope, deadlineSeconds, onProgress, async (activeConnector) => ({
-        // The rules that come back must not cut the operator's SSH path either (checked merged, once locked).
+        // The rules that come back must not cut the operator's SSH path either (checked with ours over others' rules as snapshotted, once locked).
         recheck: (merged) => {
           const hosts = compiled.hosts.map((host) => {
             const rules = merged.get(host.name);

@@ -113,7 +113,7 @@ describe('rollback --to', () => {
     // read first): the bastion would cut every path.
     const copy = path.join(lab.home, '.config', 'isolate-wizard', 'snapshots', '20200101-000000-cut000');
     mkdirSync(copy, {recursive: true});
-    writeFileSync(path.join(copy, 'tunnel-1.v4'), '*filter\n:INPUT DROP [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\n-A INPUT -i lo -j ACCEPT\nCOMMIT\n');
+    writeFileSync(path.join(copy, 'tunnel-1.v4'), '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD ACCEPT [0:0]\n:OUTPUT ACCEPT [0:0]\n:IW-INPUT - [0:0]\n-A INPUT -j IW-INPUT\n-A IW-INPUT -i lo -j ACCEPT\n-A IW-INPUT -j DROP\nCOMMIT\n');
     writeFileSync(path.join(copy, 'tunnel-1.v6'), '');
     const refused = await lab.runCli(['rollback', '--to', '20200101-000000-cut000', '--inventory', a, '--host', 'tunnel-1', '--yes']);
     expect(refused.code, refused.stderr).toBe(3);

@@ -66,7 +66,7 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
     }
   });
 
-  it('a rule added by hand (the database opened to everyone): drifted, in words with its effect, exit 6; the others in sync', async () => {
+  it('a rule added by hand above our jump (the database opened to everyone): drifted, in words with its effect, exit 6; the others in sync', async () => {
     await run('mysql-1', ['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
     try {
       // It really is open: the tool says what the network does.
@@ -76,7 +76,8 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
       expect(result.jsonCode).toBe(6);
       const line = result.lines.get('mysql-1') ?? '';
       expect(line).toContain('DRIFTED — drift: opens mysql-1 to the internet: tcp/3306 (IPv4 only, not confirmed)');
-      expect(line).toContain('IPv4 rule added: -A INPUT -p tcp --dport 3306 -j ACCEPT');
+      // Not ours (our chains are as confirmed), but it decides before them.
+      expect(line).toContain("IPv4 others' rule before our chain: -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT");
       expect(line).not.toContain('in sync');
       const entry = result.json.hosts.find((candidate) => candidate.host === 'mysql-1');
       expect(entry?.sync).toBe('drifted');
@@ -88,7 +89,7 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
     expect((await status()).code).toBe(0);
   });
 
-  it('our rules flushed (IPv6): drifted, "our rules are gone", the host open to the internet', async () => {
+  it('our rules flushed (IPv6): drifted, "our chains are gone", the host open to the internet', async () => {
     const saved = await host('mysql-2').exec(['ip6tables-save', '-t', 'filter']);
     await run('mysql-2', ['sh', '-c', 'ip6tables -P INPUT ACCEPT && ip6tables -P FORWARD ACCEPT && ip6tables -P OUTPUT ACCEPT && ip6tables -F && ip6tables -X']);
     try {
@@ -96,7 +97,7 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
       expect(result.code, result.stdout + result.stderr).toBe(6);
       const line = result.lines.get('mysql-2') ?? '';
       expect(line).toContain('drift: ');
-      expect(line).toContain('IPv6: our rules are gone');
+      expect(line).toContain('IPv6: our chains are gone');
       expect(line).toContain('opens mysql-2 to the internet: tcp/all (IPv6 only, not confirmed)');
       expect(syncOf(result.json, 'mysql-1')).toBe('in sync');
     } finally {
@@ -107,15 +108,15 @@ describe('status tells drift from the confirmed rules', {timeout: 120_000}, () =
 
   it('a rule deleted by hand (the load balancer to wordpress-2, IPv4): drifted, who lost access', async () => {
     const saved = await host('wordpress-2').exec(['iptables-save', '-t', 'filter']);
-    // `iptables -S INPUT` starts with the policy line: rule N is line N + 1.
-    await run('wordpress-2', ['sh', '-c', 'n=$(iptables -S INPUT | grep -n -- "-s 10.132.0.11/32" | head -n 1 | cut -d: -f1) && [ -n "$n" ] && iptables -D INPUT $((n - 1))']);
+    // `iptables -S IW-INPUT` starts with the chain's -N line: rule N is line N + 1.
+    await run('wordpress-2', ['sh', '-c', 'n=$(iptables -S IW-INPUT | grep -n -- "-s 10.132.0.11/32" | head -n 1 | cut -d: -f1) && [ -n "$n" ] && iptables -D IW-INPUT $((n - 1))']);
     try {
       expect(await lab.canConnect('haproxy-www', '10.132.0.13', 80)).toBe(false);
       expect(await lab.canConnect('haproxy-www', 'fd00:132::13', 80)).toBe(true);
       const result = await status();
       expect(result.code, result.stdout + result.stderr).toBe(6);
       const line = result.lines.get('wordpress-2') ?? '';
-      expect(line).toMatch(/DRIFTED — drift: wordpress-2 no longer accepts tcp\/80,443 from haproxy-www \(IPv4 only\); IPv4 rule removed: -A INPUT -s 10\.132\.0\.11\/32 /);
+      expect(line).toMatch(/DRIFTED — drift: wordpress-2 no longer accepts tcp\/80,443 from haproxy-www \(IPv4 only\); IPv4 rule removed: -A IW-INPUT -s 10\.132\.0\.11\/32 /);
       expect(result.json.hosts.find((entry) => entry.host === 'wordpress-2')?.drift?.effects).toEqual(['wordpress-2 no longer accepts tcp/80,443 from haproxy-www (IPv4 only)']);
       expect(syncOf(result.json, 'wordpress-1')).toBe('in sync');
     } finally {

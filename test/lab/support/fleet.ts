@@ -43,7 +43,7 @@ export async function resetFleet(lab: Lab): Promise<void> {
       labHost(lab, name).exec([
         'sh',
         '-c',
-        'rm -rf /var/lib/isolate-wizard/*; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; nft delete table inet isolate_wizard; true',
+        'rm -rf /var/lib/isolate-wizard/* /etc/isolate-wizard /etc/systemd/system/isolate-wizard-iptables.service /etc/systemd/system/multi-user.target.wants/isolate-wizard-iptables.service; rm -f /usr/local/sbin/*; nft delete table ip filter; nft delete table ip6 filter; nft delete table inet isolate_wizard; true',
       ]),
     ),
   );
