@@ -9,7 +9,7 @@ import {formatAccess, type FleetHost as AccessHost} from '../core/access.js';
 import {describeDrift, fleetSync, type HostSync} from '../core/drift.js';
 import {InputError, RefusedError} from '../core/errors.js';
 import {factsFromInventory, parseInventoryText, validateInventory} from '../core/inventory.js';
-import {diffRulesets, onlyTables, parseIptablesSave} from '../core/iptables-save.js';
+import {diffRulesets, parseIptablesSave} from '../core/iptables-save.js';
 import {checkLockout, operatorPaths, type ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import type {HostFacts, RoleTemplate, Ruleset} from '../core/model.js';
@@ -18,6 +18,7 @@ import {BUILTIN_ROLES, resolveRoles} from '../core/roles.js';
 import {stripControl, stripControlLines} from '../core/terminal-text.js';
 import {suggestPeerPorts} from '../core/peer-ports.js';
 import {describeLiveRules, droppedPacketInWords} from '../core/rule-words.js';
+import {ownPart, toOwnChains} from '../core/own-chains.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, snapshotDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
@@ -483,16 +484,17 @@ export function createRealServices(options: RealServicesOptions): WizardServices
             current = await discoverHost(await activeConnector.connect(targetFor(fleet, name)));
             discoveries.set(name, current);
           }
-          const before4 = onlyTables(parseIptablesSave(current.firewall.iptablesSave, 4), ['filter']);
-          const before6 = onlyTables(parseIptablesSave(current.firewall.ip6tablesSave, 6), ['filter']);
+          // Ours against ours: others' rules and the policies are not written.
+          const before4 = ownPart(parseIptablesSave(current.firewall.iptablesSave, 4));
+          const before6 = ownPart(parseIptablesSave(current.firewall.ip6tablesSave, 6));
           diff = [
-            ...diffRulesets(before4, host.compiled.v4).map((line) => `${line.replace(/^filter: /, '')}  [IPv4]`),
-            ...diffRulesets(before6, host.compiled.v6).map((line) => `${line.replace(/^filter: /, '')}  [IPv6]`),
+            ...diffRulesets(before4, ownPart(toOwnChains(host.compiled.v4))).map((line) => `${line.replace(/^filter: /, '')}  [IPv4]`),
+            ...diffRulesets(before6, ownPart(toOwnChains(host.compiled.v6))).map((line) => `${line.replace(/^filter: /, '')}  [IPv6]`),
           ];
         } catch (error) {
           diff = [`(cannot read the current rules: ${messageOf(error)})`];
         }
-        return {host: name, rulesV4: renderRuleset(host.compiled.v4), rulesV6: renderRuleset(host.compiled.v6), diff, warnings};
+        return {host: name, rulesV4: renderRuleset(toOwnChains(host.compiled.v4)), rulesV6: renderRuleset(toOwnChains(host.compiled.v6)), diff, warnings};
       });
       return {
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),

@@ -145,7 +145,7 @@ describe('the wizard in a terminal', () => {
     await wizard.type('8443');
     await wizard.press(KEYS.enter);
     let screen = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
-    expect(screen).toMatch(/\+ -A INPUT .*8443/);
+    expect(screen).toMatch(/\+ -A IW-INPUT .*8443/);
     await wizard.press('a');
     await wizard.waitFor('keep the new rules?', 90_000);
     expect(await filterRules(lab, 'mysql-1', 4)).toContain('8443');
@@ -163,7 +163,7 @@ describe('the wizard in a terminal', () => {
   });
   it('a rule added by hand on mysql-1: the home shows it drifted, never locked down; f re-applies the plan with the countdown, K keeps it: locked down again', async () => {
     const before = await filterRules(lab, 'mysql-1', 4);
-    const added = await host(lab, 'mysql-1').exec(['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    const added = await host(lab, 'mysql-1').exec(['iptables', '-I', 'IW-INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
     expect(added.code, added.stderr).toBe(0);
     const wizard = new WizardTerminal(lab);
     terminals.push(wizard);
@@ -175,7 +175,7 @@ describe('the wizard in a terminal', () => {
     await wizard.waitFor(/❯ mysql-1/);
     await wizard.press('f');
     screen = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
-    expect(screen).toMatch(/- -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT/);
+    expect(screen).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j ACCEPT/);
     await wizard.press('a');
     await wizard.waitFor('keep the new rules?', 90_000);
     await wizard.press('K');
@@ -232,7 +232,7 @@ describe('the wizard in a terminal', () => {
 
   it('a port opened by hand on mysql-1 adopted into the plan (m): the allow asked first, then the countdown; kept, both families open and the home says locked down', async () => {
     const db = host(lab, 'mysql-1');
-    const added = await db.exec(['iptables', '-I', 'INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
+    const added = await db.exec(['iptables', '-I', 'IW-INPUT', '-p', 'tcp', '--dport', '3306', '-j', 'ACCEPT']);
     expect(added.code, added.stderr).toBe(0);
     expect(await lab.canConnect('operator', db.publicV6 as string, 3306)).toBe(false); // by hand: IPv4 only
     const wizard = new WizardTerminal(lab);
@@ -247,8 +247,8 @@ describe('the wizard in a terminal', () => {
     await wizard.press('y');
     const preview = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
     // The hand rule replaced by the plan's own opening, on both families (lines cut at 80 columns).
-    expect(preview).toMatch(/- -A INPUT -p tcp -m tcp --dport 3306 -j ACCEPT {2}\[IPv4\]/);
-    expect(preview.match(/\+ -A INPUT -i eth0 -p tcp -m tcp --dport 3306 /g)).toHaveLength(2);
+    expect(preview).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j ACCEPT {2}\[IPv4\]/);
+    expect(preview.match(/\+ -A IW-INPUT -i eth0 -p tcp -m tcp --dport 3306 /g)).toHaveLength(2);
     await wizard.press('a');
     await wizard.waitFor('keep the new rules?', 90_000);
     await wizard.press('K');

@@ -98,7 +98,7 @@ describe('preview (facts given, servers unreachable)', () => {
     expect(preview.problems).toEqual([]);
     expect(preview.lockout).toEqual([]);
     expect(preview.hosts.map((host) => host.host)).toEqual(['haproxy-www', 'mysql-1']);
-    expect(preview.hosts[1]?.rulesV4).toContain(':INPUT DROP');
+    expect(preview.hosts[1]?.rulesV4).toContain('-A INPUT -j IW-INPUT');
     expect(preview.hosts[1]?.rulesV4).toContain('--dport 3306');
     expect(preview.hosts[1]?.rulesV6).toContain('ipv6-icmp');
     // The servers cannot be reached: said plainly instead of an empty diff.
