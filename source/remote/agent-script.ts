@@ -330,10 +330,12 @@ filter_text() {
 # makes the load fail, and the caller's comparison then decides.
 
 # our_part TEXT: sets $part to what is ours in TEXT (an iptables-save output; only its first
-# *filter section is read): "*filter", our chains' declarations (":IW-X -"), our jumps, our
-# chains' rules and "COMMIT", in iptables-save's order; empty when nothing is ours. Builtins only.
+# *filter section is read): "*filter", the built-in chains our jumps are in (":INPUT -": no
+# policy, theirs), our chains' declarations (":IW-X -"), our jumps, our chains' rules and
+# "COMMIT", in iptables-save's order (a text iptables-save could print); empty when nothing is
+# ours. Builtins only.
 our_part() {
-  part= op_in=0 op_done=0
+  part= op_in=0 op_done=0 op_builtins=
   IFS=$nl
   for op_line in $1; do
     case $op_line in
@@ -344,13 +346,16 @@ our_part() {
     [ "$op_in" = 1 ] || continue
     case $op_line in
       ':IW-'*) IFS=' '; set -- $op_line; IFS=$nl; op_line="$1 -" ;;
-      '-A IW-'*|'-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*) ;;
+      '-A IW-'*) ;;
+      '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*)
+        IFS=' '; set -- $op_line; IFS=$nl
+        case "$nl$op_builtins" in *"$nl:$2 -$nl"*) ;; *) op_builtins="$op_builtins:$2 -$nl" ;; esac ;;
       *) continue ;;
     esac
     part="$part$op_line$nl"
   done
   IFS=$ifs0
-  [ -z "$part" ] || part="*filter$nl$part""COMMIT"
+  [ -z "$part" ] || part="*filter$nl$op_builtins$part""COMMIT"
 }
 
 # is_ours_text TEXT: every line of TEXT (a candidate) is ours: a declaration of an IW- chain
