@@ -7,7 +7,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {createLab, type Lab} from '../../source/lab/lab.js';
-import {accessMatrix, iptablesRuleCount, labHost, ourNftTable, phaseOf, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
+import {accessMatrix, hideNft, iptablesRuleCount, labHost, ourNftTable, phaseOf, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as object;
@@ -113,10 +113,8 @@ describe('the nftables backend on the seed fleet', () => {
 
   it('refuses --backend nftables where a server has no nft, before anything changes; auto gives that server iptables', async () => {
     const mysql = labHost(lab, 'mysql-2');
-    // nft removed from mysql-2's /usr/sbin, in its own mount namespace: the directory shown there
-    // holds links to every other program of the real one.
-    const hide = 'mkdir -p /run/iw-real /run/iw-shown && mount --bind /usr/sbin /run/iw-real && for f in /run/iw-real/*; do [ "${f##*/}" = nft ] || ln -s "$f" /run/iw-shown/"${f##*/}"; done && mount --bind /run/iw-shown /usr/sbin';
-    expect((await mysql.exec(['sh', '-c', hide])).code).toBe(0);
+    // nft removed from mysql-2's /usr/sbin, in its own mount namespace.
+    const showNft = await hideNft(mysql);
     expect((await mysql.exec(['sh', '-c', 'command -v nft || echo none'])).stdout.trim()).toBe('none');
     try {
       const refused = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60', '--backend', 'nftables']);
@@ -140,7 +138,7 @@ describe('the nftables backend on the seed fleet', () => {
       expect(await lab.canConnect('wordpress-1', 'fd00:132::14', 3306)).toBe(true);
       expect(await lab.canConnect('tenant', 'fd00:132::14', 3306)).toBe(false);
     } finally {
-      await mysql.exec(['sh', '-c', 'umount /usr/sbin; umount /run/iw-real; rm -rf /run/iw-real /run/iw-shown']);
+      await showNft();
     }
   }, 600_000);
 });

@@ -86,3 +86,23 @@ export async function accessMatrix(lab: Lab): Promise<string[]> {
   }
   return open.sort();
 }
+
+/**
+ * Hides `nft` from one server, in its own mount namespace: /usr/sbin there shows links to every
+ * other program of the real one (kept reachable under /run/iw-real). Resolves to the undo.
+ * The undo never deletes through /run/iw-real: while it is still bound to the machine's real
+ * /usr/sbin, a recursive delete there would empty the machine's /usr/sbin. Each unmount must
+ * succeed before the next step, and the emptied mount point goes by rmdir, which refuses a
+ * non-empty directory.
+ */
+export async function hideNft(host: LabHost): Promise<() => Promise<void>> {
+  const hide =
+    'mkdir -p /run/iw-real /run/iw-shown && mount --bind /usr/sbin /run/iw-real && ' +
+    'for f in /run/iw-real/*; do [ "${f##*/}" = nft ] || ln -s "$f" /run/iw-shown/"${f##*/}"; done && mount --bind /run/iw-shown /usr/sbin';
+  const hidden = await host.exec(['sh', '-c', hide]);
+  if (hidden.code !== 0) throw new Error(`could not hide nft on ${host.name}: ${hidden.stderr}`);
+  return async () => {
+    const shown = await host.exec(['sh', '-c', 'umount /usr/sbin && umount /run/iw-real && rmdir /run/iw-real && rm -rf /run/iw-shown']);
+    if (shown.code !== 0) throw new Error(`could not show nft again on ${host.name}: ${shown.stderr}`);
+  };
+}
