@@ -10,7 +10,7 @@ import {factsFromInventory, parseInventoryText, type Inventory} from '../core/in
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {HostFacts} from '../core/model.js';
 import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
-import {discoverHost, DISCOVERY_COMMANDS} from '../remote/discovery.js';
+import {discoverHost, DISCOVERY_COMMANDS, readDockerFacts} from '../remote/discovery.js';
 import {LocalState} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import type {Connector, HostTarget} from '../remote/types.js';
@@ -86,6 +86,14 @@ export async function gatherFacts(
       const isSelected = context.selected.some((candidate) => candidate.name === host.name);
       if (written) {
         facts.set(host.name, written);
+        if (isSelected) {
+          // Published container ports bypass input: the plan says who reaches them, and may restrict them.
+          const read = await readDockerFacts(await context.connector.connect(target)).catch((error: unknown) => ({
+            warnings: [`${host.name}: Docker's published ports could not be read: ${error instanceof Error ? error.message : String(error)}`],
+          }));
+          for (const warning of read.warnings) emit(`${warning}\n`);
+          if ('docker' in read && read.docker) facts.set(host.name, {...written, docker: read.docker});
+        }
         if (direct && isSelected) {
           // The operator's address as the server sees it: the lockout check needs it for direct paths.
           const remote = await context.connector.connect(target);
