@@ -295,7 +295,7 @@ export function publishedChainLines(published: readonly PublishedPort[], ruleset
         const key = `${grant.inInterface ?? ''}\u0000${rangeText(range)}`;
         const entry = byInterface.get(key) ?? {ports: [range], sources: new Set<string>()};
         if (grant.source === undefined) entry.sources = undefined;
-        else entry.sources?.add(grant.source);
+        else entry.sources?.add(withoutHostPrefix(grant.source));
         byInterface.set(key, entry);
       }
     }

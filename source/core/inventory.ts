@@ -85,8 +85,8 @@ const inventorySchema = z.strictObject({
       strictOutbound: z.boolean().optional(),
       trustPrivate: z.boolean().optional(),
       logDrops: z.boolean().optional(),
-      restrictPublished: z.boolean().optional(),
       backend: z.enum(BACKEND_CHOICES).optional(),
+      restrictPublished: z.boolean().optional(),
     })
     .optional(),
   roles: z.record(z.string(), roleSchema).optional(),
