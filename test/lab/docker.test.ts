@@ -111,7 +111,8 @@ describe('Docker published ports', () => {
       'ip -6 addr add fd00:d0c::1/64 dev docker0 nodad',
       'ip link set vethd0 master docker0 up',
       'ip link set docker0 up',
-      'sysctl -qw net.ipv4.ip_forward=1 net.ipv6.conf.all.forwarding=1',
+      'echo 1 > /proc/sys/net/ipv4/ip_forward',
+      'echo 1 > /proc/sys/net/ipv6/conf/all/forwarding',
     ].join(' && ');
     const made = await host.exec(['sh', '-c', setHost]);
     expect(made.code, made.stderr).toBe(0);
