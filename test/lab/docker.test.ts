@@ -58,6 +58,47 @@ const DOCKER_V6 = DOCKER_V4.replace('127.0.0.0/8', '::1/128')
   .replace('172.17.0.2:80', '[fd00:d0c::2]:80')
   .replace('172.17.0.2/32', 'fd00:d0c::2/128');
 
+/** What Docker 29's nftables backend writes for the same container (moby's nftablesdoc), both families. */
+const DOCKER_29 = ['ip', 'ip6']
+  .map((family) => {
+    const [ip, container] = family === 'ip' ? ['ip', '172.17.0.2'] : ['ip6', 'fd00:d0c::2'];
+    const target = family === 'ip' ? `${container}:80` : `[${container}]:80`;
+    return `table ${family} docker-bridges {
+	map filter-forward-in-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-in__docker0 }
+	}
+	map filter-forward-out-jumps {
+		type ifname : verdict
+		elements = { "docker0" : jump filter-forward-out__docker0 }
+	}
+	chain filter-FORWARD {
+		type filter hook forward priority filter; policy accept;
+		oifname vmap @filter-forward-in-jumps
+		iifname vmap @filter-forward-out-jumps
+	}
+	chain nat-PREROUTING {
+		type nat hook prerouting priority dstnat; policy accept;
+		fib daddr type local counter jump nat-prerouting-and-output
+	}
+	chain nat-prerouting-and-output {
+		iifname != "docker0" tcp dport 8080 counter dnat to ${target} comment "DNAT"
+	}
+	chain filter-forward-in__docker0 {
+		ct state established,related counter accept
+		iifname "docker0" counter accept comment "ICC"
+		${ip} daddr ${container} tcp dport 80 counter accept
+		counter drop comment "UNPUBLISHED PORT DROP"
+	}
+	chain filter-forward-out__docker0 {
+		ct state established,related counter accept
+		counter accept comment "OUTGOING"
+	}
+}
+`;
+  })
+  .join('');
+
 let lab: Lab;
 let containerNetns: string;
 let listener: ChildProcess | undefined;
@@ -190,5 +231,27 @@ describe('Docker published ports', () => {
     expect(await ourNftTable(host)).toBe('');
     expect(await reach8080()).toEqual(before);
     expect(await dockerRules()).toEqual(docker);
+  }, 300_000);
+
+  it('with Docker 29\'s own nftables tables instead: read from them, and restricted the same way', async () => {
+    const host = labHost(lab, DOCKER_HOST);
+    const switched = await host.exec(['sh', '-c', 'for t in "ip nat" "ip6 nat" "ip filter" "ip6 filter"; do nft delete table $t 2>/dev/null; done; nft -f -'], {input: DOCKER_29});
+    expect(switched.code, switched.stderr).toBe(0);
+    const theirs = async (): Promise<string> => (await host.exec(['sh', '-c', 'nft -s list table ip docker-bridges; nft -s list table ip6 docker-bridges'])).stdout;
+    const docker = await theirs();
+    try {
+      expect(await reach8080()).toHaveLength(7);
+      const plan = await lab.runCli(['plan', '--inventory', inventoryFile, '--restrict-published']);
+      expect(plan.code, plan.stderr).toBe(0);
+      expect(plan.stdout).toContain('wordpress-1 tcp/8080 (IPv4) → container 172.17.0.2:80: reachable from haproxy-www only (restricted to the plan)');
+      expect(plan.stdout).toContain('wordpress-1 tcp/8080 (IPv6) → container [fd00:d0c::2]:80: reachable from haproxy-www only (restricted to the plan)');
+
+      const applied = await lab.runCli(['apply', '--inventory', inventoryFile, '--restrict-published', '--yes', '--timeout', '60']);
+      expect(applied.code, applied.stderr + applied.stdout).toBe(0);
+      expect((await reach8080()).sort()).toEqual([`haproxy-www -> ${host.privateV4}`, `haproxy-www -> ${host.privateV6}`].sort());
+      expect(await theirs()).toEqual(docker);
+    } finally {
+      await host.exec(['sh', '-c', 'nft delete table ip docker-bridges; nft delete table ip6 docker-bridges; true']);
+    }
   }, 300_000);
 });
