@@ -336,7 +336,8 @@ export function withPublishedChain(tableText: string, chainLines: readonly strin
 
 const familyWord = (family: Family): string => (family === 4 ? 'IPv4' : 'IPv6');
 
-function describePort(port: PublishedPort): string {
+/** "tcp/8080 (IPv4) → container 172.17.0.2:80", "tcp/5432 on 127.0.0.1 (IPv4) → …". */
+export function describePort(port: PublishedPort): string {
   const to = `${port.family === 6 ? `[${port.containerAddress}]` : port.containerAddress}${port.containerPorts ? `:${rangeText(port.containerPorts)}` : ''}`;
   const on = port.hostAddress ? ` on ${port.hostAddress}` : '';
   return `${port.proto}/${rangeText(port.ports)}${on} (${familyWord(port.family)}) → container ${to}`;

@@ -190,6 +190,10 @@ describe('Docker published ports', () => {
     const before = await reach8080();
     expect(before).toHaveLength(7);
 
+    const discovered = await lab.runCli(['discover', '--inventory', inventoryFile, '--host', DOCKER_HOST]);
+    expect(discovered.code, discovered.stderr).toBe(0);
+    expect(discovered.stdout).toContain('Docker published ports: tcp/8080 (IPv4) → container 172.17.0.2:80, tcp/8080 (IPv6) → container [fd00:d0c::2]:80');
+
     const plan = await lab.runCli(['plan', '--inventory', inventoryFile]);
     expect(plan.code, plan.stderr).toBe(0);
     expect(plan.stdout).toContain('wordpress-1 tcp/8080 (IPv4) → container 172.17.0.2:80: reachable from anywhere that routes to this host');
