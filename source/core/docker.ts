@@ -207,8 +207,9 @@ const forwardOpened = new WeakMap<Ruleset, Ruleset>();
 
 /** An INPUT rule that accepts new connections of one protocol to some ports, read from our compiled rules. */
 interface InputGrant {
-  readonly proto: Protocol;
-  readonly ports: readonly PortRange[];
+  /** Undefined: every protocol and port (trustPrivate's rules). */
+  readonly proto?: Protocol;
+  readonly ports?: readonly PortRange[];
   readonly source?: string;
   readonly inInterface?: string;
 }
@@ -253,8 +254,20 @@ function grantOf(spec: readonly string[]): InputGrant | undefined {
     else if (token === '-j') accepts = next === 'ACCEPT' && index === spec.length - 1;
     else return undefined;
   }
-  if (!accepts || !newOnly || !proto || !ports || inInterface?.endsWith('+')) return undefined;
-  return {proto, ports, ...(source === undefined ? {} : {source}), ...(inInterface === undefined ? {} : {inInterface})};
+  // A rule with neither protocol nor port (trustPrivate) lets its source reach every port.
+  if (!accepts || !newOnly || (proto === undefined) !== (ports === undefined) || inInterface?.endsWith('+')) return undefined;
+  if (proto === undefined && source === undefined) return undefined; // not a grant: loopback and the like
+  return {...(proto ? {proto} : {}), ...(ports ? {ports} : {}), ...(source === undefined ? {} : {source}), ...(inInterface === undefined ? {} : {inInterface})};
+}
+
+/** Whether a grant is of the port's protocol (or every protocol). */
+function grants(grant: InputGrant, port: {readonly proto: Protocol}): boolean {
+  return grant.proto === undefined || grant.proto === port.proto;
+}
+
+/** Whether a grant opens some of a published port's range. */
+function grantsPort(grant: InputGrant, port: PublishedPort): boolean {
+  return grants(grant, port) && (grant.ports === undefined || grant.ports.some((range) => intersect(range, port.ports) !== undefined));
 }
 
 function intersect(a: PortRange, b: PortRange): PortRange | undefined {
@@ -289,8 +302,8 @@ export function publishedChainLines(published: readonly PublishedPort[], ruleset
     // Grants by interface: their sources in one anonymous set (any source when one grant has none).
     const byInterface = new Map<string, {ports: PortRange[]; sources: Set<string> | undefined}>();
     for (const grant of grantsOf[port.family]) {
-      if (grant.proto !== port.proto) continue;
-      const covered = grant.ports.map((range) => intersect(range, port.ports)).filter((range): range is PortRange => range !== undefined);
+      if (!grants(grant, port)) continue;
+      const covered = (grant.ports ?? [port.ports]).map((range) => intersect(range, port.ports)).filter((range): range is PortRange => range !== undefined);
       for (const range of covered) {
         const key = `${grant.inInterface ?? ''}\u0000${rangeText(range)}`;
         const entry = byInterface.get(key) ?? {ports: [range], sources: new Set<string>()};
@@ -344,10 +357,10 @@ export function describePort(port: PublishedPort): string {
 }
 
 /** Names of the sources a host's grants for a port come from (peers by host name, else their address). */
-function grantedSources(grants: readonly InputGrant[], port: PublishedPort, nameOf: (address: string) => string | undefined): string[] | 'anywhere' {
+function grantedSources(inputs: readonly InputGrant[], port: PublishedPort, nameOf: (address: string) => string | undefined): string[] | 'anywhere' {
   const names = new Set<string>();
-  for (const grant of grants) {
-    if (grant.proto !== port.proto || !grant.ports.some((range) => intersect(range, port.ports))) continue;
+  for (const grant of inputs) {
+    if (!grantsPort(grant, port)) continue;
     if (grant.source === undefined) return 'anywhere';
     const address = grant.source.replace(/\/(32|128)$/, '');
     names.add(nameOf(address) ?? grant.source);

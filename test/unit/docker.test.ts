@@ -70,10 +70,10 @@ describe('reading published ports', () => {
 });
 
 /** The seed fleet with wordpress-1 a Docker host publishing 8080 (v4, v6) and 9000-9002 (v4); haproxy-www may reach 8080. */
-function seedWithDocker(restrict: boolean) {
+function seedWithDocker(restrict: boolean, options: Record<string, boolean> = {}) {
   const raw = JSON.parse(fixture('inventories/seed-with-addresses.json')) as {hosts: {name: string; allow?: unknown[]}[]};
   for (const host of raw.hosts) if (host.name === 'wordpress-1') host.allow = [{port: 8080, from: 'haproxy-www'}];
-  const inventory = parseInventoryText(JSON.stringify({...raw, options: {restrictPublished: restrict}}), 'seed.json');
+  const inventory = parseInventoryText(JSON.stringify({...raw, options: {...options, restrictPublished: restrict}}), 'seed.json');
   const docker: DockerFacts = {
     published: [
       ...publishedFromIptablesNat(fixture('docker/docker28-nat.v4'), 4).filter((port) => port.ports.first === 8080 || port.ports.first === 9000 || port.hostAddress === '127.0.0.1'),
@@ -131,6 +131,16 @@ describe('the plan on a Docker host', () => {
       `ct status dnat meta nfproto ipv6 meta l4proto tcp ct original proto-dst 8080 iifname "eth1" ip6 saddr { ${haproxy[1]} } accept`,
       'ct status dnat meta nfproto ipv6 meta l4proto tcp ct original proto-dst 8080 drop comment "published port: not in the plan\'s grants"',
     ]);
+  });
+
+  it('lets trustPrivate\'s peers (every port over the private network) through to every published port', () => {
+    const plan = seedWithDocker(true, {trustPrivate: true});
+    const host = plan.hosts.find((candidate) => candidate.name === 'wordpress-1')!;
+    const lines = publishedChainLines(publishedToRestrict(host.facts, true)!, host.compiled);
+    const ranged = lines.find((line) => line.includes('proto-dst 9000-9002') && line.endsWith('accept'));
+    const others = plan.hosts.filter((other) => other.name !== 'wordpress-1').map((other) => other.facts.addresses.private[0]);
+    for (const address of others) expect(ranged, address).toContain(address);
+    expect(describePublished(host, plan.hosts, true)[2]).toMatch(/tcp\/9000-9002 .*: reachable from haproxy-www, mysql-1, mysql-2, tunnel-1, wordpress-2 only/);
   });
 
   it('puts the chain in our table, which the agent\'s ownership check still takes as ours alone', () => {
