@@ -20,7 +20,7 @@ const LABELS: Record<Item, string> = {
   strictOutbound: 'strict outbound (public hosts)',
   logDrops: 'log dropped packets (rate-limited)',
   trustPrivate: 'trust the whole fleet on every port',
-  restrictPublished: 'Docker published ports: only the plan (nftables)',
+  restrictPublished: 'Docker published ports: plan only',
   ipv6: 'IPv6',
 };
 
