@@ -2,6 +2,7 @@ import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError} from '../core/errors.js';
 import {checkLockout, formatLockout, operatorPaths} from '../core/lockout.js';
 import {chooseBackends, hostCandidate, parseBackendChoice} from '../core/backend.js';
+import {publishedToRestrict} from '../core/docker.js';
 import type {BackendChoice} from '../core/model.js';
 import {
   applyFleet,
@@ -71,6 +72,8 @@ export interface ApplyRequest {
   readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
   /** `--backend`: overrides the inventory's options.backend. */
   readonly backend?: BackendChoice;
+  /** `--restrict-published`: or the inventory's options.restrictPublished. */
+  readonly restrictPublished?: boolean;
 }
 
 /**
@@ -95,10 +98,17 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     native.withoutNft,
     new Set(native.rulesets.keys()),
   );
+  const restrict = request.restrictPublished === true || context.inventory.options.restrictPublished === true;
+  const restrictRefusals: string[] = [];
   const plans: FleetHostPlan[] = context.selected.map((target) => {
     const host = plan.hosts.find((candidate) => candidate.name === target.name);
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
-    return {target, candidate: hostCandidate(host.compiled, chosen.backends.get(target.name) ?? 'iptables'), via: viaOf(context, resolved, target)};
+    const backend = chosen.backends.get(target.name) ?? 'iptables';
+    const published = publishedToRestrict(host.facts, restrict);
+    if (published && backend === 'iptables') {
+      restrictRefusals.push(`${target.name}: restricting published container ports is written for the nftables backend only (--backend nftables); nothing was changed`);
+    }
+    return {target, candidate: hostCandidate(host.compiled, backend, published), via: viaOf(context, resolved, target)};
   });
   return applyFleet({
     connector: context.connector,
@@ -111,6 +121,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
       return [
         ...formatLockout(findings.filter((finding) => finding.severity === 'error')),
         ...chosen.refusals,
+        ...restrictRefusals,
         ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access),
       ];
     },
@@ -277,13 +288,14 @@ export const applyCommand: Command = {
     'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
     backend: {type: 'string'},
+    'restrict-published': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const backend = parseBackendChoice(stringOption(values, 'backend'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, 'applied', (request) =>
-      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), restrictPublished: values['restrict-published'] === true, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
     );
   },
 };

@@ -2,12 +2,12 @@ import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js'
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
-import {parseBackendChoice, type Backend} from '../core/backend.js';
+import {nftTableOf, parseBackendChoice, type Backend} from '../core/backend.js';
+import {describePublished, publishedToRestrict} from '../core/docker.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
-import {compileNftTable} from '../core/nft-compiler.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
@@ -35,13 +35,13 @@ function writtenFacts(inv: Inventory): Map<string, HostFacts> | undefined {
 export async function planInputs(
   values: OptionValues,
   io: CliIo,
-): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: ReadonlyMap<string, HostDiscovery>}> {
+): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: ReadonlyMap<string, HostDiscovery>; read: boolean}> {
   const context = fleetContext(values, io);
   const facts = writtenFacts(context.inventory);
-  if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home), discovered: new Map()};
+  if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home), discovered: new Map(), read: false};
   try {
     const gathered = await gatherFacts(context, (line) => io.stderr.write(line));
-    return {inventory: context.inventory, ...gathered};
+    return {inventory: context.inventory, ...gathered, read: true};
   } finally {
     await context.connector.closeAll();
   }
@@ -75,12 +75,28 @@ function touchesAny(entry: AccessEntry, hosts: ReadonlySet<string>): boolean {
   return hosts.has(entry.destination) || entry.sources.some((source) => hosts.has(source));
 }
 
-function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend): string {
+/** Our table as plan prints it: with the published ports' chain when they are restricted. */
+function nftOf(host: FleetHost, restrict: boolean): string {
+  return nftTableOf(host.compiled, publishedToRestrict(host.facts, restrict));
+}
+
+/**
+ * Who reaches each Docker host's published ports (they bypass input). `read`: whether the hosts
+ * were read at all (an offline plan reads no server, so it cannot know).
+ */
+function publishedLines(plan: Plan, hostNames: ReadonlySet<string>, restrict: boolean, read: boolean): string[] {
+  const hosts = plan.hosts.filter((host) => hostNames.has(host.name));
+  const lines = hosts.flatMap((host) => describePublished(host, plan.hosts, restrict));
+  if (lines.length > 0) return lines;
+  return [read ? 'no Docker host' : 'not read: the inventory gives every host\'s facts, so plan read no server (apply reads them)'];
+}
+
+function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean): string {
   const out: string[] = [];
   for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
     if (backend === 'nftables') {
       // One table holds both families.
-      out.push(`== ${host.name} · nftables (nft -f) ==`, compileNftTable(host.compiled).trimEnd(), '');
+      out.push(`== ${host.name} · nftables (nft -f) ==`, nftOf(host, restrict).trimEnd(), '');
     }
     for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
@@ -99,13 +115,17 @@ function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readon
   const uncertain = [...new Set(access.flatMap((entry) => entry.uncertain))];
   for (const note of uncertain) out.push(`? ${note}`);
   out.push('');
+  if (plan.hosts.some((host) => hostNames.has(host.name) && host.facts.docker)) {
+    out.push('== Published container ports (Docker: DNATed, so they bypass input) ==');
+    out.push(...publishedLines(plan, hostNames, restrict, read), '');
+  }
   const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   out.push('== SSH path check ==');
   out.push(...(lockout.length > 0 ? formatLockout(lockout) : ['every host keeps the operator\'s SSH path']));
   return out.join('\n') + '\n';
 }
 
-function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend): string {
+function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean): string {
   const hosts = plan.hosts
     .filter((host) => hostNames.has(host.name))
     .map((host) => ({
@@ -113,7 +133,8 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
       warnings: host.compiled.warnings,
       ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
       ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
-      ...(backend === 'nftables' ? {nft: compileNftTable(host.compiled)} : {}),
+      ...(backend === 'nftables' ? {nft: nftOf(host, restrict)} : {}),
+      ...(host.facts.docker ? {docker: {published: host.facts.docker.published, restricted: publishedToRestrict(host.facts, restrict) !== undefined}} : {}),
       rules: {
         ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
         ...(families.includes(6) ? {v6: host.compiled.v6} : {}),
@@ -123,7 +144,8 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
     .filter((entry) => touchesAny(entry, hostNames))
     .map((entry) => ({...entry, text: formatAccess([entry])[0]}));
   const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
-  return `${JSON.stringify({hosts, access, lockout}, null, 2)}\n`;
+  const published = publishedLines(plan, hostNames, restrict, read);
+  return `${JSON.stringify({hosts, access, lockout, published}, null, 2)}\n`;
 }
 
 export const planCommand: Command = {
@@ -133,6 +155,7 @@ export const planCommand: Command = {
     family: {type: 'string'},
     format: {type: 'string'},
     backend: {type: 'string'},
+    'restrict-published': {type: 'boolean'},
     'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
@@ -144,7 +167,8 @@ export const planCommand: Command = {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
     if (format === 'nft' && hostName === undefined) throw new InputError(['--format nft prints one table: give --host NAME']);
-    const {inventory, facts, resolved} = await planInputs(values, io);
+    const {inventory, facts, resolved, read} = await planInputs(values, io);
+    const restrict = values['restrict-published'] === true || inventory.options.restrictPublished === true;
     const backend = printedBackend(stringOption(values, 'backend'), inventory);
     const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables' && format !== 'nft'});
     const hostNames = new Set(hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName]);
@@ -155,13 +179,13 @@ export const planCommand: Command = {
       io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
     } else if (format === 'nft') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
-      io.stdout.write(compileNftTable(host.compiled));
+      io.stdout.write(nftOf(host, restrict));
     } else if (format === 'matrix') {
       io.stdout.write(`${renderMatrix(buildMatrix(plan.hosts.map((host) => host.name), plan.access), {columns: 80}).join('\n')}\n`);
     } else if (format === 'json') {
-      io.stdout.write(renderJson(plan, hostNames, families, backend));
+      io.stdout.write(renderJson(plan, hostNames, families, backend, restrict, read));
     } else {
-      io.stdout.write(renderText(plan, hostNames, families, backend));
+      io.stdout.write(renderText(plan, hostNames, families, backend, restrict, read));
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
     for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {

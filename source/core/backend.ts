@@ -6,6 +6,7 @@
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';
 import {InputError} from './errors.js';
 import {compileNftTable} from './nft-compiler.js';
+import {publishedChainLines, withPublishedChain, type PublishedPort} from './docker.js';
 
 export type Backend = 'iptables' | 'nftables';
 
@@ -31,9 +32,16 @@ export interface HostCandidate {
   readonly nft?: {readonly text: string; readonly planned: {readonly v4: Ruleset; readonly v6: Ruleset}};
 }
 
-export function hostCandidate(host: CompiledHost, backend: Backend): HostCandidate {
+/** `restrict`: a Docker host's published ports, restricted to the plan (nftables backend only). */
+export function hostCandidate(host: CompiledHost, backend: Backend, restrict?: readonly PublishedPort[]): HostCandidate {
   if (backend === 'iptables') return {v4: host.v4, v6: host.v6};
-  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: compileNftTable(host), planned: {v4: host.v4, v6: host.v6}}};
+  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: nftTableOf(host, restrict), planned: {v4: host.v4, v6: host.v6}}};
+}
+
+/** Our table for a host: compiled from its rules, with the published ports' chain when restricted. */
+export function nftTableOf(host: CompiledHost, restrict?: readonly PublishedPort[]): string {
+  const text = compileNftTable(host);
+  return restrict === undefined ? text : withPublishedChain(text, publishedChainLines(restrict, host));
 }
 
 /**

@@ -38,6 +38,8 @@ export interface FleetOptionsDoc {
   readonly logDrops?: boolean;
   /** Where our rules live (see the inventory's options.backend). */
   readonly backend?: BackendChoice;
+  /** Docker hosts: published container ports only from the plan's sources (see the inventory's options). */
+  readonly restrictPublished?: boolean;
 }
 
 /** Exactly what an inventory file holds; saved with `conf` and imported/exported as a file. */

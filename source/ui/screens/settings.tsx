@@ -1,5 +1,5 @@
 // Settings: default deadline, where the rules live (backend) and the fleet options (strict
-// outbound, drop logging, trust private).
+// outbound, drop logging, trust private, Docker's published ports restricted to the plan).
 // Each change is saved at once; IPv6 is always isolated like IPv4 (shown, not switchable).
 
 import {useRef, useState} from 'react';
@@ -11,7 +11,7 @@ import type {BackendChoice} from '../../core/model.js';
 import type {FleetOptionsDoc} from '../services.js';
 
 type Item = 'deadline' | keyof FleetOptionsDoc | 'ipv6';
-const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'ipv6'];
+const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'restrictPublished', 'ipv6'];
 const BACKENDS: readonly BackendChoice[] = ['iptables', 'nftables', 'auto'];
 
 const LABELS: Record<Item, string> = {
@@ -20,6 +20,7 @@ const LABELS: Record<Item, string> = {
   strictOutbound: 'strict outbound (public hosts)',
   logDrops: 'log dropped packets (rate-limited)',
   trustPrivate: 'trust the whole fleet on every port',
+  restrictPublished: 'Docker published ports: plan only',
   ipv6: 'IPv6',
 };
 
