@@ -1,7 +1,7 @@
 // `verify`: the network tried for real, flow by flow, against the plan (nothing is changed).
 import {performance} from 'node:perf_hooks';
 import {InputError} from '../core/errors.js';
-import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {differsFromPlan, formatResult, summarizeResults, type LiveCheck} from '../core/flows.js';
 import {buildMatrix, matrixJson, renderMatrix} from '../core/matrix.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import {buildPlan, type Plan} from '../core/plan.js';
@@ -22,11 +22,12 @@ export function parseVerifyFormat(value: string | undefined): Format {
 }
 
 /** The results as the chosen format prints them. */
-export function renderResults(format: Format, plan: Plan, results: readonly FlowResult[], seconds: number): string {
+export function renderResults(format: Format, plan: Plan, check: LiveCheck, seconds: number): string {
+  const {results} = check;
   const names = plan.hosts.map((host) => host.name);
-  const summary = `${summarizeResults(results)} (in ${seconds.toFixed(1)} s)`;
+  const summary = `${summarizeResults(check)} (in ${seconds.toFixed(1)} s)`;
   if (format === 'json') {
-    return `${JSON.stringify({flows: results, matrix: matrixJson(buildMatrix(names, plan.access, results)), summary}, null, 2)}\n`;
+    return `${JSON.stringify({flows: results, planned: check.planned, matrix: matrixJson(buildMatrix(names, plan.access, results)), summary}, null, 2)}\n`;
   }
   const lines = format === 'matrix' ? renderMatrix(buildMatrix(names, plan.access, results), {columns: 80}) : results.map(formatResult);
   const differing = results.filter(differsFromPlan);
@@ -41,7 +42,7 @@ export function operatorAddresses(resolved: ReadonlyMap<string, ResolvedSsh>): s
 }
 
 export const verifyCommand: Command = {
-  options: {...FLEET_OPTIONS, format: {type: 'string'}},
+  options: {...FLEET_OPTIONS, format: {type: 'string'}, 'all-flows': {type: 'boolean'}},
   async run(values, _positionals, io) {
     const format = parseVerifyFormat(stringOption(values, 'format'));
     const context = fleetContext(values, io);
@@ -49,12 +50,13 @@ export const verifyCommand: Command = {
       const {facts, resolved} = await gatherFacts(context, (line) => io.stderr.write(line));
       const plan = buildPlan(context.inventory, facts, resolved);
       const started = performance.now();
-      const results = await probePlan(plan, context.connector, context.allTargets, new Set(context.selected.map((target) => target.name)), {
+      const check = await probePlan(plan, context.connector, context.allTargets, new Set(context.selected.map((target) => target.name)), {
         operatorAddresses: operatorAddresses(resolved),
+        all: values['all-flows'] === true,
       });
-      io.stdout.write(renderResults(format, plan, results, (performance.now() - started) / 1000));
-      if (results.some(differsFromPlan)) return EXIT_DIFFERS;
-      return results.some((result) => result.live === 'untested') ? 1 : 0;
+      io.stdout.write(renderResults(format, plan, check, (performance.now() - started) / 1000));
+      if (check.results.some(differsFromPlan)) return EXIT_DIFFERS;
+      return check.results.some((result) => result.live === 'untested') ? 1 : 0;
     } finally {
       await context.connector.closeAll().catch(() => undefined);
     }
