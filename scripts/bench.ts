@@ -16,11 +16,12 @@
 // BENCH_ONLY=nft (no lab): compileNftTable for every host of the clustered 10,000-host inventory and
 // of the 1,000-host all-to-all one (time, bytes and rule lines, against the iptables texts').
 // BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
-// servers through the bastion against the six-host fleet in the same lab (target: within 3x), and,
-// where ansible-playbook is installed, the exported playbook on both.
+// servers through the bastion against the six-host fleet in the same lab (target: within 3x), with
+// the machine's load average, and, where ansible-playbook is installed (and BENCH_ANSIBLE is not 0),
+// the exported playbook on both.
 import {spawnSync} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {loadavg, tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
@@ -415,6 +416,8 @@ async function apply40Bench(): Promise<void> {
     const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
     const forty = lab.writeInventory(fortyInventory(lab), 'forty.json');
     const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
+    // The machine is shared: its load says how far the wall times can be compared with other runs'.
+    const loadBefore = loadavg().map((load) => load.toFixed(1)).join(' ');
     for (let run = 0; run < APPLY_RUNS; run += 1) {
       const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
       runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY_NAMES));
@@ -425,8 +428,13 @@ async function apply40Bench(): Promise<void> {
     console.log(`apply --yes, six-host seed fleet (in the 40-server lab): median ${seconds(median(six))} of ${six.map(seconds).join(', ')}${cpuLine(runs.six)}`);
     console.log(`apply --yes, 40 servers through the bastion: median ${seconds(median(fortyWalls))} of ${fortyWalls.map(seconds).join(', ')}${cpuLine(runs.forty)}`);
     console.log(
-      `40 servers / six: ${(median(fortyWalls) / median(six)).toFixed(2)} (target <= 3; per pair: ${six.map((time, index) => ((fortyWalls[index] ?? Number.NaN) / time).toFixed(2)).join(', ')})`,
+      `40 servers / six: ${(median(fortyWalls) / median(six)).toFixed(2)} (target <= 3; per pair: ${six.map((time, index) => ((fortyWalls[index] ?? Number.NaN) / time).toFixed(2)).join(', ')}); ` +
+        `load average ${loadBefore} before, ${loadavg().map((load) => load.toFixed(1)).join(' ')} after`,
     );
+    if (process.env['BENCH_ANSIBLE'] === '0') {
+      console.log('ansible-playbook: not timed (BENCH_ANSIBLE=0)');
+      return;
+    }
     if (spawnSync('ansible-playbook', ['--version']).status !== 0) {
       console.log('ansible-playbook: not installed, the exported playbook is not timed');
       return;

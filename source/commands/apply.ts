@@ -23,7 +23,7 @@ import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import type {HostTarget} from '../remote/types.js';
-import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {differsFromPlan, formatResult, summarizeResults, type LiveCheck} from '../core/flows.js';
 import {probePlan} from '../remote/probe.js';
 import {operatorAddresses} from './verify.js';
 import {alignedRows, compactOutcomes, isLargeFleet, summaryLine} from './fleet-output.js';
@@ -69,7 +69,7 @@ export interface ApplyRequest {
    * Live probes once every host is verified, before the countdown or the confirm: called with
    * the results; what it returns stops the batch (every host rolled back, exit 4). Absent: no probes.
    */
-  readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
+  readonly onProbes?: (check: LiveCheck) => readonly string[];
   /** `--backend`: overrides the inventory's options.backend. */
   readonly backend?: BackendChoice;
   /** `--restrict-published`: or the inventory's options.restrictPublished. */
@@ -193,7 +193,7 @@ export async function rollbackToInventory(request: ApplyRequest & {readonly toBa
 
 /** The live probes of the selected hosts' flows, judged by the caller. */
 function probesBeforeConfirm(
-  judge: (results: readonly FlowResult[]) => readonly string[],
+  judge: (check: LiveCheck) => readonly string[],
   plan: Plan,
   context: FleetContext,
   selected: ReadonlySet<string>,
@@ -206,13 +206,14 @@ function probesBeforeConfirm(
  * apply's judge of the probes: every flow that differs from the plan is printed; with --yes (and
  * without --ignore-probes) they stop the confirm, otherwise the operator decides on the countdown.
  */
-export function judgeProbes(io: CliIo, stopOnDifference: boolean): (results: readonly FlowResult[]) => readonly string[] {
-  return (results) => {
+export function judgeProbes(io: CliIo, stopOnDifference: boolean): (check: LiveCheck) => readonly string[] {
+  return (check) => {
+    const {results} = check;
     const differing = results.filter(differsFromPlan);
     for (const result of results.filter((candidate) => candidate.live === 'untested' || differsFromPlan(candidate))) {
       io.stderr.write(`probe ${formatResult(result)}\n`);
     }
-    io.stderr.write(`probes: ${summarizeResults(results)}\n`);
+    io.stderr.write(`probes: ${summarizeResults(check)}\n`);
     if (!stopOnDifference) return [];
     return differing.map((result) => `live check: ${formatResult(result)}`);
   };

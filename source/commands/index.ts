@@ -61,8 +61,8 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'verify',
-    summary: 'try every flow the plan opens, and a sample of those it closes, for real from their real sources (changes nothing)',
-    usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--accept-new]',
+    summary: 'try the flows the plan opens and some it closes, for real from their real sources (past 200 flows a sample covering every host; changes nothing)',
+    usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--all-flows] [--accept-new]',
     load: async () => (await import('./verify.js')).verifyCommand,
   },
   {

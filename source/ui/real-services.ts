@@ -558,9 +558,10 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           },
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
-            const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
+            const check = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
+            const {results} = check;
             liveCheck = {
-              summary: summarizeResults(results),
+              summary: summarizeResults(check),
               differing: results.filter(differsFromPlan).map(formatResult),
               matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access, results),
             };

@@ -325,6 +325,25 @@ describe('apply and countdown', () => {
     expect(frame).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
   });
 
+  it('a sampled live check\'s long summary is wrapped at 80 columns, whole: the sample and the verdict both show, the timer and hints stay', async () => {
+    const summary = '644 of 3968 flows tried (a sample, every host covered): 643 as planned, 1 differ from the plan, 0 untested';
+    const differing = ['✗ haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped (no answer within 2 s) — from haproxy-www\'s sshd'];
+    const wizard = await toPreview(
+      {apply: async (hosts) => ({kind: 'pending', batch: {id: 'b-5', hosts, deadline: 1_060_000, checks: [{host: 'haproxy-www', label: 'live rules match', ok: true}], liveCheck: {summary, differing}}})},
+      {columns: 80, rows: 24},
+    );
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    const lines = wizard.screen().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(23);
+    for (const line of lines) expect([...line].length).toBeLessThanOrEqual(80);
+    expect(lines[0]).toContain('isolate-wizard · keep the new rules?');
+    expect(lines.slice(-2).join('\n')).toContain('roll back now');
+    const text = lines.map((line) => line.trim()).join(' ');
+    expect(text).toContain(`live check: ${summary}`);
+    expect(text).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
+  });
+
   it('M on the countdown shows the access matrix marked by the live results, and back', async () => {
     const names = ['haproxy-www', 'wordpress-1'];
     const access = [{destination: 'wordpress-1', sources: ['haproxy-www'], tcp: [{first: 80, last: 80}], udp: [], uncertain: []}];
