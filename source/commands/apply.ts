@@ -17,7 +17,11 @@ import {
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, readNativeRulesets} from '../remote/native-tables.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
+import {parseOtherFirewall} from '../core/remedy.js';
+import {summarizeFleetAccess, type AccessEntry} from '../core/access.js';
+import type {OtherFirewallRemedy} from '../core/model.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
@@ -71,6 +75,8 @@ export interface ApplyRequest {
   readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
   /** `--backend`: overrides the inventory's options.backend. */
   readonly backend?: BackendChoice;
+  /** `--other-firewall`: overrides the inventory's options.otherFirewall. */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
 
 /**
@@ -100,6 +106,11 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
     return {target, candidate: hostCandidate(host.compiled, chosen.backends.get(target.name) ?? 'iptables'), via: viaOf(context, resolved, target)};
   });
+  // The access summary only once, and only where another firewall needs it (the slow part of a plan).
+  let access: readonly AccessEntry[] | undefined = request.onProbes === undefined ? undefined : plan.access;
+  const accessOnce = (): readonly AccessEntry[] => (access ??= summarizeFleetAccess(plan.hosts));
+  const remedy = request.otherFirewall ?? context.inventory.options.otherFirewall;
+  let remedies = new Map<string, string[]>();
   return applyFleet({
     connector: context.connector,
     hosts: plans,
@@ -108,12 +119,12 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     localState: context.localState,
     preflight: () => {
       for (const line of native.unread) warn(`${line}\n`);
-      return [
-        ...formatLockout(findings.filter((finding) => finding.severity === 'error')),
-        ...chosen.refusals,
-        ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access),
-      ];
+      const others = checkOtherFirewalls(plan.hosts, native, selectedNames, access, remedy);
+      remedies = others.remedies;
+      for (const lines of others.described.values()) for (const line of lines) warn(`${line}; --other-firewall ${remedy}\n`);
+      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...chosen.refusals, ...others.refusals];
     },
+    afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, plan.hosts, accessOnce)(host, remote, batch),
     recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
     ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames, operatorAddresses(resolved))}),
@@ -277,13 +288,15 @@ export const applyCommand: Command = {
     'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
     backend: {type: 'string'},
+    'other-firewall': {type: 'string'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const backend = parseBackendChoice(stringOption(values, 'backend'));
+    const otherFirewall = parseOtherFirewall(stringOption(values, 'other-firewall'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, 'applied', (request) =>
-      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), ...(otherFirewall === undefined ? {} : {otherFirewall}), onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
     );
   },
 };

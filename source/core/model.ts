@@ -54,7 +54,15 @@ export interface FleetOptions {
   readonly logDrops: boolean;
   /** Where our rules live on each host (default iptables); `--backend` overrides it. */
   readonly backend?: BackendChoice;
+  /**
+   * What apply does where another firewall (firewalld, ufw) would drop what the plan opens:
+   * absent = refuse; open = open those flows in it too; stop = stop it within the batch.
+   * `--other-firewall` overrides it.
+   */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
+
+export type OtherFirewallRemedy = 'open' | 'stop';
 
 /**
  * iptables: our rules in the iptables filter tables. nftables: in our own table, inet

@@ -29,7 +29,8 @@ import {probePlan} from '../remote/probe.js';
 import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, readNativeRulesets} from '../remote/native-tables.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
 import {chooseBackends, hostCandidate} from '../core/backend.js';
 import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -264,7 +265,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     scope: readonly string[],
     deadlineSeconds: number,
     onProgress: (event: ApplyProgress) => void,
-    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm' | 'afterLoad'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
   ): Promise<ApplyOutcome> => {
     appliedFleet = fleet;
     const steps = new Set<string>(APPLY_STEPS);
@@ -282,6 +283,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         ...(planned.preflight ? {preflight: planned.preflight} : {}),
         ...(planned.recheck ? {recheck: planned.recheck} : {}),
         ...(planned.beforeConfirm ? {beforeConfirm: planned.beforeConfirm} : {}),
+        ...(planned.afterLoad ? {afterLoad: planned.afterLoad} : {}),
         refuseMixedBackends: true,
       });
       const liveCheck = planned.liveCheck?.();
@@ -521,14 +523,19 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           const via = jumps.get(name);
           return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, chosen.backends.get(name) ?? 'iptables'), ...(via === undefined ? {} : {via: [via]})};
         });
+        let remedies = new Map<string, string[]>();
         return {
           hosts,
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          // And one whose opened flows another manager's nftables table would drop.
+          // And one whose opened flows another firewall would drop, unless the operator chose
+          // a remedy (the preview offers it: options.otherFirewall).
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            return [...lockout, ...chosen.refusals, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
+            const others = checkOtherFirewalls(compiled.hosts, native, new Set(scope), compiled.access, fleet.options?.otherFirewall);
+            remedies = others.remedies;
+            return [...lockout, ...chosen.refusals, ...others.refusals];
           },
+          afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, compiled.hosts, () => compiled.access)(host, remote, batch),
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
             const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});

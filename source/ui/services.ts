@@ -3,7 +3,7 @@
 // Pure types plus one small clock helper: no React, no I/O.
 
 import type {AccessMatrix} from '../core/matrix.js';
-import type {BackendChoice} from '../core/model.js';
+import type {OtherFirewallRemedy, BackendChoice} from '../core/model.js';
 import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
 
@@ -38,6 +38,8 @@ export interface FleetOptionsDoc {
   readonly logDrops?: boolean;
   /** Where our rules live (see the inventory's options.backend). */
   readonly backend?: BackendChoice;
+  /** What apply does about another firewall that drops planned flows (see options.otherFirewall). */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
 
 /** Exactly what an inventory file holds; saved with `conf` and imported/exported as a file. */
