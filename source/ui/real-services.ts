@@ -29,7 +29,8 @@ import {probePlan} from '../remote/probe.js';
 import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
-import {checkOtherFirewalls, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, otherFirewallDrops, readNativeRulesets} from '../remote/native-tables.js';
+import {formatNativeDrops} from '../core/native-drops.js';
 import {remedyAfterLoad} from '../remote/remedy.js';
 import {chooseBackends, hostCandidate} from '../core/backend.js';
 import {buildMatrix} from '../core/matrix.js';
@@ -496,7 +497,11 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         }
         return {host: name, rulesV4: renderRuleset(host.compiled.v4), rulesV6: renderRuleset(host.compiled.v6), diff, warnings};
       });
+      // What the servers' other firewalls drop of the plan: apply refuses it unless a remedy is chosen.
+      const others = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
+      const otherFirewalls = [...others.unread, ...formatNativeDrops(otherFirewallDrops(compiled.hosts, others, new Set(scope), compiled.access))];
       return {
+        otherFirewalls,
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
         access: formatAccess(compiled.access),
         matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access),

@@ -149,6 +149,11 @@ export interface PreviewResult {
   readonly problems: readonly string[];
   /** Who reaches what, as a picture (sources down, destinations across); absent when nothing compiled. */
   readonly matrix?: AccessMatrix;
+  /**
+   * What other firewalls (firewalld, ufw, other nftables tables) on the servers drop of the
+   * planned flows, read live: one line per server and firewall; empty or absent = nothing.
+   */
+  readonly otherFirewalls?: readonly string[];
 }
 
 // ---------------------------------------------------------------------------
