@@ -283,6 +283,13 @@ describe('firewalld drops what the plan opens', () => {
     expect((await host('wordpress-1').exec(['sh', '-c', '/usr/local/sbin/systemctl stop firewalld && /usr/local/sbin/systemctl start firewalld'])).code).toBe(0);
     expect(await webFromBalancer()).toEqual([true, true]);
   });
+  it('--other-firewall stop with --yes: confirmed, firewalld is left stopped and disabled', async () => {
+    const applied = await lab.runCli(['apply', '--inventory', lab.writeInventory(SEED, 'seed.json'), '--other-firewall', 'stop', '--yes', '--timeout', '60']);
+    expect(applied.code, applied.stderr).toBe(0);
+    expect(await firewalldTable()).toBe('');
+    expect(await webFromBalancer()).toEqual([true, true]);
+    expect((await host('wordpress-1').exec(['test', '-f', '/etc/firewalld/standin.disabled'])).code).toBe(0);
+  });
 });
 
 describe('ufw drops what the plan opens', () => {
