@@ -119,7 +119,7 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     localState: context.localState,
     preflight: () => {
       for (const line of native.unread) warn(`${line}\n`);
-      const others = checkOtherFirewalls(plan.hosts, native, selectedNames, access, remedy);
+      const others = checkOtherFirewalls(plan.hosts, native, selectedNames, accessOnce, remedy);
       remedies = others.remedies;
       for (const lines of others.described.values()) for (const line of lines) warn(`${line}; --other-firewall ${remedy}\n`);
       return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...chosen.refusals, ...others.refusals];

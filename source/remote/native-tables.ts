@@ -83,6 +83,9 @@ function hasNativeFilter(ruleset: NftRuleset): boolean {
   return ruleset.tables.some((table) => !isIptablesNftTable(table) && [...table.chains.values()].some((chain) => chain.base?.type === 'filter'));
 }
 
+/** The access summary, or how to get it (only computed where another firewall needs it). */
+type Access = readonly AccessEntry[] | (() => readonly AccessEntry[]);
+
 /** What was read of the hosts' other firewalls. */
 export interface OtherFirewallsRead {
   readonly rulesets: ReadonlyMap<string, NftRuleset>;
@@ -99,11 +102,12 @@ export interface OtherFirewallCheck {
 }
 
 /** The drops of the hosts of `scope`; the access summary is computed only when a host has another firewall (it is the slow part of a plan). */
-export function otherFirewallDrops(hosts: readonly FleetHost[], read: OtherFirewallsRead, scope: ReadonlySet<string>, access?: readonly AccessEntry[]): NativeDrop[] {
+export function otherFirewallDrops(hosts: readonly FleetHost[], read: OtherFirewallsRead, scope: ReadonlySet<string>, access?: Access): NativeDrop[] {
   const relevant = new Map([...read.rulesets].filter(([name, ruleset]) => scope.has(name) && hasNativeFilter(ruleset)));
   const iptables = new Map([...(read.iptables ?? new Map<string, IptablesFilters>())].filter(([name]) => scope.has(name)));
   if (relevant.size === 0 && iptables.size === 0) return [];
-  return nativeDrops(hosts, access ?? summarizeFleetAccess(hosts), relevant, iptables);
+  const entries = typeof access === 'function' ? access() : (access ?? summarizeFleetAccess(hosts));
+  return nativeDrops(hosts, entries, relevant, iptables);
 }
 
 /**
@@ -114,7 +118,7 @@ export function checkOtherFirewalls(
   hosts: readonly FleetHost[],
   read: OtherFirewallsRead,
   scope: ReadonlySet<string>,
-  access?: readonly AccessEntry[],
+  access?: Access,
   remedy?: OtherFirewallRemedy,
 ): OtherFirewallCheck {
   const drops = otherFirewallDrops(hosts, read, scope, access);
