@@ -18,7 +18,11 @@ import {
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, readNativeRulesets} from '../remote/native-tables.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
+import {parseOtherFirewall} from '../core/remedy.js';
+import {summarizeFleetAccess, type AccessEntry} from '../core/access.js';
+import type {OtherFirewallRemedy} from '../core/model.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
@@ -74,6 +78,8 @@ export interface ApplyRequest {
   readonly backend?: BackendChoice;
   /** `--restrict-published`: or the inventory's options.restrictPublished. */
   readonly restrictPublished?: boolean;
+  /** `--other-firewall`: overrides the inventory's options.otherFirewall. */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
 
 /**
@@ -110,6 +116,11 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     }
     return {target, candidate: hostCandidate(host.compiled, backend, published), via: viaOf(context, resolved, target)};
   });
+  // The access summary only once, and only where another firewall needs it (the slow part of a plan).
+  let access: readonly AccessEntry[] | undefined = request.onProbes === undefined ? undefined : plan.access;
+  const accessOnce = (): readonly AccessEntry[] => (access ??= summarizeFleetAccess(plan.hosts));
+  const remedy = request.otherFirewall ?? context.inventory.options.otherFirewall;
+  let remedies = new Map<string, string[]>();
   return applyFleet({
     connector: context.connector,
     hosts: plans,
@@ -118,13 +129,12 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     localState: context.localState,
     preflight: () => {
       for (const line of native.unread) warn(`${line}\n`);
-      return [
-        ...formatLockout(findings.filter((finding) => finding.severity === 'error')),
-        ...chosen.refusals,
-        ...restrictRefusals,
-        ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access),
-      ];
+      const others = checkOtherFirewalls(plan.hosts, native, selectedNames, accessOnce, remedy);
+      remedies = others.remedies;
+      for (const lines of others.described.values()) for (const line of lines) warn(`${line}; --other-firewall ${remedy}\n`);
+      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...chosen.refusals, ...restrictRefusals, ...others.refusals];
     },
+    afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, plan.hosts, accessOnce)(host, remote, batch),
     recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
     ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames, operatorAddresses(resolved))}),
@@ -290,13 +300,15 @@ export const applyCommand: Command = {
     'install-persistence': {type: 'boolean'},
     backend: {type: 'string'},
     'restrict-published': {type: 'boolean'},
+    'other-firewall': {type: 'string'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const backend = parseBackendChoice(stringOption(values, 'backend'));
+    const otherFirewall = parseOtherFirewall(stringOption(values, 'other-firewall'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, 'applied', (request) =>
-      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), restrictPublished: values['restrict-published'] === true, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), ...(otherFirewall === undefined ? {} : {otherFirewall}), restrictPublished: values['restrict-published'] === true, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
     );
   },
 };

@@ -34,7 +34,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'apply',
     summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence] [--backend iptables|nftables|auto] [--restrict-published]',
+    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence] [--backend iptables|nftables|auto] [--restrict-published] [--other-firewall open|stop]',
     load: async () => (await import('./apply.js')).applyCommand,
   },
   {

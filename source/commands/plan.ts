@@ -12,6 +12,9 @@ import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
+import {otherFirewallDrops, readNativeRulesets, type OtherFirewallsRead} from '../remote/native-tables.js';
+import {formatNativeDrops} from '../core/native-drops.js';
+import {REMEDY_WORDS} from '../core/remedy.js';
 
 const FORMATS = ['text', 'iptables', 'nft', 'json', 'matrix'] as const;
 type Format = (typeof FORMATS)[number];
@@ -35,13 +38,17 @@ function writtenFacts(inv: Inventory): Map<string, HostFacts> | undefined {
 export async function planInputs(
   values: OptionValues,
   io: CliIo,
-): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: ReadonlyMap<string, HostDiscovery>; read: boolean}> {
+): Promise<{inventory: Inventory; facts: Map<string, HostFacts>; resolved: Map<string, ResolvedSsh>; discovered: ReadonlyMap<string, HostDiscovery>; read: boolean; others?: OtherFirewallsRead}> {
   const context = fleetContext(values, io);
   const facts = writtenFacts(context.inventory);
   if (facts) return {inventory: context.inventory, facts, resolved: resolveOperatorSsh(context.inventory, context.home), discovered: new Map(), read: false};
   try {
     const gathered = await gatherFacts(context, (line) => io.stderr.write(line));
-    return {inventory: context.inventory, ...gathered, read: true};
+    // Online anyway: the other firewalls of the hosts discovered, as apply will judge them.
+    const discoveredTargets = context.selected.filter((target) => gathered.discovered.has(target.name));
+    const others = await readNativeRulesets(context.connector, discoveredTargets);
+    for (const line of others.unread) io.stderr.write(`isolate-wizard: ${line}\n`);
+    return {inventory: context.inventory, ...gathered, read: true, others};
   } finally {
     await context.connector.closeAll();
   }
@@ -91,7 +98,7 @@ function publishedLines(plan: Plan, hostNames: ReadonlySet<string>, restrict: bo
   return [read ? 'no Docker host' : 'not read: the inventory gives every host\'s facts, so plan read no server (apply reads them)'];
 }
 
-function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean): string {
+function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean, others?: OtherFirewallsRead): string {
   const out: string[] = [];
   for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
     if (backend === 'nftables') {
@@ -119,10 +126,38 @@ function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readon
     out.push('== Published container ports (Docker: DNATed, so they bypass input) ==');
     out.push(...publishedLines(plan, hostNames, restrict, read), '');
   }
+  out.push('== Other firewalls (firewalld, ufw, other nftables tables) ==');
+  out.push(...otherFirewallLines(plan, hostNames, others));
+  out.push('');
   const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   out.push('== SSH path check ==');
   out.push(...(lockout.length > 0 ? formatLockout(lockout) : ['every host keeps the operator\'s SSH path']));
   return out.join('\n') + '\n';
+}
+
+/**
+ * What other firewalls drop of the planned flows, where they were read (plan discovered the
+ * hosts over SSH); else that apply checks them. Either way what apply then does.
+ */
+function otherFirewallLines(plan: Plan, hostNames: ReadonlySet<string>, others: OtherFirewallsRead | undefined): string[] {
+  const remedy = plan.inventory.options.otherFirewall;
+  const then =
+    remedy === undefined
+      ? 'apply refuses (exit 3, nothing touched) while one drops a planned flow, unless you choose --other-firewall open or stop (options.otherFirewall)'
+      : `options.otherFirewall is "${remedy}": apply will ${REMEDY_WORDS[remedy]}, then check the flows pass`;
+  const read = others === undefined ? [] : [...hostNames].filter((name) => others.rulesets.has(name));
+  const lines: string[] = [];
+  if (others !== undefined && read.length > 0) {
+    const drops = formatNativeDrops(otherFirewallDrops(plan.hosts, others, new Set(read), plan.access));
+    lines.push(...(drops.length > 0 ? drops : [`none of them drops a planned flow on ${read.length === hostNames.size ? 'any host' : read.join(', ')} (read live now)`]));
+  }
+  const unread = [...hostNames].filter((name) => !read.includes(name));
+  if (unread.length > 0) {
+    const which = unread.length === hostNames.size ? 'every host' : unread.join(', ');
+    lines.push(`not read for ${which} (plan ran from the inventory's addresses): apply reads each server's other firewalls and checks every planned flow against them`);
+  }
+  lines.push(then);
+  return lines;
 }
 
 function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean): string {
@@ -167,7 +202,7 @@ export const planCommand: Command = {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
     if (format === 'nft' && hostName === undefined) throw new InputError(['--format nft prints one table: give --host NAME']);
-    const {inventory, facts, resolved, read} = await planInputs(values, io);
+    const {inventory, facts, resolved, read, others} = await planInputs(values, io);
     const restrict = values['restrict-published'] === true || inventory.options.restrictPublished === true;
     const backend = printedBackend(stringOption(values, 'backend'), inventory);
     const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables' && format !== 'nft'});
@@ -185,7 +220,7 @@ export const planCommand: Command = {
     } else if (format === 'json') {
       io.stdout.write(renderJson(plan, hostNames, families, backend, restrict, read));
     } else {
-      io.stdout.write(renderText(plan, hostNames, families, backend, restrict, read));
+      io.stdout.write(renderText(plan, hostNames, families, backend, restrict, read, others));
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
     for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {

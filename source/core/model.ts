@@ -62,7 +62,15 @@ export interface FleetOptions {
    * only from the plan's sources for that port on the host (nftables backend). Default false.
    */
   readonly restrictPublished?: boolean;
+  /**
+   * What apply does where another firewall (firewalld, ufw) would drop what the plan opens:
+   * absent = refuse; open = open those flows in it too; stop = stop it within the batch.
+   * `--other-firewall` overrides it.
+   */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
+
+export type OtherFirewallRemedy = 'open' | 'stop';
 
 /**
  * iptables: our rules in the iptables filter tables. nftables: in our own table, inet

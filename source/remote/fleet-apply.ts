@@ -119,6 +119,12 @@ export interface ApplyFleetOptions {
    * confirmed (apply's live probes); non-empty = every host is rolled back (exit 4), these named.
    */
   readonly beforeConfirm?: () => Promise<readonly string[]>;
+  /**
+   * Runs on each host right after its load, before its countdown or checks (the remedy for
+   * another firewall: remedy.ts); resolves with a progress detail; a throw fails the host's
+   * load, and every host is rolled back.
+   */
+  readonly afterLoad?: (host: string, remote: RemoteHost, batch: string) => Promise<string | undefined>;
 }
 
 export interface PendingFleetBatch {
@@ -325,7 +331,8 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       run.loaded = true; // from here a rollback is needed whatever the answer (the link may die mid-load)
       try {
         await loadCandidate(run.remote as RemoteHost, batch);
-        emit({host: plan.target.name, step: 'load', status: 'done'});
+        const detail = options.afterLoad ? await options.afterLoad(plan.target.name, run.remote as RemoteHost, batch) : undefined;
+        emit({host: plan.target.name, step: 'load', status: 'done', ...(detail === undefined ? {} : {detail})});
         if (options.armCountdown === false) {
           // No countdown comes after the checks (apply --yes), and the lock's watchdog counts from
           // the lock: on a slow fleet a host loaded early could expire before its confirm. Each

@@ -30,7 +30,9 @@ import {probePlan} from '../remote/probe.js';
 import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, otherFirewallDrops, readNativeRulesets} from '../remote/native-tables.js';
+import {formatNativeDrops} from '../core/native-drops.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
 import {chooseBackends, hostCandidate} from '../core/backend.js';
 import {describePublished, publishedToRestrict} from '../core/docker.js';
 import {buildMatrix} from '../core/matrix.js';
@@ -285,7 +287,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     scope: readonly string[],
     deadlineSeconds: number,
     onProgress: (event: ApplyProgress) => void,
-    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm' | 'afterLoad'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
   ): Promise<ApplyOutcome> => {
     appliedFleet = fleet;
     const steps = new Set<string>(APPLY_STEPS);
@@ -303,6 +305,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         ...(planned.preflight ? {preflight: planned.preflight} : {}),
         ...(planned.recheck ? {recheck: planned.recheck} : {}),
         ...(planned.beforeConfirm ? {beforeConfirm: planned.beforeConfirm} : {}),
+        ...(planned.afterLoad ? {afterLoad: planned.afterLoad} : {}),
         refuseMixedBackends: true,
       });
       const liveCheck = planned.liveCheck?.();
@@ -516,7 +519,11 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         }
         return {host: name, rulesV4: renderRuleset(host.compiled.v4), rulesV6: renderRuleset(host.compiled.v6), diff, warnings};
       });
+      // What the servers' other firewalls drop of the plan: apply refuses it unless a remedy is chosen.
+      const others = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
+      const otherFirewalls = [...others.unread, ...formatNativeDrops(otherFirewallDrops(compiled.hosts, others, new Set(scope), compiled.access))];
       return {
+        otherFirewalls,
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
         access: [...formatAccess(compiled.access), ...compiled.hosts.filter((host) => scope.includes(host.name)).flatMap((host) => describePublished(host, compiled.hosts, fleet.options?.restrictPublished === true))],
         matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access),
@@ -548,14 +555,19 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           if (published && backend === 'iptables') restrictRefusals.push(`${name}: restricting published container ports is written for the nftables backend only (settings: where the rules live); nothing was changed`);
           return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, backend, published), ...(via === undefined ? {} : {via: [via]})};
         });
+        let remedies = new Map<string, string[]>();
         return {
           hosts,
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          // And one whose opened flows another manager's nftables table would drop.
+          // And one whose opened flows another firewall would drop, unless the operator chose
+          // a remedy (the preview offers it: options.otherFirewall).
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            return [...lockout, ...chosen.refusals, ...restrictRefusals, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
+            const others = checkOtherFirewalls(compiled.hosts, native, new Set(scope), compiled.access, fleet.options?.otherFirewall);
+            remedies = others.remedies;
+            return [...lockout, ...chosen.refusals, ...restrictRefusals, ...others.refusals];
           },
+          afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, compiled.hosts, () => compiled.access)(host, remote, batch),
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
             const check = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});

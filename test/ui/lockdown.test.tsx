@@ -213,6 +213,28 @@ describe('preview', () => {
     expect(wizard.calls.apply).toHaveLength(0);
   });
 
+  it('names what another firewall drops and offers the remedy (o): the apply gets the choice', async () => {
+    const drops = 'wordpress-1: firewalld (table inet firewalld) drops what the plan opens: tcp/80,443 from haproxy-www (IPv4, IPv6; rule 8 of filter_INPUT)';
+    const wizard = await toPreview({preview: async (fleet, hosts) => ({...defaultPreview(fleet, hosts), otherFirewalls: [drops]})});
+    let frame = wizard.frame();
+    expect(frame).toContain('⚠ wordpress-1: firewalld (table inet firewalld) drops');
+    expect(frame).toContain('o to change');
+    await wizard.press('o');
+    frame = await wizard.waitFor('other firewall: open exactly those flows');
+    await wizard.press('o');
+    await wizard.waitFor('other firewall: stop that firewall');
+    await wizard.press('o', 'o'); // back to refuse, then open
+    await wizard.waitFor('other firewall: open exactly those flows');
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    expect(wizard.calls.apply[0]?.fleet.options?.otherFirewall).toBe('open');
+  });
+
+  it('says nothing of other firewalls where none drops a planned flow', async () => {
+    const wizard = await toPreview();
+    expect(wizard.frame()).not.toContain('other firewall');
+  });
+
   it('scrolls long rules in a window sized to the terminal', async () => {
     const long = Array.from({length: 60}, (_, index) => `-A INPUT rule-${index}`).join('\n');
     const wizard = await toPreview({

@@ -98,6 +98,18 @@ describe('isolate-wizard plan', () => {
     expect(wrong.stderr).toContain('--backend: "pf" is not one of iptables, nftables');
   });
 
+  it('offline, says that other firewalls are checked at apply time, and what apply then does', async () => {
+    const text = await run(['plan', '--inventory', SEED]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('== Other firewalls (firewalld, ufw, other nftables tables) ==\nnot read for every host (plan ran from the inventory\'s addresses): apply reads each server\'s other firewalls');
+    expect(text.stdout).toContain('apply refuses (exit 3, nothing touched) while one drops a planned flow, unless you choose --other-firewall open or stop');
+    const seed = JSON.parse(readFileSync(SEED, 'utf8')) as {options?: object};
+    const file = path.join(emptyHome, 'seed-open.json');
+    writeFileSync(file, JSON.stringify({...seed, options: {...seed.options, otherFirewall: 'open'}}));
+    const chosen = await run(['plan', '--inventory', file]);
+    expect(chosen.stdout).toContain('options.otherFirewall is "open": apply will open exactly those flows in that firewall too');
+  });
+
   it("follows the inventory's options.backend without the flag; the flag wins over it", async () => {
     const seed = JSON.parse(readFileSync(SEED, 'utf8')) as {options?: object};
     const file = path.join(emptyHome, 'seed-nftables.json');

@@ -10,7 +10,8 @@ import {useWizard} from '../app.js';
 import type {BackendChoice} from '../../core/model.js';
 import type {FleetOptionsDoc} from '../services.js';
 
-type Item = 'deadline' | keyof FleetOptionsDoc | 'ipv6';
+// What to do about another firewall is chosen on the preview, where its drops are shown.
+type Item = 'deadline' | Exclude<keyof FleetOptionsDoc, 'otherFirewall'> | 'ipv6';
 const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'restrictPublished', 'ipv6'];
 const BACKENDS: readonly BackendChoice[] = ['iptables', 'nftables', 'auto'];
 
