@@ -66,6 +66,9 @@ export function formatHost(discovery: HostDiscovery): string {
   lines.push(
     `  firewall: iptables ${firewall.iptablesVersion ?? '?'} (${firewall.backend}); persistence: ${discovery.persistence.kind}`,
   );
+  if (firewall.nftUsable !== undefined) {
+    lines.push(`  backend auto: ${firewall.nftUsable ? 'nftables (nft takes a table like ours)' : `iptables (${firewall.nftProblem ?? 'nft cannot hold our table'})`}`);
+  }
   if (discovery.sshConnection) {
     const ssh = discovery.sshConnection;
     lines.push(`  your ssh session: from ${ssh.clientAddress}:${ssh.clientPort} to ${ssh.serverAddress}:${ssh.serverPort}`);
