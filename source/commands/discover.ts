@@ -69,6 +69,9 @@ export function formatHost(discovery: HostDiscovery): string {
   );
   const docker = discovery.facts.docker;
   if (docker) lines.push(`  Docker published ports: ${docker.published.length > 0 ? docker.published.map(describePort).join(', ') : '(none)'}`);
+  if (firewall.nftUsable !== undefined) {
+    lines.push(`  backend auto: ${firewall.nftUsable ? 'nftables (nft takes a table like ours)' : `iptables (${firewall.nftProblem ?? 'nft cannot hold our table'})`}`);
+  }
   if (discovery.sshConnection) {
     const ssh = discovery.sshConnection;
     lines.push(`  your ssh session: from ${ssh.clientAddress}:${ssh.clientPort} to ${ssh.serverAddress}:${ssh.serverPort}`);

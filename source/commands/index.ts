@@ -22,7 +22,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'plan',
     summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend iptables|nftables] [--restrict-published] [--accept-new]',
+    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend auto|nftables|iptables] [--restrict-published] [--accept-new]',
     load: async () => (await import('./plan.js')).planCommand,
   },
   {
@@ -34,7 +34,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'apply',
     summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence] [--backend iptables|nftables|auto] [--restrict-published] [--other-firewall open|stop]',
+    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence] [--backend auto|nftables|iptables] [--restrict-published] [--other-firewall open|stop]',
     load: async () => (await import('./apply.js')).applyCommand,
   },
   {

@@ -2,11 +2,11 @@ import {formatAccess, type AccessEntry, type FleetHost} from '../core/access.js'
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
-import {nftTableOf, parseBackendChoice, type Backend} from '../core/backend.js';
+import {DEFAULT_BACKEND_CHOICE, nftTableOf, parseBackendChoice, resolveBackend, type Backend} from '../core/backend.js';
 import {describePublished, publishedToRestrict} from '../core/docker.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
-import type {Family, HostFacts} from '../core/model.js';
+import type {BackendChoice, Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
@@ -67,12 +67,25 @@ function parseFormat(value: string | undefined): Format {
 }
 
 /**
- * Which rules plan prints: the nftables table when `--backend` (else the inventory's
- * options.backend) says nftables; the iptables rulesets otherwise (auto decides per server at
- * apply time, from whether nft is there).
+ * Which rules plan prints for each host: what `--backend` (else the inventory's options.backend,
+ * else auto) gives it. Plan reads nothing live: under auto a host shows nftables unless
+ * discovery (run when the inventory has no addresses) found that its nft cannot hold our table;
+ * the server decides at apply time. `note` says so when auto decided.
  */
-function printedBackend(flag: string | undefined, inventory: Inventory): Backend {
-  return (parseBackendChoice(flag) ?? inventory.options.backend) === 'nftables' ? 'nftables' : 'iptables';
+function printedBackends(
+  choice: BackendChoice,
+  names: readonly string[],
+  discovered: ReadonlyMap<string, HostDiscovery>,
+): {backends: Map<string, Backend>; note?: string} {
+  const backends = new Map(names.map((name) => [name, resolveBackend(choice, choice === 'auto' ? (discovered.get(name)?.firewall.nftUsable ?? true) : undefined)]));
+  if (choice !== 'auto') return {backends};
+  const seen = names.filter((name) => discovered.get(name)?.firewall.nftUsable !== undefined);
+  return {
+    backends,
+    note:
+      'backend auto: each server gets nftables where its nft can load a table like ours (checked with nft -c), else iptables; ' +
+      `the server decides at apply time${seen.length > 0 ? ` (shown for ${seen.join(', ')} as discovery found it)` : ''}`,
+  };
 }
 
 const familyTitle = (family: Family): string => (family === 4 ? 'IPv4 (iptables-restore)' : 'IPv6 (ip6tables-restore)');
@@ -98,9 +111,10 @@ function publishedLines(plan: Plan, hostNames: ReadonlySet<string>, restrict: bo
   return [read ? 'no Docker host' : 'not read: the inventory gives every host\'s facts, so plan read no server (apply reads them)'];
 }
 
-function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean, others?: OtherFirewallsRead): string {
-  const out: string[] = [];
+function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], printed: {backends: ReadonlyMap<string, Backend>; note?: string}, restrict: boolean, read: boolean, others?: OtherFirewallsRead): string {
+  const out: string[] = printed.note === undefined ? [] : [`(${printed.note})`, ''];
   for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
+    const backend = printed.backends.get(host.name);
     if (backend === 'nftables') {
       // One table holds both families.
       out.push(`== ${host.name} · nftables (nft -f) ==`, nftOf(host, restrict).trimEnd(), '');
@@ -160,15 +174,16 @@ function otherFirewallLines(plan: Plan, hostNames: ReadonlySet<string>, others: 
   return lines;
 }
 
-function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend, restrict: boolean, read: boolean): string {
+function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], printed: {backends: ReadonlyMap<string, Backend>; note?: string}, restrict: boolean, read: boolean): string {
   const hosts = plan.hosts
     .filter((host) => hostNames.has(host.name))
     .map((host) => ({
       name: host.name,
+      backend: printed.backends.get(host.name),
       warnings: host.compiled.warnings,
       ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
       ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
-      ...(backend === 'nftables' ? {nft: nftOf(host, restrict)} : {}),
+      ...(printed.backends.get(host.name) === 'nftables' ? {nft: nftOf(host, restrict)} : {}),
       ...(host.facts.docker ? {docker: {published: host.facts.docker.published, restricted: publishedToRestrict(host.facts, restrict) !== undefined}} : {}),
       rules: {
         ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
@@ -180,7 +195,7 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
     .map((entry) => ({...entry, text: formatAccess([entry])[0]}));
   const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   const published = publishedLines(plan, hostNames, restrict, read);
-  return `${JSON.stringify({hosts, access, lockout, published}, null, 2)}\n`;
+  return `${JSON.stringify({...(printed.note === undefined ? {} : {backendNote: printed.note}), hosts, access, lockout, published}, null, 2)}\n`;
 }
 
 export const planCommand: Command = {
@@ -197,17 +212,18 @@ export const planCommand: Command = {
     const family = parseFamily(stringOption(values, 'family'));
     const format = parseFormat(stringOption(values, 'format'));
     const hostName = stringOption(values, 'host');
-    parseBackendChoice(stringOption(values, 'backend')); // bad input fails before anything is read
+    const flagged = parseBackendChoice(stringOption(values, 'backend')); // bad input fails before anything is read
     if (format === 'iptables' && (hostName === undefined || family === undefined)) {
       throw new InputError(['--format iptables prints one ruleset: give --host NAME and --family 4 or 6']);
     }
     if (format === 'nft' && hostName === undefined) throw new InputError(['--format nft prints one table: give --host NAME']);
-    const {inventory, facts, resolved, read, others} = await planInputs(values, io);
+    const {inventory, facts, resolved, discovered, read, others} = await planInputs(values, io);
     const restrict = values['restrict-published'] === true || inventory.options.restrictPublished === true;
-    const backend = printedBackend(stringOption(values, 'backend'), inventory);
+    const choice = flagged ?? inventory.options.backend ?? DEFAULT_BACKEND_CHOICE;
     const plan = buildPlan(inventory, facts, resolved, {withAccess: format !== 'iptables' && format !== 'nft'});
     const hostNames = new Set(hostName === undefined ? plan.hosts.map((host) => host.name) : [hostName]);
     const families: Family[] = family === undefined ? [4, 6] : [family];
+    const printed = printedBackends(choice, [...hostNames], discovered);
 
     if (format === 'iptables') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
@@ -218,9 +234,9 @@ export const planCommand: Command = {
     } else if (format === 'matrix') {
       io.stdout.write(`${renderMatrix(buildMatrix(plan.hosts.map((host) => host.name), plan.access), {columns: 80}).join('\n')}\n`);
     } else if (format === 'json') {
-      io.stdout.write(renderJson(plan, hostNames, families, backend, restrict, read));
+      io.stdout.write(renderJson(plan, hostNames, families, printed, restrict, read));
     } else {
-      io.stdout.write(renderText(plan, hostNames, families, backend, restrict, read, others));
+      io.stdout.write(renderText(plan, hostNames, families, printed, restrict, read, others));
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
     for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {

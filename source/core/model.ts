@@ -55,7 +55,7 @@ export interface FleetOptions {
   readonly trustPrivate: boolean;
   /** Rate-limited logging of dropped packets (prefix "isolate-wizard DROP "). */
   readonly logDrops: boolean;
-  /** Where our rules live on each host (default iptables); `--backend` overrides it. */
+  /** Where our rules live on each host (absent: auto, see core/backend.ts); `--backend` overrides it. */
   readonly backend?: BackendChoice;
   /**
    * Docker hosts: let new connections to published container ports (which bypass input) through

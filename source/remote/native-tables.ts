@@ -7,6 +7,7 @@ import {summarizeFleetAccess, type AccessEntry, type FleetHost} from '../core/ac
 import {parseIptablesSave} from '../core/iptables-save.js';
 import type {OtherFirewallRemedy} from '../core/model.js';
 import {formatNativeDrops, nativeDrops, type IptablesFilters, type NativeDrop} from '../core/native-drops.js';
+import {NFT_PROBE_TABLE} from '../core/backend.js';
 import {OUR_NFT_TABLE} from '../core/nft-equivalence.js';
 import {isIptablesNftTable, parseNftJson, type NftRuleset} from '../core/nft-ruleset.js';
 import {REMEDY_WORDS, remedySteps, unremediable} from '../core/remedy.js';
@@ -14,6 +15,23 @@ import type {Connector, HostTarget, RemoteHost} from './types.js';
 
 /** Fixed and read-only; prints "no-nft" where nft is not installed. */
 export const READ_NFT_RULESET = 'command -v nft >/dev/null 2>&1 || { echo no-nft; exit 0; }; nft -j list ruleset';
+
+/**
+ * READ_NFT_RULESET after `nft -c` of NFT_PROBE_TABLE (checked, never loaded): a first line
+ * "nft-usable", or "nft-unusable" and nft's first error line, then the ruleset.
+ */
+export const CHECK_AND_READ_NFT =
+  'command -v nft >/dev/null 2>&1 || { echo no-nft; exit 0; }; ' +
+  `if iw_e=$(printf '%s\n' '${NFT_PROBE_TABLE}' | nft -c -f /dev/stdin 2>&1); then echo nft-usable; ` +
+  `else printf 'nft-unusable %s\n' "$(printf '%s\n' "$iw_e" | sed -n '/Error/{p;q;}')"; fi; ` +
+  'nft -j list ruleset';
+
+/** Why a host's nft cannot hold our table (undefined: it can), from CHECK_AND_READ_NFT's first line. */
+function nftProblem(firstLine: string): string | undefined {
+  if (firstLine === 'nft-usable') return undefined;
+  const error = firstLine.slice('nft-unusable'.length).trim();
+  return `cannot load a table using what ours uses there (nft -c: ${error === '' ? 'failed' : error})`;
+}
 
 /**
  * Fixed and read-only: where ufw is installed, the iptables filter tables (ufw's chains live
@@ -32,16 +50,18 @@ export function parseUfwFilters(text: string): IptablesFilters | undefined {
 }
 
 /** One host's other firewalls as read live: its native nftables ruleset and, with ufw, its iptables filters. */
-export async function readOtherFirewalls(remote: RemoteHost): Promise<{ruleset: NftRuleset; withoutNft: boolean; iptables?: IptablesFilters}> {
-  const [nft, ufw] = await Promise.all([remote.exec(READ_NFT_RULESET, {root: true, stdin: ''}), remote.exec(READ_UFW_FILTERS, {root: true, stdin: ''})]);
+export async function readOtherFirewalls(remote: RemoteHost): Promise<{ruleset: NftRuleset; withoutNft?: string; iptables?: IptablesFilters}> {
+  const [nft, ufw] = await Promise.all([remote.exec(CHECK_AND_READ_NFT, {root: true, stdin: ''}), remote.exec(READ_UFW_FILTERS, {root: true, stdin: ''})]);
   if (nft.code !== 0) throw new Error(nft.stderr.trim().split('\n')[0] || `exit ${nft.code}`);
   if (ufw.code !== 0) throw new Error(ufw.stderr.trim().split('\n')[0] || `exit ${ufw.code}`);
   const iptables = parseUfwFilters(ufw.stdout);
-  const withoutNft = nft.stdout.trim() === 'no-nft';
+  if (nft.stdout.trim() === 'no-nft') return {ruleset: {tables: []}, withoutNft: 'is not installed there', ...(iptables ? {iptables} : {})};
+  const newline = nft.stdout.indexOf('\n');
+  const withoutNft = nftProblem(nft.stdout.slice(0, newline < 0 ? undefined : newline).trim());
   // Our own table (the nftables backend) is not another manager's: the plan reads it exactly.
-  const read = withoutNft ? {tables: []} : parseNftJson(nft.stdout);
+  const read = parseNftJson(newline < 0 ? '' : nft.stdout.slice(newline + 1));
   const ruleset = {tables: read.tables.filter((table) => !(table.family === OUR_NFT_TABLE.family && table.name === OUR_NFT_TABLE.name))};
-  return {ruleset, withoutNft, ...(iptables ? {iptables} : {})};
+  return {ruleset, ...(withoutNft === undefined ? {} : {withoutNft}), ...(iptables ? {iptables} : {})};
 }
 
 /**
@@ -52,11 +72,12 @@ export async function readOtherFirewalls(remote: RemoteHost): Promise<{ruleset: 
 export async function readNativeRulesets(
   connector: Connector,
   targets: readonly HostTarget[],
-): Promise<{rulesets: Map<string, NftRuleset>; iptables: Map<string, IptablesFilters>; unread: string[]; withoutNft: Set<string>}> {
+): Promise<{rulesets: Map<string, NftRuleset>; iptables: Map<string, IptablesFilters>; unread: string[]; withoutNft: Map<string, string>}> {
   const rulesets = new Map<string, NftRuleset>();
   const iptables = new Map<string, IptablesFilters>();
   const unread: string[] = [];
-  const withoutNft = new Set<string>();
+  /** Hosts where nft is missing or cannot load what our table uses, with why. */
+  const withoutNft = new Map<string, string>();
   await Promise.all(
     targets.map(async (target) => {
       let remote;
@@ -68,7 +89,7 @@ export async function readNativeRulesets(
       try {
         const read = await readOtherFirewalls(remote);
         rulesets.set(target.name, read.ruleset);
-        if (read.withoutNft) withoutNft.add(target.name);
+        if (read.withoutNft !== undefined) withoutNft.set(target.name, read.withoutNft);
         if (read.iptables) iptables.set(target.name, read.iptables);
       } catch (error) {
         unread.push(`${target.name}: its other firewalls (nftables ruleset, ufw) could not be read (${error instanceof Error ? error.message : String(error)}): they were not checked against the plan`);

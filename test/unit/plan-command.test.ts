@@ -127,15 +127,29 @@ describe('isolate-wizard plan', () => {
   });
 
   it('prints every host\'s rulesets, the access summary and the SSH check as text', async () => {
-    const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
+    const result = await run(['plan', '--inventory', SEED, '--backend', 'iptables'], homeWithProxyJump());
     expect(result.code).toBe(0);
     for (const host of SEED_HOSTS) {
       expect(result.stdout).toContain(`== ${host} · IPv4 (iptables-restore) ==`);
       expect(result.stdout).toContain(`== ${host} · IPv6 (ip6tables-restore) ==`);
     }
+    expect(result.stdout).not.toContain('table inet isolate_wizard');
+    expect(result.stdout).not.toContain('backend auto');
     for (const line of SEED_ACCESS) expect(result.stdout).toContain(`${line}\n`);
     expect(result.stdout).toContain('every host keeps the operator\'s SSH path');
     expect(result.stderr).toBe('');
+  });
+
+  it('by default (backend auto, nothing read live) prints the nftables tables and says each server decides at apply time', async () => {
+    const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^\(backend auto: each server gets nftables where its nft can load a table like ours \(checked with nft -c\), else iptables; the server decides at apply time\)\n/);
+    for (const host of SEED_HOSTS) expect(result.stdout).toContain(`== ${host} · nftables (nft -f) ==\ntable inet isolate_wizard {\n`);
+    expect(result.stdout).not.toContain('iptables-restore) ==');
+    for (const line of SEED_ACCESS) expect(result.stdout).toContain(`${line}\n`);
+    const json = JSON.parse((await run(['plan', '--inventory', SEED, '--format', 'json'], homeWithProxyJump())).stdout) as {backendNote?: string; hosts: {backend: string; nft?: string}[]};
+    expect(json.backendNote).toMatch(/decides at apply time/);
+    expect(json.hosts.every((host) => host.backend === 'nftables' && host.nft?.startsWith('table inet isolate_wizard {'))).toBe(true);
   });
 
   it('warns on stderr (exit 0) when offline facts cannot show an SSH path survives', async () => {
@@ -147,7 +161,7 @@ describe('isolate-wizard plan', () => {
   });
 
   it('--host and --family narrow the text output', async () => {
-    const result = await run(['plan', '--inventory', SEED, '--host', 'mysql-2', '--family', '4'], homeWithProxyJump());
+    const result = await run(['plan', '--inventory', SEED, '--host', 'mysql-2', '--family', '4', '--backend', 'iptables'], homeWithProxyJump());
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('== mysql-2 · IPv4 (iptables-restore) ==');
     expect(result.stdout).not.toContain('IPv6 (ip6tables-restore)');

@@ -55,6 +55,7 @@ export function interpretDiscovery(input: DiscoveryInput): HostDiscovery {
     ...(sections.has('legacy-save') ? {legacySave: text('legacy-save')} : {}),
     ...(sections.has('nft-iptables-tables') ? {nftIptablesTables: text('nft-iptables-tables')} : {}),
     ...(sections.has('nft-tables') ? {nftTables: text('nft-tables')} : {}),
+    ...(sections.has('nft-check') ? {nftCheck: sections.get('nft-check') as {text: string; rc?: number}} : {}),
     ...(sections.has('ufw') ? {ufwStatus: text('ufw')} : {}),
     ...(sections.has('firewalld') ? {firewalldState: text('firewalld')} : {}),
     interfaceNames: links.map((link) => link.name),

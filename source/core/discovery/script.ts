@@ -4,6 +4,8 @@
 export const SECTION_BEGIN = '@@iw-begin ';
 export const SECTION_END = '@@iw-end ';
 
+import {NFT_PROBE_TABLE} from '../backend.js';
+
 // The script's preamble: a clean environment and the section() framing.
 const PREAMBLE = String.raw`LC_ALL=C
 export LC_ALL
@@ -62,7 +64,8 @@ section ip-route6 ip -j -6 route show
 section ss ss -Htulnp
 section iptables-save iptables-save
 section ip6tables-save ip6tables-save
-${BACKEND_SECTIONS}${DOCKER_SECTIONS}if have nft; then section nft-tables nft list tables; fi
+${BACKEND_SECTIONS}${DOCKER_SECTIONS}nft_check() { printf '%s\n' '${NFT_PROBE_TABLE}' | nft -c -f /dev/stdin 2>&1; }
+if have nft; then section nft-tables nft list tables; section nft-check nft_check; fi
 if have ufw; then section ufw ufw status; fi
 if have firewall-cmd; then section firewalld firewall-cmd --state; fi
 section commands sh -c 'for c in iptables-restore ip6tables-restore iptables-legacy iptables-nft nft ufw firewall-cmd docker dockerd fail2ban-client netfilter-persistent systemctl kubelet; do p=$(command -v "$c" 2>/dev/null) && printf "%s %s\n" "$c" "$p"; done; true'
