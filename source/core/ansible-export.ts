@@ -290,7 +290,7 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
           {% elif hostvars[host].iw_backend_here == 'nftables' and 'no-nft' in tables.stdout_lines | default([]) %}{{ host }}: the
           nftables backend needs nft, which is not installed there (export with --backend auto to use iptables on such a host);
           {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
-          {% elif tables.rc | default(-1) != 0 %}{{ host }}: its nftables tables could not be listed
+          {% elif tables.rc | default(-1) != 0 and hostvars[host].iw_backend_here == 'nftables' %}{{ host }}: its nftables tables could not be listed
           ({{ (tables.stderr | default('') or tables.msg | default('no answer')) | trim }});
           {% elif others %}{{ host }}: its nftables ruleset holds tables another manager owns ({{ others
           | map('regex_replace', '^table ', '') | join(', ') }}), whose drops this playbook does not check: use isolate-wizard apply for this server;
