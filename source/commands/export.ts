@@ -5,15 +5,18 @@ import {existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync} fro
 import {homedir} from 'node:os';
 import path from 'node:path';
 import {AGENT_FILE, ansibleProject, DEFAULT_ANSIBLE_TIMEOUT, EXPORT_MARKER, roleGroup} from '../core/ansible-export.js';
+import {DEFAULT_BACKEND_CHOICE, hostCandidate, parseBackendChoice, type Backend} from '../core/backend.js';
 import {InputError, RefusedError, UsageError} from '../core/errors.js';
 import {formatLockout} from '../core/lockout.js';
 import {foreignChainLinePattern} from '../core/merge.js';
 import {buildPlan} from '../core/plan.js';
 import {AGENT_SCRIPT} from '../remote/agent-script.js';
+import {candidatePayload, prepareRules} from '../remote/apply-protocol.js';
 import {stringOption, type Command} from './command.js';
 import {planInputs} from './plan.js';
 
 const FORMATS = ['ansible'] as const;
+const NOTHING_LIVE = {v4: '', v6: '', nft: ''} as const;
 
 function parseTimeout(value: string | undefined): number {
   if (value === undefined) return DEFAULT_ANSIBLE_TIMEOUT;
@@ -39,6 +42,7 @@ export const exportCommand: Command = {
     format: {type: 'string'},
     out: {type: 'string', short: 'o'},
     timeout: {type: 'string'},
+    backend: {type: 'string'},
     'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
@@ -49,6 +53,7 @@ export const exportCommand: Command = {
     if (out === undefined || out === '') throw new UsageError('--out DIR is required');
     if (stringOption(values, 'inventory') === undefined) throw new UsageError('--inventory FILE is required');
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
+    const backendFlag = parseBackendChoice(stringOption(values, 'backend'));
     const dir = path.resolve(io.cwd, out);
     checkOutDir(dir);
 
@@ -73,6 +78,15 @@ export const exportCommand: Command = {
     if (cuts.length > 0) throw new RefusedError(`refused, nothing written:\n${cuts.join('\n')}`);
     for (const line of formatLockout(plan.lockout.filter((finding) => finding.severity === 'warning'))) io.stderr.write(`isolate-wizard: ${line}\n`);
 
+    // Each host's rules as apply would stage them on a server with nothing of others to keep
+    // (the playbook refuses a server that has any), checked to read back as planned.
+    const compiledOf = new Map(plan.hosts.map((host) => [host.name, host.compiled]));
+    const payload = (name: string, backend: Backend): string => {
+      const compiled = compiledOf.get(name);
+      if (!compiled) throw new InputError([`${name}: the compiler produced no rules for it`]);
+      return candidatePayload(prepareRules(name, hostCandidate(compiled, backend), NOTHING_LIVE));
+    };
+    const backend = backendFlag ?? inventory.options.backend ?? DEFAULT_BACKEND_CHOICE;
     const sshConfig = path.join(io.env.HOME ?? homedir(), '.ssh', 'config');
     const files = ansibleProject({
       inventory,
@@ -81,6 +95,8 @@ export const exportCommand: Command = {
       sshConfigPath: existsSync(sshConfig) ? sshConfig : '/dev/null',
       foreignChainLine: foreignChainLinePattern(),
       timeoutSeconds,
+      backend,
+      payload,
     });
     files.set(AGENT_FILE, AGENT_SCRIPT);
     // An earlier export's rules of hosts no longer in the inventory must not linger.
@@ -91,7 +107,7 @@ export const exportCommand: Command = {
       writeFileSync(target, text, {mode: file === AGENT_FILE ? 0o600 : 0o644});
     }
     io.stdout.write(
-      `wrote ${dir}: ${plan.hosts.length} hosts (inventory.yml, rules/, site.yml)\n` +
+      `wrote ${dir}: ${plan.hosts.length} hosts, backend ${backend}${backend === 'auto' ? ' (nftables where nft is installed, else iptables: chosen on each server)' : ''} (inventory.yml, rules/, site.yml)\n` +
         `  cd ${dir} && ansible-playbook site.yml\n`,
     );
     return 0;

@@ -68,7 +68,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'export',
     summary: 'write the fleet as an Ansible project (rules per host, inventory, a playbook with the same safety as apply)',
-    usage: '--format ansible --out DIR --inventory FILE [--timeout SECONDS (rollback deadline, default 300)] [--accept-new]',
+    usage: '--format ansible --out DIR --inventory FILE [--backend iptables|nftables|auto] [--timeout SECONDS (rollback deadline, default 300)] [--accept-new]',
     load: async () => (await import('./export.js')).exportCommand,
   },
 ];
