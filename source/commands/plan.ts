@@ -7,7 +7,8 @@ import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
-import {compileNftTable} from '../core/nft-compiler.js';
+import {groupedRules} from '../core/compiler.js';
+import {compileGroupedNftTable, nftSetDeclarations} from '../core/nft-compiler.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
@@ -75,12 +76,32 @@ function touchesAny(entry: AccessEntry, hosts: ReadonlySet<string>): boolean {
   return hosts.has(entry.destination) || entry.sources.some((source) => hosts.has(source));
 }
 
+/** The address sets the hosts' tables match, each once, in the order first matched. */
+function addressSetsOf(hosts: readonly FleetHost[]): string[] {
+  const seen = new Set<object>();
+  const sets = [];
+  for (const host of hosts) {
+    for (const set of groupedRules(host.compiled)?.sets ?? []) {
+      if (seen.has(set)) continue;
+      seen.add(set);
+      sets.push(set);
+    }
+  }
+  return nftSetDeclarations(sets);
+}
+
 function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], backend: Backend): string {
   const out: string[] = [];
-  for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
+  const shown = plan.hosts.filter((candidate) => hostNames.has(candidate.name));
+  if (backend === 'nftables') {
+    // Written once here, named by the tables: a set of a role's addresses is shared by every host admitting that role.
+    const sets = addressSetsOf(shown);
+    if (sets.length > 0) out.push('== nftables address sets (each table below declares those it matches) ==', ...sets, '');
+  }
+  for (const host of shown) {
     if (backend === 'nftables') {
       // One table holds both families.
-      out.push(`== ${host.name} · nftables (nft -f) ==`, compileNftTable(host.compiled).trimEnd(), '');
+      out.push(`== ${host.name} · nftables (nft -f) ==`, compileGroupedNftTable(host.compiled, false).trimEnd(), '');
     }
     for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
@@ -113,7 +134,7 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
       warnings: host.compiled.warnings,
       ...(families.includes(4) ? {v4: renderRuleset(host.compiled.v4)} : {}),
       ...(families.includes(6) ? {v6: renderRuleset(host.compiled.v6)} : {}),
-      ...(backend === 'nftables' ? {nft: compileNftTable(host.compiled)} : {}),
+      ...(backend === 'nftables' ? {nft: compileGroupedNftTable(host.compiled, true)} : {}),
       rules: {
         ...(families.includes(4) ? {v4: host.compiled.v4} : {}),
         ...(families.includes(6) ? {v6: host.compiled.v6} : {}),
@@ -155,7 +176,7 @@ export const planCommand: Command = {
       io.stdout.write(renderRuleset(family === 4 ? host.compiled.v4 : host.compiled.v6));
     } else if (format === 'nft') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
-      io.stdout.write(compileNftTable(host.compiled));
+      io.stdout.write(compileGroupedNftTable(host.compiled, true));
     } else if (format === 'matrix') {
       io.stdout.write(`${renderMatrix(buildMatrix(plan.hosts.map((host) => host.name), plan.access), {columns: 80}).join('\n')}\n`);
     } else if (format === 'json') {

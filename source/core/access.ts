@@ -3,6 +3,7 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
+import {groupedRules} from './compiler.js';
 import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
 import {formatAddress, isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
@@ -206,7 +207,9 @@ function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
-  return family === 4 ? host.compiled.v4 : host.compiled.v6;
+  // The grouped rules where the compiler made them (a rule per group of peers: read per set).
+  const rules = groupedRules(host.compiled) ?? host.compiled;
+  return family === 4 ? rules.v4 : rules.v6;
 }
 
 const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
@@ -613,7 +616,7 @@ class FleetIndex {
         }
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
-      if (mayNote(host.compiled.v4, 'tcp') || mayNote(host.compiled.v4, 'udp') || mayNote(host.compiled.v6, 'tcp') || mayNote(host.compiled.v6, 'udp')) {
+      if (mayNote(rulesetOf(host, 4), 'tcp') || mayNote(rulesetOf(host, 4), 'udp') || mayNote(rulesetOf(host, 6), 'tcp') || mayNote(rulesetOf(host, 6), 'udp')) {
         this.uncertainSenders.add(hostIndex);
       }
     }
@@ -708,7 +711,7 @@ class FleetIndex {
 
   forDestination(destinationIndex: number) {
     const destination = this.hosts[destinationIndex] as FleetHost;
-    const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
+    const mentioned = {4: this.mentioned(rulesetOf(destination, 4)), 6: this.mentioned(rulesetOf(destination, 6))} as const;
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
     const representativeNamed: (boolean | undefined)[] = []; // by side and family

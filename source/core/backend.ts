@@ -5,7 +5,7 @@
 // rules in the same batch, with the same way back.
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';
 import {InputError} from './errors.js';
-import {compileNftTable} from './nft-compiler.js';
+import {compileGroupedNftTable} from './nft-compiler.js';
 
 export type Backend = 'iptables' | 'nftables';
 
@@ -33,7 +33,8 @@ export interface HostCandidate {
 
 export function hostCandidate(host: CompiledHost, backend: Backend): HostCandidate {
   if (backend === 'iptables') return {v4: host.v4, v6: host.v6};
-  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: compileNftTable(host), planned: {v4: host.v4, v6: host.v6}}};
+  // The grouped table (sets of a group's addresses) gives the per-address rulesets' access (nft-compiler.test.ts).
+  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: compileGroupedNftTable(host, true), planned: {v4: host.v4, v6: host.v6}}};
 }
 
 /**
