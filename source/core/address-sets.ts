@@ -10,6 +10,8 @@ import type {Family} from './model.js';
 
 export interface AddressSet {
   readonly name: string;
+  /** Who the addresses are, for people: a role's name, or "fleet". */
+  readonly label: string;
   readonly family: Family;
   /** Host CIDRs (`10.0.0.1/32`), each once, in the members' order. */
   readonly elements: readonly string[];
@@ -18,10 +20,11 @@ export interface AddressSet {
   has(address: IpAddress): boolean;
 }
 
-export function addressSet(name: string, family: Family, elements: readonly string[], members: readonly string[]): AddressSet {
+export function addressSet(name: string, label: string, family: Family, elements: readonly string[], members: readonly string[]): AddressSet {
   let keys: Set<number | string> | undefined;
   return {
     name,
+    label,
     family,
     elements,
     members,

@@ -1371,7 +1371,7 @@ class GroupedRulesets {
         for (const cidr of mine) holders.set(cidr, (holders.get(cidr) ?? 0) + 1);
       }
       const suffix = key === 'private' ? '' : key === 'public only' ? '_pub_only' : '_pub';
-      made = {set: addressSet(this.setName(group.label, `${suffix}_v${family}`), family, [...holders.keys()], names), holders};
+      made = {set: addressSet(this.setName(group.label, `${suffix}_v${family}`), group.label, family, [...holders.keys()], names), holders};
       group.sets.set(setKey, made);
     }
     return made;
@@ -1384,6 +1384,7 @@ class GroupedRulesets {
     if (!less) {
       less = addressSet(
         this.setName(`${set.name.replace(/_v[46]$/, '')}_but_${host}`, `_v${set.family}`),
+        set.label,
         set.family,
         set.elements.filter((element) => !own.includes(element)),
         set.members.filter((member) => member !== host),
