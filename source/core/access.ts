@@ -582,6 +582,9 @@ function coveredBy(networks: Networks, address: IpAddress | undefined): boolean 
   return false;
 }
 
+/** The views of a source's own rules a route asks (definedViewPorts). */
+const SENDER_VIEWS: readonly RouteViewKind[] = ['request-out', 'reply-in'];
+
 /** Fleet sources a destination's rules and their own cannot tell apart (FleetIndex.sourceClasses), in fleet order. */
 interface SourceClass {
   readonly members: readonly number[];
@@ -781,12 +784,25 @@ class FleetIndex {
       for (const family of FAMILIES) {
         const ends = this.ends.of(hostIndex, side, family);
         const ruleset = rulesetOf(host, family);
-        signature += `|${family}:${objectId(ruleset)}:${ends.length}`;
+        signature += `|${family}:${ends.length}`;
         if (ends.length !== 1) {
           oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
           continue;
         }
-        const address = (ends[0] as RouteEnd).address;
+        const end = ends[0] as RouteEnd;
+        const address = end.address;
+        // Its own rules by what they answer on the way (views are shared by content: every db's
+        // rules differ by its own address, and answer alike), else by identity.
+        if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
+          for (const protocol of PROTOCOLS) {
+            for (const kind of SENDER_VIEWS) {
+              const view = end.view(kind, protocol);
+              signature += view ? `:${objectId(view)}` : ':-';
+            }
+          }
+        } else {
+          signature += `:r${objectId(ruleset)}`;
+        }
         for (const set of sets) {
           if (set.family !== family) continue;
           const inside = set.has(address);
