@@ -3,9 +3,9 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import type {AddressSet} from './address-sets.js';
+import {setOfSpec, type AddressSet} from './address-sets.js';
 import {groupedRules} from './compiler.js';
-import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
+import {acceptedPortsOf, chainViewAt, EVERY_ADDRESS, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
 import {formatAddress, isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -554,6 +554,15 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
   let networks = networksCache.get(ruleset);
   if (networks !== undefined) return networks; // (asked several times per destination)
   networks = matchedNetworks(ruleset);
+  if (networks !== undefined && networks.some((network) => network === EVERY_ADDRESS[network.family])) {
+    // A set match: the addresses it can single out are its elements.
+    const sets = new Set<AddressSet>();
+    for (const table of ruleset.tables) for (const rule of table.rules) {
+      const set = setOfSpec(rule.spec);
+      if (set) sets.add(set);
+    }
+    networks = [...networks.filter((network) => network !== EVERY_ADDRESS[network.family]), ...[...sets].flatMap(setNetworks)];
+  }
   if (networks === undefined) {
     const found: IpNetwork[] = [];
     const seen = new Set<string>();
@@ -573,6 +582,17 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
     }
   }
   networksCache.set(ruleset, networks);
+  return networks;
+}
+
+const setNetworksCache = new WeakMap<AddressSet, readonly IpNetwork[]>();
+
+function setNetworks(set: AddressSet): readonly IpNetwork[] {
+  let networks = setNetworksCache.get(set);
+  if (!networks) {
+    networks = set.elements.flatMap((element) => parseNetwork(element) ?? []);
+    setNetworksCache.set(set, networks);
+  }
   return networks;
 }
 
@@ -752,9 +772,11 @@ class FleetIndex {
     const singled = new Set<number>(this.uncertainSenders);
     const wide: IpNetwork[] = [];
     for (const family of FAMILIES) {
-      const networks = rulesetNetworks(rulesetOf(destination, family));
-      if (networks === 'unreadable') return undefined;
+      // (Its sets are read as sets: their elements are not listed here.)
+      const networks = matchedNetworks(rulesetOf(destination, family));
+      if (networks === undefined) return undefined;
       for (const network of networks) {
+        if (network === EVERY_ADDRESS[network.family]) continue;
         if (isHostNetwork(network)) for (const host of this.covered(network)) singled.add(host);
         else if (network.mask !== 0n && !wide.includes(network)) wide.push(network); // (every address is in a /0)
       }
@@ -811,9 +833,9 @@ class FleetIndex {
         }
         for (const network of wide) if (network.family === family) signature += networkContains(network, address) ? '1' : '0';
         // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
-        const own = rulesetNetworks(ruleset);
-        if (own === 'unreadable') oneByOne = true;
-        else for (const network of own) if (!isHostNetwork(network)) signature += networkContains(network, address) ? '1' : '0';
+        const own = matchedNetworks(ruleset);
+        if (own === undefined) oneByOne = true;
+        else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) signature += networkContains(network, address) ? '1' : '0';
       }
       if (oneByOne) signature = `one by one ${hostIndex}`;
       const found = bySignature.get(signature);
@@ -1012,7 +1034,8 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   for (let destinationIndex = 0; destinationIndex < hosts.length; destinationIndex += 1) {
     const destination = hosts[destinationIndex] as FleetHost;
     const shortcut = index.forDestination(destinationIndex);
-    const grouping = index.sourceClasses(destinationIndex);
+    // Read by source classes where the destination's sets are big (a flat fleet's db admits thousands); else source by source.
+    const grouping = setElementCount(destination) > CLASSES_FROM ? index.sourceClasses(destinationIndex) : undefined;
     if (grouping) {
       summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries);
       continue;
@@ -1109,6 +1132,15 @@ function spellSources(parts: readonly SourcesPart[]): string[] {
     else for (const member of part.members) if (!part.left.has(member)) items.push({index: member, name: part.names[member] as string});
   }
   return items.sort((a, b) => a.index - b.index).map((item) => item.name);
+}
+
+/** Set elements a destination's grouped rules match, from which reading by source classes pays. */
+const CLASSES_FROM = 64;
+
+function setElementCount(host: FleetHost): number {
+  let count = 0;
+  for (const set of groupedRules(host.compiled)?.sets ?? []) count += set.elements.length;
+  return count;
 }
 
 /** No two hosts share a name, and none is named like a representative source. */

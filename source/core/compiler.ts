@@ -1324,7 +1324,8 @@ class GroupedRulesets {
       if (set.elements.length === 0) continue;
       // The host's own addresses no other member holds: left out (the grant is from the others).
       const own: string[] = [];
-      if (group.memberSet.has(host) && partition.members.includes(host)) {
+      const inPartition = partition.key === 'public' || (partition.key === 'private') === (host.facts.interfaces.private !== undefined);
+      if (inPartition && group.memberSet.has(host)) {
         for (const address of host.facts.addresses[partition.side]) {
           const reading = readAddress(address);
           if (reading?.family !== family) continue;

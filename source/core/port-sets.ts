@@ -296,7 +296,8 @@ function compact(rule: ReadRule): ReadRule {
 
 let nextRuleId = 0;
 
-const EVERY_ADDRESS: Readonly<Record<4 | 6, IpNetwork>> = {4: {family: 4, value: 0n, mask: 0n}, 6: {family: 6, value: 0n, mask: 0n}};
+/** What a set match's `network` holds (every address of the family): readers of networks alone see them as such. */
+export const EVERY_ADDRESS: Readonly<Record<4 | 6, IpNetwork>> = {4: {family: 4, value: 0n, mask: 0n}, 6: {family: 6, value: 0n, mask: 0n}};
 
 /** A set match and negated single addresses on the same field, as one match (a view takes one peer match per rule). */
 function withSetsFolded(matches: AddressMatch[]): AddressMatch[] {
