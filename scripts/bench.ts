@@ -248,6 +248,8 @@ interface CommandFigures {
   bytes: number;
   /** Peak resident set, bytes (GNU time's "Maximum resident set size"). */
   maxRss: number;
+  /** CPU time, user + system, ms: steadier than the wall time on a shared machine. */
+  cpu: number;
   /** Exit status, or the reason it did not finish. */
   status: string;
 }
@@ -266,9 +268,11 @@ function timeFlatPlan(file: string, backend: string, timeoutMs: number): Command
   });
   const wall = performance.now() - start;
   closeSync(fd);
-  const rss = existsSync(timeLog) ? /Maximum resident set size \(kbytes\): (\d+)/.exec(readFileSync(timeLog, 'utf8')) : null;
+  const log = existsSync(timeLog) ? readFileSync(timeLog, 'utf8') : '';
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(log);
+  const cpu = ['User', 'System'].reduce((sum, kind) => sum + Number(new RegExp(`${kind} time \\(seconds\\): ([\\d.]+)`).exec(log)?.[1] ?? Number.NaN) * 1000, 0);
   const status = child.error ? `did not finish in ${seconds(timeoutMs)}` : child.status === 0 ? 'ok' : `exit ${child.status}: ${child.stderr.toString().trim().split('\n').slice(-1)[0] ?? ''}`;
-  const figures = {wall, bytes: statSync(out).size, maxRss: rss ? Number(rss[1]) * 1024 : Number.NaN, status};
+  const figures = {wall, bytes: statSync(out).size, maxRss: rss ? Number(rss[1]) * 1024 : Number.NaN, cpu, status};
   rmSync(out, {force: true});
   rmSync(timeLog, {force: true});
   return figures;
@@ -293,7 +297,7 @@ function flatBench(): void {
       const figures = ok.length > 0 ? ok : runs;
       console.log(
         `${count.toLocaleString('en')}-host flat fleet, isolate-wizard plan --backend ${backend} (cold; ${runs.length === 1 ? 'one run' : `median of ${runs.length}`}): ` +
-          `${seconds(median(figures.map((run) => run.wall)))} (runs ${runs.map((run) => seconds(run.wall)).join(', ')}), ` +
+          `${seconds(median(figures.map((run) => run.wall)))} (runs ${runs.map((run) => seconds(run.wall)).join(', ')}), CPU ${seconds(median(figures.map((run) => run.cpu)))}, ` +
           `output ${(median(figures.map((run) => run.bytes)) / 1e6).toFixed(1)} MB, peak RSS ${(median(figures.map((run) => run.maxRss)) / 1e6).toFixed(0)} MB` +
           `${backend === 'nftables' ? ' (targets: < 2 s, < 60 MB, < 1 GB)' : ''}; ${runs.map((run) => run.status).join(', ')}`,
       );
