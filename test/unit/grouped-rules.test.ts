@@ -5,7 +5,7 @@
 // a role admitting its own hosts).
 import {readdirSync} from 'node:fs';
 import {describe, expect, it} from 'vitest';
-import {summarizeFleetAccess, type FleetHost} from '../../source/core/access.js';
+import {formatAccess, summarizeFleetAccess, type FleetHost} from '../../source/core/access.js';
 import {compileFleet, groupedRules} from '../../source/core/compiler.js';
 import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../../source/core/inventory.js';
 import {checkLockout, operatorPaths} from '../../source/core/lockout.js';
@@ -70,6 +70,17 @@ describe('grouped rules read as the per-address rulesets', () => {
     ['trusted private network', {options: {trustPrivate: true}}],
   ])('flat fleet, %s', (_label, shape) => {
     expectSameReading(flatFleet(24, shape));
+  });
+
+  it('a line with many sources names the big classes by role; its sources are still every host', () => {
+    const grouped = fleetHosts(flatFleet(60, {}), true);
+    const access = summarizeFleetAccess(grouped);
+    const db = access.find((entry) => entry.destination === 'db-59' && entry.tcp.some((range) => range.first === 3306))!;
+    // 26 app servers (4-29) and the 29 other dbs (30-58).
+    expect(formatAccess([db])).toEqual(['app (26 hosts), db (29 hosts) → db-59 tcp/3306']);
+    expect(db.sources).toEqual([...Array.from({length: 26}, (_unused, index) => `app-${index + 4}`), ...Array.from({length: 29}, (_unused, index) => `db-${index + 30}`)]);
+    const perAddress = summarizeFleetAccess(fleetHosts(flatFleet(60, {}), false));
+    expect(formatAccess(perAddress.filter((entry) => entry.destination === 'db-59'))).toContainEqual(expect.stringMatching(/^app-4, app-5, .*db-58 → db-59 tcp\/3306$/));
   });
 
   it('a db\'s grouped rules stay a few per group however many app servers it admits', () => {
