@@ -8,6 +8,8 @@ import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
 import type {BackendChoice, Family, HostFacts} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
+import {groupedRules} from '../core/compiler.js';
+import {nftSetDeclarations} from '../core/nft-compiler.js';
 import {renderRuleset} from '../core/render.js';
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {fleetContext, gatherFacts} from './fleet-context.js';
@@ -96,8 +98,22 @@ function touchesAny(entry: AccessEntry, hosts: ReadonlySet<string>): boolean {
 }
 
 /** Our table as plan prints it: with the published ports' chain when they are restricted. */
-function nftOf(host: FleetHost, restrict: boolean): string {
-  return nftTableOf(host.compiled, publishedToRestrict(host.facts, restrict));
+function nftOf(host: FleetHost, restrict: boolean, declareSets = true): string {
+  return nftTableOf(host.compiled, publishedToRestrict(host.facts, restrict), declareSets);
+}
+
+/** The address sets the hosts' tables match, each once, in the order first matched. */
+function addressSetsOf(hosts: readonly FleetHost[]): string[] {
+  const seen = new Set<object>();
+  const sets = [];
+  for (const host of hosts) {
+    for (const set of groupedRules(host.compiled)?.sets ?? []) {
+      if (seen.has(set)) continue;
+      seen.add(set);
+      sets.push(set);
+    }
+  }
+  return nftSetDeclarations(sets);
 }
 
 /**
@@ -113,11 +129,15 @@ function publishedLines(plan: Plan, hostNames: ReadonlySet<string>, restrict: bo
 
 function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], printed: {backends: ReadonlyMap<string, Backend>; note?: string}, restrict: boolean, read: boolean, others?: OtherFirewallsRead): string {
   const out: string[] = printed.note === undefined ? [] : [`(${printed.note})`, ''];
-  for (const host of plan.hosts.filter((candidate) => hostNames.has(candidate.name))) {
+  const shown = plan.hosts.filter((candidate) => hostNames.has(candidate.name));
+  // Written once here, named by the tables: a set of a role's addresses is shared by every host admitting that role.
+  const sets = addressSetsOf(shown.filter((host) => printed.backends.get(host.name) === 'nftables'));
+  if (sets.length > 0) out.push('== nftables address sets (each table below declares those it matches) ==', ...sets, '');
+  for (const host of shown) {
     const backend = printed.backends.get(host.name);
     if (backend === 'nftables') {
       // One table holds both families.
-      out.push(`== ${host.name} · nftables (nft -f) ==`, nftOf(host, restrict).trimEnd(), '');
+      out.push(`== ${host.name} · nftables (nft -f) ==`, nftOf(host, restrict, false).trimEnd(), '');
     }
     for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);

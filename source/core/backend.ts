@@ -5,7 +5,7 @@
 // rules in the same batch, with the same way back.
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';
 import {InputError} from './errors.js';
-import {compileNftTable} from './nft-compiler.js';
+import {compileGroupedNftTable} from './nft-compiler.js';
 import {publishedChainLines, withPublishedChain, type PublishedPort} from './docker.js';
 
 export type Backend = 'iptables' | 'nftables';
@@ -61,9 +61,13 @@ export function hostCandidate(host: CompiledHost, backend: Backend, restrict?: r
   return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: nftTableOf(host, restrict), planned: {v4: host.v4, v6: host.v6}}};
 }
 
-/** Our table for a host: compiled from its rules, with the published ports' chain when restricted. */
-export function nftTableOf(host: CompiledHost, restrict?: readonly PublishedPort[]): string {
-  const text = compileNftTable(host);
+/**
+ * Our table for a host: the grouped table (sets of a group's addresses, which gives the per-address
+ * rulesets' access: nft-compiler.test.ts), with the published ports' chain when restricted.
+ * `declareSets` false: the sets are only named (plan prints them once, before the tables).
+ */
+export function nftTableOf(host: CompiledHost, restrict?: readonly PublishedPort[], declareSets = true): string {
+  const text = compileGroupedNftTable(host, declareSets);
   return restrict === undefined ? text : withPublishedChain(text, publishedChainLines(restrict, host));
 }
 

@@ -13,7 +13,7 @@ import {evaluate, portCutPoints, type Packet, type PacketProtocol} from '../../s
 import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../../source/core/inventory.js';
 import {formatAddress, parseNetwork} from '../../source/core/ip.js';
 import type {CompiledHost, Family, HostFacts} from '../../source/core/model.js';
-import {compileNftTable, nftComment, nftTableFamily, nftTableName} from '../../source/core/nft-compiler.js';
+import {compileGroupedNftTable, compileNftTable, nftComment, nftTableFamily, nftTableName} from '../../source/core/nft-compiler.js';
 import {evaluateNft} from '../../source/core/nft-evaluator.js';
 import {parseNftJson, type NftRuleset} from '../../source/core/nft-ruleset.js';
 import {readFixture} from './support/fixtures.js';
@@ -141,10 +141,10 @@ function sample<T>(items: readonly T[], count: number): T[] {
 }
 
 /** Every sampled packet of every host: the iptables verdict and the kernel-read nft table's verdict agree. */
-function expectSameAccess(inv: Inventory, packetsPerHost = PACKETS_PER_HOST): number {
+function expectSameAccess(inv: Inventory, packetsPerHost = PACKETS_PER_HOST, write: (host: CompiledHost) => string = compileNftTable): number {
   const facts = inventoryFacts(inv);
   const fleet = compileFleet(inv, facts);
-  const texts = fleet.map((host) => compileNftTable(host));
+  const texts = fleet.map(write);
   const ruleset = throughKernel(texts);
   const everyone = {4: addressesOf(fleet, facts, 4), 6: addressesOf(fleet, facts, 6)};
   let compared = 0;
@@ -307,6 +307,30 @@ describe.skipIf(!canUseNetns)('nftables table: the kernel loads it and it gives 
   it.each(FIXTURES)('fixture %s: every sampled packet, IPv4 and IPv6, every host', (name) => {
     expect(expectSameAccess(fixture(name))).toBeGreaterThan(1000);
   }, 120_000);
+
+  // The grouped table (a rule per group of peers, matching the group's address set) against the
+  // per-address iptables rulesets: the same access, packet by packet.
+  it.each(FIXTURES)('fixture %s, grouped table with its address sets: every sampled packet, every host', (name) => {
+    expect(expectSameAccess(fixture(name), PACKETS_PER_HOST, (host) => compileGroupedNftTable(host, true))).toBeGreaterThan(1000);
+  }, 120_000);
+
+  it('random fleets, grouped tables with their address sets', () => {
+    let fleets = 0;
+    fc.assert(
+      fc.property(fleetShape, (shape) => {
+        let inventory: Inventory;
+        try {
+          inventory = validateInventory(randomInventory(shape));
+        } catch {
+          return; // a combination the validator refuses
+        }
+        expectSameAccess(inventory, PACKETS_PER_RANDOM_HOST, (host) => compileGroupedNftTable(host, true));
+        fleets += 1;
+      }),
+      {numRuns: 30},
+    );
+    expect(fleets).toBeGreaterThan(15);
+  }, 300_000);
 
   it('random fleets (roles, CIDR and host sources, 1-2 NICs, v4/v6, allows, options)', () => {
     let fleets = 0;

@@ -91,8 +91,15 @@ describe('isolate-wizard plan', () => {
     const one = await run(['plan', '--inventory', SEED, '--host', 'mysql-1', '--format', 'nft']);
     expect(one.code).toBe(0);
     expect(one.stdout.startsWith('table inet isolate_wizard {\n')).toBe(true);
-    expect(one.stdout).toContain('ip saddr @in_app_db_mysql_v4 tcp dport 3306 ct state new accept comment "app * -> db mysql; db peer mysql-2 -> mysql"');
+    // Alone, the table declares the address sets it matches; mysql-1 is a db peer, and never its own.
+    expect(one.stdout).toMatch(/\tset app_v4 \{\n\t\ttype ipv4_addr\n\t\telements = \{ [0-9.]+, [0-9.]+ \}\n/);
+    expect(one.stdout).toContain('iifname "eth1" ip saddr @app_v4 tcp dport 3306 ct state new accept comment "app * -> db mysql"');
+    expect(one.stdout).toMatch(/iifname "eth1" ip saddr @db_v4 ip saddr != [0-9.]+ tcp dport 3306 ct state new accept/);
     expect(one.stdout).not.toContain('==');
+    // In the whole plan, each set is written once, and the tables only name theirs.
+    const sets = text.stdout.split('\n').filter((line) => line.startsWith('set app_v4 {'));
+    expect(sets).toHaveLength(1);
+    expect(text.stdout).not.toContain('\tset app_v4 {');
     const wrong = await run(['plan', '--inventory', SEED, '--backend', 'pf']);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('--backend: "pf" is not one of iptables, nftables');
