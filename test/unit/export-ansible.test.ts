@@ -262,7 +262,11 @@ describe('isolate-wizard export --format ansible', () => {
     const problems = [...result.stdout.matchAll(/"msg": "(.*)"/g)].map((match) => match[1] as string)[0] ?? result.stdout + result.stderr;
     expect(result.stdout, result.stdout + result.stderr).toContain("FAILED!");
     expect([...problems.matchAll(/(?:^|;\s*)([a-z]+-[a-z-]+): /g)].map((match) => match[1]).sort()).toEqual(['ipt-policy-changed', 'ipt-table-left', 'nft-iptables-left', 'nft-rule-missing', 'nft-table-absent']);
-    expect(problems).toContain('nft-rule-missing: our live nftables table is not the one this batch loaded (table inet isolate_wizard, set in_app_db_mysql_v4, set in_app_db_mysql_v6, chain input: 20 rules');
+    // One rule fewer in the live input chain than in the one sent, the sets named alike.
+    const missing = /nft-rule-missing: our live nftables table is not the one this batch loaded \(table inet isolate_wizard, ((?:set \w+, )+)chain input: (\d+) rules, .*?; sent table inet isolate_wizard, ((?:set \w+, )+)chain input: (\d+) rules/.exec(problems);
+    expect(missing, problems).not.toBeNull();
+    expect(missing?.[1]).toBe(missing?.[3]);
+    expect(Number(missing?.[2]) + 1).toBe(Number(missing?.[4]));
     expect(problems).toContain('nft-table-absent: our nftables table inet isolate_wizard is not there');
     expect(problems).toContain('ipt-table-left: our nftables table inet isolate_wizard is still there');
     expect(problems).toMatch(/nft-iptables-left: the live iptables rules are not the ones this batch loaded \(IPv4 :INPUT ACCEPT, :FORWARD ACCEPT, :OUTPUT ACCEPT, 1 rules/);

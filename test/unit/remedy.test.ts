@@ -6,7 +6,7 @@ import {describe, expect, it} from 'vitest';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import type {HostFacts} from '../../source/core/model.js';
 import {buildPlan} from '../../source/core/plan.js';
-import {READ_NFT_RULESET, READ_UFW_FILTERS} from '../../source/remote/native-tables.js';
+import {CHECK_AND_READ_NFT, READ_UFW_FILTERS} from '../../source/remote/native-tables.js';
 import {RemedyError, remedyAfterLoad} from '../../source/remote/remedy.js';
 import type {ExecOptions, ExecResult, RemoteHost} from '../../source/remote/types.js';
 
@@ -27,7 +27,7 @@ function fakeServer(remedyCode: number, ruleset: string): {remote: RemoteHost; c
     route: 'fake',
     async exec(command: string, options?: ExecOptions): Promise<ExecResult> {
       calls.push({command, stdin: String(options?.stdin ?? '')});
-      if (command === READ_NFT_RULESET) return {code: 0, stdout: ruleset, stderr: ''};
+      if (command === CHECK_AND_READ_NFT) return {code: 0, stdout: `nft-usable\n${ruleset}`, stderr: ''};
       if (command === READ_UFW_FILTERS) return {code: 0, stdout: 'no-ufw\n', stderr: ''};
       return remedyCode === 0 ? {code: 0, stdout: 'remedied\n', stderr: ''} : {code: remedyCode, stdout: '', stderr: 'agent: firewalld could not be stopped\n'};
     },
