@@ -8,7 +8,7 @@ import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {afterAll, beforeAll, beforeEach, describe, expect, it} from 'vitest';
 import {createLab, DEFAULT_HOSTS, type Lab} from '../../source/lab/lab.js';
-import {accessMatrix, iptablesRuleCount, labHost, ourNftTable, phaseOf, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
+import {accessMatrix, hideNft, iptablesRuleCount, labHost, ourNftTable, phaseOf, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as object;
@@ -115,11 +115,8 @@ describe('the nftables backend on the seed fleet', () => {
 
   it('refuses --backend nftables where a server has no nft, before anything changes; auto gives that server iptables', async () => {
     const mysql = labHost(lab, 'mysql-2');
-    // nft hidden in mysql-2's /usr/sbin, in its own mount namespace: an overlay whose upper layer
-    // (in the server's private /run) holds a whiteout for it. Removing that layer can never reach
-    // the machine's own /usr/sbin, whatever becomes of the unmount.
-    const hide = 'mkdir -p /run/iw-hide/upper /run/iw-hide/work && mknod /run/iw-hide/upper/nft c 0 0 && mount -t overlay iw-hide -o lowerdir=/usr/sbin,upperdir=/run/iw-hide/upper,workdir=/run/iw-hide/work /usr/sbin';
-    expect((await mysql.exec(['sh', '-c', hide])).code).toBe(0);
+    // nft hidden in mysql-2's /usr/sbin, in its own mount namespace (support/fleet.ts).
+    const showNft = await hideNft(mysql);
     expect((await mysql.exec(['sh', '-c', 'command -v nft || echo none'])).stdout.trim()).toBe('none');
     try {
       const refused = await lab.runCli(['apply', '--inventory', inventory, '--yes', '--timeout', '60', '--backend', 'nftables']);
@@ -143,7 +140,7 @@ describe('the nftables backend on the seed fleet', () => {
       expect(await lab.canConnect('wordpress-1', 'fd00:132::14', 3306)).toBe(true);
       expect(await lab.canConnect('tenant', 'fd00:132::14', 3306)).toBe(false);
     } finally {
-      await mysql.exec(['sh', '-c', 'umount /usr/sbin && rm -rf /run/iw-hide']);
+      await showNft();
     }
   }, 600_000);
 

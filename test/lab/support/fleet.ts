@@ -109,7 +109,10 @@ export async function hideNft(host: LabHost): Promise<() => Promise<void>> {
   const hidden = await host.exec(['sh', '-c', hide]);
   if (hidden.code !== 0) throw new Error(`could not hide nft on ${host.name}: ${hidden.stderr}`);
   return async () => {
-    const shown = await host.exec(['sh', '-c', 'umount /usr/sbin && rm -rf /run/iw-hide']);
+    // Lazily: sshd re-execs itself from /usr/sbin for each connection, so the overlay stays busy
+    // while any session (this one included) lives; it goes once the last one ends. Deleting the
+    // layer then touches only the server's own /run.
+    const shown = await host.exec(['sh', '-c', 'umount -l /usr/sbin && rm -rf /run/iw-hide && command -v nft']);
     if (shown.code !== 0) throw new Error(`could not show nft again on ${host.name}: ${shown.stderr}`);
   };
 }
