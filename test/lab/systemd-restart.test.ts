@@ -247,7 +247,7 @@ describe.skipIf(!CAN_RUN)('our nftables table under a real systemd (Debian nftab
     expect(unit.stdout).toMatch(/PartOf=nftables\.service/);
     expect(unit.stdout).toMatch(/After=.*nftables\.service/);
     confirmedTable = (await machine.exec('nft list table inet isolate_wizard')).stdout;
-    expect(confirmedTable).toMatch(/^table inet isolate_wizard \{[\s\S]*set in_app_db_mysql_v4/);
+    expect(confirmedTable).toMatch(/^table inet isolate_wizard \{[\s\S]*set app_v4 \{[^}]*10\.132\.0\.12/);
 
     // Something that is nobody's: a flush takes it away, so its absence afterwards proves the flush ran.
     expect((await machine.exec('nft add table ip iw_scratch')).code).toBe(0);
