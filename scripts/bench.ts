@@ -15,12 +15,15 @@
 // part 3 alone (no lab).
 // BENCH_ONLY=nft (no lab): compileNftTable for every host of the clustered 10,000-host inventory and
 // of the 1,000-host all-to-all one (time, bytes and rule lines, against the iptables texts').
+// BENCH_ONLY=flat10k (no lab): `isolate-wizard plan` on the flat 10,000-host fleet (built-in roles,
+// every db admits every app server and every other db), per backend: wall time, output bytes, peak RSS.
 // BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
-// servers through the bastion against the six-host fleet in the same lab (target: within 3x), and,
-// where ansible-playbook is installed, the exported playbook on both.
+// servers through the bastion against the six-host fleet in the same lab (target: within 3x), with
+// the machine's load average, and, where ansible-playbook is installed (and BENCH_ANSIBLE is not 0),
+// the exported playbook on both.
 import {spawnSync} from 'node:child_process';
-import {existsSync, mkdirSync, mkdtempSync, readFileSync, rmdirSync, rmSync, writeFileSync} from 'node:fs';
-import {tmpdir} from 'node:os';
+import {closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
+import {availableParallelism, loadavg, tmpdir} from 'node:os';
 import path from 'node:path';
 import {performance} from 'node:perf_hooks';
 import pty from '@lydell/node-pty';
@@ -208,6 +211,102 @@ function clusteredInventory(count: number): string {
     host(index, `c${cluster}-${kind}-${position}`, `${kind}-c${cluster}`, privateV4, privateV6, index % 2 === 0 ? 'bastion-1' : 'bastion-2');
   }
   return JSON.stringify({roles, hosts});
+}
+
+/** The flat fleet's shape: bastions, load balancers, app servers, the rest databases (built-in roles). */
+const FLAT_SHAPE = {bastion: 10, lb: 50, app: 4000} as const;
+
+/**
+ * The flat fleet written the plain way (issue 12): built-in roles only, so every db admits every
+ * app server and every other db, every app every lb, every host every bastion. Every host has a
+ * public and a private interface with IPv4 and IPv6 addresses. `count` hosts: the shape's
+ * bastions, lbs and app servers (scaled down below 10,000), the rest databases.
+ */
+function flatInventory(count: number): string {
+  const scale = Math.min(1, count / 10_000);
+  const bastions = Math.max(1, Math.round(FLAT_SHAPE.bastion * scale));
+  const lbs = Math.max(1, Math.round(FLAT_SHAPE.lb * scale));
+  const apps = Math.max(1, Math.round(FLAT_SHAPE.app * scale));
+  const hosts: object[] = [];
+  for (let index = 0; index < count; index += 1) {
+    const role = index < bastions ? 'bastion' : index < bastions + lbs ? 'lb' : index < bastions + lbs + apps ? 'app' : 'db';
+    const privateV4 = `10.${Math.floor(index / 65536)}.${Math.floor(index / 256) % 256}.${index % 256}`;
+    hosts.push({
+      name: `${role}-${index}`,
+      ssh: role === 'bastion' ? `root@${benchPublicV4(index)}` : `root@${privateV4}`,
+      ...(role === 'bastion' ? {} : {jump: `bastion-${index % bastions}`}),
+      roles: [role],
+      interfaces: {public: 'eth0', private: 'eth1'},
+      addresses: {public: [benchPublicV4(index), `2001:db8:1::${(index + 1).toString(16)}`], private: [privateV4, `fd00::${(index + 1).toString(16)}`]},
+    });
+  }
+  return JSON.stringify({hosts});
+}
+
+interface CommandFigures {
+  wall: number;
+  /** Bytes written to stdout. */
+  bytes: number;
+  /** Peak resident set, bytes (GNU time's "Maximum resident set size"). */
+  maxRss: number;
+  /** CPU time, user + system, ms: steadier than the wall time on a shared machine. */
+  cpu: number;
+  /** Exit status, or the reason it did not finish. */
+  status: string;
+}
+
+/** `isolate-wizard plan` on an inventory, as an operator runs it (stdout to a file), under GNU time. */
+function timeFlatPlan(file: string, backend: string, timeoutMs: number): CommandFigures {
+  const out = `${file}.out`;
+  const timeLog = `${file}.time`;
+  const fd = openSync(out, 'w');
+  const start = performance.now();
+  const child = spawnSync('/usr/bin/time', ['-v', '-o', timeLog, process.execPath, CLI_ENTRY, 'plan', '--inventory', file, '--backend', backend], {
+    stdio: ['ignore', fd, 'pipe'],
+    env: {...process.env, CI: 'false'},
+    timeout: timeoutMs,
+    killSignal: 'SIGKILL',
+  });
+  const wall = performance.now() - start;
+  closeSync(fd);
+  const log = existsSync(timeLog) ? readFileSync(timeLog, 'utf8') : '';
+  const rss = /Maximum resident set size \(kbytes\): (\d+)/.exec(log);
+  const cpu = ['User', 'System'].reduce((sum, kind) => sum + Number(new RegExp(`${kind} time \\(seconds\\): ([\\d.]+)`).exec(log)?.[1] ?? Number.NaN) * 1000, 0);
+  const status = child.error ? `did not finish in ${seconds(timeoutMs)}` : child.status === 0 ? 'ok' : `exit ${child.status}: ${child.stderr.toString().trim().split('\n').slice(-1)[0] ?? ''}`;
+  const figures = {wall, bytes: statSync(out).size, maxRss: rss ? Number(rss[1]) * 1024 : Number.NaN, cpu, status};
+  rmSync(out, {force: true});
+  rmSync(timeLog, {force: true});
+  return figures;
+}
+
+/**
+ * The flat 10,000-host fleet (issue 12, point 8): `plan` end to end on each backend (targets on
+ * nftables: under 2 s, output under 60 MB, peak memory under 1 GB). FLAT_HOSTS overrides the size
+ * (smaller fleets show how the figures grow); FLAT_TIMEOUT (seconds, default 120) bounds each run.
+ */
+function flatBench(): void {
+  const count = Number(process.env['FLAT_HOSTS'] ?? 10_000);
+  const timeoutMs = Number(process.env['FLAT_TIMEOUT'] ?? 120) * 1000;
+  const dir = mkdtempSync(path.join(tmpdir(), 'iw-bench-'));
+  try {
+    const file = path.join(dir, 'flat.json');
+    writeFileSync(file, flatInventory(count));
+    console.log(`machine load before: ${readFileSync('/proc/loadavg', 'utf8').trim()} (${availableParallelism()} CPUs)`);
+    for (const backend of ['nftables', 'iptables']) {
+      const runs = Array.from({length: backend === 'nftables' ? RUNS : 1}, () => timeFlatPlan(file, backend, timeoutMs));
+      const ok = runs.filter((run) => run.status === 'ok');
+      const figures = ok.length > 0 ? ok : runs;
+      console.log(
+        `${count.toLocaleString('en')}-host flat fleet, isolate-wizard plan --backend ${backend} (cold; ${runs.length === 1 ? 'one run' : `median of ${runs.length}`}): ` +
+          `${seconds(median(figures.map((run) => run.wall)))} (runs ${runs.map((run) => seconds(run.wall)).join(', ')}), CPU ${seconds(median(figures.map((run) => run.cpu)))}, ` +
+          `output ${(median(figures.map((run) => run.bytes)) / 1e6).toFixed(1)} MB, peak RSS ${(median(figures.map((run) => run.maxRss)) / 1e6).toFixed(0)} MB` +
+          `${backend === 'nftables' ? ' (targets: < 2 s, < 60 MB, < 1 GB)' : ''}; ${runs.map((run) => run.status).join(', ')}`,
+      );
+    }
+    console.log(`machine load after: ${readFileSync('/proc/loadavg', 'utf8').trim()}`);
+  } finally {
+    rmSync(dir, {recursive: true, force: true});
+  }
 }
 
 interface PlanFigures {
@@ -415,6 +514,8 @@ async function apply40Bench(): Promise<void> {
     const seed = lab.writeInventory(JSON.parse(readFileSync(seedPath, 'utf8')) as object, 'seed.json');
     const forty = lab.writeInventory(fortyInventory(lab), 'forty.json');
     const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
+    // The machine is shared: its load says how far the wall times can be compared with other runs'.
+    const loadBefore = loadavg().map((load) => load.toFixed(1)).join(' ');
     for (let run = 0; run < APPLY_RUNS; run += 1) {
       const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
       runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY_NAMES));
@@ -425,8 +526,13 @@ async function apply40Bench(): Promise<void> {
     console.log(`apply --yes, six-host seed fleet (in the 40-server lab): median ${seconds(median(six))} of ${six.map(seconds).join(', ')}${cpuLine(runs.six)}`);
     console.log(`apply --yes, 40 servers through the bastion: median ${seconds(median(fortyWalls))} of ${fortyWalls.map(seconds).join(', ')}${cpuLine(runs.forty)}`);
     console.log(
-      `40 servers / six: ${(median(fortyWalls) / median(six)).toFixed(2)} (target <= 3; per pair: ${six.map((time, index) => ((fortyWalls[index] ?? Number.NaN) / time).toFixed(2)).join(', ')})`,
+      `40 servers / six: ${(median(fortyWalls) / median(six)).toFixed(2)} (target <= 3; per pair: ${six.map((time, index) => ((fortyWalls[index] ?? Number.NaN) / time).toFixed(2)).join(', ')}); ` +
+        `load average ${loadBefore} before, ${loadavg().map((load) => load.toFixed(1)).join(' ')} after`,
     );
+    if (process.env['BENCH_ANSIBLE'] === '0') {
+      console.log('ansible-playbook: not timed (BENCH_ANSIBLE=0)');
+      return;
+    }
     if (spawnSync('ansible-playbook', ['--version']).status !== 0) {
       console.log('ansible-playbook: not installed, the exported playbook is not timed');
       return;
@@ -448,6 +554,10 @@ async function main(): Promise<void> {
   // BENCH_ONLY=plan: the plan figures only (no lab, no root needed); BENCH_ONLY=startup likewise.
   if (process.env['BENCH_ONLY'] === 'plan') {
     planBench();
+    return;
+  }
+  if (process.env['BENCH_ONLY'] === 'flat10k') {
+    flatBench();
     return;
   }
   if (process.env['BENCH_ONLY'] === 'nft') {

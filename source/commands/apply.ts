@@ -2,6 +2,7 @@ import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError} from '../core/errors.js';
 import {checkLockout, formatLockout, operatorPaths} from '../core/lockout.js';
 import {chooseBackends, hostCandidate, parseBackendChoice} from '../core/backend.js';
+import {publishedToRestrict} from '../core/docker.js';
 import type {BackendChoice} from '../core/model.js';
 import {
   applyFleet,
@@ -17,12 +18,16 @@ import {
 import {stringOption, type CliIo, type Command, type OptionValues} from './command.js';
 import {FLEET_OPTIONS, fleetContext, gatherFacts, type FleetContext} from './fleet-context.js';
 import {buildPlan, type Plan} from '../core/plan.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, readNativeRulesets} from '../remote/native-tables.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
+import {parseOtherFirewall} from '../core/remedy.js';
+import {summarizeFleetAccess, type AccessEntry} from '../core/access.js';
+import type {OtherFirewallRemedy} from '../core/model.js';
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {ApplyFleetOptions} from '../remote/fleet-apply.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
 import type {HostTarget} from '../remote/types.js';
-import {differsFromPlan, formatResult, summarizeResults, type FlowResult} from '../core/flows.js';
+import {differsFromPlan, formatResult, summarizeResults, type LiveCheck} from '../core/flows.js';
 import {probePlan} from '../remote/probe.js';
 import {operatorAddresses} from './verify.js';
 import {alignedRows, compactOutcomes, isLargeFleet, summaryLine} from './fleet-output.js';
@@ -68,9 +73,13 @@ export interface ApplyRequest {
    * Live probes once every host is verified, before the countdown or the confirm: called with
    * the results; what it returns stops the batch (every host rolled back, exit 4). Absent: no probes.
    */
-  readonly onProbes?: (results: readonly FlowResult[]) => readonly string[];
+  readonly onProbes?: (check: LiveCheck) => readonly string[];
   /** `--backend`: overrides the inventory's options.backend. */
   readonly backend?: BackendChoice;
+  /** `--restrict-published`: or the inventory's options.restrictPublished. */
+  readonly restrictPublished?: boolean;
+  /** `--other-firewall`: overrides the inventory's options.otherFirewall. */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
 
 /**
@@ -95,11 +104,23 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     native.withoutNft,
     new Set(native.rulesets.keys()),
   );
+  const restrict = request.restrictPublished === true || context.inventory.options.restrictPublished === true;
+  const restrictRefusals: string[] = [];
   const plans: FleetHostPlan[] = context.selected.map((target) => {
     const host = plan.hosts.find((candidate) => candidate.name === target.name);
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
-    return {target, candidate: hostCandidate(host.compiled, chosen.backends.get(target.name) ?? 'iptables'), via: viaOf(context, resolved, target)};
+    const backend = chosen.backends.get(target.name) ?? 'iptables';
+    const published = publishedToRestrict(host.facts, restrict);
+    if (published && backend === 'iptables') {
+      restrictRefusals.push(`${target.name}: restricting published container ports is written for the nftables backend only (--backend nftables); nothing was changed`);
+    }
+    return {target, candidate: hostCandidate(host.compiled, backend, published), via: viaOf(context, resolved, target)};
   });
+  // The access summary only once, and only where another firewall needs it (the slow part of a plan).
+  let access: readonly AccessEntry[] | undefined = request.onProbes === undefined ? undefined : plan.access;
+  const accessOnce = (): readonly AccessEntry[] => (access ??= summarizeFleetAccess(plan.hosts));
+  const remedy = request.otherFirewall ?? context.inventory.options.otherFirewall;
+  let remedies = new Map<string, string[]>();
   return applyFleet({
     connector: context.connector,
     hosts: plans,
@@ -108,12 +129,12 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     localState: context.localState,
     preflight: () => {
       for (const line of native.unread) warn(`${line}\n`);
-      return [
-        ...formatLockout(findings.filter((finding) => finding.severity === 'error')),
-        ...chosen.refusals,
-        ...nativeDropRefusals(plan.hosts, native.rulesets, selectedNames, request.onProbes === undefined ? undefined : plan.access),
-      ];
+      const others = checkOtherFirewalls(plan.hosts, native, selectedNames, accessOnce, remedy);
+      remedies = others.remedies;
+      for (const lines of others.described.values()) for (const line of lines) warn(`${line}; --other-firewall ${remedy}\n`);
+      return [...formatLockout(findings.filter((finding) => finding.severity === 'error')), ...chosen.refusals, ...restrictRefusals, ...others.refusals];
     },
+    afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, plan.hosts, accessOnce)(host, remote, batch),
     recheck: sshPathRecheck(context, plan, resolved),
     ...batchModes(request),
     ...(request.onProbes === undefined ? {} : {beforeConfirm: probesBeforeConfirm(request.onProbes, plan, context, selectedNames, operatorAddresses(resolved))}),
@@ -182,7 +203,7 @@ export async function rollbackToInventory(request: ApplyRequest & {readonly toBa
 
 /** The live probes of the selected hosts' flows, judged by the caller. */
 function probesBeforeConfirm(
-  judge: (results: readonly FlowResult[]) => readonly string[],
+  judge: (check: LiveCheck) => readonly string[],
   plan: Plan,
   context: FleetContext,
   selected: ReadonlySet<string>,
@@ -195,13 +216,14 @@ function probesBeforeConfirm(
  * apply's judge of the probes: every flow that differs from the plan is printed; with --yes (and
  * without --ignore-probes) they stop the confirm, otherwise the operator decides on the countdown.
  */
-export function judgeProbes(io: CliIo, stopOnDifference: boolean): (results: readonly FlowResult[]) => readonly string[] {
-  return (results) => {
+export function judgeProbes(io: CliIo, stopOnDifference: boolean): (check: LiveCheck) => readonly string[] {
+  return (check) => {
+    const {results} = check;
     const differing = results.filter(differsFromPlan);
     for (const result of results.filter((candidate) => candidate.live === 'untested' || differsFromPlan(candidate))) {
       io.stderr.write(`probe ${formatResult(result)}\n`);
     }
-    io.stderr.write(`probes: ${summarizeResults(results)}\n`);
+    io.stderr.write(`probes: ${summarizeResults(check)}\n`);
     if (!stopOnDifference) return [];
     return differing.map((result) => `live check: ${formatResult(result)}`);
   };
@@ -277,13 +299,16 @@ export const applyCommand: Command = {
     'ignore-probes': {type: 'boolean'},
     'install-persistence': {type: 'boolean'},
     backend: {type: 'string'},
+    'restrict-published': {type: 'boolean'},
+    'other-firewall': {type: 'string'},
   },
   async run(values, _positionals, io) {
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
     const backend = parseBackendChoice(stringOption(values, 'backend'));
+    const otherFirewall = parseOtherFirewall(stringOption(values, 'other-firewall'));
     const context = fleetContext(values, io);
     return runBatch(io, context, values, 'applied', (request) =>
-      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
+      applyInventory({...request, timeoutSeconds, ...(backend === undefined ? {} : {backend}), ...(otherFirewall === undefined ? {} : {otherFirewall}), restrictPublished: values['restrict-published'] === true, onWarning: (line) => io.stderr.write(line), onProbes: judgeProbes(io, values['yes'] === true && values['ignore-probes'] !== true)}),
     );
   },
 };

@@ -1,4 +1,5 @@
 // `isolate-wizard discover`: what each server has (interfaces, services, firewall), headless.
+import {describePort} from '../core/docker.js';
 import {EXIT} from '../core/errors.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {discoverFleet, type FleetDiscoveryResult} from '../remote/discovery.js';
@@ -66,6 +67,11 @@ export function formatHost(discovery: HostDiscovery): string {
   lines.push(
     `  firewall: iptables ${firewall.iptablesVersion ?? '?'} (${firewall.backend}); persistence: ${discovery.persistence.kind}`,
   );
+  const docker = discovery.facts.docker;
+  if (docker) lines.push(`  Docker published ports: ${docker.published.length > 0 ? docker.published.map(describePort).join(', ') : '(none)'}`);
+  if (firewall.nftUsable !== undefined) {
+    lines.push(`  backend auto: ${firewall.nftUsable ? 'nftables (nft takes a table like ours)' : `iptables (${firewall.nftProblem ?? 'nft cannot hold our table'})`}`);
+  }
   if (discovery.sshConnection) {
     const ssh = discovery.sshConnection;
     lines.push(`  your ssh session: from ${ssh.clientAddress}:${ssh.clientPort} to ${ssh.serverAddress}:${ssh.serverPort}`);

@@ -5,10 +5,12 @@ import {existsSync, mkdirSync, readdirSync, rmSync, statSync, writeFileSync} fro
 import {homedir} from 'node:os';
 import path from 'node:path';
 import {AGENT_FILE, ansibleProject, DEFAULT_ANSIBLE_TIMEOUT, EXPORT_MARKER, roleGroup} from '../core/ansible-export.js';
+import {DEFAULT_BACKEND_CHOICE, hostCandidate, parseBackendChoice, type Backend} from '../core/backend.js';
 import {InputError, RefusedError, UsageError} from '../core/errors.js';
 import {formatLockout} from '../core/lockout.js';
 import {buildPlan} from '../core/plan.js';
 import {AGENT_SCRIPT} from '../remote/agent-script.js';
+import {candidatePayload, prepareRules} from '../remote/apply-protocol.js';
 import {stringOption, type Command} from './command.js';
 import {planInputs} from './plan.js';
 
@@ -38,6 +40,7 @@ export const exportCommand: Command = {
     format: {type: 'string'},
     out: {type: 'string', short: 'o'},
     timeout: {type: 'string'},
+    backend: {type: 'string'},
     'accept-new': {type: 'boolean'},
   },
   async run(values, _positionals, io) {
@@ -48,6 +51,7 @@ export const exportCommand: Command = {
     if (out === undefined || out === '') throw new UsageError('--out DIR is required');
     if (stringOption(values, 'inventory') === undefined) throw new UsageError('--inventory FILE is required');
     const timeoutSeconds = parseTimeout(stringOption(values, 'timeout'));
+    const backendFlag = parseBackendChoice(stringOption(values, 'backend'));
     const dir = path.resolve(io.cwd, out);
     checkOutDir(dir);
 
@@ -63,6 +67,14 @@ export const exportCommand: Command = {
     if (cuts.length > 0) throw new RefusedError(`refused, nothing written:\n${cuts.join('\n')}`);
     for (const line of formatLockout(plan.lockout.filter((finding) => finding.severity === 'warning'))) io.stderr.write(`isolate-wizard: ${line}\n`);
 
+    // Each host's rules as apply stages them (our chains or our table), checked to read back as planned.
+    const compiledOf = new Map(plan.hosts.map((host) => [host.name, host.compiled]));
+    const payload = (name: string, backend: Backend): string => {
+      const compiled = compiledOf.get(name);
+      if (!compiled) throw new InputError([`${name}: the compiler produced no rules for it`]);
+      return candidatePayload(prepareRules(name, hostCandidate(compiled, backend)));
+    };
+    const backend = backendFlag ?? inventory.options.backend ?? DEFAULT_BACKEND_CHOICE;
     const sshConfig = path.join(io.env.HOME ?? homedir(), '.ssh', 'config');
     const files = ansibleProject({
       inventory,
@@ -70,6 +82,8 @@ export const exportCommand: Command = {
       resolved,
       sshConfigPath: existsSync(sshConfig) ? sshConfig : '/dev/null',
       timeoutSeconds,
+      backend,
+      payload,
     });
     files.set(AGENT_FILE, AGENT_SCRIPT);
     // An earlier export's rules of hosts no longer in the inventory must not linger.
@@ -80,7 +94,7 @@ export const exportCommand: Command = {
       writeFileSync(target, text, {mode: file === AGENT_FILE ? 0o600 : 0o644});
     }
     io.stdout.write(
-      `wrote ${dir}: ${plan.hosts.length} hosts (inventory.yml, rules/, site.yml)\n` +
+      `wrote ${dir}: ${plan.hosts.length} hosts, backend ${backend}${backend === 'auto' ? ' (nftables where nft is installed, else iptables: chosen on each server)' : ''} (inventory.yml, rules/, site.yml)\n` +
         `  cd ${dir} && ansible-playbook site.yml\n`,
     );
     return 0;

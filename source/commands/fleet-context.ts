@@ -10,7 +10,7 @@ import {factsFromInventory, parseInventoryText, type Inventory} from '../core/in
 import type {ResolvedSsh} from '../core/lockout.js';
 import type {HostFacts} from '../core/model.js';
 import {createConnector, HEADLESS_PROMPTER} from '../remote/connection.js';
-import {discoverHost, DISCOVERY_COMMANDS} from '../remote/discovery.js';
+import {discoverHost, DISCOVERY_COMMANDS, readDockerFacts} from '../remote/discovery.js';
 import {LocalState} from '../remote/local-state.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import type {Connector, HostTarget} from '../remote/types.js';
@@ -78,6 +78,15 @@ export async function gatherFacts(
   // Open every selected host's connection now, alongside the fact gathering: the apply reuses
   // them. A failure here is reported by the apply, host by host.
   for (const target of context.selected) void context.connector.connect(target).catch(() => undefined);
+  const readDocker = async (target: HostTarget) => {
+    try {
+      const read = await readDockerFacts(await context.connector.connect(target));
+      for (const warning of read.warnings) emit(`${warning}\n`);
+      return read.docker;
+    } catch {
+      return undefined;
+    }
+  };
   await Promise.all(
     context.inventory.hosts.map(async (host) => {
       const target = context.allTargets.find((candidate) => candidate.name === host.name) as HostTarget;
@@ -86,6 +95,9 @@ export async function gatherFacts(
       const isSelected = context.selected.some((candidate) => candidate.name === host.name);
       if (written) {
         facts.set(host.name, written);
+        // Published container ports bypass input: the plan says who reaches them, and may restrict
+        // them. A host that cannot be reached is reported by the apply, host by host.
+        const docker = isSelected ? readDocker(target) : Promise.resolve(undefined);
         if (direct && isSelected) {
           // The operator's address as the server sees it: the lockout check needs it for direct paths.
           const remote = await context.connector.connect(target);
@@ -93,6 +105,8 @@ export async function gatherFacts(
           const parsed = session.code === 0 ? parseSshConnection(session.stdout) : undefined;
           if (parsed) sources.set(host.name, parsed.clientAddress);
         }
+        const read = await docker;
+        if (read) facts.set(host.name, {...written, docker: read});
         return;
       }
       emit(`${host.name.padEnd(14)} discover  (no addresses in the inventory)\n`);

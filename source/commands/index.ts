@@ -22,7 +22,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'plan',
     summary: 'compile the inventory into each host\'s rulesets and show the access they give (changes nothing)',
-    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend iptables|nftables] [--accept-new]',
+    usage: '--inventory FILE [--host NAME] [--family 4|6] [--format text|iptables|nft|json|matrix] [--backend auto|nftables|iptables] [--restrict-published] [--accept-new]',
     load: async () => (await import('./plan.js')).planCommand,
   },
   {
@@ -34,7 +34,7 @@ export const COMMANDS: readonly CommandEntry[] = [
   {
     name: 'apply',
     summary: 'load the rules on the servers with a server-side rollback countdown; keep them with --yes, a "y", or confirm',
-    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence]',
+    usage: '--inventory FILE [--host NAME ...] [--timeout SECONDS (default 120)] [--yes] [--ignore-probes] [--accept-new] [--install-persistence] [--backend auto|nftables|iptables] [--restrict-published] [--other-firewall open|stop]',
     load: async () => (await import('./apply.js')).applyCommand,
   },
   {
@@ -61,14 +61,14 @@ export const COMMANDS: readonly CommandEntry[] = [
   },
   {
     name: 'verify',
-    summary: 'try every flow the plan opens, and a sample of those it closes, for real from their real sources (changes nothing)',
-    usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--accept-new]',
+    summary: 'try the flows the plan opens and some it closes, for real from their real sources (past 200 flows a sample covering every host; changes nothing)',
+    usage: '--inventory FILE [--host NAME ...] [--format text|matrix|json] [--all-flows] [--accept-new]',
     load: async () => (await import('./verify.js')).verifyCommand,
   },
   {
     name: 'export',
     summary: 'write the fleet as an Ansible project (rules per host, inventory, a playbook with the same safety as apply)',
-    usage: '--format ansible --out DIR --inventory FILE [--timeout SECONDS (rollback deadline, default 300)] [--accept-new]',
+    usage: '--format ansible --out DIR --inventory FILE [--backend iptables|nftables|auto] [--timeout SECONDS (rollback deadline, default 300)] [--accept-new]',
     load: async () => (await import('./export.js')).exportCommand,
   },
 ];

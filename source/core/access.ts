@@ -3,7 +3,9 @@
 // port space is cut at every boundary any rule mentions and one port per piece is evaluated.
 
 import {evaluate, mayReportUncertainty, portCutPoints, type Decision, type Packet} from './evaluator.js';
-import {acceptedPortsOf, chainViewAt, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
+import {setOfSpec, type AddressSet} from './address-sets.js';
+import {groupedRules} from './compiler.js';
+import {acceptedPortsOf, chainViewAt, EVERY_ADDRESS, intersectPorts, matchedNetworks, portSetToRanges, subtractPorts, viewsDefined, type ChainView, type PortSet} from './port-sets.js';
 import {formatAddress, isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import type {CompiledHost, Family, HostFacts, PortRange, Protocol, Ruleset} from './model.js';
 import {canonicalAddress} from './addresses.js';
@@ -206,7 +208,9 @@ function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
 }
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
-  return family === 4 ? host.compiled.v4 : host.compiled.v6;
+  // The grouped rules where the compiler made them (a rule per group of peers: read per set).
+  const rules = groupedRules(host.compiled) ?? host.compiled;
+  return family === 4 ? rules.v4 : rules.v6;
 }
 
 const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
@@ -550,6 +554,15 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
   let networks = networksCache.get(ruleset);
   if (networks !== undefined) return networks; // (asked several times per destination)
   networks = matchedNetworks(ruleset);
+  if (networks !== undefined && networks.some((network) => network === EVERY_ADDRESS[network.family])) {
+    // A set match: the addresses it can single out are its elements.
+    const sets = new Set<AddressSet>();
+    for (const table of ruleset.tables) for (const rule of table.rules) {
+      const set = setOfSpec(rule.spec);
+      if (set) sets.add(set);
+    }
+    networks = [...networks.filter((network) => network !== EVERY_ADDRESS[network.family]), ...[...sets].flatMap(setNetworks)];
+  }
   if (networks === undefined) {
     const found: IpNetwork[] = [];
     const seen = new Set<string>();
@@ -572,10 +585,43 @@ function rulesetNetworks(ruleset: Ruleset): Networks {
   return networks;
 }
 
+const setNetworksCache = new WeakMap<AddressSet, readonly IpNetwork[]>();
+
+function setNetworks(set: AddressSet): readonly IpNetwork[] {
+  let networks = setNetworksCache.get(set);
+  if (!networks) {
+    networks = set.elements.flatMap((element) => parseNetwork(element) ?? []);
+    setNetworksCache.set(set, networks);
+  }
+  return networks;
+}
+
 function coveredBy(networks: Networks, address: IpAddress | undefined): boolean {
   if (networks === 'unreadable' || address === undefined) return true;
   for (const network of networks) if (networkContains(network, address)) return true;
   return false;
+}
+
+/** The views of a source's own rules a route asks (definedViewPorts). */
+const SENDER_VIEWS: readonly RouteViewKind[] = ['request-out', 'reply-in'];
+
+/** Fleet sources a destination's rules and their own cannot tell apart (FleetIndex.sourceClasses), in fleet order. */
+interface SourceClass {
+  readonly members: readonly number[];
+  /** What the destination's sets call them: role names joined by "+", or "other hosts". */
+  readonly label: string;
+  /** Members read one by one all the same (several addresses in a family on the side). */
+  readonly oneByOne: boolean;
+}
+
+const objectIds = new WeakMap<object, number>();
+let nextObjectId = 0;
+
+/** A small number naming an object (a set, a ruleset) in keys. */
+function objectId(object: object): number {
+  let id = objectIds.get(object);
+  if (id === undefined) objectIds.set(object, (id = nextObjectId++));
+  return id;
 }
 
 /** Who in the fleet each rule address can mean, built once per matrix. */
@@ -594,6 +640,8 @@ class FleetIndex {
   private takenSpellings: ReadonlySet<string> | undefined;
   /** tenantNear's answers by network (null: none free). */
   private readonly tenants = new Map<number | string, IpAddress | null>();
+  /** sourceClasses' partitions, by what they depend on. */
+  private readonly classesByKey = new Map<string, readonly SourceClass[]>();
 
   constructor(
     readonly hosts: readonly FleetHost[],
@@ -613,7 +661,7 @@ class FleetIndex {
         }
       }
       (host.facts.interfaces.private === undefined ? this.withoutPrivate : this.withPrivate).push(hostIndex);
-      if (mayNote(host.compiled.v4, 'tcp') || mayNote(host.compiled.v4, 'udp') || mayNote(host.compiled.v6, 'tcp') || mayNote(host.compiled.v6, 'udp')) {
+      if (mayNote(rulesetOf(host, 4), 'tcp') || mayNote(rulesetOf(host, 4), 'udp') || mayNote(rulesetOf(host, 6), 'tcp') || mayNote(rulesetOf(host, 6), 'udp')) {
         this.uncertainSenders.add(hostIndex);
       }
     }
@@ -706,9 +754,103 @@ class FleetIndex {
     return hosts;
   }
 
+  /**
+   * For a destination with grouped rules (compiler.ts): the fleet sources neither its rules nor
+   * theirs can tell apart, in classes, and those to read one by one. A class is what a source
+   * looks like to both ends' rules: the side of its path, its address per family there (one at
+   * most) and which of the destination's sets and wider networks hold it, its own rulesets (by
+   * identity: hosts with the same rules share them), its interface, and which of its own rules'
+   * wider networks hold its address. Single addresses the destination's rules name single their
+   * owners out, as do senders whose rules may add notes. Classes are kept per what they depend
+   * on, so the destinations sharing sets (every db of a flat fleet) share one partition.
+   * Undefined: the destination has no grouped rules, or a rule address could not be read.
+   */
+  sourceClasses(destinationIndex: number): {readonly classes: readonly SourceClass[]; readonly singled: readonly number[]} | undefined {
+    const destination = this.hosts[destinationIndex] as FleetHost;
+    const grouped = groupedRules(destination.compiled);
+    if (!grouped) return undefined;
+    const singled = new Set<number>(this.uncertainSenders);
+    const wide: IpNetwork[] = [];
+    for (const family of FAMILIES) {
+      // (Its sets are read as sets: their elements are not listed here.)
+      const networks = matchedNetworks(rulesetOf(destination, family));
+      if (networks === undefined) return undefined;
+      for (const network of networks) {
+        if (network === EVERY_ADDRESS[network.family]) continue;
+        if (isHostNetwork(network)) for (const host of this.covered(network)) singled.add(host);
+        else if (network.mask !== 0n && !wide.includes(network)) wide.push(network); // (every address is in a /0)
+      }
+    }
+    const destinationPrivate = destination.facts.interfaces.private !== undefined;
+    let key = destinationPrivate ? 'p' : 'n';
+    for (const set of grouped.sets) key += `|s${objectId(set)}`;
+    for (const network of wide) key += `|n${network.family}/${network.value}/${network.mask}`;
+    let classes = this.classesByKey.get(key);
+    if (!classes) {
+      classes = this.partition(destinationPrivate, grouped.sets, wide);
+      if (this.classesByKey.size >= 1000) this.classesByKey.clear();
+      this.classesByKey.set(key, classes);
+    }
+    singled.delete(destinationIndex);
+    return {classes, singled: [...singled].sort((a, b) => a - b)};
+  }
+
+  private partition(destinationPrivate: boolean, sets: readonly AddressSet[], wide: readonly IpNetwork[]): SourceClass[] {
+    const bySignature = new Map<string, {members: number[]; labels: Set<string>; oneByOne: boolean}>();
+    for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
+      const host = this.hosts[hostIndex] as FleetHost;
+      const side = destinationPrivate && host.facts.interfaces.private !== undefined ? 'private' : 'public';
+      let signature = `${side}|${host.facts.interfaces[side] ?? ''}`;
+      let oneByOne = false;
+      const labels: string[] = [];
+      for (const family of FAMILIES) {
+        const ends = this.ends.of(hostIndex, side, family);
+        const ruleset = rulesetOf(host, family);
+        signature += `|${family}:${ends.length}`;
+        if (ends.length !== 1) {
+          oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
+          continue;
+        }
+        const end = ends[0] as RouteEnd;
+        const address = end.address;
+        // Its own rules by what they answer on the way (views are shared by content: every db's
+        // rules differ by its own address, and answer alike), else by identity.
+        if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
+          for (const protocol of PROTOCOLS) {
+            for (const kind of SENDER_VIEWS) {
+              const view = end.view(kind, protocol);
+              signature += view ? `:${objectId(view)}` : ':-';
+            }
+          }
+        } else {
+          signature += `:r${objectId(ruleset)}`;
+        }
+        for (const set of sets) {
+          if (set.family !== family) continue;
+          const inside = set.has(address);
+          signature += inside ? '1' : '0';
+          if (inside && !labels.includes(set.label)) labels.push(set.label);
+        }
+        for (const network of wide) if (network.family === family) signature += networkContains(network, address) ? '1' : '0';
+        // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
+        const own = matchedNetworks(ruleset);
+        if (own === undefined) oneByOne = true;
+        else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) signature += networkContains(network, address) ? '1' : '0';
+      }
+      if (oneByOne) signature = `one by one ${hostIndex}`;
+      const found = bySignature.get(signature);
+      if (found) found.members.push(hostIndex);
+      else bySignature.set(signature, {members: [hostIndex], labels: new Set(labels), oneByOne});
+    }
+    return [...bySignature.values()].map((found) => ({members: found.members, label: found.labels.size > 0 ? [...found.labels].join('+') : 'other hosts', oneByOne: found.oneByOne}));
+  }
+
   forDestination(destinationIndex: number) {
     const destination = this.hosts[destinationIndex] as FleetHost;
-    const mentioned = {4: this.mentioned(destination.compiled.v4), 6: this.mentioned(destination.compiled.v6)} as const;
+    // (Asked only by the shortcuts below: a destination read by source classes never needs it.)
+    let mentionedFamilies: {readonly 4: ReadonlySet<number> | undefined; readonly 6: ReadonlySet<number> | undefined} | undefined;
+    const mentionedIn = (family: Family): ReadonlySet<number> | undefined =>
+      (mentionedFamilies ??= {4: this.mentioned(rulesetOf(destination, 4)), 6: this.mentioned(rulesetOf(destination, 6))})[family];
     const destinationPrivate = destination.facts.interfaces.private !== undefined;
     const representativeClosed: (boolean | undefined)[] = []; // by side, family and protocol
     const representativeNamed: (boolean | undefined)[] = []; // by side and family
@@ -777,17 +919,19 @@ class FleetIndex {
         return rowOfGroup(source, {routes}, destination);
       },
       closed: (sourceIndex: number, family: Family, protocol: Protocol): boolean => {
-        const singled = mentioned[family];
+        const singled = mentionedIn(family);
         if (singled === undefined || singled.has(sourceIndex) || this.uncertainSenders.has(sourceIndex)) return false;
         return closedFor(sideOf(sourceIndex), family, protocol);
       },
       /** Every source that is not known closed in every family and protocol, in fleet order. */
       candidates: (): readonly number[] => {
-        if (mentioned[4] === undefined || mentioned[6] === undefined) return [...this.hosts.keys()];
+        const mentioned4 = mentionedIn(4);
+        const mentioned6 = mentionedIn(6);
+        if (mentioned4 === undefined || mentioned6 === undefined) return [...this.hosts.keys()];
         const sides = destinationPrivate ? (['private', 'public'] as const) : (['public'] as const);
         const isOpen = (side: 'public' | 'private'): boolean => FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
-        if (!sides.some(isOpen)) return this.singledOut(mentioned[4], mentioned[6]);
-        const chosen = new Set<number>([...mentioned[4], ...mentioned[6], ...this.uncertainSenders]);
+        if (!sides.some(isOpen)) return this.singledOut(mentioned4, mentioned6);
+        const chosen = new Set<number>([...mentioned4, ...mentioned6, ...this.uncertainSenders]);
         for (const side of sides) {
           if (!isOpen(side)) continue;
           const members = !destinationPrivate ? [...this.hosts.keys()] : side === 'private' ? this.withPrivate : this.withoutPrivate;
@@ -890,6 +1034,12 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
   for (let destinationIndex = 0; destinationIndex < hosts.length; destinationIndex += 1) {
     const destination = hosts[destinationIndex] as FleetHost;
     const shortcut = index.forDestination(destinationIndex);
+    // Read by source classes where the destination's sets are big (a flat fleet's db admits thousands); else source by source.
+    const grouping = setElementCount(destination) > CLASSES_FROM ? index.sourceClasses(destinationIndex) : undefined;
+    if (grouping) {
+      summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries);
+      continue;
+    }
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
     for (const sourceIndex of shortcut.candidates()) {
       if (sourceIndex === destinationIndex) continue;
@@ -903,6 +1053,94 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
     summarizeRows(destination.name, rows, entries);
   }
   return entries;
+}
+
+/** A source row and who it stands for: one host, or the members of a class but some. */
+interface PartRow {
+  readonly row: SourceRow;
+  /** The first fleet host it stands for (-1: the internet; the fleet's size: other tenants), for the lines' order. */
+  readonly first: number;
+  readonly part: SourcesPart;
+}
+
+/** Sources of an entry: one (at its place in the lines' order), or a class's members but those read one by one (and the destination). */
+type SourcesPart =
+  | {readonly index: number; readonly name: string}
+  | {readonly names: readonly string[]; readonly members: readonly number[]; readonly left: ReadonlySet<number>; readonly label: string};
+
+/** The parts of entries whose sources are classes (see summarizeByClasses); formatAccess names big classes by label. */
+const entryParts = new WeakMap<AccessEntry, SourcesPart[]>();
+
+/**
+ * One destination's lines from source classes: a row per class (read from one member) and per
+ * source read one by one, so the work follows the number of classes, not of sources. The same
+ * entries, sources and order as reading every source; an entry's `sources` list is spelled when
+ * first read (a flat fleet's db is reached by thousands of hosts, and so is every other db).
+ */
+function summarizeByClasses(
+  destination: string,
+  destinationIndex: number,
+  grouping: {readonly classes: readonly SourceClass[]; readonly singled: readonly number[]},
+  ends: RouteEnds,
+  shortcut: DestinationShortcut,
+  entries: AccessEntry[],
+): void {
+  const hosts = ends.hosts;
+  const names = namesOf(hosts);
+  // (No shortcut on closed sources: every class is read, from one member.)
+  const open: DestinationShortcut = {...shortcut, closed: () => false};
+  const rowOf = (sourceIndex: number): SourceRow => {
+    const source = hosts[sourceIndex] as FleetHost;
+    return (
+      viewRow(ends, sourceIndex, destinationIndex, open) ??
+      rowOfGroup(source.name, {routes: fleetRoutes(ends, sourceIndex, destinationIndex)}, hosts[destinationIndex] as FleetHost)
+    );
+  };
+  const left = new Set<number>([destinationIndex, ...grouping.singled]);
+  const one = (sourceIndex: number): PartRow => ({row: rowOf(sourceIndex), first: sourceIndex, part: {index: sourceIndex, name: names[sourceIndex] as string}});
+  const rows: PartRow[] = [{row: shortcut.representativeRow('public'), first: -1, part: {index: -1, name: INTERNET}}];
+  for (const sourceIndex of grouping.singled) rows.push(one(sourceIndex));
+  for (const sourceClass of grouping.classes) {
+    if (sourceClass.oneByOne) {
+      for (const sourceIndex of sourceClass.members) {
+        if (!left.has(sourceIndex)) rows.push(one(sourceIndex));
+      }
+      continue;
+    }
+    const first = sourceClass.members.find((member) => !left.has(member));
+    if (first === undefined) continue;
+    rows.push({row: rowOf(first), first, part: {names, members: sourceClass.members, left, label: sourceClass.label}});
+  }
+  rows.push({row: shortcut.representativeRow('private'), first: hosts.length, part: {index: hosts.length, name: PRIVATE_TENANTS}});
+  rows.sort((a, b) => a.first - b.first);
+  summarizeRows(destination, rows.map((item) => item.row), entries, rows.map((item) => item.part));
+}
+
+const namesCache = new WeakMap<readonly FleetHost[], readonly string[]>();
+
+function namesOf(hosts: readonly FleetHost[]): readonly string[] {
+  let names = namesCache.get(hosts);
+  if (!names) namesCache.set(hosts, (names = hosts.map((host) => host.name)));
+  return names;
+}
+
+/** An entry's sources from its parts, in fleet order: the internet first, other tenants last. */
+function spellSources(parts: readonly SourcesPart[]): string[] {
+  const items: {index: number; name: string}[] = [];
+  for (const part of parts) {
+    if ('name' in part) items.push({index: part.index, name: part.name});
+    else for (const member of part.members) if (!part.left.has(member)) items.push({index: member, name: part.names[member] as string});
+  }
+  return items.sort((a, b) => a.index - b.index).map((item) => item.name);
+}
+
+/** Set elements a destination's grouped rules match, from which reading by source classes pays. */
+const CLASSES_FROM = 64;
+
+function setElementCount(host: FleetHost): number {
+  let count = 0;
+  for (const set of groupedRules(host.compiled)?.sets ?? []) count += set.elements.length;
+  return count;
 }
 
 /** No two hosts share a name, and none is named like a representative source. */
@@ -1056,15 +1294,19 @@ function samePorts(a: PortSet, b: PortSet): boolean {
 }
 
 /** summarizeDestination for rows already in the lines' order (one per source). */
-function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[]): void {
+/** `parts`, when given: who each row stands for (summarizeByClasses), else its source alone. */
+function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[], parts?: readonly SourcesPart[]): void {
   const byKey = new Map<string, AccessEntry>();
+  const partsOf = new Map<AccessEntry, SourcesPart[]>();
+  let part: SourcesPart | undefined;
   const addPart = (row: SourceRow, only: Family | undefined, tcp: PortSet, udp: PortSet): void => {
     if (tcp.length === 0 && udp.length === 0) return;
     // (Port sets are canonical: equal sets, equal keys, as formatPorts would give.)
     const key = `${only ?? ''}|${tcp.join(',')}|${udp.join(',')}`;
     const existing = byKey.get(key);
     if (existing) {
-      (existing.sources as string[]).push(row.source);
+      if (part) (partsOf.get(existing) as SourcesPart[]).push(part);
+      else (existing.sources as string[]).push(row.source);
       for (const note of row.uncertain) if (!existing.uncertain.includes(note)) (existing.uncertain as string[]).push(note);
     } else {
       const sources = [row.source];
@@ -1077,9 +1319,12 @@ function summarizeRows(destination: string, rows: readonly SourceRow[], entries:
         : {destination, sources, tcp: tcpRanges, udp: udpRanges, uncertain};
       byKey.set(key, entry);
       entries.push(entry);
+      if (part) partsOf.set(entry, [part]);
     }
   };
-  for (const row of rows) {
+  for (let index = 0; index < rows.length; index += 1) {
+    const row = rows[index] as SourceRow;
+    part = parts?.[index];
     if (row.has4 && row.has6) {
       // Most sources get the same in both families: nothing then is one family's only.
       const tcpSame = samePorts(row.tcp4, row.tcp6);
@@ -1094,6 +1339,15 @@ function summarizeRows(destination: string, rows: readonly SourceRow[], entries:
     } else if (row.has6) {
       addPart(row, undefined, row.tcp6, row.udp6);
     }
+  }
+  for (const [entry, mine] of partsOf) {
+    if (mine.every((item) => 'name' in item)) {
+      (entry as {sources: readonly string[]}).sources = mine.map((item) => (item as {name: string}).name);
+      continue;
+    }
+    let spelled: string[] | undefined;
+    Object.defineProperty(entry, 'sources', {get: () => (spelled ??= spellSources(mine)), enumerable: true, configurable: true});
+    entryParts.set(entry, mine);
   }
 }
 
@@ -1184,13 +1438,49 @@ function summarizeDestination(
   }
 }
 
-/** `internet → haproxy-www tcp/80,443`, `wordpress-1, wordpress-2 → mysql-1 tcp/3306 (IPv4 only)`. */
+/** Lines naming more sources than this name the big classes by label instead ("app (4,000 hosts)"). */
+const SOURCES_NAMED = 12;
+
+/**
+ * `internet → haproxy-www tcp/80,443`, `wordpress-1, wordpress-2 → mysql-1 tcp/3306 (IPv4 only)`;
+ * with many sources, `app (4,000 hosts), db (5,939 hosts) → db-17 tcp/3306`.
+ */
 export function formatAccess(entries: readonly AccessEntry[]): string[] {
   return entries.map((entry) => {
     const ports = [
       ...(entry.tcp.length > 0 ? [formatPorts('tcp', entry.tcp)] : []),
       ...(entry.udp.length > 0 ? [formatPorts('udp', entry.udp)] : []),
     ].join(' ');
-    return `${entry.sources.join(', ')} → ${entry.destination} ${ports}${entry.only ? ` (IPv${entry.only} only)` : ''}`;
+    return `${sourcesText(entry)} → ${entry.destination} ${ports}${entry.only ? ` (IPv${entry.only} only)` : ''}`;
   });
+}
+
+function sourcesText(entry: AccessEntry): string {
+  const parts = entryParts.get(entry);
+  if (!parts) return entry.sources.join(', ');
+  const counted = parts.map((part) => ({part, count: 'name' in part ? 1 : classCount(part)}));
+  if (counted.reduce((sum, item) => sum + item.count, 0) <= SOURCES_NAMED) return entry.sources.join(', ');
+  return counted
+    .map(({part, count}) => ('name' in part ? part.name : count === 1 ? (part.names[part.members.find((member) => !part.left.has(member)) as number] as string) : `${part.label} (${count.toLocaleString('en')} hosts)`))
+    .join(', ');
+}
+
+/** How many of a class's members a part stands for (its members but those left out). */
+function classCount(part: {readonly members: readonly number[]; readonly left: ReadonlySet<number>}): number {
+  let count = part.members.length;
+  for (const left of part.left) if (sortedIncludes(part.members, left)) count -= 1;
+  return count;
+}
+
+function sortedIncludes(sorted: readonly number[], value: number): boolean {
+  let low = 0;
+  let high = sorted.length - 1;
+  while (low <= high) {
+    const middle = (low + high) >> 1;
+    const at = sorted[middle] as number;
+    if (at === value) return true;
+    if (at < value) low = middle + 1;
+    else high = middle - 1;
+  }
+  return false;
 }

@@ -4,13 +4,18 @@
 // project carries the compiled rulesets and the server-side agent (the same one `apply` uses:
 // same lock, snapshot, watchdog, confirm and rollback) and drives them with builtin modules only.
 //
+// Each host's rules are shipped as the agent reads them (the payload `apply` sends, made by the
+// remote layer and handed in): for the iptables backend, the filter tables; for nftables, our
+// table and filter tables holding nothing of ours (so a host moving to nftables loses our
+// iptables rules in the same batch); for auto, both, the playbook choosing on each server.
+//
 // Pure: it returns the project's files as text; the export command writes them (and the agent).
+import type {Backend} from './backend.js';
 import type {Inventory} from './inventory.js';
 import {parseSshDestination} from './inventory.js';
 import type {ResolvedSsh} from './lockout.js';
+import type {BackendChoice} from './model.js';
 import type {Plan} from './plan.js';
-import {toOwnChains} from './own-chains.js';
-import {renderRuleset} from './render.js';
 
 /** Where the agent goes in the project (the command writes it: it lives in the remote layer). */
 export const AGENT_FILE = 'files/agent.sh';
@@ -29,6 +34,15 @@ export interface AnsibleExportInput {
   /** The operator's ssh config file, or /dev/null when there is none. */
   readonly sshConfigPath: string;
   readonly timeoutSeconds?: number;
+  /** Where the rules live: `--backend`, else the inventory's options.backend, else auto (the product's default). */
+  readonly backend: BackendChoice;
+  /** What the agent reads on stdin for a host's rules in a backend (apply's candidate payload). */
+  readonly payload: (host: string, backend: Backend) => string;
+}
+
+/** The backends whose rules a choice ships: auto ships both, the playbook picks on each server. */
+export function shippedBackends(choice: BackendChoice): Backend[] {
+  return choice === 'auto' ? ['iptables', 'nftables'] : [choice];
 }
 
 /** The group of a role: `role_` and the name with what Ansible refuses in group names made `_`. */
@@ -92,10 +106,15 @@ function inventoryYaml(input: AnsibleExportInput, last: ReadonlySet<string>): st
     '    # Why the batch stopped, from every server that noted it (tasks/load.yml).',
     `    iw_stopped: "{{ groups['all'] | map('extract', hostvars) | selectattr('iw_stop', 'defined') | map(attribute='iw_stop') | list }}"`,
     // Our lines in an iptables-save text (own-chains.ts): what the live check counts.
-    `    iw_our_rules: ${yaml('(?m)^-A (IW-|(INPUT|FORWARD|OUTPUT) -j IW-)')}`,
-    // The tables iptables-nft (and ebtables-nft / arptables-nft) keep, and ours (the nftables
-    // backend's, which this playbook's iptables batch removes): the rest belong to others.
-    `    iw_iptables_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute)|inet isolate_wizard)$')}`,
+    `    iw_our_rules: ${yaml('^-A (IW-|(INPUT|FORWARD|OUTPUT) -j IW-)')}`,
+    '    # Where the rules live: iptables (our chains IW-*), nftables (our table inet isolate_wizard), or auto',
+    '    # (nftables where nft is installed, else iptables: decided on each server when the playbook runs).',
+    `    # Shipped: ${shippedBackends(input.backend).map((backend) => `rules/<host>.${backend}`).join(' and ')}.`,
+    `    iw_backend: ${yaml(input.backend)}`,
+    // The tables iptables-nft (and ebtables-nft / arptables-nft) keep, ours, and fail2ban's (its
+    // tables only ban addresses; neither backend touches them): any other table is another
+    // manager's, whose drops this playbook does not check.
+    `    iw_allowed_tables: ${yaml('^table (ip6? (filter|nat|mangle|raw|security)|arp filter|bridge (filter|nat|broute)|inet isolate_wizard|(ip6?|inet) f2b-[A-Za-z0-9_-]+)$')}`,
     '  hosts:',
   ];
   for (const host of inventory.hosts) {
@@ -157,10 +176,15 @@ function ansibleCfg(sshConfigPath: string): string {
 }
 
 // The plays. Fixed text: what differs per fleet is in the inventory and rules/.
-const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.v4 and .v6 with the safety of
-# \`isolate-wizard apply\`, through the same server-side agent (files/agent.sh):
-#   1. every server but the bastions: lock, snapshot, arm the rollback (iw_timeout seconds, on the
-#      server: a systemd timer, else a detached process), iptables-restore --test, load;
+const SITE_YML = `# Written by isolate-wizard export. Applies rules/<host>.<backend> (iw_backend in inventory.yml:
+# iptables, nftables, or auto: nftables where nft is installed, else iptables, chosen on each
+# server) with the safety of \`isolate-wizard apply\`, through the same server-side agent
+# (files/agent.sh). With nftables our rules are one table, inet isolate_wizard, replaced in one
+# transaction: no other table is touched and no ruleset flushed; our iptables rules go in the
+# same batch, with the same way back.
+#   1. every server but the bastions: lock, snapshot (the filter tables and our table, or its
+#      absence), arm the rollback (iw_timeout seconds, on the server: a systemd timer, else a
+#      detached process), validate (iptables-restore --test, nft -c), load;
 #   2. the bastions and jump hosts (group iw_last), last: the same;
 #   3. every server, over a NEW ssh connection: login works and its rules are the ones loaded;
 #      only when every server passed, the rollback is cancelled and the rules saved for boot.
@@ -213,19 +237,24 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
   block:
     # Tables of nftables-native managers (firewalld, Docker 29, kube-proxy…) filter on their own
     # hooks: their drops would win over these rules, which \`isolate-wizard apply\` checks and this
-    # playbook does not; such servers are refused (iptables' own tables are not theirs).
-    - name: Read the server's nftables tables
+    # playbook does not; such servers are refused (iptables' own tables, ours and fail2ban's are
+    # not theirs). Whether nft is there decides iw_backend auto.
+    - name: Read whether nft is installed, and the server's nftables tables
       ansible.builtin.command:
-        argv: [sh, -c, "command -v nft >/dev/null 2>&1 || exit 0; exec nft list tables"]
+        argv: [sh, -c, "command -v nft >/dev/null 2>&1 || { echo no-nft; exit 0; }; exec nft list tables"]
       register: iw_tables
       changed_when: false
       failed_when: false
       ignore_unreachable: true
 
+    - name: Choose where this server's rules live (iw_backend auto - nftables where nft is installed)
+      ansible.builtin.set_fact:
+        iw_backend_here: "{{ 'iptables' if iw_backend == 'iptables' or (iw_backend == 'auto' and 'no-nft' in iw_tables.stdout_lines | default(['no-nft'])) else 'nftables' }}"
+
     # One round trip: the agent's text travels as an argument (data, never part of the command),
     # its new copy begins the batch and takes the agent's place under the host's lock only when
-    # no other batch is pending, as \`apply\` does; the rules follow on stdin.
-    - name: Lock, snapshot, arm the rollback, validate the rules (iptables-restore --test)
+    # no other batch is pending, as \`apply\` does; the rules follow on stdin, as the agent reads them.
+    - name: Lock, snapshot, arm the rollback, validate the rules (iptables-restore --test, nft -c)
       ansible.builtin.command:
         argv:
           - sh
@@ -238,7 +267,7 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
           - "{{ iw_batch }}"
           - "{{ iw_timeout }}"
           - "{{ lookup('file', playbook_dir ~ '/files/agent.sh') }}"
-        stdin: "#iw:v4\\n{{ lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v4') }}\\n#iw:v6\\n{{ lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.v6') }}"
+        stdin: "{{ lookup('file', playbook_dir ~ '/rules/' ~ inventory_hostname ~ '.' ~ iw_backend_here) }}"
       environment:
         IW_OWNER: "ansible-playbook {{ lookup('env', 'USER') }}"
       register: iw_begin
@@ -254,10 +283,15 @@ const LOAD_YML = `# One server: lock, snapshot, arm the rollback, validate, load
       vars:
         iw_problems: >-
           {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_begin | default({}) %}
+          {% set tables = hostvars[host].iw_tables | default({}) %}{% set others = tables.stdout_lines | default([])
+          | reject('equalto', 'no-nft') | reject('match', iw_allowed_tables) | list %}
           {% if answer.unreachable | default(false) %}{{ host }}: unreachable ({{ answer.msg | default('') | trim }});
+          {% elif hostvars[host].iw_backend_here == 'nftables' and 'no-nft' in tables.stdout_lines | default([]) %}{{ host }}: the
+          nftables backend needs nft, which is not installed there (export with --backend auto to use iptables on such a host);
           {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
-          {% elif hostvars[host].iw_tables.stdout_lines | default([]) | reject('match', iw_iptables_tables) | list %}{{ host }}: its
-          nftables ruleset holds tables another manager owns ({{ hostvars[host].iw_tables.stdout_lines | reject('match', iw_iptables_tables)
+          {% elif tables.rc | default(-1) != 0 and hostvars[host].iw_backend_here == 'nftables' %}{{ host }}: its nftables tables could not be listed
+          ({{ (tables.stderr | default('') or tables.msg | default('no answer')) | trim }});
+          {% elif others %}{{ host }}: its nftables ruleset holds tables another manager owns ({{ others
           | map('regex_replace', '^table ', '') | join(', ') }}), whose drops this playbook does not check: use isolate-wizard apply for this server;
           {% endif %}{% endfor %}
 
@@ -310,22 +344,40 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
       failed_when: false
       ignore_unreachable: true
 
-    - name: Go on only when every server shows this batch loaded, with as many live rules as were sent
+    # Live against sent, in what survives nft's and iptables-save's own spelling (shape): in each
+    # filter table our chains and the number of our rules (others' are theirs); in our table its sets
+    # and chains and the number of rules in each chain ('' = our table absent).
+    - name: Go on only when every server shows this batch loaded, with the rules that were sent
       ansible.builtin.assert:
         that: iw_problems | trim == ''
         fail_msg: "{{ iw_problems | trim }}"
         quiet: true
       vars:
         iw_problems: >-
+          {%- macro shape(text, name) -%}{%- set at = namespace(inside=false, chain=false, rules=0) -%}
+          {%- for line in text.splitlines() -%}{%- set word = line | trim -%}
+          {%- if line is match('#iw:[a-z0-9]+$') -%}{%- set at.inside = line == '#iw:' ~ name -%}
+          {%- elif not at.inside or word == '' -%}
+          {%- elif word is match(':IW-') -%}{{ word.split(' ')[0] ~ ', ' }}
+          {%- elif word is match(iw_our_rules) -%}{%- set at.rules = at.rules + 1 -%}
+          {%- elif word is match('(table|chain|set|map) [^ ]+( [^ ]+)? [{]$') -%}{{ word[:-2] }}{%- set at.chain = word.startswith('chain ') -%}
+          {%- set at.rules = 0 -%}{{ '' if at.chain else ', ' }}
+          {%- elif word == '}' -%}{{ ': ' ~ at.rules ~ ' rules, ' if at.chain else '' }}{%- set at.chain = false -%}
+          {%- elif at.chain and word is not match('(type|policy) ') -%}{%- set at.rules = at.rules + 1 -%}
+          {%- endif -%}{%- endfor -%}{%- if name != 'nft' -%}{{ at.rules }} rules{%- endif -%}{%- endmacro -%}
           {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_live | default({}) %}
-          {% set lines = answer.stdout_lines | default([]) %}{% set live = (answer.stdout | default('')).split('#iw:v6') %}
+          {% set lines = answer.stdout_lines | default([]) %}{% set live = answer.stdout | default('') %}
+          {% set sent = lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.' ~ hostvars[host].iw_backend_here | default('none')) if answer.rc | default(-1) == 0 else '' %}
           {% if answer.unreachable | default(false) %}{{ host }}: no new login ({{ answer.msg | default('') | trim }});
           {% elif answer.rc | default(-1) != 0 %}{{ host }}: {{ (answer.stderr | default('') or answer.msg | default('no answer')) | trim }};
           {% elif ('batch=' ~ iw_batch) not in lines or 'phase=loaded' not in lines %}{{ host }}: batch {{ iw_batch }} is not
           loaded there ({{ lines | select('match', '^(phase|batch)=') | join(', ') }});
-          {% elif (live[0] | regex_findall(iw_our_rules) | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v4') | regex_findall(iw_our_rules) | length)
-              or (live[1] | default('') | regex_findall(iw_our_rules) | length) != (lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.v6') | regex_findall(iw_our_rules) | length) %}{{ host }}:
-          the live rules are not the ones this batch loaded;
+          {% elif shape(live, 'v4') != shape(sent, 'v4') or shape(live, 'v6') != shape(sent, 'v6') %}{{ host }}: the live iptables
+          rules are not the ones this batch loaded (IPv4 {{ shape(live, 'v4') }}, IPv6 {{ shape(live, 'v6') }}; sent IPv4
+          {{ shape(sent, 'v4') }}, IPv6 {{ shape(sent, 'v6') }});
+          {% elif shape(live, 'nft') != shape(sent, 'nft') %}{{ host }}: {% if shape(sent, 'nft') == '' %}our nftables table inet
+          isolate_wizard is still there{% elif shape(live, 'nft') == '' %}our nftables table inet isolate_wizard is not there{% else %}our
+          live nftables table is not the one this batch loaded ({{ shape(live, 'nft') }}; sent {{ shape(sent, 'nft') }}){% endif %};
           {% endif %}{% endfor %}
 
     - name: Keep the rules (cancel the rollback, save them for boot)
@@ -341,8 +393,12 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
         that: iw_problems | trim == ''
         fail_msg: "{{ iw_problems | trim }}"
         success_msg: >-
-          {% if iw_confirm | bool %}kept batch {{ iw_batch }}{% if 'persisted=file' in iw_confirmed.stdout_lines %};
-          rules are live and saved in /etc/isolate-wizard, but nothing loads them at boot here (no systemd){% endif %}{% else %}batch
+          {% if iw_confirm | bool %}kept batch {{ iw_batch }}{% set said = iw_confirmed.stdout_lines %}{% if 'persisted_nft=unit' in said %};
+          saved for boot (/etc/isolate-wizard/isolate-wizard.nft, loaded by isolate-wizard.service){% elif 'persisted_nft=file' in said %};
+          our table is saved in /etc/isolate-wizard/isolate-wizard.nft, but nothing loads it at boot here (no systemd):
+          load it with nft -f from the boot scripts{% elif 'persisted=unit' in said %};
+          saved for boot (our chains in /etc/isolate-wizard, loaded by isolate-wizard-iptables.service){% elif 'persisted=file' in said %};
+          our chains are saved in /etc/isolate-wizard, but nothing loads them at boot here (no systemd){% endif %}{% else %}batch
           {{ iw_batch }} left pending: it rolls back by itself {{ iw_timeout }} s after its lock unless
           confirmed{% endif %}
       vars:
@@ -392,8 +448,19 @@ const PROJECT_README = `# Firewall rules for this fleet (written by isolate-wiza
     ansible-playbook site.yml -e iw_timeout=600 # a longer rollback deadline (seconds, default in inventory.yml)
     ansible-playbook site.yml -e iw_confirm=false  # leave the batch pending: it rolls back by itself
 
-- \`rules/<host>.v4\`, \`.v6\`: each server's chains of ours (IW-INPUT, IW-FORWARD, IW-OUTPUT and the
-  jumps into them), loaded with iptables-restore --noflush: other software's rules are left as they are.
+- \`rules/<host>.iptables\`, \`rules/<host>.nftables\`: each server's rules as the agent reads them,
+  for the backend in \`iw_backend\` (inventory.yml; auto ships both and uses nftables where nft is
+  installed, else iptables, chosen on each server at run time). \`.iptables\`: after \`#iw:v4\` and
+  \`#iw:v6\`, our chains (IW-INPUT, IW-FORWARD, IW-OUTPUT and one jump into each) exactly as
+  \`isolate-wizard plan --host H --family 4|6 --format iptables\` prints them, loaded with
+  iptables-restore --noflush: other software's rules are left as they are (and our nftables table,
+  if any, is removed). \`.nftables\`: nothing of ours in iptables (our chains go in the same batch),
+  then after \`#iw:nft\` our table \`inet isolate_wizard\` exactly as \`plan --host H --format nft\`
+  prints it. Loading it replaces our table in one transaction; no other table is touched, no
+  ruleset flushed.
+- Servers with another manager's nftables table (firewalld, Docker, kube-proxy) are refused:
+  their drops would win over these rules, and only \`isolate-wizard apply\` checks them.
+  fail2ban's tables (\`f2b-*\`) are kept as they are, bans included.
 - \`files/agent.sh\`: isolate-wizard's server-side agent (lock, snapshot, rollback watchdog,
   confirm), installed in /var/lib/isolate-wizard as \`isolate-wizard apply\` does: \`isolate-wizard
   status\`, \`confirm\` and \`rollback\` work on the batches this playbook leaves.
@@ -415,8 +482,7 @@ export function ansibleProject(input: AnsibleExportInput): Map<string, string> {
     ['README.md', PROJECT_README],
   ]);
   for (const host of input.plan.hosts) {
-    files.set(`rules/${host.name}.v4`, renderRuleset(toOwnChains(host.compiled.v4)));
-    files.set(`rules/${host.name}.v6`, renderRuleset(toOwnChains(host.compiled.v6)));
+    for (const backend of shippedBackends(input.backend)) files.set(`rules/${host.name}.${backend}`, input.payload(host.name, backend));
   }
   return files;
 }

@@ -5,14 +5,38 @@
 // rules in the same batch, with the same way back.
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';
 import {InputError} from './errors.js';
-import {compileNftTable} from './nft-compiler.js';
+import {compileGroupedNftTable} from './nft-compiler.js';
+import {publishedChainLines, withPublishedChain, type PublishedPort} from './docker.js';
 
 export type Backend = 'iptables' | 'nftables';
 
-/** The backend a choice gives a host; `hasNft` undefined = not known (then iptables: it works everywhere). */
-export function resolveBackend(choice: BackendChoice | undefined, hasNft: boolean | undefined): Backend {
-  if (choice === 'nftables') return 'nftables';
-  if (choice === 'auto') return hasNft === true ? 'nftables' : 'iptables';
+/** What a host gets when neither `--backend` nor the inventory's options.backend says. */
+export const DEFAULT_BACKEND_CHOICE: BackendChoice = 'auto';
+
+/**
+ * A small table using what our compiled tables use (an inet table, named interval sets of both
+ * families, base chains at a named priority, ct state, iifname, anonymous port sets with ranges,
+ * icmpv6 with hoplimit), checked on a host with `nft -c`: nothing is loaded, but the kernel
+ * validates every expression. One line, no single quote: it is pasted between single quotes
+ * into the fixed commands that run it.
+ */
+export const NFT_PROBE_TABLE =
+  'table inet isolate_wizard_check { ' +
+  'set v4 { type ipv4_addr; flags interval; elements = { 10.0.0.0/8, 192.0.2.1 }; }; ' +
+  'set v6 { type ipv6_addr; flags interval; elements = { fd00::/8, 2001:db8::1 }; }; ' +
+  'chain input { type filter hook input priority filter; policy accept; iifname "lo" accept; ' +
+  'ct state established,related accept; ct state invalid drop; ' +
+  'ip saddr @v4 tcp dport { 22, 80-90 } ct state new accept comment "probe"; ' +
+  'ip6 saddr @v6 udp dport 53 ct state new accept; icmpv6 type nd-neighbor-solicit ip6 hoplimit 255 accept; }; }';
+
+/**
+ * The backend a choice gives a host (no choice: auto). `nftUsable`: whether the host's nft took
+ * NFT_PROBE_TABLE; undefined = not known (then auto gives iptables: it works everywhere).
+ */
+export function resolveBackend(choice: BackendChoice | undefined, nftUsable: boolean | undefined): Backend {
+  const effective = choice ?? DEFAULT_BACKEND_CHOICE;
+  if (effective === 'nftables') return 'nftables';
+  if (effective === 'auto') return nftUsable === true ? 'nftables' : 'iptables';
   return 'iptables';
 }
 
@@ -28,28 +52,40 @@ export interface HostCandidate {
   readonly nft?: {readonly text: string; readonly planned: {readonly v4: Ruleset; readonly v6: Ruleset}};
 }
 
-export function hostCandidate(host: CompiledHost, backend: Backend): HostCandidate {
+/** `restrict`: a Docker host's published ports, restricted to the plan (nftables backend only). */
+export function hostCandidate(host: CompiledHost, backend: Backend, restrict?: readonly PublishedPort[]): HostCandidate {
   if (backend === 'iptables') return {v4: host.v4, v6: host.v6};
-  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: compileNftTable(host), planned: {v4: host.v4, v6: host.v6}}};
+  return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: nftTableOf(host, restrict), planned: {v4: host.v4, v6: host.v6}}};
+}
+
+/**
+ * Our table for a host: the grouped table (sets of a group's addresses, which gives the per-address
+ * rulesets' access: nft-compiler.test.ts), with the published ports' chain when restricted.
+ * `declareSets` false: the sets are only named (plan prints them once, before the tables).
+ */
+export function nftTableOf(host: CompiledHost, restrict?: readonly PublishedPort[], declareSets = true): string {
+  const text = compileGroupedNftTable(host, declareSets);
+  return restrict === undefined ? text : withPublishedChain(text, publishedChainLines(restrict, host));
 }
 
 /**
  * Each host's backend under `choice`, from what was read on it (`withoutNft`: hosts where nft is
- * not installed; `read`: hosts whose nftables state was read), and a refusal line per host where
- * the chosen backend cannot run.
+ * missing or cannot load what our table uses, with why; `read`: hosts whose nftables state was
+ * read), and a refusal line per host where the chosen backend cannot run.
  */
 export function chooseBackends(
   names: readonly string[],
   choice: BackendChoice | undefined,
-  withoutNft: ReadonlySet<string>,
+  withoutNft: ReadonlyMap<string, string>,
   read: ReadonlySet<string>,
 ): {backends: Map<string, Backend>; refusals: string[]} {
   const backends = new Map<string, Backend>();
   const refusals: string[] = [];
   for (const name of names) {
-    const hasNft = withoutNft.has(name) ? false : read.has(name) ? true : undefined;
-    if (choice === 'nftables' && hasNft === false) refusals.push(`${name}: the nftables backend needs nft, which is not installed there (--backend auto uses iptables on such a host)`);
-    backends.set(name, resolveBackend(choice, hasNft));
+    const why = withoutNft.get(name);
+    const nftUsable = why !== undefined ? false : read.has(name) ? true : undefined;
+    if (choice === 'nftables' && why !== undefined) refusals.push(`${name}: the nftables backend needs nft, which ${why} (--backend auto uses iptables on such a host)`);
+    backends.set(name, resolveBackend(choice, nftUsable));
   }
   return {backends, refusals};
 }

@@ -21,6 +21,7 @@ import type {
   Ruleset,
   Table,
 } from './model.js';
+import {addressSet, setSpec, type AddressSet} from './address-sets.js';
 import {resolveRoles} from './roles.js';
 
 /** The drop-logging chain. Never "LOG": that is a target, and `iptables -N LOG` fails. */
@@ -151,10 +152,57 @@ interface HostContext {
   readonly entry: HostEntry;
   readonly facts: HostFacts;
   readonly sshPort: number;
-  /** The recipes of the grants this host receives (its INPUT rules), in grant order. */
-  readonly received: Recipe[];
-  /** With strictOutbound, the recipes of the grants it holds on its peers (its OUTPUT rules); made when first needed. */
-  held?: Recipe[];
+  /** Its place in the compiled hosts (inventory order). */
+  readonly index: number;
+  /** The grants this host receives, in grant order: from no host or one, or from each host of a group. */
+  readonly calls: GrantCall[];
+}
+
+/**
+ * A grant as collected: of `reason`, from no fleet host (internet, CIDR) or one over `side`, or
+ * from every host of `group` but the receiver (each over its own path, see pairSide).
+ */
+type GrantCall =
+  | {readonly reason: GrantTemplate; readonly from: HostContext | undefined; readonly side: Side; readonly group?: undefined}
+  | {readonly reason: GrantTemplate; readonly group: HostGroup};
+
+/**
+ * Fleet hosts a grant comes from as one: a role's hosts, or the whole fleet. A receiver with a
+ * private interface reaches those with one over the private side and the others over the public
+ * side (pairSide), so each side gets its own set of addresses.
+ */
+interface HostGroup {
+  /** Names the group's sets: the role's name, or "fleet". */
+  readonly label: string;
+  readonly members: readonly HostContext[];
+  readonly memberSet: ReadonlySet<HostContext>;
+  readonly withPrivate: readonly HostContext[];
+  readonly withoutPrivate: readonly HostContext[];
+  /** Members lacking addresses on a side: the only ones a receiver with addresses on both sides has no path from. */
+  readonly lacking: readonly HostContext[];
+  /** Its address sets, by partition and family, once made. */
+  readonly sets: Map<string, {set: AddressSet; holders: Map<string, number>}>;
+}
+
+function hostGroup(label: string, members: readonly HostContext[]): HostGroup {
+  return {
+    label,
+    members,
+    memberSet: new Set(members),
+    withPrivate: members.filter((member) => member.facts.interfaces.private !== undefined),
+    withoutPrivate: members.filter((member) => member.facts.interfaces.private === undefined),
+    lacking: members.filter((member) => member.facts.addresses.public.length === 0 || member.facts.addresses.private.length === 0),
+    sets: new Map(),
+  };
+}
+
+/** The side of the path from one fleet host to another: private when both have a private interface. */
+function pairSide(from: HostContext, to: HostContext): Side {
+  return from.facts.interfaces.private !== undefined && to.facts.interfaces.private !== undefined ? 'private' : 'public';
+}
+
+function hasPath(from: HostContext, to: HostContext, side: Side): boolean {
+  return from.facts.addresses[side].length > 0 && to.facts.addresses[side].length > 0;
 }
 
 function portsLabel(proto: Protocol | undefined, ports: readonly PortRange[] | undefined): string {
@@ -240,6 +288,8 @@ class Compilation {
   private readonly sources = new Map<string, ReturnType<typeof classifySource>>();
   /** Hosts per role, in inventory order (built once: looking them up per host would be quadratic). */
   private readonly membersOf = new Map<string, HostContext[]>();
+  private readonly groups = new Map<string, HostGroup>();
+  private everyHost: HostGroup | undefined;
   /** Templates, built once per reason and shared by the hosts it applies to. */
   private readonly openingTemplates = new Map<Opening, Map<string, GrantTemplate>>();
   private readonly sshTemplates = new Map<number, GrantTemplate>();
@@ -267,7 +317,7 @@ class Compilation {
       }
       if (!this.checkFacts(entry.name, hostFacts)) continue;
       const sshPort = hostFacts.sshPort ?? sshPortOf(entry) ?? 22;
-      const context: HostContext = {entry, facts: hostFacts, sshPort, received: []};
+      const context: HostContext = {entry, facts: hostFacts, sshPort, index: this.hosts.length, calls: []};
       this.hosts.push(context);
       this.byName.set(entry.name, context);
       this.hostNames.add(entry.name);
@@ -282,15 +332,45 @@ class Compilation {
     this.roleNames = new Set(this.roles.keys());
   }
 
-  /** A grant of `reason` to `to` (from a fleet host, or from no host for internet and CIDR sources): its recipes noted on both ends. */
+  /** A grant of `reason` to `to` (from a fleet host, or from no host for internet and CIDR sources). */
   addGrant(reason: GrantTemplate, to: HostContext, from: HostContext | undefined, side: Side): void {
-    const kind = reason.source.kind;
-    const inInterface = kind === 'any' ? to.facts.interfaces.public : kind === 'host' ? to.facts.interfaces[side] : undefined;
-    to.received.push(recipeFor(reason.inputRecipes, from, side, inInterface, reason, to, from));
-    // Only strictOutbound writes OUTPUT rules from the grants a host holds.
-    if (from && this.inv.options.strictOutbound) {
-      (from.held ??= []).push(recipeFor((reason.outputRecipes ??= new Map()), to, side, from.facts.interfaces[side], reason, to, from));
+    to.calls.push({reason, from, side});
+  }
+
+  /** A grant of `reason` to `to` from every other host of `group`; the pairs with no path warned about now. */
+  grantFromGroup(to: HostContext, group: HostGroup, reason: GrantTemplate): void {
+    to.calls.push({reason, group});
+    // The members `to` may have no path from: those lacking addresses on a side, and, when `to`
+    // lacks them on a side, every member reached over it.
+    let suspects: readonly HostContext[] = group.lacking;
+    const toPrivate = to.facts.interfaces.private !== undefined;
+    if (toPrivate && to.facts.addresses.private.length === 0) suspects = group.members;
+    else if (to.facts.addresses.public.length === 0) suspects = toPrivate ? [...group.lacking, ...group.withoutPrivate].sort((a, b) => a.index - b.index) : group.members;
+    let previous: HostContext | undefined;
+    for (const from of suspects) {
+      if (from === to || from === previous) continue;
+      previous = from;
+      if (!hasPath(from, to, pairSide(from, to))) this.warnNoPath(to, from, reason);
     }
+  }
+
+  private warnNoPath(to: HostContext, from: HostContext, reason: GrantTemplate): void {
+    this.warn(
+      to.entry.name,
+      `no network path from ${from.entry.name} (the two hosts share no interface side with addresses): "${describe(reason.inputText(from.entry.name), portsLabel(reason.proto, reason.ports))}" opens nothing`,
+    );
+  }
+
+  /** The role's hosts as a group (one object per role: its sets are shared by every receiver). */
+  roleGroup(role: string): HostGroup {
+    let group = this.groups.get(role);
+    if (!group) this.groups.set(role, (group = hostGroup(role, this.hostsWithRole(role))));
+    return group;
+  }
+
+  /** Every fleet host as a group ("private" sources, trustPrivate). */
+  fleetGroup(): HostGroup {
+    return (this.everyHost ??= hostGroup('fleet', this.hosts));
   }
 
   private checkFacts(name: string, facts: HostFacts): boolean {
@@ -334,14 +414,11 @@ class Compilation {
     return this.membersOf.get(role) ?? [];
   }
 
-  /** One grant per fleet source host, over the path between the two (see fleetPath). */
+  /** One grant from a fleet source host, over the path between the two (see fleetPath). */
   grantFromHost(to: HostContext, from: HostContext, reason: GrantTemplate): void {
-    const side: Side = from.facts.interfaces.private !== undefined && to.facts.interfaces.private !== undefined ? 'private' : 'public';
-    if (from.facts.addresses[side].length === 0 || to.facts.addresses[side].length === 0) {
-      this.warn(
-        to.entry.name,
-        `no network path from ${from.entry.name} (the two hosts share no interface side with addresses): "${describe(reason.inputText(from.entry.name), portsLabel(reason.proto, reason.ports))}" opens nothing`,
-      );
+    const side = pairSide(from, to);
+    if (!hasPath(from, to, side)) {
+      this.warnNoPath(to, from, reason);
       return;
     }
     this.addGrant(reason, to, from, side);
@@ -417,19 +494,14 @@ class Compilation {
         this.addGrant(reason, to, undefined, 'public');
         return;
       case 'private':
-        for (const from of this.hosts) {
-          if (from !== to) this.grantFromHost(to, from, reason);
-        }
+        this.grantFromGroup(to, this.fleetGroup(), reason);
         return;
       case 'role': {
         const members = this.hostsWithRole(source.role);
         if (members.length === 0 || (members.length === 1 && members[0] === to)) {
           this.warn(name, `${target} accepts from role ${source.role}, but no other host has that role`);
         }
-        for (let index = 0; index < members.length; index += 1) {
-          const from = members[index] as HostContext;
-          if (from !== to) this.grantFromHost(to, from, reason);
-        }
+        this.grantFromGroup(to, this.roleGroup(source.role), reason);
         return;
       }
       case 'host': {
@@ -481,19 +553,13 @@ class Compilation {
       if (bastions.length === 0) {
         this.warn(name, 'no host has the bastion role: nothing opens SSH to this host except its own allow entries');
       }
-      const ssh = bastions.length === 0 ? undefined : this.sshTemplate(host.sshPort);
-      for (let index = 0; ssh && index < bastions.length; index += 1) {
-        const bastion = bastions[index] as HostContext;
-        if (bastion !== host) this.grantFromHost(host, bastion, ssh);
-      }
+      if (bastions.length > 0) this.grantFromGroup(host, this.roleGroup('bastion'), this.sshTemplate(host.sshPort));
 
       if (options.trustPrivate) {
         if (host.facts.interfaces.private === undefined) {
           this.warn(name, 'trustPrivate: no private interface, so fleet hosts are trusted on the public side');
         }
-        for (const from of this.hosts) {
-          if (from !== host) this.grantFromHost(host, from, this.trustTemplate);
-        }
+        this.grantFromGroup(host, this.fleetGroup(), this.trustTemplate);
       }
 
       // (Indexed loops here and below: they run per host, mostly before the optimizer has seen
@@ -508,14 +574,7 @@ class Compilation {
         }
         for (let at = 0; at < role.accept.length; at += 1) this.grantOpening(host, role.accept[at] as Opening, roleName);
         if (roleName === 'bastion') this.keepBastionSshPort(host, role);
-        if (role.peers.length > 0) {
-          const peers = this.peerTemplate(roleName, role);
-          const members = this.hostsWithRole(roleName);
-          for (let at = 0; at < members.length; at += 1) {
-            const peer = members[at] as HostContext;
-            if (peer !== host) this.grantFromHost(host, peer, peers);
-          }
-        }
+        if (role.peers.length > 0) this.grantFromGroup(host, this.roleGroup(roleName), this.peerTemplate(roleName, role));
       }
 
       const allows = host.entry.allow;
@@ -1035,9 +1094,32 @@ const recipeOutputRulesV6 = (recipe: Recipe): readonly KeyedRule[] => recipeOutp
 /** What a host's compiled entry says when it has no warnings: one empty list for all of them (read-only). */
 const NO_WARNINGS: readonly string[] = Object.freeze([]);
 
+/** A host's rules with a rule per group of hosts, matching the group's set of addresses (see address-sets.ts). */
+export interface GroupedRules {
+  readonly v4: Ruleset;
+  readonly v6: Ruleset;
+  /** The sets its rules match, each once, in the order first matched. */
+  readonly sets: readonly AddressSet[];
+}
+
+const groupedOf = new WeakMap<CompiledHost, GroupedRules>();
+
+/**
+ * A compiled host's grouped rules: the same access as its rulesets (`v4`, `v6`, one rule per
+ * peer address, what the iptables backend loads), with a rule per group of peers matching a set.
+ * Undefined for a host not made by compileFleet (e.g. one whose rulesets were read from a server).
+ */
+export function groupedRules(host: CompiledHost): GroupedRules | undefined {
+  return groupedOf.get(host);
+}
+
 /**
  * Compiles every host of the inventory. `facts` must hold every host (from the inventory
  * or discovery); a missing or unusable entry is an InputError naming the host.
+ *
+ * Each host's grouped rules (groupedRules) are written at once: their size follows the host's
+ * flows. Its rulesets with a rule per peer address grow with the number of peers, so they are
+ * written when first read (the iptables backend, the nftables payload of a host being applied).
  */
 export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFacts>): CompiledHost[] {
   // The kept grant rules are bounded here, between compilations: within one, every rule with a
@@ -1050,41 +1132,282 @@ export function compileFleet(inv: Inventory, facts: ReadonlyMap<string, HostFact
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
   compilation.collectGrants();
   if (compilation.problems.length > 0) throw new InputError(compilation.problems);
-  // Hosts whose rules come from the same recipes in the same order (a cluster's app servers,
-  // say) get the same rulesets: built once and shared (read-only by type; not frozen, which
-  // would cost more than building them), so readers that cache by ruleset or table
-  // (port-sets, evaluator, access) read each one once.
-  const rulesetsByRecipes = new Map<number, SharedRulesets[]>();
-  const logDrops = inv.options.logDrops;
+  const perAddress = new PerAddressRulesets(compilation);
+  const grouped = new GroupedRulesets(compilation);
   return compilation.hosts.map((host) => {
-    const strictOutbound = inv.options.strictOutbound && host.facts.interfaces.public !== undefined;
-    const received = host.received;
-    const held = strictOutbound ? (host.held ?? NO_RECIPES) : NO_RECIPES;
-    // Looked up by a number from the recipes' ids (no key string per host), then compared.
-    const hash = recipesHash(received, held, strictOutbound);
-    const sameHash = rulesetsByRecipes.get(hash);
     let rulesets: SharedRulesets | undefined;
-    for (let index = 0; sameHash && !rulesets && index < sameHash.length; index += 1) {
-      if ((sameHash[index] as SharedRulesets).madeOf(received, held, strictOutbound)) rulesets = sameHash[index];
-    }
-    if (!rulesets) {
-      rulesets = new SharedRulesets(
-        received,
-        held,
-        strictOutbound,
-        buildRuleset(4, received, held, strictOutbound, logDrops),
-        buildRuleset(6, received, held, strictOutbound, logDrops),
-      );
-      if (sameHash) sameHash.push(rulesets);
-      else rulesetsByRecipes.set(hash, [rulesets]);
-    }
-    return {
+    const compiled: CompiledHost = {
       host: host.entry.name,
-      v4: rulesets.v4,
-      v6: rulesets.v6,
+      get v4() {
+        return (rulesets ??= perAddress.of(host)).v4;
+      },
+      get v6() {
+        return (rulesets ??= perAddress.of(host)).v6;
+      },
       warnings: compilation.warnings.get(host.entry.name) ?? NO_WARNINGS, // the compilation's own list: no copy needed
     };
+    groupedOf.set(compiled, grouped.of(host));
+    return compiled;
   });
+}
+
+/** A host's grants one per sending host, as recipes: INPUT's (received) and, with strictOutbound, OUTPUT's (held). */
+function recipesOf(compilation: Compilation, host: HostContext, strictOutbound: boolean): {received: Recipe[]; held: readonly Recipe[]} {
+  const received: Recipe[] = [];
+  for (const call of host.calls) {
+    if (!call.group) {
+      received.push(inputRecipe(call.reason, host, call.from, call.side));
+      continue;
+    }
+    for (const from of call.group.members) {
+      if (from === host) continue;
+      const side = pairSide(from, host);
+      if (hasPath(from, host, side)) received.push(inputRecipe(call.reason, host, from, side));
+    }
+  }
+  return {received, held: strictOutbound ? heldRecipes(compilation, host) : NO_RECIPES};
+}
+
+/**
+ * The recipes of the grants a host holds on its peers, in the order they were collected:
+ * receivers in fleet order, then their grants. (A walk over every host's grants: strictOutbound's
+ * OUTPUT rules are still written one per peer address.)
+ */
+function heldRecipes(compilation: Compilation, host: HostContext): Recipe[] {
+  const held: Recipe[] = [];
+  for (const to of compilation.hosts) {
+    for (const call of to.calls) {
+      if (!call.group) {
+        if (call.from === host) held.push(outputRecipe(call.reason, to, host, call.side));
+      } else if (to !== host && call.group.memberSet.has(host)) {
+        const side = pairSide(host, to);
+        if (hasPath(host, to, side)) held.push(outputRecipe(call.reason, to, host, side));
+      }
+    }
+  }
+  return held;
+}
+
+function inputRecipe(reason: GrantTemplate, to: HostContext, from: HostContext | undefined, side: Side): Recipe {
+  const kind = reason.source.kind;
+  const inInterface = kind === 'any' ? to.facts.interfaces.public : kind === 'host' ? to.facts.interfaces[side] : undefined;
+  return recipeFor(reason.inputRecipes, from, side, inInterface, reason, to, from);
+}
+
+function outputRecipe(reason: GrantTemplate, to: HostContext, from: HostContext, side: Side): Recipe {
+  return recipeFor((reason.outputRecipes ??= new Map()), to, side, from.facts.interfaces[side], reason, to, from);
+}
+
+/**
+ * The rulesets with a rule per peer address, host by host as they are asked for. Hosts whose rules
+ * come from the same recipes in the same order (a cluster's app servers, say) get the same
+ * rulesets: built once and shared (read-only by type; not frozen, which would cost more than
+ * building them), so readers that cache by ruleset or table (port-sets, evaluator, access) read
+ * each one once.
+ */
+class PerAddressRulesets {
+  private readonly byRecipes = new Map<number, SharedRulesets[]>();
+
+  constructor(private readonly compilation: Compilation) {}
+
+  of(host: HostContext): SharedRulesets {
+    const options = this.compilation.inv.options;
+    const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
+    const {received, held} = recipesOf(this.compilation, host, strictOutbound);
+    // Looked up by a number from the recipes' ids (no key string per host), then compared.
+    const hash = recipesHash(received, held, strictOutbound);
+    const sameHash = this.byRecipes.get(hash);
+    for (let index = 0; sameHash && index < sameHash.length; index += 1) {
+      if ((sameHash[index] as SharedRulesets).madeOf(received, held, strictOutbound)) return sameHash[index] as SharedRulesets;
+    }
+    const rulesets = new SharedRulesets(
+      received,
+      held,
+      strictOutbound,
+      buildRuleset(4, received, held, strictOutbound, options.logDrops),
+      buildRuleset(6, received, held, strictOutbound, options.logDrops),
+    );
+    if (sameHash) sameHash.push(rulesets);
+    else this.byRecipes.set(hash, [rulesets]);
+    return rulesets;
+  }
+}
+
+/** Set names stay under 32 bytes: older kernels (before 4.16) refuse longer ones in nftables. */
+const SET_NAME_BYTES = 31;
+
+/**
+ * The grouped rulesets: a grant from a group is one rule per port chunk matching the set of the
+ * group's addresses on the path's side (`-m set --match-set NAME src`), with the receiver's own
+ * addresses left out where it is in the group (`! -s OWN`: a host never grants itself). Hosts
+ * with the same rules share their rulesets.
+ */
+class GroupedRulesets {
+  private readonly shared = new Map<string, Ruleset>();
+  /** Grouped rules by what they are written from, shared by every host with one. */
+  private readonly rules = new Map<string, Rule>();
+  private readonly ruleIds = new Map<Rule, number>();
+  private readonly setNames = new Set<string>();
+  /** Sets of a group but for a receiver's addresses, by set and the addresses left out. */
+  private readonly lessSets = new Map<string, AddressSet>();
+
+  constructor(private readonly compilation: Compilation) {}
+
+  of(host: HostContext): GroupedRules {
+    const options = this.compilation.inv.options;
+    const strictOutbound = options.strictOutbound && host.facts.interfaces.public !== undefined;
+    // (The OUTPUT rules of strictOutbound stay one per peer address: see recipesOf.)
+    const held = strictOutbound ? heldRecipes(this.compilation, host) : NO_RECIPES;
+    const sets: AddressSet[] = [];
+    return {
+      v4: this.ruleset(4, host, held, strictOutbound, options.logDrops, sets),
+      v6: this.ruleset(6, host, held, strictOutbound, options.logDrops, sets),
+      sets,
+    };
+  }
+
+  private ruleset(family: Family, host: HostContext, held: readonly Recipe[], strictOutbound: boolean, logDrops: boolean, sets: AddressSet[]): Ruleset {
+    const ruleset = (rulesetsBuilt += 1);
+    const rules: Rule[] = [...commonRules(family).input];
+    for (const call of host.calls) {
+      if (!call.group) {
+        const keyedRules = recipeInputRules(inputRecipe(call.reason, host, call.from, call.side), family);
+        for (const keyed of keyedRules) {
+          if (keyed.match.takenBy === ruleset) continue;
+          keyed.match.takenBy = ruleset;
+          rules.push(keyed.rule);
+        }
+        continue;
+      }
+      this.groupRules(call.reason, call.group, host, family, rules, sets);
+    }
+    if (logDrops) rules.push(logDropJump);
+    if (strictOutbound) {
+      rules.push(...commonRules(family).output);
+      for (const recipe of held) {
+        for (const keyed of recipeOutputRules(recipe, family)) {
+          if (keyed.match.takenBy === ruleset) continue;
+          keyed.match.takenBy = ruleset;
+          rules.push(keyed.rule);
+        }
+      }
+    }
+    if (logDrops) rules.push(...logDropRules);
+    let key = `${family}/${strictOutbound}/${logDrops}`;
+    for (const rule of rules) key += `,${this.idOf(rule)}`;
+    let shared = this.shared.get(key);
+    if (!shared) {
+      shared = {family, tables: [{name: 'filter', chains: chainsOf(strictOutbound, logDrops), rules}]};
+      this.shared.set(key, shared);
+    }
+    return shared;
+  }
+
+  private idOf(rule: Rule): number {
+    let id = this.ruleIds.get(rule);
+    if (id === undefined) this.ruleIds.set(rule, (id = this.ruleIds.size));
+    return id;
+  }
+
+  /** A group's grant to `host`: per side the group reaches it over, a rule per port chunk matching the side's set. */
+  private groupRules(reason: GrantTemplate, group: HostGroup, host: HostContext, family: Family, rules: Rule[], sets: AddressSet[]): void {
+    const partitions: readonly {key: string; side: Side; members: readonly HostContext[]}[] =
+      host.facts.interfaces.private !== undefined
+        ? [
+            {key: 'private', side: 'private', members: group.withPrivate},
+            {key: 'public only', side: 'public', members: group.withoutPrivate},
+          ]
+        : [{key: 'public', side: 'public', members: group.members}];
+    for (const partition of partitions) {
+      if (host.facts.addresses[partition.side].length === 0) continue; // no path (warned)
+      const {set, holders} = this.groupSet(group, partition.key, partition.side, partition.members, family);
+      if (set.elements.length === 0) continue;
+      // The host's own addresses no other member holds: left out (the grant is from the others).
+      const own: string[] = [];
+      const inPartition = partition.key === 'public' || (partition.key === 'private') === (host.facts.interfaces.private !== undefined);
+      if (inPartition && group.memberSet.has(host)) {
+        for (const address of host.facts.addresses[partition.side]) {
+          const reading = readAddress(address);
+          if (reading?.family !== family) continue;
+          const cidr = hostCidrOf(reading);
+          if (holders.get(cidr) === 1 && !own.includes(cidr)) own.push(cidr);
+        }
+      }
+      let matched = set;
+      let except: string | undefined;
+      if (own.length === 1) except = own[0];
+      else if (own.length > 1) matched = this.lessSet(set, own, host.entry.name);
+      if (matched.elements.length === 0) continue;
+      if (!sets.includes(matched)) sets.push(matched);
+      const inInterface = host.facts.interfaces[partition.side];
+      for (const chunk of portChunks(reason)) {
+        const text = describe(reason.inputText('*'), chunk.label);
+        const key = `${matched.name}\u0000${except ?? NONE}\u0000${inInterface ?? NONE}${chunk.tailKey}\u0000${text}`;
+        let rule = this.rules.get(key);
+        if (!rule) {
+          const before = except === undefined ? [] : ['!', '-s', except];
+          const rest = [...(inInterface === undefined ? [] : ['-i', inInterface]), ...chunk.tail, ...comment(text), '-j', 'ACCEPT'];
+          rule = {chain: 'INPUT', spec: setSpec(matched, 'src', before, rest)};
+          this.rules.set(key, rule);
+        }
+        rules.push(rule);
+      }
+    }
+  }
+
+  /** The set of a group's partition's addresses of a family, with how many members hold each. */
+  private groupSet(group: HostGroup, key: string, side: Side, members: readonly HostContext[], family: Family): {set: AddressSet; holders: Map<string, number>} {
+    const setKey = `${key}/${family}`;
+    let made = group.sets.get(setKey);
+    if (!made) {
+      const holders = new Map<string, number>();
+      const names: string[] = [];
+      for (const member of members) {
+        const mine = new Set<string>();
+        for (const address of member.facts.addresses[side]) {
+          const reading = readAddress(address);
+          if (reading?.family === family) mine.add(hostCidrOf(reading));
+        }
+        if (mine.size > 0) names.push(member.entry.name);
+        for (const cidr of mine) holders.set(cidr, (holders.get(cidr) ?? 0) + 1);
+      }
+      const suffix = key === 'private' ? '' : key === 'public only' ? '_pub_only' : '_pub';
+      made = {set: addressSet(this.setName(group.label, `${suffix}_v${family}`), group.label, family, [...holders.keys()], names), holders};
+      group.sets.set(setKey, made);
+    }
+    return made;
+  }
+
+  /** A set but for some addresses of one host (one that holds several, rare): its own set. */
+  private lessSet(set: AddressSet, own: readonly string[], host: string): AddressSet {
+    const key = `${set.name}\u0000${own.join('\u0000')}`;
+    let less = this.lessSets.get(key);
+    if (!less) {
+      less = addressSet(
+        this.setName(`${set.name.replace(/_v[46]$/, '')}_but_${host}`, `_v${set.family}`),
+        set.label,
+        set.family,
+        set.elements.filter((element) => !own.includes(element)),
+        set.members.filter((member) => member !== host),
+      );
+      this.lessSets.set(key, less);
+    }
+    return less;
+  }
+
+  /** A set name from a label (`app` -> `app_v4`): letters, digits and `_`, unique in the compilation, at most 31 bytes. */
+  private setName(label: string, suffix: string): string {
+    const slug = label.toLowerCase().replace(/[^a-z0-9]+/g, '_').replace(/^_+|_+$/g, '') || 'hosts';
+    const base = /^[a-z]/.test(slug) ? slug : `h_${slug}`;
+    for (let counter = 1; ; counter += 1) {
+      const tail = counter === 1 ? suffix : `_${counter}${suffix}`;
+      const name = `${base.slice(0, SET_NAME_BYTES - tail.length).replace(/_+$/, '')}${tail}`;
+      if (!this.setNames.has(name)) {
+        this.setNames.add(name);
+        return name;
+      }
+    }
+  }
 }
 
 const NO_RECIPES: readonly Recipe[] = [];

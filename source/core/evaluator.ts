@@ -4,6 +4,7 @@
 // recorded in `uncertain`, so callers can warn.
 
 import {isHostNetwork, networkContains, parseAddress, parseNetwork} from './ip.js';
+import {setOfSpec} from './address-sets.js';
 import type {Rule, Ruleset, Table} from './model.js';
 import {formatRule} from './iptables-save.js';
 
@@ -289,6 +290,22 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
           }
           break;
         }
+        case '--match-set': {
+          // The compiler's grouped rules (ipset's syntax); their set is known from the spec.
+          const name = value(option);
+          const direction = value(option);
+          const set = setOfSpec(rule.spec);
+          if (module !== 'set' || set?.name !== name || (direction !== 'src' && direction !== 'dst')) {
+            unsupported.push(`${negate ? '! ' : ''}-m set --match-set ${name} ${direction}`);
+            break;
+          }
+          const field = direction === 'src' ? 'source' : 'destination';
+          add((packet) => {
+            const address = parseAddress(packet[field]);
+            return address !== undefined && set.has(address);
+          }, negate);
+          break;
+        }
         case '-j': case '--jump': case '-g': case '--goto': {
           const name = value(option);
           // What follows are the target's options (--log-prefix, --reject-with, ...): they do not change the walk.
@@ -317,7 +334,7 @@ function compileRuleText(rule: Rule, index: number): CompiledRule {
 }
 
 /** Match modules the evaluator models (the rest make a rule unjudgeable). */
-export const KNOWN_MODULES = new Set(['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit']);
+export const KNOWN_MODULES = new Set(['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit', 'set']);
 
 function compileModuleOption(
   module: string | undefined,

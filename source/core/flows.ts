@@ -198,10 +198,17 @@ export function formatResult(result: FlowResult): string {
   return `${mark} ${describeFlow(result.flow)}  planned ${result.flow.expect}, live ${result.live} (${result.detail}) — from ${result.triedFrom}`;
 }
 
-/** The closing line: how many flows matched, differed, were not tried. */
-export function summarizeResults(results: readonly FlowResult[]): string {
+/** A live check: the flows tried, and how many the plan has (more than tried when sampled). */
+export interface LiveCheck {
+  readonly results: readonly FlowResult[];
+  readonly planned: number;
+}
+
+/** The closing line: how many flows were tried (of how many, when sampled), matched, differed, were not tried. */
+export function summarizeResults({results, planned}: LiveCheck): string {
   const differ = results.filter(differsFromPlan).length;
   const untested = results.filter((result) => result.live === 'untested').length;
   const matched = results.length - differ - untested;
-  return `${results.length} flows tried: ${matched} as planned, ${differ} differ from the plan, ${untested} untested`;
+  const tried = planned > results.length ? `${results.length} of ${planned} flows tried (a sample, every host covered)` : `${results.length} flows tried`;
+  return `${tried}: ${matched} as planned, ${differ} differ from the plan, ${untested} untested`;
 }

@@ -86,6 +86,8 @@ const inventorySchema = z.strictObject({
       trustPrivate: z.boolean().optional(),
       logDrops: z.boolean().optional(),
       backend: z.enum(BACKEND_CHOICES).optional(),
+      restrictPublished: z.boolean().optional(),
+      otherFirewall: z.enum(['open', 'stop']).optional(),
     })
     .optional(),
   roles: z.record(z.string(), roleSchema).optional(),
@@ -100,7 +102,7 @@ type RawInventory = z.infer<typeof inventorySchema>;
 // false, and zod decides.
 
 const INVENTORY_KEYS = new Set(['options', 'roles', 'hosts']);
-const OPTION_KEYS = new Set(['strictOutbound', 'trustPrivate', 'logDrops', 'backend']);
+const OPTION_KEYS = new Set(['strictOutbound', 'trustPrivate', 'logDrops', 'backend', 'restrictPublished', 'otherFirewall']);
 const ROLE_KEYS = new Set(['description', 'accept', 'peers', 'peersProto']);
 const OPENING_KEYS = new Set(['ports', 'proto', 'from']);
 const HOST_KEYS = new Set(['name', 'ssh', 'roles', 'jump', 'allow', 'interfaces', 'addresses']);
@@ -188,7 +190,7 @@ function hasInventoryShape(json: unknown): json is RawInventory {
     if (!isRecordOf(options, OPTION_KEYS)) return false;
     for (const key in options) {
       const value = options[key];
-      if (key === 'backend' ? !(BACKEND_CHOICES as readonly unknown[]).includes(value) : typeof value !== 'boolean') return false;
+      if (key === 'backend' ? !(BACKEND_CHOICES as readonly unknown[]).includes(value) : key === 'otherFirewall' ? value !== 'open' && value !== 'stop' : typeof value !== 'boolean') return false;
     }
   }
   if (roles !== undefined) {

@@ -3,6 +3,7 @@
 // and the session that is open right now. Read from the compiled rules, like the access summary.
 
 import {EPHEMERAL_PORT, INTERNET_ADDRESS, type FleetHost} from './access.js';
+import {groupedRules} from './compiler.js';
 import {addressFamily, canonicalAddress} from './addresses.js';
 import {describeDecidedBy, evaluate, type Packet} from './evaluator.js';
 import {parseAddress as parseIpAddress, type IpAddress} from './ip.js';
@@ -71,8 +72,10 @@ interface HopEnd {
   readonly ip: IpAddress | undefined;
 }
 
+/** The host's grouped rules where the compiler made them (a rule per group of peers: read per set), else its rulesets. */
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
-  return family === 4 ? host.compiled.v4 : host.compiled.v6;
+  const rules = groupedRules(host.compiled) ?? host.compiled;
+  return family === 4 ? rules.v4 : rules.v6;
 }
 
 function sideHolding(facts: HostFacts, address: string | undefined): 'public' | 'private' | undefined {

@@ -175,9 +175,10 @@ export function renderMatrix(matrix: AccessMatrix, options: RenderOptions = {}):
   }
 
   legend.push(...[...keys].map(([ports, key]) => `${key} = ${ports}`));
-  const marks = matrix.cells.some((cell) => cell.live !== undefined)
-    ? ['✓ tried, as planned', '✗ planned open, dropped', '! planned closed, answers', '? not tried']
-    : [];
+  const tried = matrix.cells.some((cell) => cell.live !== undefined);
+  // A sampled check (a large fleet) leaves pairs untried: their cells carry no mark.
+  const untried = tried && matrix.cells.some((cell) => cell.live === undefined && cell.tcp.length > 0);
+  const marks = tried ? ['✓ tried, as planned', '✗ planned open, dropped', '! planned closed, answers', '? not tried', ...(untried ? ['unmarked: not tried (a sample)'] : [])] : [];
   const words = [...marks, 'tcp ports a new connection gets', 'u udp', '+u udp too', '(4) IPv4 only', '- nothing', 'blank: itself'];
   lines.push('', ...wrap(words, ' · ', columns), ...wrap(legend, '   ', columns));
   return lines;

@@ -1,4 +1,5 @@
 // Shared domain types. Pure data: no I/O, no React. Every layer speaks these.
+import type {DockerFacts} from './docker.js';
 
 export type Family = 4 | 6;
 export type Protocol = 'tcp' | 'udp';
@@ -40,6 +41,8 @@ export interface HostFacts {
   readonly addresses: {readonly public: readonly string[]; readonly private: readonly string[]};
   /** The port sshd listens on for the operator's path (from the ssh destination or config); default 22. */
   readonly sshPort?: number;
+  /** Docker, as read on the host (absent: no Docker there, or not read). */
+  readonly docker?: DockerFacts;
 }
 
 export interface FleetOptions {
@@ -52,9 +55,22 @@ export interface FleetOptions {
   readonly trustPrivate: boolean;
   /** Rate-limited logging of dropped packets (prefix "isolate-wizard DROP "). */
   readonly logDrops: boolean;
-  /** Where our rules live on each host (default iptables); `--backend` overrides it. */
+  /** Where our rules live on each host (absent: auto, see core/backend.ts); `--backend` overrides it. */
   readonly backend?: BackendChoice;
+  /**
+   * Docker hosts: let new connections to published container ports (which bypass input) through
+   * only from the plan's sources for that port on the host (nftables backend). Default false.
+   */
+  readonly restrictPublished?: boolean;
+  /**
+   * What apply does where another firewall (firewalld, ufw) would drop what the plan opens:
+   * absent = refuse; open = open those flows in it too; stop = stop it within the batch.
+   * `--other-firewall` overrides it.
+   */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
+
+export type OtherFirewallRemedy = 'open' | 'stop';
 
 /**
  * iptables: our rules in the iptables filter tables. nftables: in our own table, inet

@@ -13,6 +13,8 @@
 //   ICMP type or a hop limit only matches its own family; any other rule is written once when
 //   both families have it at the same point, else with `meta nfproto ipv4`/`ipv6` in front.
 //   Each family's rules keep their relative order, so each family's verdicts are unchanged.
+import {setOfSpec, type AddressSet} from './address-sets.js';
+import {groupedRules} from './compiler.js';
 import {InputError} from './errors.js';
 import {formatAddress, isHostNetwork, parseNetwork, valueKey} from './ip.js';
 import type {CompiledHost, Family, Rule, Ruleset, Table} from './model.js';
@@ -174,6 +176,7 @@ function translateRule(rule: Rule, family: Family, chainName: (chain: string) =>
   const icmp: string[] = [];
   const hops: string[] = [];
   const states: string[] = [];
+  const sets: string[] = [];
   let rate: string | undefined;
   let burst: string | undefined;
   let comment: string | undefined;
@@ -213,7 +216,7 @@ function translateRule(rule: Rule, family: Family, chainName: (chain: string) =>
       }
       case '-m':
         module = value(option);
-        if (!['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit'].includes(module)) {
+        if (!['tcp', 'udp', 'multiport', 'conntrack', 'state', 'icmp', 'icmp6', 'hl', 'ttl', 'comment', 'limit', 'set'].includes(module)) {
           throw new Untranslatable(`-m ${module}`);
         }
         if (negate) throw new Untranslatable(`! -m ${module}`);
@@ -263,6 +266,17 @@ function translateRule(rule: Rule, family: Family, chainName: (chain: string) =>
       case '--comment':
         comment = value(option);
         break;
+      case '--match-set': {
+        // Only the compiler's grouped rules: their set is known from the spec (address-sets.ts).
+        const name = value(option);
+        const direction = value(option);
+        const set = setOfSpec(rule.spec);
+        if (negate || module !== 'set' || set?.name !== name || set.family !== family || (direction !== 'src' && direction !== 'dst')) {
+          throw new Untranslatable(`--match-set ${name} ${direction}`);
+        }
+        sets.push(`${ipKeyword} ${direction === 'src' ? 'saddr' : 'daddr'} @${name}`);
+        break;
+      }
       case '--limit':
         rate = limitRate(value(option));
         break;
@@ -298,6 +312,7 @@ function translateRule(rule: Rule, family: Family, chainName: (chain: string) =>
     .filter((address) => address !== grouped)
     .map((address) => `${ipKeyword} ${address.field} ${address.negate ? '!= ' : ''}${address.network.element}`);
   const tail = [
+    ...sets,
     ...addressText,
     ...ports,
     ...icmp,
@@ -312,7 +327,7 @@ function translateRule(rule: Rule, family: Family, chainName: (chain: string) =>
     head: interfaces,
     address: grouped ? {field: grouped.field, element: grouped.network.element, network: grouped.network} : undefined,
     tail,
-    familyBound: addresses.length > 0 || icmp.length > 0 || hops.length > 0,
+    familyBound: addresses.length > 0 || sets.length > 0 || icmp.length > 0 || hops.length > 0,
     accepts,
     comment,
   };
@@ -441,7 +456,8 @@ interface NamedSet {
  * (a counter would renumber them). Clashes get `_2`, `_3`... in the order the sets are written.
  */
 class SetNames {
-  private readonly used = new Set<string>();
+  /** `taken`: the names of the address sets the table matches. */
+  constructor(private readonly used = new Set<string>()) {}
 
   name(chain: string, comment: string | undefined, family: Family): string {
     const prefix = chain === 'input' ? 'in' : chain === 'output' ? 'out' : chain.slice(0, 8);
@@ -544,28 +560,62 @@ function userChainName(name: string): string {
  * cannot be translated.
  */
 export function compileNftTable(host: CompiledHost): string {
-  // Hosts whose rules come from the same grants share their rulesets (compileFleet): one table for them.
-  let byV6 = tablesWritten.get(host.v4);
-  const written = byV6?.get(host.v6);
+  return writtenOnce(tablesWritten, host.host, host.v4, host.v6, [], false);
+}
+
+/**
+ * Our table from the host's grouped rules (compiler.ts groupedRules): a rule per group of peers
+ * matching the group's address set, so its size follows the host's flows, not the fleet's size.
+ * With `declareSets`, the table declares the sets it matches (what `nft -f` loads); without, it
+ * only names them (the plan prints each fleet set once: nftSetDeclarations). The same access as
+ * compileNftTable's table; a host with no grouped rules gets that table.
+ */
+export function compileGroupedNftTable(host: CompiledHost, declareSets: boolean): string {
+  const grouped = groupedRules(host);
+  if (!grouped) return compileNftTable(host);
+  return writtenOnce(declareSets ? groupedTablesWritten : groupedTablesListed, host.host, grouped.v4, grouped.v6, grouped.sets, declareSets);
+}
+
+/** The plan's listing of address sets: `set NAME { type ...; elements = { ... } }`, one line each. */
+export function nftSetDeclarations(sets: readonly AddressSet[]): string[] {
+  return sets.map((set) => `set ${set.name} { type ${set.family === 4 ? 'ipv4_addr' : 'ipv6_addr'}; elements = { ${set.elements.map(setElement).join(', ')} } }`);
+}
+
+/** `10.0.0.1/32` -> `10.0.0.1`: a set of host addresses needs no interval flag. */
+function setElement(cidr: string): string {
+  const slash = cidr.indexOf('/');
+  return slash === -1 ? cidr : cidr.slice(0, slash);
+}
+
+type Written = WeakMap<Ruleset, WeakMap<Ruleset, string>>;
+
+/** Hosts whose rules come from the same grants share their rulesets (compileFleet): one table text for them. */
+function writtenOnce(cache: Written, host: string, v4: Ruleset, v6: Ruleset, sets: readonly AddressSet[], declare: boolean): string {
+  let byV6 = cache.get(v4);
+  const written = byV6?.get(v6);
   if (written !== undefined) return written;
-  const text = writeTable(host);
-  if (!byV6) tablesWritten.set(host.v4, (byV6 = new WeakMap()));
-  byV6.set(host.v6, text);
+  const text = writeTable(host, v4, v6, sets, declare);
+  if (!byV6) cache.set(v4, (byV6 = new WeakMap()));
+  byV6.set(v6, text);
   return text;
 }
 
-const tablesWritten = new WeakMap<Ruleset, WeakMap<Ruleset, string>>();
+const tablesWritten: Written = new WeakMap();
+const groupedTablesWritten: Written = new WeakMap();
+const groupedTablesListed: Written = new WeakMap();
 /**
  * Translations by rule spec: the compiler shares one spec between every ruleset with that rule
  * (loopback, ICMP, a peer's grant...), so each is read once per fleet.
  */
 const translations = new WeakMap<readonly string[], {4?: Translated; 6?: Translated}>();
 
-function writeTable(host: CompiledHost): string {
+/** `addressSets`: the address sets the rules match, declared in the table when `declare`. */
+function writeTable(hostName: string, rulesetV4: Ruleset, rulesetV6: Ruleset, addressSets: readonly AddressSet[], declare: boolean): string {
+  const host = {host: hostName};
   const tables = {4: undefined as Table | undefined, 6: undefined as Table | undefined};
   try {
-    tables[4] = filterTable(host.v4);
-    tables[6] = filterTable(host.v6);
+    tables[4] = filterTable(rulesetV4);
+    tables[6] = filterTable(rulesetV6);
   } catch (error) {
     if (error instanceof Untranslatable) throw new InputError([`${host.host}: cannot write the nftables table: ${error.message}`]);
     throw error;
@@ -622,8 +672,8 @@ function writeTable(host: CompiledHost): string {
       }
     });
 
-  const names = new SetNames();
-  const sets: NamedSet[] = [];
+  const names = new SetNames(new Set(addressSets.map((set) => set.name)));
+  const sets: NamedSet[] = declare ? addressSets.map((set) => ({name: set.name, family: set.family, elements: set.elements.map(setElement), interval: false})) : [];
   const chains: {name: string; header?: string; lines: string[]}[] = [];
   for (const iptablesChain of HOOK_ORDER) {
     const name = BASE_CHAINS[iptablesChain] as string;

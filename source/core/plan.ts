@@ -2,6 +2,7 @@
 // whether the operator's SSH path survives. Pure; the plan command, apply and the wizard share it.
 import {summarizeFleetAccess, type AccessEntry, type FleetHost} from './access.js';
 import {compileFleet} from './compiler.js';
+import {forwardLeftToDocker} from './docker.js';
 import type {Inventory} from './inventory.js';
 import {checkLockout, operatorPaths, type LockoutFinding, type ResolvedSsh} from './lockout.js';
 import type {HostFacts} from './model.js';
@@ -23,7 +24,10 @@ export function buildPlan(
   resolved?: ReadonlyMap<string, ResolvedSsh>,
   options: {readonly withAccess?: boolean} = {},
 ): Plan {
-  const compiled = compileFleet(inv, facts);
+  // On a Docker host forwarding is Docker's: a FORWARD of ours that dropped would cut its containers off.
+  const compiled = compileFleet(inv, facts).map((host) =>
+    facts.get(host.host)?.docker ? {...host, v4: forwardLeftToDocker(host.v4), v6: forwardLeftToDocker(host.v6)} : host,
+  );
   const hosts: FleetHost[] = compiled.map((host) => ({name: host.host, facts: facts.get(host.host) as HostFacts, compiled: host}));
   const access = options.withAccess === false ? [] : summarizeFleetAccess(hosts);
   const lockout = checkLockout(hosts, operatorPaths(inv, resolved));

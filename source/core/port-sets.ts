@@ -32,6 +32,7 @@ import {
 } from './evaluator.js';
 import {isHostNetwork, networkContains, parseAddress, parseNetwork, valueKey, type IpAddress, type IpNetwork} from './ip.js';
 import {rememberedPerObject} from './remembered.js';
+import {setOfSpec, type AddressSet} from './address-sets.js';
 import type {PortRange, Ruleset, Table} from './model.js';
 
 // ---------------------------------------------------------------------------
@@ -133,6 +134,13 @@ export function portSetToRanges(set: PortSet): PortRange[] {
 interface AddressMatch {
   readonly network: IpNetwork;
   readonly negate: boolean;
+  /**
+   * A grouped rule's set (`-m set --match-set`): the peer is in the set and none of `except`
+   * (the rule's negated single addresses, folded in: the receiver's own). `network` then holds
+   * every address of the family, so whatever reads networks alone errs towards "may match".
+   */
+  readonly set?: AddressSet;
+  readonly except?: readonly IpNetwork[];
 }
 interface NameMatch {
   readonly pattern: string;
@@ -222,6 +230,14 @@ function readSpec(tokens: readonly string[]): ReadRule | undefined {
       case '-f': case '--fragment':
         if (!negate) rule.never = true;
         break;
+      case '--match-set': {
+        const set = setOfSpec(tokens);
+        const direction = tokens[position + 1];
+        if (!set || module !== 'set' || negate || set.name !== value || (direction !== 'src' && direction !== 'dst')) return undefined;
+        position += 2;
+        (direction === 'src' ? rule.source : rule.destination).push({network: EVERY_ADDRESS[set.family], negate: false, set});
+        break;
+      }
       case '-m': case '--match':
         if (value === undefined) return undefined;
         position += 1;
@@ -262,8 +278,8 @@ const NONE: readonly never[] = Object.freeze([]);
 function compact(rule: ReadRule): ReadRule {
   const list = <T>(items: T[]): T[] => (items.length > 0 ? items.slice() : (NONE as unknown as T[]));
   return {
-    source: list(rule.source),
-    destination: list(rule.destination),
+    source: list(withSetsFolded(rule.source)),
+    destination: list(withSetsFolded(rule.destination)),
     inInterface: list(rule.inInterface),
     outInterface: list(rule.outInterface),
     protocols: list(rule.protocols),
@@ -279,6 +295,18 @@ function compact(rule: ReadRule): ReadRule {
 }
 
 let nextRuleId = 0;
+
+/** What a set match's `network` holds (every address of the family): readers of networks alone see them as such. */
+export const EVERY_ADDRESS: Readonly<Record<4 | 6, IpNetwork>> = {4: {family: 4, value: 0n, mask: 0n}, 6: {family: 6, value: 0n, mask: 0n}};
+
+/** A set match and negated single addresses on the same field, as one match (a view takes one peer match per rule). */
+function withSetsFolded(matches: AddressMatch[]): AddressMatch[] {
+  const set = matches.find((match) => match.set);
+  if (!set || matches.length === 1) return matches;
+  const others = matches.filter((match) => match !== set);
+  if (others.some((match) => !match.negate || !isHostNetwork(match.network) || match.set)) return matches; // (views give up on two)
+  return [{...set, except: others.map((match) => match.network)}];
+}
 
 function admits(rule: ReadRule, protocol: 'tcp' | 'udp'): boolean {
   return !rule.never && !rule.protocols.some((test) => test.names.includes(protocol) === test.negate);
@@ -709,6 +737,8 @@ function readOpenSpec(tokens: readonly string[]): OpenSpec | undefined {
       }
     } else if (option === '--comment') {
       blank(position);
+    } else if (option === '--match-set') {
+      return undefined; // (a grouped rule: its table is read in full)
     }
     position += 1;
   }
@@ -1034,7 +1064,10 @@ function rulePorts(rule: ReadRule, shape: ViewShape, own: IpAddress): PortSet | 
   for (const test of rule.outInterface) if (interfaceMatches(test.pattern, shape.outInterface) === test.negate) return null;
   for (const test of rule.states) if (test.states.includes(shape.state) === test.negate) return null;
   const ownMatches = shape.peerField === 'source' ? rule.destination : rule.source;
-  for (const test of ownMatches) if (networkContains(test.network, own) === test.negate) return null;
+  for (const test of ownMatches) {
+    if (test.set) return undefined; // (the compiler's sets hold peers only)
+    if (networkContains(test.network, own) === test.negate) return null;
+  }
   let ports: PortSet = ALL_PORTS;
   for (const test of rule.ports) {
     const fixedIn = test.ranges.some((range) => shape.fixedPort >= range.first && shape.fixedPort <= range.last);
@@ -1136,8 +1169,14 @@ function computeDefined(table: SharedTable, protocol: 'tcp' | 'udp'): boolean {
 
 function peerMatches(match: AddressMatch, peer: IpAddress | undefined): boolean {
   // undefined: a peer no entry names (only used when every peer match is a single address).
-  const inside = peer !== undefined && networkContains(match.network, peer);
+  const inside = peer !== undefined && (match.set ? inSet(match, peer) : networkContains(match.network, peer));
   return inside !== match.negate;
+}
+
+function inSet(match: AddressMatch, peer: IpAddress): boolean {
+  if (!(match.set as AddressSet).has(peer)) return false;
+  for (const network of match.except ?? NONE) if (networkContains(network, peer)) return false;
+  return true;
 }
 
 /** Walks entries for the ports in `open`; accepted ports are added to `verdicts.accepted`; returns what comes back. */

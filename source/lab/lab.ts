@@ -11,6 +11,8 @@
 //             by its sshd, with private /tmp, /run, /var/tmp, /root, /home and overlays on /etc,
 //             /var/lib, /var/log, /usr/local, /opt (upper layers in dir/hosts/NAME/overlays, so a
 //             test can also look at what the tool wrote); a listener process serves the role ports.
+//             mysql-2 has no nft (hidden by an overlay on /usr/sbin): the iptables-only server,
+//             where backend auto falls back to iptables.
 //   tenant    another customer's server, private net only.
 //
 // Usage (in test/lab/*.test.ts, run one file at a time: npx vitest run --project lab FILE; and
@@ -26,9 +28,9 @@
 // user deploy with the same keys, whose sudo always asks for the password lab-sudo-pass.
 // IW_LAB_KEEP=1 keeps the lab dir (sshd logs) after teardown, until the next createLab sweeps it;
 // IW_LAB_DEBUG=1 times each build step.
-import {spawn, type ChildProcess} from 'node:child_process';
+import {execFileSync, spawn, type ChildProcess} from 'node:child_process';
 import {randomBytes, createHmac} from 'node:crypto';
-import {closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, rmSync, writeFileSync, chmodSync} from 'node:fs';
+import {closeSync, copyFileSync, existsSync, mkdirSync, openSync, readFileSync, realpathSync, rmSync, writeFileSync, chmodSync} from 'node:fs';
 import {createServer, type Server} from 'node:net';
 import {basename, dirname, join, resolve} from 'node:path';
 import {Duplex} from 'node:stream';
@@ -55,6 +57,11 @@ export interface LabHostSpec {
   private?: boolean;
   /** default 22 */
   sshPort?: number;
+  /**
+   * false: `nft` is hidden in this server (a whiteout in an overlay on its directory), as on a
+   * server without the nftables package: backend auto gives it iptables. Default true.
+   */
+  nft?: boolean;
 }
 
 export interface LabOptions {
@@ -182,7 +189,8 @@ export const DEFAULT_HOSTS: readonly LabHostSpec[] = [
   {name: 'wordpress-1', listen: {tcp: [80, 443, 24007]}},
   {name: 'wordpress-2', listen: {tcp: [80, 443, 24007]}},
   {name: 'mysql-1', listen: {tcp: [3306]}},
-  {name: 'mysql-2', listen: {tcp: [3306]}},
+  // Without nft: the fleet's iptables-only server, where backend auto falls back to iptables.
+  {name: 'mysql-2', listen: {tcp: [3306]}, nft: false},
 ];
 /** The tenant serves a web port, so a test can also check what the fleet may reach of it. */
 const TENANT_SPEC: LabHostSpec = {name: 'tenant', public: false, private: true, listen: {tcp: [80]}};
@@ -387,7 +395,7 @@ const OVERLAID_DIRS = ['/etc', '/var/lib', '/var/log', '/usr/local', '/usr/libex
  * The mounts that make a server's filesystem its own, in order, for one `mount --all` in
  * server-init.sh (one process instead of dozens: several servers start at once).
  */
-function serverFstab(labDir: string, hostDir: string, deployId: number): string {
+function serverFstab(labDir: string, hostDir: string, deployId: number, hidden: readonly string[] = []): string {
   const entries = [
     // A fresh sysfs shows this network namespace's interfaces (its own source name, so
     // `mount --all` does not take it for the machine's /sys, already mounted).
@@ -409,6 +417,17 @@ function serverFstab(labDir: string, hostDir: string, deployId: number): string 
     mkdirSync(join(layer, 'upper'), {recursive: true});
     mkdirSync(join(layer, 'work'), {recursive: true});
     entries.push(`overlay ${dir} overlay lowerdir=${dir},upperdir=${layer}/upper,workdir=${layer}/work`);
+  }
+  // Programs this server must not have: each directory holding one gets an overlay whose upper
+  // layer has a whiteout (a 0/0 character device) in its place.
+  for (const program of hidden) {
+    for (const dir of new Set(SERVER_PATH.split(':').filter((candidate) => existsSync(join(candidate, program))).map((candidate) => realpathSync(candidate)))) {
+      const layer = join(hostDir, 'overlays', `hide${dir.replaceAll('/', '_')}`);
+      mkdirSync(join(layer, 'upper'), {recursive: true});
+      mkdirSync(join(layer, 'work'), {recursive: true});
+      if (!existsSync(join(layer, 'upper', program))) execFileSync('mknod', [join(layer, 'upper', program), 'c', '0', '0']);
+      entries.push(`overlay ${dir} overlay lowerdir=${dir},upperdir=${layer}/upper,workdir=${layer}/work`);
+    }
   }
   // Where the tool keeps its rules and state: empty on every server, whatever the machine holds.
   entries.push('iw-lab /etc/iptables tmpfs mode=755,X-mount.mkdir', 'iw-lab /var/lib/isolate-wizard tmpfs mode=755,X-mount.mkdir');
@@ -707,7 +726,7 @@ class LabImplementation implements Lab {
   /** Starts the server's sshd (holding its mount namespace) and its role-port listener. */
   private async startServer(host: PlannedHost, hostKeyPublic: string, deployId: number, deployHash: string): Promise<LabHost> {
     writeFileSync(join(host.dir, 'sshd_config'), sshdConfig(this, host));
-    writeFileSync(join(host.dir, 'fstab'), serverFstab(this.dir, host.dir, deployId));
+    writeFileSync(join(host.dir, 'fstab'), serverFstab(this.dir, host.dir, deployId, host.spec.nft === false ? ['nft'] : []));
     const sshdLogPath = join(host.dir, 'sshd.log');
     const sshdLog = openSync(sshdLogPath, 'a');
     const sshd = spawn(

@@ -578,6 +578,7 @@ restore_verified() {
     fi
   done
   restore_nft "$1" || why="$why nftables: $nft_why;"
+  undo_remedy "$1" || why="$why other firewall:$remedy_why"
   [ -z "$why" ]
 }
 
@@ -935,7 +936,7 @@ prune_backups() {
     pb_excess=$((pb_excess - 1))
     [ "$pb_old" = "$s_batch" ] && continue
     pb_files="$pb_files $pb_old.v4 $pb_old.v6 $pb_old.nft $pb_old.cand.v4 $pb_old.cand.v6 $pb_old.cand.nft"
-    pb_files="$pb_files $pb_old.loaded.v4 $pb_old.loaded.v6 $pb_old.loaded.nft"
+    pb_files="$pb_files $pb_old.loaded.v4 $pb_old.loaded.v6 $pb_old.loaded.nft $pb_old.remedy $pb_old.remedy-undone"
   done
   [ -z "$pb_files" ] || rm -f $pb_files
 }
@@ -1030,7 +1031,7 @@ confirm_batch() {
       printf 'reason=changed\nalready=confirmed\ndetail=%s\n' "$why"
       die 8 "batch $batch is confirmed, but the live rules changed since the load ($why): not written to the boot-time files"
     fi
-    echo "already-confirmed"; persist; exit 0
+    echo "already-confirmed"; keep_remedy "$batch"; persist; remedy_kept; exit 0
   fi
   require_batch "$batch"
   [ "$s_phase" != restoring ] ||
@@ -1048,8 +1049,138 @@ confirm_batch() {
   retire_watchdog "$cb_watchdog"
   log "confirmed $batch"
   echo "confirmed"
+  keep_remedy "$batch"
   persist
+  remedy_kept
   prune_backups
+}
+
+# ---- another firewall: the operator's remedy (--other-firewall) ----------------------------
+# Where firewalld or ufw would drop what the plan opens, the operator may have us open exactly
+# those flows in it, or stop it, within the batch. $BACKUPS/BATCH.remedy holds the steps, one a
+# line, written before any of them runs: "open MANAGER FAMILY SOURCE PROTO FIRST LAST" (opened
+# at runtime; SOURCE an address or "any") or "stop MANAGER active|inactive" (as it was before).
+# A restore undoes them (undo_remedy, also from the watchdog); a confirm makes them permanent
+# (keep_remedy). Undone, the file is renamed BATCH.remedy-undone. The managers' own tools do the
+# work: firewall-cmd and systemctl for firewalld, ufw for ufw. (The loops below split each step
+# into the positional parameters: what a function needs of its own are read first.)
+
+valid_port() { case "$1" in ''|*[!0-9]*|??????*) return 1 ;; esac; [ "$1" -ge 1 ] && [ "$1" -le 65535 ]; }
+
+# valid_remedy_step WORDS: one step as the client sends it ("stop MANAGER" or "open ...").
+valid_remedy_step() {
+  case $1 in
+    open)
+      [ $# -eq 7 ] || return 1
+      case $2 in firewalld|ufw) ;; *) return 1 ;; esac
+      case $3 in 4|6) ;; *) return 1 ;; esac
+      case $4 in any) ;; ''|*[!0-9a-fA-F.:]*|${'?'.repeat(46)}*) return 1 ;; esac
+      case $5 in tcp|udp) ;; *) return 1 ;; esac
+      valid_port "$6" && valid_port "$7" && [ "$6" -le "$7" ] ;;
+    stop)
+      [ $# -eq 2 ] || return 1
+      case $2 in firewalld|ufw) ;; *) return 1 ;; esac ;;
+    *) return 1 ;;
+  esac
+}
+
+# manager_active MANAGER: true while it filters.
+manager_active() {
+  case $1 in
+    firewalld) firewall-cmd -q --state >/dev/null 2>&1 ;;
+    ufw)
+      ma_out=$(ufw status 2>/dev/null) || return 1
+      case $ma_out in 'Status: active'*) return 0 ;; esac
+      return 1 ;;
+    *) return 1 ;;
+  esac
+}
+
+# remedy_open ACTION open MANAGER FAMILY SOURCE PROTO FIRST LAST: ACTION add (runtime), remove
+# (and checked gone), permanent (kept at boot; ufw's rules are from the start).
+remedy_open() {
+  ro_action=$1; shift
+  case $2 in
+    firewalld)
+      if [ "$3" = 4 ]; then ro_fam=ipv4; else ro_fam=ipv6; fi
+      if [ "$4" = any ]; then ro_src=; else ro_src=" source address=\"$4\""; fi
+      if [ "$6" = "$7" ]; then ro_port=$6; else ro_port="$6-$7"; fi
+      ro_rule="rule family=\"$ro_fam\"$ro_src port port=\"$ro_port\" protocol=\"$5\" accept"
+      case $ro_action in
+        add) firewall-cmd -q --add-rich-rule="$ro_rule" >/dev/null 2>&1 ;;
+        # Not running (stopped since) holds no runtime rule: the query fails then too.
+        remove) firewall-cmd -q --remove-rich-rule="$ro_rule" >/dev/null 2>&1; ! firewall-cmd -q --query-rich-rule="$ro_rule" >/dev/null 2>&1 ;;
+        permanent) firewall-cmd -q --permanent --add-rich-rule="$ro_rule" >/dev/null 2>&1 ;;
+      esac ;;
+    ufw)
+      if [ "$6" = "$7" ]; then ro_port=$6; else ro_port="$6:$7"; fi
+      case $ro_action in
+        add) ufw allow proto "$5" from "$4" to any port "$ro_port" >/dev/null 2>&1 ;;
+        remove) ufw delete allow proto "$5" from "$4" to any port "$ro_port" >/dev/null 2>&1 ;;
+        permanent) true ;;
+      esac ;;
+    *) return 1 ;;
+  esac
+}
+
+# remedy_stop / remedy_start MANAGER: checked by asking the manager afterwards.
+remedy_stop() {
+  case $1 in
+    firewalld) systemctl stop firewalld >/dev/null 2>&1 ;;
+    ufw) ufw disable >/dev/null 2>&1 ;;
+  esac
+  ! manager_active "$1"
+}
+remedy_start() {
+  case $1 in
+    firewalld) systemctl start firewalld >/dev/null 2>&1 ;;
+    ufw) ufw --force enable >/dev/null 2>&1 ;;
+  esac
+  manager_active "$1"
+}
+
+# undo_remedy BATCH: every step of the batch's remedy undone (all tried; each is a no-op when
+# it was never taken). Sets $remedy_why and fails when one cannot be undone.
+undo_remedy() {
+  remedy_why=; ur_file="$BACKUPS/$1.remedy"
+  [ -f "$ur_file" ] || return 0
+  read_text "$ur_file" || { remedy_why="cannot read $ur_file"; return 1; }
+  IFS=$nl
+  for ur_line in $text; do
+    IFS=$ifs0; set -- $ur_line
+    case $1 in
+      open) remedy_open remove "$@" || remedy_why="$remedy_why $2 still holds the rule opened for $5/$6-$7 from $4 (IPv$3);" ;;
+      stop) [ "$3" != active ] || remedy_start "$2" || remedy_why="$remedy_why $2 could not be started again;" ;;
+    esac
+  done
+  IFS=$ifs0
+  [ -z "$remedy_why" ] || return 1
+  mv -f "$ur_file" "$ur_file-undone" || { remedy_why="undone, but cannot record it"; return 1; }
+  log "remedy undone: $ur_file-undone"
+}
+
+# keep_remedy BATCH: at confirm, the remedy kept at boot: the opened flows written to the
+# manager's permanent configuration, a stopped manager disabled. Prints remedy=kept|failed;
+# a failure is told by remedy_kept (after persist: our own rules are persisted regardless).
+kr_failed=
+keep_remedy() {
+  kr_file="$BACKUPS/$1.remedy"
+  [ -f "$kr_file" ] || return 0
+  read_text "$kr_file" || kr_failed=" cannot read $kr_file;"
+  IFS=$nl
+  for kr_line in $text; do
+    IFS=$ifs0; set -- $kr_line
+    case $1 in
+      open) remedy_open permanent "$@" || kr_failed="$kr_failed $2 did not keep the rule for $5/$6-$7 from $4 (IPv$3);" ;;
+      stop) [ "$2" != firewalld ] || systemctl disable firewalld >/dev/null 2>&1 || kr_failed="$kr_failed systemctl disable firewalld failed;" ;;
+    esac
+  done
+  IFS=$ifs0
+  if [ -n "$kr_failed" ]; then echo "remedy=failed"; else echo "remedy=kept"; fi
+}
+remedy_kept() {
+  [ -z "$kr_failed" ] ||
+    die 9 "the rules are confirmed, but the other firewall's remedy is not kept at boot:$kr_failed after a reboot it drops the flows again"
 }
 
 # ---- ops -----------------------------------------------------------------------------------
@@ -1184,6 +1315,40 @@ case "$op" in
     fi
     log "loaded $batch"
     echo "loaded"
+    ;;
+
+  remedy) # BATCH, steps on stdin (see valid_remedy_step): after the load, before the countdown.
+    # Every step recorded first, then taken and checked; a failure exits 1 and the client rolls
+    # the batch back (its restore undoes every recorded step), as the watchdog would.
+    [ $# -eq 1 ] && valid_batch "$1" && batch=$1 || die 2 "usage: remedy BATCH"
+    take_mutex
+    read_state
+    require_batch "$batch"
+    [ "$s_phase" = loaded ] || die 4 "batch $batch is $s_phase, not loaded"
+    [ ! -f "$BACKUPS/$batch.remedy" ] || die 1 "batch $batch already took its remedy"
+    rm_steps= rm_sep=
+    while IFS= read -r rm_line || [ -n "$rm_line" ]; do
+      [ -n "$rm_line" ] || continue
+      set -- $rm_line
+      valid_remedy_step "$@" || die 2 "remedy: not a step: $rm_line"
+      if [ "$1" = stop ]; then
+        if manager_active "$2"; then rm_line="stop $2 active"; else rm_line="stop $2 inactive"; fi
+      fi
+      rm_steps="$rm_steps$rm_sep$rm_line"; rm_sep=$nl
+    done
+    [ -n "$rm_steps" ] || die 2 "remedy: no steps"
+    write_checked "$BACKUPS/$batch.remedy" "$rm_steps" || die 9 "cannot record the remedy (disk full?): nothing done"
+    IFS=$nl
+    for rm_line in $rm_steps; do
+      IFS=$ifs0; set -- $rm_line
+      case $1 in
+        open) remedy_open add "$@" || die 1 "$2 did not take the rule opening $5/$6-$7 from $4 (IPv$3)" ;;
+        stop) [ "$3" != active ] || remedy_stop "$2" || die 1 "$2 could not be stopped" ;;
+      esac
+    done
+    IFS=$ifs0
+    log "remedy $batch taken"
+    echo "remedied"
     ;;
 
   arm) # BATCH SECONDS: (re)start the countdown from now.

@@ -332,7 +332,7 @@ export interface BeganAndStaged {
 }
 
 /** The #iw:nft section only when there is a table to load: without it the agent removes ours. */
-function candidatePayload(texts: StagedTexts): string {
+export function candidatePayload(texts: StagedTexts): string {
   const nft = texts.nftText.trim() === '' ? '' : `${SECTION_NFT}\n${texts.nftText.replace(/\n*$/, '\n')}`;
   return `${SECTION_V4}\n${texts.v4Text.replace(/\n*$/, '\n')}${SECTION_V6}\n${texts.v6Text.replace(/\n*$/, '\n')}${nft}`;
 }

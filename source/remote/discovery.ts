@@ -1,7 +1,8 @@
 // Discovery over SSH: one fixed script per host (its text on stdin to `sh -s`, run as root) plus the
 // login session's $SSH_CONNECTION (read without sudo, which drops it), both at once. Hosts run in parallel.
 import {HostError, RefusedError} from '../core/errors.js';
-import {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, DiscoveryParseError, interpretDiscovery, mixedBackendsRefusal, type HostDiscovery} from '../core/discovery/index.js';
+import {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, DOCKER_SCRIPT, DiscoveryParseError, interpretDiscovery, interpretDocker, mixedBackendsRefusal, type HostDiscovery} from '../core/discovery/index.js';
+import type {DockerFacts} from '../core/docker.js';
 import {stripControl, stripControlDeep} from '../core/terminal-text.js';
 import type {Connector, HostTarget, RemoteHost} from './types.js';
 
@@ -25,6 +26,19 @@ export async function backendRefusal(remote: RemoteHost): Promise<string | undef
   }
   const why = mixedBackendsRefusal(result.stdout);
   return why === undefined ? undefined : `${remote.name}: ${why}`;
+}
+
+/**
+ * Docker's published ports on a host whose facts the inventory gives (read-only; no docker CLI).
+ * What cannot be read comes back as warnings, never as "no Docker" said with confidence.
+ */
+export async function readDockerFacts(remote: RemoteHost): Promise<{docker?: DockerFacts; warnings: string[]}> {
+  const result = await remote.exec(DISCOVERY_COMMANDS.script, {root: true, stdin: DOCKER_SCRIPT, timeoutMs: SCRIPT_TIMEOUT_MS});
+  if (result.code !== 0 && result.stdout.trim() === '') {
+    return {warnings: [`${remote.name}: Docker's published ports could not be read: ${stripControl(result.stderr.trim().split('\n')[0] ?? '') || `exit ${result.code}`}`]};
+  }
+  const read = interpretDocker(result.stdout);
+  return {...read, warnings: read.warnings.map((warning) => `${remote.name}: ${stripControl(warning)}`)};
 }
 
 export async function discoverHost(remote: RemoteHost): Promise<HostDiscovery> {

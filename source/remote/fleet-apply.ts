@@ -94,7 +94,7 @@ export interface ApplyFleetOptions {
    * chain returns), before any load; non-empty = refused (exit 3), every host unlocked unchanged.
    */
   readonly recheck?: (merged: ReadonlyMap<string, {readonly v4: Ruleset; readonly v6: Ruleset}>) => readonly string[];
-  /** Hosts worked on at once (default 8). */
+  /** Hosts worked on at once (default APPLY_CONCURRENCY). */
   readonly concurrency?: number;
   /** A given batch id (tests); default a new one. */
   readonly batch?: string;
@@ -121,6 +121,12 @@ export interface ApplyFleetOptions {
    * confirmed (apply's live probes); non-empty = every host is rolled back (exit 4), these named.
    */
   readonly beforeConfirm?: () => Promise<readonly string[]>;
+  /**
+   * Runs on each host right after its load, before its countdown or checks (the remedy for
+   * another firewall: remedy.ts); resolves with a progress detail; a throw fails the host's
+   * load, and every host is rolled back.
+   */
+  readonly afterLoad?: (host: string, remote: RemoteHost, batch: string) => Promise<string | undefined>;
 }
 
 export interface PendingFleetBatch {
@@ -242,10 +248,16 @@ async function withHost<T>(connector: Connector, target: HostTarget, existing: R
  * pending batch (every host verified and counting down); on any failure every host that changed
  * is rolled back, the others are unlocked, and FleetApplyError says what happened.
  */
+/**
+ * Hosts an apply works on at once. Each step waits for every host before the next, so on 40
+ * servers 8 at once made five rounds of every step; most of a host's step is waiting on its sshd.
+ */
+export const APPLY_CONCURRENCY = 32;
+
 export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFleetBatch> {
   const {connector, timeoutSeconds} = options;
   const emit: OnProgress = options.onProgress ?? (() => undefined);
-  const limit = options.concurrency ?? 8;
+  const limit = options.concurrency ?? APPLY_CONCURRENCY;
   const batch = options.batch ?? newBatchId();
 
   // 0. Refuse a plan that cuts the operator's path, or a host whose two iptables backends both
@@ -324,7 +336,8 @@ export async function applyFleet(options: ApplyFleetOptions): Promise<PendingFle
       run.loaded = true; // from here a rollback is needed whatever the answer (the link may die mid-load)
       try {
         await loadCandidate(run.remote as RemoteHost, batch);
-        emit({host: plan.target.name, step: 'load', status: 'done'});
+        const detail = options.afterLoad ? await options.afterLoad(plan.target.name, run.remote as RemoteHost, batch) : undefined;
+        emit({host: plan.target.name, step: 'load', status: 'done', ...(detail === undefined ? {} : {detail})});
         if (options.armCountdown === false) {
           // No countdown comes after the checks (apply --yes), and the lock's watchdog counts from
           // the lock: on a slow fleet a host loaded early could expire before its confirm. Each

@@ -3,16 +3,25 @@
 // fixed script reads "address port" lines on stdin. From the operator's machine, a plain connect.
 // A completed handshake or a refusal proves the packet passed every firewall; silence, a drop.
 import net from 'node:net';
+import {performance} from 'node:perf_hooks';
 import {canonicalAddress} from '../core/addresses.js';
-import {flowsToTry, OPERATOR, type Flow, type FlowOptions, type FlowResult} from '../core/flows.js';
+import {hostKinds, sampleFlows} from '../core/flow-sample.js';
+import {flowsToTry, OPERATOR, type Flow, type FlowOptions, type FlowResult, type LiveCheck} from '../core/flows.js';
 import type {Plan} from '../core/plan.js';
 import {mapLimit} from './fleet-apply.js';
 import type {Connector, HostTarget, RemoteHost, TcpTry} from './types.js';
 
 /** About 2 s per try: a SYN that gets no answer in that time on a private network was dropped. */
 export const TRY_TIMEOUT_MS = 2000;
-/** Tries at once: a dropped try only waits, and the seed fleet's ~100 tries then take one timeout. */
+/** Tries at once of flows planned open: each opens a channel through its source's sshd. */
 export const TRY_CONCURRENCY = 64;
+/**
+ * Tries at once of flows planned closed: each waits out TRY_TIMEOUT_MS (on a server, an idle
+ * channel), so the closed samples of a large fleet (four per host) take about one timeout.
+ */
+export const CLOSED_TRY_CONCURRENCY = 256;
+/** Past this many flows the plan's flows are sampled (source/core/flow-sample.ts), every host still covered. */
+export const TRY_ALL_UP_TO = 200;
 
 /**
  * The fallback when sshd refuses direct-tcpip: a constant, fed "address port" lines on stdin,
@@ -41,7 +50,10 @@ export interface ProbeOptions {
   readonly targets: ReadonlyMap<string, HostTarget>;
   readonly flows: readonly Flow[];
   readonly timeoutMs?: number;
+  /** Tries at once of flows planned open (default TRY_CONCURRENCY). */
   readonly concurrency?: number;
+  /** Tries at once of flows planned closed (default CLOSED_TRY_CONCURRENCY). */
+  readonly closedConcurrency?: number;
 }
 
 /** Tries every flow once; never rejects (a host that cannot be reached leaves its flows untested). */
@@ -61,7 +73,8 @@ export async function probeFlows(options: ProbeOptions): Promise<FlowResult[]> {
   // Connections first, all at once: a try never holds a slot while a handshake runs.
   for (const flow of options.flows) if (flow.from !== OPERATOR) void remoteOf(flow.from);
 
-  const settled = await mapLimit(options.flows, options.concurrency ?? TRY_CONCURRENCY, async (flow): Promise<FlowResult & {prohibited?: boolean}> => {
+  type Tried = FlowResult & {prohibited?: boolean};
+  const tryOne = async (flow: Flow): Promise<Tried> => {
     if (flow.from === OPERATOR) return {flow, ...(await connectFromHere(flow.address, flow.port, timeoutMs)), triedFrom: 'this machine'};
     let remote: RemoteHost;
     try {
@@ -72,8 +85,19 @@ export async function probeFlows(options: ProbeOptions): Promise<FlowResult[]> {
     if (!remote.openTcp) return {flow, live: 'untested', detail: 'this connection cannot open TCP channels', triedFrom: flow.from, prohibited: true};
     const tried = await remote.openTcp(flow.address, flow.port, timeoutMs);
     return {flow, live: tried.outcome, detail: tried.detail, triedFrom: `${flow.from}'s sshd`, ...(/sshd refuses/.test(tried.detail) ? {prohibited: true} : {})};
-  });
-  const results = settled.map((result, index): FlowResult & {prohibited?: boolean} =>
+  };
+  // Two queues side by side: the flows expected to answer (each costs its source's sshd a
+  // channel), and those expected to be dropped (each only waits out the timeout).
+  const settled: Awaited<ReturnType<typeof mapLimit<number, Tried>>> = [];
+  await Promise.all(
+    (['open', 'closed'] as const).map(async (expect) => {
+      const indexes = options.flows.flatMap((flow, index) => (flow.expect === expect ? [index] : []));
+      const limit = expect === 'open' ? (options.concurrency ?? TRY_CONCURRENCY) : (options.closedConcurrency ?? CLOSED_TRY_CONCURRENCY);
+      const done = await mapLimit(indexes, limit, (index) => tryOne(options.flows[index] as Flow));
+      indexes.forEach((index, position) => (settled[index] = done[position] as (typeof done)[number]));
+    }),
+  );
+  const results = settled.map((result, index): Tried =>
     result.ok ? result.value : {flow: options.flows[index] as Flow, live: 'untested', detail: messageOf(result.error), triedFrom: '?'},
   );
 
@@ -102,7 +126,8 @@ export async function probeFlows(options: ProbeOptions): Promise<FlowResult[]> {
 }
 
 /**
- * Every flow of the plan that concerns `selected`, tried from its real source. `destinationsOnly`:
+ * The flows of the plan that concern `selected`, tried from their real sources: every one when
+ * they are few (TRY_ALL_UP_TO) or `all`, else a sample that still covers every host. `destinationsOnly`:
  * the flows to them only (an apply to some hosts judges what it loaded, not other hosts' rules).
  */
 export async function probePlan(
@@ -110,11 +135,17 @@ export async function probePlan(
   connector: Connector,
   targets: readonly HostTarget[],
   selected: ReadonlySet<string>,
-  options: Pick<FlowOptions, 'destinationsOnly' | 'operatorAddresses'> = {},
-): Promise<FlowResult[]> {
-  const all = selected.size === plan.hosts.length;
-  const flows = flowsToTry(plan.hosts, plan.access, {...options, ...(all ? {} : {hosts: selected})});
-  return probeFlows({connector, targets: new Map(targets.map((target) => [target.name, target])), flows});
+  options: Pick<FlowOptions, 'destinationsOnly' | 'operatorAddresses'> & {readonly all?: boolean} = {},
+): Promise<LiveCheck> {
+  const {all: tryAll, ...flowOptions} = options;
+  const everyHost = selected.size === plan.hosts.length;
+  const planned = flowsToTry(plan.hosts, plan.access, {...flowOptions, ...(everyHost ? {} : {hosts: selected})});
+  const flows = tryAll === true || planned.length <= TRY_ALL_UP_TO ? planned : sampleFlows(planned, hostKinds(plan.inventory.hosts));
+  const started = performance.now();
+  const results = await probeFlows({connector, targets: new Map(targets.map((target) => [target.name, target])), flows});
+  // IW_TIMING=1 (as connection.ts's lines): where an apply's time goes.
+  if (process.env['IW_TIMING'] === '1') process.stderr.write(`[timing] ${started.toFixed(0).padStart(6)}..${performance.now().toFixed(0).padStart(6)} ms probes: ${flows.length} of ${planned.length} flows\n`);
+  return {results, planned: planned.length};
 }
 
 /** The operator's own try (it plays the internet): a plain TCP connect. */

@@ -22,7 +22,8 @@ import {ownPart, toOwnChains} from '../core/own-chains.js';
 import type {HostDiscovery} from '../core/discovery/index.js';
 import {hostStatus, snapshotDifferences, readLive} from '../remote/apply-protocol.js';
 import {createConnector} from '../remote/connection.js';
-import {discoverHost} from '../remote/discovery.js';
+import {discoverHost, readDockerFacts} from '../remote/discovery.js';
+import type {DockerFacts} from '../core/docker.js';
 import {applyFleet, confirmFleet, FleetApplyError, type ApplyFleetOptions, mapLimit, rollbackFleet, statusFleet, type FleetHostPlan, type HostOutcome, type HostStatusOutcome} from '../remote/fleet-apply.js';
 import {LocalState, openPrivateStore} from '../remote/local-state.js';
 import {snapshotPlans} from '../remote/rollback-to.js';
@@ -30,8 +31,11 @@ import {probePlan} from '../remote/probe.js';
 import {differsFromPlan, formatResult, summarizeResults} from '../core/flows.js';
 import {storeOptions} from '../remote/settings-directory.js';
 import {resolveOperatorSsh} from '../remote/operator-ssh.js';
-import {nativeDropRefusals, readNativeRulesets} from '../remote/native-tables.js';
+import {checkOtherFirewalls, otherFirewallDrops, readNativeRulesets} from '../remote/native-tables.js';
+import {formatNativeDrops} from '../core/native-drops.js';
+import {remedyAfterLoad} from '../remote/remedy.js';
 import {chooseBackends, hostCandidate} from '../core/backend.js';
+import {describePublished, publishedToRestrict} from '../core/docker.js';
 import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
@@ -177,6 +181,8 @@ export function createRealServices(options: RealServicesOptions): WizardServices
   const settingsStore = openPrivateStore<Record<string, unknown>>(storeOptions('wizard-settings', options.configDirectory));
   const localState = new LocalState(options.configDirectory ? {directory: options.configDirectory} : {});
   const discoveries = new Map<string, HostDiscovery>();
+  /** Docker's facts read on hosts not discovered in this session (undefined: read, no Docker). */
+  const dockerRead = new Map<string, DockerFacts | undefined>();
   let appliedFleet: FleetDoc | undefined;
   // A batch resumed from the fleet home (left pending by an earlier run) is found through this one.
   let statusFleetDoc: FleetDoc | undefined;
@@ -234,11 +240,28 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     const missing: string[] = [];
     for (const host of inventory.hosts) {
       const known = factsFromInventory(host);
-      if (known) facts.set(host.name, known);
+      // Docker's published ports, as discovery read them (the inventory does not hold them).
+      const docker = discoveries.has(host.name) ? discoveries.get(host.name)?.facts.docker : dockerRead.get(host.name);
+      if (known) facts.set(host.name, docker ? {...known, docker} : known);
       else missing.push(`${host.name}: interfaces and addresses are not known yet (lock down the fleet to discover them)`);
     }
     if (missing.length > 0) throw new InputError(missing);
     return buildPlan(inventory, facts, resolvedSsh(fleet), {withAccess});
+  };
+
+  /**
+   * Docker's published ports on the hosts about to be previewed or applied that this session did not
+   * discover: a Docker host's forwarding must stay Docker's. A host that cannot be read is left to the
+   * apply, which reports it.
+   */
+  const readDocker = async (fleet: FleetDoc, names: readonly string[]): Promise<void> => {
+    const unread = names.filter((name) => !discoveries.has(name) && !dockerRead.has(name) && fleet.hosts.some((host) => host.name === name));
+    if (unread.length === 0) return;
+    const activeConnector = await connectorFor(fleet);
+    await mapLimit(unread, 8, async (name) => {
+      const read = await readDockerFacts(await activeConnector.connect(targetFor(fleet, name)));
+      if (read.warnings.length === 0) dockerRead.set(name, read.docker);
+    });
   };
 
   const keptResult = (outcomes: readonly HostOutcome[]): KeepResult => ({
@@ -265,7 +288,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
     scope: readonly string[],
     deadlineSeconds: number,
     onProgress: (event: ApplyProgress) => void,
-    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
+    plan: (connector: Connector) => Promise<Pick<ApplyFleetOptions, 'hosts' | 'preflight' | 'recheck' | 'beforeConfirm' | 'afterLoad'> & {readonly liveCheck?: () => PendingBatch['liveCheck']}>,
   ): Promise<ApplyOutcome> => {
     appliedFleet = fleet;
     const steps = new Set<string>(APPLY_STEPS);
@@ -283,6 +306,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         ...(planned.preflight ? {preflight: planned.preflight} : {}),
         ...(planned.recheck ? {recheck: planned.recheck} : {}),
         ...(planned.beforeConfirm ? {beforeConfirm: planned.beforeConfirm} : {}),
+        ...(planned.afterLoad ? {afterLoad: planned.afterLoad} : {}),
         refuseMixedBackends: true,
       });
       const liveCheck = planned.liveCheck?.();
@@ -465,6 +489,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
 
     async preview(fleet, scope) {
       let compiled: Plan;
+      await readDocker(fleet, scope).catch(() => undefined);
       try {
         compiled = compile(fleet, true);
       } catch (error) {
@@ -496,9 +521,13 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         }
         return {host: name, rulesV4: renderRuleset(toOwnChains(host.compiled.v4)), rulesV6: renderRuleset(toOwnChains(host.compiled.v6)), diff, warnings};
       });
+      // What the servers' other firewalls drop of the plan: apply refuses it unless a remedy is chosen.
+      const others = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
+      const otherFirewalls = [...others.unread, ...formatNativeDrops(otherFirewallDrops(compiled.hosts, others, new Set(scope), compiled.access))];
       return {
+        otherFirewalls,
         hosts: previews.map((entry, index) => (entry.ok ? entry.value : {host: scope[index] ?? '?', rulesV4: '', rulesV6: '', diff: [messageOf(entry.error)], warnings: []})),
-        access: formatAccess(compiled.access),
+        access: [...formatAccess(compiled.access), ...compiled.hosts.filter((host) => scope.includes(host.name)).flatMap((host) => describePublished(host, compiled.hosts, fleet.options?.restrictPublished === true))],
         matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access),
         lockout: findings.filter((finding) => finding.severity === 'error').map((finding) => finding.message),
         problems: [],
@@ -507,6 +536,7 @@ export function createRealServices(options: RealServicesOptions): WizardServices
 
     async apply(fleet, scope, deadlineSeconds, onProgress) {
       let compiled: Plan;
+      await readDocker(fleet, scope).catch(() => undefined);
       try {
         compiled = compile(fleet, true); // with the access summary: its flows are tried live
       } catch (error) {
@@ -518,24 +548,34 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         // Read first: options.backend auto chooses by whether nft is there; the preflight reuses it.
         const native = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
         const chosen = chooseBackends(scope, fleet.options?.backend, native.withoutNft, new Set(native.rulesets.keys()));
+        const restrictRefusals: string[] = [];
         const hosts: FleetHostPlan[] = scope.map((name) => {
           const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
           const via = jumps.get(name);
-          return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, chosen.backends.get(name) ?? 'iptables'), ...(via === undefined ? {} : {via: [via]})};
+          const backend = chosen.backends.get(name) ?? 'iptables';
+          const published = publishedToRestrict(host.facts, fleet.options?.restrictPublished === true);
+          if (published && backend === 'iptables') restrictRefusals.push(`${name}: restricting published container ports is written for the nftables backend only (settings: where the rules live); nothing was changed`);
+          return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, backend, published), ...(via === undefined ? {} : {via: [via]})};
         });
+        let remedies = new Map<string, string[]>();
         return {
           hosts,
           // Refuse, before touching anything, a plan that would cut the operator's SSH path.
-          // And one whose opened flows another manager's nftables table would drop.
+          // And one whose opened flows another firewall would drop, unless the operator chose
+          // a remedy (the preview offers it: options.otherFirewall).
           preflight: async () => {
             const lockout = compiled.lockout.filter((finding) => finding.severity === 'error' && scope.includes(finding.host)).map((finding) => finding.message);
-            return [...lockout, ...chosen.refusals, ...nativeDropRefusals(compiled.hosts, native.rulesets, new Set(scope), compiled.access)];
+            const others = checkOtherFirewalls(compiled.hosts, native, new Set(scope), compiled.access, fleet.options?.otherFirewall);
+            remedies = others.remedies;
+            return [...lockout, ...chosen.refusals, ...restrictRefusals, ...others.refusals];
           },
+          afterLoad: (host, remote, batch) => remedyAfterLoad(remedies, compiled.hosts, () => compiled.access)(host, remote, batch),
           // The flows tried live before the countdown; the operator judges them there.
           beforeConfirm: async () => {
-            const results = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
+            const check = await probePlan(compiled, activeConnector, compiled.hosts.map((host) => targetFor(fleet, host.name)), new Set(scope), {destinationsOnly: true});
+            const {results} = check;
             liveCheck = {
-              summary: summarizeResults(results),
+              summary: summarizeResults(check),
               differing: results.filter(differsFromPlan).map(formatResult),
               matrix: buildMatrix(compiled.hosts.map((host) => host.name), compiled.access, results),
             };

@@ -3,7 +3,7 @@
 // Pure types plus one small clock helper: no React, no I/O.
 
 import type {AccessMatrix} from '../core/matrix.js';
-import type {BackendChoice} from '../core/model.js';
+import type {OtherFirewallRemedy, BackendChoice} from '../core/model.js';
 import type {ListeningHost, PeerPortSuggestion} from '../core/peer-ports.js';
 import type {Prompter} from '../remote/types.js';
 
@@ -38,6 +38,10 @@ export interface FleetOptionsDoc {
   readonly logDrops?: boolean;
   /** Where our rules live (see the inventory's options.backend). */
   readonly backend?: BackendChoice;
+  /** Docker hosts: published container ports only from the plan's sources (see the inventory's options). */
+  readonly restrictPublished?: boolean;
+  /** What apply does about another firewall that drops planned flows (see options.otherFirewall). */
+  readonly otherFirewall?: OtherFirewallRemedy;
 }
 
 /** Exactly what an inventory file holds; saved with `conf` and imported/exported as a file. */
@@ -147,6 +151,11 @@ export interface PreviewResult {
   readonly problems: readonly string[];
   /** Who reaches what, as a picture (sources down, destinations across); absent when nothing compiled. */
   readonly matrix?: AccessMatrix;
+  /**
+   * What other firewalls (firewalld, ufw, other nftables tables) on the servers drop of the
+   * planned flows, read live: one line per server and firewall; empty or absent = nothing.
+   */
+  readonly otherFirewalls?: readonly string[];
 }
 
 // ---------------------------------------------------------------------------

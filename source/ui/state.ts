@@ -1,6 +1,7 @@
 // The wizard's state in one reducer above the screens, so Esc can go back a step
 // without losing choices. Pure: no React, no I/O.
 
+import type {OtherFirewallRemedy} from '../core/model.js';
 import type {
   ApplyProgress,
   ApplyStep,
@@ -114,6 +115,8 @@ export type Action =
   | {type: 'toggle-role'; host: string; role: string}
   | {type: 'set-allow'; host: string; allow: readonly FleetAllow[]}
   | {type: 'set-role-peers'; role: string; peers: readonly string[]}
+  /** The preview's choice about another firewall that drops planned flows (undefined: refuse). */
+  | {type: 'set-other-firewall'; remedy: OtherFirewallRemedy | undefined}
   | {type: 'roles-done'}
   | {type: 'preview-ready'; preview: PreviewResult}
   | {type: 'apply-started'}
@@ -321,6 +324,10 @@ export function reducer(state: WizardState, action: Action): WizardState {
     }
     case 'set-allow':
       return {...state, draft: updateHost(state.draft, action.host, (host) => ({...host, allow: action.allow}))};
+    case 'set-other-firewall': {
+      const {otherFirewall: _dropped, ...options} = state.draft.options ?? {};
+      return {...state, draft: {...state.draft, options: action.remedy === undefined ? options : {...options, otherFirewall: action.remedy}}};
+    }
     case 'set-role-peers': {
       // The role's other fields stay as the fleet gives them; `peers` replaces the built-in's.
       const current = state.draft.roles?.[action.role];

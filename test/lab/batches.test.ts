@@ -9,7 +9,7 @@ import {createLab, type Lab, type LabHost} from '../../source/lab/lab.js';
 import {agentState as agentStateOf, labHost, resetFleet, SEED_FLEET, waitFor} from './support/fleet.js';
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
-const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]; allow?: object[]}[]};
+const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {hosts: {name: string; roles: string[]; allow?: object[]}[]; options?: object};
 const FLEET = SEED_FLEET;
 /** Batch B: A (the seed) plus ssh from the internet to the load balancer. */
 const WITH_LB_SSH = {...SEED, hosts: SEED.hosts.map((entry) => (entry.name === 'haproxy-www' ? {...entry, allow: [{port: 22, from: 'internet'}]} : entry))};
@@ -106,7 +106,8 @@ describe('rollback --to', () => {
   });
 
   it("refuses rules that would cut the operator's SSH path, once locked and before loading anything", async () => {
-    const a = lab.writeInventory(SEED, 'a.json');
+    // The iptables backend: the snapshot copy below holds iptables rules.
+    const a = lab.writeInventory({...SEED, options: {...SEED.options, backend: 'iptables'}}, 'a.json');
     expect((await lab.runCli(['apply', '--inventory', a, '--host', 'tunnel-1', '--yes'])).code).toBe(0);
     const before = await currentBatch('tunnel-1');
     // A copy on this machine of a snapshot whose rules let nobody in by ssh (this machine's copy is

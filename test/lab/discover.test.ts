@@ -47,6 +47,9 @@ describe('discover over the seed fleet', () => {
       const spec = DEFAULT_HOSTS.find((candidate) => candidate.name === entry.host)!;
       expect(tcpPorts.sort((a, b) => a - b), entry.host).toEqual([22, ...(spec.listen?.tcp ?? [])].sort((a, b) => a - b));
       expect(discovery.firewall.backend).toBe('nf_tables');
+      // What backend auto gives it: mysql-2 has no nft; the others' nft takes a table like ours (nft -c, for real).
+      expect(discovery.firewall.nftUsable, entry.host).toBe(entry.host !== 'mysql-2');
+      if (entry.host === 'mysql-2') expect(discovery.firewall.nftProblem).toBe('nft is not installed');
       if (entry.host === 'tunnel-1') {
         expect(discovery.route).toBe(`root@${server.publicV4}:22`);
         expect(discovery.suggestedRoles.map((role) => role.role)).toEqual(['bastion']);
@@ -93,6 +96,17 @@ describe('discover over the seed fleet', () => {
     expect(discovered.stdout).toBe(offline.stdout);
   });
 
+  it('plan under backend auto shows, for each discovered host, what auto will choose there: iptables on mysql-2 (no nft)', async () => {
+    const result = await lab.runCli(['plan', '--inventory', lab.writeInventory(seedInventory), '--host', 'mysql-1']);
+    expect(result.code, result.stderr).toBe(0);
+    expect(result.stdout).toContain('== mysql-1 · nftables (nft -f) ==');
+    expect(result.stdout).toMatch(/as discovery found it\)/);
+    const other = await lab.runCli(['plan', '--inventory', lab.writeInventory(seedInventory), '--host', 'mysql-2']);
+    expect(other.code, other.stderr).toBe(0);
+    expect(other.stdout).toContain('== mysql-2 · IPv4 (iptables-restore) ==');
+    expect(other.stdout).not.toContain('table inet isolate_wizard');
+  });
+
   it('prints a readable table and discovers only the hosts asked for', async () => {
     const inventory = lab.writeInventory(seedInventory);
     const result = await lab.runCli(['discover', '--inventory', inventory, '--host', 'mysql-1', '--host', 'haproxy-www']);
@@ -101,6 +115,7 @@ describe('discover over the seed fleet', () => {
     expect(result.stdout).toMatch(/^ {4}eth0 {2}public {3}203\.0\.113\.14\/24 2001:db8:100::14\/64/m);
     expect(result.stdout).toMatch(/^ {4}eth1 {2}private {2}10\.132\.0\.14\/24 fd00:132::14\/64/m);
     expect(result.stdout).toContain('tcp/3306');
+    expect(result.stdout).toContain('  backend auto: nftables (nft takes a table like ours)');
     expect(result.stdout).not.toContain('wordpress-1');
   });
 

@@ -49,8 +49,9 @@ type HostName = (typeof FLEET)[number];
 const SERVICE_PORT: Record<HostName, number> = {'tunnel-1': 22, 'wordpress-1': 80, 'mysql-1': 3306};
 
 const FIXTURE = path.join(import.meta.dirname, '..', '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
-const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {roles: object; hosts: {name: string}[]};
-const INVENTORY = {...SEED, hosts: SEED.hosts.filter((entry) => (FLEET as readonly string[]).includes(entry.name))};
+const SEED = JSON.parse(readFileSync(FIXTURE, 'utf8')) as {roles: object; hosts: {name: string}[]; options?: object};
+/** Pinned to the iptables backend: every fault here is injected into the iptables path and read back from the filter tables. */
+const INVENTORY = {...SEED, options: {...SEED.options, backend: 'iptables'}, hosts: SEED.hosts.filter((entry) => (FLEET as readonly string[]).includes(entry.name))};
 
 const TENANT_V4 = '10.132.0.99';
 const TENANT_V6 = 'fd00:132::99';

@@ -65,6 +65,14 @@ describe('the default lab (the tutorial fleet)', () => {
     expect(lab.operator).toMatchObject({v4: '203.0.113.1', v6: '2001:db8:100::1'});
   });
 
+  it('hides nft on mysql-2 only (the iptables-only server), in its own mount namespace; iptables stays', async () => {
+    const probe = 'command -v nft || echo none; ls -l /usr/sbin/nft 2>&1 | head -n 1; iptables -V';
+    const mysql2 = await host(lab, 'mysql-2').exec(['sh', '-c', probe]);
+    expect(mysql2.stdout).toMatch(/^none\n.*No such file or directory\niptables v/);
+    for (const name of ['tunnel-1', 'mysql-1']) expect((await host(lab, name).exec(['sh', '-c', 'command -v nft'])).stdout.trim()).toMatch(/\/nft$/);
+    expect(existsSync('/usr/sbin/nft') || existsSync('/usr/bin/nft')).toBe(true); // the machine's own is untouched
+  });
+
   it('gives every server eth0 public and eth1 private, default routes via the operator on v4 and v6', async () => {
     const output = await host(lab, 'wordpress-2').exec(['sh', '-c', 'ip -o addr show; ip route show default; ip -6 route show default']);
     expect(output.code).toBe(0);

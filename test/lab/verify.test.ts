@@ -42,11 +42,11 @@ function host(name: string): LabHost {
   return found;
 }
 
-/** Servers with no firewall at all and no agent state (inside their own namespaces only). */
+/** Servers with no firewall at all (ours, in either backend, nor another's) and no agent state (inside their own namespaces only). */
 async function resetFleet(): Promise<void> {
   await Promise.all(
     FLEET.map((name) =>
-      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; nft delete table ip filter; nft delete table ip6 filter; nft delete table inet firewalld; true']),
+      host(name).exec(['sh', '-c', 'rm -rf /var/lib/isolate-wizard/*; nft delete table ip filter; nft delete table ip6 filter; nft delete table inet firewalld; nft delete table inet isolate_wizard; true']),
     ),
   );
 }

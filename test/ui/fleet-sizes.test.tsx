@@ -240,3 +240,71 @@ describe('500 servers at 80×24', () => {
     expect(frame).toMatch(/◀ 1 of 500 ▶/);
   });
 });
+
+const HOME = '\u001B[H';
+const STEPS = ['lock', 'snapshot', 'validate', 'watchdog', 'load', 'verify'] as const;
+
+describe.each(CASES)('a lockdown of $servers servers at $columns×$rows', ({servers, columns, rows}) => {
+  it('discover, roles, every preview view, apply progress, countdown and kept list: each fits, End reaches the last server', async () => {
+    const size = {columns, rows};
+    const last = name(servers - 1);
+    const gate = deferred<void>();
+    const half = Math.floor(servers / 2);
+    const wizard = await lockdown(servers, size, {
+      apply: async (hosts, deadlineSeconds, onProgress: (event: ApplyProgress) => void): Promise<ApplyOutcome> => {
+        for (const host of hosts.slice(0, half)) for (const step of STEPS) onProgress({host, step, status: 'done'});
+        for (const host of hosts.slice(half, half + 3)) onProgress({host, step: 'lock', status: 'running'});
+        await gate.promise;
+        for (const host of hosts.slice(half)) for (const step of STEPS) onProgress({host, step, status: 'done'});
+        const checks = hosts.map((host) => ({label: `new SSH session to ${host} through host-000`, ok: true}));
+        const liveCheck = {summary: `${servers * 4} of ${servers * servers} flows tried (a sample, every host covered): ${servers * 4} as planned, 0 differ from the plan, 0 untested`, differing: []};
+        return {kind: 'pending', batch: {id: 'b-sizes', hosts, deadline: 1_000_000 + deadlineSeconds * 1000, checks, liveCheck}};
+      },
+    });
+    expectFits(wizard.frame(), size, `discover (${servers}/${servers})`, 'Esc back');
+    await wizard.press(END);
+    let frame = expectFits(wizard.frame(), size, 'discover', 'Esc back').join('\n');
+    expect(frame).toMatch(new RegExp(`^✓ ${last} `, 'm'));
+    expect(frame).toMatch(/❯ eth1 +private/);
+    await wizard.press(HOME);
+    expect(expectFits(wizard.frame(), size, 'discover', 'Esc back').join('\n')).toMatch(/^✓ host-000 /m);
+
+    await wizard.press(KEY.enter);
+    expectFits(await wizard.waitFor(`roles (${servers} servers)`), size, 'roles', 'Esc back');
+    await wizard.press(END);
+    frame = expectFits(wizard.frame(), size, 'roles', 'Esc back').join('\n');
+    expect(frame).toMatch(new RegExp(`❯ ${last} `));
+    await wizard.press(HOME);
+    expect(expectFits(wizard.frame(), size, 'roles', 'Esc back').join('\n')).toMatch(/❯ host-000 /);
+
+    await wizard.press(KEY.enter);
+    await wizard.waitFor('Lockout check');
+    for (const [key, label] of [['1', 'diff'], ['2', 'IPv4 rules'], ['3', 'IPv6 rules'], ['4', 'access'], ['5', 'access matrix']] as const) {
+      await wizard.press(key);
+      expectFits(wizard.frame(), size, `preview · host-000 · ${label}`, 'Esc back');
+      await wizard.press(END);
+      expectFits(wizard.frame(), size, `preview · host-000 · ${label}`, 'Esc back');
+    }
+
+    await wizard.press('a');
+    await wizard.waitFor(`${half} done · 3 running · 0 failed · ${servers - half - 3} waiting`);
+    // The live area under what was printed once: the title, the summary, the servers at work, the hints.
+    const live = wizard.frame().split('\n');
+    const liveArea = live.slice(live.findIndex((line) => line.startsWith('isolate-wizard · apply')));
+    expect(liveArea.length, liveArea.join('\n')).toBeLessThanOrEqual(Math.min(rows - 1, 14));
+    for (const line of live) expect(line.length).toBeLessThanOrEqual(columns);
+    gate.resolve();
+    await wizard.waitFor('keep the new rules?');
+    frame = expectFits(wizard.screen(), size, 'keep the new rules?', 'roll back now').join('\n');
+    expect(frame).toContain(`✓ ${servers} of ${servers} checks passed`);
+    expect(frame.split('\n').map((line) => line.trim()).join(' ')).toContain('(a sample, every host covered)');
+    await wizard.press(END);
+    expect(expectFits(wizard.screen(), size, 'keep the new rules?', 'roll back now').join('\n')).toContain(`✓ new SSH session to ${last} `);
+
+    await wizard.press('K');
+    await wizard.waitFor('isolate-wizard · kept');
+    expectFits(wizard.screen(), size, 'kept', 'fleet home');
+    await wizard.press(END);
+    expect(expectFits(wizard.screen(), size, 'kept', 'fleet home').join('\n')).toMatch(new RegExp(`✓ ${last} keeps the new rules`));
+  });
+});

@@ -213,6 +213,28 @@ describe('preview', () => {
     expect(wizard.calls.apply).toHaveLength(0);
   });
 
+  it('names what another firewall drops and offers the remedy (o): the apply gets the choice', async () => {
+    const drops = 'wordpress-1: firewalld (table inet firewalld) drops what the plan opens: tcp/80,443 from haproxy-www (IPv4, IPv6; rule 8 of filter_INPUT)';
+    const wizard = await toPreview({preview: async (fleet, hosts) => ({...defaultPreview(fleet, hosts), otherFirewalls: [drops]})});
+    let frame = wizard.frame();
+    expect(frame).toContain('⚠ wordpress-1: firewalld (table inet firewalld) drops');
+    expect(frame).toContain('o to change');
+    await wizard.press('o');
+    frame = await wizard.waitFor('other firewall: open exactly those flows');
+    await wizard.press('o');
+    await wizard.waitFor('other firewall: stop that firewall');
+    await wizard.press('o', 'o'); // back to refuse, then open
+    await wizard.waitFor('other firewall: open exactly those flows');
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    expect(wizard.calls.apply[0]?.fleet.options?.otherFirewall).toBe('open');
+  });
+
+  it('says nothing of other firewalls where none drops a planned flow', async () => {
+    const wizard = await toPreview();
+    expect(wizard.frame()).not.toContain('other firewall');
+  });
+
   it('scrolls long rules in a window sized to the terminal', async () => {
     const long = Array.from({length: 60}, (_, index) => `-A INPUT rule-${index}`).join('\n');
     const wizard = await toPreview({
@@ -323,6 +345,25 @@ describe('apply and countdown', () => {
     const frame = await wizard.waitFor('keep the new rules?');
     expect(frame).toContain('live check: 96 flows tried: 95 as planned, 1 differ');
     expect(frame).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
+  });
+
+  it('a sampled live check\'s long summary is wrapped at 80 columns, whole: the sample and the verdict both show, the timer and hints stay', async () => {
+    const summary = '644 of 3968 flows tried (a sample, every host covered): 643 as planned, 1 differ from the plan, 0 untested';
+    const differing = ['✗ haproxy-www → wordpress-1 10.132.0.12:80  planned open, live dropped (no answer within 2 s) — from haproxy-www\'s sshd'];
+    const wizard = await toPreview(
+      {apply: async (hosts) => ({kind: 'pending', batch: {id: 'b-5', hosts, deadline: 1_060_000, checks: [{host: 'haproxy-www', label: 'live rules match', ok: true}], liveCheck: {summary, differing}}})},
+      {columns: 80, rows: 24},
+    );
+    await wizard.press('a');
+    await wizard.waitFor('keep the new rules?');
+    const lines = wizard.screen().split('\n');
+    expect(lines.length).toBeLessThanOrEqual(23);
+    for (const line of lines) expect([...line].length).toBeLessThanOrEqual(80);
+    expect(lines[0]).toContain('isolate-wizard · keep the new rules?');
+    expect(lines.slice(-2).join('\n')).toContain('roll back now');
+    const text = lines.map((line) => line.trim()).join(' ');
+    expect(text).toContain(`live check: ${summary}`);
+    expect(text).toContain('✗ haproxy-www → wordpress-1 10.132.0.12:80');
   });
 
   it('M on the countdown shows the access matrix marked by the live results, and back', async () => {

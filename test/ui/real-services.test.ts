@@ -7,7 +7,8 @@ import path from 'node:path';
 import {afterEach, beforeEach, describe, expect, it} from 'vitest';
 import {InputError} from '../../source/core/errors.js';
 import {PromptQueue} from '../../source/ui/prompts.js';
-import {createRealServices, DROP_LOG_SCRIPT, parseDropLog, sshConfigAliases, TROUBLESHOOT_COMMANDS} from '../../source/ui/real-services.js';
+import {createServer, type Socket} from 'node:net';
+import {createRealServices, DROP_LOG_SCRIPT, parseDropLog, sshConfigAliases, STATUS_CONCURRENCY, TROUBLESHOOT_COMMANDS} from '../../source/ui/real-services.js';
 import type {FleetDoc} from '../../source/ui/services.js';
 
 const fixture = (name: string) => path.resolve(import.meta.dirname, '../../fixtures/inventories', name);
@@ -142,6 +143,42 @@ describe('status of the fleet home', () => {
     expect([...states.values()].every((state) => state.kind === 'unreachable')).toBe(true);
     expect(states.size).toBe(40);
     await real.close();
+  });
+});
+
+describe('status of a large fleet', () => {
+  it('checks a few servers at a time, never all at once, and hears from every one', async () => {
+    // A loopback "sshd" that holds each connection 100 ms without a word, then hangs up.
+    let open = 0;
+    let most = 0;
+    const sockets = new Set<Socket>();
+    const server = createServer((socket) => {
+      sockets.add(socket);
+      open += 1;
+      most = Math.max(most, open);
+      socket.on('close', () => {
+        open -= 1;
+        sockets.delete(socket);
+      });
+      socket.on('error', () => undefined);
+      setTimeout(() => socket.destroy(), 100);
+    });
+    await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+    const port = (server.address() as {port: number}).port;
+    try {
+      const real = services();
+      const fleet: FleetDoc = {hosts: Array.from({length: 60}, (_, index) => ({name: `h-${index}`, ssh: `u${index}@127.0.0.1:${port}`, roles: []}))}; // one user each: one connection each
+      const heard = new Set<string>();
+      const states = await real.status(fleet, (host) => heard.add(host));
+      expect(heard.size).toBe(60);
+      expect([...states.values()].every((state) => state.kind === 'unreachable')).toBe(true);
+      expect(most).toBeGreaterThan(1);
+      expect(most).toBeLessThanOrEqual(STATUS_CONCURRENCY);
+      await real.close();
+    } finally {
+      for (const socket of sockets) socket.destroy();
+      server.close();
+    }
   });
 });
 

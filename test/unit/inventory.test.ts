@@ -218,7 +218,7 @@ describe('malformed inventories: one exact line per problem', () => {
     [
       'unknown option',
       () => ({...fleet(), options: {strictOutbound: true, logDrop: true}}),
-      ['options.logDrop: unknown key (allowed here: strictOutbound, trustPrivate, logDrops, backend)'],
+      ['options.logDrop: unknown key (allowed here: strictOutbound, trustPrivate, logDrops, backend, restrictPublished, otherFirewall)'],
     ],
     ['wrong type: roles as a string', () => withHost(1, {roles: 'app'}), ['hosts[1].roles: expected array, got "app"']],
     ['missing ssh', () => ({hosts: [{name: 'a', roles: []}]}), ['hosts[0].ssh: missing (expected string)']],

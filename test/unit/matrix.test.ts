@@ -2,7 +2,9 @@ import {describe, expect, it} from 'vitest';
 import {accessMatrix, INTERNET, summarizeFleetAccess, type FleetHost} from '../../source/core/access.js';
 import {flowsToTry, type FlowResult} from '../../source/core/flows.js';
 import {abbreviate, buildMatrix, cellPorts, renderMatrix} from '../../source/core/matrix.js';
+import {hostKinds, sampleFlows} from '../../source/core/flow-sample.js';
 import {goldenFleet} from './support/fixtures.js';
+import {planOf, sizedInventory} from './support/sized-fleet.js';
 
 const columnsOf = (line: string): number => [...line].length;
 
@@ -61,6 +63,31 @@ describe('the access matrix of the seed fleet', () => {
     for (const line of lines) expect(columnsOf(line)).toBeLessThanOrEqual(80);
     expect(lines.join('\n')).toMatch(/^haproxy-www +✓- +✗80,443 +✓80,443 /m);
     expect(lines.join('\n')).toMatch(/^internet +✓22 +✓80,443 +✓- +✓- +!- +✓-$/m);
+  });
+});
+
+describe('a sampled live check (40 servers)', () => {
+  it('marks only the pairs it tried, each with every open flow of the pair tried; the legend says the rest were not', () => {
+    const inventory = sizedInventory(40);
+    const plan = planOf(inventory);
+    const planned = flowsToTry(plan.hosts, plan.access);
+    const sample = sampleFlows(planned, hostKinds(inventory.hosts));
+    const results: FlowResult[] = sample.map((flow) => ({flow, live: flow.expect === 'open' ? 'open' : 'dropped', detail: '', triedFrom: 'test'}));
+    const matrix = buildMatrix(plan.hosts.map((host) => host.name), plan.access, results);
+    const triedPairs = new Set(sample.map((flow) => `${flow.planSource}\n${flow.to}`));
+    const sampled = new Set(sample);
+    for (const cell of matrix.cells) {
+      const pair = `${cell.source}\n${cell.destination}`;
+      expect(cell.live, pair).toBe(triedPairs.has(pair) ? '✓' : undefined);
+      if (cell.live === undefined) continue;
+      const missed = planned.filter((flow) => flow.expect === 'open' && `${flow.planSource}\n${flow.to}` === pair && !sampled.has(flow));
+      expect(missed, pair).toEqual([]);
+    }
+    expect(matrix.cells.filter((cell) => cell.live === undefined && cell.tcp.length > 0).length).toBeGreaterThan(0);
+    expect(renderMatrix(matrix, {columns: 200}).join('\n')).toContain('unmarked: not tried (a sample)');
+    // Every pair tried: no such line.
+    const full = buildMatrix(plan.hosts.map((host) => host.name), plan.access, planned.map((flow) => ({flow, live: flow.expect === 'open' ? 'open' : 'dropped', detail: '', triedFrom: 'test'})));
+    expect(renderMatrix(full, {columns: 200}).join('\n')).not.toContain('unmarked');
   });
 });
 

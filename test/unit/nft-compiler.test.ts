@@ -13,7 +13,7 @@ import {evaluate, portCutPoints, type Packet, type PacketProtocol} from '../../s
 import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../../source/core/inventory.js';
 import {formatAddress, parseNetwork} from '../../source/core/ip.js';
 import type {CompiledHost, Family, HostFacts} from '../../source/core/model.js';
-import {compileNftTable, nftComment, nftTableFamily, nftTableName} from '../../source/core/nft-compiler.js';
+import {compileGroupedNftTable, compileNftTable, nftComment, nftTableFamily, nftTableName} from '../../source/core/nft-compiler.js';
 import {evaluateNft} from '../../source/core/nft-evaluator.js';
 import {parseNftJson, type NftRuleset} from '../../source/core/nft-ruleset.js';
 import {readFixture} from './support/fixtures.js';
@@ -141,10 +141,10 @@ function sample<T>(items: readonly T[], count: number): T[] {
 }
 
 /** Every sampled packet of every host: the iptables verdict and the kernel-read nft table's verdict agree. */
-function expectSameAccess(inv: Inventory, packetsPerHost = PACKETS_PER_HOST): number {
+function expectSameAccess(inv: Inventory, packetsPerHost = PACKETS_PER_HOST, write: (host: CompiledHost) => string = compileNftTable): number {
   const facts = inventoryFacts(inv);
   const fleet = compileFleet(inv, facts);
-  const texts = fleet.map((host) => compileNftTable(host));
+  const texts = fleet.map(write);
   const ruleset = throughKernel(texts);
   const everyone = {4: addressesOf(fleet, facts, 4), 6: addressesOf(fleet, facts, 6)};
   let compared = 0;
@@ -308,7 +308,14 @@ describe.skipIf(!canUseNetns)('nftables table: the kernel loads it and it gives 
     expect(expectSameAccess(fixture(name))).toBeGreaterThan(1000);
   }, 120_000);
 
-  it('random fleets (roles, CIDR and host sources, 1-2 NICs, v4/v6, allows, options)', () => {
+  // The grouped table (a rule per group of peers, matching the group's address set) against the
+  // per-address iptables rulesets: the same access, packet by packet.
+  it.each(FIXTURES)('fixture %s, grouped table with its address sets: every sampled packet, every host', (name) => {
+    expect(expectSameAccess(fixture(name), PACKETS_PER_HOST, (host) => compileGroupedNftTable(host, true))).toBeGreaterThan(1000);
+  }, 120_000);
+
+  // Each random fleet twice: the per-address table and the grouped one with its address sets.
+  it('random fleets (roles, CIDR and host sources, 1-2 NICs, v4/v6, allows, options), per-address and grouped tables', () => {
     let fleets = 0;
     fc.assert(
       fc.property(fleetShape, (shape) => {
@@ -319,6 +326,7 @@ describe.skipIf(!canUseNetns)('nftables table: the kernel loads it and it gives 
           return; // a combination the validator refuses
         }
         expectSameAccess(inventory, PACKETS_PER_RANDOM_HOST);
+        expectSameAccess(inventory, PACKETS_PER_RANDOM_HOST, (host) => compileGroupedNftTable(host, true));
         fleets += 1;
       }),
       {numRuns: 30},

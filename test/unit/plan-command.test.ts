@@ -93,11 +93,30 @@ describe('isolate-wizard plan', () => {
     const one = await run(['plan', '--inventory', SEED, '--host', 'mysql-1', '--format', 'nft']);
     expect(one.code).toBe(0);
     expect(one.stdout.startsWith('table inet isolate_wizard {\n')).toBe(true);
-    expect(one.stdout).toContain('ip saddr @in_app_db_mysql_v4 tcp dport 3306 ct state new accept comment "app * -> db mysql; db peer mysql-2 -> mysql"');
+    // Alone, the table declares the address sets it matches; mysql-1 is a db peer, and never its own.
+    expect(one.stdout).toMatch(/\tset app_v4 \{\n\t\ttype ipv4_addr\n\t\telements = \{ [0-9.]+, [0-9.]+ \}\n/);
+    expect(one.stdout).toContain('iifname "eth1" ip saddr @app_v4 tcp dport 3306 ct state new accept comment "app * -> db mysql"');
+    expect(one.stdout).toMatch(/iifname "eth1" ip saddr @db_v4 ip saddr != [0-9.]+ tcp dport 3306 ct state new accept/);
     expect(one.stdout).not.toContain('==');
+    // In the whole plan, each set is written once, and the tables only name theirs.
+    const sets = text.stdout.split('\n').filter((line) => line.startsWith('set app_v4 {'));
+    expect(sets).toHaveLength(1);
+    expect(text.stdout).not.toContain('\tset app_v4 {');
     const wrong = await run(['plan', '--inventory', SEED, '--backend', 'pf']);
     expect(wrong.code).toBe(2);
     expect(wrong.stderr).toContain('--backend: "pf" is not one of iptables, nftables');
+  });
+
+  it('offline, says that other firewalls are checked at apply time, and what apply then does', async () => {
+    const text = await run(['plan', '--inventory', SEED]);
+    expect(text.code).toBe(0);
+    expect(text.stdout).toContain('== Other firewalls (firewalld, ufw, other nftables tables) ==\nnot read for every host (plan ran from the inventory\'s addresses): apply reads each server\'s other firewalls');
+    expect(text.stdout).toContain('apply refuses (exit 3, nothing touched) while one drops a planned flow, unless you choose --other-firewall open or stop');
+    const seed = JSON.parse(readFileSync(SEED, 'utf8')) as {options?: object};
+    const file = path.join(emptyHome, 'seed-open.json');
+    writeFileSync(file, JSON.stringify({...seed, options: {...seed.options, otherFirewall: 'open'}}));
+    const chosen = await run(['plan', '--inventory', file]);
+    expect(chosen.stdout).toContain('options.otherFirewall is "open": apply will open exactly those flows in that firewall too');
   });
 
   it("follows the inventory's options.backend without the flag; the flag wins over it", async () => {
@@ -117,15 +136,29 @@ describe('isolate-wizard plan', () => {
   });
 
   it('prints every host\'s rulesets, the access summary and the SSH check as text', async () => {
-    const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
+    const result = await run(['plan', '--inventory', SEED, '--backend', 'iptables'], homeWithProxyJump());
     expect(result.code).toBe(0);
     for (const host of SEED_HOSTS) {
       expect(result.stdout).toContain(`== ${host} · IPv4 (iptables-restore) ==`);
       expect(result.stdout).toContain(`== ${host} · IPv6 (ip6tables-restore) ==`);
     }
+    expect(result.stdout).not.toContain('table inet isolate_wizard');
+    expect(result.stdout).not.toContain('backend auto');
     for (const line of SEED_ACCESS) expect(result.stdout).toContain(`${line}\n`);
     expect(result.stdout).toContain('every host keeps the operator\'s SSH path');
     expect(result.stderr).toBe('');
+  });
+
+  it('by default (backend auto, nothing read live) prints the nftables tables and says each server decides at apply time', async () => {
+    const result = await run(['plan', '--inventory', SEED], homeWithProxyJump());
+    expect(result.code).toBe(0);
+    expect(result.stdout).toMatch(/^\(backend auto: each server gets nftables where its nft can load a table like ours \(checked with nft -c\), else iptables; the server decides at apply time\)\n/);
+    for (const host of SEED_HOSTS) expect(result.stdout).toContain(`== ${host} · nftables (nft -f) ==\ntable inet isolate_wizard {\n`);
+    expect(result.stdout).not.toContain('iptables-restore) ==');
+    for (const line of SEED_ACCESS) expect(result.stdout).toContain(`${line}\n`);
+    const json = JSON.parse((await run(['plan', '--inventory', SEED, '--format', 'json'], homeWithProxyJump())).stdout) as {backendNote?: string; hosts: {backend: string; nft?: string}[]};
+    expect(json.backendNote).toMatch(/decides at apply time/);
+    expect(json.hosts.every((host) => host.backend === 'nftables' && host.nft?.startsWith('table inet isolate_wizard {'))).toBe(true);
   });
 
   it('warns on stderr (exit 0) when offline facts cannot show an SSH path survives', async () => {
@@ -137,7 +170,7 @@ describe('isolate-wizard plan', () => {
   });
 
   it('--host and --family narrow the text output', async () => {
-    const result = await run(['plan', '--inventory', SEED, '--host', 'mysql-2', '--family', '4'], homeWithProxyJump());
+    const result = await run(['plan', '--inventory', SEED, '--host', 'mysql-2', '--family', '4', '--backend', 'iptables'], homeWithProxyJump());
     expect(result.code).toBe(0);
     expect(result.stdout).toContain('== mysql-2 · IPv4 (iptables-restore) ==');
     expect(result.stdout).not.toContain('IPv6 (ip6tables-restore)');

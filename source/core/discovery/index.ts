@@ -4,9 +4,11 @@ import {parseSections} from './script.js';
 import {parseSs, suggestRoles} from './services.js';
 import {firewallFacts, osFacts, parseSshConnection, persistenceFacts} from './system.js';
 import type {HostDiscovery} from './types.js';
+import {dockerFacts, type DockerFacts} from '../docker.js';
+import {parseNftJson} from '../nft-ruleset.js';
 
 export * from './types.js';
-export {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, formatSections, parseSections} from './script.js';
+export {BACKENDS_SCRIPT, DISCOVERY_SCRIPT, DOCKER_SCRIPT, formatSections, parseSections} from './script.js';
 export {classifyInterfaces, DiscoveryParseError, parseIpAddr, parseIpRoute} from './interfaces.js';
 export {isPrivateAddress} from '../addresses.js';
 export {parseSs, suggestRoles, isLoopbackOnly} from './services.js';
@@ -53,6 +55,7 @@ export function interpretDiscovery(input: DiscoveryInput): HostDiscovery {
     ...(sections.has('legacy-save') ? {legacySave: text('legacy-save')} : {}),
     ...(sections.has('nft-iptables-tables') ? {nftIptablesTables: text('nft-iptables-tables')} : {}),
     ...(sections.has('nft-tables') ? {nftTables: text('nft-tables')} : {}),
+    ...(sections.has('nft-check') ? {nftCheck: sections.get('nft-check') as {text: string; rc?: number}} : {}),
     ...(sections.has('ufw') ? {ufwStatus: text('ufw')} : {}),
     ...(sections.has('firewalld') ? {firewalldState: text('firewalld')} : {}),
     interfaceNames: links.map((link) => link.name),
@@ -70,10 +73,11 @@ export function interpretDiscovery(input: DiscoveryInput): HostDiscovery {
   const sshConnection = input.sshConnection === undefined ? undefined : parseSshConnection(input.sshConnection);
   if (!sshConnection) warnings.push('the server did not report $SSH_CONNECTION: the lockout check cannot see your path');
 
+  const docker = readDocker(sections, warnings);
   return {
     host: input.host,
     route: input.route,
-    facts: classification.facts,
+    facts: docker ? {...classification.facts, docker} : classification.facts,
     interfaces: classification.interfaces,
     listening,
     suggestedRoles: roles.suggestions,
@@ -105,4 +109,26 @@ export function mixedBackendsRefusal(probeOutput: string): string | undefined {
     commands: '',
   });
   return facts.mixedBackends ? 'both iptables-legacy and nftables rules are loaded: packets pass both; remove one first' : undefined;
+}
+
+/**
+ * Docker's published ports from the sections DOCKER_SCRIPT (also part of the discovery script)
+ * prints; undefined without Docker or when nothing was read. What cannot be read is a warning.
+ */
+export function readDocker(sections: ReadonlyMap<string, {readonly text: string; readonly rc?: number}>, warnings: string[]): DockerFacts | undefined {
+  const ok = (name: string): string => (sections.get(name)?.rc === 0 ? (sections.get(name)?.text ?? '') : '');
+  try {
+    const nftText = ok('nft-json').trim();
+    return dockerFacts({nat4: ok('nat-save4'), nat6: ok('nat-save6'), ...(nftText === '' ? {} : {nft: parseNftJson(nftText)})});
+  } catch (error) {
+    warnings.push(`Docker's published ports could not be read: ${error instanceof Error ? error.message : String(error)}`);
+    return undefined;
+  }
+}
+
+/** Docker's facts from DOCKER_SCRIPT's output. */
+export function interpretDocker(output: string): {docker?: DockerFacts; warnings: string[]} {
+  const warnings: string[] = [];
+  const docker = readDocker(parseSections(output), warnings);
+  return docker ? {docker, warnings} : {warnings};
 }

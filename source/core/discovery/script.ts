@@ -4,6 +4,8 @@
 export const SECTION_BEGIN = '@@iw-begin ';
 export const SECTION_END = '@@iw-end ';
 
+import {NFT_PROBE_TABLE} from '../backend.js';
+
 // The script's preamble: a clean environment and the section() framing.
 const PREAMBLE = String.raw`LC_ALL=C
 export LC_ALL
@@ -33,6 +35,17 @@ if have iptables-nft-save; then
 fi
 `;
 
+// Docker's published ports, without the docker CLI: its nat chain (both families) and Docker 29's
+// nftables tables (read by docker.ts).
+const DOCKER_SECTIONS = String.raw`section nat-save4 iptables-save -t nat
+section nat-save6 ip6tables-save -t nat
+if have nft; then section nft-json nft -j list ruleset; fi
+`;
+
+/** Run on hosts whose facts the inventory gives (`sh -s`, as root; read-only): Docker's published ports. */
+export const DOCKER_SCRIPT = `# isolate-wizard Docker ports (read-only)
+${PREAMBLE}${DOCKER_SECTIONS}`;
+
 /**
  * Run before an apply on every host (`sh -s`, as root; read-only): just enough to tell whether
  * both iptables backends hold tables, where packets would pass both rule sets.
@@ -51,7 +64,8 @@ section ip-route6 ip -j -6 route show
 section ss ss -Htulnp
 section iptables-save iptables-save
 section ip6tables-save ip6tables-save
-${BACKEND_SECTIONS}if have nft; then section nft-tables nft list tables; fi
+${BACKEND_SECTIONS}${DOCKER_SECTIONS}nft_check() { printf '%s\n' '${NFT_PROBE_TABLE}' | nft -c -f /dev/stdin 2>&1; }
+if have nft; then section nft-tables nft list tables; section nft-check nft_check; fi
 if have ufw; then section ufw ufw status; fi
 if have firewall-cmd; then section firewalld firewall-cmd --state; fi
 section commands sh -c 'for c in iptables-restore ip6tables-restore iptables-legacy iptables-nft nft ufw firewall-cmd docker dockerd fail2ban-client netfilter-persistent systemctl kubelet; do p=$(command -v "$c" 2>/dev/null) && printf "%s %s\n" "$c" "$p"; done; true'

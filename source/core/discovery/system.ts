@@ -52,12 +52,22 @@ export interface FirewallInputs {
   readonly nftIptablesTables?: string;
   /** `nft list tables`, when nft exists. */
   readonly nftTables?: string;
+  /** `nft -c` of NFT_PROBE_TABLE, when nft exists: its output and exit status. */
+  readonly nftCheck?: {readonly text: string; readonly rc?: number};
   readonly ufwStatus?: string;
   readonly firewalldState?: string;
   /** Interface names (docker0 marks Docker). */
   readonly interfaceNames: readonly string[];
   /** `name path` lines of the commands present. */
   readonly commands: string;
+}
+
+/** Whether nft took our probe table; nothing when it was not checked (a recording from before the check). */
+function nftUsability(check: FirewallInputs['nftCheck'], hasNft: boolean): {nftUsable?: boolean; nftProblem?: string} {
+  if (check === undefined) return hasNft ? {} : {nftUsable: false, nftProblem: 'nft is not installed'};
+  if (check.rc === 0) return {nftUsable: true};
+  const error = check.text.split('\n').find((line) => line.includes('Error')) ?? `exit ${check.rc ?? 'unknown'}`;
+  return {nftUsable: false, nftProblem: `nft cannot load a table using what ours uses (nft -c: ${error.trim()})`};
 }
 
 /** An iptables-save text with a rule or a built-in policy other than ACCEPT: it filters something. */
@@ -86,6 +96,7 @@ export function firewallFacts(input: FirewallInputs): {facts: FirewallFacts; war
     .map((line) => line.slice('table '.length));
   const chains = [...chainNames(input.iptablesSave), ...chainNames(input.ip6tablesSave)];
   const commands = new Set(input.commands.split('\n').map((line) => line.split(' ')[0] ?? '').filter(Boolean));
+  const nft = nftUsability(input.nftCheck, commands.has('nft'));
   const ufwActive = /^Status:\s*active/im.test(input.ufwStatus ?? '');
   const firewalldActive = (input.firewalldState ?? '').trim() === 'running';
   const docker = chains.some((chain) => chain === 'DOCKER' || chain.startsWith('DOCKER-')) || input.interfaceNames.includes('docker0');
@@ -110,6 +121,7 @@ export function firewallFacts(input: FirewallInputs): {facts: FirewallFacts; war
       ...(version === undefined ? {} : {iptablesVersion: version}),
       backend,
       mixedBackends,
+      ...nft,
       nativeNftTables,
       ufwActive,
       firewalldActive,

@@ -59,6 +59,13 @@ export interface FirewallFacts {
   readonly backend: IptablesBackend;
   /** Both legacy and nf_tables hold iptables tables: rules in the other one still filter traffic. */
   readonly mixedBackends: boolean;
+  /**
+   * Whether nft took a table like ours (`nft -c`, nothing loaded): where it did, backend auto
+   * gives the host nftables. Undefined when not checked (recorded before the check existed).
+   */
+  readonly nftUsable?: boolean;
+  /** Why not, when nftUsable is false. */
+  readonly nftProblem?: string;
   /** Native nftables tables that are not iptables' own (e.g. `inet firewalld`). */
   readonly nativeNftTables: readonly string[];
   readonly ufwActive: boolean;

@@ -9,15 +9,30 @@ import {useColor, useNow, useTerminalSize} from '../context.js';
 import {renderMatrix} from '../../core/matrix.js';
 import {useWizard} from '../app.js';
 
-/** The flows tried live before the countdown: the summary, and in red each one that differs from the plan. */
-function LiveCheck({check}: {readonly check: {readonly summary: string; readonly differing: readonly string[]}}) {
+/** Words on lines of at most `width` columns (a word longer than a line is cut where the line ends). */
+function wrapWords(text: string, width: number): string[] {
+  const lines: string[] = [];
+  let line = '';
+  for (const word of text.split(' ')) {
+    if (line !== '' && [...line].length + 1 + [...word].length > width) {
+      lines.push(line);
+      line = word;
+    } else line = line === '' ? word : `${line} ${word}`;
+  }
+  return [...lines, line];
+}
+
+/** The flows tried live before the countdown: the summary (wrapped: a sample's is long), and in red each one that differs from the plan. */
+function LiveCheck({check, summary}: {readonly check: {readonly differing: readonly string[]}; readonly summary: readonly string[]}) {
   const color = useColor();
   const shown = check.differing.slice(0, LIVE_LINES);
   return (
     <Box flexDirection="column" marginTop={1}>
-      <Text color={color(check.differing.length === 0 ? 'green' : 'red')} wrap="truncate-end">
-        live check: {check.summary}
-      </Text>
+      {summary.map((line, index) => (
+        <Text key={`summary ${index}`} color={color(check.differing.length === 0 ? 'green' : 'red')} wrap="truncate-end">
+          {line}
+        </Text>
+      ))}
       {shown.map((line) => (
         <Text key={line} color={color('red')} wrap="truncate-end">
           {line}
@@ -80,7 +95,8 @@ export function CountdownScreen() {
   const checks = [...(batch?.checks ?? [])].sort((left, right) => Number(left.ok) - Number(right.ok));
   const passed = checks.filter((check) => check.ok).length;
   // The timer (4 rows), the two lines under it, the summary and the working line take the rest.
-  const liveRows = batch?.liveCheck ? 2 + Math.min(LIVE_LINES + 1, batch.liveCheck.differing.length) : 0; // margin, summary, lines
+  const liveSummary = batch?.liveCheck ? wrapWords(`live check: ${batch.liveCheck.summary}`, columns) : [];
+  const liveRows = batch?.liveCheck ? 1 + liveSummary.length + Math.min(LIVE_LINES + 1, batch.liveCheck.differing.length) : 0; // margin, summary, lines
   const height = useBodyRows(hints) - 7 - (working ? 1 : 0) - liveRows;
 
   return (
@@ -119,7 +135,7 @@ export function CountdownScreen() {
           )}
         />
       )}
-      {batch?.liveCheck ? <LiveCheck check={batch.liveCheck} /> : null}
+      {batch?.liveCheck ? <LiveCheck check={batch.liveCheck} summary={liveSummary} /> : null}
       {working ? (
         <Text wrap="truncate-end">
           <Text color={color('cyan')}>

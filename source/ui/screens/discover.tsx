@@ -11,6 +11,8 @@ import {reducer} from '../state.js';
 import type {InterfaceSide} from '../services.js';
 
 const NEXT_SIDE: Record<InterfaceSide, InterfaceSide> = {public: 'private', private: 'ignore', ignore: 'public'};
+/** Interfaces PgUp/PgDn move by (each host takes three or more rows). */
+const PAGE = 8;
 
 export function DiscoverScreen() {
   const {state, dispatch, actions} = useWizard();
@@ -33,6 +35,10 @@ export function DiscoverScreen() {
     (input, key) => {
       if (key.upArrow) setCursor((value) => Math.max(0, Math.min(value, choosable.length - 1) - 1));
       else if (key.downArrow) setCursor((value) => Math.min(choosable.length - 1, value + 1));
+      else if (key.pageUp) setCursor((value) => Math.max(0, Math.min(value, choosable.length - 1) - PAGE));
+      else if (key.pageDown) setCursor((value) => Math.min(choosable.length - 1, value + PAGE));
+      else if (key.home) setCursor(0);
+      else if (key.end) setCursor(Math.max(0, choosable.length - 1));
       else if (input === ' ' && choosable[at]?.iface !== undefined) {
         const {host, iface, side = 'ignore'} = choosable[at];
         dispatch({type: 'set-side', host, iface, side: NEXT_SIDE[side]});

@@ -1,5 +1,7 @@
 // Preview: per server the ruleset (v4/v6), the diff against what it has now, the access
 // in plain words and as a matrix, and the lockout check. A lockout finding or a problem blocks the apply.
+// Where another firewall (firewalld, ufw) drops planned flows: which, and the remedy to choose
+// (o): refuse (the apply is refused), open them in it too, or stop it within the batch.
 
 import {useMemo, useRef, useState} from 'react';
 import {Text, useInput} from 'ink';
@@ -9,6 +11,12 @@ import {useColor, useTerminalSize} from '../context.js';
 import {useWizard} from '../app.js';
 import {renderMatrix} from '../../core/matrix.js';
 import type {HostPreview} from '../services.js';
+import type {OtherFirewallRemedy} from '../../core/model.js';
+import {REMEDY_WORDS} from '../../core/remedy.js';
+
+/** The preview's remedy choices, in the order `o` steps through them (undefined: refuse). */
+const REMEDIES: readonly (OtherFirewallRemedy | undefined)[] = [undefined, 'open', 'stop'];
+const REMEDY_LABELS: Record<OtherFirewallRemedy, string> = {open: 'open those flows in it', stop: 'stop it for the batch'};
 
 type View = 'diff' | 'v4' | 'v6' | 'access' | 'matrix';
 const VIEWS: readonly View[] = ['diff', 'v4', 'v6', 'access', 'matrix'];
@@ -62,8 +70,11 @@ export function PreviewScreen() {
   } else if (preview && view === 'access') lines = preview.access;
   else if (preview && view === 'matrix') lines = matrixLines;
 
+  const others = preview?.otherFirewalls ?? [];
+  const remedy = state.draft.options?.otherFirewall;
   const hints = [
     {key: '←→', label: 'server'},
+    ...(others.length > 0 ? [{key: 'o', label: 'other firewall'}] : []),
     {key: '1-5/Tab', label: 'diff·v4·v6·access·matrix'},
     {key: '↑↓', label: 'scroll'},
     ...(blocked ? [] : [{key: 'a', label: `apply (${state.settings.deadlineSeconds} s to keep)`}]),
@@ -72,7 +83,8 @@ export function PreviewScreen() {
   // Problems, the lockout check, warnings and the server tabs above the window; it takes the rest.
   const problemLines = Math.min(4, preview?.problems.length ?? 0);
   const lockoutLines = preview && preview.lockout.length > 0 ? 1 + Math.min(3, preview.lockout.length) : preview?.problems.length === 0 ? 1 : 0;
-  const headerLines = problemLines + lockoutLines + Math.min(2, current?.warnings.length ?? 0) + 1;
+  const otherLines = others.length > 0 ? Math.min(2, others.length) + 1 : 0;
+  const headerLines = problemLines + lockoutLines + otherLines + Math.min(2, current?.warnings.length ?? 0) + 1;
   const height = useBodyRows(hints) - headerLines;
 
   useInput(
@@ -81,6 +93,11 @@ export function PreviewScreen() {
         if (hosts.length > 0) setHostIndex((value) => (value + (key.rightArrow ? 1 : hosts.length - 1)) % hosts.length);
       } else if (['1', '2', '3', '4', '5'].includes(input)) setView(VIEWS[Number(input) - 1] ?? 'diff');
       else if (key.tab) setView(VIEWS[(VIEWS.indexOf(view) + 1) % VIEWS.length] ?? 'diff');
+      else if (input === 'o' && others.length > 0) {
+        const next = REMEDIES[(REMEDIES.indexOf(remedy) + 1) % REMEDIES.length];
+        dispatch({type: 'set-other-firewall', remedy: next});
+        dispatch({type: 'message', text: next === undefined ? 'other firewall: the apply will be refused while it drops planned flows' : `other firewall: ${REMEDY_WORDS[next]}`});
+      }
       else if (input === 'a') {
         if (!preview) return dispatch({type: 'message', text: 'the preview is not ready yet'});
         if (blocked) return dispatch({type: 'message', text: 'apply is blocked: fix what the preview reports first (Esc goes back)'});
@@ -129,6 +146,30 @@ export function PreviewScreen() {
       ) : preview.problems.length === 0 ? (
         <Text color={color('green')} wrap="truncate-end">
           ✓ Lockout check: your SSH path to every server survives
+        </Text>
+      ) : null}
+      {others.slice(0, 2).map((line) => (
+        <Text key={`o/${line}`} color={color('yellow')} wrap="truncate-end">
+          ⚠ {line}
+        </Text>
+      ))}
+      {others.length > 0 ? (
+        <Text wrap="truncate-end">
+          {'  '}other firewall ({others.length > 2 ? `${others.length} servers/firewalls, ` : ''}o to change):{' '}
+          {REMEDIES.map((choice) => {
+            const label = choice === undefined ? 'refuse the apply' : REMEDY_LABELS[choice];
+            return choice === remedy ? (
+              <Text key={label} bold inverse>
+                {' '}
+                {label}{' '}
+              </Text>
+            ) : (
+              <Text key={label} dimColor>
+                {' '}
+                {label}{' '}
+              </Text>
+            );
+          })}
         </Text>
       ) : null}
       {(current?.warnings ?? []).slice(0, 2).map((warning) => (

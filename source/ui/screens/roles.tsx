@@ -30,6 +30,8 @@ export function RolesGrid({hosts, height, onDone}: {hosts: readonly string[]; he
       else if (key.downArrow) setRow((value) => Math.min(hosts.length - 1, value + 1));
       else if (key.pageUp) setRow((value) => Math.max(0, value - Math.max(1, Math.floor(height / 2))));
       else if (key.pageDown) setRow((value) => Math.min(hosts.length - 1, value + Math.max(1, Math.floor(height / 2))));
+      else if (key.home) setRow(0);
+      else if (key.end) setRow(hosts.length - 1);
       else if (key.leftArrow) setColumn((value) => Math.max(0, value - 1));
       else if (key.rightArrow) setColumn((value) => Math.min(roles.length - 1, value + 1));
       else if (input === ' ' && host && roles[column]) dispatch({type: 'toggle-role', host, role: roles[column]});

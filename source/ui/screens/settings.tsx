@@ -1,5 +1,5 @@
 // Settings: default deadline, where the rules live (backend) and the fleet options (strict
-// outbound, drop logging, trust private).
+// outbound, drop logging, trust private, Docker's published ports restricted to the plan).
 // Each change is saved at once; IPv6 is always isolated like IPv4 (shown, not switchable).
 
 import {useRef, useState} from 'react';
@@ -7,12 +7,14 @@ import {Box, Text, useInput} from 'ink';
 import {Frame, useInputActive} from '../components.js';
 import {useColor} from '../context.js';
 import {useWizard} from '../app.js';
+import {DEFAULT_BACKEND_CHOICE} from '../../core/backend.js';
 import type {BackendChoice} from '../../core/model.js';
 import type {FleetOptionsDoc} from '../services.js';
 
-type Item = 'deadline' | keyof FleetOptionsDoc | 'ipv6';
-const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'ipv6'];
-const BACKENDS: readonly BackendChoice[] = ['iptables', 'nftables', 'auto'];
+// What to do about another firewall is chosen on the preview, where its drops are shown.
+type Item = 'deadline' | Exclude<keyof FleetOptionsDoc, 'otherFirewall'> | 'ipv6';
+const ITEMS: readonly Item[] = ['deadline', 'backend', 'strictOutbound', 'logDrops', 'trustPrivate', 'restrictPublished', 'ipv6'];
+const BACKENDS: readonly BackendChoice[] = ['auto', 'nftables', 'iptables'];
 
 const LABELS: Record<Item, string> = {
   deadline: 'default deadline',
@@ -20,13 +22,14 @@ const LABELS: Record<Item, string> = {
   strictOutbound: 'strict outbound (public hosts)',
   logDrops: 'log dropped packets (rate-limited)',
   trustPrivate: 'trust the whole fleet on every port',
+  restrictPublished: 'Docker published ports: plan only',
   ipv6: 'IPv6',
 };
 
 const BACKEND_WORDS: Record<BackendChoice, string> = {
   iptables: 'iptables filter tables',
   nftables: 'own nftables table',
-  auto: 'auto (nftables where nft is)',
+  auto: 'auto (nftables, else iptables)',
 };
 
 export function SettingsScreen() {
@@ -51,7 +54,7 @@ export function SettingsScreen() {
         void actions.saveFleet(latest.current.fleet, settings);
       } else if ((input === ' ' || key.return) && item !== 'deadline' && item !== 'ipv6') {
         const current = latest.current.fleet.options ?? {};
-        const next = item === 'backend' ? BACKENDS[(BACKENDS.indexOf(current.backend ?? 'iptables') + 1) % BACKENDS.length] : !(current[item] ?? false);
+        const next = item === 'backend' ? BACKENDS[(BACKENDS.indexOf(current.backend ?? DEFAULT_BACKEND_CHOICE) + 1) % BACKENDS.length] : !(current[item] ?? false);
         const fleet = {...latest.current.fleet, options: {...current, [item]: next}};
         latest.current = {...latest.current, fleet};
         void actions.saveFleet(fleet);
@@ -63,7 +66,7 @@ export function SettingsScreen() {
   const valueOf = (which: Item): string => {
     if (which === 'deadline') return `${state.settings.deadlineSeconds} s  (←→ by 15 s)`;
     if (which === 'ipv6') return 'isolated the same way as IPv4 (always)';
-    if (which === 'backend') return BACKEND_WORDS[options.backend ?? 'iptables'];
+    if (which === 'backend') return BACKEND_WORDS[options.backend ?? DEFAULT_BACKEND_CHOICE];
     return options[which] ? 'on' : 'off';
   };
 

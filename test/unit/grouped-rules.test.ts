@@ -1,0 +1,94 @@
+// The compiler's grouped rules (a rule per group of peers, matching the group's address set) are
+// what the access summary and the SSH path check read. They must give exactly the access of the
+// per-address rulesets the iptables backend loads: compared here on every fixture and on flat
+// fleets with the shapes that make sets differ (two NICs or one, a host holding two addresses,
+// a role admitting its own hosts).
+import {readdirSync} from 'node:fs';
+import {describe, expect, it} from 'vitest';
+import {formatAccess, summarizeFleetAccess, type FleetHost} from '../../source/core/access.js';
+import {compileFleet, groupedRules} from '../../source/core/compiler.js';
+import {factsFromInventory, parseInventoryText, validateInventory, type Inventory} from '../../source/core/inventory.js';
+import {checkLockout, operatorPaths} from '../../source/core/lockout.js';
+import type {HostFacts} from '../../source/core/model.js';
+import {readFixture} from './support/fixtures.js';
+
+function fleetHosts(inv: Inventory, grouped: boolean): FleetHost[] {
+  const facts = new Map<string, HostFacts>(inv.hosts.map((host) => [host.name, factsFromInventory(host)!]));
+  return compileFleet(inv, facts).map((compiled) => ({
+    name: compiled.host,
+    facts: facts.get(compiled.host)!,
+    // A plain copy has no grouped rules: readers then read the per-address rulesets.
+    compiled: grouped ? compiled : {host: compiled.host, v4: compiled.v4, v6: compiled.v6, warnings: compiled.warnings},
+  }));
+}
+
+function expectSameReading(inv: Inventory): void {
+  const grouped = fleetHosts(inv, true);
+  const perAddress = fleetHosts(inv, false);
+  expect(grouped.every((host) => groupedRules(host.compiled) !== undefined)).toBe(true);
+  expect(perAddress.some((host) => groupedRules(host.compiled) !== undefined)).toBe(false);
+  expect(summarizeFleetAccess(grouped)).toEqual(summarizeFleetAccess(perAddress));
+  const paths = operatorPaths(inv);
+  expect(checkLockout(grouped, paths)).toEqual(checkLockout(perAddress, paths));
+}
+
+const FIXTURES = readdirSync(new URL('../../fixtures/inventories/', import.meta.url))
+  .filter((file) => file.endsWith('.json') && file !== 'seed.json')
+  .map((file) => file.slice(0, -'.json'.length))
+  .sort();
+
+/** A flat fleet: every db admits every app server and every other db; `shape` varies what sets hold. */
+function flatFleet(count: number, shape: {singleNic?: boolean; twoAddresses?: boolean; options?: object}): Inventory {
+  const hosts = Array.from({length: count}, (_unused, index) => {
+    const role = index < 2 ? 'bastion' : index < 4 ? 'lb' : index < count / 2 ? 'app' : 'db';
+    const oneNic = shape.singleNic === true && index % 3 === 0;
+    const privateV4 = `10.0.0.${index}`;
+    const extra = shape.twoAddresses === true && index === count - 2 ? [`10.0.1.${index}`, `fd00::1:${index.toString(16)}`] : [];
+    return {
+      name: `${role}-${index}`,
+      ssh: `root@198.19.0.${index + 1}`,
+      roles: [role],
+      interfaces: oneNic ? {public: 'eth0'} : {public: 'eth0', private: 'eth1'},
+      addresses: oneNic
+        ? {public: [`198.19.0.${index + 1}`, `2001:db8::${(index + 1).toString(16)}`]}
+        : {public: [`198.19.0.${index + 1}`, `2001:db8::${(index + 1).toString(16)}`], private: [privateV4, `fd00::${index.toString(16)}`, ...extra]},
+    };
+  });
+  return validateInventory({...(shape.options ? {options: shape.options} : {}), hosts});
+}
+
+describe('grouped rules read as the per-address rulesets', () => {
+  it.each(FIXTURES)('fixture %s: the same access summary and SSH path findings', (name) => {
+    expectSameReading(parseInventoryText(readFixture(`inventories/${name}.json`), name));
+  });
+
+  it.each([
+    ['two NICs everywhere', {}],
+    ['some hosts with one NIC', {singleNic: true}],
+    ['a db with two addresses per family on its side', {twoAddresses: true}],
+    ['strict outbound and drop logging', {options: {strictOutbound: true, logDrops: true}}],
+    ['trusted private network', {options: {trustPrivate: true}}],
+  ])('flat fleet, %s', (_label, shape) => {
+    expectSameReading(flatFleet(24, shape));
+  });
+
+  it('a line with many sources names the big classes by role; its sources are still every host', () => {
+    const grouped = fleetHosts(flatFleet(60, {}), true);
+    const access = summarizeFleetAccess(grouped);
+    const db = access.find((entry) => entry.destination === 'db-59' && entry.tcp.some((range) => range.first === 3306))!;
+    // 26 app servers (4-29) and the 29 other dbs (30-58).
+    expect(formatAccess([db])).toEqual(['app (26 hosts), db (29 hosts) → db-59 tcp/3306']);
+    expect(db.sources).toEqual([...Array.from({length: 26}, (_unused, index) => `app-${index + 4}`), ...Array.from({length: 29}, (_unused, index) => `db-${index + 30}`)]);
+    const perAddress = summarizeFleetAccess(fleetHosts(flatFleet(60, {}), false));
+    expect(formatAccess(perAddress.filter((entry) => entry.destination === 'db-59'))).toContainEqual(expect.stringMatching(/^app-4, app-5, .*db-58 → db-59 tcp\/3306$/));
+  });
+
+  it('a db\'s grouped rules stay a few per group however many app servers it admits', () => {
+    const rulesOf = (count: number): number => {
+      const hosts = fleetHosts(flatFleet(count, {}), true);
+      const db = hosts.find((host) => host.name.startsWith('db-'))!;
+      return groupedRules(db.compiled)!.v4.tables[0]!.rules.length;
+    };
+    expect(rulesOf(200)).toBe(rulesOf(20));
+  });
+});
