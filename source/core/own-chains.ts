@@ -4,7 +4,9 @@
 // OUTPUT with their policies): that is what the evaluator, the access summary and the nftables
 // compiler read. On a server they live in chains of our own instead: IW-INPUT, IW-FORWARD,
 // IW-OUTPUT (and helpers such as IW-LOG-DROP), each entered by one plain jump at position 1 of its
-// built-in chain and ending with the drop the policy stood for. Everything else in the table —
+// built-in chain and ending with the drop the policy stood for. What the compiler accepts, ours
+// RETURNs: the rest of the built-in chain (others' rules, its policy) still decides, so a ban of
+// fail2ban's holds for the addresses we admit, as with our nftables table. Everything else in the table —
 // others' chains and rules (fail2ban, Docker, the operator's), the built-in chains' policies —
 // is theirs: never written (the agent loads ours with iptables-restore --noflush), never compared.
 import type {Chain, Rule, Ruleset, Table} from './model.js';
@@ -88,10 +90,19 @@ export function toOwnChains(compiled: Ruleset): Ruleset {
     if (!isOwnChain(name)) throw new Error(`chain ${chain.name} is not ours (${OWN_CHAIN_PREFIX}*): the compiler writes only built-in and ${OWN_CHAIN_PREFIX} chains`);
     own.push(name);
     if (builtIn) jumps.push({chain: chain.name, spec: ['-j', name]});
-    for (const rule of filter.rules) if (rule.chain === chain.name) rules.push(builtIn ? {chain: name, spec: rule.spec} : rule);
+    for (const rule of filter.rules) if (rule.chain === chain.name) rules.push(builtIn ? {chain: name, spec: acceptAsReturn(rule.spec)} : rule);
     if (builtIn && chain.policy === 'DROP') rules.push({chain: name, spec: ['-j', 'DROP']});
   }
   return {family: compiled.family, tables: [{name: 'filter', chains: ownChainList(own, jumps), rules: [...jumps, ...rules]}]};
+}
+
+/**
+ * Our accept, in a chain of ours: RETURN, so the packet goes on through the rest of the built-in
+ * chain — others' rules (a fail2ban ban, ufw, the operator's) and its policy still decide, as an
+ * accept in our nftables table ends only our chain. Only our drops are final.
+ */
+function acceptAsReturn(spec: readonly string[]): string[] {
+  return spec.map((token, index) => (token === 'ACCEPT' && (spec[index - 1] === '-j' || spec[index - 1] === '--jump') ? 'RETURN' : token));
 }
 
 /**

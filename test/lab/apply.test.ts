@@ -189,27 +189,29 @@ describe('apply on the seed fleet', () => {
     expect((await wp.exec(['iptables-save', '-t', 'nat'])).stdout.replace(/^#.*\n/gm, '')).toEqual(natBefore);
   });
 
-  it('a fail2ban ban that predates the load does not cut the plan\'s path: our jump comes first, the ban still holds for the addresses ours does not accept', async () => {
+  it('a fail2ban ban holds for an address ours admits: our chain returns what it accepts, and the rest of INPUT still decides', async () => {
     const wp = host('wordpress-1');
-    // fail2ban has banned the bastion and an address of the internet.
-    const bastion = host('tunnel-1').privateV4 as string;
-    // (Today an earlier ACCEPT of the admin's lets it in: without it there would be no way in to apply.)
+    // fail2ban has banned the load balancer's IPv4 address from the web ports (its jump after ours).
+    const lb = host('haproxy-www').privateV4 as string;
     const ban = [
-      'iptables -N f2b-sshd',
-      `iptables -A f2b-sshd -s ${bastion}/32 -j REJECT`,
-      'iptables -A f2b-sshd -j RETURN',
-      `iptables -A INPUT -s ${bastion}/32 -p tcp -m tcp --dport 22 -j ACCEPT`,
-      'iptables -A INPUT -p tcp -m multiport --dports 22 -j f2b-sshd',
+      'iptables -N f2b-http',
+      `iptables -A f2b-http -s ${lb}/32 -j REJECT`,
+      'iptables -A f2b-http -j RETURN',
+      'iptables -A INPUT -p tcp -m multiport --dports 80,443 -j f2b-http',
     ].join(' && ');
     expect((await wp.exec(['sh', '-c', ban])).code).toBe(0);
     const inventory = lab.writeInventory(ON_IPTABLES, 'seed.json');
     const result = await lab.runCli(['apply', '--inventory', inventory, '--host', 'wordpress-1', '--timeout', '60']);
     expect(result.code, result.stderr).toBe(0);
-    expect(await lab.canConnect('tunnel-1', wp.privateV4 as string, 22)).toBe(true);
     const during = await filterOf('wordpress-1');
-    expect(during).toContain(`-A f2b-sshd -s ${bastion}/32 -j REJECT`);
+    expect(during.split('\n').filter((line) => line.startsWith('-A INPUT'))).toEqual(['-A INPUT -j IW-INPUT', '-A INPUT -p tcp -m multiport --dports 80,443 -j f2b-http']);
+    // Ours admits the load balancer on port 80 in both families; the ban still refuses its IPv4 address.
+    expect(await lab.canConnect('haproxy-www', wp.privateV4 as string, 80)).toBe(false);
+    expect(await lab.canConnect('haproxy-www', wp.privateV6 as string, 80)).toBe(true);
+    expect(await lab.canConnect('tunnel-1', wp.privateV4 as string, 22)).toBe(true);
     const rolled = await lab.runCli(['rollback', '--inventory', inventory, '--host', 'wordpress-1']);
     expect(rolled.code).toBe(0);
+    expect(await filterOf('wordpress-1')).toContain(`-A f2b-http -s ${lb}/32 -j REJECT`);
   });
 
   it('refuses a second apply to a host while the first is pending, naming who holds it', async () => {
