@@ -3,7 +3,7 @@
 // the rules other software (or a person) wrote, and dropped packets named by fleet host. Pure: the
 // caller read `iptables-save -c` and the drop log on the server.
 import {formatRule, tokenizeRuleLine} from './iptables-save.js';
-import {canonicalSpec, ruleTarget, toOwnChains} from './own-chains.js';
+import {canonicalSpec, isOwnChain, ruleTarget, toOwnChains} from './own-chains.js';
 import type {Rule, Ruleset} from './model.js';
 
 export interface RuleWordsContext {
@@ -36,7 +36,8 @@ function hostName(address: string, names: ReadonlyMap<string, string>): string {
 }
 
 /** One rule's match and verdict in words, e.g. "tcp/80,443 from haproxy-www on eth1". */
-export function ruleInWords(spec: readonly string[], names: ReadonlyMap<string, string>): string {
+/** In a chain of ours, RETURN is how we admit (own-chains.ts): said as an accept is. */
+export function ruleInWords(spec: readonly string[], names: ReadonlyMap<string, string>, inOurChain = false): string {
   let proto: string | undefined;
   let ports: string | undefined;
   let icmpType: string | undefined;
@@ -102,7 +103,7 @@ export function ruleInWords(spec: readonly string[], names: ReadonlyMap<string, 
   else what = where.length > 0 ? 'everything' : (comment ?? 'everything');
   const target = ruleTarget({chain: '', spec});
   const verdict =
-    target === undefined || target === 'ACCEPT'
+    target === undefined || target === 'ACCEPT' || (inOurChain && target === 'RETURN')
       ? ''
       : target === 'DROP'
         ? 'drop '
@@ -163,7 +164,7 @@ export function describeLiveRules(saveText: string, context: RuleWordsContext): 
     lines.push(`${chain.name}${owner ? ` (${owner}'s)` : ''}${policy}`);
     for (const rule of rules) {
       if (rule.chain !== chain.name) continue;
-      const words = `${ruleInWords(rule.spec, context.names)} — ${count(rule.packets)}`;
+      const words = `${ruleInWords(rule.spec, context.names, isOwnChain(chain.name))} — ${count(rule.packets)}`;
       const target = ruleTarget(rule);
       const theirs = owner ?? (target !== undefined ? ownerOf(target) : undefined);
       if (ours.has(key(rule))) lines.push(`  ${words}`);

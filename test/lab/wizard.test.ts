@@ -177,7 +177,7 @@ describe('the wizard in a terminal', () => {
     await wizard.waitFor(/❯ mysql-1/);
     await wizard.press('f');
     screen = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
-    expect(screen).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j ACCEPT/);
+    expect(screen).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j RETURN/);
     await wizard.press('a');
     await wizard.waitFor('keep the new rules?', 90_000);
     await wizard.press('K');
@@ -249,7 +249,7 @@ describe('the wizard in a terminal', () => {
     await wizard.press('y');
     const preview = await wizard.waitFor('preview · mysql-1 · diff', 60_000);
     // The hand rule replaced by the plan's own opening, on both families (lines cut at 80 columns).
-    expect(preview).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j ACCEPT {2}\[IPv4\]/);
+    expect(preview).toMatch(/- -A IW-INPUT -p tcp -m tcp --dport 3306 -j RETURN {2}\[IPv4\]/);
     expect(preview.match(/\+ -A IW-INPUT -i eth0 -p tcp -m tcp --dport 3306 /g)).toHaveLength(2);
     await wizard.press('a');
     await wizard.waitFor('keep the new rules?', 90_000);

@@ -267,7 +267,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'b1', '60'], 'alice@laptop pid=1\n').code).toBe(0);
     expect(agent(['stage', 'b1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'b1']).code).toBe(0);
-    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(liveFilter(6)).toContain('--dport 2222');
     const confirmed = agent(['confirm', 'b1']);
     expect(confirmed.code).toBe(0);
@@ -294,7 +294,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(silent.code).toBe(0);
     const [shown, after] = silent.stdout.split('#iw:await\n') as [string, string];
     expect(shown).toContain('phase=loaded');
-    expect(shown).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(shown).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(after.trim()).toBe('not-confirmed');
     expect(state()['phase']).toBe('loaded');
     expect(state()['token']).not.toBe('');
@@ -470,7 +470,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const before = liveFilter(4);
     expect(agent(['begin', 'b9', '60'], 'x@y pid=2\n').code).toBe(0);
     // A jump to a chain the file never declares passes --test on iptables-nft but fails the load.
-    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED');
+    const v6 = CANDIDATE_V6.replace('-i lo -j RETURN', '-i lo -j NOT-DECLARED');
     expect(agent(['stage', 'b9'], payload(CANDIDATE_V4, v6)).code).toBe(0);
     const loaded = agent(['load', 'b9']);
     expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
@@ -524,7 +524,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const first = agent(['confirmed']);
     expect(first.code).toBe(0);
     expect(first.stdout.startsWith(`batch=k1\n${SECTION_V4}\n*filter\n`)).toBe(true);
-    expect(first.stdout).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(first.stdout).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(first.stdout.split(`${SECTION_V6}\n`)[1]).toContain('--dport 2222');
     // Later batches that roll back leave k1 as the confirmed one.
     for (let index = 0; index < 2; index += 1) {
@@ -590,7 +590,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     // The candidate did not name them: the load (--noflush) never touched them.
     expect(liveFilter(4)).toContain('-A FORWARD -o docker0 -j DOCKER');
     expect(liveFilter(4)).toContain(':DOCKER-USER -');
-    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     const rolled = agent(['rollback', 'd2']);
     expect(rolled.code).toBe(0);
     expect(rolled.stdout).toContain('rolledback');
@@ -779,7 +779,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     });
     const server = {sbin};
     expect(agent(['begin', 'r1', '60'], 'x@y pid=2\n', server).code).toBe(0);
-    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED'); // passes --test, fails the load
+    const v6 = CANDIDATE_V6.replace('-i lo -j RETURN', '-i lo -j NOT-DECLARED'); // passes --test, fails the load
     expect(agent(['stage', 'r1'], payload(CANDIDATE_V4, v6), server).code).toBe(0);
     const loaded = agent(['load', 'r1'], '', server);
     expect(loaded.code).toBe(AGENT_EXIT.restoreFailed);
@@ -965,7 +965,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(await waitForPhase(['expired'])).toBe('expired');
       expectNeighbours();
       expect(liveFilter(4)).toContain('-A INPUT -p tcp -m tcp --dport 80 -j ACCEPT');
-      expect(liveFilter(4)).not.toContain('--dport 22 -j ACCEPT');
+      expect(liveFilter(4)).not.toContain('--dport 22 -j RETURN');
       expect(liveFilter(4).split('\n').filter((line) => line.startsWith(':INPUT'))).toEqual(before.split('\n').filter((line) => line.startsWith(':INPUT')));
     });
 
@@ -990,7 +990,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8')).toBe(original);
       expect(existsSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'))).toBe(false);
       const ours = readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8');
-      expect(ours).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(ours).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
       expect(ours).toContain('-A INPUT -j IW-INPUT');
       expect(ours).not.toMatch(/f2b-|DOCKER|:INPUT (ACCEPT|DROP)/);
       expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v6'), 'utf8')).toContain('--dport 2222');
@@ -1145,7 +1145,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, commented)).code).toBe(0);
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
       expect(agent(['load', 'n3']).code).toBe(0);
-      expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
       expect(liveFilter(6)).toContain('--dport 2222');
       expect(ourTable()).toContain('ip saddr @admins_v4 tcp dport 22 accept');
       expect(readFileSync(path.join(dir, 'backups', 'n3.loaded.nft'), 'utf8')).toBe(ourTable());
@@ -1361,7 +1361,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(ourTable()).toBe('');
       expect(agent(['stage', 'n16'], withNft(CANDIDATE_V4, CANDIDATE_V6, ''), server).code).toBe(0);
       expect(agent(['load', 'n16'], '', server).code).toBe(0);
-      expect(liveFilter(4)).toContain('--dport 22 -j ACCEPT');
+      expect(liveFilter(4)).toContain('--dport 22 -j RETURN');
       expect(nftSection(agent(['show'], '', server).stdout)).toBe('');
       const confirmed = agent(['confirm', 'n16'], '', {...server, etc: path.join(dir, 'etc-upper')});
       expect(confirmed.code).toBe(0);

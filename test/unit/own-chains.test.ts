@@ -62,9 +62,9 @@ describe('toOwnChains: the compiled rules in chains of our own', () => {
       '-A INPUT -j IW-INPUT',
       '-A FORWARD -j IW-FORWARD',
       '-A OUTPUT -j IW-OUTPUT',
-      '-A IW-INPUT -i lo -j ACCEPT',
-      '-A IW-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      '-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+      '-A IW-INPUT -i lo -j RETURN',
+      '-A IW-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN',
       '-A IW-INPUT -j IW-LOG-DROP',
       '-A IW-INPUT -j DROP',
       '-A IW-FORWARD -j DROP',
@@ -120,7 +120,7 @@ describe('ownPart: what this tool owns of a live table', () => {
     const text = (ruleset: Ruleset): string => renderRuleset(ruleset);
     const withBan = text(live).replace('-A INPUT -j IW-INPUT', '-A INPUT -s 203.0.113.9/32 -j DROP\n-A INPUT -j IW-INPUT').replace(':INPUT ACCEPT', ':INPUT DROP');
     expect(liveDifferences({v4: withBan, v6: ''}, {v4: toOwnChains(COMPILED), v6})).toEqual([]);
-    const changed = text(live).replace('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT', '-A IW-INPUT -p tcp -m tcp --dport 9999 -j ACCEPT');
+    const changed = text(live).replace('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN', '-A IW-INPUT -p tcp -m tcp --dport 9999 -j RETURN');
     expect(liveDifferences({v4: changed, v6: ''}, {v4: toOwnChains(COMPILED), v6}).join('\n')).toContain('9999');
     const jumpGone = text(live).replace('-A INPUT -j IW-INPUT\n', '');
     expect(liveDifferences({v4: jumpGone, v6: ''}, {v4: toOwnChains(COMPILED), v6}).join('\n')).toContain('-A INPUT -j IW-INPUT');

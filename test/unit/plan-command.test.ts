@@ -236,6 +236,6 @@ describe('isolate-wizard plan', () => {
     );
     const ruleset = parseIptablesSave(stdout, 4);
     const input = ruleset.tables[0]!.rules.filter((rule) => rule.chain === 'IW-INPUT').map((rule) => rule.spec.join(' '));
-    expect(input).toContain('-i eth0 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m comment --comment internet -> bastion ssh -j ACCEPT');
+    expect(input).toContain('-i eth0 -p tcp -m tcp --dport 22 -m conntrack --ctstate NEW -m comment --comment internet -> bastion ssh -j RETURN');
   }, 60_000);
 });
