@@ -755,9 +755,10 @@ persist_kind() { # -> $pk
 PERSIST_MARK='# Written by isolate-wizard'
 
 # Our table at boot: our own file (the replacing transaction: loading it again changes nothing)
-# and our own unit, ordered after nftables.service and part of it, so that
-# "systemctl restart nftables" (Debian's nftables.conf begins with "flush ruleset") loads ours
-# again after it. Nothing else is written: not nftables.conf, no other table.
+# and our own unit, ordered after nftables.service, part of it and reloaded with it, so that
+# "systemctl restart nftables" and "systemctl reload nftables" (Debian's nftables.conf begins
+# with "flush ruleset") load ours again after it: systemd runs a reload job only once the jobs of
+# the units it is ordered after are done. Nothing else is written: not nftables.conf, no other table.
 NFT_FILE=/etc/isolate-wizard/isolate-wizard.nft
 NFT_UNIT_NAME=isolate-wizard.service
 NFT_UNIT=/etc/systemd/system/$NFT_UNIT_NAME
@@ -787,7 +788,7 @@ persist_nft() {
   have systemctl || [ -d /etc/systemd/system ] || return 0
   umask 022
   { [ -d /etc/systemd/system/multi-user.target.wants ] || mkdir -p /etc/systemd/system/multi-user.target.wants; } &&
-    write_checked "$NFT_UNIT" "$PERSIST_MARK: table $NFT_TABLE, after (and restarted with) nftables.service
+    write_checked "$NFT_UNIT" "$PERSIST_MARK: table $NFT_TABLE, after (and restarted and reloaded with) nftables.service
 [Unit]
 Description=isolate-wizard firewall (nftables table $NFT_TABLE)
 DefaultDependencies=no
@@ -795,12 +796,14 @@ Wants=network-pre.target
 Before=network-pre.target shutdown.target
 After=nftables.service
 PartOf=nftables.service
+ReloadPropagatedFrom=nftables.service
 Conflicts=shutdown.target
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=$pn_nft -f $NFT_FILE
+ExecReload=$pn_nft -f $NFT_FILE
 
 [Install]
 WantedBy=multi-user.target" &&

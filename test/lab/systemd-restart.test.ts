@@ -6,8 +6,11 @@
 // backend) runs inside through a connector that enters those namespaces, so the agent's persist
 // step meets systemd itself: it writes our file and unit, enables the unit and starts it.
 // Then, on Debian's nftables.service and /etc/nftables.conf (which begins with `flush ruleset`):
-// `systemctl restart nftables` must leave our table as confirmed; and a boot (a new systemd
-// starting the units enabled in sysinit.target and multi-user.target) must bring it back.
+// `systemctl restart nftables`, `systemctl reload nftables` (its ExecReload loads the same file)
+// and `systemctl reload-or-restart nftables` must leave our table as confirmed; a hand-run
+// `nft -f /etc/nftables.conf`, which systemd cannot see, shows in status as our table gone; and a
+// boot (a new systemd starting the units enabled in sysinit.target and multi-user.target) must
+// bring it back.
 // Run: npm run build && npx vitest run --project lab test/lab/systemd-restart.test.ts
 import {spawn, type ChildProcess} from 'node:child_process';
 import {existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, rmdirSync, writeFileSync} from 'node:fs';
@@ -16,9 +19,10 @@ import path from 'node:path';
 import {afterAll, beforeAll, describe, expect, it} from 'vitest';
 import {hostCandidate} from '../../source/core/backend.js';
 import {compileFleet} from '../../source/core/compiler.js';
+import {fleetSync} from '../../source/core/drift.js';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import type {HostFacts} from '../../source/core/model.js';
-import {applyFleet} from '../../source/remote/fleet-apply.js';
+import {applyFleet, statusFleet} from '../../source/remote/fleet-apply.js';
 import {LocalState} from '../../source/remote/local-state.js';
 import type {Connector, ExecOptions, ExecResult, RemoteHost} from '../../source/remote/types.js';
 
@@ -134,6 +138,17 @@ class Machine {
     });
   }
 
+  /** Waits until systemd has no job queued or running (a propagated reload outlives the systemctl that caused it). */
+  async jobsDone(): Promise<void> {
+    const deadline = Date.now() + 30_000;
+    for (;;) {
+      const jobs = await this.exec('systemctl list-jobs --no-legend --no-pager');
+      if (jobs.code === 0 && jobs.stdout.trim() === '') return;
+      if (Date.now() > deadline) throw new Error(`systemd jobs still queued: ${jobs.stdout}${jobs.stderr}`);
+      await sleep(100);
+    }
+  }
+
   /** A connector whose every host is this machine (what ssh would run, run here). */
   connector(): Connector {
     const host = (name: string): RemoteHost => ({name, route: `pid ${this.pid}`, exec: (command, options) => this.exec(command, options?.stdin ?? '', options?.reply), close: async () => undefined});
@@ -201,6 +216,13 @@ function enabledAtBoot(disk: string): string[] {
   return ['sysinit.target.wants', 'multi-user.target.wants'].flatMap((wants) => (existsSync(path.join(system, wants)) ? readdirSync(path.join(system, wants)) : []));
 }
 
+/** Our table as `nft -j` lists it, without the handles (a table loaded again gets new ones): '' when it is absent. */
+async function ourTableJson(machine: Machine): Promise<string> {
+  const listed = await machine.exec('nft -j list table inet isolate_wizard');
+  if (listed.code !== 0) return '';
+  return JSON.stringify(JSON.parse(listed.stdout), (key, value: unknown) => (key === 'handle' ? undefined : value));
+}
+
 /** mysql-1 of the seed fleet, as the compiler writes it. */
 function mysqlCompiled() {
   const inventory = parseInventoryText(readFileSync(path.join(FIXTURES, 'inventories', 'seed-with-addresses.json'), 'utf8'), 'seed-with-addresses.json');
@@ -253,12 +275,57 @@ describe.skipIf(!CAN_RUN)('our nftables table under a real systemd (Debian nftab
     expect((await machine.exec('nft add table ip iw_scratch')).code).toBe(0);
     const restarted = await machine.exec('systemctl restart nftables.service');
     expect(restarted.code, restarted.stderr).toBe(0);
+    await machine.jobsDone();
     const after = await machine.exec('nft list tables; systemctl is-active isolate-wizard.service');
     expect(after.stdout).not.toContain('iw_scratch');
     expect(after.stdout).toContain('table inet filter\n');
     expect(after.stdout).toContain('table inet isolate_wizard\n');
     expect(after.stdout).toMatch(/active\n$/);
     expect((await machine.exec('nft list table inet isolate_wizard')).stdout).toBe(confirmedTable);
+  }, 300_000);
+
+  it('systemctl reload nftables (flush ruleset again) reloads ours after it, as does reload-or-restart; a hand-run nft -f is drift, and reloading our unit mends it', async () => {
+    if (!machine) throw new Error('no machine: the first test did not boot it');
+    const running = machine;
+    const unit = await running.exec('systemctl show -p ReloadPropagatedFrom isolate-wizard.service');
+    expect(unit.stdout).toMatch(/ReloadPropagatedFrom=nftables\.service/);
+    const confirmedJson = await ourTableJson(running);
+    expect(confirmedJson).toContain('"name":"isolate_wizard"');
+    // nftables' own reload made slow before its flush: had ours not waited for it to finish, the
+    // flush would come after ours and take our table away.
+    const dropIn = '/etc/systemd/system/nftables.service.d/iw-slow-reload.conf';
+    const slowed = await running.exec(
+      `mkdir -p ${path.dirname(dropIn)} && printf '[Service]\nExecReload=\nExecReload=/bin/sleep 2\nExecReload=/usr/sbin/nft -f /etc/nftables.conf\n' > ${dropIn} && systemctl daemon-reload`,
+    );
+    expect(slowed.code, slowed.stderr).toBe(0);
+
+    for (const verb of ['reload', 'reload-or-restart']) {
+      expect((await running.exec('nft add table ip iw_scratch')).code).toBe(0);
+      const reloaded = await running.exec(`systemctl ${verb} nftables.service`);
+      expect(reloaded.code, `${verb}: ${reloaded.stderr}`).toBe(0);
+      // systemctl waits for nftables' job alone; ours, queued behind it, runs right after.
+      await running.jobsDone();
+      const after = await running.exec('nft list tables; systemctl is-active nftables.service isolate-wizard.service');
+      expect(after.stdout, verb).not.toContain('iw_scratch');
+      expect(after.stdout, verb).toBe('table inet filter\ntable inet isolate_wizard\nactive\nactive\n');
+      expect(await ourTableJson(running), verb).toBe(confirmedJson);
+    }
+    expect((await running.exec(`rm ${dropIn} && rmdir ${path.dirname(dropIn)} && systemctl daemon-reload`)).code).toBe(0);
+
+    // By hand, systemd sees nothing: our table is gone, and status says so.
+    const byHand = await running.exec('nft -f /etc/nftables.conf && nft list tables');
+    expect(byHand.stdout).toBe('table inet filter\n');
+    const outcomes = await statusFleet({connector: running.connector(), hosts: [{name: 'mysql-1', ssh: 'mysql-1'}], readDrift: true});
+    const [sync] = fleetSync(
+      [],
+      outcomes.map((outcome) => ({host: outcome.host, managed: outcome.status?.managed ?? false, pending: outcome.status?.pending ?? false, ...(outcome.view ? {view: outcome.view} : {}), ...(outcome.viewError === undefined ? {} : {viewError: outcome.viewError})})),
+    );
+    expect(sync?.state).toBe('drifted');
+    expect(sync?.changes).toContain('nftables: our table inet isolate_wizard is gone (deleted, or the server rebooted without loading it)');
+    // What the operator runs then (README): our unit's reload loads our file again.
+    const mended = await running.exec('systemctl reload isolate-wizard.service');
+    expect(mended.code, mended.stderr).toBe(0);
+    expect(await ourTableJson(running)).toBe(confirmedJson);
   }, 300_000);
 
   it('a boot brings it back: nftables.service loads Debian\'s file, then our unit our table', async () => {

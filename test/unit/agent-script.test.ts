@@ -1317,7 +1317,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(text).toContain('table inet isolate_wizard\ndelete table inet isolate_wizard\ntable inet isolate_wizard {');
       expect(text).not.toMatch(/flush|f2b/);
       const unit = readFileSync(path.join(etc, 'systemd', 'system', 'isolate-wizard.service'), 'utf8');
-      for (const line of ['After=nftables.service', 'PartOf=nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'WantedBy=multi-user.target', 'ExecStart=/usr/sbin/nft -f /etc/isolate-wizard/isolate-wizard.nft']) {
+      for (const line of ['After=nftables.service', 'PartOf=nftables.service', 'ReloadPropagatedFrom=nftables.service', 'Type=oneshot', 'RemainAfterExit=yes', 'WantedBy=multi-user.target', 'ExecStart=/usr/sbin/nft -f /etc/isolate-wizard/isolate-wizard.nft', 'ExecReload=/usr/sbin/nft -f /etc/isolate-wizard/isolate-wizard.nft']) {
         expect(unit.split('\n')).toContain(line);
       }
       expect(execFileSync('readlink', [path.join(etc, 'systemd', 'system', 'multi-user.target.wants', 'isolate-wizard.service')], {encoding: 'utf8'}).trim()).toBe(
