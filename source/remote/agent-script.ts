@@ -824,8 +824,9 @@ WantedBy=multi-user.target" &&
 # Our chains at boot: our own files (our part of each family, as our_part prints it), loaded by
 # our own unit through this agent's boot op (the same --noflush transaction as a load: loading
 # again changes nothing), ordered after the distribution's loader (netfilter-persistent,
-# iptables/ip6tables.service) and part of it, so that restarting that loader, which replaces the
-# whole filter table, loads ours again after it. The operator's rules.v4 / sysconfig files are
+# iptables/ip6tables.service), part of it and reloaded with it (RHEL's iptables.service reloads
+# its file, which replaces the whole filter table; Debian's netfilter-persistent has no reload), so
+# that restarting or reloading that loader loads ours again after it. The operator's rules.v4 / sysconfig files are
 # never written.
 IPT_FILE=/etc/isolate-wizard/isolate-wizard
 IPT_UNIT_NAME=isolate-wizard-iptables.service
@@ -863,12 +864,14 @@ Wants=network-pre.target
 Before=network-pre.target shutdown.target
 After=netfilter-persistent.service iptables.service ip6tables.service
 PartOf=netfilter-persistent.service iptables.service ip6tables.service
+ReloadPropagatedFrom=iptables.service ip6tables.service
 Conflicts=shutdown.target
 
 [Service]
 Type=oneshot
 RemainAfterExit=yes
 ExecStart=/bin/sh $AGENT boot
+ExecReload=/bin/sh $AGENT boot
 
 [Install]
 WantedBy=multi-user.target" &&

@@ -998,6 +998,9 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(unit).toMatch(/^After=netfilter-persistent\.service iptables\.service ip6tables\.service$/m);
       expect(unit).toMatch(/^PartOf=netfilter-persistent\.service/m);
       expect(unit).toContain(`ExecStart=/bin/sh ${path.join(dir, 'agent.sh')} boot`);
+      // RHEL's iptables.service reload replaces the filter table too: ours follows it.
+      expect(unit).toMatch(/^ReloadPropagatedFrom=iptables\.service ip6tables\.service$/m);
+      expect(unit).toContain(`ExecReload=/bin/sh ${path.join(dir, 'agent.sh')} boot`);
       // The distribution's loader restarted (the whole filter table replaced by rules.v4): our
       // unit's boot op puts ours back in front, the operator's rule stays behind our jump.
       inNetns(['iptables-restore'], original);
