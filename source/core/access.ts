@@ -209,8 +209,29 @@ function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
   // The grouped rules where the compiler made them (a rule per group of peers: read per set).
-  const rules = groupedRules(host.compiled) ?? host.compiled;
+  const grouped = groupedRules(host.compiled);
+  // As packets from other addresses meet them (no `! -s OWN`: hosts differing only by OWN share
+  // them): the summary sends nothing from a host's own addresses but from the internet's
+  // representative, which only an odd inventory gives a host.
+  const rules = grouped ? (holdsInternetAddress(host) ? grouped : grouped.fromOthers) : host.compiled;
   return family === 4 ? rules.v4 : rules.v6;
+}
+
+const holdsInternet = new WeakMap<FleetHost, boolean>();
+
+function holdsInternetAddress(host: FleetHost): boolean {
+  let holds = holdsInternet.get(host);
+  if (holds === undefined) {
+    holds = false;
+    for (const side of ['public', 'private'] as const) {
+      for (const text of host.facts.addresses[side]) {
+        const address = parseAddress(text);
+        if (address && address.value === INTERNET_IP[address.family]?.value) holds = true;
+      }
+    }
+    holdsInternet.set(host, holds);
+  }
+  return holds;
 }
 
 const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
@@ -1035,13 +1056,18 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
     const destination = hosts[destinationIndex] as FleetHost;
     const shortcut = index.forDestination(destinationIndex);
     // Read by source classes where the destination's sets are big (a flat fleet's db admits thousands); else source by source.
-    const grouping = setElementCount(destination) > CLASSES_FROM ? index.sourceClasses(destinationIndex) : undefined;
+    const bigSets = setElementCount(destination) > CLASSES_FROM;
+    let grouping = bigSets ? index.sourceClasses(destinationIndex) : undefined;
+    // By classes too where thousands of sources cannot be ruled out (no free address on a full
+    // private network stands for them, say), its lines spelled as source by source would.
+    const candidates = grouping ? [] : shortcut.candidates();
+    if (candidates.length > CLASSES_FROM) grouping = index.sourceClasses(destinationIndex);
     if (grouping) {
-      summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries);
+      summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries, bigSets);
       continue;
     }
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
-    for (const sourceIndex of shortcut.candidates()) {
+    for (const sourceIndex of candidates) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
       rows.push(
@@ -1084,6 +1110,8 @@ function summarizeByClasses(
   ends: RouteEnds,
   shortcut: DestinationShortcut,
   entries: AccessEntry[],
+  /** Lines with many sources name big classes by label (formatAccess); else every source. */
+  byLabel: boolean,
 ): void {
   const hosts = ends.hosts;
   const names = namesOf(hosts);
@@ -1113,7 +1141,7 @@ function summarizeByClasses(
   }
   rows.push({row: shortcut.representativeRow('private'), first: hosts.length, part: {index: hosts.length, name: PRIVATE_TENANTS}});
   rows.sort((a, b) => a.first - b.first);
-  summarizeRows(destination, rows.map((item) => item.row), entries, rows.map((item) => item.part));
+  summarizeRows(destination, rows.map((item) => item.row), entries, rows.map((item) => item.part), byLabel);
 }
 
 const namesCache = new WeakMap<readonly FleetHost[], readonly string[]>();
@@ -1295,7 +1323,7 @@ function samePorts(a: PortSet, b: PortSet): boolean {
 
 /** summarizeDestination for rows already in the lines' order (one per source). */
 /** `parts`, when given: who each row stands for (summarizeByClasses), else its source alone. */
-function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[], parts?: readonly SourcesPart[]): void {
+function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[], parts?: readonly SourcesPart[], byLabel = true): void {
   const byKey = new Map<string, AccessEntry>();
   const partsOf = new Map<AccessEntry, SourcesPart[]>();
   let part: SourcesPart | undefined;
@@ -1347,7 +1375,7 @@ function summarizeRows(destination: string, rows: readonly SourceRow[], entries:
     }
     let spelled: string[] | undefined;
     Object.defineProperty(entry, 'sources', {get: () => (spelled ??= spellSources(mine)), enumerable: true, configurable: true});
-    entryParts.set(entry, mine);
+    if (byLabel) entryParts.set(entry, mine);
   }
 }
 
