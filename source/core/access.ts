@@ -661,6 +661,8 @@ class FleetIndex {
   private takenSpellings: ReadonlySet<string> | undefined;
   /** tenantNear's answers by network (null: none free). */
   private readonly tenants = new Map<number | string, IpAddress | null>();
+  /** Every host's index, in fleet order. */
+  private everyHost: readonly number[] | undefined;
   /** sourceClasses' partitions, by what they depend on. */
   private readonly classesByKey = new Map<string, readonly SourceClass[]>();
 
@@ -952,6 +954,7 @@ class FleetIndex {
         const sides = destinationPrivate ? (['private', 'public'] as const) : (['public'] as const);
         const isOpen = (side: 'public' | 'private'): boolean => FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
         if (!sides.some(isOpen)) return this.singledOut(mentioned4, mentioned6);
+        if (sides.every(isOpen)) return (this.everyHost ??= [...this.hosts.keys()]); // (every side's members: the fleet)
         const chosen = new Set<number>([...mentioned4, ...mentioned6, ...this.uncertainSenders]);
         for (const side of sides) {
           if (!isOpen(side)) continue;
