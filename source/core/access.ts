@@ -661,6 +661,8 @@ class FleetIndex {
   private takenSpellings: ReadonlySet<string> | undefined;
   /** tenantNear's answers by network (null: none free). */
   private readonly tenants = new Map<number | string, IpAddress | null>();
+  /** ownSignature's answers, by host and side. */
+  private readonly ownSignatures: ({readonly text: string; readonly oneByOne: boolean; readonly addresses: readonly (IpAddress | undefined)[]} | undefined)[] = [];
   /** Every host's index, in fleet order. */
   private everyHost: readonly number[] | undefined;
   /** sourceClasses' partitions, by what they depend on. */
@@ -823,31 +825,15 @@ class FleetIndex {
     for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
       const host = this.hosts[hostIndex] as FleetHost;
       const side = destinationPrivate && host.facts.interfaces.private !== undefined ? 'private' : 'public';
-      let signature = `${side}|${host.facts.interfaces[side] ?? ''}`;
-      let oneByOne = false;
+      const own = this.ownSignature(hostIndex, side);
+      let signature = own.text;
+      const oneByOne = own.oneByOne;
       const labels: string[] = [];
-      for (const family of FAMILIES) {
-        const ends = this.ends.of(hostIndex, side, family);
-        const ruleset = rulesetOf(host, family);
-        signature += `|${family}:${ends.length}`;
-        if (ends.length !== 1) {
-          oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
-          continue;
-        }
-        const end = ends[0] as RouteEnd;
-        const address = end.address;
-        // Its own rules by what they answer on the way (views are shared by content: every db's
-        // rules differ by its own address, and answer alike), else by identity.
-        if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
-          for (const protocol of PROTOCOLS) {
-            for (const kind of SENDER_VIEWS) {
-              const view = end.view(kind, protocol);
-              signature += view ? `:${objectId(view)}` : ':-';
-            }
-          }
-        } else {
-          signature += `:r${objectId(ruleset)}`;
-        }
+      for (let familyIndex = 0; familyIndex < 2 && !oneByOne; familyIndex += 1) {
+        const address = own.addresses[familyIndex];
+        if (address === undefined) continue;
+        const family = FAMILIES[familyIndex] as Family;
+        signature += `|${family}`;
         for (const set of sets) {
           if (set.family !== family) continue;
           const inside = set.has(address);
@@ -855,10 +841,6 @@ class FleetIndex {
           if (inside && !labels.includes(set.label)) labels.push(set.label);
         }
         for (const network of wide) if (network.family === family) signature += networkContains(network, address) ? '1' : '0';
-        // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
-        const own = matchedNetworks(ruleset);
-        if (own === undefined) oneByOne = true;
-        else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) signature += networkContains(network, address) ? '1' : '0';
       }
       if (oneByOne) signature = `one by one ${hostIndex}`;
       const found = bySignature.get(signature);
@@ -866,6 +848,54 @@ class FleetIndex {
       else bySignature.set(signature, {members: [hostIndex], labels: new Set(labels), oneByOne});
     }
     return [...bySignature.values()].map((found) => ({members: found.members, label: found.labels.size > 0 ? [...found.labels].join('+') : 'other hosts', oneByOne: found.oneByOne}));
+  }
+
+  /**
+   * What a source looks like to its own rules on a side, whatever the destination (partition's
+   * part of a signature that does not depend on the destination's sets): its interface, its
+   * address count per family, its views there (or its rulesets), and which of its own rules'
+   * wider networks hold its address. `addresses`: its one address per family (else undefined).
+   */
+  private ownSignature(hostIndex: number, side: 'public' | 'private'): {readonly text: string; readonly oneByOne: boolean; readonly addresses: readonly (IpAddress | undefined)[]} {
+    const slot = hostIndex * 2 + (side === 'public' ? 0 : 1);
+    let found = this.ownSignatures[slot];
+    if (found) return found;
+    const host = this.hosts[hostIndex] as FleetHost;
+    let text = `${side}|${host.facts.interfaces[side] ?? ''}`;
+    let oneByOne = false;
+    const addresses: (IpAddress | undefined)[] = [undefined, undefined];
+    for (let familyIndex = 0; familyIndex < 2; familyIndex += 1) {
+      const family = FAMILIES[familyIndex] as Family;
+      const ends = this.ends.of(hostIndex, side, family);
+      const ruleset = rulesetOf(host, family);
+      text += `|${family}:${ends.length}`;
+      if (ends.length !== 1) {
+        oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
+        continue;
+      }
+      const end = ends[0] as RouteEnd;
+      const address = end.address;
+      addresses[familyIndex] = address;
+      // Its own rules by what they answer on the way (views are shared by content: every db's
+      // rules differ by its own address, and answer alike), else by identity.
+      if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
+        for (const protocol of PROTOCOLS) {
+          for (const kind of SENDER_VIEWS) {
+            const view = end.view(kind, protocol);
+            text += view ? `:${objectId(view)}` : ':-';
+          }
+        }
+      } else {
+        text += `:r${objectId(ruleset)}`;
+      }
+      // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
+      const own = matchedNetworks(ruleset);
+      if (own === undefined) oneByOne = true;
+      else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) text += networkContains(network, address) ? '1' : '0';
+    }
+    found = {text, oneByOne, addresses};
+    this.ownSignatures[slot] = found;
+    return found;
   }
 
   forDestination(destinationIndex: number) {

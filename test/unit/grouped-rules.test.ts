@@ -110,7 +110,7 @@ describe('grouped rules read as the per-address rulesets', () => {
   it('a host holding the internet\'s representative address is read with its own rules (its ! -s OWN matters then)', () => {
     const inv = flatFleet(24, {singleNic: true});
     // db-12 has one NIC (12 % 3 === 0): its db rule is on the public side, where the representative comes from.
-    const hosts = inv.hosts.map((host) => (host.name === 'db-12' ? {...host, addresses: {...host.addresses, public: ['198.18.0.1', '2001:db8::d']}} : host));
+    const hosts = inv.hosts.map((host) => (host.name === 'db-12' ? {...host, addresses: {public: ['198.18.0.1', '2001:db8::d'], private: host.addresses!.private}} : host));
     expectSameReading({...inv, hosts});
   });
 
@@ -122,9 +122,9 @@ describe('grouped rules read as the per-address rulesets', () => {
     expect(fromOthers.size).toBe(1);
     // The only difference: the peers' rule leaves the host's own address out.
     const db = groupedRules(dbs[0]!.compiled)!;
-    const differing = db.v4.tables[0]!.rules.flatMap((rule, index) => (rule === db.fromOthers.v4.tables[0]!.rules[index] ? [] : [[rule.spec, db.fromOthers.v4.tables[0]!.rules[index]!.spec]]));
+    const differing = db.v4.tables[0]!.rules.flatMap((rule, index) => (rule === db.fromOthers.v4.tables[0]!.rules[index] ? [] : [{withOwn: rule.spec, without: db.fromOthers.v4.tables[0]!.rules[index]!.spec}]));
     expect(differing).toHaveLength(1);
-    const [withOwn, without] = differing[0]!;
+    const {withOwn, without} = differing[0]!;
     expect(withOwn.slice(0, 3)).toEqual(['!', '-s', `${dbs[0]!.facts.addresses.private[0]}/32`]);
     expect(withOwn.slice(3)).toEqual(without);
   });
