@@ -128,8 +128,33 @@ function publishedLines(plan: Plan, hostNames: ReadonlySet<string>, restrict: bo
   return [read ? 'no Docker host' : 'not read: the inventory gives every host\'s facts, so plan read no server (apply reads them)'];
 }
 
-function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], printed: {backends: ReadonlyMap<string, Backend>; note?: string}, restrict: boolean, read: boolean, others?: OtherFirewallsRead): string {
-  const out: string[] = printed.note === undefined ? [] : [`(${printed.note})`, ''];
+/**
+ * Lines written as they come, in pieces of about 64 KB: a 10,000-host plan is tens of megabytes,
+ * never held as one string. `done` writes the rest.
+ */
+function lineWriter(write: (text: string) => void): {push(...lines: string[]): void; done(): void} {
+  let pending: string[] = [];
+  let size = 0;
+  const flush = (): void => {
+    if (pending.length > 0) write(`${pending.join('\n')}\n`);
+    pending = [];
+    size = 0;
+  };
+  return {
+    push(...lines) {
+      for (const line of lines) {
+        pending.push(line);
+        size += line.length + 1;
+      }
+      if (size >= 65_536) flush();
+    },
+    done: flush,
+  };
+}
+
+function renderText(write: (text: string) => void, plan: Plan, hostNames: ReadonlySet<string>, families: readonly Family[], printed: {backends: ReadonlyMap<string, Backend>; note?: string}, restrict: boolean, read: boolean, others?: OtherFirewallsRead): void {
+  const out = lineWriter(write);
+  if (printed.note !== undefined) out.push(`(${printed.note})`, '');
   const shown = plan.hosts.filter((candidate) => hostNames.has(candidate.name));
   // Written once here, named by the tables: a set of a role's addresses is shared by every host admitting that role.
   const sets = addressSetsOf(shown.filter((host) => printed.backends.get(host.name) === 'nftables'));
@@ -167,7 +192,7 @@ function renderText(plan: Plan, hostNames: ReadonlySet<string>, families: readon
   const lockout = plan.lockout.filter((finding) => hostNames.has(finding.host));
   out.push('== SSH path check ==');
   out.push(...(lockout.length > 0 ? formatLockout(lockout) : ['every host keeps the operator\'s SSH path']));
-  return out.join('\n') + '\n';
+  out.done();
 }
 
 /**
@@ -258,7 +283,7 @@ export const planCommand: Command = {
     } else if (format === 'json') {
       io.stdout.write(renderJson(plan, hostNames, families, printed, restrict, read));
     } else {
-      io.stdout.write(renderText(plan, hostNames, families, printed, restrict, read, others));
+      renderText((text) => io.stdout.write(text), plan, hostNames, families, printed, restrict, read, others);
     }
     // plan only warns; apply is what refuses a plan that cuts the way in.
     for (const line of formatLockout(plan.lockout.filter((finding) => hostNames.has(finding.host)))) {

@@ -209,8 +209,29 @@ function mayNote(ruleset: Ruleset, protocol: Protocol): boolean {
 
 function rulesetOf(host: FleetHost, family: Family): Ruleset {
   // The grouped rules where the compiler made them (a rule per group of peers: read per set).
-  const rules = groupedRules(host.compiled) ?? host.compiled;
+  const grouped = groupedRules(host.compiled);
+  // As packets from other addresses meet them (no `! -s OWN`: hosts differing only by OWN share
+  // them): the summary sends nothing from a host's own addresses but from the internet's
+  // representative, which only an odd inventory gives a host.
+  const rules = grouped ? (holdsInternetAddress(host) ? grouped : grouped.fromOthers) : host.compiled;
   return family === 4 ? rules.v4 : rules.v6;
+}
+
+const holdsInternet = new WeakMap<FleetHost, boolean>();
+
+function holdsInternetAddress(host: FleetHost): boolean {
+  let holds = holdsInternet.get(host);
+  if (holds === undefined) {
+    holds = false;
+    for (const side of ['public', 'private'] as const) {
+      for (const text of host.facts.addresses[side]) {
+        const address = parseAddress(text);
+        if (address && address.value === INTERNET_IP[address.family]?.value) holds = true;
+      }
+    }
+    holdsInternet.set(host, holds);
+  }
+  return holds;
 }
 
 const INTERNET_IP: Readonly<Record<Family, IpAddress | undefined>> = {4: parseAddress(INTERNET_ADDRESS[4]), 6: parseAddress(INTERNET_ADDRESS[6])};
@@ -640,6 +661,10 @@ class FleetIndex {
   private takenSpellings: ReadonlySet<string> | undefined;
   /** tenantNear's answers by network (null: none free). */
   private readonly tenants = new Map<number | string, IpAddress | null>();
+  /** ownSignature's answers, by host and side. */
+  private readonly ownSignatures: ({readonly text: string; readonly oneByOne: boolean; readonly addresses: readonly (IpAddress | undefined)[]} | undefined)[] = [];
+  /** Every host's index, in fleet order. */
+  private everyHost: readonly number[] | undefined;
   /** sourceClasses' partitions, by what they depend on. */
   private readonly classesByKey = new Map<string, readonly SourceClass[]>();
 
@@ -800,31 +825,15 @@ class FleetIndex {
     for (let hostIndex = 0; hostIndex < this.hosts.length; hostIndex += 1) {
       const host = this.hosts[hostIndex] as FleetHost;
       const side = destinationPrivate && host.facts.interfaces.private !== undefined ? 'private' : 'public';
-      let signature = `${side}|${host.facts.interfaces[side] ?? ''}`;
-      let oneByOne = false;
+      const own = this.ownSignature(hostIndex, side);
+      let signature = own.text;
+      const oneByOne = own.oneByOne;
       const labels: string[] = [];
-      for (const family of FAMILIES) {
-        const ends = this.ends.of(hostIndex, side, family);
-        const ruleset = rulesetOf(host, family);
-        signature += `|${family}:${ends.length}`;
-        if (ends.length !== 1) {
-          oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
-          continue;
-        }
-        const end = ends[0] as RouteEnd;
-        const address = end.address;
-        // Its own rules by what they answer on the way (views are shared by content: every db's
-        // rules differ by its own address, and answer alike), else by identity.
-        if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
-          for (const protocol of PROTOCOLS) {
-            for (const kind of SENDER_VIEWS) {
-              const view = end.view(kind, protocol);
-              signature += view ? `:${objectId(view)}` : ':-';
-            }
-          }
-        } else {
-          signature += `:r${objectId(ruleset)}`;
-        }
+      for (let familyIndex = 0; familyIndex < 2 && !oneByOne; familyIndex += 1) {
+        const address = own.addresses[familyIndex];
+        if (address === undefined) continue;
+        const family = FAMILIES[familyIndex] as Family;
+        signature += `|${family}`;
         for (const set of sets) {
           if (set.family !== family) continue;
           const inside = set.has(address);
@@ -832,10 +841,6 @@ class FleetIndex {
           if (inside && !labels.includes(set.label)) labels.push(set.label);
         }
         for (const network of wide) if (network.family === family) signature += networkContains(network, address) ? '1' : '0';
-        // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
-        const own = matchedNetworks(ruleset);
-        if (own === undefined) oneByOne = true;
-        else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) signature += networkContains(network, address) ? '1' : '0';
       }
       if (oneByOne) signature = `one by one ${hostIndex}`;
       const found = bySignature.get(signature);
@@ -843,6 +848,54 @@ class FleetIndex {
       else bySignature.set(signature, {members: [hostIndex], labels: new Set(labels), oneByOne});
     }
     return [...bySignature.values()].map((found) => ({members: found.members, label: found.labels.size > 0 ? [...found.labels].join('+') : 'other hosts', oneByOne: found.oneByOne}));
+  }
+
+  /**
+   * What a source looks like to its own rules on a side, whatever the destination (partition's
+   * part of a signature that does not depend on the destination's sets): its interface, its
+   * address count per family, its views there (or its rulesets), and which of its own rules'
+   * wider networks hold its address. `addresses`: its one address per family (else undefined).
+   */
+  private ownSignature(hostIndex: number, side: 'public' | 'private'): {readonly text: string; readonly oneByOne: boolean; readonly addresses: readonly (IpAddress | undefined)[]} {
+    const slot = hostIndex * 2 + (side === 'public' ? 0 : 1);
+    let found = this.ownSignatures[slot];
+    if (found) return found;
+    const host = this.hosts[hostIndex] as FleetHost;
+    let text = `${side}|${host.facts.interfaces[side] ?? ''}`;
+    let oneByOne = false;
+    const addresses: (IpAddress | undefined)[] = [undefined, undefined];
+    for (let familyIndex = 0; familyIndex < 2; familyIndex += 1) {
+      const family = FAMILIES[familyIndex] as Family;
+      const ends = this.ends.of(hostIndex, side, family);
+      const ruleset = rulesetOf(host, family);
+      text += `|${family}:${ends.length}`;
+      if (ends.length !== 1) {
+        oneByOne ||= ends.length > 1; // (its address pairs may differ: walked and noted one by one)
+        continue;
+      }
+      const end = ends[0] as RouteEnd;
+      const address = end.address;
+      addresses[familyIndex] = address;
+      // Its own rules by what they answer on the way (views are shared by content: every db's
+      // rules differ by its own address, and answer alike), else by identity.
+      if (end.viewsDefined('tcp') && end.viewsDefined('udp')) {
+        for (const protocol of PROTOCOLS) {
+          for (const kind of SENDER_VIEWS) {
+            const view = end.view(kind, protocol);
+            text += view ? `:${objectId(view)}` : ':-';
+          }
+        }
+      } else {
+        text += `:r${objectId(ruleset)}`;
+      }
+      // Its own rules' wider networks (DHCPv6's link-local ones, say) hold its address or not.
+      const own = matchedNetworks(ruleset);
+      if (own === undefined) oneByOne = true;
+      else for (const network of own) if (network !== EVERY_ADDRESS[network.family] && !isHostNetwork(network)) text += networkContains(network, address) ? '1' : '0';
+    }
+    found = {text, oneByOne, addresses};
+    this.ownSignatures[slot] = found;
+    return found;
   }
 
   forDestination(destinationIndex: number) {
@@ -931,6 +984,7 @@ class FleetIndex {
         const sides = destinationPrivate ? (['private', 'public'] as const) : (['public'] as const);
         const isOpen = (side: 'public' | 'private'): boolean => FAMILIES.some((family) => PROTOCOLS.some((protocol) => !closedFor(side, family, protocol)));
         if (!sides.some(isOpen)) return this.singledOut(mentioned4, mentioned6);
+        if (sides.every(isOpen)) return (this.everyHost ??= [...this.hosts.keys()]); // (every side's members: the fleet)
         const chosen = new Set<number>([...mentioned4, ...mentioned6, ...this.uncertainSenders]);
         for (const side of sides) {
           if (!isOpen(side)) continue;
@@ -1035,13 +1089,18 @@ export function summarizeFleetAccess(hosts: readonly FleetHost[]): AccessEntry[]
     const destination = hosts[destinationIndex] as FleetHost;
     const shortcut = index.forDestination(destinationIndex);
     // Read by source classes where the destination's sets are big (a flat fleet's db admits thousands); else source by source.
-    const grouping = setElementCount(destination) > CLASSES_FROM ? index.sourceClasses(destinationIndex) : undefined;
+    const bigSets = setElementCount(destination) > CLASSES_FROM;
+    let grouping = bigSets ? index.sourceClasses(destinationIndex) : undefined;
+    // By classes too where thousands of sources cannot be ruled out (no free address on a full
+    // private network stands for them, say), its lines spelled as source by source would.
+    const candidates = grouping ? [] : shortcut.candidates();
+    if (candidates.length > CLASSES_FROM) grouping = index.sourceClasses(destinationIndex);
     if (grouping) {
-      summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries);
+      summarizeByClasses(destination.name, destinationIndex, grouping, ends, shortcut, entries, bigSets);
       continue;
     }
     const rows: SourceRow[] = [shortcut.representativeRow('public')];
-    for (const sourceIndex of shortcut.candidates()) {
+    for (const sourceIndex of candidates) {
       if (sourceIndex === destinationIndex) continue;
       const source = hosts[sourceIndex] as FleetHost;
       rows.push(
@@ -1084,6 +1143,8 @@ function summarizeByClasses(
   ends: RouteEnds,
   shortcut: DestinationShortcut,
   entries: AccessEntry[],
+  /** Lines with many sources name big classes by label (formatAccess); else every source. */
+  byLabel: boolean,
 ): void {
   const hosts = ends.hosts;
   const names = namesOf(hosts);
@@ -1113,7 +1174,7 @@ function summarizeByClasses(
   }
   rows.push({row: shortcut.representativeRow('private'), first: hosts.length, part: {index: hosts.length, name: PRIVATE_TENANTS}});
   rows.sort((a, b) => a.first - b.first);
-  summarizeRows(destination, rows.map((item) => item.row), entries, rows.map((item) => item.part));
+  summarizeRows(destination, rows.map((item) => item.row), entries, rows.map((item) => item.part), byLabel);
 }
 
 const namesCache = new WeakMap<readonly FleetHost[], readonly string[]>();
@@ -1295,7 +1356,7 @@ function samePorts(a: PortSet, b: PortSet): boolean {
 
 /** summarizeDestination for rows already in the lines' order (one per source). */
 /** `parts`, when given: who each row stands for (summarizeByClasses), else its source alone. */
-function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[], parts?: readonly SourcesPart[]): void {
+function summarizeRows(destination: string, rows: readonly SourceRow[], entries: AccessEntry[], parts?: readonly SourcesPart[], byLabel = true): void {
   const byKey = new Map<string, AccessEntry>();
   const partsOf = new Map<AccessEntry, SourcesPart[]>();
   let part: SourcesPart | undefined;
@@ -1347,7 +1408,7 @@ function summarizeRows(destination: string, rows: readonly SourceRow[], entries:
     }
     let spelled: string[] | undefined;
     Object.defineProperty(entry, 'sources', {get: () => (spelled ??= spellSources(mine)), enumerable: true, configurable: true});
-    entryParts.set(entry, mine);
+    if (byLabel) entryParts.set(entry, mine);
   }
 }
 

@@ -1100,6 +1100,13 @@ export interface GroupedRules {
   readonly v6: Ruleset;
   /** The sets its rules match, each once, in the order first matched. */
   readonly sets: readonly AddressSet[];
+  /**
+   * The same rules as every packet not from the host's own addresses meets them: without the
+   * `! -s OWN` a group's rule has where the host is in the group (the same rulesets when none
+   * has). OWN is held by no other fleet host, so readers of fleet traffic (the access summary)
+   * read these, and the databases of a flat fleet, whose rules differ only by OWN, share them.
+   */
+  readonly fromOthers: {readonly v4: Ruleset; readonly v6: Ruleset};
 }
 
 const groupedOf = new WeakMap<CompiledHost, GroupedRules>();
@@ -1259,16 +1266,17 @@ class GroupedRulesets {
     // (The OUTPUT rules of strictOutbound stay one per peer address: see recipesOf.)
     const held = strictOutbound ? heldRecipes(this.compilation, host) : NO_RECIPES;
     const sets: AddressSet[] = [];
-    return {
-      v4: this.ruleset(4, host, held, strictOutbound, options.logDrops, sets),
-      v6: this.ruleset(6, host, held, strictOutbound, options.logDrops, sets),
-      sets,
-    };
+    const v4 = this.rulesets(4, host, held, strictOutbound, options.logDrops, sets);
+    const v6 = this.rulesets(6, host, held, strictOutbound, options.logDrops, sets);
+    return {v4: v4.own, v6: v6.own, sets, fromOthers: {v4: v4.fromOthers, v6: v6.fromOthers}};
   }
 
-  private ruleset(family: Family, host: HostContext, held: readonly Recipe[], strictOutbound: boolean, logDrops: boolean, sets: AddressSet[]): Ruleset {
+  /** A family's ruleset and the same without `! -s OWN` (fromOthers): one object when nothing is left out. */
+  private rulesets(family: Family, host: HostContext, held: readonly Recipe[], strictOutbound: boolean, logDrops: boolean, sets: AddressSet[]): {own: Ruleset; fromOthers: Ruleset} {
     const ruleset = (rulesetsBuilt += 1);
     const rules: Rule[] = [...commonRules(family).input];
+    // Where a grouped rule leaves OWN out, the same rule without it (at the rule's index).
+    const withoutOwn = new Map<number, Rule>();
     for (const call of host.calls) {
       if (!call.group) {
         const keyedRules = recipeInputRules(inputRecipe(call.reason, host, call.from, call.side), family);
@@ -1279,7 +1287,7 @@ class GroupedRulesets {
         }
         continue;
       }
-      this.groupRules(call.reason, call.group, host, family, rules, sets);
+      this.groupRules(call.reason, call.group, host, family, rules, sets, withoutOwn);
     }
     if (logDrops) rules.push(logDropJump);
     if (strictOutbound) {
@@ -1293,6 +1301,13 @@ class GroupedRulesets {
       }
     }
     if (logDrops) rules.push(...logDropRules);
+    const own = this.sharedRuleset(family, strictOutbound, logDrops, rules);
+    if (withoutOwn.size === 0) return {own, fromOthers: own};
+    return {own, fromOthers: this.sharedRuleset(family, strictOutbound, logDrops, rules.map((rule, index) => withoutOwn.get(index) ?? rule))};
+  }
+
+  /** The ruleset of these rules, shared by every host with the same. */
+  private sharedRuleset(family: Family, strictOutbound: boolean, logDrops: boolean, rules: Rule[]): Ruleset {
     let key = `${family}/${strictOutbound}/${logDrops}`;
     for (const rule of rules) key += `,${this.idOf(rule)}`;
     let shared = this.shared.get(key);
@@ -1310,7 +1325,7 @@ class GroupedRulesets {
   }
 
   /** A group's grant to `host`: per side the group reaches it over, a rule per port chunk matching the side's set. */
-  private groupRules(reason: GrantTemplate, group: HostGroup, host: HostContext, family: Family, rules: Rule[], sets: AddressSet[]): void {
+  private groupRules(reason: GrantTemplate, group: HostGroup, host: HostContext, family: Family, rules: Rule[], sets: AddressSet[], withoutOwn: Map<number, Rule>): void {
     const partitions: readonly {key: string; side: Side; members: readonly HostContext[]}[] =
       host.facts.interfaces.private !== undefined
         ? [
@@ -1341,18 +1356,24 @@ class GroupedRulesets {
       if (!sets.includes(matched)) sets.push(matched);
       const inInterface = host.facts.interfaces[partition.side];
       for (const chunk of portChunks(reason)) {
-        const text = describe(reason.inputText('*'), chunk.label);
-        const key = `${matched.name}\u0000${except ?? NONE}\u0000${inInterface ?? NONE}${chunk.tailKey}\u0000${text}`;
-        let rule = this.rules.get(key);
-        if (!rule) {
-          const before = except === undefined ? [] : ['!', '-s', except];
-          const rest = [...(inInterface === undefined ? [] : ['-i', inInterface]), ...chunk.tail, ...comment(text), '-j', 'ACCEPT'];
-          rule = {chain: 'INPUT', spec: setSpec(matched, 'src', before, rest)};
-          this.rules.set(key, rule);
-        }
-        rules.push(rule);
+        if (except !== undefined) withoutOwn.set(rules.length, this.groupRule(matched, undefined, inInterface, chunk, reason));
+        rules.push(this.groupRule(matched, except, inInterface, chunk, reason));
       }
     }
+  }
+
+  /** A group's rule for one port chunk, shared by every host with the same. */
+  private groupRule(matched: AddressSet, except: string | undefined, inInterface: string | undefined, chunk: PortChunk, reason: GrantTemplate): Rule {
+    const text = describe(reason.inputText('*'), chunk.label);
+    const key = `${matched.name}\u0000${except ?? NONE}\u0000${inInterface ?? NONE}${chunk.tailKey}\u0000${text}`;
+    let rule = this.rules.get(key);
+    if (!rule) {
+      const before = except === undefined ? [] : ['!', '-s', except];
+      const rest = [...(inInterface === undefined ? [] : ['-i', inInterface]), ...chunk.tail, ...comment(text), '-j', 'ACCEPT'];
+      rule = {chain: 'INPUT', spec: setSpec(matched, 'src', before, rest)};
+      this.rules.set(key, rule);
+    }
+    return rule;
   }
 
   /** The set of a group's partition's addresses of a family, with how many members hold each. */

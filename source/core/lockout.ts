@@ -78,6 +78,25 @@ function rulesetOf(host: FleetHost, family: Family): Ruleset {
   return family === 4 ? rules.v4 : rules.v6;
 }
 
+/**
+ * The rules a packet from `peer` meets on the host: its grouped rules as packets from other
+ * addresses than its own meet them (the same access; hosts differing only by their own address
+ * share them, and so their views), unless `peer` is one of its own.
+ */
+function rulesetFrom(host: FleetHost, family: Family, peer: IpAddress | undefined): Ruleset {
+  const grouped = groupedRules(host.compiled);
+  if (!grouped || peer === undefined || holds(host, peer)) return rulesetOf(host, family);
+  return family === 4 ? grouped.fromOthers.v4 : grouped.fromOthers.v6;
+}
+
+function holds(host: FleetHost, address: IpAddress): boolean {
+  for (const text of [...host.facts.addresses.public, ...host.facts.addresses.private]) {
+    const own = parseIpAddress(text);
+    if (own && own.family === address.family && own.value === address.value) return true;
+  }
+  return false;
+}
+
 function sideHolding(facts: HostFacts, address: string | undefined): 'public' | 'private' | undefined {
   if (address === undefined) return undefined;
   const canonical = canonicalAddress(address) ?? address;
@@ -113,13 +132,13 @@ function checkHop(target: FleetHost, hop: Hop, port: number, assumed: boolean): 
   const destination: HopEnd = {text: hop.targetAddress, ip: parseIpAddress(hop.targetAddress)};
   if (hop.jump) {
     for (const kind of JUMP_CHECKS) {
-      if (!acceptedByView(rulesetOf(hop.jump.host, hop.family), kind, hop.jump.outInterface, source, destination, port)) {
+      if (!acceptedByView(rulesetFrom(hop.jump.host, hop.family, destination.ip), kind, hop.jump.outInterface, source, destination, port)) {
         judgeShut(target, hop, port, assumed, kind, findings);
       }
     }
   }
   for (const kind of TARGET_CHECKS) {
-    if (!acceptedByView(rulesetOf(target, hop.family), kind, hop.targetInterface, destination, source, port)) {
+    if (!acceptedByView(rulesetFrom(target, hop.family, source.ip), kind, hop.targetInterface, destination, source, port)) {
       judgeShut(target, hop, port, assumed, kind, findings);
     }
   }

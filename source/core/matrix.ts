@@ -110,6 +110,12 @@ export interface RenderOptions {
   readonly columns?: number;
 }
 
+function widest(texts: readonly string[]): number {
+  let most = 0;
+  for (const text of texts) most = Math.max(most, width(text));
+  return most;
+}
+
 /** The matrix as lines no wider than `columns`: blocks of destinations, then the legend. */
 export function renderMatrix(matrix: AccessMatrix, options: RenderOptions = {}): string[] {
   const columns = Math.max(40, options.columns ?? 80);
@@ -124,11 +130,12 @@ export function renderMatrix(matrix: AccessMatrix, options: RenderOptions = {}):
     labels = labelNames.map((_name, index) => `s${index + 1}`);
     legend.push(...labelNames.map((name, index) => `s${index + 1} = ${name}`));
   }
-  const labelWidth = Math.max(...labels.map(width));
+  const labelWidth = widest(labels);
   const available = columns - labelWidth - 1;
 
   const count = Math.max(1, matrix.destinations.length);
-  const natural = Math.max(MIN_COLUMN, ...matrix.destinations.map(width), ...texts.map(width));
+  // A loop, not a spread: a 1,000-host fleet has a million cells, beyond a call's arguments.
+  const natural = Math.max(MIN_COLUMN, widest(matrix.destinations), widest(texts));
   const fit = Math.floor((available + 1) / count) - 1; // columns are separated by one space
   // Paged when even narrow columns do not fit: then columns wide enough to read a name.
   const cellWidth = Math.min(natural, fit >= MIN_COLUMN ? fit : BLOCK_COLUMN);

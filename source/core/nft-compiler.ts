@@ -471,7 +471,20 @@ class SetNames {
   }
 }
 
+/** The text of a rule written alone (no set of its own): the same in every table, so written once. */
+const aloneTexts = new WeakMap<Translated, string>();
+
 function ruleText(entry: Entry, chain: string, names: SetNames, sets: NamedSet[]): string {
+  const rule = entry.first;
+  if (!rule.address || entry.members.length === 1) {
+    let text = aloneTexts.get(rule);
+    if (text === undefined) aloneTexts.set(rule, (text = writeRuleText(entry, chain, names, sets)));
+    return text;
+  }
+  return writeRuleText(entry, chain, names, sets);
+}
+
+function writeRuleText(entry: Entry, chain: string, names: SetNames, sets: NamedSet[]): string {
   const rule = entry.first;
   let address = '';
   let comment = rule.comment;

@@ -176,6 +176,9 @@ export function resolveSshTarget(destination: string, options: ResolveOptions): 
 type Computed = Record<string, string | string[]>;
 
 function computeConfig(config: ParsedSshConfig, parsed: Destination): Computed {
+  // A config without directives (or none at all) gives nothing but the user asked for: what
+  // compute answers, without its look-up of the local user per call (a fleet asks thousands).
+  if (!config.some((line) => line.type === SSHConfig.DIRECTIVE)) return parsed.user === undefined ? {} : {user: parsed.user};
   return config.compute(parsed.user === undefined ? {Host: parsed.host} : {Host: parsed.host, User: parsed.user}, {
     ignoreCase: true,
     matchExec: false,

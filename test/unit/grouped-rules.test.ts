@@ -83,6 +83,52 @@ describe('grouped rules read as the per-address rulesets', () => {
     expect(formatAccess(perAddress.filter((entry) => entry.destination === 'db-59'))).toContainEqual(expect.stringMatching(/^app-4, app-5, .*db-58 → db-59 tcp\/3306$/));
   });
 
+  it('a flat fleet of 200 with one-NIC hosts: an lb open to the internet, whose candidates are most of the fleet, reads as per address', () => {
+    // (More candidates than CLASSES_FROM: read by source classes, its lines spelled source by source.)
+    expectSameReading(flatFleet(200, {singleNic: true}));
+  });
+
+  it('such an lb admitting 20 bastions names each of them, as read per address (small sets: no labels)', () => {
+    const hosts = Array.from({length: 150}, (_unused, index) => {
+      const role = index < 20 ? 'bastion' : index < 22 ? 'lb' : 'app';
+      const oneNic = role === 'lb' || index % 2 === 0;
+      const address = `198.19.0.${index + 1}`;
+      return {
+        name: `${role}-${index}`,
+        ssh: `root@${address}`,
+        roles: [role],
+        interfaces: oneNic ? {public: 'eth0'} : {public: 'eth0', private: 'eth1'},
+        addresses: oneNic ? {public: [address]} : {public: [address], private: [`10.0.0.${index}`]},
+      };
+    });
+    const inv = validateInventory({hosts});
+    const lines = (grouped: boolean): string[] => formatAccess(summarizeFleetAccess(fleetHosts(inv, grouped)).filter((entry) => entry.destination === 'lb-20'));
+    expect(lines(true)).toEqual(lines(false));
+    expect(lines(true)).toContainEqual(`${Array.from({length: 20}, (_unused, index) => `bastion-${index}`).join(', ')} → lb-20 tcp/22,80,443`);
+  });
+
+  it('a host holding the internet\'s representative address is read with its own rules (its ! -s OWN matters then)', () => {
+    const inv = flatFleet(24, {singleNic: true});
+    // db-12 has one NIC (12 % 3 === 0): its db rule is on the public side, where the representative comes from.
+    const hosts = inv.hosts.map((host) => (host.name === 'db-12' ? {...host, addresses: {public: ['198.18.0.1', '2001:db8::d'], private: host.addresses!.private}} : host));
+    expectSameReading({...inv, hosts});
+  });
+
+  it('dbs differing only by their own address share the rules seen from other addresses', () => {
+    const dbs = fleetHosts(flatFleet(24, {}), true).filter((host) => host.name.startsWith('db-'));
+    const own = new Set(dbs.map((host) => groupedRules(host.compiled)!.v4));
+    const fromOthers = new Set(dbs.map((host) => groupedRules(host.compiled)!.fromOthers.v4));
+    expect(own.size).toBe(dbs.length);
+    expect(fromOthers.size).toBe(1);
+    // The only difference: the peers' rule leaves the host's own address out.
+    const db = groupedRules(dbs[0]!.compiled)!;
+    const differing = db.v4.tables[0]!.rules.flatMap((rule, index) => (rule === db.fromOthers.v4.tables[0]!.rules[index] ? [] : [{withOwn: rule.spec, without: db.fromOthers.v4.tables[0]!.rules[index]!.spec}]));
+    expect(differing).toHaveLength(1);
+    const {withOwn, without} = differing[0]!;
+    expect(withOwn.slice(0, 3)).toEqual(['!', '-s', `${dbs[0]!.facts.addresses.private[0]}/32`]);
+    expect(withOwn.slice(3)).toEqual(without);
+  });
+
   it('a db\'s grouped rules stay a few per group however many app servers it admits', () => {
     const rulesOf = (count: number): number => {
       const hosts = fleetHosts(flatFleet(count, {}), true);

@@ -123,3 +123,13 @@ describe('larger fleets', () => {
     expect(abbreviate('application-server-12', 10)).toMatch(/…-?12$/);
   });
 });
+
+describe('a matrix of a thousand hosts', () => {
+  it('renders (a million cells measured in a loop, not spread into one call)', () => {
+    const names = Array.from({length: 1000}, (_unused, index) => `host-${index}`);
+    const cells = names.flatMap((source) => names.map((destination) => ({source, destination, tcp: [{first: 22, last: 22}], udp: []})));
+    const lines = renderMatrix({sources: names, destinations: names, cells}, {columns: 80});
+    expect(lines.length).toBeGreaterThan(1000);
+    expect(lines.every((line) => line.length <= 80)).toBe(true);
+  });
+});
