@@ -345,7 +345,8 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
       ignore_unreachable: true
 
     # Live against sent, in what survives nft's and iptables-save's own spelling (shape): in each
-    # filter table our chains and the number of our rules (others' are theirs); in our table its sets
+    # filter table the number of our chains (iptables-save sorts them) and of our rules (others' are
+    # theirs); in our table its sets
     # and chains and the number of rules in each chain ('' = our table absent).
     - name: Go on only when every server shows this batch loaded, with the rules that were sent
       ansible.builtin.assert:
@@ -354,17 +355,17 @@ const CONFIRM_YML = `# Every server, once all are loaded: a new login, the live 
         quiet: true
       vars:
         iw_problems: >-
-          {%- macro shape(text, name) -%}{%- set at = namespace(inside=false, chain=false, rules=0) -%}
+          {%- macro shape(text, name) -%}{%- set at = namespace(inside=false, chain=false, rules=0, chains=0) -%}
           {%- for line in text.splitlines() -%}{%- set word = line | trim -%}
           {%- if line is match('#iw:[a-z0-9]+$') -%}{%- set at.inside = line == '#iw:' ~ name -%}
           {%- elif not at.inside or word == '' -%}
-          {%- elif word is match(':IW-') -%}{{ word.split(' ')[0] ~ ', ' }}
+          {%- elif word is match(':IW-') -%}{%- set at.chains = at.chains + 1 -%}
           {%- elif word is match(iw_our_rules) -%}{%- set at.rules = at.rules + 1 -%}
           {%- elif word is match('(table|chain|set|map) [^ ]+( [^ ]+)? [{]$') -%}{{ word[:-2] }}{%- set at.chain = word.startswith('chain ') -%}
           {%- set at.rules = 0 -%}{{ '' if at.chain else ', ' }}
           {%- elif word == '}' -%}{{ ': ' ~ at.rules ~ ' rules, ' if at.chain else '' }}{%- set at.chain = false -%}
           {%- elif at.chain and word is not match('(type|policy) ') -%}{%- set at.rules = at.rules + 1 -%}
-          {%- endif -%}{%- endfor -%}{%- if name != 'nft' -%}{{ at.rules }} rules{%- endif -%}{%- endmacro -%}
+          {%- endif -%}{%- endfor -%}{%- if name != 'nft' -%}{{ at.chains }} chains and {{ at.rules }} rules of ours{%- endif -%}{%- endmacro -%}
           {% for host in ansible_play_batch %}{% set answer = hostvars[host].iw_live | default({}) %}
           {% set lines = answer.stdout_lines | default([]) %}{% set live = answer.stdout | default('') %}
           {% set sent = lookup('file', playbook_dir ~ '/rules/' ~ host ~ '.' ~ hostvars[host].iw_backend_here | default('none')) if answer.rc | default(-1) == 0 else '' %}
