@@ -34,7 +34,7 @@ import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {checkOtherFirewalls, otherFirewallDrops, readNativeRulesets} from '../remote/native-tables.js';
 import {formatNativeDrops} from '../core/native-drops.js';
 import {remedyAfterLoad} from '../remote/remedy.js';
-import {chooseBackends, hostCandidate} from '../core/backend.js';
+import {chooseBackends, hostCandidate, restrictRefusal} from '../core/backend.js';
 import {describePublished, publishedToRestrict} from '../core/docker.js';
 import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
@@ -554,7 +554,8 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           const via = jumps.get(name);
           const backend = chosen.backends.get(name) ?? 'iptables';
           const published = publishedToRestrict(host.facts, fleet.options?.restrictPublished === true);
-          if (published && backend === 'iptables') restrictRefusals.push(`${name}: restricting published container ports is written for the nftables backend only (settings: where the rules live); nothing was changed`);
+          const refusal = restrictRefusal(name, backend, published, host.facts.docker, 'settings: where the rules live');
+          if (refusal) restrictRefusals.push(refusal);
           return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, backend, published), ...(via === undefined ? {} : {via: [via]})};
         });
         let remedies = new Map<string, string[]>();

@@ -62,9 +62,9 @@ describe('toOwnChains: the compiled rules in chains of our own', () => {
       '-A INPUT -j IW-INPUT',
       '-A FORWARD -j IW-FORWARD',
       '-A OUTPUT -j IW-OUTPUT',
-      '-A IW-INPUT -i lo -j ACCEPT',
-      '-A IW-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT',
-      '-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT',
+      '-A IW-INPUT -i lo -j RETURN',
+      '-A IW-INPUT -m conntrack --ctstate RELATED,ESTABLISHED -j RETURN',
+      '-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN',
       '-A IW-INPUT -j IW-LOG-DROP',
       '-A IW-INPUT -j DROP',
       '-A IW-FORWARD -j DROP',
@@ -120,7 +120,7 @@ describe('ownPart: what this tool owns of a live table', () => {
     const text = (ruleset: Ruleset): string => renderRuleset(ruleset);
     const withBan = text(live).replace('-A INPUT -j IW-INPUT', '-A INPUT -s 203.0.113.9/32 -j DROP\n-A INPUT -j IW-INPUT').replace(':INPUT ACCEPT', ':INPUT DROP');
     expect(liveDifferences({v4: withBan, v6: ''}, {v4: toOwnChains(COMPILED), v6})).toEqual([]);
-    const changed = text(live).replace('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT', '-A IW-INPUT -p tcp -m tcp --dport 9999 -j ACCEPT');
+    const changed = text(live).replace('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN', '-A IW-INPUT -p tcp -m tcp --dport 9999 -j RETURN');
     expect(liveDifferences({v4: changed, v6: ''}, {v4: toOwnChains(COMPILED), v6}).join('\n')).toContain('9999');
     const jumpGone = text(live).replace('-A INPUT -j IW-INPUT\n', '');
     expect(liveDifferences({v4: jumpGone, v6: ''}, {v4: toOwnChains(COMPILED), v6}).join('\n')).toContain('-A INPUT -j IW-INPUT');
@@ -132,6 +132,56 @@ describe('ownPart: what this tool owns of a live table', () => {
     expect(rulesBeforeOurs(live)).toEqual([]);
     expect(evaluate(live, web('203.0.113.5')).verdict).toBe('DROP');
     expect(evaluate(above, web('203.0.113.5')).verdict).toBe('ACCEPT');
+  });
+});
+
+describe('IW-PUBLISHED: our one jump in Docker\'s DOCKER-USER', () => {
+  // The compiled form with published ports restricted (docker.ts withPublishedRules): our chain, and a jump into it from DOCKER-USER.
+  const restricted: Ruleset = {
+    family: 4,
+    tables: [{
+      name: 'filter',
+      chains: [...(COMPILED.tables[0]?.chains ?? []), {name: 'IW-PUBLISHED', policy: null}],
+      rules: [
+        ...(COMPILED.tables[0]?.rules ?? []),
+        {chain: 'DOCKER-USER', spec: ['-j', 'IW-PUBLISHED']},
+        {chain: 'IW-PUBLISHED', spec: ['-s', '10.0.0.9', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'conntrack', '--ctstate', 'NEW', '--ctorigdstport', '8080', '-j', 'RETURN']},
+        {chain: 'IW-PUBLISHED', spec: ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'conntrack', '--ctstate', 'NEW', '--ctorigdstport', '8080', '-j', 'DROP']},
+      ],
+    }],
+  };
+  const own = toOwnChains(restricted);
+  const live = withOurs(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4), own);
+
+  it('carries the chain and the jump; DOCKER-USER is named without policy and never declared to the agent as ours', () => {
+    expect(lines(own).filter((line) => / -j IW-/.test(line) && !line.startsWith('-A IW-'))).toEqual([
+      '-A INPUT -j IW-INPUT', '-A FORWARD -j IW-FORWARD', '-A OUTPUT -j IW-OUTPUT', '-A DOCKER-USER -j IW-PUBLISHED',
+    ]);
+    expect(lines(own).filter((line) => line.startsWith('-A IW-PUBLISHED '))).toHaveLength(2);
+    expect(own.tables[0]?.chains.find((chain) => chain.name === 'DOCKER-USER')).toEqual({name: 'DOCKER-USER', policy: null});
+    expect(renderRuleset(own)).toMatch(/^:DOCKER-USER - \[0:0\]$/m);
+    expect(lines(ownPart(own))).toEqual(lines(own));
+  });
+
+  it('withOurs puts the jump at position 1 of DOCKER-USER, before Docker\'s RETURN, and ownPart takes only it of DOCKER-USER', () => {
+    expect(lines(live).filter((line) => line.startsWith('-A DOCKER-USER '))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    expect(lines(ownPart(live)).filter((line) => line.includes('DOCKER-USER'))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED']);
+    // Loading again changes nothing; loading nothing of ours leaves Docker's chain as Docker had it.
+    expect(lines(withOurs(live, own))).toEqual(lines(live));
+    expect(lines(withOurs(live, {family: 4, tables: []}))).toEqual(lines(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4)));
+    // Another rule of DOCKER-USER, or a jump from it into another chain of ours, is not ours.
+    const others = parseIptablesSave(renderRuleset(live).replace('-A DOCKER-USER -j RETURN', '-A DOCKER-USER -j IW-INPUT\n-A DOCKER-USER -s 198.51.100.1/32 -j DROP\n-A DOCKER-USER -j RETURN'), 4);
+    expect(lines(ownPart(others)).filter((line) => line.includes('DOCKER-USER'))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED']);
+  });
+
+  it('Docker re-inserting its FORWARD jump above ours is no difference; our DOCKER-USER jump gone is one', () => {
+    const v6 = parseIptablesSave('', 6);
+    const text = renderRuleset(live);
+    const restarted = text.replace('-A FORWARD -j DOCKER-USER\n', '').replace('-A FORWARD -j IW-FORWARD', '-A FORWARD -j DOCKER-USER\n-A FORWARD -j IW-FORWARD');
+    expect(restarted).not.toEqual(text);
+    expect(liveDifferences({v4: restarted, v6: ''}, {v4: own, v6})).toEqual([]);
+    const gone = text.replace('-A DOCKER-USER -j IW-PUBLISHED\n', '');
+    expect(liveDifferences({v4: gone, v6: ''}, {v4: own, v6}).join('\n')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
   });
 });
 
