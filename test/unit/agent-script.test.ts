@@ -9,6 +9,7 @@ import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from '
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {parseIptablesSave} from '../../source/core/iptables-save.js';
 import {toOwnChains} from '../../source/core/own-chains.js';
+import {withPublishedRules} from '../../source/core/docker.js';
 import {renderRuleset} from '../../source/core/render.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
@@ -267,7 +268,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(agent(['begin', 'b1', '60'], 'alice@laptop pid=1\n').code).toBe(0);
     expect(agent(['stage', 'b1'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
     expect(agent(['load', 'b1']).code).toBe(0);
-    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(liveFilter(6)).toContain('--dport 2222');
     const confirmed = agent(['confirm', 'b1']);
     expect(confirmed.code).toBe(0);
@@ -294,7 +295,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(silent.code).toBe(0);
     const [shown, after] = silent.stdout.split('#iw:await\n') as [string, string];
     expect(shown).toContain('phase=loaded');
-    expect(shown).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(shown).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(after.trim()).toBe('not-confirmed');
     expect(state()['phase']).toBe('loaded');
     expect(state()['token']).not.toBe('');
@@ -470,7 +471,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const before = liveFilter(4);
     expect(agent(['begin', 'b9', '60'], 'x@y pid=2\n').code).toBe(0);
     // A jump to a chain the file never declares passes --test on iptables-nft but fails the load.
-    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED');
+    const v6 = CANDIDATE_V6.replace('-i lo -j RETURN', '-i lo -j NOT-DECLARED');
     expect(agent(['stage', 'b9'], payload(CANDIDATE_V4, v6)).code).toBe(0);
     const loaded = agent(['load', 'b9']);
     expect(loaded.code).toBe(AGENT_EXIT.loadFailed);
@@ -524,7 +525,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const first = agent(['confirmed']);
     expect(first.code).toBe(0);
     expect(first.stdout.startsWith(`batch=k1\n${SECTION_V4}\n*filter\n`)).toBe(true);
-    expect(first.stdout).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(first.stdout).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     expect(first.stdout.split(`${SECTION_V6}\n`)[1]).toContain('--dport 2222');
     // Later batches that roll back leave k1 as the confirmed one.
     for (let index = 0; index < 2; index += 1) {
@@ -590,7 +591,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     // The candidate did not name them: the load (--noflush) never touched them.
     expect(liveFilter(4)).toContain('-A FORWARD -o docker0 -j DOCKER');
     expect(liveFilter(4)).toContain(':DOCKER-USER -');
-    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+    expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
     const rolled = agent(['rollback', 'd2']);
     expect(rolled.code).toBe(0);
     expect(rolled.stdout).toContain('rolledback');
@@ -598,6 +599,46 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(6)).toEqual('');
     expect(inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '')).toEqual(beforeNat);
     expect(state()['phase']).toBe('rolledback');
+  });
+
+  it('restricted published ports: our jump goes first in Docker\'s DOCKER-USER, a rollback leaves that chain as Docker had it, and at boot (no DOCKER-USER yet) the rest of ours loads', () => {
+    inNetns(['iptables-restore'], DOCKER_LIKE);
+    const before = liveFilter(4);
+    const port = {family: 4 as const, proto: 'tcp' as const, ports: {first: 8080, last: 8080}, containerAddress: '172.17.0.2'};
+    const candidate = renderRuleset(toOwnChains(withPublishedRules(parseIptablesSave(COMPILED_V4, 4), [port])));
+    expect(candidate).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    const userChain = (): string[] => inNetns(['iptables', '-S', 'DOCKER-USER']).trim().split('\n');
+    const load = (batch: string): void => {
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n').code).toBe(0);
+      const staged = agent(['stage', batch], payload(candidate, CANDIDATE_V6));
+      expect(staged.code, staged.stderr).toBe(0);
+      const loaded = agent(['load', batch]);
+      expect(loaded.code, loaded.stderr).toBe(0);
+      expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    };
+    load('du1');
+    expect(agent(['rollback', 'du1']).code).toBe(0);
+    expect(liveFilter(4)).toEqual(before);
+    expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']);
+
+    load('du2');
+    const etc = path.join(dir, 'etc-docker-user');
+    execFileSync('mkdir', ['-p', etc]);
+    const server = {etc, sbin: wrappers({'netfilter-persistent': 'exit 0'})};
+    const confirmed = agent(['confirm', 'du2'], '', server);
+    expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    // A reboot: the loader's table, Docker not started yet. Ours loads without the jump, and DOCKER-USER is not made.
+    inNetns(['iptables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n');
+    const booted = agent(['boot'], '', server);
+    expect(booted.code, booted.stderr).toBe(0);
+    expect(liveFilter(4)).toContain('-A INPUT -j IW-INPUT');
+    expect(liveFilter(4)).toContain(':IW-PUBLISHED -');
+    expect(liveFilter(4)).not.toContain('DOCKER-USER');
+    // Docker there: the boot op puts our jump back in front of its rules.
+    inNetns(['iptables-restore', '--noflush'], '*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\nCOMMIT\n');
+    expect(agent(['boot'], '', server).code).toBe(0);
+    expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
   });
 
   it('takes a candidate whose last line has no newline, and a new candidate must pass --test again', () => {
@@ -779,7 +820,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     });
     const server = {sbin};
     expect(agent(['begin', 'r1', '60'], 'x@y pid=2\n', server).code).toBe(0);
-    const v6 = CANDIDATE_V6.replace('-i lo -j ACCEPT', '-i lo -j NOT-DECLARED'); // passes --test, fails the load
+    const v6 = CANDIDATE_V6.replace('-i lo -j RETURN', '-i lo -j NOT-DECLARED'); // passes --test, fails the load
     expect(agent(['stage', 'r1'], payload(CANDIDATE_V4, v6), server).code).toBe(0);
     const loaded = agent(['load', 'r1'], '', server);
     expect(loaded.code).toBe(AGENT_EXIT.restoreFailed);
@@ -990,7 +1031,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(readFileSync(path.join(etc, 'iptables', 'rules.v4'), 'utf8')).toBe(original);
       expect(existsSync(path.join(etc, 'iptables', 'rules.v4.iw-orig'))).toBe(false);
       const ours = readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8');
-      expect(ours).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(ours).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
       expect(ours).toContain('-A INPUT -j IW-INPUT');
       expect(ours).not.toMatch(/f2b-|DOCKER|:INPUT (ACCEPT|DROP)/);
       expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v6'), 'utf8')).toContain('--dport 2222');
@@ -1145,7 +1186,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, commented)).code).toBe(0);
       expect(agent(['stage', 'n3'], withNft(CANDIDATE_V4, CANDIDATE_V6, OUR_TABLE)).code).toBe(0);
       expect(agent(['load', 'n3']).code).toBe(0);
-      expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j ACCEPT');
+      expect(liveFilter(4)).toContain('-A IW-INPUT -p tcp -m tcp --dport 22 -j RETURN');
       expect(liveFilter(6)).toContain('--dport 2222');
       expect(ourTable()).toContain('ip saddr @admins_v4 tcp dport 22 accept');
       expect(readFileSync(path.join(dir, 'backups', 'n3.loaded.nft'), 'utf8')).toBe(ourTable());
