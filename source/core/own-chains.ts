@@ -142,12 +142,12 @@ export function withOurs(live: Ruleset, ours: Ruleset): Ruleset {
   return {family: live.family, tables: [...tables, {name: 'filter', chains, rules}]};
 }
 
-/** Others' rules that come before our jump in its built-in chain: they decide before ours do. */
+/** Others' rules that come before our jump in its chain (built-in, or DOCKER-USER): they decide before ours do. */
 export function rulesBeforeOurs(live: Ruleset): Rule[] {
   const filter = filterOf(live);
   if (!filter) return [];
   const before: Rule[] = [];
-  for (const name of BUILT_IN_CHAINS) {
+  for (const name of JUMP_CHAINS) {
     const rules = filter.rules.filter((rule) => rule.chain === name);
     const jump = rules.findIndex(isOwnJump);
     if (jump > 0) before.push(...rules.slice(0, jump));

@@ -182,6 +182,10 @@ describe('IW-PUBLISHED: our one jump in Docker\'s DOCKER-USER', () => {
     expect(liveDifferences({v4: restarted, v6: ''}, {v4: own, v6})).toEqual([]);
     const gone = text.replace('-A DOCKER-USER -j IW-PUBLISHED\n', '');
     expect(liveDifferences({v4: gone, v6: ''}, {v4: own, v6}).join('\n')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    // An accept put above our jump in DOCKER-USER would decide first: it is found, as in the built-ins.
+    const above = parseIptablesSave(text.replace('-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -s 203.0.113.5/32 -j ACCEPT\n-A DOCKER-USER -j IW-PUBLISHED'), 4);
+    expect(rulesBeforeOurs(above).map((rule) => formatRule(rule))).toEqual(['-A DOCKER-USER -s 203.0.113.5/32 -j ACCEPT']);
+    expect(rulesBeforeOurs(live)).toEqual([]);
   });
 });
 
