@@ -1402,7 +1402,7 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
       expect(ourTable()).toBe('');
       expect(agent(['stage', 'n16'], withNft(CANDIDATE_V4, CANDIDATE_V6, ''), server).code).toBe(0);
       expect(agent(['load', 'n16'], '', server).code).toBe(0);
-      expect(liveFilter(4)).toContain('--dport 22 -j ACCEPT');
+      expect(liveFilter(4)).toContain('--dport 22 -j RETURN');
       expect(nftSection(agent(['show'], '', server).stdout)).toBe('');
       const confirmed = agent(['confirm', 'n16'], '', {...server, etc: path.join(dir, 'etc-upper')});
       expect(confirmed.code).toBe(0);
