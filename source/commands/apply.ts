@@ -1,7 +1,7 @@
 import {createInterface} from 'node:readline';
 import {EXIT, InputError, RefusedError} from '../core/errors.js';
 import {checkLockout, formatLockout, operatorPaths} from '../core/lockout.js';
-import {chooseBackends, hostCandidate, parseBackendChoice} from '../core/backend.js';
+import {chooseBackends, hostCandidate, parseBackendChoice, restrictRefusal} from '../core/backend.js';
 import {publishedToRestrict} from '../core/docker.js';
 import type {BackendChoice} from '../core/model.js';
 import {
@@ -111,9 +111,8 @@ export async function applyInventory(request: ApplyRequest): Promise<PendingFlee
     if (!host) throw new InputError([`${target.name}: the compiler produced no rules for it`]);
     const backend = chosen.backends.get(target.name) ?? 'iptables';
     const published = publishedToRestrict(host.facts, restrict);
-    if (published && backend === 'iptables') {
-      restrictRefusals.push(`${target.name}: restricting published container ports is written for the nftables backend only (--backend nftables); nothing was changed`);
-    }
+    const refusal = restrictRefusal(target.name, backend, published, host.facts.docker, '--backend nftables');
+    if (refusal) restrictRefusals.push(refusal);
     return {target, candidate: hostCandidate(host.compiled, backend, published), via: viaOf(context, resolved, target)};
   });
   // The access summary only once, and only where another firewall needs it (the slow part of a plan).

@@ -3,10 +3,10 @@ import type {HostDiscovery} from '../core/discovery/index.js';
 import {buildPlan, type Plan} from '../core/plan.js';
 import {InputError} from '../core/errors.js';
 import {DEFAULT_BACKEND_CHOICE, nftTableOf, parseBackendChoice, resolveBackend, type Backend} from '../core/backend.js';
-import {describePublished, publishedToRestrict} from '../core/docker.js';
+import {describePublished, publishedToRestrict, withPublishedRules} from '../core/docker.js';
 import {factsFromInventory, type Inventory} from '../core/inventory.js';
 import {formatLockout, type ResolvedSsh} from '../core/lockout.js';
-import type {BackendChoice, Family, HostFacts} from '../core/model.js';
+import type {BackendChoice, Family, HostFacts, Ruleset} from '../core/model.js';
 import {buildMatrix, renderMatrix} from '../core/matrix.js';
 import {groupedRules} from '../core/compiler.js';
 import {nftSetDeclarations} from '../core/nft-compiler.js';
@@ -103,6 +103,11 @@ function nftOf(host: FleetHost, restrict: boolean, declareSets = true): string {
   return nftTableOf(host.compiled, publishedToRestrict(host.facts, restrict), declareSets);
 }
 
+/** Our iptables chains as plan prints them (what is loaded): with IW-PUBLISHED when published ports are restricted. */
+function ownChainsOf(host: FleetHost, family: Family, restrict: boolean): Ruleset {
+  return toOwnChains(withPublishedRules(family === 4 ? host.compiled.v4 : host.compiled.v6, publishedToRestrict(host.facts, restrict)));
+}
+
 /** The address sets the hosts' tables match, each once, in the order first matched. */
 function addressSetsOf(hosts: readonly FleetHost[]): string[] {
   const seen = new Set<object>();
@@ -167,7 +172,7 @@ function renderText(write: (text: string) => void, plan: Plan, hostNames: Readon
     }
     for (const family of backend === 'nftables' ? [] : families) {
       out.push(`== ${host.name} · ${familyTitle(family)} ==`);
-      out.push(renderRuleset(toOwnChains(family === 4 ? host.compiled.v4 : host.compiled.v6)).trimEnd());
+      out.push(renderRuleset(ownChainsOf(host, family, restrict)).trimEnd());
       out.push('');
     }
     if (host.compiled.warnings.length > 0) {
@@ -227,13 +232,13 @@ function renderJson(plan: Plan, hostNames: ReadonlySet<string>, families: readon
       name: host.name,
       backend: printed.backends.get(host.name),
       warnings: host.compiled.warnings,
-      ...(families.includes(4) ? {v4: renderRuleset(toOwnChains(host.compiled.v4))} : {}),
-      ...(families.includes(6) ? {v6: renderRuleset(toOwnChains(host.compiled.v6))} : {}),
+      ...(families.includes(4) ? {v4: renderRuleset(ownChainsOf(host, 4, restrict))} : {}),
+      ...(families.includes(6) ? {v6: renderRuleset(ownChainsOf(host, 6, restrict))} : {}),
       ...(printed.backends.get(host.name) === 'nftables' ? {nft: nftOf(host, restrict)} : {}),
       ...(host.facts.docker ? {docker: {published: host.facts.docker.published, restricted: publishedToRestrict(host.facts, restrict) !== undefined}} : {}),
       rules: {
-        ...(families.includes(4) ? {v4: toOwnChains(host.compiled.v4)} : {}),
-        ...(families.includes(6) ? {v6: toOwnChains(host.compiled.v6)} : {}),
+        ...(families.includes(4) ? {v4: ownChainsOf(host, 4, restrict)} : {}),
+        ...(families.includes(6) ? {v6: ownChainsOf(host, 6, restrict)} : {}),
       },
     }));
   const access = plan.access
@@ -274,7 +279,7 @@ export const planCommand: Command = {
     if (format === 'iptables') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
       // What is loaded: our chains and the jumps into them (core/own-chains.ts).
-      io.stdout.write(renderRuleset(toOwnChains(family === 4 ? host.compiled.v4 : host.compiled.v6)));
+      io.stdout.write(renderRuleset(ownChainsOf(host, family as Family, restrict)));
     } else if (format === 'nft') {
       const host = plan.hosts.find((candidate) => candidate.name === hostName) as FleetHost;
       io.stdout.write(nftOf(host, restrict));

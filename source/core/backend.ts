@@ -6,7 +6,7 @@
 import type {BackendChoice, CompiledHost, Family, Ruleset} from './model.js';
 import {InputError} from './errors.js';
 import {compileGroupedNftTable} from './nft-compiler.js';
-import {publishedChainLines, withPublishedChain, type PublishedPort} from './docker.js';
+import {publishedChainLines, withPublishedChain, withPublishedRules, type DockerFacts, type PublishedPort} from './docker.js';
 
 export type Backend = 'iptables' | 'nftables';
 
@@ -52,10 +52,22 @@ export interface HostCandidate {
   readonly nft?: {readonly text: string; readonly planned: {readonly v4: Ruleset; readonly v6: Ruleset}};
 }
 
-/** `restrict`: a Docker host's published ports, restricted to the plan (nftables backend only). */
+/** `restrict`: a Docker host's published ports, restricted to the plan (in our table, or IW-PUBLISHED on iptables). */
 export function hostCandidate(host: CompiledHost, backend: Backend, restrict?: readonly PublishedPort[]): HostCandidate {
-  if (backend === 'iptables') return {v4: host.v4, v6: host.v6};
+  if (backend === 'iptables') return {v4: withPublishedRules(host.v4, restrict), v6: withPublishedRules(host.v6, restrict)};
   return {v4: emptyFilter(4), v6: emptyFilter(6), nft: {text: nftTableOf(host, restrict), planned: {v4: host.v4, v6: host.v6}}};
+}
+
+/**
+ * Why published ports cannot be restricted on a host, if they cannot: on iptables the restriction
+ * is a jump of ours in Docker's DOCKER-USER, which only Docker creates (absent: Docker not running,
+ * or Docker 29 on nftables). `elsewhere`: how to choose the nftables backend.
+ */
+export function restrictRefusal(host: string, backend: Backend, published: readonly PublishedPort[] | undefined, docker: DockerFacts | undefined, elsewhere: string): string | undefined {
+  if (backend !== 'iptables' || !published) return undefined;
+  const lacking = [...new Set(published.map((port) => port.family))].sort().filter((family) => !docker?.userChain?.includes(family));
+  if (lacking.length === 0) return undefined;
+  return `${host}: restricting published container ports on the iptables backend needs Docker's DOCKER-USER chain, which the IPv${lacking.join(' and IPv')} filter table lacks (Docker not running, or Docker 29 on nftables: ${elsewhere}); nothing was changed`;
 }
 
 /**

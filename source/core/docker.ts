@@ -9,7 +9,8 @@
 // every container off: a drop in any base chain is final). With `restrictPublished`, the nftables
 // backend adds a forward base chain to our table that lets a new connection to a published port
 // through only from the sources the plan grants that port on the host (its input rules), matched
-// on the port the client asked for (`ct original proto-dst`), and drops the rest.
+// on the port the client asked for (`ct original proto-dst`), and drops the rest. The iptables
+// backend does the same in a chain of ours entered from Docker's DOCKER-USER (withPublishedRules).
 import type {FleetHost} from './access.js';
 import {parseIptablesSave} from './iptables-save.js';
 import type {Family, HostFacts, PortRange, Protocol, Rule, Ruleset} from './model.js';
@@ -32,6 +33,8 @@ export interface PublishedPort {
 /** What a Docker host publishes, as read on it (iptables nat rules and Docker 29's tables). */
 export interface DockerFacts {
   readonly published: readonly PublishedPort[];
+  /** The families whose iptables filter table has Docker's DOCKER-USER chain (absent: not read). */
+  readonly userChain?: readonly Family[];
 }
 
 // ---------------------------------------------------------------------------
@@ -175,11 +178,17 @@ export function dockerPresent(natSaves: readonly string[], ruleset: NftRuleset |
   return natSaves.some((text) => /^:DOCKER\s/m.test(text)) || (ruleset?.tables.some((table) => table.name.startsWith('docker')) ?? false);
 }
 
-/** Docker's facts from what the host printed; undefined when Docker is not there. */
-export function dockerFacts(input: {readonly nat4: string; readonly nat6: string; readonly nft?: NftRuleset}): DockerFacts | undefined {
+/**
+ * Docker's facts from what the host printed; undefined when Docker is not there. `filterChains`:
+ * the chain declarations of each family's filter table (iptables-save's ":NAME …" lines).
+ */
+export function dockerFacts(input: {readonly nat4: string; readonly nat6: string; readonly nft?: NftRuleset; readonly filterChains?: {readonly v4: string; readonly v6: string}}): DockerFacts | undefined {
   if (!dockerPresent([input.nat4, input.nat6], input.nft)) return undefined;
   const published = [...publishedFromIptablesNat(input.nat4, 4), ...publishedFromIptablesNat(input.nat6, 6), ...(input.nft ? publishedFromNft(input.nft) : [])];
-  return {published};
+  const chains = input.filterChains;
+  if (!chains) return {published};
+  const userChain = ([4, 6] as const).filter((family) => new RegExp(`^:${DOCKER_USER_CHAIN}\\s`, 'm').test(family === 4 ? chains.v4 : chains.v6));
+  return {published, userChain};
 }
 
 // ---------------------------------------------------------------------------
@@ -288,6 +297,31 @@ function distinctPorts(published: readonly PublishedPort[]): {family: Family; pr
 /** The chain of our table that restricts published ports (a base chain on the forward hook). */
 export const PUBLISHED_CHAIN = 'published';
 
+/** Who the plan lets reach (part of) a published port: by input interface and port range, from these sources (undefined: any). */
+interface Admission {
+  readonly inInterface?: string;
+  readonly ports: PortRange;
+  readonly sources?: readonly string[];
+}
+
+/** A published port's admissions from the host's input grants (none: nobody). */
+function admissionsOf(port: {readonly proto: Protocol; readonly ports: PortRange}, grantList: readonly InputGrant[]): Admission[] {
+  // Grants by interface and range: their sources together (any source when one grant has none).
+  const byKey = new Map<string, {inInterface?: string; ports: PortRange; sources: Set<string> | undefined}>();
+  for (const grant of grantList) {
+    if (!grants(grant, port)) continue;
+    const covered = (grant.ports ?? [port.ports]).map((range) => intersect(range, port.ports)).filter((range): range is PortRange => range !== undefined);
+    for (const range of covered) {
+      const key = `${grant.inInterface ?? ''}\u0000${rangeText(range)}`;
+      const entry = byKey.get(key) ?? {...(grant.inInterface === undefined ? {} : {inInterface: grant.inInterface}), ports: range, sources: new Set<string>()};
+      if (grant.source === undefined) entry.sources = undefined;
+      else entry.sources?.add(withoutHostPrefix(grant.source));
+      byKey.set(key, entry);
+    }
+  }
+  return [...byKey.values()].map(({sources, ...rest}) => (sources ? {...rest, sources: [...sources]} : rest));
+}
+
 /**
  * The lines of `chain published { … }` for our table: per published port, a new connection
  * DNATed to it passes from the sources the host's input grants for that port, else it is
@@ -299,29 +333,61 @@ export function publishedChainLines(published: readonly PublishedPort[], ruleset
   for (const port of distinctPorts(published)) {
     const nfproto = `meta nfproto ipv${port.family}`;
     const head = `ct status dnat ${nfproto} meta l4proto ${port.proto}`;
-    // Grants by interface: their sources in one anonymous set (any source when one grant has none).
-    const byInterface = new Map<string, {ports: PortRange[]; sources: Set<string> | undefined}>();
-    for (const grant of grantsOf[port.family]) {
-      if (!grants(grant, port)) continue;
-      const covered = (grant.ports ?? [port.ports]).map((range) => intersect(range, port.ports)).filter((range): range is PortRange => range !== undefined);
-      for (const range of covered) {
-        const key = `${grant.inInterface ?? ''}\u0000${rangeText(range)}`;
-        const entry = byInterface.get(key) ?? {ports: [range], sources: new Set<string>()};
-        if (grant.source === undefined) entry.sources = undefined;
-        else entry.sources?.add(withoutHostPrefix(grant.source));
-        byInterface.set(key, entry);
-      }
-    }
-    for (const [key, entry] of byInterface) {
-      const inInterface = key.split('\u0000')[0];
-      const parts = [head, `ct original proto-dst ${rangeText(entry.ports[0] as PortRange)}`];
-      if (inInterface) parts.push(`iifname "${inInterface}"`);
-      if (entry.sources) parts.push(`${port.family === 4 ? 'ip' : 'ip6'} saddr { ${[...entry.sources].join(', ')} }`);
+    for (const admission of admissionsOf(port, grantsOf[port.family])) {
+      const parts = [head, `ct original proto-dst ${rangeText(admission.ports)}`];
+      if (admission.inInterface) parts.push(`iifname "${admission.inInterface}"`);
+      if (admission.sources) parts.push(`${port.family === 4 ? 'ip' : 'ip6'} saddr { ${admission.sources.join(', ')} }`);
       lines.push(`${parts.join(' ')} accept`);
     }
     lines.push(`${head} ct original proto-dst ${rangeText(port.ports)} drop comment "published port: not in the plan's grants"`);
   }
   return lines;
+}
+
+/** Docker's chain for user rules on iptables: FORWARD jumps into it before Docker's own chains. */
+export const DOCKER_USER_CHAIN = 'DOCKER-USER';
+/** Our chain that restricts published ports on iptables, entered by one jump at position 1 of DOCKER-USER. */
+export const IPTABLES_PUBLISHED_CHAIN = 'IW-PUBLISHED';
+
+/**
+ * A compiled ruleset (one family) with the published ports restricted, for the iptables backend:
+ * chain IW-PUBLISHED and a jump into it from Docker's DOCKER-USER (seen after DNAT, so matched on
+ * the port the client asked for, conntrack's original destination port). Per published port, a
+ * new DNATed connection from a source the host's input grants for that port RETURNs (Docker's
+ * rules then decide, as before), the rest is dropped; anything else (replies, routed traffic,
+ * containers' own connections) falls through. No published port of the family: unchanged.
+ */
+export function withPublishedRules(ruleset: Ruleset, published: readonly PublishedPort[] | undefined): Ruleset {
+  const ports = (published ?? []).filter((port) => port.family === ruleset.family);
+  if (ports.length === 0) return ruleset;
+  const grantList = inputGrants(ruleset);
+  const rules: Rule[] = [];
+  for (const port of distinctPorts(ports)) {
+    // A port bound to host addresses only is matched on them; bound to any address once, on none.
+    const same = ports.filter((other) => other.proto === port.proto && other.ports.first === port.ports.first && other.ports.last === port.ports.last);
+    const bound = same.every((other) => other.hostAddress !== undefined) ? [...new Set(same.map((other) => other.hostAddress as string))] : [undefined];
+    for (const hostAddress of bound) {
+      const match = (range: PortRange): string[] => [
+        '-p', port.proto, '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'conntrack', '--ctstate', 'NEW',
+        ...(hostAddress === undefined ? [] : ['--ctorigdst', hostAddress]), '--ctorigdstport', range.first === range.last ? String(range.first) : `${range.first}:${range.last}`,
+      ];
+      for (const admission of admissionsOf(port, grantList)) {
+        const inInterface = admission.inInterface === undefined ? [] : ['-i', admission.inInterface];
+        for (const source of admission.sources ?? [undefined]) {
+          rules.push({chain: IPTABLES_PUBLISHED_CHAIN, spec: [...(source === undefined ? [] : ['-s', source]), ...inInterface, ...match(admission.ports), '-j', 'RETURN']});
+        }
+      }
+      rules.push({chain: IPTABLES_PUBLISHED_CHAIN, spec: [...match(port.ports), '-j', 'DROP']});
+    }
+  }
+  return {
+    family: ruleset.family,
+    tables: ruleset.tables.map((table) =>
+      table.name !== 'filter'
+        ? table
+        : {...table, chains: [...table.chains, {name: IPTABLES_PUBLISHED_CHAIN, policy: null}], rules: [...table.rules, {chain: DOCKER_USER_CHAIN, spec: ['-j', IPTABLES_PUBLISHED_CHAIN]}, ...rules]},
+    ),
+  };
 }
 
 /**

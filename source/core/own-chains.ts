@@ -6,7 +6,10 @@
 // IW-OUTPUT (and helpers such as IW-LOG-DROP), each entered by one plain jump at position 1 of its
 // built-in chain and ending with the drop the policy stood for. What the compiler accepts, ours
 // RETURNs: the rest of the built-in chain (others' rules, its policy) still decides, so a ban of
-// fail2ban's holds for the addresses we admit, as with our nftables table. Everything else in the table —
+// fail2ban's holds for the addresses we admit, as with our nftables table. On a Docker host whose
+// published ports are restricted, IW-PUBLISHED too, entered by one jump at position 1 of Docker's
+// DOCKER-USER (a chain Docker owns: never declared, created, flushed or deleted by us; only our
+// jump in it is ours). Everything else in the table —
 // others' chains and rules (fail2ban, Docker, the operator's), the built-in chains' policies —
 // is theirs: never written (the agent loads ours with iptables-restore --noflush), never compared.
 import type {Chain, Rule, Ruleset, Table} from './model.js';
@@ -14,6 +17,10 @@ import type {Chain, Rule, Ruleset, Table} from './model.js';
 /** Every chain of ours starts so; no other software's chain does. */
 export const OWN_CHAIN_PREFIX = 'IW-';
 const BUILT_IN_CHAINS = new Set(['INPUT', 'FORWARD', 'OUTPUT']);
+/** Others' chains that hold one jump of ours, and the chain it enters (Docker keeps DOCKER-USER for user rules). */
+const FOREIGN_JUMPS: ReadonlyMap<string, string> = new Map([['DOCKER-USER', 'IW-PUBLISHED']]);
+/** The chains our jumps are in, in the order the jumps are written. */
+const JUMP_CHAINS = [...BUILT_IN_CHAINS, ...FOREIGN_JUMPS.keys()];
 
 /** Our chain for a built-in one: INPUT -> IW-INPUT. */
 export function ownChainOf(builtIn: string): string {
@@ -24,9 +31,11 @@ export function isOwnChain(name: string): boolean {
   return name.startsWith(OWN_CHAIN_PREFIX);
 }
 
-/** One of our jumps: a rule of a built-in chain that only jumps into one of ours. */
+/** One of our jumps: a rule of a built-in chain that only jumps into one of ours, or DOCKER-USER's into IW-PUBLISHED. */
 export function isOwnJump(rule: Rule): boolean {
-  return BUILT_IN_CHAINS.has(rule.chain) && rule.spec.length === 2 && rule.spec[0] === '-j' && isOwnChain(rule.spec[1] as string);
+  if (rule.spec.length !== 2 || rule.spec[0] !== '-j') return false;
+  const target = rule.spec[1] as string;
+  return BUILT_IN_CHAINS.has(rule.chain) ? isOwnChain(target) : FOREIGN_JUMPS.get(rule.chain) === target;
 }
 
 function filterOf(ruleset: Ruleset): Table | undefined {
@@ -56,11 +65,11 @@ export function ownPart(ruleset: Ruleset): Ruleset {
 }
 
 /**
- * The chains of our part: the built-in chains our jumps are in (policy "-": theirs, not named:
- * iptables-restore --noflush leaves such a chain as it is), then ours.
+ * The chains of our part: the chains our jumps are in (policy "-": theirs, not named: the agent
+ * passes on only our chains' declarations), then ours.
  */
 function ownChainList(own: readonly string[], rules: readonly Rule[]): Chain[] {
-  const builtIns = [...BUILT_IN_CHAINS].filter((name) => rules.some((rule) => rule.chain === name));
+  const builtIns = JUMP_CHAINS.filter((name) => rules.some((rule) => rule.chain === name && isOwnJump(rule)));
   return [...builtIns, ...own].map((name) => ({name, policy: null}));
 }
 
@@ -93,6 +102,8 @@ export function toOwnChains(compiled: Ruleset): Ruleset {
     for (const rule of filter.rules) if (rule.chain === chain.name) rules.push(builtIn ? {chain: name, spec: acceptAsReturn(rule.spec)} : rule);
     if (builtIn && chain.policy === 'DROP') rules.push({chain: name, spec: ['-j', 'DROP']});
   }
+  // Jumps from others' chains (DOCKER-USER into IW-PUBLISHED): after the built-ins'.
+  jumps.push(...filter.rules.filter((rule) => !BUILT_IN_CHAINS.has(rule.chain) && isOwnJump(rule)));
   return {family: compiled.family, tables: [{name: 'filter', chains: ownChainList(own, jumps), rules: [...jumps, ...rules]}]};
 }
 
@@ -108,7 +119,7 @@ function acceptAsReturn(spec: readonly string[]): string[] {
 /**
  * The filter table as it will be once the agent loaded `ours` (a toOwnChains output) over
  * `live`: live without its part of ours, our chains added, our jumps at position 1 of their
- * built-in chains, before whatever others have there. Others' rules stay exactly where they are,
+ * chains (built-in, or DOCKER-USER), before whatever others have there. Others' rules stay exactly where they are,
  * so what they accept or drop before our jump is evaluated as it will act.
  */
 export function withOurs(live: Ruleset, ours: Ruleset): Ruleset {
@@ -116,8 +127,8 @@ export function withOurs(live: Ruleset, ours: Ruleset): Ruleset {
   const own = filterOf(ownPart(ours)) ?? {name: 'filter', chains: [], rules: []};
   const ownJumps = own.rules.filter(isOwnJump);
   const chains = theirs.chains.filter((chain) => !isOwnChain(chain.name));
-  for (const name of BUILT_IN_CHAINS) {
-    if (!chains.some((chain) => chain.name === name) && ownJumps.some((rule) => rule.chain === name)) chains.push({name, policy: 'ACCEPT'});
+  for (const name of JUMP_CHAINS) {
+    if (!chains.some((chain) => chain.name === name) && ownJumps.some((rule) => rule.chain === name)) chains.push({name, policy: BUILT_IN_CHAINS.has(name) ? 'ACCEPT' : null});
   }
   chains.push(...own.chains.filter((chain) => isOwnChain(chain.name)));
   const others = theirs.rules.filter((rule) => !isOwnChain(rule.chain) && !isOwnJump(rule));
@@ -131,12 +142,12 @@ export function withOurs(live: Ruleset, ours: Ruleset): Ruleset {
   return {family: live.family, tables: [...tables, {name: 'filter', chains, rules}]};
 }
 
-/** Others' rules that come before our jump in its built-in chain: they decide before ours do. */
+/** Others' rules that come before our jump in its chain (built-in, or DOCKER-USER): they decide before ours do. */
 export function rulesBeforeOurs(live: Ruleset): Rule[] {
   const filter = filterOf(live);
   if (!filter) return [];
   const before: Rule[] = [];
-  for (const name of BUILT_IN_CHAINS) {
+  for (const name of JUMP_CHAINS) {
     const rules = filter.rules.filter((rule) => rule.chain === name);
     const jump = rules.findIndex(isOwnJump);
     if (jump > 0) before.push(...rules.slice(0, jump));

@@ -320,7 +320,9 @@ filter_text() {
 # ---- iptables: our chains only ---------------------------------------------------------------
 # Ours in each family's filter table: the chains named IW-* (IW-INPUT, IW-FORWARD, IW-OUTPUT and
 # their helpers) and one plain jump into each of the first three from its built-in chain, put at
-# position 1. The drop is the last rule of our chain; the built-in chains' policies and every
+# position 1; on a Docker host with restricted published ports, one into IW-PUBLISHED at position 1
+# of Docker's DOCKER-USER (Docker's chain: never declared, created, flushed or deleted here; a
+# load where it is missing fails whole). The drop is the last rule of our chain; the built-in chains' policies and every
 # other rule and chain are others' (fail2ban, Docker, the operator's own), never written.
 #
 # Loaded with iptables-restore --noflush, one transaction per family (checked on iptables-nft and
@@ -347,7 +349,7 @@ our_part() {
     case $op_line in
       ':IW-'*) IFS=' '; set -- $op_line; IFS=$nl; op_line="$1 -" ;;
       '-A IW-'*) ;;
-      '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*)
+      '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*|'-A DOCKER-USER -j IW-PUBLISHED')
         IFS=' '; set -- $op_line; IFS=$nl
         case "$nl$op_builtins" in *"$nl:$2 -$nl"*) ;; *) op_builtins="$op_builtins:$2 -$nl" ;; esac ;;
       *) continue ;;
@@ -368,6 +370,7 @@ is_ours_text() {
     case $io_line in
       '*filter'|COMMIT|'#'*|':IW-'*' -'|':IW-'*' - ['*']'|'-A IW-'*) ;;
       ':INPUT -'|':FORWARD -'|':OUTPUT -'|':INPUT - ['*']'|':FORWARD - ['*']'|':OUTPUT - ['*']') ;;
+      ':DOCKER-USER -'|':DOCKER-USER - ['*']'|'-A DOCKER-USER -j IW-PUBLISHED') ;;
       '-A INPUT -j IW-'*|'-A FORWARD -j IW-'*|'-A OUTPUT -j IW-'*)
         IFS=' '; set -- $io_line; IFS=$nl
         [ $# = 4 ] || { IFS=$ifs0; return 1; } ;;
@@ -887,6 +890,17 @@ WantedBy=multi-user.target" &&
   pi=unit
 }
 
+# without_docker_user PART: sets $part to PART (an our_part output) without our jump into DOCKER-USER.
+without_docker_user() {
+  part= wd_sep=
+  IFS=$nl
+  for wd_line in $1; do
+    case $wd_line in ':DOCKER-USER -'*|'-A DOCKER-USER -j IW-PUBLISHED') continue ;; esac
+    part="$part$wd_sep$wd_line" wd_sep=$nl
+  done
+  IFS=$ifs0
+}
+
 # boot_load: our boot files loaded (each family whose file exists), each compared with the live
 # rules after. Exit 1 naming the family when one cannot be loaded or differs.
 boot_load() {
@@ -895,6 +909,15 @@ boot_load() {
     read_text "$IPT_FILE.v$fam" || continue
     our_part "$text"
     bl_want=$part
+    # Docker creates DOCKER-USER when it starts, after us: till then our chains load without our jump into it.
+    case $bl_want in *"$nl-A DOCKER-USER -j IW-PUBLISHED$nl"*)
+      live_text "$fam" || { bl_why="$bl_why IPv$fam: cannot read the live rules;"; continue; }
+      case "$nl$saved" in *"$nl:DOCKER-USER "*) ;; *)
+        without_docker_user "$bl_want"
+        bl_want=$part
+        log "boot: IPv$fam: no DOCKER-USER chain (Docker not started): published ports unrestricted until the next apply" ;;
+      esac ;;
+    esac
     bl_error=
     load_ours "$fam" "$bl_want" || bl_error=$load_err
     if live_text "$fam"; then

@@ -34,8 +34,8 @@ import {resolveOperatorSsh} from '../remote/operator-ssh.js';
 import {checkOtherFirewalls, otherFirewallDrops, readNativeRulesets} from '../remote/native-tables.js';
 import {formatNativeDrops} from '../core/native-drops.js';
 import {remedyAfterLoad} from '../remote/remedy.js';
-import {chooseBackends, hostCandidate} from '../core/backend.js';
-import {describePublished, publishedToRestrict} from '../core/docker.js';
+import {chooseBackends, hostCandidate, restrictRefusal} from '../core/backend.js';
+import {describePublished, publishedToRestrict, withPublishedRules} from '../core/docker.js';
 import {buildMatrix} from '../core/matrix.js';
 import {expandIncludes, readSshConfig} from '../remote/ssh-config.js';
 import type {Connector, HostTarget, Prompter, RemoteHost} from '../remote/types.js';
@@ -502,6 +502,10 @@ export function createRealServices(options: RealServicesOptions): WizardServices
         const host = compiled.hosts.find((candidate) => candidate.name === name) as AccessHost;
         let current = discoveries.get(name);
         const warnings = [...host.compiled.warnings, ...findings.filter((finding) => finding.host === name && finding.severity === 'warning').map((finding) => finding.message)];
+        // What the iptables backend loads: our chains, with IW-PUBLISHED where published ports are restricted.
+        const restricted = publishedToRestrict(host.facts, fleet.options?.restrictPublished === true);
+        const ours4 = toOwnChains(withPublishedRules(host.compiled.v4, restricted));
+        const ours6 = toOwnChains(withPublishedRules(host.compiled.v6, restricted));
         let diff: string[];
         try {
           if (!current) {
@@ -513,13 +517,13 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           const before4 = ownPart(parseIptablesSave(current.firewall.iptablesSave, 4));
           const before6 = ownPart(parseIptablesSave(current.firewall.ip6tablesSave, 6));
           diff = [
-            ...diffRulesets(before4, ownPart(toOwnChains(host.compiled.v4))).map((line) => `${line.replace(/^filter: /, '')}  [IPv4]`),
-            ...diffRulesets(before6, ownPart(toOwnChains(host.compiled.v6))).map((line) => `${line.replace(/^filter: /, '')}  [IPv6]`),
+            ...diffRulesets(before4, ownPart(ours4)).map((line) => `${line.replace(/^filter: /, '')}  [IPv4]`),
+            ...diffRulesets(before6, ownPart(ours6)).map((line) => `${line.replace(/^filter: /, '')}  [IPv6]`),
           ];
         } catch (error) {
           diff = [`(cannot read the current rules: ${messageOf(error)})`];
         }
-        return {host: name, rulesV4: renderRuleset(toOwnChains(host.compiled.v4)), rulesV6: renderRuleset(toOwnChains(host.compiled.v6)), diff, warnings};
+        return {host: name, rulesV4: renderRuleset(ours4), rulesV6: renderRuleset(ours6), diff, warnings};
       });
       // What the servers' other firewalls drop of the plan: apply refuses it unless a remedy is chosen.
       const others = await readNativeRulesets(activeConnector, scope.map((name) => targetFor(fleet, name)));
@@ -554,7 +558,8 @@ export function createRealServices(options: RealServicesOptions): WizardServices
           const via = jumps.get(name);
           const backend = chosen.backends.get(name) ?? 'iptables';
           const published = publishedToRestrict(host.facts, fleet.options?.restrictPublished === true);
-          if (published && backend === 'iptables') restrictRefusals.push(`${name}: restricting published container ports is written for the nftables backend only (settings: where the rules live); nothing was changed`);
+          const refusal = restrictRefusal(name, backend, published, host.facts.docker, 'settings: where the rules live');
+          if (refusal) restrictRefusals.push(refusal);
           return {target: targetFor(fleet, name), candidate: hostCandidate(host.compiled, backend, published), ...(via === undefined ? {} : {via: [via]})};
         });
         let remedies = new Map<string, string[]>();

@@ -3,8 +3,9 @@
 // nat table's DOCKER chain DNATing 8080 to it, the filter table's DOCKER* chains, IPv4 and IPv6).
 // Published ports go through the forward hook, never input: by real connections, the plan's
 // words hold — unrestricted, anyone who routes to the host reaches 8080; with restrictPublished
-// only the plan's sources for 8080 do; a rollback gives the earlier reachability back; Docker's
-// chains are never touched.
+// only the plan's sources for 8080 do, on nftables (a chain of our table) and on iptables (our
+// IW-PUBLISHED, entered from Docker's DOCKER-USER, which outlives Docker re-inserting its FORWARD
+// jumps); a rollback gives the earlier reachability back; Docker's chains are never touched.
 import {spawn, type ChildProcess} from 'node:child_process';
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
@@ -111,6 +112,11 @@ async function dockerRules(): Promise<string> {
   const host = labHost(lab, DOCKER_HOST);
   const saved = await host.exec(['sh', '-c', 'iptables-save -t nat; iptables-save -t filter; ip6tables-save -t nat; ip6tables-save -t filter']);
   return saved.stdout.replace(/^#.*\n/gm, '').replace(/\[\d+:\d+\]/g, '');
+}
+
+/** Docker's tables without what is ours (our IW- chains, our jumps into them). */
+async function dockerRulesWithoutOurs(): Promise<string> {
+  return (await dockerRules()).split('\n').filter((line) => !line.includes('IW-')).join('\n');
 }
 
 /** Who reaches the published port 8080 on the Docker host, by real connections, IPv4 and IPv6. */
@@ -258,5 +264,61 @@ describe('Docker published ports', () => {
     } finally {
       await host.exec(['sh', '-c', 'nft delete table ip docker-bridges; nft delete table ip6 docker-bridges; true']);
     }
+  }, 300_000);
+
+  it('on the iptables backend: IW-PUBLISHED from DOCKER-USER lets only the plan\'s sources through, outlives a Docker restart, and a rollback gives everything back', async () => {
+    const host = labHost(lab, DOCKER_HOST);
+    const before = await reach8080();
+    expect(before).toHaveLength(7);
+
+    const plan = await lab.runCli(['plan', '--inventory', inventoryFile, '--backend', 'iptables', '--restrict-published']);
+    expect(plan.code, plan.stderr).toBe(0);
+    expect(plan.stdout).toContain('wordpress-1 tcp/8080 (IPv4) → container 172.17.0.2:80: reachable from haproxy-www only (restricted to the plan)');
+    expect(plan.stdout).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    expect(plan.stdout).not.toContain('chain published {');
+    const printed = await lab.runCli(['plan', '--inventory', inventoryFile, '--backend', 'iptables', '--restrict-published', '--host', DOCKER_HOST, '--family', '6', '--format', 'iptables']);
+    expect(printed.code, printed.stderr).toBe(0);
+    expect(printed.stdout).toMatch(/^-A IW-PUBLISHED -s \S+ -i eth1 -p tcp -m conntrack --ctstate DNAT -m conntrack --ctstate NEW --ctorigdstport 8080 -j RETURN$/m);
+    const json = await lab.runCli(['plan', '--inventory', inventoryFile, '--backend', 'iptables', '--restrict-published', '--host', DOCKER_HOST, '--format', 'json']);
+    expect(json.code, json.stderr).toBe(0);
+    expect(json.stdout).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+
+    const docker = await dockerRules();
+    const applied = await lab.runCli(['apply', '--inventory', inventoryFile, '--backend', 'iptables', '--restrict-published', '--timeout', '120'], {input: 'n\n'});
+    expect(applied.code, applied.stderr + applied.stdout).toBe(0);
+    expect(await ourNftTable(host)).toBe('');
+    const allowed = [`haproxy-www -> ${host.privateV4}`, `haproxy-www -> ${host.privateV6}`].sort();
+    expect((await reach8080()).sort()).toEqual(allowed);
+    // Ours is first in DOCKER-USER; Docker's rules are all there, where they were.
+    const live = await dockerRules();
+    for (const family of ['', '6']) {
+      const userChain = (await host.exec([`ip${family}tables`, '-w', '-S', 'DOCKER-USER'])).stdout.trim().split('\n');
+      expect(userChain, `IPv${family || '4'}`).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    }
+    expect(await dockerRulesWithoutOurs()).toEqual(docker);
+    expect(live).toContain('-A FORWARD -j IW-FORWARD');
+
+    // Docker restarts: it puts its jumps back at the top of FORWARD, above ours; DOCKER-USER keeps its rules.
+    const restart = ['DOCKER-FORWARD', 'DOCKER-USER'].map((chain) => `iptables -w -D FORWARD -j ${chain} && iptables -w -I FORWARD 1 -j ${chain} && ip6tables -w -D FORWARD -j ${chain} && ip6tables -w -I FORWARD 1 -j ${chain}`).join(' && ');
+    const restarted = await host.exec(['sh', '-c', restart]);
+    expect(restarted.code, restarted.stderr).toBe(0);
+    expect((await host.exec(['iptables', '-w', '-S', 'FORWARD'])).stdout).toMatch(/-A FORWARD -j DOCKER-USER\n-A FORWARD -j DOCKER-FORWARD\n-A FORWARD -j IW-FORWARD/);
+    expect((await reach8080()).sort()).toEqual(allowed);
+
+    const rolled = await lab.runCli(['rollback', '--inventory', inventoryFile, '--host', DOCKER_HOST]);
+    expect(rolled.code, rolled.stderr + rolled.stdout).toBe(0);
+    expect(await dockerRules()).toEqual(docker);
+    expect(await reach8080()).toEqual(before);
+  }, 300_000);
+
+  it('on the iptables backend, a host whose IPv6 filter table has no DOCKER-USER is refused by name, nothing changed', async () => {
+    const host = labHost(lab, DOCKER_HOST);
+    const removed = await host.exec(['sh', '-c', 'ip6tables -w -D FORWARD -j DOCKER-USER && ip6tables -w -F DOCKER-USER && ip6tables -w -X DOCKER-USER']);
+    expect(removed.code, removed.stderr).toBe(0);
+    const docker = await dockerRules();
+    const applied = await lab.runCli(['apply', '--inventory', inventoryFile, '--backend', 'iptables', '--restrict-published', '--yes', '--timeout', '60']);
+    expect(applied.code, applied.stderr + applied.stdout).toBe(3);
+    expect(applied.stderr).toContain("wordpress-1: restricting published container ports on the iptables backend needs Docker's DOCKER-USER chain, which the IPv6 filter table lacks");
+    expect(await dockerRules()).toEqual(docker);
   }, 300_000);
 });

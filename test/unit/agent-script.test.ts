@@ -9,6 +9,7 @@ import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from '
 import {AGENT_EXIT, AGENT_SCRIPT, SECTION_NFT, SECTION_V4, SECTION_V6} from '../../source/remote/agent-script.js';
 import {parseIptablesSave} from '../../source/core/iptables-save.js';
 import {toOwnChains} from '../../source/core/own-chains.js';
+import {withPublishedRules} from '../../source/core/docker.js';
 import {renderRuleset} from '../../source/core/render.js';
 
 const canUseNetns = process.getuid?.() === 0 && spawnSync('ip', ['netns', 'list']).status === 0;
@@ -598,6 +599,46 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     expect(liveFilter(6)).toEqual('');
     expect(inNetns(['iptables-save', '-t', 'nat']).replace(/^#.*\n/gm, '')).toEqual(beforeNat);
     expect(state()['phase']).toBe('rolledback');
+  });
+
+  it('restricted published ports: our jump goes first in Docker\'s DOCKER-USER, a rollback leaves that chain as Docker had it, and at boot (no DOCKER-USER yet) the rest of ours loads', () => {
+    inNetns(['iptables-restore'], DOCKER_LIKE);
+    const before = liveFilter(4);
+    const port = {family: 4 as const, proto: 'tcp' as const, ports: {first: 8080, last: 8080}, containerAddress: '172.17.0.2'};
+    const candidate = renderRuleset(toOwnChains(withPublishedRules(parseIptablesSave(COMPILED_V4, 4), [port])));
+    expect(candidate).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    const userChain = (): string[] => inNetns(['iptables', '-S', 'DOCKER-USER']).trim().split('\n');
+    const load = (batch: string): void => {
+      expect(agent(['begin', batch, '60'], 'x@y pid=2\n').code).toBe(0);
+      const staged = agent(['stage', batch], payload(candidate, CANDIDATE_V6));
+      expect(staged.code, staged.stderr).toBe(0);
+      const loaded = agent(['load', batch]);
+      expect(loaded.code, loaded.stderr).toBe(0);
+      expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    };
+    load('du1');
+    expect(agent(['rollback', 'du1']).code).toBe(0);
+    expect(liveFilter(4)).toEqual(before);
+    expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j RETURN']);
+
+    load('du2');
+    const etc = path.join(dir, 'etc-docker-user');
+    execFileSync('mkdir', ['-p', etc]);
+    const server = {etc, sbin: wrappers({'netfilter-persistent': 'exit 0'})};
+    const confirmed = agent(['confirm', 'du2'], '', server);
+    expect(confirmed.code, confirmed.stderr).toBe(0);
+    expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    // A reboot: the loader's table, Docker not started yet. Ours loads without the jump, and DOCKER-USER is not made.
+    inNetns(['iptables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n');
+    const booted = agent(['boot'], '', server);
+    expect(booted.code, booted.stderr).toBe(0);
+    expect(liveFilter(4)).toContain('-A INPUT -j IW-INPUT');
+    expect(liveFilter(4)).toContain(':IW-PUBLISHED -');
+    expect(liveFilter(4)).not.toContain('DOCKER-USER');
+    // Docker there: the boot op puts our jump back in front of its rules.
+    inNetns(['iptables-restore', '--noflush'], '*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\nCOMMIT\n');
+    expect(agent(['boot'], '', server).code).toBe(0);
+    expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
   });
 
   it('takes a candidate whose last line has no newline, and a new candidate must pass --test again', () => {

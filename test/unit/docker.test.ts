@@ -5,9 +5,12 @@ import {spawnSync} from 'node:child_process';
 import {readFileSync} from 'node:fs';
 import path from 'node:path';
 import {describe, expect, it} from 'vitest';
-import {nftTableOf} from '../../source/core/backend.js';
+import {hostCandidate, nftTableOf, restrictRefusal} from '../../source/core/backend.js';
 import {formatSections, interpretDocker} from '../../source/core/discovery/index.js';
-import {describePublished, dockerFacts, publishedChainLines, publishedFromIptablesNat, publishedFromNft, publishedToRestrict, type DockerFacts} from '../../source/core/docker.js';
+import {describePublished, dockerFacts, publishedChainLines, publishedFromIptablesNat, publishedFromNft, publishedToRestrict, withPublishedRules, type DockerFacts} from '../../source/core/docker.js';
+import {formatRule} from '../../source/core/iptables-save.js';
+import {toOwnChains} from '../../source/core/own-chains.js';
+import {renderRuleset} from '../../source/core/render.js';
 import {factsFromInventory, parseInventoryText} from '../../source/core/inventory.js';
 import type {HostFacts} from '../../source/core/model.js';
 import {parseNftJson} from '../../source/core/nft-ruleset.js';
@@ -152,5 +155,59 @@ describe('the plan on a Docker host', () => {
     expect(nftTableOf(host.compiled)).not.toContain('chain published');
     const program = /^nft_ours_awk='([\s\S]*?)'$/m.exec(AGENT_SCRIPT)?.[1] ?? '';
     expect(spawnSync('awk', [program], {input: text}).status).toBe(0);
+  });
+
+  it('on iptables: IW-PUBLISHED, entered from DOCKER-USER, lets the grants\' sources reach each port (its original port, after DNAT) and drops the rest', () => {
+    const plan = seedWithDocker(true);
+    const host = plan.hosts.find((candidate) => candidate.name === 'wordpress-1')!;
+    const published = publishedToRestrict(host.facts, true)!;
+    const [haproxy4, haproxy6] = plan.hosts.find((candidate) => candidate.name === 'haproxy-www')!.facts.addresses.private;
+    const ours = (ruleset: Parameters<typeof toOwnChains>[0]): string[] =>
+      (toOwnChains(ruleset).tables[0]?.rules ?? []).map((rule) => formatRule(rule)).filter((line) => line.includes('PUBLISHED'));
+    const match = (port: string): string => `-p tcp -m conntrack --ctstate DNAT -m conntrack --ctstate NEW --ctorigdstport ${port}`;
+    expect(ours(withPublishedRules(host.compiled.v4, published))).toEqual([
+      '-A DOCKER-USER -j IW-PUBLISHED',
+      `-A IW-PUBLISHED -s ${haproxy4} -i eth1 ${match('8080')} -j RETURN`,
+      `-A IW-PUBLISHED ${match('8080')} -j DROP`,
+      `-A IW-PUBLISHED ${match('9000:9002')} -j DROP`,
+    ]);
+    expect(ours(withPublishedRules(host.compiled.v6, published))).toEqual([
+      '-A DOCKER-USER -j IW-PUBLISHED',
+      `-A IW-PUBLISHED -s ${haproxy6} -i eth1 ${match('8080')} -j RETURN`,
+      `-A IW-PUBLISHED ${match('8080')} -j DROP`,
+    ]);
+    // The candidate of an iptables host carries it; unrestricted, or a family without published ports, nothing of it.
+    const candidate = hostCandidate(host.compiled, 'iptables', published);
+    expect(renderRuleset(toOwnChains(candidate.v4))).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    expect(hostCandidate(host.compiled, 'iptables').v4).toBe(host.compiled.v4);
+    expect(withPublishedRules(host.compiled.v6, published.filter((port) => port.family === 4))).toBe(host.compiled.v6);
+    expect(hostCandidate(host.compiled, 'nftables', published).v4.tables[0]?.rules).toEqual([]);
+  });
+
+  it('on iptables, a port published on a host address only is matched on that address too', () => {
+    const plan = seedWithDocker(true);
+    const host = plan.hosts.find((candidate) => candidate.name === 'wordpress-1')!;
+    const bound = publishedFromIptablesNat(fixture('docker/docker28-nat.v4'), 4).filter((port) => port.ports.first === 8443);
+    expect(bound[0]?.hostAddress).toBe('203.0.113.20');
+    const lines = (toOwnChains(withPublishedRules(host.compiled.v4, bound)).tables[0]?.rules ?? []).map((rule) => formatRule(rule));
+    expect(lines).toContain('-A IW-PUBLISHED -p tcp -m conntrack --ctstate DNAT -m conntrack --ctstate NEW --ctorigdst 203.0.113.20 --ctorigdstport 8443 -j DROP');
+  });
+
+  it('reads which families have DOCKER-USER, and refuses iptables hosts whose published family lacks it (naming the host)', () => {
+    const nat = fixture('docker/docker28-nat.v4');
+    const facts = dockerFacts({nat4: nat, nat6: '', filterChains: {v4: ':INPUT ACCEPT [0:0]\n:DOCKER-USER - [0:0]\n', v6: ':INPUT ACCEPT [0:0]\n:DOCKER-USERS - [0:0]\n'}});
+    expect(facts?.userChain).toEqual([4]);
+    const v4 = facts!.published.filter((port) => port.ports.first === 8080);
+    const v6 = publishedFromIptablesNat(fixture('docker/docker28-nat.v6'), 6);
+    expect(restrictRefusal('web-1', 'iptables', v4, facts, '--backend nftables')).toBeUndefined();
+    expect(restrictRefusal('web-1', 'iptables', [...v4, ...v6], facts, '--backend nftables')).toBe(
+      'web-1: restricting published container ports on the iptables backend needs Docker\'s DOCKER-USER chain, which the IPv6 filter table lacks (Docker not running, or Docker 29 on nftables: --backend nftables); nothing was changed',
+    );
+    expect(restrictRefusal('web-1', 'iptables', v4, {published: v4}, 'x')).toMatch(/^web-1: .*IPv4 filter table lacks/);
+    expect(restrictRefusal('web-1', 'nftables', v4, {published: v4}, 'x')).toBeUndefined();
+    expect(restrictRefusal('web-1', 'iptables', undefined, undefined, 'x')).toBeUndefined();
+    // The discovery sections: a host's filter chains give the families.
+    const sections = formatSections({'nat-save4': nat, 'nat-save6': '', 'filter-chains4': ':DOCKER-USER - [0:0]', 'filter-chains6': ':DOCKER-USER - [0:0]'});
+    expect(interpretDocker(sections).docker?.userChain).toEqual([4, 6]);
   });
 });

@@ -135,6 +135,60 @@ describe('ownPart: what this tool owns of a live table', () => {
   });
 });
 
+describe('IW-PUBLISHED: our one jump in Docker\'s DOCKER-USER', () => {
+  // The compiled form with published ports restricted (docker.ts withPublishedRules): our chain, and a jump into it from DOCKER-USER.
+  const restricted: Ruleset = {
+    family: 4,
+    tables: [{
+      name: 'filter',
+      chains: [...(COMPILED.tables[0]?.chains ?? []), {name: 'IW-PUBLISHED', policy: null}],
+      rules: [
+        ...(COMPILED.tables[0]?.rules ?? []),
+        {chain: 'DOCKER-USER', spec: ['-j', 'IW-PUBLISHED']},
+        {chain: 'IW-PUBLISHED', spec: ['-s', '10.0.0.9', '-p', 'tcp', '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'conntrack', '--ctstate', 'NEW', '--ctorigdstport', '8080', '-j', 'RETURN']},
+        {chain: 'IW-PUBLISHED', spec: ['-p', 'tcp', '-m', 'conntrack', '--ctstate', 'DNAT', '-m', 'conntrack', '--ctstate', 'NEW', '--ctorigdstport', '8080', '-j', 'DROP']},
+      ],
+    }],
+  };
+  const own = toOwnChains(restricted);
+  const live = withOurs(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4), own);
+
+  it('carries the chain and the jump; DOCKER-USER is named without policy and never declared to the agent as ours', () => {
+    expect(lines(own).filter((line) => / -j IW-/.test(line) && !line.startsWith('-A IW-'))).toEqual([
+      '-A INPUT -j IW-INPUT', '-A FORWARD -j IW-FORWARD', '-A OUTPUT -j IW-OUTPUT', '-A DOCKER-USER -j IW-PUBLISHED',
+    ]);
+    expect(lines(own).filter((line) => line.startsWith('-A IW-PUBLISHED '))).toHaveLength(2);
+    expect(own.tables[0]?.chains.find((chain) => chain.name === 'DOCKER-USER')).toEqual({name: 'DOCKER-USER', policy: null});
+    expect(renderRuleset(own)).toMatch(/^:DOCKER-USER - \[0:0\]$/m);
+    expect(lines(ownPart(own))).toEqual(lines(own));
+  });
+
+  it('withOurs puts the jump at position 1 of DOCKER-USER, before Docker\'s RETURN, and ownPart takes only it of DOCKER-USER', () => {
+    expect(lines(live).filter((line) => line.startsWith('-A DOCKER-USER '))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    expect(lines(ownPart(live)).filter((line) => line.includes('DOCKER-USER'))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED']);
+    // Loading again changes nothing; loading nothing of ours leaves Docker's chain as Docker had it.
+    expect(lines(withOurs(live, own))).toEqual(lines(live));
+    expect(lines(withOurs(live, {family: 4, tables: []}))).toEqual(lines(parseIptablesSave(DOCKER_AND_FAIL2BAN, 4)));
+    // Another rule of DOCKER-USER, or a jump from it into another chain of ours, is not ours.
+    const others = parseIptablesSave(renderRuleset(live).replace('-A DOCKER-USER -j RETURN', '-A DOCKER-USER -j IW-INPUT\n-A DOCKER-USER -s 198.51.100.1/32 -j DROP\n-A DOCKER-USER -j RETURN'), 4);
+    expect(lines(ownPart(others)).filter((line) => line.includes('DOCKER-USER'))).toEqual(['-A DOCKER-USER -j IW-PUBLISHED']);
+  });
+
+  it('Docker re-inserting its FORWARD jump above ours is no difference; our DOCKER-USER jump gone is one', () => {
+    const v6 = parseIptablesSave('', 6);
+    const text = renderRuleset(live);
+    const restarted = text.replace('-A FORWARD -j DOCKER-USER\n', '').replace('-A FORWARD -j IW-FORWARD', '-A FORWARD -j DOCKER-USER\n-A FORWARD -j IW-FORWARD');
+    expect(restarted).not.toEqual(text);
+    expect(liveDifferences({v4: restarted, v6: ''}, {v4: own, v6})).toEqual([]);
+    const gone = text.replace('-A DOCKER-USER -j IW-PUBLISHED\n', '');
+    expect(liveDifferences({v4: gone, v6: ''}, {v4: own, v6}).join('\n')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    // An accept put above our jump in DOCKER-USER would decide first: it is found, as in the built-ins.
+    const above = parseIptablesSave(text.replace('-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -s 203.0.113.5/32 -j ACCEPT\n-A DOCKER-USER -j IW-PUBLISHED'), 4);
+    expect(rulesBeforeOurs(above).map((rule) => formatRule(rule))).toEqual(['-A DOCKER-USER -s 203.0.113.5/32 -j ACCEPT']);
+    expect(rulesBeforeOurs(live)).toEqual([]);
+  });
+});
+
 describe('canonical comparison', () => {
   it('treats the spellings iptables-save normalizes as equal', () => {
     expect(canonicalSpec(['-p', 'tcp', '--dport', '80', '-s', '10.132.0.11', '-j', 'ACCEPT'])).toEqual(

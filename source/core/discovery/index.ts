@@ -119,7 +119,8 @@ export function readDocker(sections: ReadonlyMap<string, {readonly text: string;
   const ok = (name: string): string => (sections.get(name)?.rc === 0 ? (sections.get(name)?.text ?? '') : '');
   try {
     const nftText = ok('nft-json').trim();
-    return dockerFacts({nat4: ok('nat-save4'), nat6: ok('nat-save6'), ...(nftText === '' ? {} : {nft: parseNftJson(nftText)})});
+    const filterChains = sections.has('filter-chains4') ? {filterChains: {v4: ok('filter-chains4'), v6: ok('filter-chains6')}} : {};
+    return dockerFacts({nat4: ok('nat-save4'), nat6: ok('nat-save6'), ...(nftText === '' ? {} : {nft: parseNftJson(nftText)}), ...filterChains});
   } catch (error) {
     warnings.push(`Docker's published ports could not be read: ${error instanceof Error ? error.message : String(error)}`);
     return undefined;

@@ -36,9 +36,11 @@ fi
 `;
 
 // Docker's published ports, without the docker CLI: its nat chain (both families) and Docker 29's
-// nftables tables (read by docker.ts).
+// nftables tables (read by docker.ts); the filter tables' chain names say where DOCKER-USER is.
 const DOCKER_SECTIONS = String.raw`section nat-save4 iptables-save -t nat
 section nat-save6 ip6tables-save -t nat
+section filter-chains4 sh -c 'iptables-save -t filter | sed -n "/^:/p"'
+section filter-chains6 sh -c 'ip6tables-save -t filter | sed -n "/^:/p"'
 if have nft; then section nft-json nft -j list ruleset; fi
 `;
 
