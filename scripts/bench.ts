@@ -32,10 +32,11 @@ import {FORTY_LAB, FORTY_NAMES, fortyInventory} from '../test/lab/support/forty-
 
 const RUNS = 3;
 /** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */
-const APPLY_RUNS = 5;
+const APPLY_RUNS = Number(process.env['BENCH_PAIRS'] ?? 5);
 const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
 const seedPath = path.join(import.meta.dirname, '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
-const CLI_ENTRY = path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
+// BENCH_CLI: another build's entry (e.g. a copy of the previous one, to compare before/after in turn).
+const CLI_ENTRY = process.env['BENCH_CLI'] ?? path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
