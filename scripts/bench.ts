@@ -20,7 +20,8 @@
 // BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
 // servers through the bastion against the six-host fleet in the same lab (target: within 3x), with
 // the machine's load average, and, where ansible-playbook is installed (and BENCH_ANSIBLE is not 0),
-// the exported playbook on both.
+// the exported playbook on both. BENCH_PAIRS sets the number of pairs (default 5); BENCH_BEFORE
+// times another build in the same pairs.
 import {spawnSync} from 'node:child_process';
 import {closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {availableParallelism, loadavg, tmpdir} from 'node:os';
@@ -35,8 +36,12 @@ const RUNS = 3;
 const APPLY_RUNS = Number(process.env['BENCH_PAIRS'] ?? 5);
 const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
 const seedPath = path.join(import.meta.dirname, '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
-// BENCH_CLI: another build's entry (e.g. a copy of the previous one, to compare before/after in turn).
-const CLI_ENTRY = process.env['BENCH_CLI'] ?? path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
+const CLI_ENTRY = path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
+/**
+ * BENCH_BEFORE (apply40): the entry of another build (a copy of bin/ and dist/ made before a
+ * change), timed in turn with this one in every pair, so both see the same load.
+ */
+const BEFORE_ENTRY = process.env['BENCH_BEFORE'];
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -95,9 +100,9 @@ interface ApplyRun {
 }
 
 /** One timed `apply --yes` on freshly reset servers. */
-async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean, reset: readonly string[] = FLEET): Promise<ApplyRun> {
+async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean, reset: readonly string[] = FLEET, entry = CLI_ENTRY): Promise<ApplyRun> {
   await resetFleet(lab, reset);
-  const argv = [process.execPath, CLI_ENTRY, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
+  const argv = [process.execPath, entry, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
   const before = accounting?.read();
   const start = performance.now();
   // execOperator is what runCli uses (operator namespace, lab HOME, CI=false), here with the accounting wrapper.
@@ -517,10 +522,19 @@ async function apply40Bench(): Promise<void> {
     const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
     // The machine is shared: its load says how far the wall times can be compared with other runs'.
     const loadBefore = loadavg().map((load) => load.toFixed(1)).join(' ');
+    const before = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
     for (let run = 0; run < APPLY_RUNS; run += 1) {
       const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
       runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY_NAMES));
       runs.forty.push(await timeApplyOnce(lab, accounting, forty, [], last, FORTY_NAMES));
+      if (BEFORE_ENTRY === undefined) continue;
+      before.six.push(await timeApplyOnce(lab, accounting, seed, [], false, FORTY_NAMES, BEFORE_ENTRY));
+      before.forty.push(await timeApplyOnce(lab, accounting, forty, [], false, FORTY_NAMES, BEFORE_ENTRY));
+    }
+    if (BEFORE_ENTRY !== undefined) {
+      const walls = (list: ApplyRun[]) => list.map((run) => run.wall);
+      console.log(`BENCH_BEFORE (${BEFORE_ENTRY}), in the same pairs: six median ${seconds(median(walls(before.six)))} of ${walls(before.six).map(seconds).join(', ')}${cpuLine(before.six)}`);
+      console.log(`BENCH_BEFORE: 40 median ${seconds(median(walls(before.forty)))} of ${walls(before.forty).map(seconds).join(', ')}${cpuLine(before.forty)}; 40 / six ${(median(walls(before.forty)) / median(walls(before.six))).toFixed(2)}`);
     }
     const six = runs.six.map((run) => run.wall);
     const fortyWalls = runs.forty.map((run) => run.wall);
