@@ -106,7 +106,8 @@ async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string
   const before = accounting?.read();
   const start = performance.now();
   // execOperator is what runCli uses (operator namespace, lab HOME, CI=false), here with the accounting wrapper.
-  const result = await lab.execOperator(accounting ? accounting.wrap(argv) : argv, {timeoutMs: 100_000});
+  // A hung run ends here; under load the 40 took over 100 s before the nftables check was made cheap.
+  const result = await lab.execOperator(accounting ? accounting.wrap(argv) : argv, {timeoutMs: 300_000});
   const wall = performance.now() - start;
   const after = accounting?.read();
   if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
