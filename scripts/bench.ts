@@ -20,7 +20,8 @@
 // BENCH_ONLY=apply40 (not part of the default run: a lab of 40 servers): `apply --yes` on 40
 // servers through the bastion against the six-host fleet in the same lab (target: within 3x), with
 // the machine's load average, and, where ansible-playbook is installed (and BENCH_ANSIBLE is not 0),
-// the exported playbook on both.
+// the exported playbook on both. BENCH_PAIRS sets the number of pairs (default 5); BENCH_BEFORE
+// times another build in the same pairs.
 import {spawnSync} from 'node:child_process';
 import {closeSync, existsSync, mkdirSync, mkdtempSync, openSync, readFileSync, rmdirSync, rmSync, statSync, writeFileSync} from 'node:fs';
 import {availableParallelism, loadavg, tmpdir} from 'node:os';
@@ -32,10 +33,15 @@ import {FORTY_LAB, FORTY_NAMES, fortyInventory} from '../test/lab/support/forty-
 
 const RUNS = 3;
 /** apply --yes pairs (one host, then the fleet); its medians move more from run to run than plan's. */
-const APPLY_RUNS = 5;
+const APPLY_RUNS = Number(process.env['BENCH_PAIRS'] ?? 5);
 const FLEET = ['tunnel-1', 'haproxy-www', 'wordpress-1', 'wordpress-2', 'mysql-1', 'mysql-2'];
 const seedPath = path.join(import.meta.dirname, '..', 'fixtures', 'inventories', 'seed-with-addresses.json');
 const CLI_ENTRY = path.join(import.meta.dirname, '..', 'bin', 'isolate-wizard.js');
+/**
+ * BENCH_BEFORE (apply40): the entry of another build (a copy of bin/ and dist/ made before a
+ * change), timed in turn with this one in every pair, so both see the same load.
+ */
+const BEFORE_ENTRY = process.env['BENCH_BEFORE'];
 
 function median(values: number[]): number {
   const sorted = [...values].sort((a, b) => a - b);
@@ -94,16 +100,17 @@ interface ApplyRun {
 }
 
 /** One timed `apply --yes` on freshly reset servers. */
-async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean, reset: readonly string[] = FLEET): Promise<ApplyRun> {
+async function timeApplyOnce(lab: Lab, accounting: Accounting, inventory: string, hosts: string[], showTiming: boolean, reset: readonly string[] = FLEET, entry = CLI_ENTRY): Promise<ApplyRun> {
   await resetFleet(lab, reset);
-  const argv = [process.execPath, CLI_ENTRY, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
+  const argv = [process.execPath, entry, 'apply', '--inventory', inventory, '--yes', '--timeout', '120', ...hosts.flatMap((host) => ['--host', host])];
   const before = accounting?.read();
   const start = performance.now();
   // execOperator is what runCli uses (operator namespace, lab HOME, CI=false), here with the accounting wrapper.
-  const result = await lab.execOperator(accounting ? accounting.wrap(argv) : argv, {timeoutMs: 100_000});
+  // A hung run ends here; under load the 40 took over 100 s before the nftables check was made cheap.
+  const result = await lab.execOperator(accounting ? accounting.wrap(argv) : argv, {timeoutMs: 300_000});
   const wall = performance.now() - start;
   const after = accounting?.read();
-  if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || 'fleet'} failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
+  if (result.code !== 0) throw new Error(`apply ${hosts.join(',') || path.basename(inventory)} (${entry}) failed (${result.code}): ${result.stderr.trim().split('\n').slice(-3).join(' | ')}`);
   // IW_TIMING=1 reaches the CLI through the environment: show where the last run's time went.
   if (showTiming) console.log(`--- ${hosts.join(',') || path.basename(inventory)}: ${seconds(wall)}\n${result.stderr.trim()}`);
   if (!before || !after) return {wall};
@@ -516,10 +523,26 @@ async function apply40Bench(): Promise<void> {
     const runs = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
     // The machine is shared: its load says how far the wall times can be compared with other runs'.
     const loadBefore = loadavg().map((load) => load.toFixed(1)).join(' ');
+    const before = {six: [] as ApplyRun[], forty: [] as ApplyRun[]};
     for (let run = 0; run < APPLY_RUNS; run += 1) {
       const last = process.env['IW_TIMING'] === '1' && run === APPLY_RUNS - 1;
       runs.six.push(await timeApplyOnce(lab, accounting, seed, [], last, FORTY_NAMES));
       runs.forty.push(await timeApplyOnce(lab, accounting, forty, [], last, FORTY_NAMES));
+      if (BEFORE_ENTRY === undefined) continue;
+      // The other build may fail where this one does not (the code before the cheap nftables check
+      // let verifying handshakes time out under load): say so and go on.
+      for (const [list, inventory] of [[before.six, seed], [before.forty, forty]] as const) {
+        try {
+          list.push(await timeApplyOnce(lab, accounting, inventory, [], false, FORTY_NAMES, BEFORE_ENTRY));
+        } catch (error) {
+          console.log(`BENCH_BEFORE, ${path.basename(inventory)}: ${error instanceof Error ? error.message : String(error)}`);
+        }
+      }
+    }
+    if (BEFORE_ENTRY !== undefined) {
+      const walls = (list: ApplyRun[]) => list.map((run) => run.wall);
+      console.log(`BENCH_BEFORE (${BEFORE_ENTRY}), in the same pairs: six median ${seconds(median(walls(before.six)))} of ${walls(before.six).map(seconds).join(', ')}${cpuLine(before.six)}`);
+      console.log(`BENCH_BEFORE: 40 median ${seconds(median(walls(before.forty)))} of ${walls(before.forty).map(seconds).join(', ')}${cpuLine(before.forty)}; 40 / six ${(median(walls(before.forty)) / median(walls(before.six))).toFixed(2)}`);
     }
     const six = runs.six.map((run) => run.wall);
     const fortyWalls = runs.forty.map((run) => run.wall);

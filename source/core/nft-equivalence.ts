@@ -123,39 +123,59 @@ function protocols(family: Family): {protocol: PacketProtocol; ports: 'tcp' | 'u
   ];
 }
 
-/** Every sampled packet of one family for a host whose planned rules are `ruleset`. */
-export function samplePackets(ruleset: Ruleset, live?: NftTable, localAddress?: string): Packet[] {
+/**
+ * The sampled packets of one family for a host whose planned rules are `ruleset`: how many, and
+ * each in turn. Visited one at a time, never held all at once (a host of a large fleet has
+ * ~100,000 of them, and holding them cost more than judging them).
+ */
+function sampleSpace(ruleset: Ruleset, live: NftTable): {count: number; forEach(visit: (packet: Packet) => boolean): void} {
   const family = ruleset.family;
   const named = namedIn(ruleset);
-  const fromLive = live ? namedInNft(live) : {addresses: [], networks: [], interfaces: new Set<string>(), ports: []};
+  const fromLive = namedInNft(live);
   named.addresses.push(...fromLive.addresses);
   named.networks.push(...fromLive.networks);
   for (const name of fromLive.interfaces) named.interfaces.add(name);
   const addresses = addressClasses(named, family);
-  const local = localAddress ?? (family === 4 ? '192.0.2.1' : '2001:db8::1');
+  const local = family === 4 ? '192.0.2.1' : '2001:db8::1';
   const interfaces = [...named.interfaces, UNNAMED_INTERFACE];
-  const packets: Packet[] = [];
-  for (const chain of CHAINS) {
-    for (const {protocol, ports, icmpTypes} of protocols(family)) {
-      const portValues = ports ? [...new Set([...portCutPoints(ruleset, ports), ...fromLive.ports])].filter((port) => port <= 65535).sort((a, b) => a - b) : [undefined];
-      for (const peer of addresses) {
-        for (const state of STATES) {
-          for (const iface of interfaces) {
-            const ends = chain === 'OUTPUT' ? {source: local, destination: peer, outInterface: iface} : chain === 'INPUT' ? {source: peer, destination: local, inInterface: iface} : {source: peer, destination: OUTSIDE[family] === peer ? local : OUTSIDE[family], inInterface: iface, outInterface: iface};
-            for (const port of portValues) {
-              for (const hopLimit of family === 6 && protocol === 'ipv6-icmp' ? [64, 255] : [64]) {
-                const base = {chain, ...ends, protocol, state, hopLimit};
-                if (ports) packets.push({...base, sourcePort: 40000, destinationPort: port as number}, {...base, sourcePort: port as number, destinationPort: 40000});
-                else for (const icmpType of icmpTypes) packets.push({...base, icmpType, icmpCode: 0});
+  const kinds = protocols(family).map(({protocol, ports, icmpTypes}) => ({
+    protocol,
+    ports: ports ? [...new Set([...portCutPoints(ruleset, ports), ...fromLive.ports])].filter((port) => port <= 65535).sort((a, b) => a - b) : undefined,
+    icmpTypes,
+    hopLimits: family === 6 && protocol === 'ipv6-icmp' ? [64, 255] : [64],
+  }));
+  const perPeer = STATES.length * interfaces.length;
+  const count = CHAINS.length * kinds.reduce((sum, kind) => sum + addresses.length * perPeer * kind.hopLimits.length * (kind.ports ? 2 * kind.ports.length : kind.icmpTypes.length), 0);
+  return {
+    count,
+    forEach(visit) {
+      for (const chain of CHAINS) {
+        for (const {protocol, ports, icmpTypes, hopLimits} of kinds) {
+          for (const peer of addresses) {
+            const source = chain === 'OUTPUT' ? local : peer;
+            const destination = chain === 'OUTPUT' ? peer : chain === 'INPUT' ? local : OUTSIDE[family] === peer ? local : OUTSIDE[family];
+            for (const state of STATES) {
+              for (const iface of interfaces) {
+                const inInterface = chain === 'OUTPUT' ? undefined : iface;
+                const outInterface = chain === 'INPUT' ? undefined : iface;
+                // One shape for every packet (the evaluators read an absent field as undefined), in the order sampled before.
+                const packet = (hopLimit: number, sourcePort: number | undefined, destinationPort: number | undefined, icmpType: number | undefined): Packet => ({
+                  chain, inInterface, outInterface, source, destination, protocol, state, hopLimit, sourcePort, destinationPort, icmpType, icmpCode: icmpType === undefined ? undefined : 0,
+                });
+                if (ports) {
+                  for (const port of ports) {
+                    for (const hopLimit of hopLimits) if (!visit(packet(hopLimit, 40000, port, undefined)) || !visit(packet(hopLimit, port, 40000, undefined))) return;
+                  }
+                } else {
+                  for (const hopLimit of hopLimits) for (const icmpType of icmpTypes) if (!visit(packet(hopLimit, undefined, undefined, icmpType))) return;
+                }
               }
             }
           }
         }
       }
-      if (packets.length > MAX_PACKETS) return packets;
-    }
-  }
-  return packets;
+    },
+  };
 }
 
 function describePacket(packet: Packet): string {
@@ -176,18 +196,19 @@ export function nftAccessDifferences(expected: {readonly v4: Ruleset; readonly v
   if (!ours) return [`no table ${OUR_NFT_TABLE.family} ${OUR_NFT_TABLE.name}`];
   const problems: string[] = [];
   for (const ruleset of [expected.v4, expected.v6]) {
-    const packets = samplePackets(ruleset, ours);
-    if (packets.length > MAX_PACKETS) return [`IPv${ruleset.family}: too many packet classes to compare (${packets.length})`];
-    for (const packet of packets) {
+    const packets = sampleSpace(ruleset, ours);
+    if (packets.count > MAX_PACKETS) return [`IPv${ruleset.family}: too many packet classes to compare (${packets.count})`];
+    packets.forEach((packet) => {
       const planned = evaluate(ruleset, packet);
       const wanted = planned.verdict === 'ACCEPT' && planned.uncertain.length === 0 ? 'pass' : planned.verdict === 'ACCEPT' ? 'unknown' : 'drop';
-      if (wanted === 'unknown') continue; // the plan itself is not read exactly there: nothing to hold the table to
+      if (wanted === 'unknown') return true; // the plan itself is not read exactly there: nothing to hold the table to
       const got = evaluateNft(live, packet, {tables: isOurs});
-      if (got.outcome === wanted) continue;
+      if (got.outcome === wanted) return true;
       const why = got.outcome === 'may-drop' ? ` (unread: ${got.reason ?? 'a statement'})` : '';
       problems.push(`IPv${ruleset.family} ${describePacket(packet)}: planned ${wanted}, live ${got.outcome}${why}`);
-      if (problems.length >= limit) return problems;
-    }
+      return problems.length < limit;
+    });
+    if (problems.length >= limit) return problems;
   }
   return problems;
 }

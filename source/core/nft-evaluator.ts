@@ -110,7 +110,6 @@ function walkChain(context: Context, table: NftTable, chain: NftChain, depth: nu
   for (let index = 0; index < chain.rules.length; index += 1) {
     const rule = chain.rules[index];
     if (!rule) continue;
-    const at: NftRuleRef = {table: tableName(table), chain: chain.name, index, ...(rule.handle === undefined ? {} : {handle: rule.handle})};
     let unknown: string | undefined;
     let matched = true;
     let verdict: Verdict | undefined;
@@ -131,6 +130,8 @@ function walkChain(context: Context, table: NftTable, chain: NftChain, depth: nu
       // 'ignore': counter, log, comment …: the walk goes on
     }
     if (!matched) continue;
+    // Named only for a rule that matched: most rules do not, for most packets.
+    const at: NftRuleRef = {table: tableName(table), chain: chain.name, index, ...(rule.handle === undefined ? {} : {handle: rule.handle})};
     if (unknown !== undefined) context.unread.push({at, what: unknown});
     if (verdict === undefined) continue;
     // A rule that may not match is assumed not to, except that what it would drop is a "may drop".
@@ -196,7 +197,13 @@ type Step =
 const PASSIVE = new Set(['counter', 'log', 'comment', 'mangle', 'notrack', 'meter', 'set', 'ct helper', 'ct timeout', 'ct expectation']);
 
 function judgeStatement(context: Context, table: NftTable, statement: NftStatement): Step {
-  const [kind, body] = Object.entries(statement)[0] ?? ['?', undefined];
+  // A statement is an object of one key (its kind); read without copying it (once per rule and packet).
+  let kind = '?';
+  for (const key in statement) {
+    kind = key;
+    break;
+  }
+  const body: unknown = statement[kind];
   if (kind === 'match') return {kind: 'match', result: judgeMatch(context, table, body)};
   if (kind === 'accept' || kind === 'drop' || kind === 'return') return {kind: 'verdict', verdict: {kind}};
   if (kind === 'reject') return {kind: 'verdict', verdict: {kind: 'drop'}};
