@@ -835,6 +835,12 @@ IPT_FILE=/etc/isolate-wizard/isolate-wizard
 IPT_UNIT_NAME=isolate-wizard-iptables.service
 IPT_UNIT=/etc/systemd/system/$IPT_UNIT_NAME
 IPT_WANTS=/etc/systemd/system/multi-user.target.wants/$IPT_UNIT_NAME
+# Our jump into Docker's DOCKER-USER (restricted published ports) can only load once Docker made
+# that chain, long after the unit above: a second unit of ours, started with docker.service and
+# after it, runs the same boot op then (and again when Docker restarts).
+IPT_DOCKER_UNIT_NAME=isolate-wizard-docker-user.service
+IPT_DOCKER_UNIT=/etc/systemd/system/$IPT_DOCKER_UNIT_NAME
+IPT_DOCKER_WANTS=/etc/systemd/system/docker.service.wants/$IPT_DOCKER_UNIT_NAME
 
 # persist_ipt: our live chains ($live_v4 / $live_v6, our_part outputs) into our boot files and
 # unit, or (nothing of ours live) both removed. Sets $pi: unit (files and unit written), file (no
@@ -842,10 +848,13 @@ IPT_WANTS=/etc/systemd/system/multi-user.target.wants/$IPT_UNIT_NAME
 persist_ipt() {
   pi=none
   if [ -z "$live_v4" ] && [ -z "$live_v6" ]; then
-    [ -e "$IPT_FILE.v4" ] || [ -e "$IPT_FILE.v6" ] || [ -e "$IPT_UNIT" ] || [ -L "$IPT_WANTS" ] || return 0
+    [ -e "$IPT_FILE.v4" ] || [ -e "$IPT_FILE.v6" ] || [ -e "$IPT_UNIT" ] || [ -L "$IPT_WANTS" ] || [ -e "$IPT_DOCKER_UNIT" ] || [ -L "$IPT_DOCKER_WANTS" ] || return 0
     # A oneshot without ExecStop: stopping it changes no rule, it only stops following the loader.
-    if pid1_is_systemd; then systemctl stop "$IPT_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $IPT_UNIT_NAME failed"; fi
-    rm -f "$IPT_WANTS" "$IPT_UNIT" "$IPT_FILE.v4" "$IPT_FILE.v6" || return 1
+    if pid1_is_systemd; then
+      systemctl stop "$IPT_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $IPT_UNIT_NAME failed"
+      [ ! -e "$IPT_DOCKER_UNIT" ] || systemctl stop "$IPT_DOCKER_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $IPT_DOCKER_UNIT_NAME failed"
+    fi
+    rm -f "$IPT_WANTS" "$IPT_UNIT" "$IPT_DOCKER_WANTS" "$IPT_DOCKER_UNIT" "$IPT_FILE.v4" "$IPT_FILE.v6" || return 1
     rmdir /etc/isolate-wizard 2>/dev/null
     if pid1_is_systemd; then systemctl daemon-reload >/dev/null 2>&1 || return 1; fi
     return 0
@@ -878,7 +887,8 @@ ExecReload=/bin/sh $AGENT boot
 
 [Install]
 WantedBy=multi-user.target" &&
-    ln -sf "$IPT_UNIT" "$IPT_WANTS"
+    ln -sf "$IPT_UNIT" "$IPT_WANTS" &&
+    persist_docker_user
   pi_status=$?
   umask 077
   [ "$pi_status" = 0 ] || return 1
@@ -886,8 +896,37 @@ WantedBy=multi-user.target" &&
   # that are part of it). The boot op takes no mutex (this op holds it): it loads what is live.
   if pid1_is_systemd; then
     systemctl daemon-reload >/dev/null 2>&1 && systemctl start "$IPT_UNIT_NAME" >/dev/null 2>&1 || return 1
+    if [ -e "$IPT_DOCKER_UNIT" ]; then systemctl start "$IPT_DOCKER_UNIT_NAME" >/dev/null 2>&1 || return 1; fi
   fi
   pi=unit
+}
+
+# persist_docker_user: our Docker-side unit written (our jump into DOCKER-USER is in what we
+# keep) or removed (it is not). Every step checked.
+persist_docker_user() {
+  case "$nl$live_v4$nl$live_v6$nl" in
+    *"$nl-A DOCKER-USER -j IW-PUBLISHED$nl"*) ;;
+    *)
+      [ -e "$IPT_DOCKER_UNIT" ] || [ -L "$IPT_DOCKER_WANTS" ] || return 0
+      if pid1_is_systemd; then systemctl stop "$IPT_DOCKER_UNIT_NAME" >/dev/null 2>&1 || log "persist: systemctl stop $IPT_DOCKER_UNIT_NAME failed"; fi
+      rm -f "$IPT_DOCKER_WANTS" "$IPT_DOCKER_UNIT"
+      return ;;
+  esac
+  { [ -d /etc/systemd/system/docker.service.wants ] || mkdir -p /etc/systemd/system/docker.service.wants; } &&
+    write_checked "$IPT_DOCKER_UNIT" "$PERSIST_MARK: our jump into Docker's DOCKER-USER, once docker.service made that chain
+[Unit]
+Description=isolate-wizard firewall (our jump into DOCKER-USER, after Docker)
+After=docker.service
+PartOf=docker.service
+
+[Service]
+Type=oneshot
+RemainAfterExit=yes
+ExecStart=/bin/sh $AGENT boot
+
+[Install]
+WantedBy=docker.service" &&
+    ln -sf "$IPT_DOCKER_UNIT" "$IPT_DOCKER_WANTS"
 }
 
 # without_docker_user PART: sets $part to PART (an our_part output) without our jump into DOCKER-USER.
@@ -909,13 +948,14 @@ boot_load() {
     read_text "$IPT_FILE.v$fam" || continue
     our_part "$text"
     bl_want=$part
-    # Docker creates DOCKER-USER when it starts, after us: till then our chains load without our jump into it.
+    # Docker creates DOCKER-USER when it starts, after us: till then our chains load without our
+    # jump into it, which our Docker-side unit loads once docker.service started.
     case $bl_want in *"$nl-A DOCKER-USER -j IW-PUBLISHED$nl"*)
       live_text "$fam" || { bl_why="$bl_why IPv$fam: cannot read the live rules;"; continue; }
       case "$nl$saved" in *"$nl:DOCKER-USER "*) ;; *)
         without_docker_user "$bl_want"
         bl_want=$part
-        log "boot: IPv$fam: no DOCKER-USER chain (Docker not started): published ports unrestricted until the next apply" ;;
+        log "boot: IPv$fam: no DOCKER-USER chain (Docker not started): our jump into it waits for $IPT_DOCKER_UNIT_NAME, started with docker.service" ;;
       esac ;;
     esac
     bl_error=

@@ -2,7 +2,7 @@
 // iptables are private to the namespace; the root namespace is never touched). The state
 // directory is a temp dir (IW_STATE_DIR_OVERRIDE), so several runs can share the machine.
 import {execFileSync, spawn, spawnSync} from 'node:child_process';
-import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync} from 'node:fs';
+import {chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync, existsSync, readdirSync, readlinkSync} from 'node:fs';
 import {tmpdir} from 'node:os';
 import path from 'node:path';
 import {afterAll, afterEach, beforeAll, beforeEach, describe, expect, it} from 'vitest';
@@ -628,6 +628,14 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     const confirmed = agent(['confirm', 'du2'], '', server);
     expect(confirmed.code, confirmed.stderr).toBe(0);
     expect(readFileSync(path.join(etc, 'isolate-wizard', 'isolate-wizard.v4'), 'utf8')).toContain('-A DOCKER-USER -j IW-PUBLISHED');
+    // Our Docker-side unit: started with docker.service and after it, it runs the boot op once DOCKER-USER exists.
+    const dockerUnit = path.join(etc, 'systemd', 'system', 'isolate-wizard-docker-user.service');
+    const unit = readFileSync(dockerUnit, 'utf8');
+    expect(unit).toMatch(/^After=docker\.service$/m);
+    expect(unit).toMatch(/^PartOf=docker\.service$/m);
+    expect(unit).toMatch(/^WantedBy=docker\.service$/m);
+    expect(unit).toContain(`ExecStart=/bin/sh ${path.join(dir, 'agent.sh')} boot`);
+    expect(readlinkSync(path.join(etc, 'systemd', 'system', 'docker.service.wants', 'isolate-wizard-docker-user.service'))).toBe('/etc/systemd/system/isolate-wizard-docker-user.service');
     // A reboot: the loader's table, Docker not started yet. Ours loads without the jump, and DOCKER-USER is not made.
     inNetns(['iptables-restore'], '*filter\n:INPUT ACCEPT [0:0]\n:FORWARD DROP [0:0]\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n');
     const booted = agent(['boot'], '', server);
@@ -639,6 +647,14 @@ describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 6
     inNetns(['iptables-restore', '--noflush'], '*filter\n:DOCKER-USER - [0:0]\n-A DOCKER-USER -j RETURN\nCOMMIT\n');
     expect(agent(['boot'], '', server).code).toBe(0);
     expect(userChain()).toEqual(['-N DOCKER-USER', '-A DOCKER-USER -j IW-PUBLISHED', '-A DOCKER-USER -j RETURN']);
+    // A later batch without the restriction: the Docker-side unit goes with it.
+    expect(agent(['begin', 'du3', '60'], 'x@y pid=2\n').code).toBe(0);
+    expect(agent(['stage', 'du3'], payload(CANDIDATE_V4, CANDIDATE_V6)).code).toBe(0);
+    expect(agent(['load', 'du3']).code).toBe(0);
+    expect(agent(['confirm', 'du3'], '', server).code).toBe(0);
+    expect(existsSync(dockerUnit)).toBe(false);
+    expect(existsSync(path.join(etc, 'systemd', 'system', 'docker.service.wants', 'isolate-wizard-docker-user.service'))).toBe(false);
+    expect(existsSync(path.join(etc, 'systemd', 'system', 'isolate-wizard-iptables.service'))).toBe(true);
   });
 
   it('takes a candidate whose last line has no newline, and a new candidate must pass --test again', () => {
