@@ -54,7 +54,7 @@ export async function resetFleet(lab: Lab): Promise<void> {
       await host.exec([
         'sh',
         '-c',
-        'rm -rf /var/lib/isolate-wizard/* /etc/isolate-wizard /etc/systemd/system/isolate-wizard-iptables.service /etc/systemd/system/multi-user.target.wants/isolate-wizard-iptables.service /etc/systemd/system/isolate-wizard-docker-user.service /etc/systemd/system/docker.service.wants;  rm -f /usr/local/sbin/*',
+        'rm -rf /var/lib/isolate-wizard/* /etc/isolate-wizard /etc/systemd/system/isolate-wizard-iptables.service /etc/systemd/system/multi-user.target.wants/isolate-wizard-iptables.service /etc/systemd/system/isolate-wizard-docker-user.service /etc/systemd/system/docker.service.wants/isolate-wizard-docker-user.service;  rm -f /usr/local/sbin/*',
       ]);
       // The machine's nft in the server's network namespace: a server of the lab may have none.
       await run('ip', ['netns', 'exec', host.netns, 'sh', '-c', 'nft delete table ip filter; nft delete table ip6 filter; nft delete table inet isolate_wizard; true']);
