@@ -92,7 +92,7 @@ describe('discover over the seed fleet', () => {
     // The lab's servers have the fixture's interface names and address plan, so the two agree.
     const offline = await lab.runCli(['plan', '--inventory', lab.writeInventory(written, 'written.json'), '--host', 'mysql-1', '--family', '6', '--format', 'iptables']);
     expect(offline.code, offline.stderr).toBe(0);
-    expect(discovered.stdout).toContain('-A INPUT -s fd00:132::12/128 -i eth1 -p tcp -m tcp --dport 3306');
+    expect(discovered.stdout).toContain('-A IW-INPUT -s fd00:132::12/128 -i eth1 -p tcp -m tcp --dport 3306');
     expect(discovered.stdout).toBe(offline.stdout);
   });
 
