@@ -198,6 +198,15 @@ async function waitForPhase(phases: string[], limitMs = 15_000): Promise<string>
   }
 }
 
+/** Namespaces of this file's earlier runs whose process is gone (killed: no afterAll ran), removed. */
+function removeOrphanNamespaces(): void {
+  const listed = spawnSync('ip', ['netns', 'list'], {encoding: 'utf8'}).stdout ?? '';
+  for (const [, name, pid] of listed.matchAll(/^(iw-h5-agent-(\d+))\b/gm)) {
+    if (name === NETNS || existsSync(`/proc/${pid}`)) continue;
+    spawnSync('ip', ['netns', 'del', name as string]);
+  }
+}
+
 function freshNamespace(): void {
   spawnSync('ip', ['netns', 'del', NETNS]);
   execFileSync('ip', ['netns', 'add', NETNS]);
@@ -249,7 +258,10 @@ describe('agent script (static)', () => {
 });
 
 describe.skipIf(!canUseNetns)('agent script in a network namespace', {timeout: 60_000}, () => {
-  beforeAll(() => freshNamespace());
+  beforeAll(() => {
+    removeOrphanNamespaces();
+    freshNamespace();
+  });
   afterAll(() => {
     spawnSync('ip', ['netns', 'del', NETNS]);
     // The detached watchdogs poll their token: with the state dir gone they exit within a second.
